@@ -1,0 +1,134 @@
+"""Index rows for blobs and datasets: the SQL the engine writes and the API reads back.
+
+Functions take an open connection so the caller chooses the transaction: a dataset's blob
+row and its dataset row commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from core.ids import BlobId
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One dataset as the index describes it."""
+
+    dataset_id: BlobId
+    name: str
+    task: str
+    n_samples: int
+    n_features: int
+    target_names: list[str]
+    target_stats: dict[str, Any]
+    wavelength_min: float | None
+    wavelength_max: float | None
+    wavelength_unit: str | None
+    source_path: str | None
+    source_sha256: str | None
+    source_size: int | None
+    blob_id: BlobId
+    created_at: datetime
+
+    @property
+    def short_id(self) -> str:
+        return self.dataset_id.short
+
+
+@dataclass(frozen=True)
+class BlobStats:
+    """Logical bytes (what every reference would take as a copy) vs bytes stored once."""
+
+    n_blobs: int
+    n_references: int
+    logical_bytes: int
+    stored_bytes: int
+
+    @property
+    def dedup_ratio(self) -> float:
+        return self.logical_bytes / self.stored_bytes if self.stored_bytes else 1.0
+
+
+def register_blob(conn: duckdb.DuckDBPyConnection, blob_id: str, size: int, media_type: str):
+    conn.execute(
+        "INSERT INTO blobs VALUES (?, ?, ?, current_timestamp) ON CONFLICT DO NOTHING",
+        [BlobId(blob_id), size, media_type],
+    )
+
+
+_DATASET_COLUMNS = (
+    "dataset_id, name, task, n_samples, n_features, target_names, target_stats, "
+    "wavelength_min, wavelength_max, wavelength_unit, source_path, source_sha256, "
+    "source_size, blob_id, created_at"
+)
+
+
+def add_dataset(conn: duckdb.DuckDBPyConnection, meta: dict[str, Any], blob_id: str) -> bool:
+    """Insert a dataset row; False when the same content is already indexed."""
+    if conn.execute("SELECT 1 FROM datasets WHERE dataset_id = ?", [blob_id]).fetchone():
+        return False
+    conn.execute(
+        f"INSERT INTO datasets ({_DATASET_COLUMNS}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp)",
+        [
+            blob_id,
+            meta["name"],
+            meta["task"],
+            meta["n_samples"],
+            meta["n_features"],
+            meta["target_names"],
+            json.dumps(meta["target_stats"]),
+            meta["wavelength_min"],
+            meta["wavelength_max"],
+            meta["wavelength_unit"],
+            meta["source_path"],
+            meta["source_sha256"],
+            meta["source_size"],
+            blob_id,
+        ],
+    )
+    return True
+
+
+def _dataset_from_row(row: tuple) -> DatasetInfo:
+    values = dict(zip([c.strip() for c in _DATASET_COLUMNS.split(",")], row, strict=True))
+    values["dataset_id"] = BlobId(values["dataset_id"])
+    values["blob_id"] = BlobId(values["blob_id"])
+    values["target_stats"] = json.loads(values["target_stats"])
+    values["target_names"] = list(values["target_names"])
+    return DatasetInfo(**values)
+
+
+def list_datasets(conn: duckdb.DuckDBPyConnection) -> list[DatasetInfo]:
+    rows = conn.execute(
+        f"SELECT {_DATASET_COLUMNS} FROM datasets ORDER BY created_at, dataset_id"
+    ).fetchall()
+    return [_dataset_from_row(r) for r in rows]
+
+
+def find_datasets(conn: duckdb.DuckDBPyConnection, key: str) -> list[DatasetInfo]:
+    """By exact name, or by id prefix (at least 4 hex characters)."""
+    rows = conn.execute(
+        f"SELECT {_DATASET_COLUMNS} FROM datasets WHERE name = ? "
+        "OR (length(?) >= 4 AND starts_with(dataset_id, ?)) ORDER BY created_at",
+        [key, key, key.lower()],
+    ).fetchall()
+    return [_dataset_from_row(r) for r in rows]
+
+
+def blob_stats(conn: duckdb.DuckDBPyConnection) -> BlobStats:
+    row = conn.execute(
+        """
+        SELECT count(DISTINCT r.blob_id), count(*), coalesce(sum(b.size), 0),
+               coalesce((SELECT sum(size) FROM blobs WHERE blob_id IN
+                         (SELECT blob_id FROM referenced_blobs)), 0)
+        FROM referenced_blobs r JOIN blobs b USING (blob_id)
+        """
+    ).fetchone()
+    return BlobStats(int(row[0]), int(row[1]), int(row[2]), int(row[3]))

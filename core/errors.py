@@ -1,0 +1,53 @@
+"""One error family for the whole engine and its surfaces.
+
+Callers catch `N4AError` for "a user-facing problem with a message worth printing", or a
+subclass when they can do something specific about it. Every message names the object (a
+path, a short id), what was expected, what was found, and the next step: the CLI prints it
+as one line and exits non-zero, so the message is all the user gets.
+"""
+
+from __future__ import annotations
+
+
+class N4AError(Exception):
+    """Root of every error n4afs raises on purpose."""
+
+
+class BlobNotFound(N4AError):
+    """A blob id is referenced but no object holds it."""
+
+
+class BlobCorrupt(N4AError):
+    """An object's bytes do not hash to its name: never serve or unpickle them."""
+
+
+class InvalidBlobId(N4AError, ValueError):
+    """A string that is not 64 lowercase hex characters was used as a blob id."""
+
+
+class WorkspaceError(N4AError):
+    """The workspace is missing, unreadable, or of an unknown layout."""
+
+
+class WorkspaceLocked(WorkspaceError):
+    """The workspace lock could not be taken within the bounded wait."""
+
+
+class SchemaError(WorkspaceError):
+    """The index was written by a newer n4afs, or a migration failed."""
+
+
+class DatasetError(N4AError, ValueError):
+    """Spectra or targets that cannot be used: the message names file, row and column."""
+
+
+class TemplateError(N4AError, ValueError):
+    """A template that cannot be expanded: the message names the path to the bad node."""
+
+
+class UnknownOperator(TemplateError):
+    """An operator name that is not registered; the message lists the closest names."""
+
+
+class RunError(N4AError):
+    """A run that cannot start or resume (unknown run id, nothing to do, bad options)."""

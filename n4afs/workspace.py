@@ -1,0 +1,106 @@
+"""The Python API: `Workspace(path)` creates or opens a workspace and adds datasets to it.
+
+A workspace directory holds `n4a.duckdb` (the index), `objects/` (the blobs) and the lock
+files. Opening one checks the schema version with a read; only an older index takes the
+write lock to migrate, so opening is cheap and never blocks a running sweep for long.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from core import catalog, datasets
+from core.blobstore import BlobStore
+from core.catalog import BlobStats, DatasetInfo
+from core.errors import DatasetError, WorkspaceError
+from core.index import SCHEMA_DIR, Index, migrations_in
+
+ENV_VAR = "N4AFS_WORKSPACE"
+
+
+def default_workspace_path() -> Path:
+    """`$N4AFS_WORKSPACE`, else `~/.n4afs/workspace`."""
+    return Path(os.environ.get(ENV_VAR) or Path.home() / ".n4afs" / "workspace").expanduser()
+
+
+class Workspace:
+    """One experiment workspace: index + blob store."""
+
+    def __init__(self, path: str | os.PathLike | None = None, create: bool = True) -> None:
+        self.path = Path(path).expanduser() if path is not None else default_workspace_path()
+        self.index = Index(self.path)
+        self.store = BlobStore(self.path)
+        if not self.index.db_path.exists():
+            if not create:
+                raise WorkspaceError(
+                    f"no workspace at {self.path}: create it with `n4afs init {self.path}`"
+                )
+            if self.path.exists() and not self.path.is_dir():
+                raise WorkspaceError(f"{self.path} exists and is not a directory")
+        self.store.create()
+        self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
+        latest = migrations_in(SCHEMA_DIR)[-1].version
+        if not self.index.db_path.exists() or self.index.schema_version() != latest:
+            self.index.migrate()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.path)!r})"
+
+    # -- datasets ---------------------------------------------------------------------
+    def add_dataset(self, source: Any, name: str | None = None, **options: Any) -> DatasetInfo:
+        """Load, validate and store a dataset once; adding the same data again is a no-op.
+
+        `source` is a CSV path, `chemotools:fermentation` / `chemotools:coffee`, a pandas or
+        polars frame (with `targets=[...]`), or a `core.datasets.Spectra`. CSV options:
+        `targets`, `sample_id`, `task`.
+        """
+        if name is not None and not isinstance(source, (str, Path)):
+            options["name"] = name
+        spectra = datasets.load_any(source, **options)
+        if name:
+            spectra.name = name
+        return self._store_dataset(spectra)
+
+    def add_arrays(self, X: Any, y: Any, name: str, **options: Any) -> DatasetInfo:
+        """Spectra from numpy arrays (see `core.datasets.from_arrays` for options)."""
+        return self._store_dataset(datasets.from_arrays(X, y, name, **options))
+
+    def _store_dataset(self, spectra: datasets.Spectra) -> DatasetInfo:
+        data = datasets.to_parquet_bytes(spectra)
+        blob_id = self.store.put(data)
+        meta = datasets.metadata(spectra)
+        with self.index.write() as conn:
+            catalog.register_blob(conn, blob_id, len(data), "parquet")
+            catalog.add_dataset(conn, meta, blob_id)
+        return self.dataset(blob_id)
+
+    def datasets(self) -> list[DatasetInfo]:
+        with self.index.read() as conn:
+            return catalog.list_datasets(conn)
+
+    def dataset(self, key: str) -> DatasetInfo:
+        """By name or id prefix; ambiguous or unknown keys get an error listing choices."""
+        with self.index.read() as conn:
+            found = catalog.find_datasets(conn, key)
+            if len(found) == 1:
+                return found[0]
+            known = [d.name for d in catalog.list_datasets(conn)]
+        if not found:
+            raise DatasetError(f"no dataset {key!r} in {self.path}; known: {', '.join(known)}")
+        ids = ", ".join(d.short_id for d in found)
+        raise DatasetError(f"{key!r} names {len(found)} datasets ({ids}): use an id prefix")
+
+    def load_dataset(self, key: str) -> datasets.Spectra:
+        info = self.dataset(key)
+        spectra = datasets.from_parquet_bytes(self.store.read(info.blob_id))
+        spectra.name = info.name
+        return spectra
+
+    # -- storage ----------------------------------------------------------------------
+    def blob_stats(self) -> BlobStats:
+        with self.index.read() as conn:
+            return catalog.blob_stats(conn)

@@ -1,0 +1,121 @@
+import hashlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from core.blobstore import BlobStore
+from core.errors import BlobCorrupt, BlobNotFound, InvalidBlobId
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = BlobStore(tmp_path / "store")
+    s.create()
+    return s
+
+
+def object_files(store):
+    return sorted(p for p in store.objects_dir.rglob("*") if p.is_file())
+
+
+def test_put_bytes_stream_and_path_give_the_sha256(store, tmp_path):
+    data = os.urandom(3 * (1 << 20) + 17)  # spans several copy chunks
+    expected = hashlib.sha256(data).hexdigest()
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    assert store.put(data) == expected
+    assert store.put(io.BytesIO(data)) == expected
+    assert store.put(src) == expected
+    assert store.read(expected) == data
+    assert store.size(expected) == len(data)
+    assert store.path_of(expected) == store.objects_dir / expected[:2] / expected
+
+
+def test_same_content_twice_is_stored_once(store):
+    first = store.put(b"one model")
+    second = store.put(b"one model")
+    assert first == second
+    assert object_files(store) == [store.path_of(first)]
+    assert store.temporaries() == []
+
+
+def test_different_content_gets_different_objects(store):
+    ids = {store.put(b"a"), store.put(b"b"), store.put(b"")}
+    assert len(ids) == 3
+    assert len(object_files(store)) == 3
+    assert sorted(store.iter_ids()) == sorted(ids)
+
+
+def test_objects_are_read_only_files(store):
+    blob_id = store.put(b"immutable")
+    assert not os.access(store.path_of(blob_id), os.W_OK) or os.geteuid() == 0
+    assert store.path_of(blob_id).stat().st_mode & 0o222 == 0
+
+
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "a" * 63, "Z" * 64, "/" + "a" * 63])
+def test_names_are_validated_before_any_path_is_built(store, bad):
+    for call in (store.path_of, store.exists, store.read, store.open, store.size):
+        with pytest.raises(InvalidBlobId):
+            call(bad)
+
+
+def test_missing_blob_says_what_to_do(store):
+    missing = "0" * 64
+    with pytest.raises(BlobNotFound, match="n4afs verify"):
+        store.read(missing)
+    assert not store.exists(missing)
+    assert store.verify(missing) is False
+
+
+def test_corrupt_blob_is_detected_on_read(store):
+    blob_id = store.put(b"good bytes")
+    path = store.path_of(blob_id)
+    os.chmod(path, 0o644)
+    path.write_bytes(b"evil bytes")
+    with pytest.raises(BlobCorrupt, match=blob_id[:8]):
+        store.read(blob_id)
+    assert store.verify(blob_id) is False
+    assert store.read(blob_id, verify=False) == b"evil bytes"
+
+
+SLOW_WRITER = r"""
+import sys, time
+from core.blobstore import BlobStore
+
+class Slow:
+    def __init__(self): self.n = 0
+    def read(self, size=-1):
+        self.n += 1
+        if self.n == 3:
+            open(sys.argv[2], "w").write("started")
+        if self.n > 3:
+            time.sleep(0.2)
+        return b"x" * 65536
+
+BlobStore(sys.argv[1]).put(Slow())
+"""
+
+
+def test_writer_killed_mid_write_leaves_no_object(store, tmp_path):
+    marker = tmp_path / "started"
+    env = {**os.environ, "PYTHONPATH": str(os.getcwd())}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_WRITER, str(store.root), str(marker)], env=env
+    )
+    deadline = time.monotonic() + 30
+    while not marker.exists():
+        assert proc.poll() is None, "writer exited before it started writing"
+        assert time.monotonic() < deadline, "writer never started"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert object_files(store) == []
+    leftovers = store.temporaries()
+    assert len(leftovers) == 1 and leftovers[0].stat().st_size > 0
+    # the store keeps working after the crash
+    assert store.read(store.put(b"after")) == b"after"
