@@ -49,6 +49,9 @@ class BlobStore:
     def put(self, source: Source) -> BlobId:
         """Store bytes, a binary stream or a file path; return the content id."""
         if isinstance(source, (bytes, bytearray, memoryview)):
+            known = BlobId(hashlib.sha256(source).hexdigest())
+            if self.exists(known):  # in memory we can hash first: a re-put writes nothing
+                return known
             return self._put_stream(io.BytesIO(bytes(source)))
         if isinstance(source, (str, os.PathLike)):
             with open(source, "rb") as stream:

@@ -124,6 +124,198 @@ def datasets_list(ctx) -> None:
     )
 
 
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _ranked_table(ws, title: str, results: list, limit: int):
+    """Best first; regression shows the chemometric set, classification accuracy and F1."""
+    from rich.table import Table
+
+    metric = results[0].row.metric if results else ""
+    extra = (
+        ["rmse", "r2", "rpd", "bias"]
+        if metric in ("rmse", "mae", "r2", "rpd", "rpiq", "sep", "bias")
+        else ["accuracy", "f1"]
+    )
+    table = Table(title=title)
+    for column in ("rank", "result", "run", f"{metric} (cv)", *extra, "status"):
+        table.add_column(column, no_wrap=column in ("result", "run"))
+    for rank, result in enumerate(results[:limit], start=1):
+        cv = result.cv_scores() if result.row.status == "completed" else {}
+        table.add_row(
+            str(rank),
+            result.row.label,
+            result.row.run_id,
+            _score(result.row.score),
+            *[_score(cv.get(m)) for m in extra],
+            result.row.status,
+        )
+    return table
+
+
+def _progress_callback(progress, task_id, state: dict):
+    def on_result(payload) -> None:
+        if payload.status == "completed" and payload.score is not None:
+            if state["best"] is None or state["better"](payload.score, state["best"]):
+                state["best"] = payload.score
+        else:
+            state["failed"] += 1
+        best = _score(state["best"])
+        progress.update(
+            task_id,
+            advance=1,
+            description=f"best {state['metric']} {best}, failed {state['failed']}",
+        )
+
+    return on_result
+
+
+def _execute_with_progress(ws, run_id: str) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from core.metrics import is_better
+    from core.runner import execute_run
+
+    pending, metric = ws.index.fetchall(
+        "SELECT count(*), any_value(metric) FROM results WHERE run_id = ? AND status = 'pending'",
+        [run_id],
+    )[0]
+    state = {
+        "best": None,
+        "failed": 0,
+        "metric": metric,
+        "better": lambda a, b: is_better(metric, a, b),
+    }
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_console(),
+        transient=False,
+    ) as progress:
+        task_id = progress.add_task("starting", total=pending)
+        execute_run(ws.index, ws.store, run_id, _progress_callback(progress, task_id, state))
+
+
+def _show_run_summary(ws, run_id: str, limit: int) -> None:
+    run = ws.get_run(run_id)
+    console = _console()
+    with ws.index.read() as conn:
+        names = [
+            n
+            for (n,) in conn.execute(
+                "SELECT d.name FROM run_datasets r JOIN datasets d USING (dataset_id) "
+                "WHERE run_id = ? ORDER BY position",
+                [run_id],
+            ).fetchall()
+        ]
+    for name in names:
+        console.print(_ranked_table(ws, f"{name}: best of run {run_id}", run.ranked(name), limit))
+    info = run.info
+    console.print(f"run {run_id}: {info.status}, {info.n_results} results ({info.n_failed} failed)")
+
+
+@cli.command()
+@click.argument("templates", nargs=-1)
+@click.option(
+    "-d",
+    "--dataset",
+    "datasets_",
+    multiple=True,
+    help="CSV file, chemotools:NAME, or a dataset already in the workspace. Repeatable.",
+)
+@click.option("--cv", default=5, show_default=True, help="Number of cross-validation folds.")
+@click.option(
+    "--metric",
+    default=None,
+    help="Ranking metric: rmse, mae, r2, rpd, rpiq, sep, bias, accuracy, f1 ... "
+    "(default: rmse for regression, accuracy for classification).",
+)
+@click.option("--name", default="run", show_default=True, help="Readable name of the run.")
+@click.option(
+    "--test-size",
+    default=0.0,
+    show_default=True,
+    help="Fraction of samples held out as a test set before CV.",
+)
+@click.option("--seed", default=42, show_default=True, help="Seed of the splits.")
+@click.option("-j", "--jobs", default=1, show_default=True, help="Parallel worker processes.")
+@click.option("--resume", "resume_id", default=None, help="Finish an interrupted run (its id).")
+@click.option("--top", default=10, show_default=True, help="Rows of the ranked table.")
+@click.pass_context
+def run(ctx, templates, datasets_, cv, metric, name, test_size, seed, jobs, resume_id, top):
+    """Run a sweep: every config of every TEMPLATE (YAML/JSON) on every --dataset.
+
+    Results are stored as they finish (a crash loses only results in flight; finish with
+    --resume RUN). Ends with a ranked table per dataset.
+    """
+    from core.runner import RunOptions, plan_run
+    from core.templates import load_templates
+
+    ws = _workspace(ctx.obj["workspace"], create=True)
+    if resume_id:
+        run_id = ws.get_run(resume_id).run_id
+    else:
+        if not templates or not datasets_:
+            raise click.UsageError("give at least one TEMPLATE file and one --dataset")
+        loaded = load_templates(list(templates))
+        infos = [ws._dataset_for_run(d) for d in datasets_]
+        options = RunOptions(cv=cv, seed=seed, metric=metric, test_size=test_size, n_jobs=jobs)
+        run_id = plan_run(ws.index, loaded, infos, options, name)
+    click.echo(f"run {run_id}")
+    _execute_with_progress(ws, run_id)
+    _show_run_summary(ws, run_id, top)
+
+
+@cli.command()
+@click.pass_context
+def runs(ctx) -> None:
+    """List runs with their status and result counts."""
+    from rich.table import Table
+
+    ws = _workspace(ctx.obj["workspace"])
+    table = Table("run", "status", "metric", "results", "failed", "pending", "started")
+    for r in ws.runs():
+        table.add_row(
+            r.run_id,
+            r.status,
+            r.metric,
+            str(r.n_results),
+            str(r.n_failed),
+            str(r.n_pending),
+            f"{r.created_at:%Y-%m-%d %H:%M}",
+        )
+    _console().print(table)
+
+
+@cli.command()
+@click.argument("dataset")
+@click.option("--metric", default=None, help="Rank by another metric (pooled CV scores).")
+@click.option("--top", default=20, show_default=True)
+@click.pass_context
+def results(ctx, dataset, metric, top) -> None:
+    """Every result on DATASET across runs, best first."""
+    ws = _workspace(ctx.obj["workspace"])
+    ranked = ws.results(dataset, metric)
+    _console().print(_ranked_table(ws, f"{dataset}: {len(ranked)} results", ranked, top))
+
+
+@cli.command()
+@click.argument("dataset")
+@click.option("--metric", default=None, help="Rank by another metric (pooled CV scores).")
+@click.pass_context
+def best(ctx, dataset, metric) -> None:
+    """The best result on DATASET: its folder name, run and scores."""
+    ws = _workspace(ctx.obj["workspace"])
+    result = ws.best(dataset, metric)
+    cv = result.cv_scores()
+    click.echo(f"{dataset}/{result.row.label}  run {result.row.run_id}")
+    shown = {k: v for k, v in cv.items() if isinstance(v, float)}
+    click.echo("  cv: " + ", ".join(f"{k}={_score(v)}" for k, v in shown.items()))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one line per user error, tracebacks only for bugs."""
     from core.errors import N4AError

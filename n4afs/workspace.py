@@ -8,14 +8,16 @@ write lock to migrate, so opening is cheap and never blocks a running sweep for 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from core import catalog, datasets
+from core import catalog, datasets, queries
 from core.blobstore import BlobStore
 from core.catalog import BlobStats, DatasetInfo
-from core.errors import DatasetError, WorkspaceError
+from core.errors import DatasetError, RunError, WorkspaceError
 from core.index import SCHEMA_DIR, Index, migrations_in
+from n4afs.runs import Result, Run
 
 ENV_VAR = "N4AFS_WORKSPACE"
 
@@ -99,6 +101,82 @@ class Workspace:
         spectra = datasets.from_parquet_bytes(self.store.read(info.blob_id))
         spectra.name = info.name
         return spectra
+
+    # -- runs -------------------------------------------------------------------------
+    def run(
+        self,
+        templates: Sequence[Any],
+        datasets: Sequence[Any],
+        cv: int = 5,
+        metric: str | None = None,
+        name: str = "run",
+        test_size: float = 0.0,
+        seed: int = 42,
+        n_jobs: int = 1,
+        on_result: Any = None,
+    ) -> Run:
+        """Run templates x datasets with K-fold CV; results are persisted as they finish.
+
+        `templates`: an explicit list (YAML/JSON paths, step lists, `{name, steps}` dicts).
+        `datasets`: names/ids already in the workspace, CSV paths, `chemotools:NAME`, or
+        DataFrames. `metric` ranks results (default rmse / accuracy by task).
+        """
+        from core.runner import RunOptions, execute_run, plan_run
+        from core.templates import load_templates
+
+        loaded = load_templates(list(templates))
+        infos = [self._dataset_for_run(d) for d in datasets]
+        options = RunOptions(cv=cv, seed=seed, metric=metric, test_size=test_size, n_jobs=n_jobs)
+        run_id = plan_run(self.index, loaded, infos, options, name)
+        execute_run(self.index, self.store, run_id, on_result)
+        return Run(self, run_id)
+
+    def resume(self, run_id: str, on_result: Any = None) -> Run:
+        """Finish an interrupted run: only results still pending are computed."""
+        from core.runner import execute_run
+
+        run_id = self._run_id(run_id)
+        execute_run(self.index, self.store, run_id, on_result)
+        return Run(self, run_id)
+
+    def _dataset_for_run(self, source: Any) -> DatasetInfo:
+        if isinstance(source, str) and not source.startswith("chemotools:"):
+            with self.index.read() as conn:
+                found = catalog.find_datasets(conn, source)
+            if len(found) == 1:
+                return found[0]
+        return self.add_dataset(source)
+
+    def _run_id(self, key: str) -> str:
+        """A full run id, or a unique prefix / name of one."""
+        matches = [
+            r.run_id for r in self.runs() if key in (r.run_id, r.name) or r.run_id.startswith(key)
+        ]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise RunError(f"no run {key!r} in {self.path}: list them with `n4afs runs`")
+        raise RunError(f"{key!r} matches {len(matches)} runs: {', '.join(matches[:5])}")
+
+    def runs(self) -> list[queries.RunRow]:
+        with self.index.read() as conn:
+            return queries.list_runs(conn)
+
+    def get_run(self, key: str) -> Run:
+        return Run(self, self._run_id(key))
+
+    def results(self, dataset: str, metric: str | None = None) -> list[Result]:
+        """Every result on a dataset, across runs, best first."""
+        info = self.dataset(dataset)
+        with self.index.read() as conn:
+            rows = queries.ranked_results(conn, info.dataset_id, metric)
+        return [Result(self, r) for r in rows]
+
+    def best(self, dataset: str, metric: str | None = None) -> Result:
+        ranked = [r for r in self.results(dataset, metric) if r.row.status == "completed"]
+        if not ranked:
+            raise RunError(f"no completed result on dataset {dataset!r} yet: run a sweep first")
+        return ranked[0]
 
     # -- storage ----------------------------------------------------------------------
     def blob_stats(self) -> BlobStats:

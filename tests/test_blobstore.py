@@ -119,3 +119,13 @@ def test_writer_killed_mid_write_leaves_no_object(store, tmp_path):
     assert len(leftovers) == 1 and leftovers[0].stat().st_size > 0
     # the store keeps working after the crash
     assert store.read(store.put(b"after")) == b"after"
+
+
+def test_re_putting_known_bytes_writes_no_temporary(store, monkeypatch):
+    blob_id = store.put(b"shared prefix artifact")
+
+    def no_write(*args, **kwargs):
+        raise AssertionError("a known object must not be written again")
+
+    monkeypatch.setattr(store, "_put_stream", no_write)
+    assert store.put(b"shared prefix artifact") == blob_id

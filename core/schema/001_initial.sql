@@ -78,7 +78,7 @@ CREATE TABLE IF NOT EXISTS results (
     config            JSON NOT NULL,           -- the concrete pipeline (a valid template)
     choices           JSON NOT NULL,           -- generator choices that produced it
     template_position INTEGER NOT NULL,
-    status            VARCHAR NOT NULL,        -- completed | failed
+    status            VARCHAR NOT NULL,        -- pending | completed | failed
     metric            VARCHAR NOT NULL,
     score             DOUBLE,                  -- run metric on val (pooled out-of-fold), else test
     predictions_blob  VARCHAR,                 -- Parquet: one row per sample x model x partition
@@ -93,9 +93,8 @@ CREATE INDEX IF NOT EXISTS results_run ON results(run_id);
 CREATE TABLE IF NOT EXISTS models (
     model_id     VARCHAR PRIMARY KEY,          -- short id
     result_id    VARCHAR NOT NULL,
-    role         VARCHAR NOT NULL,             -- fold | final | avg | w_avg
+    role         VARCHAR NOT NULL,             -- fold | final
     fold         INTEGER,                      -- fold number for role = fold
-    pipeline_blob VARCHAR,                     -- the whole fitted chain (joblib); NULL for ensembles
     created_at   TIMESTAMP NOT NULL
 );
 CREATE INDEX IF NOT EXISTS models_result ON models(result_id);
@@ -110,22 +109,21 @@ CREATE TABLE IF NOT EXISTS artifacts (
 );
 
 -- One row per model x partition x fold with its scores; the arrays live in the result's
--- predictions blob.
+-- predictions blob. `model` is fold_<k> | final | avg | w_avg | cv (pooled out-of-fold).
 CREATE TABLE IF NOT EXISTS predictions (
     result_id   VARCHAR NOT NULL,
-    model_id    VARCHAR NOT NULL,
+    model       VARCHAR NOT NULL,
+    model_id    VARCHAR,                       -- NULL for cv, which pools several models
     partition   VARCHAR NOT NULL,              -- train | val | test
-    fold        INTEGER NOT NULL,              -- -1: pooled over folds
+    fold        INTEGER NOT NULL,              -- -1: not one fold
     n_samples   INTEGER NOT NULL,
     scores      JSON NOT NULL,
-    PRIMARY KEY (result_id, model_id, partition, fold)
+    PRIMARY KEY (result_id, model, partition)
 );
 
 CREATE OR REPLACE VIEW referenced_blobs AS
     SELECT blob_id, 'dataset' AS owner_kind, dataset_id AS owner_id FROM datasets
     UNION ALL
     SELECT predictions_blob, 'result', result_id FROM results WHERE predictions_blob IS NOT NULL
-    UNION ALL
-    SELECT pipeline_blob, 'model', model_id FROM models WHERE pipeline_blob IS NOT NULL
     UNION ALL
     SELECT blob_id, 'artifact', model_id FROM artifacts;

@@ -1,0 +1,66 @@
+"""One PLS fit for every number of components.
+
+PLS components are computed one after the other (NIPALS deflation), so the first k
+components of a PLSRegression(15) fit are exactly those of a PLSRegression(k) fit. A sweep
+over `n_components` 1..15 therefore needs one fit per fold, not fifteen: `fit_nested` fits
+the largest model once and derives each smaller one by slicing the weights and loadings and
+recomputing rotations and coefficients with scikit-learn's own formulas. Each derived model
+is a genuine `PLSRegression(n_components=k)` — same class, same params, same attributes —
+that predicts what a direct fit would (to ~1e-13), and it pickles on its own.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+_SLICED_BY_COMPONENT = (
+    "x_weights_",
+    "y_weights_",
+    "x_loadings_",
+    "y_loadings_",
+    "_x_scores",
+    "_y_scores",
+    "x_scores_",
+    "y_scores_",
+)
+
+
+def is_plain_pls(estimator: Any) -> bool:
+    """Only scikit-learn's PLSRegression itself: subclasses may fit differently."""
+    from sklearn.cross_decomposition import PLSRegression
+
+    return type(estimator) is PLSRegression
+
+
+def fit_nested(template: Any, X: np.ndarray, y: np.ndarray, ks: Iterable[int]) -> dict[int, Any]:
+    """Fit `template` once with max(ks) components; return a fitted model per k."""
+    from sklearn.base import clone
+
+    ks = sorted(set(ks))
+    full = clone(template).set_params(n_components=ks[-1]).fit(X, y)
+    return {k: full if k == ks[-1] else truncate(full, k) for k in ks}
+
+
+def truncate(full: Any, k: int) -> Any:
+    """A PLSRegression(k) built from the first k components of a larger fit."""
+    from scipy.linalg import pinv
+
+    model = copy.copy(full)
+    model.__dict__ = {name: copy.copy(value) for name, value in full.__dict__.items()}
+    model.n_components = k
+    for name in _SLICED_BY_COMPONENT:
+        if hasattr(full, name):
+            setattr(model, name, np.ascontiguousarray(getattr(full, name)[:, :k]))
+    model.n_iter_ = list(full.n_iter_[:k])
+    # the same formulas as PLSRegression.fit, applied to the first k components
+    model.x_rotations_ = model.x_weights_ @ pinv(model.x_loadings_.T @ model.x_weights_)
+    model.y_rotations_ = model.y_weights_ @ pinv(model.y_loadings_.T @ model.y_weights_)
+    coef = model.x_rotations_ @ model.y_loadings_.T
+    model.coef_ = np.ascontiguousarray((coef * model._y_std).T / model._x_std)
+    model.intercept_ = model._y_mean
+    model._n_features_out = k
+    return model

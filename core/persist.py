@@ -1,0 +1,360 @@
+"""Turn fitted configs into stored results: blobs first, then index rows in one transaction.
+
+Workers call `store_outcome` (it writes joblib artifacts, pipelines and the predictions
+Parquet into the content-addressed store, which needs no coordination) and hand back a
+small `ResultPayload`. The coordinator calls `commit_payloads`, which writes every row of
+those results in one transaction: a result is visible whole or not at all, and its blobs
+are durable before its rows exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import pickle
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.blobstore import BlobStore
+from core.cv import ConfigOutcome, FittedModel
+from core.metrics import get_metric, scores_for
+
+SUMMARY_KEY = b"n4a_summary"
+
+
+@dataclass
+class ArtifactRow:
+    step_index: int
+    step_name: str
+    class_path: str
+    blob_id: str
+
+
+@dataclass
+class ModelRow:
+    model_id: str
+    role: str  # fold | final
+    fold: int | None
+    artifacts: list[ArtifactRow]
+
+
+@dataclass
+class ScoreRow:
+    model: str  # fold_<k> | final | avg | w_avg | cv
+    model_id: str | None
+    partition: str
+    fold: int
+    n_samples: int
+    scores: dict[str, float]
+
+
+@dataclass
+class ResultPayload:
+    """Everything the coordinator needs to commit one result (no fitted objects)."""
+
+    result_id: str
+    status: str  # completed | failed
+    score: float | None = None
+    error: str | None = None
+    predictions_blob: str | None = None
+    duration_s: float = 0.0
+    models: list[ModelRow] = field(default_factory=list)
+    score_rows: list[ScoreRow] = field(default_factory=list)
+    blobs: list[tuple[str, int, str]] = field(default_factory=list)  # id, size, media type
+
+
+@dataclass
+class Partitions:
+    """The dataset facts a worker needs to label and score predictions."""
+
+    sample_ids: list[str]
+    y: np.ndarray
+    task: str
+    folds: list[tuple[np.ndarray, np.ndarray]]  # (train rows, val rows) per fold
+    test_idx: np.ndarray
+    train_idx: np.ndarray
+
+
+def short_id(*parts: Any, length: int = 10) -> str:
+    return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:length]
+
+
+# -- scores -----------------------------------------------------------------------------
+def _clean(scores: dict[str, float]) -> dict[str, float | None]:
+    """JSON has no NaN: undefined scores become null."""
+    return {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in scores.items()
+    }
+
+
+def score_rows(outcome: ConfigOutcome, parts: Partitions, metric: str) -> list[ScoreRow]:
+    rows: list[ScoreRow] = []
+    oof = {}
+    for model in outcome.models:
+        name = "final" if model.fold < 0 else f"fold_{model.fold}"
+        for partition, y_pred in model.predictions.items():
+            idx = _rows_of(parts, model.fold, partition)
+            scores = scores_for(parts.task, parts.y[idx], y_pred)
+            rows.append(ScoreRow(name, None, partition, model.fold, len(idx), _clean(scores)))
+            if partition == "val":
+                oof.update(zip(idx.tolist(), y_pred.tolist(), strict=True))
+    if oof:
+        idx = np.array(sorted(oof))
+        y_pred = np.array([oof[i] for i in idx])
+        rows.append(
+            ScoreRow(
+                "cv",
+                None,
+                "val",
+                -1,
+                len(idx),
+                _clean(scores_for(parts.task, parts.y[idx], y_pred)),
+            )
+        )
+    rows.extend(_ensemble_rows(outcome, parts, metric))
+    return rows
+
+
+def _rows_of(parts: Partitions, fold: int, partition: str) -> np.ndarray:
+    if partition == "test":
+        return parts.test_idx
+    if fold < 0:
+        return parts.train_idx
+    train, val = parts.folds[fold]
+    return train if partition == "train" else val
+
+
+def _ensemble_rows(outcome: ConfigOutcome, parts: Partitions, metric: str) -> list[ScoreRow]:
+    """avg / w_avg: the fold models' test predictions, averaged (weighted by val score)."""
+    folds = [m for m in outcome.models if m.fold >= 0 and "test" in m.predictions]
+    if not folds or parts.task != "regression":
+        return []
+    preds = np.vstack([m.predictions["test"] for m in folds])
+    weights = fold_weights(outcome, parts, metric)
+    y_true = parts.y[parts.test_idx]
+    rows = []
+    for name, combined in (("avg", preds.mean(axis=0)), ("w_avg", weights @ preds)):
+        rows.append(
+            ScoreRow(
+                name,
+                None,
+                "test",
+                -1,
+                len(y_true),
+                _clean(scores_for(parts.task, y_true, combined)),
+            )
+        )
+    return rows
+
+
+def fold_weights(outcome: ConfigOutcome, parts: Partitions, metric: str) -> np.ndarray:
+    """Better validation score, larger weight; direction-aware; equal when undefined."""
+    direction = get_metric(metric).direction
+    values = []
+    for model in (m for m in outcome.models if m.fold >= 0):
+        _, val = parts.folds[model.fold]
+        s = scores_for(parts.task, parts.y[val], model.predictions["val"])[metric]
+        if direction == "higher":
+            values.append(max(s, 0.0))
+        else:
+            values.append(1.0 / max(abs(s), 1e-12))
+    weights = np.nan_to_num(np.array(values, dtype=float))
+    total = weights.sum()
+    return weights / total if total > 0 else np.full(len(values), 1.0 / len(values))
+
+
+def headline_score(rows: list[ScoreRow], metric: str) -> float | None:
+    """The run's metric on pooled out-of-fold predictions, else on the final model's test."""
+    for model, partition in (("cv", "val"), ("final", "test")):
+        for row in rows:
+            if row.model == model and row.partition == partition:
+                return row.scores.get(metric)
+    return None
+
+
+# -- blobs ------------------------------------------------------------------------------
+def _joblib_bytes(obj: Any) -> bytes:
+    """A pickle `joblib.load` reads, written by the C pickler.
+
+    `joblib.dump` pickles through a pure-Python pickler: measured on the reference sweep,
+    1.5 s for 810 artifacts, against a few tens of ms here. Same bytes for the same object,
+    so identical fits deduplicate.
+    """
+    return pickle.dumps(obj, protocol=5)
+
+
+def _put(store: BlobStore, payload: ResultPayload, data: bytes, media_type: str) -> str:
+    blob_id = store.put(data)
+    payload.blobs.append((blob_id, len(data), media_type))
+    return blob_id
+
+
+def _store_model(
+    store: BlobStore, payload: ResultPayload, model: FittedModel, step_names: list[str]
+) -> ModelRow:
+    role = "final" if model.fold < 0 else "fold"
+    model_id = short_id(payload.result_id, role, model.fold)
+    artifacts = []
+    for index, (name, step) in enumerate(zip(step_names, model.steps, strict=True)):
+        blob_id = _put(store, payload, _joblib_bytes(step), "joblib")
+        class_path = f"{type(step).__module__}.{type(step).__qualname__}"
+        artifacts.append(ArtifactRow(index, name, class_path, blob_id))
+    # no pipeline blob: the whole chain is assembled from these artifacts when asked for,
+    # so a model's bytes are stored once
+    return ModelRow(model_id, role, None if model.fold < 0 else model.fold, artifacts)
+
+
+def predictions_table_bytes(
+    outcome: ConfigOutcome, parts: Partitions, rows: list[ScoreRow], metric: str
+) -> bytes:
+    """One row per sample x model x partition; scores summarized in the footer."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns: dict[str, list] = {
+        k: [] for k in ("sample_id", "model", "partition", "fold", "y_true", "y_pred")
+    }
+    for model in outcome.models:
+        name = "final" if model.fold < 0 else f"fold_{model.fold}"
+        for partition, y_pred in model.predictions.items():
+            idx = _rows_of(parts, model.fold, partition)
+            columns["sample_id"] += [parts.sample_ids[i] for i in idx]
+            columns["model"] += [name] * len(idx)
+            columns["partition"] += [partition] * len(idx)
+            columns["fold"] += [model.fold] * len(idx)
+            columns["y_true"] += parts.y[idx].tolist()
+            columns["y_pred"] += np.asarray(y_pred).tolist()
+    table = pa.table(columns)
+    summary = {
+        "metric": metric,
+        "direction": get_metric(metric).direction,
+        "n_rows": table.num_rows,
+        "score": headline_score(rows, metric),
+        "scores": [
+            {"model": r.model, "partition": r.partition, "fold": r.fold, **r.scores} for r in rows
+        ],
+    }
+    table = table.replace_schema_metadata({SUMMARY_KEY: json.dumps(summary, sort_keys=True)})
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def store_outcome(
+    store: BlobStore,
+    result_id: str,
+    outcome: ConfigOutcome,
+    parts: Partitions,
+    step_names: list[str],
+    metric: str,
+) -> ResultPayload:
+    """Write a config's blobs; the returned payload is what the index will record."""
+    if outcome.error is not None:
+        return ResultPayload(result_id, "failed", error=outcome.error)
+    payload = ResultPayload(result_id, "completed")
+    payload.models = [_store_model(store, payload, m, step_names) for m in outcome.models]
+    rows = score_rows(outcome, parts, metric)
+    ids = {("final" if m.role == "final" else f"fold_{m.fold}"): m.model_id for m in payload.models}
+    for row in rows:
+        row.model_id = ids.get(row.model)
+    payload.score_rows = rows
+    payload.score = headline_score(rows, metric)
+    data = predictions_table_bytes(outcome, parts, rows, metric)
+    payload.predictions_blob = _put(store, payload, data, "parquet")
+    return payload
+
+
+# -- index rows -------------------------------------------------------------------------
+def commit_payloads(conn: Any, payloads: list[ResultPayload]) -> None:
+    """Record finished results (the caller holds the transaction).
+
+    Rows go in as one Arrow table per table: a DuckDB `execute` per row cost ~0.7 ms, about
+    as much as fitting the whole sweep.
+    """
+    import pyarrow as pa
+
+    blobs = {b[0]: b for p in payloads for b in p.blobs}
+    tables = {
+        "new_blobs": pa.table(
+            {
+                "blob_id": list(blobs),
+                "size": [b[1] for b in blobs.values()],
+                "media_type": [b[2] for b in blobs.values()],
+            }
+        ),
+        "done": pa.table(
+            {
+                "result_id": [p.result_id for p in payloads],
+                "status": [p.status for p in payloads],
+                "score": pa.array([p.score for p in payloads], pa.float64()),
+                "error": pa.array([p.error for p in payloads], pa.string()),
+                "predictions_blob": pa.array([p.predictions_blob for p in payloads], pa.string()),
+                "duration_s": [p.duration_s for p in payloads],
+            }
+        ),
+        "new_models": _rows_table(
+            ("model_id", "result_id", "role", "fold"),
+            [(m.model_id, p.result_id, m.role, m.fold) for p in payloads for m in p.models],
+            {"fold": pa.int32()},
+        ),
+        "new_artifacts": _rows_table(
+            ("model_id", "step_index", "step_name", "class_path", "blob_id"),
+            [
+                (m.model_id, a.step_index, a.step_name, a.class_path, a.blob_id)
+                for p in payloads
+                for m in p.models
+                for a in m.artifacts
+            ],
+            {},
+        ),
+        "new_predictions": _rows_table(
+            ("result_id", "model", "model_id", "partition", "fold", "n_samples", "scores"),
+            [
+                (
+                    p.result_id,
+                    r.model,
+                    r.model_id,
+                    r.partition,
+                    r.fold,
+                    r.n_samples,
+                    json.dumps(r.scores, sort_keys=True),
+                )
+                for p in payloads
+                for r in p.score_rows
+            ],
+            {"model_id": pa.string()},
+        ),
+    }
+    for name, table in tables.items():
+        conn.register(name, table)
+    conn.execute(
+        "INSERT INTO blobs SELECT blob_id, size, media_type, current_timestamp FROM new_blobs "
+        "WHERE blob_id NOT IN (SELECT blob_id FROM blobs)"
+    )
+    conn.execute(
+        "UPDATE results SET status = d.status, score = d.score, error = d.error, "
+        "predictions_blob = d.predictions_blob, duration_s = d.duration_s, "
+        "created_at = current_timestamp FROM done d WHERE results.result_id = d.result_id"
+    )
+    if tables["new_models"].num_rows:
+        conn.execute("INSERT INTO models SELECT *, current_timestamp FROM new_models")
+        conn.execute("INSERT INTO artifacts SELECT * FROM new_artifacts")
+        conn.execute("INSERT INTO predictions SELECT * FROM new_predictions")
+    for name in tables:
+        conn.unregister(name)
+
+
+def _rows_table(names: tuple[str, ...], rows: list[tuple], types: dict[str, Any]) -> Any:
+    import pyarrow as pa
+
+    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
+    return pa.table(
+        {
+            name: pa.array(list(col), type=types.get(name))
+            for name, col in zip(names, columns, strict=True)
+        }
+    )

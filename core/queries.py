@@ -1,0 +1,153 @@
+"""Read-side SQL for runs and results: what the API, the CLI and (later) the tree ask.
+
+Ranking follows the metric's direction (core.metrics): lower, higher, or closest to zero;
+results without a score (failed, NaN) rank last. Ties break on the sequence number so the
+order is stable.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from core.metrics import get_metric
+
+VISIBLE = "('completed', 'failed')"  # pending rows are plans, not results yet
+
+
+@dataclass(frozen=True)
+class RunRow:
+    run_id: str
+    name: str
+    status: str
+    metric: str
+    options: dict[str, Any]
+    created_at: datetime
+    finished_at: datetime | None
+    n_results: int
+    n_pending: int
+    n_failed: int
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    result_id: str
+    run_id: str
+    dataset_id: str
+    dataset: str
+    seq: int
+    name: str
+    config_hash: str
+    config: list[dict[str, Any]]
+    choices: dict[str, Any]
+    status: str
+    metric: str
+    score: float | None
+    predictions_blob: str | None
+    error: str | None
+    created_at: datetime
+
+    @property
+    def hash6(self) -> str:
+        return self.config_hash[:6]
+
+    @property
+    def label(self) -> str:
+        """`0042_snv-pls15_x9y8z7`: what the tree calls the result's folder."""
+        return f"{self.seq:04d}_{self.name}_{self.hash6}"
+
+
+_RESULT_SELECT = (
+    "SELECT r.result_id, r.run_id, r.dataset_id, d.name, r.seq, r.name, r.config_hash, "
+    "r.config, r.choices, r.status, r.metric, r.score, r.predictions_blob, r.error, "
+    "r.created_at FROM results r JOIN datasets d USING (dataset_id)"
+)
+
+
+def _result(row: tuple) -> ResultRow:
+    values = list(row)
+    values[7], values[8] = json.loads(values[7]), json.loads(values[8])
+    return ResultRow(*values)
+
+
+def order_by(metric: str, column: str = "score") -> str:
+    """SQL ORDER BY for a metric's direction, NULLs last, then by sequence number."""
+    direction = get_metric(metric).direction
+    key = {"lower": column, "higher": f"-{column}", "zero": f"abs({column})"}[direction]
+    return f"ORDER BY {key} ASC NULLS LAST, r.seq"
+
+
+def list_runs(conn: duckdb.DuckDBPyConnection) -> list[RunRow]:
+    rows = conn.execute(
+        "SELECT u.run_id, u.name, u.status, u.metric, u.options, u.created_at, u.finished_at, "
+        "count(r.result_id) FILTER (WHERE r.status IN " + VISIBLE + "), "
+        "count(r.result_id) FILTER (WHERE r.status = 'pending'), "
+        "count(r.result_id) FILTER (WHERE r.status = 'failed') "
+        "FROM runs u LEFT JOIN results r USING (run_id) GROUP BY ALL ORDER BY u.created_at"
+    ).fetchall()
+    return [RunRow(*r[:4], json.loads(r[4]), *r[5:]) for r in rows]
+
+
+def run_results(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[ResultRow]:
+    rows = conn.execute(
+        f"{_RESULT_SELECT} WHERE r.run_id = ? AND r.status IN {VISIBLE} ORDER BY d.name, r.seq",
+        [run_id],
+    ).fetchall()
+    return [_result(r) for r in rows]
+
+
+def ranked_results(
+    conn: duckdb.DuckDBPyConnection,
+    dataset_id: str,
+    metric: str | None = None,
+    run_id: str | None = None,
+) -> list[ResultRow]:
+    """A dataset's results, best first, by the stored metric or by another one."""
+    params: list[Any] = [dataset_id]
+    where = f"r.dataset_id = ? AND r.status IN {VISIBLE}"
+    if run_id:
+        where += " AND r.run_id = ?"
+        params.append(run_id)
+    if metric is None:
+        stored = conn.execute(
+            f"SELECT any_value(metric) FROM results r WHERE {where}", params
+        ).fetchone()[0]
+        if stored is None:
+            return []
+        sql = f"{_RESULT_SELECT} WHERE {where} {order_by(stored)}"
+        return [_result(r) for r in conn.execute(sql, params).fetchall()]
+    name = get_metric(metric).name  # a registered name: safe inside the SQL text
+    value = f"CAST(p.scores ->> '$.{name}' AS DOUBLE)"
+    sql = (
+        f"{_RESULT_SELECT} LEFT JOIN predictions p ON p.result_id = r.result_id "
+        f"AND p.model = 'cv' AND p.partition = 'val' WHERE {where} {order_by(name, value)}"
+    )
+    return [_result(r) for r in conn.execute(sql, params).fetchall()]
+
+
+def score_rows(conn: duckdb.DuckDBPyConnection, result_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT model, model_id, partition, fold, n_samples, scores FROM predictions "
+        "WHERE result_id = ? ORDER BY fold, model, partition",
+        [result_id],
+    ).fetchall()
+    return [
+        {"model": m, "model_id": mid, "partition": part, "fold": f, "n": n, **json.loads(s)}
+        for m, mid, part, f, n, s in rows
+    ]
+
+
+def model_artifacts(
+    conn: duckdb.DuckDBPyConnection, result_id: str, role: str, fold: int | None
+) -> list[tuple[str, str, str]]:
+    """(step name, class path, blob id) of one model, in pipeline order."""
+    return conn.execute(
+        "SELECT a.step_name, a.class_path, a.blob_id FROM models m JOIN artifacts a "
+        "USING (model_id) WHERE m.result_id = ? AND m.role = ? AND m.fold IS NOT DISTINCT "
+        "FROM ? ORDER BY a.step_index",
+        [result_id, role, fold],
+    ).fetchall()

@@ -1,0 +1,323 @@
+"""Runs: templates x datasets, cross-validated, persisted result by result.
+
+A run is planned before anything is fitted: the run row, its templates (before expansion)
+and one `pending` results row per (dataset, config), each with its per-dataset sequence
+number, all in one transaction. Execution then fits groups of configs (`core.cv`) in
+parallel with joblib, workers write blobs, and the coordinator commits each group's results
+in one transaction (pending -> completed | failed). A crash leaves pending rows and no half
+result; `execute_run` on the same run id finishes only what is still pending.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from core import datasets as ds
+from core.blobstore import BlobStore
+from core.catalog import DatasetInfo
+from core.cv import FitContext, FitStats, fit_group, step_key
+from core.errors import RunError
+from core.index import Index
+from core.metrics import get_metric
+from core.persist import Partitions, ResultPayload, commit_payloads, short_id, store_outcome
+from core.templates import Template
+
+DEFAULT_METRIC = {"regression": "rmse", "classification": "accuracy"}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything needed to reproduce (and resume) a run's splits and ranking."""
+
+    cv: int = 5
+    seed: int = 42
+    metric: str | None = None  # default: rmse (regression) / accuracy (classification)
+    test_size: float = 0.0  # fraction held out as a test set before CV
+    n_jobs: int = 1
+
+    def validate(self) -> None:
+        if self.cv < 2:
+            raise RunError(f"cv must be at least 2 folds (got {self.cv})")
+        if not 0.0 <= self.test_size < 0.9:
+            raise RunError(f"test_size must be in [0, 0.9) (got {self.test_size})")
+        if self.metric is not None:
+            get_metric(self.metric)
+
+
+ResultCallback = Callable[[ResultPayload], None]
+
+
+def slug(text: str) -> str:
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9]+", "-", text.lower())).strip("-")[:40] or "run"
+
+
+def metric_for(options: RunOptions, task: str) -> str:
+    """The run's metric when it fits the dataset's task, else the task's default."""
+    if options.metric and get_metric(options.metric).task == task:
+        return get_metric(options.metric).name
+    return DEFAULT_METRIC[task]
+
+
+# -- planning ---------------------------------------------------------------------------
+def plan_run(
+    index: Index,
+    templates: Sequence[Template],
+    datasets: Sequence[DatasetInfo],
+    options: RunOptions,
+    name: str,
+) -> str:
+    """Record the run, its templates and every pending result; return the run id."""
+    options.validate()
+    if not templates or not datasets:
+        raise RunError("a run needs at least one template and one dataset")
+    expanded = [t.expand(f"templates[{i}]") for i, t in enumerate(templates)]
+    now = datetime.now()
+    identity = json.dumps(
+        [
+            name,
+            [t.body for t in templates],
+            [d.dataset_id for d in datasets],
+            asdict(options),
+            now.isoformat(),
+            os.getpid(),
+        ],
+        default=str,
+    )
+    run_id = f"{now:%Y-%m-%d}_{slug(name)}_{short_id(identity, length=6)}"
+    with index.write() as conn:
+        conn.execute(
+            "INSERT INTO runs VALUES (?, ?, 'running', ?, ?, ?, NULL)",
+            [run_id, name, options.metric or "auto", json.dumps(_run_options(options)), now],
+        )
+        for position, (template, configs) in enumerate(zip(templates, expanded, strict=True)):
+            conn.execute(
+                "INSERT INTO templates VALUES (?, ?, ?, ?, ?)",
+                [run_id, position, template.name, json.dumps(template.body), len(configs)],
+            )
+        for position, dataset in enumerate(datasets):
+            conn.execute(
+                "INSERT INTO run_datasets VALUES (?, ?, ?)", [run_id, dataset.dataset_id, position]
+            )
+            _plan_results(conn, run_id, dataset, expanded, metric_for(options, dataset.task))
+    return run_id
+
+
+def _run_options(options: RunOptions) -> dict[str, Any]:
+    return {**asdict(options), "host": socket.gethostname()}
+
+
+def _plan_results(conn, run_id, dataset, expanded, metric) -> None:
+    """Pending rows with their sequence numbers, assigned once, in template order."""
+    row = conn.execute(
+        "SELECT last_seq FROM dataset_seq WHERE dataset_id = ?", [dataset.dataset_id]
+    ).fetchone()
+    seq = row[0] if row else 0
+    seen: set[str] = set()
+    for position, configs in enumerate(expanded):
+        for config in configs:
+            if config.hash in seen:
+                continue
+            seen.add(config.hash)
+            seq += 1
+            conn.execute(
+                "INSERT INTO results (result_id, run_id, dataset_id, seq, name, config_hash, "
+                "config, choices, template_position, status, metric, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, current_timestamp)",
+                [
+                    short_id(run_id, dataset.dataset_id, config.hash, length=12),
+                    run_id,
+                    dataset.dataset_id,
+                    seq,
+                    config.name,
+                    config.hash,
+                    json.dumps(config.to_template()),
+                    json.dumps(config.choices, default=str),
+                    position,
+                    metric,
+                ],
+            )
+    conn.execute("INSERT OR REPLACE INTO dataset_seq VALUES (?, ?)", [dataset.dataset_id, seq])
+
+
+# -- splits -----------------------------------------------------------------------------
+def make_partitions(spectra: ds.Spectra, options: RunOptions) -> Partitions:
+    """Deterministic splits from the run's seed: test hold-out first, then K folds."""
+    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+
+    y = spectra.target()
+    rows = np.arange(spectra.n_samples)
+    classify = spectra.task == "classification"
+    if options.test_size > 0:
+        train_idx, test_idx = train_test_split(
+            rows,
+            test_size=options.test_size,
+            random_state=options.seed,
+            stratify=y if classify else None,
+        )
+        train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
+    else:
+        train_idx, test_idx = rows, rows[:0]
+    if len(train_idx) < options.cv:
+        raise RunError(
+            f"dataset {spectra.name!r}: {len(train_idx)} training samples cannot "
+            f"make {options.cv} folds; lower --cv"
+        )
+    splitter_cls = StratifiedKFold if classify else KFold
+    splitter = splitter_cls(n_splits=options.cv, shuffle=True, random_state=options.seed)
+    folds = [(train_idx[a], train_idx[b]) for a, b in splitter.split(train_idx, y[train_idx])]
+    return Partitions(spectra.sample_ids, y, spectra.task, folds, test_idx, train_idx)
+
+
+def fit_contexts(parts: Partitions) -> list[FitContext]:
+    contexts = [
+        FitContext(k, train, {"train": train, "val": val, "test": parts.test_idx})
+        for k, (train, val) in enumerate(parts.folds)
+    ]
+    contexts.append(
+        FitContext(-1, parts.train_idx, {"train": parts.train_idx, "test": parts.test_idx})
+    )
+    return contexts
+
+
+# -- execution --------------------------------------------------------------------------
+def build_step(op: str, params: dict[str, Any]) -> Any:
+    from core.operators import build, get_operator
+
+    return build(get_operator(op), dict(params))
+
+
+def step_names(steps: list[tuple[str, dict]]) -> list[str]:
+    """Semantic artifact names: snv, savgol, pls_model; repeats get _2, _3."""
+    from core.operators import get_operator
+
+    names, seen = [], {}
+    for i, (op, _) in enumerate(steps):
+        base = get_operator(op).label + ("_model" if i == len(steps) - 1 else "")
+        seen[base] = seen.get(base, 0) + 1
+        names.append(base if seen[base] == 1 else f"{base}_{seen[base]}")
+    return names
+
+
+def _steps_of(config_json: str) -> list[tuple[str, dict[str, Any]]]:
+    return [next(iter(step.items())) for step in json.loads(config_json)]
+
+
+def run_group(
+    store_root: str,
+    X: np.ndarray,
+    parts: Partitions,
+    configs: list[tuple[str, str]],
+    metric: str,
+) -> tuple[list[ResultPayload], FitStats]:
+    """Worker: fit a group of configs on one dataset, write their blobs, return payloads."""
+    started = time.perf_counter()
+    steps = {result_id: _steps_of(config) for result_id, config in configs}
+    stats = FitStats()
+    outcomes = fit_group(X, parts.y, fit_contexts(parts), list(steps.items()), build_step, stats)
+    store = BlobStore(store_root)
+    payloads = []
+    for outcome in outcomes:
+        names = step_names(steps[outcome.key])
+        payloads.append(store_outcome(store, outcome.key, outcome, parts, names, metric))
+    elapsed = (time.perf_counter() - started) / max(len(payloads), 1)
+    for payload in payloads:
+        payload.duration_s = elapsed
+    return payloads, stats
+
+
+def _group_configs(pending: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """Configs sharing a first step go together: every shared prefix is inside one group."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for result_id, config in pending:
+        steps = _steps_of(config)
+        key = step_key(steps[:1]) if len(steps) > 1 else "model:" + steps[0][0]
+        groups.setdefault(key, []).append((result_id, config))
+    return list(groups.values())
+
+
+def execute_run(
+    index: Index, store: BlobStore, run_id: str, on_result: ResultCallback | None = None
+) -> FitStats:
+    """Fit and persist every pending result of the run, then settle the run's status."""
+    options, pending = _load_pending(index, run_id)
+    totals = FitStats()
+    for dataset_id, items in pending.items():
+        spectra = _load_spectra(index, store, dataset_id)
+        parts = make_partitions(spectra, options)
+        metric = items[0][2]
+        tasks = [(group, metric) for group in _group_configs([(r, c) for r, c, _ in items])]
+        for payloads, stats in _parallel(store, spectra.X, parts, tasks, options.n_jobs):
+            with index.write() as conn:
+                commit_payloads(conn, payloads)
+            for name in asdict(stats):
+                setattr(totals, name, getattr(totals, name) + getattr(stats, name))
+            for payload in payloads:
+                if on_result:
+                    on_result(payload)
+    _settle_status(index, run_id)
+    return totals
+
+
+def _parallel(store, X, parts, tasks, n_jobs):
+    from joblib import Parallel, delayed
+
+    jobs = (delayed(run_group)(str(store.root), X, parts, group, metric) for group, metric in tasks)
+    return Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs)
+
+
+def _load_pending(index: Index, run_id: str):
+    with index.read() as conn:
+        row = conn.execute("SELECT options FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        if row is None:
+            raise RunError(f"no run {run_id!r}: list runs with `n4afs runs`")
+        rows = conn.execute(
+            "SELECT r.result_id, r.config, r.metric, r.dataset_id FROM results r "
+            "JOIN run_datasets d USING (run_id, dataset_id) WHERE r.run_id = ? "
+            "AND r.status = 'pending' ORDER BY d.position, r.seq",
+            [run_id],
+        ).fetchall()
+    stored = json.loads(row[0])
+    options = RunOptions(**{k: stored[k] for k in asdict(RunOptions())})
+    pending: dict[str, list[tuple[str, str, str]]] = {}
+    for result_id, config, metric, dataset_id in rows:
+        pending.setdefault(dataset_id, []).append((result_id, config, metric))
+    return options, pending
+
+
+def _load_spectra(index: Index, store: BlobStore, dataset_id: str) -> ds.Spectra:
+    blob_id, name = index.fetchall(
+        "SELECT blob_id, name FROM datasets WHERE dataset_id = ?", [dataset_id]
+    )[0]
+    spectra = ds.from_parquet_bytes(store.read(blob_id))
+    spectra.name = name
+    return spectra
+
+
+def _settle_status(index: Index, run_id: str) -> str:
+    with index.write() as conn:
+        counts = dict(
+            conn.execute(
+                "SELECT status, count(*) FROM results WHERE run_id = ? GROUP BY status", [run_id]
+            ).fetchall()
+        )
+        if counts.get("pending"):
+            status = "running"
+        elif not counts.get("failed"):
+            status = "completed"
+        else:
+            status = "failed" if not counts.get("completed") else "partial"
+        conn.execute(
+            "UPDATE runs SET status = ?, finished_at = current_timestamp WHERE run_id = ?",
+            [status, run_id],
+        )
+    return status

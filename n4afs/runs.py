@@ -1,0 +1,109 @@
+"""Run and Result handles: what `ws.run(...)` returns and what users query afterwards.
+
+They hold ids and rows, never open connections; every property reads the index through a
+short transaction, so a handle stays valid while other processes keep writing.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from core import queries
+from core.errors import N4AError, RunError
+from core.queries import ResultRow
+
+if TYPE_CHECKING:
+    from n4afs.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class Result:
+    """One dataset x one expanded pipeline config."""
+
+    ws: Workspace
+    row: ResultRow
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.row, name)
+
+    def __repr__(self) -> str:
+        score = "-" if self.row.score is None else f"{self.row.score:.4g}"
+        return f"Result({self.row.dataset}/{self.row.label}, {self.row.metric}={score})"
+
+    @property
+    def scores(self) -> list[dict[str, Any]]:
+        """Per model x partition: every metric (cv/val is the pooled out-of-fold row)."""
+        with self.ws.index.read() as conn:
+            return queries.score_rows(conn, self.row.result_id)
+
+    def cv_scores(self) -> dict[str, Any]:
+        """The pooled out-of-fold scores (RMSECV etc.): what ranking uses."""
+        return next((s for s in self.scores if s["model"] == "cv"), {})
+
+    def predictions(self) -> Any:
+        """Every prediction as a polars DataFrame: sample, model, partition, fold, y."""
+        import polars as pl
+
+        if self.row.predictions_blob is None:
+            raise N4AError(f"result {self.row.label} failed; it has no predictions")
+        return pl.read_parquet(io.BytesIO(self.ws.store.read(self.row.predictions_blob)))
+
+    def load_model(self, which: str | int = "final") -> Any:
+        """The fitted sklearn Pipeline of the final refit or of one CV fold (an int)."""
+        import joblib
+        from sklearn.pipeline import Pipeline
+
+        role, fold = ("final", None) if which == "final" else ("fold", int(which))
+        with self.ws.index.read() as conn:
+            steps = queries.model_artifacts(conn, self.row.result_id, role, fold)
+        if not steps:
+            raise N4AError(
+                f"result {self.row.label} has no model {which!r} (use 'final' or 0..k-1)"
+            )
+        fitted = [
+            (name, joblib.load(io.BytesIO(self.ws.store.read(blob)))) for name, _, blob in steps
+        ]
+        return Pipeline(fitted)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A sweep: templates x datasets, its results and status."""
+
+    ws: Workspace
+    run_id: str
+
+    def __repr__(self) -> str:
+        return f"Run({self.run_id}, {self.status})"
+
+    @property
+    def info(self) -> queries.RunRow:
+        with self.ws.index.read() as conn:
+            for row in queries.list_runs(conn):
+                if row.run_id == self.run_id:
+                    return row
+        raise RunError(f"no run {self.run_id!r}")
+
+    @property
+    def status(self) -> str:
+        return self.info.status
+
+    @property
+    def results(self) -> list[Result]:
+        with self.ws.index.read() as conn:
+            return [Result(self.ws, r) for r in queries.run_results(conn, self.run_id)]
+
+    def ranked(self, dataset: str, metric: str | None = None) -> list[Result]:
+        info = self.ws.dataset(dataset)
+        with self.ws.index.read() as conn:
+            rows = queries.ranked_results(conn, info.dataset_id, metric, run_id=self.run_id)
+        return [Result(self.ws, r) for r in rows]
+
+    def best(self, dataset: str, metric: str | None = None) -> Result:
+        """Best validation score of the run's metric on that dataset."""
+        ranked = [r for r in self.ranked(dataset, metric) if r.row.status == "completed"]
+        if not ranked:
+            raise RunError(f"run {self.run_id} has no completed result on {dataset!r}")
+        return ranked[0]

@@ -1,0 +1,48 @@
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.cross_decomposition import PLSRegression
+from sklearn.utils.validation import check_is_fitted
+
+from core.datasets import load_chemotools
+from core.nested_pls import fit_nested, is_plain_pls
+
+
+@pytest.fixture(scope="module")
+def fermentation():
+    s = load_chemotools("chemotools:fermentation")
+    return s.X, s.target()
+
+
+def test_every_sliced_model_predicts_like_a_direct_fit(fermentation):
+    X, y = fermentation
+    models = fit_nested(PLSRegression(), X, y, range(1, 16))
+    assert sorted(models) == list(range(1, 16))
+    for k, model in models.items():
+        direct = PLSRegression(n_components=k).fit(X, y)
+        assert type(model) is PLSRegression and model.n_components == k
+        assert model.get_params() == direct.get_params()
+        check_is_fitted(model)
+        np.testing.assert_allclose(model.predict(X), direct.predict(X), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(model.coef_, direct.coef_, rtol=1e-8, atol=1e-12)
+        assert model.x_rotations_.shape == direct.x_rotations_.shape
+
+
+def test_sliced_models_stand_alone_after_pickling(fermentation):
+    X, y = fermentation
+    models = fit_nested(PLSRegression(scale=False), X, y, [3, 7])
+    back = pickle.loads(pickle.dumps(models[3]))
+    np.testing.assert_allclose(back.predict(X), PLSRegression(3, scale=False).fit(X, y).predict(X))
+    # slicing the smaller model did not alter the larger one
+    np.testing.assert_allclose(
+        models[7].predict(X), PLSRegression(7, scale=False).fit(X, y).predict(X)
+    )
+
+
+def test_only_plain_pls_is_nested():
+    class MyPLS(PLSRegression):
+        pass
+
+    assert is_plain_pls(PLSRegression())
+    assert not is_plain_pls(MyPLS())

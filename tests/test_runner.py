@@ -1,0 +1,221 @@
+"""Runs on real chemotools data: scores, persistence, failures, memoization, crash + resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from core.operators import register_operator
+
+SWEEP = [
+    {"_or_": ["snv", "msc", {"savgol": {"deriv": 1, "window_length": 15, "polyorder": 2}}]},
+    {"pls": {"n_components": {"_range_": [1, 10]}}},
+]
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """One real sweep on fermentation, shared by the read-only tests below."""
+    from n4afs.workspace import Workspace
+
+    ws = Workspace(tmp_path_factory.mktemp("swept") / "ws")
+    run = ws.run(templates=[SWEEP], datasets=["chemotools:fermentation"], cv=5, name="sweep")
+    return ws, run
+
+
+def test_sweep_records_every_result_with_sequence_numbers(swept):
+    ws, run = swept
+    assert run.status == "completed"
+    results = run.results
+    assert len(results) == 30
+    assert sorted(r.seq for r in results) == list(range(1, 31))
+    assert {r.name for r in results} >= {"snv-pls1", "msc-pls10", "sg1-pls4"}
+    assert all(len(r.hash6) == 6 for r in results)
+
+
+def test_best_beats_predicting_the_mean(swept):
+    ws, run = swept
+    y = ws.load_dataset("fermentation").target()
+    best = run.best("fermentation")
+    # predicting the training mean in CV costs at least the population SD of y
+    assert best.row.score < 0.7 * y.std()
+    cv = best.cv_scores()
+    assert cv["r2"] > 0.5 and cv["rpd"] > 1.5
+    assert best.row.score == pytest.approx(cv["rmse"])
+
+
+def test_ranking_follows_metric_direction(swept):
+    ws, _ = swept
+    by_rmse = [r.row.score for r in ws.results("fermentation")]
+    assert by_rmse == sorted(by_rmse)
+    by_r2 = [r.cv_scores()["r2"] for r in ws.results("fermentation", metric="r2")]
+    assert by_r2 == sorted(by_r2, reverse=True)
+
+
+def test_rmsecv_is_pooled_out_of_fold(swept):
+    ws, run = swept
+    best = run.best("fermentation")
+    preds = best.predictions()
+    val = preds.filter(preds["partition"] == "val")
+    assert sorted(val["sample_id"].to_list()) == sorted(ws.load_dataset("fermentation").sample_ids)
+    err = (val["y_pred"] - val["y_true"]).to_numpy()
+    assert best.row.score == pytest.approx(np.sqrt(np.mean(err**2)), rel=1e-9)
+    per_fold = [
+        np.sqrt(np.mean(((g["y_pred"] - g["y_true"]) ** 2).to_numpy()))
+        for _, g in val.group_by("fold")
+    ]
+    assert best.row.score != pytest.approx(np.mean(per_fold), rel=1e-6)
+
+
+def test_loaded_models_predict_like_the_stored_predictions(swept):
+    ws, run = swept
+    best = run.best("fermentation")
+    data = ws.load_dataset("fermentation")
+    final = best.load_model("final")
+    preds = best.predictions()
+    stored = preds.filter((preds["model"] == "final") & (preds["partition"] == "train"))
+    by_id = dict(zip(stored["sample_id"].to_list(), stored["y_pred"].to_list(), strict=True))
+    expected = np.array([by_id[s] for s in data.sample_ids])
+    np.testing.assert_allclose(final.predict(data.X).ravel(), expected, rtol=1e-10)
+    assert final.steps[-1][0] == "pls_model"
+    wanted = best.row.config[-1]["pls"]["n_components"]
+    assert final.steps[-1][1].n_components == wanted
+    assert best.load_model(0).steps[-1][1].n_components == wanted
+
+
+def test_identical_rerun_adds_no_blob_bytes(swept):
+    ws, _ = swept
+    before = ws.blob_stats()
+    again = ws.run(templates=[SWEEP], datasets=["fermentation"], cv=5, name="again")
+    after = ws.blob_stats()
+    assert after.stored_bytes == before.stored_bytes
+    assert after.n_references > before.n_references
+    # new numbers, never reused
+    assert min(r.seq for r in again.results) == 31
+
+
+def test_classification_on_coffee_beats_the_majority_class(ws):
+    template = [{"_or_": ["snv", "msc"]}, {"_or_": ["plsda", "lda", "rf_clf"]}]
+    run = ws.run(templates=[template], datasets=["chemotools:coffee"], cv=5, name="coffee")
+    assert run.status == "completed", [r.row.error for r in run.results if r.row.error]
+    best = run.best("coffee")
+    assert best.row.metric == "accuracy"
+    assert best.row.score > 0.6  # majority class: 1/3
+    assert set(best.predictions()["y_pred"].unique().to_list()) <= {"Brasil", "Ethiopia", "Vietnam"}
+
+
+def test_failing_config_is_recorded_and_the_run_goes_on(ws):
+    # 21 samples, 5 folds: about 16 training rows, so 40 components cannot be fitted
+    template = [{"pls": {"n_components": {"_or_": [3, 40]}}}]
+    run = ws.run(templates=[template], datasets=["chemotools:fermentation"], cv=5, name="fail")
+    assert run.status == "partial"
+    status = {r.name: r.row.status for r in run.results}
+    assert status == {"pls3": "completed", "pls40": "failed"}
+    failed = next(r for r in run.results if r.row.status == "failed")
+    assert "Traceback" in failed.row.error and "n_components" in failed.row.error
+    assert run.best("fermentation").name == "pls3"
+
+
+class CountingScaler(BaseEstimator, TransformerMixin):
+    """Counts its fits (class attribute: this test runs in-process with n_jobs=1)."""
+
+    fits = 0
+
+    def fit(self, X, y=None):
+        CountingScaler.fits += 1
+        self.mean_ = np.asarray(X).mean(axis=0)
+        return self
+
+    def transform(self, X):
+        return np.asarray(X) - self.mean_
+
+
+def test_shared_prefix_is_fitted_once_per_fold(ws):
+    register_operator("counting", CountingScaler, kind="transform")
+    CountingScaler.fits = 0
+    template = [
+        "counting",
+        {"_or_": ["snv", "msc", None]},
+        {"pls": {"n_components": {"_range_": [1, 3]}}},
+    ]
+    run = ws.run(templates=[template], datasets=["chemotools:fermentation"], cv=5, name="memo")
+    assert len(run.results) == 9 and run.status == "completed"
+    # 9 configs share the prefix [counting]: once per fold (5) and once for the refit
+    assert CountingScaler.fits == 6
+
+
+def test_bad_options_are_refused_before_anything_is_written(ws):
+    from core.errors import RunError
+
+    with pytest.raises(RunError, match="cv must be at least 2"):
+        ws.run(templates=[SWEEP], datasets=["chemotools:fermentation"], cv=1)
+    assert ws.runs() == []
+
+
+CRASHING_RUN = r"""
+import sys
+from n4afs.workspace import Workspace
+import core.runner as runner
+
+ws = Workspace(sys.argv[1])
+original = runner.commit_payloads
+calls = []
+
+def commit_then_stall(conn, payloads):
+    original(conn, payloads)
+    calls.append(1)
+    if len(calls) == 2:
+        open(sys.argv[2], "w").write("two groups committed")
+
+runner.commit_payloads = commit_then_stall
+orig_run_group = runner.run_group
+
+def slow_after_two(*args, **kwargs):
+    if len(calls) >= 2:
+        import time; time.sleep(60)
+    return orig_run_group(*args, **kwargs)
+
+runner.run_group = slow_after_two
+ws.run(templates=[SWEEP], datasets=["fermentation"], cv=5, name="crash")
+"""
+
+
+def test_kill_during_a_run_then_resume_gives_the_same_ranking(tmp_path):
+    from n4afs.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    ws.add_dataset("chemotools:fermentation")
+    marker = tmp_path / "marker"
+    script = f"SWEEP = {SWEEP!r}\n" + CRASHING_RUN
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen([sys.executable, "-c", script, str(ws.path), str(marker)], env=env)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+    (run_row,) = ws.runs()
+    assert run_row.status == "running" and run_row.n_pending == 10 and run_row.n_results == 20
+    for result in ws.get_run(run_row.run_id).results:  # only whole results are visible
+        assert result.row.status == "completed" and result.row.predictions_blob
+        assert len(result.scores) > 0
+
+    resumed = ws.resume(run_row.run_id)
+    assert resumed.status == "completed"
+    assert len(resumed.results) == 30
+
+    reference = Workspace(tmp_path / "ref").run(
+        templates=[SWEEP], datasets=["chemotools:fermentation"], cv=5, name="reference"
+    )
+    ranking = [(r.name, r.row.score) for r in resumed.ranked("fermentation")]
+    expected = [(r.name, r.row.score) for r in reference.ranked("fermentation")]
+    assert [n for n, _ in ranking] == [n for n, _ in expected]
+    np.testing.assert_allclose([s for _, s in ranking], [s for _, s in expected], rtol=1e-12)
