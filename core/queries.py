@@ -105,10 +105,14 @@ def ranked_results(
     dataset_id: str,
     metric: str | None = None,
     run_id: str | None = None,
+    limit: int | None = None,
+    completed_only: bool = False,
 ) -> list[ResultRow]:
     """A dataset's results, best first, by the stored metric or by another one."""
     params: list[Any] = [dataset_id]
-    where = f"r.dataset_id = ? AND r.status IN {VISIBLE}"
+    statuses = "('completed')" if completed_only else VISIBLE
+    where = f"r.dataset_id = ? AND r.status IN {statuses}"
+    tail = f" LIMIT {int(limit)}" if limit is not None else ""
     if run_id:
         where += " AND r.run_id = ?"
         params.append(run_id)
@@ -118,13 +122,13 @@ def ranked_results(
         ).fetchone()[0]
         if stored is None:
             return []
-        sql = f"{_RESULT_SELECT} WHERE {where} {order_by(stored)}"
+        sql = f"{_RESULT_SELECT} WHERE {where} {order_by(stored)}{tail}"
         return [_result(r) for r in conn.execute(sql, params).fetchall()]
     name = get_metric(metric).name  # a registered name: safe inside the SQL text
     value = f"CAST(p.scores ->> '$.{name}' AS DOUBLE)"
     sql = (
         f"{_RESULT_SELECT} LEFT JOIN predictions p ON p.result_id = r.result_id "
-        f"AND p.model = 'cv' AND p.partition = 'val' WHERE {where} {order_by(name, value)}"
+        f"AND p.model = 'cv' AND p.partition = 'val' WHERE {where} {order_by(name, value)}{tail}"
     )
     return [_result(r) for r in conn.execute(sql, params).fetchall()]
 

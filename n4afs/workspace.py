@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from core import catalog, datasets, queries
+from core import catalog, queries
 from core.blobstore import BlobStore
 from core.catalog import BlobStats, DatasetInfo
 from core.errors import DatasetError, RunError, WorkspaceError
@@ -62,6 +62,8 @@ class Workspace:
         """
         if name is not None and not isinstance(source, (str, Path)):
             options["name"] = name
+        from core import datasets
+
         spectra = datasets.load_any(source, **options)
         if name:
             spectra.name = name
@@ -69,9 +71,13 @@ class Workspace:
 
     def add_arrays(self, X: Any, y: Any, name: str, **options: Any) -> DatasetInfo:
         """Spectra from numpy arrays (see `core.datasets.from_arrays` for options)."""
+        from core import datasets
+
         return self._store_dataset(datasets.from_arrays(X, y, name, **options))
 
-    def _store_dataset(self, spectra: datasets.Spectra) -> DatasetInfo:
+    def _store_dataset(self, spectra: Any) -> DatasetInfo:
+        from core import datasets
+
         data = datasets.to_parquet_bytes(spectra)
         blob_id = self.store.put(data)
         meta = datasets.metadata(spectra)
@@ -96,7 +102,10 @@ class Workspace:
         ids = ", ".join(d.short_id for d in found)
         raise DatasetError(f"{key!r} names {len(found)} datasets ({ids}): use an id prefix")
 
-    def load_dataset(self, key: str) -> datasets.Spectra:
+    def load_dataset(self, key: str) -> Any:
+        """The dataset's spectra as a `core.datasets.Spectra` (X, y, sample ids)."""
+        from core import datasets
+
         info = self.dataset(key)
         spectra = datasets.from_parquet_bytes(self.store.read(info.blob_id))
         spectra.name = info.name
@@ -165,18 +174,25 @@ class Workspace:
     def get_run(self, key: str) -> Run:
         return Run(self, self._run_id(key))
 
-    def results(self, dataset: str, metric: str | None = None) -> list[Result]:
+    def results(
+        self, dataset: str, metric: str | None = None, limit: int | None = None
+    ) -> list[Result]:
         """Every result on a dataset, across runs, best first."""
         info = self.dataset(dataset)
         with self.index.read() as conn:
-            rows = queries.ranked_results(conn, info.dataset_id, metric)
+            rows = queries.ranked_results(conn, info.dataset_id, metric, limit=limit)
         return [Result(self, r) for r in rows]
 
     def best(self, dataset: str, metric: str | None = None) -> Result:
-        ranked = [r for r in self.results(dataset, metric) if r.row.status == "completed"]
+        """Best validation score across every run on that dataset."""
+        info = self.dataset(dataset)
+        with self.index.read() as conn:
+            ranked = queries.ranked_results(
+                conn, info.dataset_id, metric, limit=1, completed_only=True
+            )
         if not ranked:
             raise RunError(f"no completed result on dataset {dataset!r} yet: run a sweep first")
-        return ranked[0]
+        return Result(self, ranked[0])
 
     # -- storage ----------------------------------------------------------------------
     def blob_stats(self) -> BlobStats:
