@@ -43,9 +43,13 @@ class RunOptions:
     seed: int = 42
     metric: str | None = None  # default: rmse (regression) / accuracy (classification)
     test_size: float = 0.0  # fraction held out as a test set before CV
+    test_dataset: str | None = None  # or a separate dataset (id) as the test set
+    splitter: dict[str, Any] | None = None  # {"class": path, "params": {...}}; default K-fold
     n_jobs: int = 1
 
     def validate(self) -> None:
+        if self.test_size and self.test_dataset:
+            raise RunError("give a test_size or a test dataset, not both")
         if self.cv < 2:
             raise RunError(f"cv must be at least 2 folds (got {self.cv})")
         if not 0.0 <= self.test_size < 0.9:
@@ -150,14 +154,19 @@ def _plan_results(conn, run_id, dataset, expanded, metric) -> None:
 
 
 # -- splits -----------------------------------------------------------------------------
-def make_partitions(spectra: ds.Spectra, options: RunOptions) -> Partitions:
-    """Deterministic splits from the run's seed: test hold-out first, then K folds."""
+def make_partitions(spectra: ds.Spectra, options: RunOptions, n_test: int = 0) -> Partitions:
+    """Deterministic splits from the run's seed: test hold-out first, then K folds.
+
+    `n_test` > 0: the last rows are a separate test dataset appended to the training one.
+    """
     from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
     y = spectra.target()
     rows = np.arange(spectra.n_samples)
     classify = spectra.task == "classification"
-    if options.test_size > 0:
+    if n_test:
+        train_idx, test_idx = rows[:-n_test], rows[-n_test:]
+    elif options.test_size > 0:
         train_idx, test_idx = train_test_split(
             rows,
             test_size=options.test_size,
@@ -172,10 +181,54 @@ def make_partitions(spectra: ds.Spectra, options: RunOptions) -> Partitions:
             f"dataset {spectra.name!r}: {len(train_idx)} training samples cannot "
             f"make {options.cv} folds; lower --cv"
         )
-    splitter_cls = StratifiedKFold if classify else KFold
-    splitter = splitter_cls(n_splits=options.cv, shuffle=True, random_state=options.seed)
+    if options.splitter:
+        splitter = build_splitter(options.splitter)
+    else:
+        splitter_cls = StratifiedKFold if classify else KFold
+        splitter = splitter_cls(n_splits=options.cv, shuffle=True, random_state=options.seed)
     folds = [(train_idx[a], train_idx[b]) for a, b in splitter.split(train_idx, y[train_idx])]
     return Partitions(spectra.sample_ids, y, spectra.task, folds, test_idx, train_idx)
+
+
+def splitter_spec(splitter: Any) -> dict[str, Any]:
+    """An sklearn CV splitter as JSON (class path + constructor params), so resume rebuilds it."""
+    import inspect
+
+    cls = type(splitter)
+    names = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    params = {name: getattr(splitter, name) for name in names if hasattr(splitter, name)}
+    return {"class": f"{cls.__module__}.{cls.__qualname__}", "params": params}
+
+
+def build_splitter(spec: dict[str, Any]) -> Any:
+    import importlib
+
+    module, _, name = spec["class"].rpartition(".")
+    return getattr(importlib.import_module(module), name)(**spec["params"])
+
+
+def with_test_set(train: ds.Spectra, test: ds.Spectra) -> ds.Spectra:
+    """The training spectra with a separate test set appended (same wavelength columns)."""
+    if train.feature_names != test.feature_names:
+        only_train = sorted(set(train.feature_names) - set(test.feature_names))[:5]
+        only_test = sorted(set(test.feature_names) - set(train.feature_names))[:5]
+        raise RunError(
+            f"test dataset {test.name!r} has other wavelength columns than {train.name!r}: "
+            f"only in training {only_train}, only in test {only_test}"
+        )
+    if train.task != test.task or train.target_names != test.target_names:
+        raise RunError(f"test dataset {test.name!r} has other targets than {train.name!r}")
+    taken = set(train.sample_ids)
+    ids = [f"test:{s}" if s in taken else s for s in test.sample_ids]
+    return ds.Spectra(
+        train.name,
+        np.vstack([train.X, test.X]),
+        np.concatenate([train.y, test.y]),
+        train.sample_ids + ids,
+        train.feature_names,
+        train.target_names,
+        train.task,
+    )
 
 
 def fit_contexts(parts: Partitions) -> list[FitContext]:
@@ -253,7 +306,11 @@ def execute_run(
     totals = FitStats()
     for dataset_id, items in pending.items():
         spectra = _load_spectra(index, store, dataset_id)
-        parts = make_partitions(spectra, options)
+        n_test = 0
+        if options.test_dataset:
+            test = _load_spectra(index, store, options.test_dataset)
+            spectra, n_test = with_test_set(spectra, test), test.n_samples
+        parts = make_partitions(spectra, options, n_test)
         metric = items[0][2]
         tasks = [(group, metric) for group in _group_configs([(r, c) for r, c, _ in items])]
         for payloads, stats in _parallel(store, spectra.X, parts, tasks, options.n_jobs):

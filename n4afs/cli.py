@@ -240,12 +240,20 @@ def _show_run_summary(ws, run_id: str, limit: int) -> None:
     show_default=True,
     help="Fraction of samples held out as a test set before CV.",
 )
+@click.option(
+    "--test",
+    "test_dataset",
+    default=None,
+    help="A separate test dataset (CSV, chemotools:NAME or a workspace dataset).",
+)
 @click.option("--seed", default=42, show_default=True, help="Seed of the splits.")
 @click.option("-j", "--jobs", default=1, show_default=True, help="Parallel worker processes.")
 @click.option("--resume", "resume_id", default=None, help="Finish an interrupted run (its id).")
 @click.option("--top", default=10, show_default=True, help="Rows of the ranked table.")
 @click.pass_context
-def run(ctx, templates, datasets_, cv, metric, name, test_size, seed, jobs, resume_id, top):
+def run(
+    ctx, templates, datasets_, cv, metric, name, test_size, test_dataset, seed, jobs, resume_id, top
+):
     """Run a sweep: every config of every TEMPLATE (YAML/JSON) on every --dataset.
 
     Results are stored as they finish (a crash loses only results in flight; finish with
@@ -261,8 +269,11 @@ def run(ctx, templates, datasets_, cv, metric, name, test_size, seed, jobs, resu
         if not templates or not datasets_:
             raise click.UsageError("give at least one TEMPLATE file and one --dataset")
         loaded = load_templates(list(templates))
-        infos = [ws._dataset_for_run(d) for d in datasets_]
-        options = RunOptions(cv=cv, seed=seed, metric=metric, test_size=test_size, n_jobs=jobs)
+        infos = [ws.resolve_dataset(d) for d in datasets_]
+        test_id = ws.resolve_dataset(test_dataset).dataset_id if test_dataset else None
+        options = RunOptions(
+            cv=cv, seed=seed, metric=metric, test_size=test_size, n_jobs=jobs, test_dataset=test_id
+        )
         run_id = plan_run(ws.index, loaded, infos, options, name)
     click.echo(f"run {run_id}")
     _execute_with_progress(ws, run_id)

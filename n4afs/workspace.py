@@ -120,6 +120,8 @@ class Workspace:
         metric: str | None = None,
         name: str = "run",
         test_size: float = 0.0,
+        test_dataset: Any = None,
+        splitter: Any = None,
         seed: int = 42,
         n_jobs: int = 1,
         on_result: Any = None,
@@ -128,14 +130,27 @@ class Workspace:
 
         `templates`: an explicit list (YAML/JSON paths, step lists, `{name, steps}` dicts).
         `datasets`: names/ids already in the workspace, CSV paths, `chemotools:NAME`, or
-        DataFrames. `metric` ranks results (default rmse / accuracy by task).
+        DataFrames. `metric` ranks results (default rmse / accuracy by task). The test set
+        is either a held-out fraction (`test_size`) or a separate dataset (`test_dataset`);
+        `splitter` is any scikit-learn CV splitter (default: shuffled K-fold, stratified
+        for classification, seeded).
         """
         from core.runner import RunOptions, execute_run, plan_run
         from core.templates import load_templates
 
         loaded = load_templates(list(templates))
-        infos = [self._dataset_for_run(d) for d in datasets]
-        options = RunOptions(cv=cv, seed=seed, metric=metric, test_size=test_size, n_jobs=n_jobs)
+        infos = [self.resolve_dataset(d) for d in datasets]
+        from core.runner import splitter_spec
+
+        options = RunOptions(
+            cv=splitter.get_n_splits() if splitter is not None else cv,
+            seed=seed,
+            metric=metric,
+            test_size=test_size,
+            n_jobs=n_jobs,
+            test_dataset=self.resolve_dataset(test_dataset).dataset_id if test_dataset else None,
+            splitter=splitter_spec(splitter) if splitter is not None else None,
+        )
         run_id = plan_run(self.index, loaded, infos, options, name)
         execute_run(self.index, self.store, run_id, on_result)
         return Run(self, run_id)
@@ -148,7 +163,7 @@ class Workspace:
         execute_run(self.index, self.store, run_id, on_result)
         return Run(self, run_id)
 
-    def _dataset_for_run(self, source: Any) -> DatasetInfo:
+    def resolve_dataset(self, source: Any) -> DatasetInfo:
         if isinstance(source, str) and not source.startswith("chemotools:"):
             with self.index.read() as conn:
                 found = catalog.find_datasets(conn, source)

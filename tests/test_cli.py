@@ -60,3 +60,59 @@ def test_bad_csv_error_through_the_cli(tmp_path):
     assert out.returncode == 2
     assert "bad.csv, line 2, column '1102': 'oops' is not a number" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+SWEEP_YAML = """
+name: small
+steps:
+  - _or_: [snv, {savgol: {deriv: 1, window_length: 15, polyorder: 2}}]
+  - pls: {n_components: {_range_: [2, 6, 2]}}
+"""
+
+
+def test_run_prints_a_ranked_table_then_queries_answer(tmp_path):
+    template = tmp_path / "sweep.yaml"
+    template.write_text(SWEEP_YAML)
+    ws = tmp_path / "ws"
+    out = run_cli(
+        "-w", str(ws), "run", str(template), "-d", "chemotools:fermentation", "--name", "cli sweep"
+    )
+    assert out.returncode == 0, out.stderr
+    assert "fermentation: best of run" in out.stdout
+    assert "6/6" in out.stdout  # the progress bar reached the end
+    run_id = out.stdout.splitlines()[0].split()[-1]
+    assert run_id.endswith(run_id[-6:]) and "_cli-sweep_" in run_id
+    table_rows = [line for line in out.stdout.splitlines() if "_pls" in line or "-pls" in line]
+    assert len(table_rows) == 6
+    runs = run_cli("-w", str(ws), "runs")
+    assert run_id in runs.stdout and "completed" in runs.stdout
+    best = run_cli("-w", str(ws), "best", "fermentation")
+    assert best.returncode == 0 and "rmse=" in best.stdout and run_id in best.stdout
+    results = run_cli("-w", str(ws), "results", "fermentation", "--metric", "r2")
+    assert results.returncode == 0 and "6 results" in results.stdout
+
+
+def test_bad_templates_and_runs_are_one_line_errors(tmp_path):
+    ws = str(tmp_path / "ws")
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("steps: [snv, {pls: {n_components: [1, 2}]\n")
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("steps: [snvv, pls]\n")
+    bad_range = tmp_path / "range.yaml"
+    bad_range.write_text("steps: [snv, {pls: {n_components: {_range_: [1, 5, 0]}}}]\n")
+    cases = [
+        (["run", str(bad_yaml), "-d", "chemotools:fermentation"], "bad.yaml"),
+        (["run", str(unknown), "-d", "chemotools:fermentation"], "did you mean"),
+        (["run", str(bad_range), "-d", "chemotools:fermentation"], "step must be > 0"),
+        (["run", "--resume", "nope"], "no run 'nope'"),
+        (["best", "fermentation"], "no completed result"),
+    ]
+    for args, message in cases:
+        out = run_cli("-w", ws, *args)
+        assert out.returncode == 2, (args, out.stdout, out.stderr)
+        assert message in out.stderr, (args, out.stderr)
+        assert "Traceback" not in out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    from n4afs.workspace import Workspace
+
+    assert Workspace(ws).runs() == []  # refused runs left nothing behind

@@ -219,3 +219,79 @@ def test_kill_during_a_run_then_resume_gives_the_same_ranking(tmp_path):
     expected = [(r.name, r.row.score) for r in reference.ranked("fermentation")]
     assert [n for n, _ in ranking] == [n for n, _ in expected]
     np.testing.assert_allclose([s for _, s in ranking], [s for _, s in expected], rtol=1e-12)
+
+
+def _csv_from(spectra, rows, path):
+    header = ["sample_id", "glucose", *spectra.feature_names]
+    lines = [",".join(header)]
+    for i in rows:
+        values = [spectra.sample_ids[i], repr(float(spectra.y[i, 0]))]
+        lines.append(",".join(values + [repr(float(v)) for v in spectra.X[i]]))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_held_out_test_set_gives_rmsep_and_fold_ensembles(ws):
+    from sklearn.cross_decomposition import PLSRegression
+
+    run = ws.run(
+        templates=[["snv", PLSRegression(n_components=3)]],
+        datasets=["chemotools:fermentation"],
+        cv=4,
+        test_size=0.25,
+        name="holdout",
+    )
+    (result,) = run.results
+    rows = {(s["model"], s["partition"]): s for s in result.scores}
+    assert {("final", "test"), ("avg", "test"), ("w_avg", "test"), ("cv", "val")} <= set(rows)
+    n_test = rows[("final", "test")]["n"]
+    assert n_test == 6 and rows[("cv", "val")]["n"] == 15
+    preds = result.predictions()
+    fold_test = preds.filter((preds["partition"] == "test") & (preds["model"] != "final"))
+    import polars as pl
+
+    joined = fold_test.group_by("sample_id").agg(
+        pl.col("y_pred").mean().alias("m"), pl.col("y_true").first().alias("t")
+    )
+    assert joined.height == 6
+    rmse = float(np.sqrt(((joined["m"] - joined["t"]) ** 2).mean()))
+    assert rows[("avg", "test")]["rmse"] == pytest.approx(rmse, rel=1e-9)
+    assert result.name == "snv-pls3"
+
+
+def test_separate_test_dataset_and_custom_splitter(ws, tmp_path):
+    from sklearn.model_selection import KFold
+
+    from core.datasets import load_chemotools
+
+    spectra = load_chemotools("chemotools:fermentation")
+    train = _csv_from(spectra, range(15), tmp_path / "train.csv")
+    test = _csv_from(spectra, range(15, 21), tmp_path / "test.csv")
+    run = ws.run(
+        templates=[["msc", "pls"]],
+        datasets=[train],
+        test_dataset=test,
+        splitter=KFold(3, shuffle=True, random_state=1),
+        name="split",
+    )
+    (result,) = run.results
+    folds = {s["fold"] for s in result.scores if s["model"].startswith("fold_")}
+    assert folds == {0, 1, 2}
+    test_rows = [s for s in result.scores if s["model"] == "final" and s["partition"] == "test"]
+    assert test_rows[0]["n"] == 6
+    preds = result.predictions()
+    assert set(preds.filter(preds["partition"] == "test")["sample_id"]) == set(
+        spectra.sample_ids[15:]
+    )
+
+
+def test_test_dataset_with_other_wavelengths_is_refused(ws, tmp_path):
+    from core.datasets import load_chemotools
+    from core.errors import RunError
+
+    spectra = load_chemotools("chemotools:fermentation")
+    train = _csv_from(spectra, range(15), tmp_path / "train.csv")
+    other = tmp_path / "other.csv"
+    other.write_text("sample_id,glucose,1100,1102\nA,1.0,0.1,0.2\n")
+    with pytest.raises(RunError, match="other wavelength columns"):
+        ws.run(templates=[["pls"]], datasets=[train], test_dataset=other, name="bad")
