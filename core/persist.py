@@ -115,7 +115,10 @@ def score_rows(outcome: ConfigOutcome, parts: Partitions, metric: str) -> list[S
                 _clean(scores_for(parts.task, parts.y[idx], y_pred)),
             )
         )
-    rows.extend(_ensemble_rows(outcome, parts, metric))
+    y_test = parts.y[parts.test_idx]
+    for name, y_pred in ensemble_predictions(outcome, parts, metric).items():
+        scores = _clean(scores_for(parts.task, y_test, y_pred))
+        rows.append(ScoreRow(name, None, "test", -1, len(y_test), scores))
     return rows
 
 
@@ -128,27 +131,18 @@ def _rows_of(parts: Partitions, fold: int, partition: str) -> np.ndarray:
     return train if partition == "train" else val
 
 
-def _ensemble_rows(outcome: ConfigOutcome, parts: Partitions, metric: str) -> list[ScoreRow]:
-    """avg / w_avg: the fold models' test predictions, averaged (weighted by val score)."""
+def ensemble_predictions(
+    outcome: ConfigOutcome, parts: Partitions, metric: str
+) -> dict[str, np.ndarray]:
+    """avg / w_avg: the fold models' test predictions, averaged (weighted by val score).
+
+    Regression only: averaging class labels is not defined without probabilities.
+    """
     folds = [m for m in outcome.models if m.fold >= 0 and "test" in m.predictions]
     if not folds or parts.task != "regression":
-        return []
+        return {}
     preds = np.vstack([m.predictions["test"] for m in folds])
-    weights = fold_weights(outcome, parts, metric)
-    y_true = parts.y[parts.test_idx]
-    rows = []
-    for name, combined in (("avg", preds.mean(axis=0)), ("w_avg", weights @ preds)):
-        rows.append(
-            ScoreRow(
-                name,
-                None,
-                "test",
-                -1,
-                len(y_true),
-                _clean(scores_for(parts.task, y_true, combined)),
-            )
-        )
-    return rows
+    return {"avg": preds.mean(axis=0), "w_avg": fold_weights(outcome, parts, metric) @ preds}
 
 
 def fold_weights(outcome: ConfigOutcome, parts: Partitions, metric: str) -> np.ndarray:
@@ -228,6 +222,13 @@ def predictions_table_bytes(
             columns["fold"] += [model.fold] * len(idx)
             columns["y_true"] += parts.y[idx].tolist()
             columns["y_pred"] += np.asarray(y_pred).tolist()
+    for name, y_pred in ensemble_predictions(outcome, parts, metric).items():
+        columns["sample_id"] += [parts.sample_ids[i] for i in parts.test_idx]
+        columns["model"] += [name] * len(parts.test_idx)
+        columns["partition"] += ["test"] * len(parts.test_idx)
+        columns["fold"] += [-1] * len(parts.test_idx)
+        columns["y_true"] += parts.y[parts.test_idx].tolist()
+        columns["y_pred"] += y_pred.tolist()
     table = pa.table(columns)
     summary = {
         "metric": metric,

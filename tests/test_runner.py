@@ -247,7 +247,9 @@ def test_held_out_test_set_gives_rmsep_and_fold_ensembles(ws):
     n_test = rows[("final", "test")]["n"]
     assert n_test == 6 and rows[("cv", "val")]["n"] == 15
     preds = result.predictions()
-    fold_test = preds.filter((preds["partition"] == "test") & (preds["model"] != "final"))
+    fold_test = preds.filter(
+        (preds["partition"] == "test") & preds["model"].str.starts_with("fold_")
+    )
     import polars as pl
 
     joined = fold_test.group_by("sample_id").agg(
@@ -256,6 +258,9 @@ def test_held_out_test_set_gives_rmsep_and_fold_ensembles(ws):
     assert joined.height == 6
     rmse = float(np.sqrt(((joined["m"] - joined["t"]) ** 2).mean()))
     assert rows[("avg", "test")]["rmse"] == pytest.approx(rmse, rel=1e-9)
+    stored_avg = preds.filter(preds["model"] == "avg").sort("sample_id")
+    np.testing.assert_allclose(stored_avg["y_pred"], joined.sort("sample_id")["m"], rtol=1e-12)
+    assert preds.filter(preds["model"] == "w_avg").height == 6
     assert result.name == "snv-pls3"
 
 
