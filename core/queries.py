@@ -50,6 +50,7 @@ class ResultRow:
     predictions_blob: str | None
     error: str | None
     created_at: datetime
+    duration_s: float | None = None
 
     @property
     def hash6(self) -> str:
@@ -61,14 +62,14 @@ class ResultRow:
         return f"{self.seq:04d}_{self.name}_{self.hash6}"
 
 
-_RESULT_SELECT = (
+RESULT_SELECT = (
     "SELECT r.result_id, r.run_id, r.dataset_id, d.name, r.seq, r.name, r.config_hash, "
     "r.config, r.choices, r.status, r.metric, r.score, r.predictions_blob, r.error, "
-    "r.created_at FROM results r JOIN datasets d USING (dataset_id)"
+    "r.created_at, r.duration_s FROM results r JOIN datasets d USING (dataset_id)"
 )
 
 
-def _result(row: tuple) -> ResultRow:
+def result_from_row(row: tuple) -> ResultRow:
     values = list(row)
     values[7], values[8] = json.loads(values[7]), json.loads(values[8])
     return ResultRow(*values)
@@ -94,10 +95,10 @@ def list_runs(conn: duckdb.DuckDBPyConnection) -> list[RunRow]:
 
 def run_results(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[ResultRow]:
     rows = conn.execute(
-        f"{_RESULT_SELECT} WHERE r.run_id = ? AND r.status IN {VISIBLE} ORDER BY d.name, r.seq",
+        f"{RESULT_SELECT} WHERE r.run_id = ? AND r.status IN {VISIBLE} ORDER BY d.name, r.seq",
         [run_id],
     ).fetchall()
-    return [_result(r) for r in rows]
+    return [result_from_row(r) for r in rows]
 
 
 def ranked_results(
@@ -122,15 +123,15 @@ def ranked_results(
         ).fetchone()[0]
         if stored is None:
             return []
-        sql = f"{_RESULT_SELECT} WHERE {where} {order_by(stored)}{tail}"
-        return [_result(r) for r in conn.execute(sql, params).fetchall()]
+        sql = f"{RESULT_SELECT} WHERE {where} {order_by(stored)}{tail}"
+        return [result_from_row(r) for r in conn.execute(sql, params).fetchall()]
     name = get_metric(metric).name  # a registered name: safe inside the SQL text
     value = f"CAST(p.scores ->> '$.{name}' AS DOUBLE)"
     sql = (
-        f"{_RESULT_SELECT} LEFT JOIN predictions p ON p.result_id = r.result_id "
+        f"{RESULT_SELECT} LEFT JOIN predictions p ON p.result_id = r.result_id "
         f"AND p.model = 'cv' AND p.partition = 'val' WHERE {where} {order_by(name, value)}{tail}"
     )
-    return [_result(r) for r in conn.execute(sql, params).fetchall()]
+    return [result_from_row(r) for r in conn.execute(sql, params).fetchall()]
 
 
 def score_rows(conn: duckdb.DuckDBPyConnection, result_id: str) -> list[dict[str, Any]]:

@@ -117,7 +117,21 @@ def plan_run(
 
 
 def _run_options(options: RunOptions) -> dict[str, Any]:
-    return {**asdict(options), "host": socket.gethostname()}
+    """Options plus where and with what they ran: MANIFEST.yaml and export cite these."""
+    return {**asdict(options), "host": socket.gethostname(), "versions": library_versions()}
+
+
+def library_versions() -> dict[str, str]:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for package in ("n4afs", "scikit-learn", "chemotools", "numpy", "scipy"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "unknown"
+    return found
 
 
 def _plan_results(conn, run_id, dataset, expanded, metric) -> None:

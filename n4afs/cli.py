@@ -327,6 +327,104 @@ def best(ctx, dataset, metric) -> None:
     click.echo("  cv: " + ", ".join(f"{k}={_score(v)}" for k, v in shown.items()))
 
 
+def _tree_and_path(ctx, path: str):
+    from n4afs.tree import Tree, parse_path
+
+    ws = _workspace(ctx.obj["workspace"])
+    return Tree(ws), parse_path(path)
+
+
+def _missing(path: str) -> click.ClickException:
+    exc = click.ClickException(
+        f"no such path in the tree: /{path.strip('/')} (list what is there with `n4afs ls`)"
+    )
+    exc.exit_code = 2
+    return exc
+
+
+@cli.command("ls")
+@click.argument("path", default="/")
+@click.option("-l", "long", is_flag=True, help="Sizes and dates.")
+@click.pass_context
+def ls_cmd(ctx, path, long) -> None:
+    """List a folder of the workspace tree (the view the mount shows)."""
+    from datetime import datetime
+
+    tree, parts = _tree_and_path(ctx, path)
+    entries = tree.list_dir(parts)
+    if entries is None:
+        node = tree.lookup(parts)
+        if node is None:
+            raise _missing(path)
+        entries = {node.name: node}
+    for name, node in entries.items():
+        shown = name + ("/" if node.is_dir else "")
+        if long:
+            when = datetime.fromtimestamp(node.mtime).strftime("%Y-%m-%d %H:%M")
+            size = "-" if node.is_dir else _human_bytes(node.size)
+            click.echo(f"{size:>10}  {when}  {shown}")
+        else:
+            click.echo(shown)
+
+
+@cli.command("tree")
+@click.argument("path", default="/")
+@click.option("-L", "depth", default=2, show_default=True, help="How many levels to show.")
+@click.pass_context
+def tree_cmd(ctx, path, depth) -> None:
+    """Show the workspace tree below PATH, like `tree -L`."""
+    tree, parts = _tree_and_path(ctx, path)
+    if tree.list_dir(parts) is None:
+        raise _missing(path)
+    click.echo("/" + "/".join(parts))
+
+    def show(at: tuple, prefix: str, level: int) -> None:
+        entries = list((tree.list_dir(at) or {}).items())
+        for i, (name, node) in enumerate(entries):
+            last = i == len(entries) - 1
+            click.echo(f"{prefix}{'└── ' if last else '├── '}{name}{'/' if node.is_dir else ''}")
+            if node.is_dir and level < depth:
+                show((*at, name), prefix + ("    " if last else "│   "), level + 1)
+
+    show(parts, "", 1)
+
+
+@cli.command("cat")
+@click.argument("path")
+@click.pass_context
+def cat_cmd(ctx, path) -> None:
+    """Write a file of the tree to standard output."""
+    tree, parts = _tree_and_path(ctx, path)
+    node = tree.lookup(parts)
+    if node is None or node.is_dir:
+        raise _missing(path)
+    sys.stdout.buffer.write(tree.read(node))
+
+
+@cli.command("open")
+@click.argument("path")
+@click.pass_context
+def open_cmd(ctx, path) -> None:
+    """Print the real (read-only) file behind PATH when it is a stored blob.
+
+    For tools that want a path on disk: model .pkl files are blobs. Rendered files
+    (CSV, YAML, PNG) have no file of their own: use `n4afs cat` or the mount.
+    """
+    tree, parts = _tree_and_path(ctx, path)
+    node = tree.lookup(parts)
+    if node is None or node.is_dir:
+        raise _missing(path)
+    real = tree.real_path(node)
+    if real is None:
+        exc = click.ClickException(
+            f"/{path.strip('/')} is rendered on demand and has no file "
+            "on disk; read it with `n4afs cat` or through the mount"
+        )
+        exc.exit_code = 2
+        raise exc
+    click.echo(real)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one line per user error, tracebacks only for bugs."""
     from core.errors import N4AError

@@ -116,3 +116,32 @@ def test_bad_templates_and_runs_are_one_line_errors(tmp_path):
     from n4afs.workspace import Workspace
 
     assert Workspace(ws).runs() == []  # refused runs left nothing behind
+
+
+def test_tree_commands(tmp_path):
+    ws = tmp_path / "ws"
+    template = tmp_path / "t.yaml"
+    template.write_text("steps: [snv, {pls: {n_components: 3}}]\n")
+    assert (
+        run_cli("-w", str(ws), "run", str(template), "-d", "chemotools:fermentation").returncode
+        == 0
+    )
+    tree = run_cli("-w", str(ws), "tree", "-L", "3")
+    assert "best_0001_snv-pls3_" in tree.stdout and "README.txt" in tree.stdout
+    listing = run_cli("-w", str(ws), "ls", "-l", "runs/fermentation")
+    assert "RESULTS.csv" in listing.stdout and " B  " in listing.stdout
+    cat = run_cli("-w", str(ws), "cat", "best/fermentation.csv")
+    assert cat.stdout.startswith("sample_id,y_true,y_pred,residual,partition,fold")
+    label = next(
+        line
+        for line in run_cli("-w", str(ws), "ls", "runs/fermentation").stdout.split()
+        if line.startswith("0001_")
+    )
+    models = run_cli("-w", str(ws), "ls", f"runs/fermentation/{label}models").stdout.split()
+    final = next(m for m in models if m.startswith("final_"))
+    real = run_cli("-w", str(ws), "open", f"runs/fermentation/{label}models/{final}pls_model.pkl")
+    assert real.returncode == 0 and os.path.isfile(real.stdout.strip())
+    rendered = run_cli("-w", str(ws), "open", "runs/fermentation/RESULTS.csv")
+    assert rendered.returncode == 2 and "n4afs cat" in rendered.stderr
+    missing = run_cli("-w", str(ws), "cat", "runs/nope.csv")
+    assert missing.returncode == 2 and "no such path" in missing.stderr

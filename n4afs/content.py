@@ -1,0 +1,155 @@
+"""Nodes of the tree and where their bytes come from.
+
+A file's content is one of: a whole blob (artifacts: served straight from the object file,
+zero copy), bytes rendered in memory (YAML, CSV, PNG; memoized by content), or segments
+(`pipeline.pkl`: glue bytes around whole blobs). Each knows its exact size without reading.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from n4afs.pipeline_pickle import BlobSegment, Segment, total_size
+
+TreePath = tuple[str, ...]
+
+
+class RenderMemo:
+    """Rendered bytes by (render version, renderer, input ids), least recently used out."""
+
+    def __init__(self, max_bytes: int = 256 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple, bytes] = OrderedDict()
+        self._bytes = 0
+        self.renders = 0  # how many times a renderer really ran (tests count it)
+
+    def get(self, key: tuple, render: Callable[[], bytes]) -> bytes:
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        data = render()
+        self.renders += 1
+        self._items[key] = data
+        self._bytes += len(data)
+        while self._bytes > self.max_bytes and len(self._items) > 1:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= len(old)
+        return data
+
+
+@dataclass(frozen=True)
+class BlobContent:
+    blob_id: str
+    size: int
+
+
+@dataclass(frozen=True)
+class BytesContent:
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@dataclass(frozen=True)
+class SegmentsContent:
+    segments: tuple[Segment, ...]
+
+    @property
+    def size(self) -> int:
+        return total_size(list(self.segments))
+
+
+class LazyContent:
+    """Rendered on first need (a size or a read), then memoized by content key.
+
+    Listing a folder never renders: only `stat` (size) and reads do, so a `find` over ten
+    thousand results draws no chart.
+    """
+
+    __slots__ = ("memo", "key", "render")
+
+    def __init__(self, memo: RenderMemo, key: tuple, render: Callable[[], bytes]) -> None:
+        self.memo, self.key, self.render = memo, key, render
+
+    @property
+    def data(self) -> bytes:
+        return self.memo.get(self.key, self.render)
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+Content = BlobContent | BytesContent | SegmentsContent | LazyContent
+
+
+@dataclass(frozen=True)
+class Node:
+    """A directory or a file of the tree, with everything `stat` needs.
+
+    `mutable` marks what may change while the index changes (listings, RESULTS.csv,
+    best_*.csv, RUN.yaml); everything else is content-addressed and never changes.
+    """
+
+    name: str
+    is_dir: bool
+    mtime: float
+    content: Content | None = None
+    mutable: bool = False
+
+    @property
+    def size(self) -> int:
+        return self.content.size if self.content is not None else 0
+
+
+def directory(name: str, mtime: float, mutable: bool = True) -> Node:
+    return Node(name, True, mtime, None, mutable)
+
+
+def file_node(name: str, mtime: float, content: Content, mutable: bool = False) -> Node:
+    return Node(name, False, mtime, content, mutable)
+
+
+def read_range(node: Node, offset: int, size: int, path_of: Callable[[str], Any]) -> bytes:
+    """Bytes [offset, offset + size) of a file node; blobs are read with pread, no copy."""
+    content = node.content
+    if content is None:
+        raise IsADirectoryError(node.name)
+    end = min(offset + size, content.size)
+    if offset >= end:
+        return b""
+    if isinstance(content, (BytesContent, LazyContent)):
+        return content.data[offset:end]
+    if isinstance(content, BlobContent):
+        return _pread(path_of(content.blob_id), offset, end - offset)
+    return _read_segments(content.segments, offset, end, path_of)
+
+
+def _pread(path: Any, offset: int, length: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
+
+
+def _read_segments(segments, offset: int, end: int, path_of) -> bytes:
+    parts, position = [], 0
+    for segment in segments:
+        length = segment.size if isinstance(segment, BlobSegment) else len(segment)
+        lo, hi = max(offset, position), min(end, position + length)
+        if lo < hi:
+            if isinstance(segment, BlobSegment):
+                parts.append(_pread(path_of(segment.blob_id), lo - position, hi - lo))
+            else:
+                parts.append(segment[lo - position : hi - position])
+        position += length
+        if position >= end:
+            break
+    return b"".join(parts)

@@ -1,0 +1,198 @@
+"""`n4a://`: the workspace tree as an fsspec filesystem (read-only).
+
+URL form: `n4a:///abs/path/to/workspace/runs/wheat/RESULTS.csv` — the workspace is the
+longest leading part of the path that is a workspace directory (it holds `n4a.duckdb`);
+the rest is a path in its tree. Alternatively bind one workspace and use tree paths:
+`N4AFileSystem(workspace="~/nirs-ws").open("/runs/wheat/RESULTS.csv")`.
+
+The class only translates: every listing, stat and read is the shared `Tree`'s (the FUSE
+mount sits on the same tree). Listings are one tree call per directory, never per child.
+Files open without fsspec's read-ahead cache (it cost ~40% on sequential reads here): a file
+that is a whole blob is opened directly from the object store.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fsspec import AbstractFileSystem
+from fsspec.spec import AbstractBufferedFile
+
+from n4afs.content import BlobContent, BytesContent, LazyContent, Node
+from n4afs.tree import Tree, parse_path
+
+WORKSPACE_MARKER = "n4a.duckdb"
+
+
+def _read_only(path: str) -> PermissionError:
+    return PermissionError(
+        errno.EROFS, "n4a:// is read-only (the tree is a view of the index)", path
+    )
+
+
+class N4AFile(AbstractBufferedFile):
+    """Random access into a rendered or composed file, no read-ahead."""
+
+    def __init__(self, fs: N4AFileSystem, path: str, tree: Tree, node: Node, **kwargs: Any):
+        self.tree, self.node = tree, node
+        kwargs.setdefault("cache_type", "none")
+        super().__init__(fs, path, mode="rb", size=node.size, **kwargs)
+
+    def _fetch_range(self, start: int, end: int) -> bytes:
+        return self.tree.read(self.node, start, end - start)
+
+
+class N4AFileSystem(AbstractFileSystem):
+    protocol = "n4a"
+    root_marker = "/"
+
+    def __init__(self, workspace: str | os.PathLike | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.workspace = str(Path(workspace).expanduser().resolve()) if workspace else None
+        self._trees: dict[str, Tree] = {}
+
+    # -- resolving ----------------------------------------------------------------------
+    @classmethod
+    def _strip_protocol(cls, path: str) -> str:
+        if isinstance(path, list):
+            return [cls._strip_protocol(p) for p in path]
+        path = str(path)
+        if path.startswith("n4a://"):
+            path = path[len("n4a://") :]
+        return "/" + path.strip("/")
+
+    def _tree(self, root: str) -> Tree:
+        if root not in self._trees:
+            from n4afs.workspace import Workspace
+
+            self._trees[root] = Tree(Workspace(root, create=False))
+        return self._trees[root]
+
+    def _resolve(self, path: str) -> tuple[Tree, tuple[str, ...]]:
+        path = self._strip_protocol(path)
+        if self.workspace is not None:
+            return self._tree(self.workspace), parse_path(path)
+        parts = parse_path(path)
+        for cut in range(len(parts), 0, -1):
+            root = "/" + "/".join(parts[:cut])
+            if os.path.isfile(os.path.join(root, WORKSPACE_MARKER)):
+                return self._tree(root), parts[cut:]
+        raise FileNotFoundError(errno.ENOENT, "no n4afs workspace in this path", path)
+
+    def _info(self, path: str, node: Node) -> dict[str, Any]:
+        return {
+            "name": path,
+            "size": node.size,
+            "type": "directory" if node.is_dir else "file",
+            "mtime": node.mtime,
+            "created": node.mtime,
+            "mutable": node.mutable,
+        }
+
+    # -- reading ------------------------------------------------------------------------
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list:
+        path = self._strip_protocol(path)
+        tree, tree_path = self._resolve(path)
+        entries = tree.list_dir(tree_path)
+        if entries is None:
+            node = tree.lookup(tree_path)
+            if node is None:
+                raise FileNotFoundError(errno.ENOENT, "not in the workspace tree", path)
+            infos = [self._info(path, node)]
+        else:
+            base = path.rstrip("/")
+            if not detail:  # names only: sizes would render charts and CSVs for nothing
+                return [f"{base}/{name}" for name in entries]
+            infos = [self._info(f"{base}/{name}", node) for name, node in entries.items()]
+        return infos if detail else [i["name"] for i in infos]
+
+    def find(
+        self,
+        path: str,
+        maxdepth: int | None = None,
+        withdirs: bool = False,
+        detail: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """Without `detail`, walk names and node types only: nothing is rendered."""
+        if detail:
+            return super().find(path, maxdepth=maxdepth, withdirs=withdirs, detail=True)
+        path = self._strip_protocol(path)
+        tree, tree_path = self._resolve(path)
+        top = tree.lookup(tree_path)
+        if top is None:
+            raise FileNotFoundError(errno.ENOENT, "not in the workspace tree", path)
+        if not top.is_dir:
+            return [path]
+        found: list[str] = []
+        stack = [(path.rstrip("/"), tree_path, 0)]
+        while stack:
+            base, parts, depth = stack.pop()
+            for name, node in (tree.list_dir(parts) or {}).items():
+                child = f"{base}/{name}"
+                if node.is_dir:
+                    if withdirs:
+                        found.append(child)
+                    if maxdepth is None or depth + 1 < maxdepth:
+                        stack.append((child, (*parts, name), depth + 1))
+                else:
+                    found.append(child)
+        return sorted(found)
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        path = self._strip_protocol(path)
+        tree, tree_path = self._resolve(path)
+        node = tree.lookup(tree_path)
+        if node is None:
+            raise FileNotFoundError(errno.ENOENT, "not in the workspace tree", path)
+        return self._info(path, node)
+
+    def modified(self, path: str) -> datetime:
+        return datetime.fromtimestamp(self.info(path)["mtime"], tz=UTC)
+
+    def created(self, path: str) -> datetime:
+        return self.modified(path)
+
+    def _file_node(self, path: str) -> tuple[Tree, Node]:
+        tree, tree_path = self._resolve(path)
+        node = tree.lookup(tree_path)
+        if node is None:
+            raise FileNotFoundError(errno.ENOENT, "not in the workspace tree", path)
+        if node.is_dir:
+            raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+        return tree, node
+
+    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        if mode != "rb":
+            raise _read_only(path)
+        tree, node = self._file_node(self._strip_protocol(path))
+        if isinstance(node.content, BlobContent):
+            return open(tree.ws.store.path_of(node.content.blob_id), "rb")  # noqa: SIM115
+        if isinstance(node.content, (BytesContent, LazyContent)):
+            return io.BytesIO(node.content.data)
+        kwargs.pop("autocommit", None)
+        return N4AFile(self, path, tree, node, **kwargs)
+
+    def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kw: Any):
+        tree, node = self._file_node(self._strip_protocol(path))
+        size = node.size
+        start = 0 if start is None else (start + size if start < 0 else start)
+        end = size if end is None else (end + size if end < 0 else min(end, size))
+        return tree.read(node, start, max(end - start, 0))
+
+    def real_path(self, path: str) -> str | None:
+        """The object file behind a plain-blob file (read-only), else None."""
+        tree, node = self._file_node(self._strip_protocol(path))
+        return tree.real_path(node)
+
+    # -- writing: never -------------------------------------------------------------------
+    def _refuse(self, path: Any = "", *args: Any, **kwargs: Any) -> None:
+        raise _read_only(str(path))
+
+    mkdir = makedirs = rm = _rm = rm_file = rmdir = touch = pipe_file = _refuse
+    cp_file = mv = put_file = _refuse

@@ -1,0 +1,51 @@
+"""`pipeline.pkl` assembled from the stored step artifacts, without storing it again.
+
+The file is a tiny hand-written pickle program that calls `sklearn.pipeline.Pipeline` on a
+list of `(name, pickle.loads(<artifact bytes>))` pairs. The artifact bytes sit in it verbatim,
+so the file is a concatenation: glue, blob, glue, blob, ..., glue. The tree serves it as
+segments straight from the blobs; its size is known from the blob sizes alone, and the
+model's bytes stay stored once. `joblib.load` and `pickle.load` both read it and return a
+fitted Pipeline.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from dataclasses import dataclass
+
+_PROTO = b"\x80\x04"
+_PIPELINE = b"csklearn.pipeline\nPipeline\n"
+_LOADS = b"cpickle\nloads\n"
+
+
+@dataclass(frozen=True)
+class BlobSegment:
+    blob_id: str
+    size: int
+
+
+Segment = bytes | BlobSegment
+
+
+def _unicode(text: str) -> bytes:
+    data = text.encode("utf-8")
+    return pickle.BINUNICODE + struct.pack("<I", len(data)) + data
+
+
+def compose(steps: list[tuple[str, str, int]]) -> list[Segment]:
+    """(step name, blob id, blob size) in pipeline order -> the file's segments."""
+    segments: list[Segment] = []
+    glue = _PROTO + _PIPELINE + pickle.MARK + pickle.EMPTY_LIST + pickle.MARK
+    for name, blob_id, size in steps:
+        glue += pickle.MARK + _unicode(name) + _LOADS + pickle.MARK
+        glue += pickle.BINBYTES8 + struct.pack("<Q", size)
+        segments += [glue, BlobSegment(blob_id, size)]
+        glue = pickle.TUPLE + pickle.REDUCE + pickle.TUPLE
+    glue += pickle.APPENDS + pickle.TUPLE + pickle.REDUCE + pickle.STOP
+    segments.append(glue)
+    return segments
+
+
+def total_size(segments: list[Segment]) -> int:
+    return sum(s.size if isinstance(s, BlobSegment) else len(s) for s in segments)

@@ -1,0 +1,190 @@
+"""Renderers: index rows and blobs in, the bytes of a human-readable file out.
+
+Every renderer is deterministic — same inputs, same bytes: no timestamps, no library
+versions inside, sorted keys where order is not meaningful — so a rendered file can be
+memoized by (RENDER_VERSION, renderer, input ids) and its size is known once, exactly.
+Bump RENDER_VERSION whenever an output changes, so memos keyed on it never serve old bytes.
+
+CSVs are what Excel and LibreOffice open cleanly: a header row, comma separated, `.` as the
+decimal point, UTF-8, one row per sample.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import yaml
+
+RENDER_VERSION = 1
+PREDICTION_COLUMNS = ("sample_id", "y_true", "y_pred", "residual", "partition", "fold")
+
+
+# -- text formats ---------------------------------------------------------------------
+def number(value: Any) -> str:
+    """Shortest exact form, '.' decimal point, empty for missing (what spreadsheets expect)."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if not math.isfinite(value) else repr(value)
+    return str(value)
+
+
+def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
+    sink = io.StringIO()
+    writer = csv.writer(sink, lineterminator="\r\n")  # RFC 4180 line ends, as Excel writes
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([number(v) for v in row])
+    return sink.getvalue().encode("utf-8")
+
+
+def yaml_bytes(data: Any) -> bytes:
+    text = yaml.safe_dump(
+        data, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100
+    )
+    return text.encode("utf-8")
+
+
+def prediction_rows(table: Any, task: str) -> list[tuple]:
+    """Rows of a predictions table (polars) as CSV rows: residual = y_pred - y_true."""
+    rows = []
+    for sample, y_true, y_pred, partition, fold in table.select(
+        "sample_id", "y_true", "y_pred", "partition", "fold"
+    ).iter_rows():
+        # classification: 1 when correct instead of a residual
+        residual = y_pred - y_true if task == "regression" else int(y_pred == y_true)
+        rows.append((sample, y_true, y_pred, residual, partition, "" if fold < 0 else fold))
+    return rows
+
+
+def predictions_csv(table: Any, task: str) -> bytes:
+    header = (
+        PREDICTION_COLUMNS
+        if task == "regression"
+        else ("sample_id", "y_true", "y_pred", "correct", "partition", "fold")
+    )
+    return csv_bytes(header, prediction_rows(table, task))
+
+
+# -- charts ---------------------------------------------------------------------------
+def _figure(width: float = 6.4, height: float = 4.8):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100)
+
+
+def png_bytes(fig: Any) -> bytes:
+    """PNG without the matplotlib version or a date in its metadata."""
+    sink = io.BytesIO()
+    fig.savefig(sink, format="png", metadata={"Software": None})
+    return sink.getvalue()
+
+
+def scatter_chart(y_true, y_pred, partition, title: str, scores: dict[str, Any]) -> bytes:
+    import numpy as np
+
+    fig = _figure()
+    ax = fig.add_subplot()
+    for part, marker in (("val", "o"), ("test", "^")):
+        mask = np.asarray(partition) == part
+        if mask.any():
+            ax.scatter(
+                np.asarray(y_true)[mask],
+                np.asarray(y_pred)[mask],
+                marker=marker,
+                alpha=0.75,
+                label="cross-validation" if part == "val" else "test",
+            )
+    low = float(min(np.min(y_true), np.min(y_pred)))
+    high = float(max(np.max(y_true), np.max(y_pred)))
+    ax.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1, label="1:1")
+    ax.set_xlabel("reference (y_true)")
+    ax.set_ylabel("predicted (y_pred)")
+    ax.set_title(title)
+    text = "\n".join(f"{k.upper()} = {v:.4g}" for k, v in scores.items() if v is not None)
+    ax.text(0.02, 0.98, text, transform=ax.transAxes, va="top", family="monospace")
+    ax.legend(loc="lower right")
+    return png_bytes(fig)
+
+
+def residuals_chart(y_true, residual, title: str) -> bytes:
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.scatter(y_true, residual, alpha=0.75)
+    ax.axhline(0.0, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("reference (y_true)")
+    ax.set_ylabel("residual (y_pred - y_true)")
+    ax.set_title(title)
+    return png_bytes(fig)
+
+
+def spectra_chart(wavelengths, X, unit: str | None, title: str) -> bytes:
+    fig = _figure(8.0, 4.8)
+    ax = fig.add_subplot()
+    for row in X:
+        ax.plot(wavelengths, row, linewidth=0.6, alpha=0.6)
+    ax.set_xlabel(f"wavelength ({unit})" if unit else "feature")
+    ax.set_ylabel("signal")
+    ax.set_title(title)
+    return png_bytes(fig)
+
+
+def distribution_chart(values_by_partition: dict[str, list], task: str, title: str) -> bytes:
+    import numpy as np
+
+    fig = _figure()
+    ax = fig.add_subplot()
+    if task == "regression":
+        ax.hist(list(values_by_partition.values()), label=list(values_by_partition), bins=15)
+        ax.set_xlabel("target")
+    else:
+        labels = sorted({str(v) for vs in values_by_partition.values() for v in vs})
+        width = 0.8 / max(len(values_by_partition), 1)
+        for i, (part, values) in enumerate(values_by_partition.items()):
+            counts = [sum(1 for v in values if str(v) == label) for label in labels]
+            ax.bar(np.arange(len(labels)) + i * width, counts, width, label=part)
+        ax.set_xticks(np.arange(len(labels)), labels)
+    ax.set_ylabel("samples")
+    ax.set_title(title)
+    ax.legend()
+    return png_bytes(fig)
+
+
+def folds_chart(sample_order: list[str], fold_of: dict[str, int], title: str) -> bytes:
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.scatter(
+        range(len(sample_order)), [fold_of.get(s, -1) for s in sample_order], marker="|", s=200
+    )
+    ax.set_xlabel("sample (dataset order)")
+    ax.set_ylabel("validation fold (-1: test)")
+    ax.set_title(title)
+    return png_bytes(fig)
+
+
+def confusion_chart(y_true, y_pred, title: str) -> bytes:
+    import numpy as np
+
+    labels = sorted({str(v) for v in [*y_true, *y_pred]})
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels)), dtype=int)
+    for t, p in zip(y_true, y_pred, strict=True):
+        matrix[index[str(t)], index[str(p)]] += 1
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("reference")
+    ax.set_title(title)
+    return png_bytes(fig)

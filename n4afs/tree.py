@@ -1,0 +1,278 @@
+"""The browsable tree: a pure function of the index, built one directory at a time.
+
+Nouns: a *path* is a tuple of components (strings only at the edges); a *node* is a file or
+directory with its exact size and mtime (`n4afs.content`). The tree answers three calls —
+`list_dir(path)`, `lookup(path)`, `read(node, offset, size)` — and both surfaces (fsspec,
+FUSE) only translate them. It never writes.
+
+It holds a `Snapshot` of the index and a cache of built directories, both dropped when the
+index's change token moves (one `stat`), so new results appear and `best_*` never goes
+stale. Rendered bytes live in a memo keyed by content, which survives refreshes: a result
+rendered once is never rendered again.
+
+Layout (DESIGN.md, "The tree"):
+  README.txt
+  runs/<dataset>/{DATASET.yaml, RESULTS.csv, best_<label>.csv, <label>/...}
+  by-run/<run>/{RUN.yaml, templates/, <dataset>/<label>/...}
+  best/<dataset>.csv
+  datasets/<dataset>/{DATASET.yaml, spectra.csv, targets.csv}
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from core.catalog import DatasetInfo
+from core.metrics import sort_key
+from core.queries import ResultRow
+from n4afs import result_files
+from n4afs.content import (
+    BytesContent,
+    Node,
+    RenderMemo,
+    TreePath,
+    directory,
+    file_node,
+    read_range,
+)
+from n4afs.names import unique_names
+from n4afs.snapshot import Snapshot, load_snapshot
+
+
+class Views:
+    """Lookups derived once per snapshot: folder names, groupings, the best per dataset."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.dataset_dirs = unique_names(
+            (d.dataset_id, d.name) for d in sorted(snapshot.datasets, key=lambda d: d.created_at)
+        )
+        self.datasets = {self.dataset_dirs[d.dataset_id]: d for d in snapshot.datasets}
+        self.run_dirs = unique_names((r.run_id, r.run_id) for r in snapshot.runs)
+        self.runs = {self.run_dirs[r.run_id]: r for r in snapshot.runs}
+        self.results_by_dataset: dict[str, list[ResultRow]] = defaultdict(list)
+        self.results_by_run: dict[tuple[str, str], list[ResultRow]] = defaultdict(list)
+        for result in snapshot.results:
+            self.results_by_dataset[result.dataset_id].append(result)
+            self.results_by_run[(result.run_id, result.dataset_id)].append(result)
+        self.ranked = {d: self._rank(rs) for d, rs in self.results_by_dataset.items()}
+
+    def metric_of(self, results: list[ResultRow]) -> str:
+        """The metric of the newest run on the dataset: what 'best' means there now."""
+        return max(results, key=lambda r: (r.created_at, r.seq)).metric
+
+    def _rank(self, results: list[ResultRow]) -> list[ResultRow]:
+        metric = self.metric_of(results)
+
+        def key(result: ResultRow) -> tuple:
+            value = self.snapshot.cv_scores(result.result_id).get(metric)
+            if value is None and result.status == "completed":
+                value = result.score
+            failed = result.status != "completed"
+            return (failed, sort_key(metric, value), result.seq)
+
+        return sorted(results, key=key)
+
+    def best(self, dataset_id: str) -> ResultRow | None:
+        ranked = self.ranked.get(dataset_id, [])
+        return ranked[0] if ranked and ranked[0].status == "completed" else None
+
+    def result(self, dataset_id: str, label: str) -> ResultRow | None:
+        for result in self.results_by_dataset.get(dataset_id, []):
+            if result.label == label:
+                return result
+        return None
+
+
+def _ts(value: Any) -> float:
+    return value.timestamp() if value is not None else 0.0
+
+
+class Tree:
+    """The read interface shared by the fsspec filesystem, the FUSE mount and export."""
+
+    def __init__(self, workspace: Any) -> None:
+        self.ws = workspace
+        self.memo = RenderMemo()
+        self.files = result_files.ResultFiles(workspace, self.memo)
+        self._views: Views | None = None
+        self._dirs: dict[TreePath, dict[str, Node]] = {}
+        self.refreshes = 0
+
+    # -- freshness --------------------------------------------------------------------
+    def refresh(self) -> Views:
+        """Reload the snapshot if the index changed since; cheap (one stat) when it did not."""
+        token = self.ws.index.change_token()
+        if self._views is None or self._views.snapshot.token != token:
+            snapshot = load_snapshot(self.ws.index)
+            self._views = Views(snapshot)  # recorded only once complete
+            self._dirs = {}
+            self.refreshes += 1
+        return self._views
+
+    # -- the three calls ----------------------------------------------------------------
+    def list_dir(self, path: TreePath) -> dict[str, Node] | None:
+        views = self.refresh()
+        if path not in self._dirs:
+            entries = self._build(views, tuple(path))
+            if entries is None:
+                return None
+            self._dirs[path] = entries
+        return self._dirs[path]
+
+    def lookup(self, path: TreePath) -> Node | None:
+        if not path:
+            return directory("", self._root_mtime(self.refresh()))
+        parent = self.list_dir(path[:-1])
+        return None if parent is None else parent.get(path[-1])
+
+    def read(self, node: Node, offset: int = 0, size: int = -1) -> bytes:
+        if size < 0:
+            size = node.size
+        return read_range(node, offset, size, self.ws.store.path_of)
+
+    def real_path(self, node: Node) -> str | None:
+        """The blob file behind a node, for tools that want a path (read-only!)."""
+        from n4afs.content import BlobContent
+
+        if isinstance(node.content, BlobContent):
+            return str(self.ws.store.path_of(node.content.blob_id))
+        return None
+
+    # -- directory builders ---------------------------------------------------------------
+    def _build(self, views: Views, path: TreePath) -> dict[str, Node] | None:
+        if not path:
+            return self._root(views)
+        top, rest = path[0], path[1:]
+        builder = {
+            "runs": self._runs_view,
+            "by-run": self._by_run_view,
+            "best": self._best_view,
+            "datasets": self._datasets_view,
+        }.get(top)
+        return builder(views, rest) if builder else None
+
+    def _root_mtime(self, views: Views) -> float:
+        times = [_ts(r.created_at) for r in views.snapshot.results]
+        times += [_ts(d.created_at) for d in views.snapshot.datasets]
+        return max(times, default=0.0)
+
+    def _root(self, views: Views) -> dict[str, Node]:
+        mtime = self._root_mtime(views)
+        readme = BytesContent(result_files.README.encode("utf-8"))
+        nodes = [file_node("README.txt", 0.0, readme)]
+        nodes += [directory(name, mtime) for name in ("runs", "by-run", "best", "datasets")]
+        return {n.name: n for n in nodes}
+
+    def _runs_view(self, views: Views, rest: TreePath) -> dict[str, Node] | None:
+        if not rest:
+            return {
+                name: directory(name, self._dataset_mtime(views, d))
+                for name, d in views.datasets.items()
+            }
+        dataset = views.datasets.get(rest[0])
+        if dataset is None:
+            return None
+        if len(rest) == 1:
+            return self._dataset_dir(views, dataset)
+        result = views.result(dataset.dataset_id, rest[1])
+        return None if result is None else self.files.result_dir(views, result, rest[2:])
+
+    def _dataset_mtime(self, views: Views, dataset: DatasetInfo) -> float:
+        results = views.results_by_dataset.get(dataset.dataset_id, [])
+        return max([_ts(dataset.created_at)] + [_ts(r.created_at) for r in results])
+
+    def _dataset_dir(self, views: Views, dataset: DatasetInfo) -> dict[str, Node]:
+        results = views.results_by_dataset.get(dataset.dataset_id, [])
+        mtime = self._dataset_mtime(views, dataset)
+        nodes = [
+            file_node(
+                "DATASET.yaml",
+                _ts(dataset.created_at),
+                self.files.dataset_yaml(dataset),
+                mutable=False,
+            )
+        ]
+        if results:
+            ranked = views.ranked[dataset.dataset_id]
+            metric = views.metric_of(results)
+            nodes.append(
+                file_node(
+                    "RESULTS.csv",
+                    mtime,
+                    self.files.results_csv(views, ranked, metric),
+                    mutable=True,
+                )
+            )
+            best = views.best(dataset.dataset_id)
+            if best is not None:
+                nodes.append(
+                    file_node(
+                        f"best_{best.label}.csv",
+                        _ts(best.created_at),
+                        self.files.best_csv(best, dataset),
+                        mutable=True,
+                    )
+                )
+        nodes += [directory(r.label, _ts(r.created_at), mutable=False) for r in results]
+        return {n.name: n for n in nodes}
+
+    def _by_run_view(self, views: Views, rest: TreePath) -> dict[str, Node] | None:
+        if not rest:
+            return {name: directory(name, _ts(r.created_at)) for name, r in views.runs.items()}
+        run = views.runs.get(rest[0])
+        if run is None:
+            return None
+        dataset_ids = views.snapshot.run_datasets.get(run.run_id, [])
+        by_dir = {views.dataset_dirs[d]: d for d in dataset_ids}
+        if len(rest) == 1:
+            mtime = max([_ts(run.created_at), _ts(run.finished_at)])
+            nodes = [
+                file_node("RUN.yaml", mtime, self.files.run_yaml(views, run), mutable=True),
+                directory("templates", _ts(run.created_at), mutable=False),
+            ]
+            nodes += [directory(name, mtime) for name in by_dir]
+            return {n.name: n for n in nodes}
+        if rest[1] == "templates" and len(rest) == 2:
+            return self.files.templates_dir(views, run)
+        dataset_id = by_dir.get(rest[1])
+        if dataset_id is None:
+            return None
+        results = views.results_by_run.get((run.run_id, dataset_id), [])
+        if len(rest) == 2:
+            return {r.label: directory(r.label, _ts(r.created_at), mutable=False) for r in results}
+        result = next((r for r in results if r.label == rest[2]), None)
+        return None if result is None else self.files.result_dir(views, result, rest[3:])
+
+    def _best_view(self, views: Views, rest: TreePath) -> dict[str, Node] | None:
+        if rest:
+            return None
+        nodes = {}
+        for name, dataset in views.datasets.items():
+            best = views.best(dataset.dataset_id)
+            if best is not None:
+                content = self.files.best_csv(best, dataset)
+                nodes[f"{name}.csv"] = file_node(
+                    f"{name}.csv", _ts(best.created_at), content, mutable=True
+                )
+        return nodes
+
+    def _datasets_view(self, views: Views, rest: TreePath) -> dict[str, Node] | None:
+        if not rest:
+            return {
+                name: directory(name, _ts(d.created_at), mutable=False)
+                for name, d in views.datasets.items()
+            }
+        dataset = views.datasets.get(rest[0])
+        if dataset is None or len(rest) > 1:
+            return None
+        return self.files.dataset_files(dataset)
+
+
+def parse_path(text: str) -> TreePath:
+    """'/runs/wheat/' -> ('runs', 'wheat'); refuses '..' rather than resolving it."""
+    parts = tuple(p for p in text.strip("/").split("/") if p and p != ".")
+    if any(p == ".." for p in parts):
+        raise FileNotFoundError(text)
+    return parts

@@ -1,0 +1,291 @@
+"""The tree contract on a real run: sizes, determinism, views, ranking, pipelines, interop."""
+
+import csv
+import io
+import os
+
+import fsspec
+import joblib
+import numpy as np
+import pytest
+import yaml
+
+from core.metrics import METRICS
+from core.templates import load_template
+from n4afs.fs import N4AFileSystem
+from n4afs.tree import Tree
+from n4afs.workspace import Workspace
+
+REGRESSION = [
+    {"_or_": ["snv", {"savgol": {"deriv": 1, "window_length": 11, "polyorder": 2}}]},
+    {"pls": {"n_components": {"_or_": [2, 4, 40]}}},  # 40 components fail on 16 samples
+]
+CLASSIFICATION = [{"_or_": ["snv", "msc"]}, {"_or_": ["lda", {"plsda": {"n_components": 3}}]}]
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    ws = Workspace(tmp_path_factory.mktemp("tree") / "ws")
+    ws.run(
+        templates=[REGRESSION],
+        datasets=["chemotools:fermentation"],
+        cv=4,
+        test_size=0.2,
+        name="glucose",
+    )
+    ws.run(templates=[CLASSIFICATION], datasets=["chemotools:coffee"], cv=3, name="origin")
+    return ws
+
+
+def walk(tree, path=()):
+    for name, node in tree.list_dir(path).items():
+        if node.is_dir:
+            yield from walk(tree, (*path, name))
+        else:
+            yield (*path, name), node
+
+
+def test_every_file_reads_exactly_its_stat_size_and_twice_the_same(ws):
+    first, second = Tree(ws), Tree(ws)  # separate memos: the second renders anew
+    files = dict(walk(first))
+    assert len(files) > 300
+    for path, node in files.items():
+        data = first.read(node)
+        assert len(data) == node.size, path
+        again = second.lookup(path)
+        assert again.size == node.size and second.read(again) == data, path
+        if node.size > 10:
+            assert first.read(node, 3, 5) == data[3:8]
+
+
+def test_top_level_layout_and_readme(ws):
+    tree = Tree(ws)
+    assert list(tree.list_dir(())) == ["README.txt", "runs", "by-run", "best", "datasets"]
+    assert b"runs/<dataset>/" in tree.read(tree.lookup(("README.txt",)))
+    assert set(tree.list_dir(("runs",))) == {"fermentation", "coffee"}
+    assert set(tree.list_dir(("best",))) == {"fermentation.csv", "coffee.csv"}
+    assert set(tree.list_dir(("datasets", "coffee"))) == {
+        "DATASET.yaml",
+        "spectra.csv",
+        "targets.csv",
+    }
+
+
+def read_csv(tree, path):
+    return list(csv.DictReader(io.StringIO(tree.read(tree.lookup(path)).decode("utf-8"))))
+
+
+@pytest.mark.parametrize("dataset", ["fermentation", "coffee"])
+def test_results_csv_follows_the_metric_direction_and_one_best(ws, dataset):
+    tree = Tree(ws)
+    rows = read_csv(tree, ("runs", dataset, "RESULTS.csv"))
+    metric_column = [c for c in rows[0] if "is better" in c][0]
+    metric = metric_column.split()[0]
+    completed = [r for r in rows if r["status"] == "completed"]
+    values = [float(r[metric_column]) for r in completed]
+    higher = METRICS[metric].direction == "higher"
+    assert values == sorted(values, reverse=higher)
+    assert [r["status"] for r in rows] == sorted([r["status"] for r in rows])  # failed last
+    best_files = [n for n in tree.list_dir(("runs", dataset)) if n.startswith("best_")]
+    assert best_files == [f"best_{ws.best(dataset).row.label}.csv"]
+    assert best_files == [f"best_{completed[0]['result']}.csv"]
+    best = tree.read(tree.lookup(("runs", dataset, best_files[0])))
+    assert best == tree.read(tree.lookup(("best", f"{dataset}.csv")))
+
+
+def test_best_csv_is_one_row_per_sample_excel_style(ws):
+    tree = Tree(ws)
+    raw = tree.read(tree.lookup(("best", "fermentation.csv")))
+    assert raw.startswith(b"sample_id,y_true,y_pred,residual,partition,fold\r\n")
+    rows = read_csv(tree, ("best", "fermentation.csv"))
+    assert len(rows) == 21 and len({r["sample_id"] for r in rows}) == 21
+    assert {r["partition"] for r in rows} == {"val", "test"}
+    for r in rows:
+        assert float(r["residual"]) == pytest.approx(float(r["y_pred"]) - float(r["y_true"]))
+
+
+def test_same_result_under_runs_and_by_run_with_no_extra_blob(ws):
+    tree = Tree(ws)
+    before = ws.blob_stats()
+    (run_dir,) = [n for n in tree.list_dir(("by-run",)) if "glucose" in n]
+    labels = list(tree.list_dir(("by-run", run_dir, "fermentation")))
+    assert len(labels) == 6
+    for label in labels:
+        a = {p: tree.read(n) for p, n in walk(tree, ("runs", "fermentation", label))}
+        b = {p[4:]: tree.read(n) for p, n in walk(tree, ("by-run", run_dir, "fermentation", label))}
+        assert {p[3:]: v for p, v in a.items()} == b
+    assert ws.blob_stats() == before
+    assert set(tree.list_dir(("by-run", run_dir))) >= {"RUN.yaml", "templates", "fermentation"}
+    run_yaml = yaml.safe_load(tree.read(tree.lookup(("by-run", run_dir, "RUN.yaml"))))
+    assert run_yaml["status"] == "partial" and run_yaml["failed"] == 2
+
+
+def test_failed_result_shows_its_traceback(ws):
+    tree = Tree(ws)
+    failed = [n for n in tree.list_dir(("runs", "fermentation")) if "pls40" in n]
+    assert len(failed) == 2
+    listing = tree.list_dir(("runs", "fermentation", failed[0]))
+    assert set(listing) == {"pipeline.yaml", "logs"}
+    log = tree.read(tree.lookup(("runs", "fermentation", failed[0], "logs", "error.log")))
+    assert b"Traceback" in log
+
+
+def test_result_folder_contents(ws):
+    tree = Tree(ws)
+    label = ws.best("fermentation").row.label
+    base = ("runs", "fermentation", label)
+    assert set(tree.list_dir(base)) == {
+        "pipeline.yaml",
+        "scores.yaml",
+        "predictions",
+        "charts",
+        "models",
+        "logs",
+    }
+    assert set(tree.list_dir((*base, "predictions"))) == {
+        "cv.csv",
+        "train.csv",
+        "test.csv",
+        "avg.csv",
+        "w_avg.csv",
+        "fold_0.csv",
+        "fold_1.csv",
+        "fold_2.csv",
+        "fold_3.csv",
+    }
+    charts = tree.list_dir((*base, "charts"))
+    assert set(charts) == {
+        "predictions_scatter.png",
+        "residuals.png",
+        "spectra.png",
+        "y_distribution.png",
+        "folds.png",
+    }
+    assert all(tree.read(n)[:8] == b"\x89PNG\r\n\x1a\n" for n in charts.values())
+    coffee = ws.best("coffee").row.label
+    assert "confusion_matrix.png" in tree.list_dir(("runs", "coffee", coffee, "charts"))
+    models = tree.list_dir((*base, "models"))
+    assert len(models) == 5 and sum(n.startswith("final_") for n in models) == 1
+    scores = yaml.safe_load(tree.read(tree.lookup((*base, "scores.yaml"))))
+    assert scores["metric"] == "rmse" and scores["direction"] == "lower"
+    assert scores["score"] == pytest.approx(scores["models"]["cv"]["val"]["rmse"])
+
+
+def test_pipeline_pkl_predicts_like_load_model_and_step_files_load(ws):
+    tree = Tree(ws)
+    best = ws.best("fermentation")
+    base = ("runs", "fermentation", best.row.label, "models")
+    final_dir = next(n for n in tree.list_dir(base) if n.startswith("final_"))
+    files = tree.list_dir((*base, final_dir))
+    pipeline = joblib.load(io.BytesIO(tree.read(files["pipeline.pkl"])))
+    X = ws.load_dataset("fermentation").X
+    np.testing.assert_array_equal(pipeline.predict(X), best.load_model("final").predict(X))
+    assert "pls_model.pkl" in files
+    model = joblib.load(tree.real_path(files["pls_model.pkl"]))
+    assert type(model).__name__ == "PLSRegression"
+    manifest = yaml.safe_load(tree.read(files["MANIFEST.yaml"]))
+    assert manifest["role"] == "final" and "scikit-learn" in manifest["versions"]
+    stored = sum(s["size"] for s in manifest["steps"])
+    assert files["pipeline.pkl"].size < stored + 300  # the steps' bytes plus a little glue
+
+
+def test_pipeline_yaml_reruns_to_the_same_scores(ws, tmp_path):
+    tree = Tree(ws)
+    best = ws.best("fermentation")
+    text = tree.read(tree.lookup(("runs", "fermentation", best.row.label, "pipeline.yaml")))
+    path = tmp_path / "pipeline.yaml"
+    path.write_bytes(text)
+    assert load_template(path).expand()[0].hash == best.row.config_hash
+    rerun = Workspace(tmp_path / "ws2").run(
+        templates=[path], datasets=["chemotools:fermentation"], cv=4, test_size=0.2, name="re"
+    )
+    (again,) = rerun.results
+    assert again.row.score == pytest.approx(best.row.score, rel=1e-12)
+    assert again.row.label == f"0001_{best.row.name}_{best.row.hash6}"
+
+
+def test_new_results_appear_without_a_new_tree(ws, tmp_path):
+    local = Workspace(tmp_path / "fresh")
+    local.run(
+        templates=[[{"pls": {"n_components": 1}}]],
+        datasets=["chemotools:fermentation"],
+        name="weak",
+    )
+    tree = Tree(local)
+    fs = N4AFileSystem(workspace=local.path)
+    assert len(fs.ls("/runs/fermentation", detail=False)) == 4
+    old_best = tree.lookup(("best", "fermentation.csv"))
+    old_name = next(n for n in tree.list_dir(("runs", "fermentation")) if n.startswith("best_"))
+    better = [
+        {"savgol": {"deriv": 1, "window_length": 15, "polyorder": 2}},
+        {"pls": {"n_components": 4}},
+    ]
+    local.run(templates=[better], datasets=["fermentation"], name="better")
+    listing = fs.ls("/runs/fermentation", detail=False)
+    assert len(listing) == 5
+    new_name = next(n for n in tree.list_dir(("runs", "fermentation")) if n.startswith("best_"))
+    assert old_name == "best_0001_pls1_" + old_name.split("_")[-1]
+    assert new_name.startswith("best_0002_sg1-pls4_")
+    new_best = tree.lookup(("best", "fermentation.csv"))
+    assert tree.read(new_best) != tree.read(old_best)
+    assert tree.refreshes == 2
+
+
+# -- fsspec ---------------------------------------------------------------------------------
+def test_fsspec_info_matches_listing_and_reads(ws):
+    fs = N4AFileSystem(workspace=ws.path)
+    for entry in fs.ls("/runs/fermentation", detail=True):
+        info = fs.info(entry["name"])
+        assert info == entry
+        if info["type"] == "file":
+            assert len(fs.cat_file(entry["name"])) == info["size"]
+            assert fs.cat_file(entry["name"], 2, 9) == fs.cat_file(entry["name"])[2:9]
+    assert fs.modified("/runs/fermentation/RESULTS.csv").year >= 2026
+    with pytest.raises(FileNotFoundError):
+        fs.info("/runs/nope")
+    with pytest.raises(PermissionError):
+        fs.open("/runs/fermentation/new.csv", "wb")
+    with pytest.raises(PermissionError):
+        fs.rm("/runs/fermentation/RESULTS.csv")
+
+
+def test_find_lists_every_file_without_rendering(ws):
+    fs = N4AFileSystem(workspace=ws.path)
+    tree = fs._tree(str(ws.path.resolve()))
+    rendered = tree.memo.renders
+    found = fs.find("/")
+    assert len(found) == len(list(walk(Tree(ws))))
+    assert tree.memo.renders == rendered
+
+
+def test_pandas_pyarrow_duckdb_and_polars_read_n4a_urls(ws):
+    import duckdb
+    import pandas as pd
+    import polars as pl
+    import pyarrow.csv as pacsv
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    url = f"n4a://{os.path.abspath(ws.path)}/runs/fermentation/RESULTS.csv"
+    frame = pd.read_csv(url)
+    assert len(frame) == 6 and frame["rank"].tolist() == list(range(1, 7))
+    fs = fsspec.filesystem("n4a")
+    path = f"{os.path.abspath(ws.path)}/best/coffee.csv"
+    with PyFileSystem(FSSpecHandler(fs)).open_input_stream(path) as stream:
+        assert pacsv.read_csv(stream).num_rows == 60
+    conn = duckdb.connect()
+    conn.register_filesystem(fs)
+    assert conn.execute(f"SELECT count(*) FROM read_csv('n4a://{path}')").fetchall() == [(60,)]
+    with fs.open(path) as handle:
+        assert pl.read_csv(handle).height == 60
+
+
+def test_hostile_dataset_names_stay_single_components(tmp_path):
+    local = Workspace(tmp_path / "hostile")
+    rng = np.random.default_rng(1)
+    for name in ["../../etc", "a/b", "CON", "x\x00y", "wheat", "WHEAT"]:
+        local.add_arrays(rng.normal(size=(10, 6)), rng.normal(size=10), name=name)
+    names = list(Tree(local).list_dir(("datasets",)))
+    assert len(names) == 6 and len({n.lower() for n in names}) == 6
+    for name in names:
+        assert "/" not in name and "\x00" not in name and name not in (".", "..")
+    assert "wheat" in names
