@@ -57,6 +57,8 @@ class Views:
             self.results_by_dataset[result.dataset_id].append(result)
             self.results_by_run[(result.run_id, result.dataset_id)].append(result)
         self.ranked = {d: self._rank(rs) for d, rs in self.results_by_dataset.items()}
+        times = [_ts(r.created_at) for r in snapshot.results]
+        self.latest = max(times + [_ts(d.created_at) for d in snapshot.datasets], default=0.0)
 
     def metric_of(self, results: list[ResultRow]) -> str:
         """The metric of the newest run on the dataset: what 'best' means there now."""
@@ -85,6 +87,14 @@ class Views:
         return None
 
 
+class _Generation:
+    """One snapshot's views and the directories built from them: replaced together."""
+
+    def __init__(self, views: Views) -> None:
+        self.views = views
+        self.dirs: dict[TreePath, dict[str, Node]] = {}
+
+
 def _ts(value: Any) -> float:
     return value.timestamp() if value is not None else 0.0
 
@@ -92,38 +102,62 @@ def _ts(value: Any) -> float:
 class Tree:
     """The read interface shared by the fsspec filesystem, the FUSE mount and export."""
 
-    def __init__(self, workspace: Any) -> None:
+    def __init__(self, workspace: Any, auto_refresh: bool = True) -> None:
+        """`auto_refresh`: check the change token on every call (fsspec, CLI). The mount
+        turns it off and calls `refresh()` from a watcher thread instead, so no callback
+        ever waits for a snapshot load."""
         self.ws = workspace
+        self.auto_refresh = auto_refresh
         self.memo = RenderMemo()
         self.files = result_files.ResultFiles(workspace, self.memo)
-        self._views: Views | None = None
-        self._dirs: dict[TreePath, dict[str, Node]] = {}
+        self._generation: _Generation | None = None
         self.refreshes = 0
 
     # -- freshness --------------------------------------------------------------------
-    def refresh(self) -> Views:
-        """Reload the snapshot if the index changed since; cheap (one stat) when it did not."""
+    def refresh(self) -> bool:
+        """Reload the snapshot if the index changed since; one stat when it did not.
+
+        Returns whether it reloaded. The new snapshot and an empty directory cache replace
+        the old pair in one assignment, so a concurrent reader sees one or the other whole.
+        """
         token = self.ws.index.change_token()
-        if self._views is None or self._views.snapshot.token != token:
-            snapshot = load_snapshot(self.ws.index)
-            self._views = Views(snapshot)  # recorded only once complete
-            self._dirs = {}
-            self.refreshes += 1
-        return self._views
+        current = self._generation
+        if current is not None and current.views.snapshot.token == token:
+            return False
+        self._generation = _Generation(Views(load_snapshot(self.ws.index)))
+        self.refreshes += 1
+        return True
+
+    def _current(self) -> _Generation:
+        if self.auto_refresh or self._generation is None:
+            self.refresh()
+        return self._generation
+
+    def mutable_paths(self) -> list[TreePath]:
+        """Cached paths whose content or listing may change when the index does."""
+        generation = self._generation
+        if generation is None:
+            return []
+        paths: list[TreePath] = [()]
+        for dir_path, entries in list(generation.dirs.items()):
+            paths += [(*dir_path, name) for name, node in entries.items() if node.mutable]
+        return paths
 
     # -- the three calls ----------------------------------------------------------------
     def list_dir(self, path: TreePath) -> dict[str, Node] | None:
-        views = self.refresh()
-        if path not in self._dirs:
-            entries = self._build(views, tuple(path))
+        generation = self._current()
+        path = tuple(path)
+        entries = generation.dirs.get(path)
+        if entries is None:
+            entries = self._build(generation.views, path)
             if entries is None:
                 return None
-            self._dirs[path] = entries
-        return self._dirs[path]
+            generation.dirs[path] = entries
+        return entries
 
     def lookup(self, path: TreePath) -> Node | None:
         if not path:
-            return directory("", self._root_mtime(self.refresh()))
+            return directory("", self._root_mtime(self._current().views))
         parent = self.list_dir(path[:-1])
         return None if parent is None else parent.get(path[-1])
 
@@ -154,9 +188,7 @@ class Tree:
         return builder(views, rest) if builder else None
 
     def _root_mtime(self, views: Views) -> float:
-        times = [_ts(r.created_at) for r in views.snapshot.results]
-        times += [_ts(d.created_at) for d in views.snapshot.datasets]
-        return max(times, default=0.0)
+        return views.latest
 
     def _root(self, views: Views) -> dict[str, Node]:
         mtime = self._root_mtime(views)

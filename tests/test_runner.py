@@ -158,30 +158,19 @@ def test_bad_options_are_refused_before_anything_is_written(ws):
 
 
 CRASHING_RUN = r"""
-import sys
+import sys, time
 from n4afs.workspace import Workspace
-import core.runner as runner
 
 ws = Workspace(sys.argv[1])
-original = runner.commit_payloads
-calls = []
+done = []
 
-def commit_then_stall(conn, payloads):
-    original(conn, payloads)
-    calls.append(1)
-    if len(calls) == 2:
+def on_result(payload):  # called after each group's transaction has committed
+    done.append(payload)
+    if len(done) == 20:
         open(sys.argv[2], "w").write("two groups committed")
+        time.sleep(120)  # killed here, with the third group still pending
 
-runner.commit_payloads = commit_then_stall
-orig_run_group = runner.run_group
-
-def slow_after_two(*args, **kwargs):
-    if len(calls) >= 2:
-        import time; time.sleep(60)
-    return orig_run_group(*args, **kwargs)
-
-runner.run_group = slow_after_two
-ws.run(templates=[SWEEP], datasets=["fermentation"], cv=5, name="crash")
+ws.run(templates=[SWEEP], datasets=["fermentation"], cv=5, name="crash", on_result=on_result)
 """
 
 
