@@ -51,3 +51,7 @@ class UnknownOperator(TemplateError):
 
 class RunError(N4AError):
     """A run that cannot start or resume (unknown run id, nothing to do, bad options)."""
+
+
+class MountError(N4AError):
+    """FUSE is unavailable, the mountpoint is unusable, or unmounting failed."""

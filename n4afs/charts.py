@@ -28,7 +28,8 @@ def result_charts(files: Any, r: Any, dataset: Any, cv: dict[str, Any]) -> list[
     def scatter() -> bytes:
         oof, test = parts()
         shown = oof.vstack(test) if test.height else oof
-        scores = {f"{k}cv": cv.get(k) for k in ("rmse", "r2", "rpd", "bias")}
+        labels = {"rmse": "RMSECV", "r2": "R² (cv)", "rpd": "RPD (cv)", "bias": "bias (cv)"}
+        scores = {label: cv.get(k) for k, label in labels.items()}
         return renderers.scatter_chart(
             shown["y_true"].to_list(),
             shown["y_pred"].to_list(),

@@ -8,6 +8,7 @@ inside the commands that need them, so `n4afs --help` answers at once.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -423,6 +424,60 @@ def open_cmd(ctx, path) -> None:
         exc.exit_code = 2
         raise exc
     click.echo(real)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, metavar="[WORKSPACE] MOUNTPOINT")
+@click.option("--foreground", is_flag=True, help="Stay attached (Ctrl-C unmounts).")
+@click.option(
+    "--allow-other",
+    is_flag=True,
+    help="Let other users read the mount (needs user_allow_other in /etc/fuse.conf).",
+)
+@click.pass_context
+def mount(ctx, paths, foreground, allow_other) -> None:
+    """Mount the workspace tree read-only at MOUNTPOINT (FUSE).
+
+    Files open in Excel, file managers and shell tools; new results appear while a run
+    writes. Private to you unless --allow-other. Runs in the background unless
+    --foreground; stop it with `n4afs umount MOUNTPOINT`.
+    """
+    from n4afs import mount as mounting
+
+    if len(paths) > 2:
+        raise click.UsageError("give at most a WORKSPACE and a MOUNTPOINT")
+    workspace = paths[0] if len(paths) == 2 else ctx.obj["workspace"]
+    mountpoint = Path(paths[-1]).expanduser().absolute()
+    ws = _workspace(workspace)
+    mounting.check_fuse()
+    mounting.check_mountpoint(mountpoint)
+    if foreground:
+        _serve(ws, mountpoint, allow_other)
+        return
+    log_path = mounting.start_background(ws.path.absolute(), mountpoint, allow_other)
+    click.echo(f"mounted {ws.path} at {mountpoint} (log: {log_path})")
+    click.echo(f"browse it: ls {mountpoint}/runs   stop it: n4afs umount {mountpoint}")
+
+
+def _serve(ws, mountpoint: Path, allow_other: bool) -> None:
+    import logging
+
+    from n4afs.fuse_ops import serve
+    from n4afs.tree import Tree
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    tree = Tree(ws, auto_refresh=False)
+    tree.refresh()
+    serve(tree, str(mountpoint), allow_other=allow_other)
+
+
+@cli.command()
+@click.argument("mountpoint")
+def umount(mountpoint) -> None:
+    """Unmount an n4afs mount (also clears a stale one left by a killed daemon)."""
+    from n4afs.mount import unmount
+
+    click.echo(f"{unmount(Path(mountpoint).expanduser().absolute())}: {mountpoint}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -108,7 +108,7 @@ def scatter_chart(y_true, y_pred, partition, title: str, scores: dict[str, Any])
     ax.set_xlabel("reference (y_true)")
     ax.set_ylabel("predicted (y_pred)")
     ax.set_title(title)
-    text = "\n".join(f"{k.upper()} = {v:.4g}" for k, v in scores.items() if v is not None)
+    text = "\n".join(f"{k:<9} = {v:.4g}" for k, v in scores.items() if v is not None)
     ax.text(0.02, 0.98, text, transform=ax.transAxes, va="top", family="monospace")
     ax.legend(loc="lower right")
     return png_bytes(fig)
@@ -181,7 +181,8 @@ def confusion_chart(y_true, y_pred, title: str) -> bytes:
     ax = fig.add_subplot()
     ax.imshow(matrix, cmap="Blues")
     for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, str(count), ha="center", va="center")
+        color = "white" if count > matrix.max() / 2 else "black"
+        ax.text(j, i, str(count), ha="center", va="center", color=color)
     ax.set_xticks(range(len(labels)), labels)
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")

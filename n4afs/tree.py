@@ -111,6 +111,7 @@ class Tree:
         self.memo = RenderMemo()
         self.files = result_files.ResultFiles(workspace, self.memo)
         self._generation: _Generation | None = None
+        self.previous: _Generation | None = None  # the one replaced by the last refresh
         self.refreshes = 0
 
     # -- freshness --------------------------------------------------------------------
@@ -124,6 +125,7 @@ class Tree:
         current = self._generation
         if current is not None and current.views.snapshot.token == token:
             return False
+        self.previous = current
         self._generation = _Generation(Views(load_snapshot(self.ws.index)))
         self.refreshes += 1
         return True
@@ -133,9 +135,8 @@ class Tree:
             self.refresh()
         return self._generation
 
-    def mutable_paths(self) -> list[TreePath]:
-        """Cached paths whose content or listing may change when the index does."""
-        generation = self._generation
+    def mutable_paths(self, generation: _Generation | None) -> list[TreePath]:
+        """Paths served from `generation` whose content or listing may change."""
         if generation is None:
             return []
         paths: list[TreePath] = [()]

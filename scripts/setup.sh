@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian machine for n4afs: Debian's fuse3 (the mount needs libfuse 3 and
-# fusermount3) and a virtual environment in .venv with n4afs installed editable plus the dev
-# tools. Idempotent and quick when nothing changed, so the demo and test commands both call it.
+# fusermount3), rsync and zip (the mount tests use them as real tools), and a virtual
+# environment in .venv with n4afs installed editable plus the dev tools. Idempotent and quick
+# when nothing changed, so the demo and test commands both call it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
+command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)  # the mount
+command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)        # mount tests use real tools
+command -v zip >/dev/null 2>&1 || need_apt+=(zip)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

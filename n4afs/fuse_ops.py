@@ -1,0 +1,186 @@
+"""The FUSE adapter: kernel callbacks translated to the shared tree, nothing more.
+
+Speed comes from doing little per call (measured on these machines, PERF-NOTES.md): no
+`open`/`release`/xattr callbacks (mfusepy registers only what is implemented, and the
+kernel stops asking for what is missing), `readdir` yields `(name, mode, 0)`, reads are
+`pread` on the blob file, and the tree answers from memory. The mount runs single-threaded
+(`nothreads`), so nothing in a callback may be slow: the index is polled and reloaded by a
+watcher thread, never inside a callback.
+
+Kernel caching and freshness: attributes and entries are cached for long (content never
+changes under a name, except for the few mutable nodes) and when the index changes the
+watcher asks libfuse to invalidate every mutable path it had served (listings,
+RESULTS.csv, best_*.csv, best/<dataset>.csv, RUN.yaml), so nothing stale survives more than
+one poll interval. Negative lookups are not cached, so a result folder created after
+someone looked for it appears at once.
+
+Integrity: a blob is hash-checked on its first read in a mount session (memoized); a
+mismatch is EIO, never wrong bytes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import stat
+import threading
+import time
+from typing import Any
+
+from core.errors import BlobCorrupt, MountError, N4AError
+from n4afs.content import BlobContent, Node, SegmentsContent
+from n4afs.pipeline_pickle import BlobSegment
+from n4afs.tree import Tree
+
+os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # prefer libfuse 3: larger reads
+
+import mfusepy  # noqa: E402  (after choosing the library)
+
+log = logging.getLogger("n4afs.mount")
+POLL_SECONDS = 0.2
+DIR_MODE = stat.S_IFDIR | 0o555
+FILE_MODE = stat.S_IFREG | 0o444
+
+
+class TreeOperations(mfusepy.Operations):
+    use_ns = True
+
+    def __init__(self, tree: Tree) -> None:
+        self.tree = tree
+        self.uid, self.gid = os.getuid(), os.getgid()
+        self.verified: set[str] = set()
+        self._fuse_ptr: int | None = None
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def init_with_config(self, conn: Any, config: Any) -> None:
+        self._fuse_ptr = mfusepy._libfuse.fuse_get_context().contents.fuse
+        self._watcher = threading.Thread(target=self._watch, name="n4afs-watch", daemon=True)
+        self._watcher.start()
+
+    def destroy(self, path: str) -> None:
+        self._stop.set()
+
+    def _watch(self) -> None:
+        """Reload the tree when the index moves, then invalidate what may have changed."""
+        while not self._stop.wait(POLL_SECONDS):
+            try:
+                if self.tree.refresh():
+                    time.sleep(0.05)  # let a callback still holding the old snapshot finish
+                    self._invalidate(self.tree.mutable_paths(self.tree.previous))
+            except Exception:  # a failed reload keeps serving the last snapshot
+                log.exception("reloading the index failed; serving the previous snapshot")
+
+    def _invalidate(self, paths: list[tuple[str, ...]]) -> None:
+        invalidate = mfusepy._libfuse.fuse_invalidate_path
+        invalidate.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        for path in paths:
+            invalidate(self._fuse_ptr, ("/" + "/".join(path)).encode("utf-8", "surrogateescape"))
+
+    # -- metadata -----------------------------------------------------------------------
+    def _node(self, path: str) -> Node:
+        parts = tuple(p for p in path.split("/") if p)
+        try:
+            node = self.tree.lookup(parts)
+        except N4AError as exc:
+            log.error("lookup %s failed: %s", path, exc)
+            raise mfusepy.FuseOSError(errno.EIO) from exc
+        if node is None:
+            raise mfusepy.FuseOSError(errno.ENOENT)
+        return node
+
+    def getattr(self, path: str, fh: Any = None) -> dict[str, Any]:
+        node = self._node(path)
+        mtime_ns = int(node.mtime * 1e9)
+        try:
+            size = node.size
+        except BlobCorrupt as exc:
+            log.error("%s: %s", path, exc)
+            raise mfusepy.FuseOSError(errno.EIO) from exc
+        return {
+            "st_mode": DIR_MODE if node.is_dir else FILE_MODE,
+            "st_nlink": 2 if node.is_dir else 1,
+            "st_size": size,
+            "st_uid": self.uid,
+            "st_gid": self.gid,
+            "st_mtime": mtime_ns,
+            "st_ctime": mtime_ns,
+            "st_atime": mtime_ns,
+            "st_blksize": 256 * 1024,  # invite large reads
+            "st_blocks": (size + 511) // 512,
+        }
+
+    def readdir(self, path: str, fh: Any) -> Any:
+        entries = self.tree.list_dir(tuple(p for p in path.split("/") if p))
+        if entries is None:
+            raise mfusepy.FuseOSError(errno.ENOENT)
+        yield ".", DIR_MODE, 0
+        yield "..", DIR_MODE, 0
+        for name, node in entries.items():
+            yield name, DIR_MODE if node.is_dir else FILE_MODE, 0
+
+    def statfs(self, path: str) -> dict[str, int]:
+        return {
+            "f_bsize": 4096,
+            "f_frsize": 4096,
+            "f_blocks": 0,
+            "f_bfree": 0,
+            "f_bavail": 0,
+            "f_files": 0,
+            "f_ffree": 0,
+            "f_namemax": 255,
+        }
+
+    # -- data ---------------------------------------------------------------------------
+    def read(self, path: str, size: int, offset: int, fh: Any) -> bytes:
+        node = self._node(path)
+        try:
+            self._verify_once(node)
+            return self.tree.read(node, offset, size)
+        except (BlobCorrupt, OSError, N4AError) as exc:
+            log.error("read %s failed: %s", path, exc)
+            raise mfusepy.FuseOSError(errno.EIO) from exc
+
+    def _verify_once(self, node: Node) -> None:
+        content = node.content
+        if isinstance(content, BlobContent):
+            blobs = [content.blob_id]
+        elif isinstance(content, SegmentsContent):
+            blobs = [s.blob_id for s in content.segments if isinstance(s, BlobSegment)]
+        else:
+            return  # rendered bytes: their inputs were hash-checked when read from the store
+        for blob_id in blobs:
+            if blob_id not in self.verified:
+                if not self.tree.ws.store.verify(blob_id):
+                    raise BlobCorrupt(f"blob {blob_id[:8]} does not match its sha256")
+                self.verified.add(blob_id)
+
+
+def serve(tree: Tree, mountpoint: str, allow_other: bool = False) -> None:
+    """Mount and serve until unmounted or signalled (SIGINT/SIGTERM unmount cleanly)."""
+    options = {
+        "foreground": True,
+        "nothreads": True,
+        "ro": True,
+        "fsname": "n4afs",
+        "subtype": "n4afs",
+        "kernel_cache": True,
+        "entry_timeout": 3600,
+        "attr_timeout": 3600,
+        "negative_timeout": 0,
+    }
+    if allow_other:
+        options["allow_other"] = True
+    started = time.monotonic()
+    log.info("serving %s on %s", tree.ws.path, mountpoint)
+    try:
+        mfusepy.FUSE(TreeOperations(tree), mountpoint, **options)
+    except RuntimeError as exc:
+        # libfuse 3 reports a loop ended by SIGINT/SIGTERM as error 8 after it has already
+        # unmounted cleanly; anything else (or a mount still present) is a real failure
+        if os.path.ismount(mountpoint) or str(exc) != "8":
+            raise MountError(f"the FUSE session on {mountpoint} failed (libfuse: {exc})") from exc
+    log.info("unmounted %s after %.0f s", mountpoint, time.monotonic() - started)

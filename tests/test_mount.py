@@ -1,0 +1,262 @@
+"""Real FUSE mounts of real runs, read with real tools."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import joblib
+import numpy as np
+import polars as pl
+import pytest
+
+from n4afs.fs import N4AFileSystem
+from n4afs.workspace import Workspace
+from tests.mount_fixture import REPO, Mount, wait_for
+
+SWEEP = [{"_or_": ["snv", "msc"]}, {"pls": {"n_components": {"_range_": [2, 4]}}}]
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    ws = Workspace(tmp_path_factory.mktemp("mounted") / "ws")
+    ws.run(
+        templates=[SWEEP], datasets=["chemotools:fermentation"], cv=4, test_size=0.2, name="mounted"
+    )
+    return ws
+
+
+@pytest.fixture(scope="module")
+def mnt(ws, tmp_path_factory):
+    mount = Mount(ws.path, tmp_path_factory.mktemp("m") / "nirs").start()
+    yield mount
+    mount.stop()
+    assert not os.path.ismount(mount.path)
+    mount.assert_clean_log()
+
+
+def sh(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, **kwargs)
+
+
+def best_label(ws) -> str:
+    return ws.best("fermentation").row.label
+
+
+def test_ls_find_du_stat_cat(ws, mnt):
+    root = mnt.path
+    out = sh("ls", "-la", str(root / "runs" / "fermentation"))
+    assert out.returncode == 0 and "RESULTS.csv" in out.stdout and "r--r--r--" in out.stdout
+    found = sh("find", str(root)).stdout.splitlines()
+    fs_files = N4AFileSystem(workspace=ws.path).find("/", withdirs=True)
+    assert len(found) == len(fs_files) + 1  # find also prints the root itself
+    du = sh("du", "-sb", str(root / "runs"))
+    assert du.returncode == 0 and int(du.stdout.split()[0]) > 100_000
+    results_csv = root / "runs" / "fermentation" / "RESULTS.csv"
+    size = int(sh("stat", "-c", "%s", str(results_csv)).stdout)
+    cat = subprocess.run(["cat", str(results_csv)], capture_output=True, timeout=60)
+    assert size == len(cat.stdout) and cat.stdout.startswith(b"rank,result,")
+
+
+def test_cp_rsync_zip_of_a_result_folder_match_fsspec(ws, mnt, tmp_path):
+    label = best_label(ws)
+    source = mnt.path / "runs" / "fermentation" / label
+    fs = N4AFileSystem(workspace=ws.path)
+    reference = tmp_path / "via-fsspec" / label
+    for path in fs.find(f"/runs/fermentation/{label}"):
+        target = reference / Path(path).relative_to(f"/runs/fermentation/{label}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(fs.cat_file(path))
+    assert sh("cp", "-r", str(source), str(tmp_path / "cp")).returncode == 0
+    assert sh("diff", "-r", str(tmp_path / "cp"), str(reference)).returncode == 0
+    assert sh("rsync", "-a", f"{source}/", str(tmp_path / "rsync")).returncode == 0
+    assert sh("diff", "-r", str(tmp_path / "rsync"), str(reference)).returncode == 0
+    archive = tmp_path / "result.zip"
+    assert sh("zip", "-qr", str(archive), label, cwd=source.parent).returncode == 0
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            if not info.is_dir():
+                assert zf.read(info) == (reference.parent / info.filename).read_bytes()
+
+
+def test_csv_polars_and_joblib_on_mounted_files(ws, mnt):
+    runs = mnt.path / "runs" / "fermentation"
+    (best_csv,) = [p for p in runs.iterdir() if p.name.startswith("best_")]
+    with open(best_csv, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 21 and rows[0].keys() >= {"sample_id", "y_true", "y_pred", "residual"}
+    frame = pl.read_csv(best_csv)
+    assert frame.height == 21 and frame["y_pred"].dtype == pl.Float64
+    models = runs / best_label(ws) / "models"
+    (final,) = [p for p in models.iterdir() if p.name.startswith("final_")]
+    pipeline = joblib.load(final / "pipeline.pkl")
+    X = ws.load_dataset("fermentation").X
+    np.testing.assert_array_equal(
+        pipeline.predict(X), ws.best("fermentation").load_model().predict(X)
+    )
+
+
+def test_writes_are_refused_read_only(mnt):
+    with pytest.raises(OSError) as info:
+        (mnt.path / "runs" / "new.txt").write_text("x")
+    assert info.value.errno in (30, 13)  # EROFS (or EACCES from the 0444 modes)
+
+
+def test_a_run_writing_while_mounted_shows_whole_results_and_fresh_best(ws, mnt):
+    runs = mnt.path / "runs" / "fermentation"
+    before = {p.name for p in runs.iterdir()}
+    best_file = mnt.path / "best" / "fermentation.csv"
+    old_best = best_file.read_bytes()
+    missing_name = runs / "0013_sg1-pls4_placeholder"
+    assert not missing_name.exists()  # a negative lookup the kernel must not keep
+    seen_incomplete: list[str] = []
+    stop = threading.Event()
+
+    def watch() -> None:  # any result folder that appears must be whole
+        while not stop.is_set():
+            for folder in runs.iterdir():
+                if folder.name[:4].isdigit() and folder.name not in before:
+                    entries = {p.name for p in folder.iterdir()}
+                    if "scores.yaml" not in entries and "logs" not in entries:
+                        seen_incomplete.append(folder.name)
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        better = [
+            {"savgol": {"deriv": 1, "window_length": 15, "polyorder": 2}},
+            {"pls": {"n_components": {"_range_": [3, 5]}}},
+        ]
+        started = time.monotonic()
+        ws.run(templates=[better], datasets=["fermentation"], cv=4, test_size=0.2, name="better")
+
+        def new_results() -> set[str]:
+            return {p.name for p in runs.iterdir() if p.name[:4].isdigit()} - before
+
+        new = wait_for(lambda: len(new_results()) == 3 and new_results(), timeout=5)
+        assert {n.split("_")[1] for n in new} == {"sg1-pls3", "sg1-pls4", "sg1-pls5"}
+        assert time.monotonic() - started < 60
+        fresh = wait_for(
+            lambda: best_file.read_bytes() != old_best and best_file.read_bytes(), timeout=2
+        )
+    finally:
+        stop.set()
+        watcher.join()
+    assert seen_incomplete == []
+    assert os.stat(best_file).st_size == len(fresh)
+    label = ws.best("fermentation").row.label
+    assert label.split("_")[1].startswith("sg1-pls")
+    assert (runs / f"best_{label}.csv").exists()
+    assert sum(p.name.startswith("best_") for p in runs.iterdir()) == 1
+
+
+def test_sigterm_unmounts_cleanly(ws, tmp_path):
+    mount = Mount(ws.path, tmp_path / "sig").start()
+    assert (mount.path / "README.txt").read_bytes().startswith(b"n4afs workspace")
+    mount.proc.send_signal(signal.SIGTERM)
+    assert mount.proc.wait(timeout=20) == 0
+    assert not os.path.ismount(mount.path)
+    mount.assert_clean_log()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "n4afs.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_stale_mount_is_detected_and_cleared(ws, tmp_path):
+    mount = Mount(ws.path, tmp_path / "stale").start()
+    mount.proc.kill()
+    mount.proc.wait(timeout=10)
+    with pytest.raises(OSError):
+        os.listdir(mount.path)  # "Transport endpoint is not connected"
+    again = run_cli("mount", str(ws.path), str(mount.path))
+    assert again.returncode == 2 and "stale mount" in again.stderr
+    cleared = run_cli("umount", str(mount.path))
+    assert cleared.returncode == 0 and "cleared stale mount" in cleared.stdout
+    assert os.listdir(mount.path) == []
+
+
+def test_background_mount_and_umount_commands(ws, tmp_path):
+    target = tmp_path / "bg"
+    out = run_cli("mount", str(ws.path), str(target))
+    assert out.returncode == 0, out.stderr
+    try:
+        assert os.path.ismount(target) and "n4afs umount" in out.stdout
+        assert (target / "runs" / "fermentation").is_dir()
+        busy = run_cli("mount", str(ws.path), str(target))
+        assert busy.returncode == 2 and "busy" in busy.stderr
+    finally:
+        down = run_cli("umount", str(target))
+    assert down.returncode == 0 and not os.path.ismount(target)
+    assert "not mounted" in run_cli("umount", str(target)).stderr
+
+
+def test_refusals_say_what_to_do(ws, tmp_path):
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "file").write_text("x")
+    out = run_cli("mount", str(ws.path), str(full))
+    assert out.returncode == 2 and "not empty" in out.stderr
+    out = run_cli("mount", str(tmp_path / "no-ws"), str(tmp_path / "m1"))
+    assert out.returncode == 2 and "n4afs init" in out.stderr
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FUSE_LIBRARY_NAME": "no-such-fuse"}
+    out = subprocess.run(
+        [sys.executable, "-m", "n4afs.cli", "mount", str(ws.path), str(tmp_path / "m2")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "install Debian's fuse3" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_missing_dev_fuse_is_explained(monkeypatch):
+    from core.errors import MountError
+    from n4afs import mount as mounting
+
+    real_exists = os.path.exists
+    monkeypatch.setattr(
+        mounting.os.path, "exists", lambda p: False if p == "/dev/fuse" else real_exists(p)
+    )
+    with pytest.raises(MountError, match="/dev/fuse does not exist.*--device /dev/fuse"):
+        mounting.check_fuse()
+
+
+def test_corrupt_blob_reads_as_eio_never_wrong_bytes(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    ws.run(templates=[["snv", "pls"]], datasets=["chemotools:fermentation"], name="corrupt")
+    label = ws.best("fermentation").row.label
+    mount = Mount(ws.path, tmp_path / "c").start()
+    try:
+        models = mount.path / "runs" / "fermentation" / label / "models"
+        final = next(p for p in models.iterdir() if p.name.startswith("final_"))
+        fs = N4AFileSystem(workspace=ws.path)
+        blob = fs.real_path(f"/runs/fermentation/{label}/models/{final.name}/pls_model.pkl")
+        os.chmod(blob, 0o644)
+        data = bytearray(Path(blob).read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        Path(blob).write_bytes(bytes(data))
+        with pytest.raises(OSError) as info:
+            (final / "pls_model.pkl").read_bytes()
+        assert info.value.errno == 5  # EIO
+        # the mount keeps serving everything else
+        assert (mount.path / "README.txt").read_bytes().startswith(b"n4afs workspace")
+    finally:
+        mount.stop()
+    assert "does not match its sha256" in mount.output()
