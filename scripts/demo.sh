@@ -18,7 +18,7 @@ $n4afs -w "$ws" run examples/regression_sweep.yaml --dataset fermentation --name
 $n4afs -w "$ws" run examples/classification_sweep.yaml --dataset coffee --name "coffee origin"
 $n4afs -w "$ws" runs
 $n4afs -w "$ws" best fermentation
-$n4afs -w "$ws" du 2>/dev/null || $n4afs -w "$ws" datasets list
+$n4afs -w "$ws" datasets list
 mkdir -p "$mnt"
 $n4afs mount "$ws" "$mnt"
 echo
