@@ -33,7 +33,7 @@ class DatasetInfo:
     source_path: str | None
     source_sha256: str | None
     source_size: int | None
-    blob_id: BlobId
+    blob_id: BlobId | None  # None: imported without its data
     created_at: datetime
 
     @property
@@ -69,15 +69,27 @@ _DATASET_COLUMNS = (
 )
 
 
-def add_dataset(conn: duckdb.DuckDBPyConnection, meta: dict[str, Any], blob_id: str) -> bool:
-    """Insert a dataset row; False when the same content is already indexed."""
-    if conn.execute("SELECT 1 FROM datasets WHERE dataset_id = ?", [blob_id]).fetchone():
+def add_dataset(
+    conn: duckdb.DuckDBPyConnection, meta: dict[str, Any], dataset_id: str, blob_id: str | None
+) -> bool:
+    """Insert a dataset row; False when the same content is already indexed.
+
+    The dataset id is its Parquet blob's id; an imported dataset whose data did not come
+    with the bundle keeps its original id and has no blob (`blob_id=None`).
+    """
+    known = conn.execute("SELECT blob_id FROM datasets WHERE dataset_id = ?", [dataset_id])
+    row = known.fetchone()
+    if row is not None:
+        if row[0] is None and blob_id is not None:  # its data arrives after its results
+            conn.execute(
+                "UPDATE datasets SET blob_id = ? WHERE dataset_id = ?", [blob_id, dataset_id]
+            )
         return False
     conn.execute(
         f"INSERT INTO datasets ({_DATASET_COLUMNS}) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp)",
         [
-            blob_id,
+            dataset_id,
             meta["name"],
             meta["task"],
             meta["n_samples"],
@@ -99,7 +111,7 @@ def add_dataset(conn: duckdb.DuckDBPyConnection, meta: dict[str, Any], blob_id: 
 def _dataset_from_row(row: tuple) -> DatasetInfo:
     values = dict(zip([c.strip() for c in _DATASET_COLUMNS.split(",")], row, strict=True))
     values["dataset_id"] = BlobId(values["dataset_id"])
-    values["blob_id"] = BlobId(values["blob_id"])
+    values["blob_id"] = BlobId(values["blob_id"]) if values["blob_id"] else None
     values["target_stats"] = json.loads(values["target_stats"])
     values["target_names"] = list(values["target_names"])
     return DatasetInfo(**values)

@@ -519,3 +519,31 @@ def load_any(source: Any, **options: Any) -> Spectra:
         f"cannot load a dataset from {type(source).__name__}: give a CSV path, "
         "'chemotools:NAME', a DataFrame, or use from_arrays"
     )
+
+
+def load_for_prediction(
+    path: str | Path, feature_names: Sequence[str]
+) -> tuple[list[str], np.ndarray]:
+    """New spectra to predict: (sample ids, X ordered as the model's wavelength columns).
+
+    Other non-numeric columns (say, a reference value) are ignored; a wavelength column the
+    model expects but the file lacks, or one the file has that the model never saw, is an
+    error naming those columns.
+    """
+    path = Path(path)
+    rows, delimiter = _parse_rows(_read_bytes(path), path)
+    header, body = rows[0], rows[1:]
+    id_col = _find_id_column(header, None, path)
+    numeric = {h for i, h in enumerate(header) if i != id_col and wavelengths([h]) is not None}
+    wanted = list(feature_names)
+    missing = [f for f in wanted if f not in header]
+    extra = sorted(numeric - set(wanted), key=lambda h: float(h))
+    if missing or extra:
+        raise DatasetError(
+            f"{path}: wavelength columns differ from the model's ({len(wanted)} expected): "
+            f"missing {missing[:8]}{'…' if len(missing) > 8 else ''}, "
+            f"unexpected {extra[:8]}{'…' if len(extra) > 8 else ''}"
+        )
+    X = _numeric_block(body, [header.index(f) for f in wanted], header, path, delimiter)
+    ids = [row[id_col].strip() for row in body] if id_col is not None else _default_ids(len(body))
+    return ids, X

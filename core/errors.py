@@ -55,3 +55,11 @@ class RunError(N4AError):
 
 class MountError(N4AError):
     """FUSE is unavailable, the mountpoint is unusable, or unmounting failed."""
+
+
+class BundleError(N4AError):
+    """An export bundle that is malformed, tampered with, or unsafe: nothing was written."""
+
+
+class UntrustedArchive(N4AError):
+    """Pickled models from a bundle were not loaded because nobody said to trust them."""

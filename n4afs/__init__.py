@@ -10,10 +10,28 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Workspace", "__version__"]
+__all__ = ["Workspace", "predict", "__version__"]
 
 if TYPE_CHECKING:
     from n4afs.workspace import Workspace
+
+
+def predict(
+    source: Any, new_csv: Any, model: str = "final", trust: bool = False, workspace: Any = None
+) -> Any:
+    """Predictions (polars DataFrame) of a bundle's or a workspace result's model on new
+    spectra; `source` is a bundle path, or a tree path of `workspace`."""
+    from pathlib import Path
+
+    from n4afs import prediction as predicting
+    from n4afs.tree import parse_path
+    from n4afs.workspace import Workspace
+
+    path = Path(source)
+    if workspace is None:
+        return predicting.predict_bundle(path, Path(new_csv), model, trust).table
+    ws = workspace if hasattr(workspace, "index") else Workspace(workspace, create=False)
+    return predicting.predict_result(ws, parse_path(str(source)), Path(new_csv), model, trust).table
 
 
 def __getattr__(name: str) -> Any:

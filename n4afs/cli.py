@@ -463,12 +463,17 @@ def _serve(ws, mountpoint: Path, allow_other: bool) -> None:
     import logging
 
     from n4afs.fuse_ops import serve
+    from n4afs.mount import register
     from n4afs.tree import Tree
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     tree = Tree(ws, auto_refresh=False)
     tree.refresh()
-    serve(tree, str(mountpoint), allow_other=allow_other)
+    record = register(mountpoint, ws.path.absolute())
+    try:
+        serve(tree, str(mountpoint), allow_other=allow_other)
+    finally:
+        record.unlink(missing_ok=True)
 
 
 @cli.command()
@@ -478,6 +483,136 @@ def umount(mountpoint) -> None:
     from n4afs.mount import unmount
 
     click.echo(f"{unmount(Path(mountpoint).expanduser().absolute())}: {mountpoint}")
+
+
+def _workspace_and_tree_path(ctx, path: str):
+    """A path inside a live n4afs mount, or a tree path in the -w workspace."""
+    from n4afs.mount import locate
+    from n4afs.tree import parse_path
+
+    mounted = locate(Path(path).expanduser()) if Path(path).expanduser().exists() else None
+    if mounted is not None:
+        workspace, parts = mounted
+        return _workspace(str(workspace)), tuple(parts)
+    return _workspace(ctx.obj["workspace"]), parse_path(path)
+
+
+@cli.command()
+@click.argument("path")
+@click.option(
+    "-o", "--output", "out", required=True, help="OUT.zip, or DIR/ for a folder of real files."
+)
+@click.option(
+    "--minimal",
+    "level",
+    flag_value="minimal",
+    help="Only what predicting needs: pipeline.yaml, scores.yaml, the final model.",
+)
+@click.option(
+    "--with-data",
+    "level",
+    flag_value="with-data",
+    help="Also the dataset(s) as CSV under data/, for full reproducibility.",
+)
+@click.option(
+    "--link",
+    is_flag=True,
+    help="With -o DIR/: hard-link model files to the (read-only) store instead of "
+    "copying, where the filesystem allows.",
+)
+@click.pass_context
+def export(ctx, path, out, level, link) -> None:
+    """Export a folder of the tree (or of a mount) as real files: a zip or a folder.
+
+    PATH is a tree path (runs/wheat/0042_snv-pls15_x9y8z7) or the same folder inside a
+    mount (~/nirs/runs/wheat/...). Adds EXPORT.yaml (provenance) and MANIFEST.yaml
+    (sha256 of every file). Share the zip; `n4afs predict` and `n4afs import` read it.
+    """
+    from n4afs.export import export as run_export
+
+    ws, parts = _workspace_and_tree_path(ctx, path)
+    target = Path(out).expanduser()
+    if link and target.suffix == ".zip":
+        raise click.UsageError("--link makes a folder: give -o DIR/")
+    summary = run_export(
+        ws,
+        parts,
+        target,
+        level=level or "default",
+        link=link,
+        command="n4afs " + " ".join(sys.argv[1:]),
+    )
+    click.echo(
+        f"exported {summary.files} files ({_human_bytes(summary.bytes)}, "
+        f"{len(summary.results)} results) to {summary.out}"
+    )
+
+
+@cli.command("import")
+@click.argument("bundle")
+@click.option("--as", "name", default=None, help="Dataset name to file the results under.")
+@click.option(
+    "--trust",
+    is_flag=True,
+    help="Allow loading this bundle's pickled models later (they run code when "
+    "loaded): only for bundles from people you trust.",
+)
+@click.pass_context
+def import_cmd(ctx, bundle, name, trust) -> None:
+    """Import an export bundle (zip or folder): verified, stored once, shown in the tree.
+
+    Refused with the reason, and nothing written, when the bundle has unsafe paths, links,
+    a bad manifest hash, is truncated or inflates past its declared size.
+    """
+    from n4afs.importer import import_bundle
+
+    ws = _workspace(ctx.obj["workspace"], create=True)
+    summary = import_bundle(ws, Path(bundle).expanduser(), name=name, trust=trust)
+    if summary.already_imported:
+        click.echo(f"already imported as run {summary.run_id}: nothing new stored")
+        return
+    click.echo(
+        f"imported {len(summary.results)} result(s) as run {summary.run_id} "
+        f"({summary.new_blobs} new blobs); see by-run/{summary.run_id}/"
+    )
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("new_csv")
+@click.option("-o", "--output", "out", default=None, help="Write predictions here (CSV).")
+@click.option(
+    "--model",
+    default="final",
+    show_default=True,
+    help="final, fold_<k>, or avg (mean of the fold models).",
+)
+@click.option("--result", default=None, help="Which result, when a bundle holds several.")
+@click.option(
+    "--trust", is_flag=True, help="Load pickled models from a bundle (they run code when loaded)."
+)
+@click.pass_context
+def predict(ctx, source, new_csv, out, model, result, trust) -> None:
+    """Predict NEW_CSV with the model of SOURCE (a bundle, or a result folder).
+
+    SOURCE is an exported zip/folder, a tree path (runs/wheat/0042_...) or a mounted
+    result folder. NEW_CSV needs the same wavelength columns as the training data.
+    """
+    from n4afs import prediction as predicting
+
+    path = Path(source).expanduser()
+    if path.exists() and (path.suffix == ".zip" or (path / "EXPORT.yaml").exists()):
+        done = predicting.predict_bundle(path, Path(new_csv), model, trust, result)
+    else:
+        ws, parts = _workspace_and_tree_path(ctx, source)
+        done = predicting.predict_result(ws, parts, Path(new_csv), model, trust)
+    for warning in done.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if out:
+        done.table.write_csv(out)
+        click.echo(f"{done.table.height} predictions written to {out}")
+    else:
+        sys.stdout.write(done.table.write_csv())
 
 
 def main(argv: list[str] | None = None) -> None:

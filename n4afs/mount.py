@@ -136,3 +136,40 @@ def _unmount_command(mountpoint: Path, lazy: bool) -> list[str]:
     raise MountError(
         "fusermount3 is missing: install Debian's fuse3 (`sudo apt-get install fuse3`)"
     )
+
+
+# -- which workspace is mounted where ----------------------------------------------------
+def registry_dir() -> Path:
+    return Path(os.environ.get("N4AFS_STATE", Path.home() / ".n4afs")) / "mounts"
+
+
+def _record_path(mountpoint: Path) -> Path:
+    import hashlib
+
+    key = hashlib.sha256(str(mountpoint).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return registry_dir() / f"{key}.json"
+
+
+def register(mountpoint: Path, workspace: Path) -> Path:
+    """Written by the daemon while it serves, so a mounted path leads back to its workspace."""
+    import json
+
+    record = _record_path(mountpoint)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(
+        json.dumps({"mountpoint": str(mountpoint), "workspace": str(workspace), "pid": os.getpid()})
+    )
+    return record
+
+
+def locate(path: Path) -> tuple[Path, tuple[str, ...]] | None:
+    """(workspace, tree path) for a path inside a live n4afs mount, else None."""
+    import json
+
+    path = Path(os.path.abspath(path))
+    for candidate in [path, *path.parents]:
+        record = _record_path(candidate)
+        if record.exists() and os.path.ismount(candidate):
+            workspace = Path(json.loads(record.read_text())["workspace"])
+            return workspace, path.relative_to(candidate).parts
+    return None

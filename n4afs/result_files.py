@@ -145,8 +145,14 @@ class ResultFiles:
         key = ("results.csv", metric, tuple((r.result_id, r.status) for r in ranked))
         return self._render(key, render)
 
-    def best_csv(self, best: ResultRow, dataset: DatasetInfo) -> LazyContent:
+    def best_csv(self, best: ResultRow, dataset: DatasetInfo, views: Any) -> LazyContent:
         """One row per sample: out-of-fold predictions, plus the final model on the test set."""
+        imported = views.snapshot.imported.get(best.result_id)
+        if imported is not None:
+            return self._render(
+                ("best.csv", "imported", best.result_id),
+                lambda: self._imported_best(imported, dataset.task),
+            )
 
         def render() -> bytes:
             table = self.predictions(best.predictions_blob)
@@ -158,8 +164,26 @@ class ResultFiles:
 
         return self._render(("best.csv", best.predictions_blob, dataset.task), render)
 
+    def _imported_best(self, files: dict[str, tuple[str, int]], task: str) -> bytes:
+        """cv.csv then the rows of test.csv, as exported (header once)."""
+        parts = [
+            self.ws.store.read(files[p][0])
+            for p in ("predictions/cv.csv", "predictions/test.csv")
+            if p in files
+        ]
+        if not parts:
+            header = (
+                renderers.PREDICTION_COLUMNS
+                if task == "regression"
+                else ("sample_id", "y_true", "y_pred", "correct", "partition", "fold")
+            )
+            return renderers.csv_bytes(header, [])
+        return parts[0] + b"".join(p.split(b"\r\n", 1)[1] for p in parts[1:])
+
     def dataset_files(self, d: DatasetInfo) -> dict[str, Node]:
         t = d.created_at.timestamp()
+        if d.blob_id is None:  # imported without its data: only the description
+            return {"DATASET.yaml": file_node("DATASET.yaml", t, self.dataset_yaml(d))}
 
         def spectra_csv() -> bytes:
             s = self.spectra(d.blob_id)
@@ -214,6 +238,8 @@ class ResultFiles:
     # -- one result ---------------------------------------------------------------------
     def result_dir(self, views: Any, r: ResultRow, rest: TreePath) -> dict[str, Node] | None:
         t = r.created_at.timestamp()
+        if r.result_id in views.snapshot.imported:
+            return self.imported_dir(views.snapshot.imported[r.result_id], rest, t)
         if not rest:
             nodes = [
                 file_node("pipeline.yaml", t, self.pipeline_yaml(r)),
@@ -234,6 +260,22 @@ class ResultFiles:
             "logs": self.logs_dir,
         }.get(rest[0])
         return builder(views, r, rest[1:]) if builder else None
+
+    def imported_dir(
+        self, files: dict[str, tuple[str, int]], rest: TreePath, mtime: float
+    ) -> dict[str, Node] | None:
+        """An imported result's folder: exactly the files it was exported with."""
+        prefix = "/".join(rest) + "/" if rest else ""
+        nodes: dict[str, Node] = {}
+        for path, (blob_id, size) in files.items():
+            if not path.startswith(prefix):
+                continue
+            head, _, tail = path[len(prefix) :].partition("/")
+            if tail:
+                nodes.setdefault(head, directory(head, mtime, mutable=False))
+            else:
+                nodes[head] = file_node(head, mtime, BlobContent(blob_id, size))
+        return nodes or None
 
     def pipeline_yaml(self, r: ResultRow) -> LazyContent:
         def render() -> bytes:

@@ -54,6 +54,8 @@ class Snapshot:
     templates: dict[str, list[tuple[int, str, Any]]]  # run id -> (position, name, body)
     models: dict[str, list[ModelInfo]] = field(default_factory=dict)  # by result id
     scores: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by result id
+    imported: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
+    untrusted_runs: set[str] = field(default_factory=set)  # imported without --trust
 
     def cv_scores(self, result_id: str) -> dict[str, Any]:
         return next((s for s in self.scores.get(result_id, []) if s["model"] == "cv"), {})
@@ -72,7 +74,22 @@ def load_snapshot(index: Any) -> Snapshot:
         )
         snapshot.models = _models(conn)
         snapshot.scores = _scores(conn)
+        snapshot.imported = _imported(conn)
+        snapshot.untrusted_runs = {
+            run_id
+            for (run_id,) in conn.execute("SELECT run_id FROM imports WHERE NOT trusted").fetchall()
+        }
     return snapshot
+
+
+def _imported(conn: Any) -> dict[str, dict[str, tuple[str, int]]]:
+    """result id -> {path inside its folder: (blob id, size)} for imported results."""
+    grouped: dict[str, dict[str, tuple[str, int]]] = defaultdict(dict)
+    for result_id, path, blob_id, size in conn.execute(
+        "SELECT result_id, path, blob_id, size FROM imported_files ORDER BY result_id, path"
+    ).fetchall():
+        grouped[result_id][path] = (blob_id, size)
+    return dict(grouped)
 
 
 def _all_results(conn: Any) -> list[ResultRow]:

@@ -162,6 +162,39 @@ class Tree:
         parent = self.list_dir(path[:-1])
         return None if parent is None else parent.get(path[-1])
 
+    def result_at(self, path: TreePath) -> tuple[ResultRow, int] | None:
+        """The result whose folder is at or above `path`, and that folder's depth."""
+        views = self._current().views
+        if len(path) >= 3 and path[0] == "runs" and path[1] in views.datasets:
+            result = views.result(views.datasets[path[1]].dataset_id, path[2])
+            return (result, 3) if result is not None else None
+        if len(path) >= 4 and path[0] == "by-run" and path[2] in views.datasets:
+            result = views.result(views.datasets[path[2]].dataset_id, path[3])
+            if result is not None and views.run_dirs.get(result.run_id) == path[1]:
+                return result, 4
+        return None
+
+    def dataset_named(self, folder: str) -> DatasetInfo | None:
+        return self._current().views.datasets.get(folder)
+
+    def dataset_folder(self, dataset_id: str) -> str:
+        return self._current().views.dataset_dirs[dataset_id]
+
+    def walk_files(self, path: TreePath) -> list[tuple[TreePath, Node]]:
+        """Every file at or below `path` (paths relative to it), in listing order."""
+        node = self.lookup(path)
+        if node is None:
+            return []
+        if not node.is_dir:
+            return [((path[-1],), node)]
+        found: list[tuple[TreePath, Node]] = []
+        for name, child in (self.list_dir(path) or {}).items():
+            if child.is_dir:
+                found += [((name, *rel), n) for rel, n in self.walk_files((*path, name))]
+            else:
+                found.append(((name,), child))
+        return found
+
     def read(self, node: Node, offset: int = 0, size: int = -1) -> bytes:
         if size < 0:
             size = node.size
@@ -244,7 +277,7 @@ class Tree:
                     file_node(
                         f"best_{best.label}.csv",
                         _ts(best.created_at),
-                        self.files.best_csv(best, dataset),
+                        self.files.best_csv(best, dataset, views),
                         mutable=True,
                     )
                 )
@@ -285,7 +318,7 @@ class Tree:
         for name, dataset in views.datasets.items():
             best = views.best(dataset.dataset_id)
             if best is not None:
-                content = self.files.best_csv(best, dataset)
+                content = self.files.best_csv(best, dataset, views)
                 nodes[f"{name}.csv"] = file_node(
                     f"{name}.csv", _ts(best.created_at), content, mutable=True
                 )

@@ -83,7 +83,7 @@ class Workspace:
         meta = datasets.metadata(spectra)
         with self.index.write() as conn:
             catalog.register_blob(conn, blob_id, len(data), "parquet")
-            catalog.add_dataset(conn, meta, blob_id)
+            catalog.add_dataset(conn, meta, blob_id, blob_id)
         return self.dataset(blob_id)
 
     def datasets(self) -> list[DatasetInfo]:
@@ -208,6 +208,24 @@ class Workspace:
         if not ranked:
             raise RunError(f"no completed result on dataset {dataset!r} yet: run a sweep first")
         return Result(self, ranked[0])
+
+    # -- sharing ----------------------------------------------------------------------
+    def export(
+        self, path: str, out: str | os.PathLike, level: str = "default", link: bool = False
+    ) -> Any:
+        """Write a folder of the tree (e.g. `runs/wheat/0042_snv-pls15_x9y8z7`) to a zip or
+        a folder of real files, with EXPORT.yaml and MANIFEST.yaml; see `n4afs.export`."""
+        from n4afs.export import export
+        from n4afs.tree import parse_path
+
+        return export(
+            self,
+            parse_path(str(path)),
+            Path(out),
+            level=level,
+            link=link,
+            command=f"Workspace.export({path!r}, {str(out)!r}, level={level!r})",
+        )
 
     # -- storage ----------------------------------------------------------------------
     def blob_stats(self) -> BlobStats:

@@ -172,3 +172,27 @@ def test_two_writers_and_a_reader_at_once(tmp_path):
         assert count > 0, f"{kind} {tag} did nothing"
     written = sum(count for kind, _, count, _ in reports if kind == "writer")
     assert Index(ws_dir).fetchall("SELECT count(*) FROM blobs")[0][0] == written
+
+
+def test_a_version_1_workspace_with_data_upgrades_to_the_current_schema(tmp_path):
+    from core import catalog, datasets
+
+    only_first = tmp_path / "schema-1"
+    only_first.mkdir()
+    first = migrations_in(SCHEMA_DIR)[0]
+    (only_first / first.path.name).write_text(first.path.read_text())
+    index = Index(tmp_path / "ws")
+    assert index.migrate(only_first) == 1
+    spectra = datasets.load_chemotools("chemotools:fermentation")
+    with index.write() as conn:
+        catalog.add_dataset(conn, datasets.metadata(spectra), "f" * 64, "f" * 64)
+    latest = migrations_in(SCHEMA_DIR)[-1].version
+    assert index.migrate() == latest >= 2
+    with index.read() as conn:
+        (kept,) = catalog.list_datasets(conn)
+    assert kept.name == "fermentation" and kept.n_features == 1047
+    with index.write() as conn:  # 002: a dataset imported without its data has no blob
+        meta = {**datasets.metadata(spectra), "name": "no-data"}
+        catalog.add_dataset(conn, meta, "e" * 64, None)
+    with index.read() as conn:
+        assert {d.name: d.blob_id for d in catalog.list_datasets(conn)}["no-data"] is None

@@ -1,0 +1,271 @@
+"""`n4afs export`: any folder of the tree as real files, in a zip or a plain folder.
+
+The files are exactly the tree's bytes (same readers as the mount and fsspec), streamed in
+1 MiB pieces: nothing is held whole in memory. Two files are added at the top:
+EXPORT.yaml (where it came from: workspace, results, datasets, versions, date, command —
+and what `predict` needs: each result's wavelength columns) and MANIFEST.yaml (path, size
+and sha256 of every other file, which `import` verifies).
+
+Levels: `minimal` keeps what predicting needs (pipeline.yaml, scores.yaml, the final
+model); `default` the whole folder; `with-data` adds each dataset as CSV under `data/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from core.errors import N4AError
+from n4afs import renderers
+from n4afs.content import BlobContent, Node, TreePath
+from n4afs.tree import Tree
+
+FORMAT = "n4afs-export/1"
+CHUNK = 1 << 20
+LEVELS = ("minimal", "default", "with-data")
+STORED_SUFFIXES = (".png", ".zip", ".parquet", ".gz")  # already compressed
+
+
+@dataclass
+class ExportSummary:
+    out: Path
+    files: int = 0
+    bytes: int = 0
+    results: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str  # path inside the bundle, '/'-separated
+    node: Node
+
+
+def export(
+    ws: Any,
+    tree_path: TreePath,
+    out: Path,
+    level: str = "default",
+    link: bool = False,
+    command: str | None = None,
+) -> ExportSummary:
+    if level not in LEVELS:
+        raise N4AError(f"unknown export level {level!r}: use one of {', '.join(LEVELS)}")
+    tree = Tree(ws)
+    top = tree.lookup(tree_path)
+    if top is None:
+        raise N4AError(f"no such path in the tree: /{'/'.join(tree_path)}")
+    root = tree_path[-1] if tree_path else "workspace"
+    results = _results_below(tree, tree_path)
+    entries = _entries(tree, tree_path, root, level, results)
+    provenance = _provenance(ws, tree, tree_path, level, results, command)
+    writer = _ZipWriter(out) if out.suffix == ".zip" else _DirWriter(out, link, tree)
+    summary = ExportSummary(out, results=[r.label for r, _ in results])
+    manifest = []
+    with writer:
+        export_yaml = renderers.yaml_bytes(provenance)
+        manifest.append(writer.add_bytes("EXPORT.yaml", export_yaml))
+        for entry in entries:
+            manifest.append(writer.add(entry, tree))
+            summary.files += 1
+            summary.bytes += entry.node.size
+        writer.add_bytes(
+            "MANIFEST.yaml", renderers.yaml_bytes({"format": FORMAT, "files": manifest})
+        )
+    return summary
+
+
+# -- what goes in -------------------------------------------------------------------------
+def _results_below(tree: Tree, path: TreePath) -> list[tuple[Any, TreePath]]:
+    """Every result folder at or below `path`, with its tree path."""
+    found = tree.result_at(path)
+    if found is not None:
+        result, depth = found
+        return [(result, path[:depth])]
+    results = []
+    for rel, _ in tree.walk_files(path):
+        candidate = tree.result_at((*path, *rel))
+        if candidate is not None:
+            result, depth = candidate
+            folder = (*path, *rel)[:depth]
+            if all(folder != f for _, f in results):
+                results.append((result, folder))
+    return results
+
+
+def _entries(
+    tree: Tree, path: TreePath, root: str, level: str, results: list[tuple[Any, TreePath]]
+) -> list[Entry]:
+    files = tree.walk_files(path)
+    if level == "minimal":
+        files = _minimal(tree, path, results)
+    entries = [Entry("/".join((root, *rel)), node) for rel, node in files]
+    if level == "with-data":
+        for dataset_id in dict.fromkeys(r.dataset_id for r, _ in results):
+            folder = tree.dataset_folder(dataset_id)
+            for rel, node in tree.walk_files(("datasets", folder)):
+                entries.append(Entry("/".join(("data", folder, *rel)), node))
+    return entries
+
+
+def _minimal(tree: Tree, path: TreePath, results) -> list[tuple[TreePath, Node]]:
+    if len(results) != 1 or results[0][1] != path:
+        raise N4AError(
+            "--minimal exports one result folder (runs/<dataset>/<NNNN_...>); "
+            "give a result's path or drop --minimal"
+        )
+    kept = []
+    for rel, node in tree.walk_files(path):
+        is_final_model = len(rel) >= 2 and rel[0] == "models" and rel[1].startswith("final_")
+        if rel in (("pipeline.yaml",), ("scores.yaml",)) or is_final_model:
+            kept.append((rel, node))
+    return kept
+
+
+def _provenance(ws, tree, path, level, results, command) -> dict[str, Any]:
+    from core.runner import library_versions
+
+    root = path[-1] if path else "workspace"
+    entries = []
+    for result, folder in results:
+        dataset = next(d for d in ws.datasets() if d.dataset_id == result.dataset_id)
+        spectra = ws.load_dataset(str(dataset.dataset_id)) if dataset.blob_id else None
+        run = ws.get_run(result.run_id).info
+        entries.append(
+            {
+                "path": "/".join((root, *folder[len(path) :])),
+                "result": result.label,
+                "result_id": result.result_id,
+                "run": result.run_id,
+                "dataset": dataset.name,
+                "dataset_id": str(dataset.dataset_id),
+                "task": dataset.task,
+                "metric": result.metric,
+                "score": result.score,
+                "config_hash": result.config_hash,
+                "targets": dataset.target_names,
+                "wavelength_unit": dataset.wavelength_unit,
+                "features": spectra.feature_names if spectra is not None else None,
+                "dataset_info": {
+                    "n_samples": dataset.n_samples,
+                    "n_features": dataset.n_features,
+                    "target_stats": dataset.target_stats,
+                    "wavelength_min": dataset.wavelength_min,
+                    "wavelength_max": dataset.wavelength_max,
+                    "source_path": dataset.source_path,
+                    "source_sha256": dataset.source_sha256,
+                    "source_size": dataset.source_size,
+                },
+                "versions_at_fit": run.options.get("versions", {}),
+            }
+        )
+    return {
+        "format": FORMAT,
+        "level": level,
+        "exported": "/" + "/".join(path),
+        "workspace": str(Path(ws.path).absolute()),
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": command or " ".join(sys.argv),
+        "versions": library_versions(),
+        "results": entries,
+    }
+
+
+# -- how it goes out ------------------------------------------------------------------------
+def _chunks(tree: Tree, node: Node):
+    for offset in range(0, node.size, CHUNK):
+        yield tree.read(node, offset, CHUNK)
+
+
+def _manifest_row(name: str, size: int, digest: str) -> dict[str, Any]:
+    return {"path": name, "size": size, "sha256": digest}
+
+
+class _ZipWriter:
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.tmp = out.with_name(f".{out.name}.part")
+
+    def __enter__(self) -> _ZipWriter:
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.zip = zipfile.ZipFile(self.tmp, "w", allowZip64=True)
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        self.zip.close()
+        if kind is None:
+            os.replace(self.tmp, self.out)  # a failed export leaves no half zip behind
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+    def _info(self, name: str, mtime: float) -> zipfile.ZipInfo:
+        stamp = datetime.fromtimestamp(max(mtime, 315532800)).timetuple()[:6]  # zip: >= 1980
+        info = zipfile.ZipInfo(name, date_time=stamp)
+        info.compress_type = (
+            zipfile.ZIP_STORED if name.endswith(STORED_SUFFIXES) else zipfile.ZIP_DEFLATED
+        )
+        info.external_attr = (stat.S_IFREG | 0o644) << 16
+        return info
+
+    def add(self, entry: Entry, tree: Tree) -> dict[str, Any]:
+        digest = hashlib.sha256()
+        info = self._info(entry.name, entry.node.mtime)
+        with self.zip.open(info, "w", force_zip64=entry.node.size > (1 << 31)) as dst:
+            for chunk in _chunks(tree, entry.node):
+                digest.update(chunk)
+                dst.write(chunk)
+        return _manifest_row(entry.name, entry.node.size, digest.hexdigest())
+
+    def add_bytes(self, name: str, data: bytes) -> dict[str, Any]:
+        self.zip.writestr(self._info(name, datetime.now().timestamp()), data)
+        return _manifest_row(name, len(data), hashlib.sha256(data).hexdigest())
+
+
+class _DirWriter:
+    """A plain folder; with `link`, blob files are hard links to the (read-only) objects."""
+
+    def __init__(self, out: Path, link: bool, tree: Tree) -> None:
+        self.out, self.link, self.tree = out, link, tree
+
+    def __enter__(self) -> _DirWriter:
+        if self.out.exists() and any(self.out.iterdir()):
+            raise N4AError(f"{self.out} is not empty: export into a new or empty folder")
+        self.out.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def add(self, entry: Entry, tree: Tree) -> dict[str, Any]:
+        target = self.out / entry.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        content = entry.node.content
+        if self.link and isinstance(content, BlobContent) and self._link(content, target):
+            return _manifest_row(entry.name, content.size, content.blob_id)
+        digest = hashlib.sha256()
+        with open(target, "wb") as dst:
+            for chunk in _chunks(tree, entry.node):
+                digest.update(chunk)
+                dst.write(chunk)
+        os.utime(target, (entry.node.mtime, entry.node.mtime))
+        return _manifest_row(entry.name, entry.node.size, digest.hexdigest())
+
+    def _link(self, content: BlobContent, target: Path) -> bool:
+        source = self.tree.ws.store.path_of(content.blob_id)
+        try:
+            os.link(source, target)
+        except OSError:  # another filesystem: a copy, still read-only
+            shutil.copyfile(source, target)
+            os.chmod(target, 0o444)
+        return True
+
+    def add_bytes(self, name: str, data: bytes) -> dict[str, Any]:
+        (self.out / name).write_bytes(data)
+        return _manifest_row(name, len(data), hashlib.sha256(data).hexdigest())

@@ -1,0 +1,175 @@
+"""`n4afs predict`: apply a stored pipeline to new spectra.
+
+The model comes from an export bundle (zip or folder) or from a result of a workspace
+(tree path or mounted path). Pickles run code when loaded, so trust is decided here, by the
+person predicting: models of the local workspace are trusted; models from a bundle — or
+imported from one without `--trust` — are loaded only with `trust=True`. Nothing inside a
+bundle can vouch for itself (a hash next to the file proves nothing about who made it).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.datasets import load_for_prediction
+from core.errors import N4AError, UntrustedArchive
+
+UNTRUSTED = (
+    "{what} holds pickled models, which run code when loaded. Load them only if "
+    "you trust whoever made it: pass --trust (Python: trust=True)"
+)
+
+
+@dataclass
+class Prediction:
+    table: Any  # polars DataFrame: sample_id, y_pred (+ proba_<class>)
+    warnings: list[str] = field(default_factory=list)
+
+
+def version_warnings(fitted_with: dict[str, str]) -> list[str]:
+    from core.runner import library_versions
+
+    current = library_versions()
+    return [
+        f"{name} {fitted_with[name]} fitted this model, {current.get(name)} is installed"
+        for name in ("python", "scikit-learn", "chemotools", "numpy", "n4afs")
+        if fitted_with.get(name) and fitted_with[name] != current.get(name)
+    ]
+
+
+def predict_bundle(
+    bundle_path: Path,
+    new_csv: Path,
+    model: str = "final",
+    trust: bool = False,
+    result: str | None = None,
+) -> Prediction:
+    import joblib
+
+    from n4afs.bundle import Bundle
+
+    if not trust:
+        raise UntrustedArchive(UNTRUSTED.format(what=f"bundle {bundle_path}"))
+    with Bundle(bundle_path) as bundle:
+        bundle.verify()
+        entry = _choose(bundle.export_info.get("results") or [], result)
+        ids, X = load_for_prediction(new_csv, entry["features"])
+        prefix = f"{entry['path']}/models/"
+        pipelines = {}
+        for name in bundle.sizes:
+            if name.startswith(prefix) and name.endswith("/pipeline.pkl"):
+                label = name[len(prefix) :].split("/")[0]
+                pipelines[label] = name
+        chosen = _pick_models(pipelines, model)
+        loaded = [joblib.load(io.BytesIO(bundle.read(pipelines[label]))) for label in chosen]
+    table = _predict_table(ids, X, loaded, entry["task"])
+    return Prediction(table, version_warnings(entry.get("versions_at_fit") or {}))
+
+
+def predict_result(
+    ws: Any, tree_path: tuple[str, ...], new_csv: Path, model: str = "final", trust: bool = False
+) -> Prediction:
+    from n4afs.runs import Result
+    from n4afs.tree import Tree
+
+    tree = Tree(ws)
+    found = tree.result_at(tree_path)
+    if found is None:
+        raise N4AError(
+            f"/{'/'.join(tree_path)} is not a result folder (runs/<dataset>/<NNNN_name_hash>)"
+        )
+    row = found[0]
+    if row.run_id in tree._current().views.snapshot.untrusted_runs and not trust:
+        raise UntrustedArchive(UNTRUSTED.format(what=f"result {row.label} (imported)"))
+    result = Result(ws, row)
+    features = _features_of(ws, row)
+    ids, X = load_for_prediction(new_csv, features)
+    folds = sorted(
+        s["fold"]
+        for s in result.scores
+        if s["model"].startswith("fold_") and s["partition"] == "val"
+    )
+    labels = {"final": "final", **{f"fold_{k}": k for k in folds}}
+    chosen = _pick_models(labels, model)
+    loaded = [result.load_model(labels[label]) for label in chosen]
+    run = ws.get_run(row.run_id).info
+    return Prediction(
+        _predict_table(ids, X, loaded, _task_of(ws, row)),
+        version_warnings(run.options.get("versions") or {}),
+    )
+
+
+def _features_of(ws: Any, row: Any) -> list[str]:
+    info = next(d for d in ws.datasets() if d.dataset_id == row.dataset_id)
+    if info.blob_id is not None:
+        return ws.load_dataset(str(info.dataset_id)).feature_names
+    import json
+
+    exported = ws.index.fetchall("SELECT export_info FROM imports WHERE run_id = ?", [row.run_id])
+    for entry in json.loads(exported[0][0])["results"]:
+        if entry["dataset_id"] == row.dataset_id:
+            return entry["features"]
+    raise N4AError(f"the wavelength columns of {row.label} are unknown")
+
+
+def _task_of(ws: Any, row: Any) -> str:
+    return next(d.task for d in ws.datasets() if d.dataset_id == row.dataset_id)
+
+
+def _choose(entries: list[dict[str, Any]], result: str | None) -> dict[str, Any]:
+    if result is not None:
+        entries = [e for e in entries if result in (e["result"], e["path"])]
+    if len(entries) != 1:
+        names = ", ".join(e["path"] for e in entries) or "none"
+        raise N4AError(
+            f"the bundle holds {len(entries)} matching results ({names}): name one with --result"
+        )
+    return entries[0]
+
+
+def _model_key(label: str) -> str:
+    """Folder or model labels to one vocabulary: final_3f2a.. -> final, fold2_9c.. -> fold_2."""
+    if label.startswith("final"):
+        return "final"
+    if label.startswith("fold_"):
+        return label
+    return "fold_" + label[len("fold") :].split("_")[0]
+
+
+def _pick_models(available: dict[str, Any], model: str) -> list[str]:
+    """'final', 'fold_<k>', or 'avg' (every fold model, predictions averaged)."""
+    by_key = {_model_key(label): label for label in available}
+    if model == "avg":
+        folds = [label for k, label in sorted(by_key.items()) if k.startswith("fold_")]
+        if folds:
+            return folds
+    elif model in by_key:
+        return [by_key[model]]
+    choices = ", ".join(sorted(by_key)) + (", avg" if len(by_key) > 1 else "")
+    raise N4AError(f"no model {model!r} here; choose from: {choices}")
+
+
+def _predict_table(ids: list[str], X: np.ndarray, pipelines: list[Any], task: str) -> Any:
+    import polars as pl
+
+    columns: dict[str, Any] = {"sample_id": ids}
+    if task == "regression":
+        preds = np.mean(
+            [np.asarray(p.predict(X)).reshape(len(ids), -1)[:, 0] for p in pipelines], axis=0
+        )
+        columns["y_pred"] = preds
+        return pl.DataFrame(columns)
+    if len(pipelines) > 1:
+        raise N4AError("averaging fold models is defined for regression only; use final")
+    model = pipelines[0]
+    columns["y_pred"] = [str(v) for v in model.predict(X)]
+    if hasattr(model, "predict_proba"):
+        proba = model.predict_proba(X)
+        for i, label in enumerate(model.classes_):
+            columns[f"proba_{label}"] = proba[:, i]
+    return pl.DataFrame(columns)
