@@ -260,3 +260,17 @@ def test_corrupt_blob_reads_as_eio_never_wrong_bytes(tmp_path):
     finally:
         mount.stop()
     assert "does not match its sha256" in mount.output()
+
+
+def test_export_from_a_mounted_path_equals_export_from_the_tree(ws, mnt, tmp_path):
+    label = best_label(ws)
+    mounted = mnt.path / "runs" / "fermentation" / label
+    via_mount = run_cli("export", str(mounted), "-o", str(tmp_path / "m.zip"))
+    assert via_mount.returncode == 0, via_mount.stderr
+    ws.export(f"runs/fermentation/{label}", tmp_path / "t.zip")
+    with zipfile.ZipFile(tmp_path / "m.zip") as a, zipfile.ZipFile(tmp_path / "t.zip") as b:
+        names = sorted(n for n in a.namelist() if n != "EXPORT.yaml")
+        assert names == sorted(n for n in b.namelist() if n != "EXPORT.yaml")
+        for name in names:
+            if name != "MANIFEST.yaml":
+                assert a.read(name) == b.read(name), name
