@@ -1,0 +1,583 @@
+"""Benchmark a whole sweep: n4afs `ws.run` against the plain scikit-learn loop it replaces.
+
+The sweep is the reference one (`/work/shared/PERF-NOTES.md`, "The reference sweep"): SNV, MSC
+or Savitzky-Golay 1st derivative (window 15, order 2), then PLS with 1..15 components: 45
+configs, 5-fold CV (KFold, shuffle, random_state 42, the folds n4afs draws with its default
+seed), pooled out-of-fold RMSE (RMSECV) to rank, plus a final refit on all samples.
+
+Two data sets, side by side in one run:
+
+- `fermentation`: chemotools' fermentation training set (21 x 1047), real spectra;
+- `synthetic`: our own synthetic NIRS-like set (`scripts/make_synthetic_nirs.py`, seed 0),
+  1000 x 1000 by default (`--synthetic-size N,P` to change; `--quick`: 200 x 500, 1 repeat).
+
+Variants, each timed (wall clock, imports warmed beforehand so no variant pays them):
+
+1. plain scikit-learn, in memory: per config a `Pipeline`, `cross_val_predict` on the same
+   folds, a final refit, RMSECV from the pooled out-of-fold predictions.
+2. plain scikit-learn + files: what a plain results folder holds. `cross_val_predict` discards
+   the fold models, so the folds are fitted by an explicit loop over the same splits (same
+   fits, same predictions: checked equal to variant 1); per config `joblib.dump` of each fold
+   pipeline and of the final pipeline, and a predictions CSV (out-of-fold rows + final-model
+   rows: sample_id, y_true, y_pred, residual, partition, fold), in a fresh directory. Plain
+   writes are not fsynced (what such a loop does); n4afs fsyncs every blob.
+3. n4afs `ws.run(..., n_jobs=1)` into a fresh workspace holding only the data set (added
+   before the clock starts): fitting, scoring and persisting every model and prediction.
+   Also with `n_jobs=2` (another fresh workspace) as an extra row.
+4. n4afs identical re-run into the workspace of 3: time, and blob bytes / object files added
+   (expected 0: every artifact and prediction table is content-addressed and deduplicated).
+
+Checks: both sides must rank the same best config with the same RMSECV (relative difference
+under 1e-6, also reported over all 45 configs); a mismatch is printed loudly and makes the
+exit status 1.
+
+Bytes: the plain folder's bytes; n4afs' stored blob bytes (`blob_stats().stored_bytes` minus
+the data set's own blob); and an ESTIMATE of the folder tree n4afs shows (DESIGN.md, "The
+tree"): each result appears under `runs/<dataset>/` and `by-run/<run>/`, each with, per model
+(5 folds + final), one .pkl per step plus `pipeline.pkl` (about the sum of its steps), and the
+predictions CSVs. Computed from the index as
+`2 views x (2 x sum of the run's artifact blob sizes + CSV bytes)`, the CSV bytes taken from
+the plain-files variant (same rows). YAML, charts and the other CSVs are left out, so the
+estimate is low and the stored / materialized ratio, if anything, pessimistic.
+
+BLAS (OpenBLAS under numpy/scipy) is limited to `--blas-threads` threads (default 1, `0` for
+the library's default) for every variant: on a shared 2-core machine a 2-thread BLAS slows down
+erratically whenever anything else runs on the other core (the plain loop, which does 8x more
+PLS work than n4afs, measured 6-29 s for the same synthetic sweep with 2 threads), and one
+thread per process makes `n_jobs=2` use the two cores without oversubscription.
+
+Every timed figure is the median of `--repeats` repeats (default 3); each repeat uses fresh
+directories and workspaces, rotates the order of the variants, runs `gc.collect()` and
+`os.sync()` before each timed step. Scratch directories live under the repository root (same
+filesystem as a workspace would) and are removed at the end.
+
+Run from a checkout: `.venv/bin/python scripts/bench_run.py [--repeats 3] [--quick]
+[--synthetic-size 1000,1000] [--blas-threads 1] [--out FILE]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from make_synthetic_nirs import make as make_synthetic  # noqa: E402
+
+SAVGOL = {"deriv": 1, "window_length": 15, "polyorder": 2}
+TEMPLATE = [
+    {"_or_": ["snv", "msc", {"savgol": SAVGOL}]},
+    {"pls": {"n_components": {"_range_": [1, 15]}}},
+]
+# (label prefix as n4afs names results, n4afs operator, params)
+PREPROCESSING = (("snv", "snv", {}), ("msc", "msc", {}), ("sg1", "savgol", SAVGOL))
+COMPONENTS = range(1, 16)
+CV_FOLDS, SEED = 5, 42
+REL_TOL = 1e-6
+
+
+# -- data -----------------------------------------------------------------------------------
+@dataclass
+class Data:
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    sample_ids: list[str]
+    add: Callable[[Any], Any]  # adds the data set to a workspace (not timed)
+    description: str
+
+
+def default_ids(n: int) -> list[str]:
+    """S0001, S0002, ...: the ids n4afs gives samples that come without any."""
+    width = max(4, len(str(n)))
+    return [f"S{i + 1:0{width}d}" for i in range(n)]
+
+
+def load_data(synthetic_size: tuple[int, int]) -> list[Data]:
+    from chemotools.datasets import load_fermentation_train
+
+    X_f, y_f = load_fermentation_train()
+    fermentation = Data(
+        "fermentation",
+        X_f.to_numpy(dtype=np.float64),
+        y_f.to_numpy(dtype=np.float64).ravel(),
+        default_ids(len(X_f)),
+        lambda ws: ws.add_dataset("chemotools:fermentation"),
+        "chemotools fermentation training set (real)",
+    )
+    n, p = synthetic_size
+    X_s, y_s, wavelengths = make_synthetic(n, p, seed=0)
+    synthetic = Data(
+        "synthetic",
+        X_s,
+        y_s,
+        default_ids(len(X_s)),
+        lambda ws: ws.add_arrays(
+            X_s, y_s, name="synthetic", feature_names=wavelengths, wavelength_unit="nm"
+        ),
+        "ours, make_synthetic_nirs.make(seed=0)",
+    )
+    return [fermentation, synthetic]
+
+
+# -- the plain scikit-learn loop ------------------------------------------------------------
+def plain_steps() -> list[tuple[str, Callable[[], Any]]]:
+    """(label, pipeline factory) per config, with the classes and params n4afs builds.
+
+    The classes are imported directly (a plain script would); `check_same_operators` proves
+    they are what n4afs's operator registry builds for the same template steps.
+    """
+    from chemotools.derivative import SavitzkyGolay
+    from chemotools.scatter import MultiplicativeScatterCorrection, StandardNormalVariate
+    from sklearn.cross_decomposition import PLSRegression
+    from sklearn.pipeline import Pipeline
+
+    classes = {
+        "snv": StandardNormalVariate,
+        "msc": MultiplicativeScatterCorrection,
+        "savgol": SavitzkyGolay,
+    }
+    configs = []
+    for label, op, params in PREPROCESSING:
+        for k in COMPONENTS:
+
+            def factory(op=op, params=params, k=k) -> Any:
+                return Pipeline(
+                    [(op, classes[op](**params)), ("pls", PLSRegression(n_components=k))]
+                )
+
+            configs.append((f"{label}-pls{k}", factory))
+    return configs
+
+
+def check_same_operators(configs: list[tuple[str, Callable[[], Any]]]) -> None:
+    from core.operators import build, get_operator
+
+    for (_, op, params), (_, factory) in zip(
+        PREPROCESSING, configs[:: len(COMPONENTS)], strict=True
+    ):
+        ours = factory().steps
+        pairs = ((ours[0][1], build(get_operator(op), dict(params))),)
+        pairs += ((ours[1][1], build(get_operator("pls"), {"n_components": 1})),)
+        for plain, n4a in pairs:
+            if type(plain) is not type(n4a) or plain.get_params() != n4a.get_params():
+                raise SystemExit(f"plain step {plain!r} differs from n4afs' {n4a!r}")
+
+
+def folds() -> Any:
+    from sklearn.model_selection import KFold
+
+    return KFold(n_splits=CV_FOLDS, shuffle=True, random_state=SEED)
+
+
+def rmse(y: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((y - y_pred) ** 2)))
+
+
+def plain_memory(data: Data, configs) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    from sklearn.base import clone
+    from sklearn.model_selection import cross_val_predict
+
+    cv = folds()
+    scores, oofs = {}, {}
+    for label, factory in configs:
+        pipe = factory()
+        oof = np.asarray(cross_val_predict(pipe, data.X, data.y, cv=cv)).ravel()
+        clone(pipe).fit(data.X, data.y)  # the final refit a plain loop keeps
+        scores[label] = rmse(data.y, oof)
+        oofs[label] = oof
+    return scores, oofs
+
+
+def plain_files(
+    data: Data, configs, out_dir: Path
+) -> tuple[dict[str, float], dict[str, np.ndarray], int]:
+    """Variant 2; returns scores, out-of-fold predictions and the CSV bytes written."""
+    import joblib
+    import pandas as pd
+    from sklearn.base import clone
+
+    splits = list(folds().split(data.X, data.y))
+    ids = data.sample_ids
+    scores, oofs, csv_bytes = {}, {}, 0
+    for label, factory in configs:
+        folder = out_dir / label
+        folder.mkdir(parents=True)
+        pipe = factory()
+        oof = np.empty_like(data.y)
+        fold_of = np.empty(len(data.y), dtype=int)
+        for k, (train, val) in enumerate(splits):
+            model = clone(pipe).fit(data.X[train], data.y[train])
+            oof[val] = np.asarray(model.predict(data.X[val])).ravel()
+            fold_of[val] = k
+            joblib.dump(model, folder / f"fold_{k}.joblib")
+        final = clone(pipe).fit(data.X, data.y)
+        joblib.dump(final, folder / "final.joblib")
+        fitted = np.asarray(final.predict(data.X)).ravel()
+        n = len(data.y)
+        frame = pd.DataFrame(
+            {
+                "sample_id": ids + ids,
+                "y_true": np.concatenate([data.y, data.y]),
+                "y_pred": np.concatenate([oof, fitted]),
+                "partition": ["val"] * n + ["train"] * n,
+                "fold": np.concatenate([fold_of, np.full(n, -1)]),
+            }
+        )
+        frame.insert(3, "residual", frame["y_true"] - frame["y_pred"])
+        frame.to_csv(folder / "predictions.csv", index=False)
+        csv_bytes += (folder / "predictions.csv").stat().st_size
+        scores[label] = rmse(data.y, oof)
+        oofs[label] = oof
+    return scores, oofs, csv_bytes
+
+
+# -- n4afs ------------------------------------------------------------------------------------
+def n4afs_workspace(path: Path, data: Data) -> tuple[Any, int]:
+    """A fresh workspace holding the data set; returns it and the data set's blob bytes."""
+    from n4afs.workspace import Workspace
+
+    ws = Workspace(path)
+    data.add(ws)
+    return ws, ws.blob_stats().stored_bytes
+
+
+def n4afs_run(ws: Any, data: Data, n_jobs: int) -> Any:
+    return ws.run(
+        templates=[TEMPLATE], datasets=[data.name], cv=CV_FOLDS, name="bench", n_jobs=n_jobs
+    )
+
+
+def n4afs_scores(run: Any) -> dict[str, float]:
+    return {r.row.name: r.row.score for r in run.results}
+
+
+def artifact_bytes(ws: Any, run_id: str) -> tuple[int, int]:
+    """Sum of the artifact blob sizes of every model of the run (with repeats), model count."""
+    with ws.index.read() as conn:
+        size, models = conn.execute(
+            "SELECT coalesce(sum(b.size), 0), count(DISTINCT m.model_id) FROM results r "
+            "JOIN models m USING (result_id) JOIN artifacts a USING (model_id) "
+            "JOIN blobs b USING (blob_id) WHERE r.run_id = ?",
+            [run_id],
+        ).fetchone()
+    return int(size), int(models)
+
+
+def object_files(ws: Any) -> int:
+    return sum(1 for p in ws.store.objects_dir.rglob("*") if p.is_file())
+
+
+def index_bytes(ws: Any) -> int:
+    db = ws.index.db_path
+    wal = Path(str(db) + ".wal")
+    return sum(p.stat().st_size for p in (db, wal) if p.exists())
+
+
+# -- measuring --------------------------------------------------------------------------------
+@dataclass
+class Measure:
+    times: dict[str, list[float]] = field(default_factory=dict)
+    values: dict[str, list[Any]] = field(default_factory=dict)
+
+    def time(self, key: str, seconds: float) -> None:
+        self.times.setdefault(key, []).append(seconds)
+
+    def note(self, key: str, value: Any) -> None:
+        self.values.setdefault(key, []).append(value)
+
+    def median(self, key: str) -> float:
+        return statistics.median(self.times[key])
+
+
+def settle() -> None:
+    gc.collect()
+    os.sync()
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    settle()
+    started = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - started
+
+
+def dir_bytes(path: Path) -> tuple[int, int]:
+    files = [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files), len(files)
+
+
+def warm_up(scratch: Path, configs) -> None:
+    """Import and exercise everything once (sklearn, chemotools, joblib, pandas, DuckDB,
+    pyarrow, loky workers) on a tiny random set, so no timed variant pays import costs."""
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(30, 40)) + 1.0, rng.normal(size=30)
+    tiny = Data(
+        "warmup",
+        X,
+        y,
+        [f"S{i}" for i in range(30)],
+        lambda ws: ws.add_arrays(X, y, name="warmup"),
+        "",
+    )
+    plain_memory(tiny, configs[:1] + configs[15:16] + configs[30:31])
+    plain_files(tiny, configs[:1] + configs[15:16] + configs[30:31], scratch / "warm-files")
+    ws, _ = n4afs_workspace(scratch / "warm-ws", tiny)
+    n4afs_run(ws, tiny, 1)
+    n4afs_run(ws, tiny, 2)
+    shutil.rmtree(scratch / "warm-files")
+    shutil.rmtree(scratch / "warm-ws")
+
+
+def measure_dataset(data: Data, configs, scratch: Path, repeats: int, log) -> dict[str, Any]:
+    m = Measure()
+    checks: dict[str, Any] = {}
+    steps = ["plain_memory", "plain_files", "n4afs_1", "n4afs_2"]
+    for rep in range(repeats):
+        order = steps[rep % len(steps) :] + steps[: rep % len(steps)]
+        for step in order:
+            where = scratch / f"{data.name}-{step}-{rep}"
+            if step == "plain_memory":
+                (scores, oofs), seconds = timed(lambda: plain_memory(data, configs))
+                m.time(step, seconds)
+                checks["plain_scores"], checks["plain_oofs"] = scores, oofs
+            elif step == "plain_files":
+                (scores, oofs, csv), seconds = timed(lambda w=where: plain_files(data, configs, w))
+                m.time(step, seconds)
+                size, files = dir_bytes(where)
+                m.note("plain_files_bytes", size)
+                m.note("plain_files_count", files)
+                m.note("plain_csv_bytes", csv)
+                checks["files_scores"], checks["files_oofs"] = scores, oofs
+                shutil.rmtree(where)
+            else:
+                n_jobs = int(step[-1])
+                ws, dataset_bytes = n4afs_workspace(where, data)
+                if rep == 0 and n_jobs == 1:
+                    stored = ws.load_dataset(data.name)
+                    checks["same_data"] = np.array_equal(stored.X, data.X) and np.array_equal(
+                        stored.target(), data.y
+                    )
+                run, seconds = timed(lambda ws=ws, n=n_jobs: n4afs_run(ws, data, n))
+                m.time(step, seconds)
+                after = ws.blob_stats()
+                m.note(f"{step}_stored", after.stored_bytes - dataset_bytes)
+                m.note(f"{step}_files", object_files(ws) - 1)
+                if n_jobs == 1:
+                    checks["n4afs_scores"] = n4afs_scores(run)
+                    best = run.best(data.name).row
+                    checks["n4afs_best"] = (best.name, best.score)
+                    size, models = artifact_bytes(ws, run.run_id)
+                    m.note("artifact_bytes", size)
+                    m.note("models", models)
+                    m.note("index_bytes", index_bytes(ws))
+                    files_before, index_before = object_files(ws), index_bytes(ws)
+                    rerun, seconds = timed(lambda ws=ws: n4afs_run(ws, data, 1))
+                    m.time("rerun", seconds)
+                    m.note("rerun_added", ws.blob_stats().stored_bytes - after.stored_bytes)
+                    m.note("rerun_files_added", object_files(ws) - files_before)
+                    m.note("rerun_index_added", index_bytes(ws) - index_before)
+                    checks["rerun_scores"] = n4afs_scores(rerun)
+                del ws
+                shutil.rmtree(where)
+            log(f"  {data.name} repeat {rep + 1}/{repeats}: {step} {m.times[step][-1]:.2f} s")
+        log(f"  {data.name} repeat {rep + 1}/{repeats}: re-run {m.times['rerun'][-1]:.2f} s")
+    return {"m": m, **checks}
+
+
+# -- checks and report ------------------------------------------------------------------------
+def max_rel_diff(a: dict[str, float], b: dict[str, float]) -> float:
+    if set(a) != set(b):
+        return float("inf")
+    return max(abs(a[k] - b[k]) / max(abs(a[k]), 1e-300) for k in a)
+
+
+def correctness(name: str, r: dict[str, Any]) -> tuple[list[str], bool]:
+    plain, n4a = r["plain_scores"], r["n4afs_scores"]
+    plain_best = min(plain, key=plain.get)
+    best_name, best_score = r["n4afs_best"]
+    diff_all = max_rel_diff(plain, n4a)
+    diff_best = abs(best_score - plain[plain_best]) / plain[plain_best]
+    oof_same = max(
+        float(np.max(np.abs(r["plain_oofs"][k] - r["files_oofs"][k]))) for k in r["plain_oofs"]
+    )
+    rerun_same = r["rerun_scores"] == n4a
+    ok = (
+        best_name == plain_best
+        and diff_best <= REL_TOL
+        and diff_all <= REL_TOL
+        and r.get("same_data", False)
+        and rerun_same
+    )
+    lines = [
+        f"- {name}: plain best **{plain_best}** RMSECV {plain[plain_best]:.9g}; n4afs best "
+        f"**{best_name}** RMSECV {best_score:.9g}; relative difference {diff_best:.1e} (best), "
+        f"{diff_all:.1e} (max over all {len(plain)} configs); plain in-memory vs plain-files "
+        f"out-of-fold predictions max |diff| {oof_same:.1e}; n4afs stored data set equals the "
+        f"plain arrays: {r.get('same_data')}; re-run scores identical: {rerun_same} -> "
+        + ("**MATCH**" if ok else "**MISMATCH — RESULTS DIFFER, SEE ABOVE**")
+    ]
+    return lines, ok
+
+
+def fmt_bytes(n: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{int(n)} B"
+
+
+def report(results: dict[str, dict[str, Any]], sizes: dict[str, str]) -> tuple[str, bool]:
+    out = [
+        "| dataset | variant | median s | range s | × plain (memory) | × plain + files | "
+        "bytes written / stored | files |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    notes, all_ok = [], True
+    for name, r in results.items():
+        m: Measure = r["m"]
+        base, files = m.median("plain_memory"), m.median("plain_files")
+
+        def med(key: str, m: Measure = m) -> float:
+            return statistics.median(m.values[key])
+
+        rows = [
+            ("plain sklearn, in memory", "plain_memory", "—", "—"),
+            (
+                "plain sklearn + files (joblib + CSV)",
+                "plain_files",
+                fmt_bytes(med("plain_files_bytes")),
+                f"{med('plain_files_count'):.0f}",
+            ),
+            (
+                "n4afs `ws.run`, n_jobs=1",
+                "n4afs_1",
+                fmt_bytes(med("n4afs_1_stored")),
+                f"{med('n4afs_1_files'):.0f}",
+            ),
+            (
+                "n4afs `ws.run`, n_jobs=2",
+                "n4afs_2",
+                fmt_bytes(med("n4afs_2_stored")),
+                f"{med('n4afs_2_files'):.0f}",
+            ),
+            (
+                "n4afs identical re-run (same workspace)",
+                "rerun",
+                f"+{fmt_bytes(max(m.values['rerun_added']))}",
+                f"+{max(m.values['rerun_files_added']):.0f}",
+            ),
+        ]
+        label = f"{name} ({sizes[name]})"
+        for variant, key, size, count in rows:
+            t = m.median(key)
+            vs_mem = "—" if key == "plain_memory" else f"{t / base:.2f}×"
+            vs_files = "—" if key.startswith("plain") else f"{t / files:.2f}×"
+            spread = f"{min(m.times[key]):.2f}–{max(m.times[key]):.2f}"
+            out.append(
+                f"| {label} | {variant} | {t:.2f} | {spread} | {vs_mem} | {vs_files} "
+                f"| {size} | {count} |"
+            )
+        stored = med("n4afs_1_stored")
+        artifacts, csv = med("artifact_bytes"), med("plain_csv_bytes")
+        materialized = 2 * (2 * artifacts + csv)
+        notes.append(
+            f"- {name}: n4afs stores {fmt_bytes(stored)} of blobs (data set excluded) against "
+            f"{fmt_bytes(med('plain_files_bytes'))} for the plain folder "
+            f"({stored / med('plain_files_bytes'):.2f}×) and an estimated materialized tree "
+            f"of {fmt_bytes(materialized)} = 2 views × (2 × {fmt_bytes(artifacts)} artifacts "
+            f"of {med('models'):.0f} models + {fmt_bytes(csv)} CSV): **stored / materialized "
+            f"= {stored / materialized:.3f}** (target ≤ 0.333). Re-run added "
+            f"{max(m.values['rerun_added'])} blob bytes and {max(m.values['rerun_files_added'])} "
+            f"object files (max over repeats); the index file grew by "
+            f"{fmt_bytes(med('rerun_index_added'))} on the re-run (index after the first run: "
+            f"{fmt_bytes(med('index_bytes'))}, not counted in stored bytes)."
+        )
+        lines, ok = correctness(name, r)
+        notes.extend(lines)
+        all_ok = all_ok and ok
+    text = "\n".join(out) + "\n\n" + "\n".join(notes) + "\n"
+    return text, all_ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=None, help="default 3 (1 with --quick)")
+    parser.add_argument("--synthetic-size", default=None, help="N,P (default 1000,1000)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 200 x 500, 1 repeat")
+    parser.add_argument("--out", help="also write the Markdown tables to this file")
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        default=1,
+        help="BLAS threads in this process (default 1; 0 = the library's default)",
+    )
+    args = parser.parse_args(argv)
+    repeats = args.repeats or (1 if args.quick else 3)
+    size_text = args.synthetic_size or ("200,500" if args.quick else "1000,1000")
+    n, p = (int(v) for v in size_text.split(","))
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    configs = plain_steps()
+    check_same_operators(configs)
+    data = load_data((n, p))
+    scratch = Path(tempfile.mkdtemp(prefix=".bench_run-", dir=ROOT))
+    limits = contextlib.nullcontext()
+    if args.blas_threads > 0:
+        from threadpoolctl import threadpool_limits
+
+        limits = threadpool_limits(limits=args.blas_threads, user_api="blas")
+    results, sizes = {}, {}
+    threads = args.blas_threads or "library default"
+    try:
+        with limits:
+            log(f"warming up imports in {scratch} (BLAS threads: {threads}) ...")
+            warm_up(scratch, configs)
+            for d in data:
+                sizes[d.name] = f"{d.X.shape[0]} × {d.X.shape[1]}"
+                log(f"{d.name} {sizes[d.name]} ({d.description}): {len(configs)} configs")
+                results[d.name] = measure_dataset(d, configs, scratch, repeats, log)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    text, ok = report(results, sizes)
+    header = (
+        f"Medians of {repeats} repeats; 45 configs × 5 folds + final refit per data set; "
+        f"BLAS threads in the main process: {threads} (n_jobs=2 workers: joblib's own limit); "
+        f"total script wall time {time.perf_counter() - started:.0f} s; 1-min load average "
+        f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after. The materialized-tree "
+        "size is an ESTIMATE: 2 views × (2 × the run's artifact blob bytes [step .pkl files + "
+        "pipeline.pkl] + the plain variant's predictions CSV bytes); YAML, charts and other "
+        "CSVs are not counted.\n\n"
+    )
+    print(header + text)
+    if args.out:
+        Path(args.out).write_text(header + text, encoding="utf-8")
+    if not ok:
+        print(
+            "!!! n4afs and the plain loop DISAGREE (best config, RMSECV or data): see above !!!",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
