@@ -293,9 +293,10 @@ def run_group(
     outcomes = fit_group(X, parts.y, fit_contexts(parts), list(steps.items()), build_step, stats)
     store = BlobStore(store_root)
     payloads = []
-    for outcome in outcomes:
-        names = step_names(steps[outcome.key])
-        payloads.append(store_outcome(store, outcome.key, outcome, parts, names, metric))
+    with store.batch():  # durable together, before the coordinator commits their rows
+        for outcome in outcomes:
+            names = step_names(steps[outcome.key])
+            payloads.append(store_outcome(store, outcome.key, outcome, parts, names, metric))
     elapsed = (time.perf_counter() - started) / max(len(payloads), 1)
     for payload in payloads:
         payload.duration_s = elapsed

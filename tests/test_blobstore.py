@@ -129,3 +129,21 @@ def test_re_putting_known_bytes_writes_no_temporary(store, monkeypatch):
 
     monkeypatch.setattr(store, "_put_stream", no_write)
     assert store.put(b"shared prefix artifact") == blob_id
+
+
+def test_batch_publishes_only_on_exit_and_dedups(store):
+    with store.batch():
+        first = store.put(b"artifact one")
+        again = store.put(b"artifact one")
+        second = store.put(io.BytesIO(b"artifact two"))
+        assert first == again and store.exists(first)
+        assert object_files(store) == []  # nothing under a real name before the sync
+    assert sorted(object_files(store)) == sorted([store.path_of(first), store.path_of(second)])
+    assert store.read(second) == b"artifact two" and store.temporaries() == []
+
+
+def test_failed_batch_leaves_no_object_and_no_temporary(store):
+    with pytest.raises(RuntimeError), store.batch():
+        store.put(b"half a result")
+        raise RuntimeError("the worker died")
+    assert object_files(store) == [] and store.temporaries() == []
