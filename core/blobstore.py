@@ -17,7 +17,7 @@ import io
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
@@ -53,6 +53,7 @@ class BlobStore:
         if isinstance(source, (bytes, bytearray, memoryview)):
             known = BlobId(hashlib.sha256(source).hexdigest())
             if self.exists(known):  # in memory we can hash first: a re-put writes nothing
+                self.touch(known)
                 return known
             return self._put_stream(io.BytesIO(bytes(source)))
         if isinstance(source, (str, os.PathLike)):
@@ -114,6 +115,7 @@ class BlobStore:
         final = self.path_of(blob_id)
         if final.exists() or os.path.getsize(tmp_name) != expected_size:
             os.unlink(tmp_name)
+            self.touch(blob_id)
             if not final.exists():
                 raise BlobCorrupt(f"short write for blob {blob_id.short}: retry the operation")
             return
@@ -122,6 +124,12 @@ class BlobStore:
         os.replace(tmp_name, final)
         if sync_dir:
             _fsync_dir(final.parent)
+
+    def touch(self, blob_id: str) -> None:
+        """Mark an existing object as just written: gc spares objects younger than its grace
+        period, and a run that re-uses an old object has not committed its rows yet."""
+        with suppress(FileNotFoundError):
+            os.utime(self.path_of(blob_id))
 
     # -- reading ----------------------------------------------------------------------
     def exists(self, blob_id: str) -> bool:

@@ -16,7 +16,7 @@ import duckdb
 
 from core.metrics import get_metric
 
-VISIBLE = "('completed', 'failed')"  # pending rows are plans, not results yet
+VISIBLE = "('completed', 'failed', 'broken')"  # pending rows are plans, not results yet
 
 
 @dataclass(frozen=True)

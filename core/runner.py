@@ -10,6 +10,7 @@ result; `execute_run` on the same run id finishes only what is still pending.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -316,7 +317,39 @@ def _group_configs(pending: list[tuple[str, str]]) -> list[list[tuple[str, str]]
 def execute_run(
     index: Index, store: BlobStore, run_id: str, on_result: ResultCallback | None = None
 ) -> FitStats:
-    """Fit and persist every pending result of the run, then settle the run's status."""
+    """Fit and persist every pending result of the run, then settle the run's status.
+
+    A full disk stops the run with a message saying how to go on; whatever committed before
+    stays, and nothing half-written becomes visible (blobs are published before their rows,
+    rows commit whole).
+    """
+    try:
+        totals = _execute(index, store, run_id, on_result)
+    except Exception as exc:
+        if _is_disk_full(exc):
+            raise RunError(
+                f"disk full while storing results of run {run_id} in {store.root}: free some "
+                f"space (`n4afs gc` reclaims removed results), then `n4afs run --resume "
+                f"{run_id}`"
+            ) from exc
+        raise
+    _settle_status(index, run_id)
+    return totals
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(exc):  # DuckDB's IOException, joblib wrappers
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _execute(
+    index: Index, store: BlobStore, run_id: str, on_result: ResultCallback | None
+) -> FitStats:
     options, pending = _load_pending(index, run_id)
     totals = FitStats()
     for dataset_id, items in pending.items():
@@ -336,7 +369,6 @@ def execute_run(
             for payload in payloads:
                 if on_result:
                     on_result(payload)
-    _settle_status(index, run_id)
     return totals
 
 

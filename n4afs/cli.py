@@ -615,6 +615,204 @@ def predict(ctx, source, new_csv, out, model, result, trust) -> None:
         sys.stdout.write(done.table.write_csv())
 
 
+def _parse_age(text: str) -> float:
+    """'30d', '12h', '90m' -> seconds."""
+    import re
+
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([dhm])", text.strip())
+    if not match:
+        raise click.BadParameter(f"{text!r}: use a number and d, h or m (e.g. 30d)")
+    return float(match.group(1)) * {"d": 86400, "h": 3600, "m": 60}[match.group(2)]
+
+
+@cli.command()
+@click.argument("path", default="/")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def du(ctx, path, as_json) -> None:
+    """Logical bytes (what the tree shows as plain copies) against bytes stored once.
+
+    Per dataset and per run, plus the largest results. PATH narrows it to runs/<dataset>
+    or by-run/<run>. Logical counts runs/ and by-run/, and model files plus pipeline.pkl;
+    rendered CSV/YAML/PNG files are not counted.
+    """
+    import json
+
+    from core.maintenance import usage
+    from n4afs.tree import parse_path
+
+    ws = _workspace(ctx.obj["workspace"])
+    report = usage(ws.index, ws.store)
+    parts = parse_path(path)
+    if parts[:1] == ("runs",) and len(parts) > 1:
+        report["datasets"] = [d for d in report["datasets"] if d["dataset"] == parts[1]]
+        report["largest"] = [r for r in report["largest"] if r["dataset"] == parts[1]]
+    elif parts[:1] == ("by-run",) and len(parts) > 1:
+        report["runs"] = [r for r in report["runs"] if r["run"] == parts[1]]
+        report["largest"] = [r for r in report["largest"] if r["run"] == parts[1]]
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    _show_usage(report)
+
+
+def _show_usage(report) -> None:
+    from rich.table import Table
+
+    h = _human_bytes
+    click.echo(
+        f"logical {h(report['logical_bytes'])}, stored {h(report['referenced_bytes'])} "
+        f"(dedup x{report['dedup_ratio']:.1f}); objects on disk {h(report['stored_bytes'])}"
+        f" ({h(report['unreferenced_bytes'])} unreferenced: `n4afs gc`); "
+        f"index {h(report['index_bytes'])}"
+    )
+    console = _console()
+    for title, key, rows in (
+        ("datasets", "dataset", report["datasets"]),
+        ("runs", "run", report["runs"]),
+    ):
+        table = Table(key, "results", "logical", "stored", title=title)
+        for row in rows:
+            table.add_row(row[key], str(row["results"]), h(row["logical"]), h(row["stored"]))
+        console.print(table)
+    table = Table("result", "dataset", "run", "logical", title="largest results")
+    for row in report["largest"]:
+        table.add_row(row["result"], row["dataset"], row["run"], h(row["logical"]))
+    console.print(table)
+
+
+@cli.command()
+@click.argument("targets", nargs=-1)
+@click.option("--older-than", default=None, help="Every run started more than this ago (30d).")
+@click.option(
+    "--keep-best", type=int, default=None, help="Per dataset, keep only the N best results."
+)
+@click.option("--metric", default=None, help="Metric for --keep-best (default: stored).")
+@click.option("--dry-run", is_flag=True, help="Show what would go; remove nothing.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def rm(ctx, targets, older_than, keep_best, metric, dry_run, yes) -> None:
+    """Remove runs (RUN id, prefix or name) or results (tree or mounted paths) from the index.
+
+    Bytes are reclaimed by `n4afs gc`. Sequence numbers are never reused.
+    """
+    from core import maintenance
+
+    if not targets and older_than is None and keep_best is None:
+        raise click.UsageError("name runs or results, or use --older-than / --keep-best")
+    ws = _workspace(ctx.obj["workspace"])
+    doomed: list[str] = []
+    for target in targets:
+        doomed += _results_for_target(ctx, ws, target)
+    if older_than is not None:
+        doomed += maintenance.results_older_than(ws.index, _parse_age(older_than))
+    if keep_best is not None:
+        doomed += maintenance.results_beyond_best(ws.index, keep_best, metric)
+    doomed = list(dict.fromkeys(doomed))
+    labels = dict(
+        ws.index.fetchall(
+            "SELECT r.result_id, d.name || '/' || lpad(r.seq::VARCHAR, 4, '0') || '_' || r.name "
+            "FROM results r JOIN datasets d USING (dataset_id) WHERE r.result_id IN "
+            "(SELECT unnest(?))",
+            [doomed],
+        )
+    )
+    for result_id in doomed[:20]:
+        click.echo(f"  {labels.get(result_id, result_id)}")
+    if len(doomed) > 20:
+        click.echo(f"  ... and {len(doomed) - 20} more")
+    if dry_run or not doomed:
+        click.echo(f"{len(doomed)} results would be removed" if dry_run else "nothing to remove")
+        return
+    if not yes and not click.confirm(f"remove {len(doomed)} results?", default=False):
+        raise click.Abort()
+    runs_gone = maintenance.remove_results(ws.index, doomed)
+    click.echo(
+        f"removed {len(doomed)} results and {len(runs_gone)} empty runs; "
+        "reclaim the bytes with `n4afs gc`"
+    )
+
+
+def _results_for_target(ctx, ws, target: str) -> list[str]:
+    from core import maintenance
+    from core.errors import N4AError, RunError
+    from n4afs.tree import Tree
+
+    looks_like_path = "/" in target or Path(target).expanduser().exists()
+    if looks_like_path:
+        target_ws, parts = _workspace_and_tree_path(ctx, target)
+        found = Tree(target_ws).result_at(parts)
+        if found is None or found[1] != len(parts):
+            raise N4AError(f"{target} is not a result folder (runs/<dataset>/<NNNN_...>)")
+        return [found[0].result_id]
+    try:
+        return maintenance.results_of_runs(ws.index, [ws.get_run(target).run_id])
+    except RunError as exc:
+        raise N4AError(f"{exc}; results are given as paths (runs/<dataset>/<NNNN_...>)") from exc
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Show what would be removed.")
+@click.option(
+    "--grace",
+    default="1h",
+    show_default=True,
+    help="Spare unreferenced objects younger than this (in-flight runs).",
+)
+@click.pass_context
+def gc(ctx, dry_run, grace) -> None:
+    """Delete stored objects no longer referenced by the index (mark and sweep).
+
+    Safe while a run writes and while mounted: objects younger than --grace are spared,
+    and a run re-using an old object refreshes it.
+    """
+    from core.maintenance import gc as collect
+
+    ws = _workspace(ctx.obj["workspace"])
+    report = collect(ws.index, ws.store, dry_run=dry_run, grace_s=_parse_age(grace))
+    verb = "would remove" if dry_run else "removed"
+    click.echo(
+        f"{verb} {len(report.removed)} objects ({_human_bytes(report.removed_bytes)}) "
+        f"and {report.temporaries_removed} temporaries; kept {report.referenced} "
+        f"referenced, spared {report.spared_young} younger than {grace}"
+    )
+
+
+@cli.command()
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Remove stale temporaries; mark results with missing/corrupt blobs broken.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def verify(ctx, repair, as_json) -> None:
+    """Hash every referenced blob and check that index rows hang together."""
+    import json
+
+    from core.maintenance import describe
+    from core.maintenance import verify as check
+
+    ws = _workspace(ctx.obj["workspace"])
+    report = check(ws.index, ws.store, repair=repair)
+    if as_json:
+        click.echo(json.dumps(describe(report), indent=2))
+    else:
+        click.echo(
+            f"checked {report.checked} blobs: {len(report.missing)} missing, "
+            f"{len(report.corrupt)} corrupt; {len(report.orphans)} unreferenced "
+            f"(gc), {len(report.temporaries)} temporaries; "
+            f"{len(report.problems)} index problems"
+        )
+        for line in report.problems[:20]:
+            click.echo(f"  {line}")
+        if report.broken_results:
+            action = "marked broken" if repair else "would be marked broken (--repair)"
+            click.echo(f"{len(report.broken_results)} results {action}")
+    if not report.ok:
+        sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one line per user error, tracebacks only for bugs."""
     from core.errors import N4AError

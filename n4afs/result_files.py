@@ -419,7 +419,7 @@ class ResultFiles:
         if rest:
             return None
         t = r.created_at.timestamp()
-        if r.status == "failed":
+        if r.status != "completed":  # failed, or broken (found by verify)
             return {
                 "error.log": file_node(
                     "error.log", t, BytesContent((r.error or "").encode("utf-8"))

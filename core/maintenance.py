@@ -1,0 +1,333 @@
+"""Keeping a workspace healthy: what is referenced, what can go, what is broken.
+
+gc is mark-and-sweep with a grace period. Marked: every blob the index references. Swept:
+objects (and leftover temporaries) that are unreferenced *and* older than the grace period
+(default one hour). The grace period is what makes gc safe next to a running sweep: workers
+write a result's blobs before the coordinator commits its rows, and a worker that re-uses an
+existing object refreshes its mtime (`BlobStore.touch`), so anything an in-flight run may
+still reference looks young. The mtime is checked again right before each unlink.
+
+verify hashes every referenced blob and checks that index rows hang together; `repair`
+removes stale temporaries and marks results whose blobs are missing or corrupt as `broken`
+(the tree shows them with the reason instead of serving wrong bytes).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.blobstore import BlobStore
+from core.index import Index
+
+DEFAULT_GRACE_S = 3600.0
+
+
+@dataclass
+class GcReport:
+    referenced: int = 0
+    removed: list[str] = field(default_factory=list)
+    removed_bytes: int = 0
+    spared_young: int = 0
+    temporaries_removed: int = 0
+
+
+def referenced_blobs(index: Index) -> set[str]:
+    return {b for (b,) in index.fetchall("SELECT DISTINCT blob_id FROM referenced_blobs")}
+
+
+def gc(
+    index: Index, store: BlobStore, dry_run: bool = False, grace_s: float = DEFAULT_GRACE_S
+) -> GcReport:
+    report = GcReport()
+    marked = referenced_blobs(index)
+    report.referenced = len(marked)
+    cutoff = time.time() - grace_s
+    for blob_id in store.iter_ids():
+        if blob_id in marked:
+            continue
+        path = store.path_of(blob_id)
+        stat = path.stat()
+        if stat.st_mtime > cutoff:
+            report.spared_young += 1
+            continue
+        report.removed.append(blob_id)
+        report.removed_bytes += stat.st_size
+        if not dry_run and path.stat().st_mtime <= cutoff:  # not touched since we looked
+            store.remove(blob_id)
+    for tmp in store.temporaries():
+        if tmp.stat().st_mtime <= cutoff:
+            report.temporaries_removed += 1
+            if not dry_run:
+                tmp.unlink(missing_ok=True)
+    if not dry_run and report.removed:
+        with index.write() as conn:
+            conn.execute("DELETE FROM blobs WHERE blob_id IN (SELECT unnest(?))", [report.removed])
+    return report
+
+
+@dataclass
+class VerifyReport:
+    checked: int = 0
+    missing: list[str] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    temporaries: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # index rows that do not hang together
+    broken_results: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.corrupt or self.problems)
+
+
+_COMPLETED_WITHOUT_SCORES = (
+    "SELECT r.result_id FROM results r WHERE r.status = 'completed' AND NOT EXISTS "
+    "(SELECT 1 FROM predictions p WHERE p.result_id = r.result_id)"
+)
+_COMPLETED_WITHOUT_MODELS = (
+    "SELECT r.result_id FROM results r WHERE r.status = 'completed' AND NOT EXISTS "
+    "(SELECT 1 FROM models m WHERE m.result_id = r.result_id) AND NOT EXISTS "
+    "(SELECT 1 FROM imported_files f WHERE f.result_id = r.result_id)"
+)
+_MODELS_WITHOUT_ARTIFACTS = (
+    "SELECT m.model_id FROM models m WHERE NOT EXISTS "
+    "(SELECT 1 FROM artifacts a WHERE a.model_id = m.model_id)"
+)
+_ARTIFACTS_WITHOUT_MODEL = (
+    "SELECT a.model_id FROM artifacts a LEFT JOIN models m USING (model_id) "
+    "WHERE m.model_id IS NULL"
+)
+_RESULTS_WITHOUT_DATASET = (
+    "SELECT r.result_id FROM results r LEFT JOIN datasets d USING (dataset_id) "
+    "WHERE d.dataset_id IS NULL"
+)
+_RESULTS_WITHOUT_RUN = (
+    "SELECT r.result_id FROM results r LEFT JOIN runs u USING (run_id) WHERE u.run_id IS NULL"
+)
+_ROW_CHECKS = [
+    ("completed result without predictions rows", _COMPLETED_WITHOUT_SCORES),
+    ("completed result without models", _COMPLETED_WITHOUT_MODELS),
+    ("model without artifacts", _MODELS_WITHOUT_ARTIFACTS),
+    ("artifact of an unknown model", _ARTIFACTS_WITHOUT_MODEL),
+    ("result of an unknown dataset", _RESULTS_WITHOUT_DATASET),
+    ("result of an unknown run", _RESULTS_WITHOUT_RUN),
+]
+
+
+def verify(
+    index: Index, store: BlobStore, repair: bool = False, grace_s: float = DEFAULT_GRACE_S
+) -> VerifyReport:
+    report = VerifyReport()
+    marked = referenced_blobs(index)
+    for blob_id in sorted(marked):
+        report.checked += 1
+        if not store.exists(blob_id):
+            report.missing.append(blob_id)
+        elif not store.verify(blob_id):
+            report.corrupt.append(blob_id)
+    report.orphans = [b for b in store.iter_ids() if b not in marked]
+    report.temporaries = [str(t) for t in store.temporaries()]
+    with index.read() as conn:
+        for problem, sql in _ROW_CHECKS:
+            report.problems += [f"{problem}: {key}" for (key,) in conn.execute(sql).fetchall()]
+    bad = report.missing + report.corrupt
+    if bad:
+        report.broken_results = _results_using(index, bad)
+    if repair:
+        _repair(index, store, report, grace_s)
+    return report
+
+
+def _results_using(index: Index, blob_ids: list[str]) -> list[str]:
+    rows = index.fetchall(
+        "SELECT DISTINCT r.result_id FROM results r WHERE r.predictions_blob IN "
+        "(SELECT unnest(?)) UNION SELECT DISTINCT m.result_id FROM models m JOIN artifacts a "
+        "USING (model_id) WHERE a.blob_id IN (SELECT unnest(?)) UNION SELECT DISTINCT "
+        "result_id FROM imported_files WHERE blob_id IN (SELECT unnest(?))",
+        [blob_ids, blob_ids, blob_ids],
+    )
+    return sorted(r for (r,) in rows)
+
+
+def _repair(index: Index, store: BlobStore, report: VerifyReport, grace_s: float) -> None:
+    cutoff = time.time() - grace_s
+    for tmp in report.temporaries:
+        if os.path.exists(tmp) and os.path.getmtime(tmp) <= cutoff:
+            os.unlink(tmp)
+    if report.broken_results:
+        reason = (
+            "broken: a blob it needs is missing or corrupt "
+            f"({', '.join(b[:8] for b in (report.missing + report.corrupt)[:5])}); "
+            "re-run its config to recreate it"
+        )
+        with index.write() as conn:
+            conn.execute(
+                "UPDATE results SET status = 'broken', error = ? WHERE result_id IN "
+                "(SELECT unnest(?))",
+                [reason, report.broken_results],
+            )
+
+
+def describe(report: Any) -> dict[str, Any]:
+    """A JSON-able summary (lists shortened) for --json output."""
+    out = {}
+    for key, value in vars(report).items():
+        out[key] = value[:50] if isinstance(value, list) else value
+    return out
+
+
+# -- removal ---------------------------------------------------------------------------------
+def remove_results(index: Index, result_ids: list[str]) -> list[str]:
+    """Delete results and everything hanging from them; runs left empty go too.
+
+    Only index rows are removed: the bytes stay until `gc` (so a mount still reading them
+    is not cut off mid-file). Sequence numbers are never handed out again.
+    Returns the ids of the runs removed.
+    """
+    if not result_ids:
+        return []
+    with index.write() as conn:
+        conn.execute("CREATE TEMP TABLE doomed AS SELECT unnest(?) AS result_id", [result_ids])
+        conn.execute(
+            "DELETE FROM artifacts WHERE model_id IN (SELECT model_id FROM models "
+            "WHERE result_id IN (SELECT result_id FROM doomed))"
+        )
+        for table in ("models", "predictions", "imported_files", "results"):
+            conn.execute(f"DELETE FROM {table} WHERE result_id IN (SELECT result_id FROM doomed)")
+        empty = [
+            r
+            for (r,) in conn.execute(
+                "SELECT run_id FROM runs u WHERE NOT EXISTS "
+                "(SELECT 1 FROM results r WHERE r.run_id = u.run_id)"
+            ).fetchall()
+        ]
+        for table in ("templates", "run_datasets", "imports", "runs"):
+            conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest(?))", [empty])
+        conn.execute("DROP TABLE doomed")
+    return empty
+
+
+def results_of_runs(index: Index, run_ids: list[str]) -> list[str]:
+    return [
+        r
+        for (r,) in index.fetchall(
+            "SELECT result_id FROM results WHERE run_id IN (SELECT unnest(?))", [run_ids]
+        )
+    ]
+
+
+def results_older_than(index: Index, seconds: float) -> list[str]:
+    return [
+        r
+        for (r,) in index.fetchall(
+            "SELECT r.result_id FROM results r JOIN runs u USING (run_id) "
+            "WHERE u.created_at < now()::TIMESTAMP - to_seconds(?)",
+            [seconds],
+        )
+    ]
+
+
+def results_beyond_best(index: Index, keep: int, metric: str | None) -> list[str]:
+    """Per dataset, every result but the `keep` best (failed and broken ones included)."""
+    from core.queries import ranked_results
+
+    doomed = []
+    with index.read() as conn:
+        for (dataset_id,) in conn.execute("SELECT DISTINCT dataset_id FROM results").fetchall():
+            ranked = ranked_results(conn, dataset_id, metric)
+            completed = [r for r in ranked if r.status == "completed"]
+            kept = {r.result_id for r in completed[:keep]}
+            doomed += [r.result_id for r in ranked if r.result_id not in kept]
+    return doomed
+
+
+# -- usage -------------------------------------------------------------------------------------
+_RESULT_BYTES = """
+    WITH model_bytes AS (
+        SELECT m.result_id, sum(b.size) AS bytes FROM models m
+        JOIN artifacts a USING (model_id) JOIN blobs b ON b.blob_id = a.blob_id GROUP BY 1),
+    imported AS (SELECT result_id, sum(size) AS bytes FROM imported_files GROUP BY 1)
+    SELECT r.result_id, r.run_id, d.name, r.seq, r.name, r.config_hash,
+           coalesce(mb.bytes, 0), coalesce(pb.size, 0), coalesce(ib.bytes, 0)
+    FROM results r JOIN datasets d USING (dataset_id)
+    LEFT JOIN model_bytes mb USING (result_id)
+    LEFT JOIN blobs pb ON pb.blob_id = r.predictions_blob
+    LEFT JOIN imported ib USING (result_id)
+"""
+
+_UNIQUE_BYTES = """
+    SELECT {key}, sum(size) FROM (
+        SELECT DISTINCT {key}, x.blob_id, b.size FROM (
+            SELECT r.{key} AS {key}, a.blob_id FROM results r JOIN models m USING (result_id)
+                JOIN artifacts a USING (model_id)
+            UNION ALL SELECT {key}, predictions_blob FROM results
+                WHERE predictions_blob IS NOT NULL
+            UNION ALL SELECT r.{key}, f.blob_id FROM results r JOIN imported_files f
+                USING (result_id)
+        ) x JOIN blobs b ON b.blob_id = x.blob_id
+    ) GROUP BY 1
+"""
+
+
+def usage(index: Index, store: BlobStore, top: int = 10) -> dict[str, Any]:
+    """Logical bytes (the tree's views as plain copies) against bytes stored once.
+
+    Logical counts each result twice (runs/ and by-run/) and its model bytes twice (the
+    step files and pipeline.pkl); rendered files (CSV, YAML, PNG) are not counted.
+    """
+    rows = index.fetchall(_RESULT_BYTES)
+    per_result = [
+        {
+            "result": f"{seq:04d}_{name}_{config_hash[:6]}",
+            "dataset": dataset,
+            "run": run_id,
+            "logical": 2 * (2 * models + predictions + imported),
+        }
+        for _, run_id, dataset, seq, name, config_hash, models, predictions, imported in rows
+    ]
+    datasets = _group(
+        per_result,
+        "dataset",
+        dict(
+            index.fetchall(
+                _UNIQUE_BYTES.format(key="dataset_id")
+                .replace(
+                    "SELECT {key}, sum(size)".format(key="dataset_id"),
+                    "SELECT (SELECT name FROM datasets WHERE dataset_id = t.dataset_id), sum(size)",
+                )
+                .replace(") GROUP BY 1", ") t GROUP BY t.dataset_id")
+            )
+        ),
+    )
+    runs = _group(per_result, "run", dict(index.fetchall(_UNIQUE_BYTES.format(key="run_id"))))
+    object_bytes = sum(store.path_of(b).stat().st_size for b in store.iter_ids())
+    referenced = index.fetchall(
+        "SELECT coalesce(sum(size), 0) FROM blobs WHERE blob_id IN "
+        "(SELECT blob_id FROM referenced_blobs)"
+    )[0][0]
+    logical = sum(r["logical"] for r in per_result)
+    return {
+        "logical_bytes": logical,
+        "referenced_bytes": int(referenced),
+        "stored_bytes": object_bytes,
+        "index_bytes": index.db_path.stat().st_size,
+        "dedup_ratio": logical / referenced if referenced else 1.0,
+        "unreferenced_bytes": max(object_bytes - int(referenced), 0),
+        "datasets": datasets,
+        "runs": runs,
+        "largest": sorted(per_result, key=lambda r: -r["logical"])[:top],
+    }
+
+
+def _group(per_result: list[dict], key: str, unique: dict[str, int]) -> list[dict[str, Any]]:
+    grouped: dict[str, dict[str, Any]] = {}
+    for row in per_result:
+        entry = grouped.setdefault(row[key], {key: row[key], "results": 0, "logical": 0})
+        entry["results"] += 1
+        entry["logical"] += row["logical"]
+    for name, entry in grouped.items():
+        entry["stored"] = int(unique.get(name, 0))
+    return sorted(grouped.values(), key=lambda e: -e["logical"])
