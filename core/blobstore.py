@@ -41,9 +41,20 @@ class BlobStore:
         self.objects_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
 
+    def spec(self) -> dict[str, str]:
+        """What a worker process needs to open the same store (`core.stores.open_store`)."""
+        return {"kind": "local", "root": str(self.root)}
+
+    @property
+    def url(self) -> str:
+        return str(self.root)
+
     # -- naming -----------------------------------------------------------------------
     def path_of(self, blob_id: str) -> Path:
-        """Where the object lives; the id is validated first so the path cannot escape."""
+        """A local file holding the object (here: the object itself, read-only).
+
+        The id is validated first, so the path cannot escape the store.
+        """
         blob_id = BlobId(blob_id)
         return self.objects_dir / blob_id.shard / blob_id
 
@@ -136,6 +147,13 @@ class BlobStore:
         if self._pending is not None and blob_id in self._pending:
             return True
         return self.path_of(blob_id).is_file()
+
+    def mtime(self, blob_id: str) -> float:
+        """When the object was last written or re-used (gc's grace period reads this)."""
+        try:
+            return self.path_of(blob_id).stat().st_mtime
+        except FileNotFoundError as exc:
+            raise _not_found(blob_id) from exc
 
     def size(self, blob_id: str) -> int:
         try:

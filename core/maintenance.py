@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.blobstore import BlobStore
+from core.blobstore import BlobStore  # or core.remote_store.RemoteBlobStore: same calls
 from core.index import Index
 
 DEFAULT_GRACE_S = 3600.0
@@ -48,14 +48,12 @@ def gc(
     for blob_id in store.iter_ids():
         if blob_id in marked:
             continue
-        path = store.path_of(blob_id)
-        stat = path.stat()
-        if stat.st_mtime > cutoff:
+        if store.mtime(blob_id) > cutoff:
             report.spared_young += 1
             continue
         report.removed.append(blob_id)
-        report.removed_bytes += stat.st_size
-        if not dry_run and path.stat().st_mtime <= cutoff:  # not touched since we looked
+        report.removed_bytes += store.size(blob_id)
+        if not dry_run and store.mtime(blob_id) <= cutoff:  # not re-used since we looked
             store.remove(blob_id)
     for tmp in store.temporaries():
         if tmp.stat().st_mtime <= cutoff:
@@ -303,7 +301,7 @@ def usage(index: Index, store: BlobStore, top: int = 10) -> dict[str, Any]:
         ),
     )
     runs = _group(per_result, "run", dict(index.fetchall(_UNIQUE_BYTES.format(key="run_id"))))
-    object_bytes = sum(store.path_of(b).stat().st_size for b in store.iter_ids())
+    object_bytes = sum(store.size(b) for b in store.iter_ids())
     referenced = index.fetchall(
         "SELECT coalesce(sum(size), 0) FROM blobs WHERE blob_id IN "
         "(SELECT blob_id FROM referenced_blobs)"

@@ -31,6 +31,7 @@ from core.errors import RunError
 from core.index import Index
 from core.metrics import get_metric
 from core.persist import Partitions, ResultPayload, commit_payloads, short_id, store_outcome
+from core.stores import open_store
 from core.templates import Template
 
 DEFAULT_METRIC = {"regression": "rmse", "classification": "accuracy"}
@@ -281,7 +282,7 @@ def _steps_of(config_json: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 def run_group(
-    store_root: str,
+    store_spec: dict[str, Any],
     X: np.ndarray,
     parts: Partitions,
     configs: list[tuple[str, str]],
@@ -292,7 +293,7 @@ def run_group(
     steps = {result_id: _steps_of(config) for result_id, config in configs}
     stats = FitStats()
     outcomes = fit_group(X, parts.y, fit_contexts(parts), list(steps.items()), build_step, stats)
-    store = BlobStore(store_root)
+    store = open_store(store_spec)
     payloads = []
     with store.batch():  # durable together, before the coordinator commits their rows
         for outcome in outcomes:
@@ -375,7 +376,7 @@ def _execute(
 def _parallel(store, X, parts, tasks, n_jobs):
     from joblib import Parallel, delayed
 
-    jobs = (delayed(run_group)(str(store.root), X, parts, group, metric) for group, metric in tasks)
+    jobs = (delayed(run_group)(store.spec(), X, parts, group, metric) for group, metric in tasks)
     return Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs)
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from core import catalog, queries
-from core.blobstore import BlobStore
 from core.catalog import BlobStats, DatasetInfo
 from core.errors import DatasetError, RunError, WorkspaceError
 from core.index import SCHEMA_DIR, Index, migrations_in
+from core.stores import workspace_store
 from n4afs.runs import Result, Run
 
 ENV_VAR = "N4AFS_WORKSPACE"
@@ -30,10 +30,13 @@ def default_workspace_path() -> Path:
 class Workspace:
     """One experiment workspace: index + blob store."""
 
-    def __init__(self, path: str | os.PathLike | None = None, create: bool = True) -> None:
+    def __init__(
+        self, path: str | os.PathLike | None = None, create: bool = True, store: str | None = None
+    ) -> None:
+        """`store`: where blobs live, e.g. `s3://bucket/prefix` (default: inside the
+        workspace directory); remembered in `n4a.yaml`, the index stays local."""
         self.path = Path(path).expanduser() if path is not None else default_workspace_path()
         self.index = Index(self.path)
-        self.store = BlobStore(self.path)
         if not self.index.db_path.exists():
             if not create:
                 raise WorkspaceError(
@@ -41,6 +44,7 @@ class Workspace:
                 )
             if self.path.exists() and not self.path.is_dir():
                 raise WorkspaceError(f"{self.path} exists and is not a directory")
+        self.store = workspace_store(self.path, store)
         self.store.create()
         self._ensure_schema()
 

@@ -271,7 +271,7 @@ def test_two_runs_a_mount_and_queries_at_once(tmp_path):
         assert [p.returncode for p in runs] == [0, 0], outputs
         assert all(o[0].strip() == "completed 18" for o in outputs), outputs
         assert errors == []
-        wait_for(lambda: len(list((mount.path / "runs" / "fermentation").glob("0*"))) == 36)
+        wait_for(lambda: len(list((mount.path / "runs" / "fermentation").glob("0*"))) == 36, 30)
         assert reads > 0
     finally:
         mount.stop()

@@ -1,0 +1,230 @@
+"""The blob store on any fsspec URL (`s3://bucket/prefix`), with a bounded local read cache.
+
+Content addressing is what makes a shared bucket safe without coordination: an object's
+name is its sha256, so two writers of the same name write the same bytes, and a writer
+first asks whether the object exists (a HEAD, not a download). An S3 PUT is atomic: an
+object is visible whole or not at all, so no temporary-and-rename dance is needed remotely.
+
+Reads go through a local cache directory of whole objects, hash-checked when fetched and
+evicted least-recently-used past `cache_bytes`: the tree, the mount and `load_model` read
+local files with `pread` as they do for a local store. A large object is fetched whole on
+its first read (ranges are not fetched separately).
+
+Credentials come from where fsspec/s3fs and botocore look (AWS_* variables, including
+AWS_ENDPOINT_URL for S3-compatible servers, profiles, instance roles); the workspace
+config records only the URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from core.blobstore import CHUNK, Source, _not_found
+from core.errors import BlobCorrupt, BlobNotFound
+from core.ids import BlobId
+
+DEFAULT_CACHE_BYTES = 2 << 30
+
+
+class RemoteBlobStore:
+    """Same calls as `BlobStore`; objects live at `<url>/objects/ab/<sha256>`."""
+
+    def __init__(
+        self,
+        url: str,
+        cache_dir: str | os.PathLike,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        **storage_options: Any,
+    ) -> None:
+        import fsspec
+
+        self.url = url.rstrip("/")
+        self.fs, self.base = fsspec.core.url_to_fs(self.url, **storage_options)
+        self.cache_dir = Path(cache_dir)
+        self.cache_bytes = cache_bytes
+        self.storage_options = storage_options
+        self.tmp_dir = self.cache_dir / "tmp"
+
+    # -- identity --------------------------------------------------------------------
+    def spec(self) -> dict[str, Any]:
+        return {
+            "kind": "remote",
+            "url": self.url,
+            "cache_dir": str(self.cache_dir),
+            "cache_bytes": self.cache_bytes,
+            "storage_options": self.storage_options,
+        }
+
+    def create(self) -> None:
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.fs.makedirs(self.base, exist_ok=True)
+
+    def key(self, blob_id: str) -> str:
+        blob_id = BlobId(blob_id)
+        return f"{self.base}/objects/{blob_id.shard}/{blob_id}"
+
+    # -- writing ---------------------------------------------------------------------
+    def put(self, source: Source) -> BlobId:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+            blob_id = BlobId(hashlib.sha256(data).hexdigest())
+            if self.exists(blob_id):
+                self.touch(blob_id)
+                return blob_id
+            self.fs.pipe_file(self.key(blob_id), data)
+            self._cache_bytes(blob_id, data)
+            return blob_id
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as stream:
+                return self._put_stream(stream)
+        return self._put_stream(source)
+
+    def _put_stream(self, stream: BinaryIO) -> BlobId:
+        """Spool to a local temporary while hashing, then upload unless already there."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=self.tmp_dir, prefix="put-")
+        digest = hashlib.sha256()
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := stream.read(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+            blob_id = BlobId(digest.hexdigest())
+            if self.exists(blob_id):
+                self.touch(blob_id)
+            else:
+                self.fs.put_file(tmp_name, self.key(blob_id))
+            return blob_id
+        finally:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Remote PUTs are atomic and durable once acknowledged: nothing to group."""
+        yield
+
+    def touch(self, blob_id: str) -> None:
+        """Refresh LastModified (a metadata-only copy onto itself) so gc spares a re-used
+        object; best effort: a store that cannot do it keeps the object's age."""
+        with suppress(Exception):
+            self.fs.setxattrs(self.key(blob_id), n4a_touched=str(time.time()))
+
+    def remove(self, blob_id: str) -> None:
+        with suppress(FileNotFoundError):
+            self.fs.rm_file(self.key(blob_id))
+        self._cache_path(blob_id).unlink(missing_ok=True)
+
+    # -- reading ---------------------------------------------------------------------
+    def exists(self, blob_id: str) -> bool:
+        return self.fs.exists(self.key(blob_id))
+
+    def size(self, blob_id: str) -> int:
+        try:
+            return int(self.fs.size(self.key(blob_id)))
+        except FileNotFoundError as exc:
+            raise _not_found(blob_id) from exc
+
+    def mtime(self, blob_id: str) -> float:
+        try:
+            return self.fs.modified(self.key(blob_id)).timestamp()
+        except FileNotFoundError as exc:
+            raise _not_found(blob_id) from exc
+
+    def path_of(self, blob_id: str) -> Path:
+        """A local, hash-checked copy of the object (fetched once, then cached)."""
+        path = self._cache_path(blob_id)
+        if path.exists():
+            os.utime(path)  # recently used: evicted last
+            return path
+        self._fetch(blob_id, path)
+        return path
+
+    def open(self, blob_id: str) -> BinaryIO:
+        return open(self.path_of(blob_id), "rb")
+
+    def read(self, blob_id: str, verify: bool = True) -> bytes:
+        return self.path_of(blob_id).read_bytes()  # verified when it entered the cache
+
+    def verify(self, blob_id: str) -> bool:
+        """Hash the remote object itself (not the cached copy)."""
+        digest = hashlib.sha256()
+        try:
+            with self.fs.open(self.key(blob_id), "rb") as stream:
+                while chunk := stream.read(CHUNK):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            return False
+        return digest.hexdigest() == blob_id
+
+    def iter_ids(self) -> Iterator[BlobId]:
+        prefix = f"{self.base}/objects"
+        if not self.fs.exists(prefix):
+            return
+        for key in sorted(self.fs.find(prefix)):
+            name = key.rsplit("/", 1)[-1]
+            if len(name) == 64:
+                with suppress(Exception):
+                    yield BlobId(name)
+
+    def temporaries(self) -> list[Path]:
+        return sorted(self.tmp_dir.glob("put-*")) if self.tmp_dir.is_dir() else []
+
+    # -- the local cache ---------------------------------------------------------------
+    def _cache_path(self, blob_id: str) -> Path:
+        blob_id = BlobId(blob_id)
+        return self.cache_dir / "objects" / blob_id.shard / blob_id
+
+    def _fetch(self, blob_id: str, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".fetch-")
+        digest = hashlib.sha256()
+        try:
+            with os.fdopen(fd, "wb") as out, self.fs.open(self.key(blob_id), "rb") as src:
+                while chunk := src.read(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+            if digest.hexdigest() != blob_id:
+                raise BlobCorrupt(
+                    f"remote blob {BlobId(blob_id).short} does not match its "
+                    "sha256; run `n4afs verify`"
+                )
+            os.replace(tmp_name, path)
+        except FileNotFoundError as exc:
+            raise BlobNotFound(
+                f"blob {BlobId(blob_id).short} is missing from {self.url}; run `n4afs verify`"
+            ) from exc
+        finally:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+        self._evict()
+
+    def _cache_bytes(self, blob_id: str, data: bytes) -> None:
+        path = self._cache_path(blob_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".fetch-")
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp_name, path)
+        self._evict()
+
+    def _evict(self) -> None:
+        """Least recently used first, until the cache fits its budget."""
+        files = [
+            (p.stat().st_mtime, p.stat().st_size, p)
+            for p in (self.cache_dir / "objects").rglob("*")
+            if p.is_file()
+        ]
+        total = sum(size for _, size, _ in files)
+        for _, size, path in sorted(files):
+            if total <= self.cache_bytes:
+                break
+            path.unlink(missing_ok=True)
+            total -= size

@@ -1,0 +1,50 @@
+"""Which blob store a workspace uses: a local directory (default) or any fsspec URL.
+
+The choice is made once, when the workspace is created, and remembered in
+`<workspace>/n4a.yaml` (the URL only: never credentials). Worker processes reopen the same
+store from `store.spec()`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core.blobstore import BlobStore
+from core.errors import WorkspaceError
+
+CONFIG_NAME = "n4a.yaml"
+
+
+def open_store(spec: dict[str, Any]) -> Any:
+    if spec["kind"] == "local":
+        return BlobStore(spec["root"])
+    from core.remote_store import RemoteBlobStore
+
+    return RemoteBlobStore(
+        spec["url"], spec["cache_dir"], spec["cache_bytes"], **spec.get("storage_options", {})
+    )
+
+
+def workspace_store(workspace: Path, url: str | None = None, cache_bytes: int | None = None) -> Any:
+    """The store of a workspace; `url` is recorded on first use and must match after."""
+    config_path = workspace / CONFIG_NAME
+    config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
+    recorded = config.get("store")
+    if url is not None and recorded is not None and url.rstrip("/") != recorded:
+        raise WorkspaceError(f"workspace {workspace} keeps its blobs in {recorded}, not {url}")
+    url = (url or recorded or "").rstrip("/") or None
+    if url is not None and recorded is None:
+        config["store"] = url
+        if cache_bytes:
+            config["cache_bytes"] = cache_bytes
+        workspace.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    if url is None or url.startswith("file://") and url[7:] == str(workspace):
+        return BlobStore(workspace)
+    from core.remote_store import DEFAULT_CACHE_BYTES, RemoteBlobStore
+
+    budget = cache_bytes or config.get("cache_bytes") or DEFAULT_CACHE_BYTES
+    return RemoteBlobStore(url, workspace / "cache", budget)
