@@ -115,7 +115,7 @@ class RemoteBlobStore:
         """Refresh LastModified (a metadata-only copy onto itself) so gc spares a re-used
         object; best effort: a store that cannot do it keeps the object's age."""
         with suppress(Exception):
-            self.fs.setxattrs(self.key(blob_id), n4a_touched=str(time.time()))
+            self.fs.setxattr(self.key(blob_id), n4a_touched=str(time.time()))
 
     def remove(self, blob_id: str) -> None:
         with suppress(FileNotFoundError):
@@ -124,17 +124,24 @@ class RemoteBlobStore:
 
     # -- reading ---------------------------------------------------------------------
     def exists(self, blob_id: str) -> bool:
-        return self.fs.exists(self.key(blob_id))
+        return self.fs.exists(self._fresh(blob_id))
+
+    def _fresh(self, blob_id: str) -> str:
+        """The object's key, with fsspec's listing cache dropped: other processes write
+        to the same bucket, and gc must see their writes and re-uses."""
+        key = self.key(blob_id)
+        self.fs.invalidate_cache(key)
+        return key
 
     def size(self, blob_id: str) -> int:
         try:
-            return int(self.fs.size(self.key(blob_id)))
+            return int(self.fs.size(self._fresh(blob_id)))
         except FileNotFoundError as exc:
             raise _not_found(blob_id) from exc
 
     def mtime(self, blob_id: str) -> float:
         try:
-            return self.fs.modified(self.key(blob_id)).timestamp()
+            return self.fs.modified(self._fresh(blob_id)).timestamp()
         except FileNotFoundError as exc:
             raise _not_found(blob_id) from exc
 
@@ -166,6 +173,7 @@ class RemoteBlobStore:
 
     def iter_ids(self) -> Iterator[BlobId]:
         prefix = f"{self.base}/objects"
+        self.fs.invalidate_cache(prefix)
         if not self.fs.exists(prefix):
             return
         for key in sorted(self.fs.find(prefix)):

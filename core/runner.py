@@ -48,8 +48,14 @@ class RunOptions:
     test_dataset: str | None = None  # or a separate dataset (id) as the test set
     splitter: dict[str, Any] | None = None  # {"class": path, "params": {...}}; default K-fold
     n_jobs: int = 1
+    backend: str = "joblib"  # or "dask": groups run on a dask.distributed cluster
+    scheduler: str | None = None  # dask scheduler address, e.g. tcp://10.0.0.5:8786
 
     def validate(self) -> None:
+        if self.backend not in ("joblib", "dask"):
+            raise RunError(f"unknown backend {self.backend!r}: use joblib or dask")
+        if self.backend == "dask" and not self.scheduler:
+            raise RunError("the dask backend needs a scheduler address (--scheduler tcp://...)")
         if self.test_size and self.test_dataset:
             raise RunError("give a test_size or a test dataset, not both")
         if self.cv < 2:
@@ -362,7 +368,7 @@ def _execute(
         parts = make_partitions(spectra, options, n_test)
         metric = items[0][2]
         tasks = [(group, metric) for group in _group_configs([(r, c) for r, c, _ in items])]
-        for payloads, stats in _parallel(store, spectra.X, parts, tasks, options.n_jobs):
+        for payloads, stats in _parallel(store, spectra.X, parts, tasks, options):
             with index.write() as conn:
                 commit_payloads(conn, payloads)
             for name in asdict(stats):
@@ -373,11 +379,39 @@ def _execute(
     return totals
 
 
-def _parallel(store, X, parts, tasks, n_jobs):
+def _parallel(store, X, parts, tasks, options: RunOptions):
+    """Groups in parallel, yielded as they finish: local joblib, or a dask cluster."""
+    if options.backend == "dask":
+        return _on_dask(store, X, parts, tasks, options.scheduler)
     from joblib import Parallel, delayed
 
     jobs = (delayed(run_group)(store.spec(), X, parts, group, metric) for group, metric in tasks)
-    return Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs)
+    return Parallel(n_jobs=options.n_jobs, return_as="generator_unordered")(jobs)
+
+
+def _on_dask(store, X, parts, tasks, scheduler: str):
+    """Workers fit and write blobs to the shared store; results come back to be committed
+    here. A worker that dies takes its tasks with it and dask runs them again elsewhere."""
+    from distributed import Client, as_completed
+
+    with Client(scheduler) as client:
+        X_shared = client.scatter(X, broadcast=True)
+        parts_shared = client.scatter(parts, broadcast=True)
+        futures = [
+            client.submit(
+                run_group,
+                store.spec(),
+                X_shared,
+                parts_shared,
+                group,
+                metric,
+                pure=False,
+                retries=2,
+            )
+            for group, metric in tasks
+        ]
+        for future in as_completed(futures):
+            yield future.result()
 
 
 def _load_pending(index: Index, run_id: str):
@@ -392,7 +426,7 @@ def _load_pending(index: Index, run_id: str):
             [run_id],
         ).fetchall()
     stored = json.loads(row[0])
-    options = RunOptions(**{k: stored[k] for k in asdict(RunOptions())})
+    options = RunOptions(**{k: stored[k] for k in asdict(RunOptions()) if k in stored})
     pending: dict[str, list[tuple[str, str, str]]] = {}
     for result_id, config, metric, dataset_id in rows:
         pending.setdefault(dataset_id, []).append((result_id, config, metric))

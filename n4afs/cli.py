@@ -54,10 +54,18 @@ def cli(ctx: click.Context, workspace: str | None) -> None:
 
 @cli.command()
 @click.argument("path", required=False)
+@click.option(
+    "--store",
+    default=None,
+    help="Keep blobs at this fsspec URL (e.g. s3://bucket/prefix) instead of inside "
+    "the workspace; credentials come from the usual AWS_* variables.",
+)
 @click.pass_context
-def init(ctx: click.Context, path: str | None) -> None:
+def init(ctx: click.Context, path: str | None, store: str | None) -> None:
     """Create a workspace at PATH (or the default workspace) if it does not exist."""
-    ws = _workspace(path or ctx.obj["workspace"], create=True)
+    from n4afs.workspace import Workspace
+
+    ws = Workspace(path or ctx.obj["workspace"], create=True, store=store)
     click.echo(f"workspace ready: {ws.path}")
 
 
@@ -249,11 +257,32 @@ def _show_run_summary(ws, run_id: str, limit: int) -> None:
 )
 @click.option("--seed", default=42, show_default=True, help="Seed of the splits.")
 @click.option("-j", "--jobs", default=1, show_default=True, help="Parallel worker processes.")
+@click.option(
+    "--backend",
+    type=click.Choice(["joblib", "dask"]),
+    default="joblib",
+    show_default=True,
+    help="Where results are computed.",
+)
+@click.option("--scheduler", default=None, help="dask scheduler address (tcp://host:8786).")
 @click.option("--resume", "resume_id", default=None, help="Finish an interrupted run (its id).")
 @click.option("--top", default=10, show_default=True, help="Rows of the ranked table.")
 @click.pass_context
 def run(
-    ctx, templates, datasets_, cv, metric, name, test_size, test_dataset, seed, jobs, resume_id, top
+    ctx,
+    templates,
+    datasets_,
+    cv,
+    metric,
+    name,
+    test_size,
+    test_dataset,
+    seed,
+    jobs,
+    backend,
+    scheduler,
+    resume_id,
+    top,
 ):
     """Run a sweep: every config of every TEMPLATE (YAML/JSON) on every --dataset.
 
@@ -273,7 +302,14 @@ def run(
         infos = [ws.resolve_dataset(d) for d in datasets_]
         test_id = ws.resolve_dataset(test_dataset).dataset_id if test_dataset else None
         options = RunOptions(
-            cv=cv, seed=seed, metric=metric, test_size=test_size, n_jobs=jobs, test_dataset=test_id
+            cv=cv,
+            seed=seed,
+            metric=metric,
+            test_size=test_size,
+            n_jobs=jobs,
+            test_dataset=test_id,
+            backend=backend,
+            scheduler=scheduler,
         )
         run_id = plan_run(ws.index, loaded, infos, options, name)
     click.echo(f"run {run_id}")

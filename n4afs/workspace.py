@@ -128,6 +128,8 @@ class Workspace:
         splitter: Any = None,
         seed: int = 42,
         n_jobs: int = 1,
+        backend: str = "joblib",
+        scheduler: Any = None,
         on_result: Any = None,
     ) -> Run:
         """Run templates x datasets with K-fold CV; results are persisted as they finish.
@@ -137,7 +139,8 @@ class Workspace:
         DataFrames. `metric` ranks results (default rmse / accuracy by task). The test set
         is either a held-out fraction (`test_size`) or a separate dataset (`test_dataset`);
         `splitter` is any scikit-learn CV splitter (default: shuffled K-fold, stratified
-        for classification, seeded).
+        for classification, seeded). `backend="dask"` with `scheduler` (an address such as
+        tcp://host:8786, or a distributed Client / cluster) runs on a dask cluster.
         """
         from core.runner import RunOptions, execute_run, plan_run
         from core.templates import load_templates
@@ -154,6 +157,8 @@ class Workspace:
             n_jobs=n_jobs,
             test_dataset=self.resolve_dataset(test_dataset).dataset_id if test_dataset else None,
             splitter=splitter_spec(splitter) if splitter is not None else None,
+            backend=backend,
+            scheduler=getattr(scheduler, "scheduler_address", scheduler),
         )
         run_id = plan_run(self.index, loaded, infos, options, name)
         execute_run(self.index, self.store, run_id, on_result)

@@ -25,7 +25,7 @@ want=$(sha256sum pyproject.toml | cut -c1-64)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python packages into .venv"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-  if ! .venv/bin/python -m pip install -q -e ".[dev]" >.venv/pip.log 2>&1; then
+  if ! .venv/bin/python -m pip install -q -e ".[dev,s3,dask]" >.venv/pip.log 2>&1; then
     cat .venv/pip.log
     exit 1
   fi

@@ -105,6 +105,17 @@ def test_bad_templates_and_runs_are_one_line_errors(tmp_path):
         (["run", str(unknown), "-d", "chemotools:fermentation"], "did you mean"),
         (["run", str(bad_range), "-d", "chemotools:fermentation"], "step must be > 0"),
         (["run", "--resume", "nope"], "no run 'nope'"),
+        (
+            [
+                "run",
+                str(bad_range).replace("range", "unknown"),
+                "-d",
+                "chemotools:fermentation",
+                "--backend",
+                "dask",
+            ],
+            "needs a scheduler address",
+        ),
         (["best", "fermentation"], "no completed result"),
     ]
     for args, message in cases:

@@ -1,0 +1,199 @@
+"""A shared S3 blob store (moto's server on loopback) and dask.distributed execution."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import zipfile
+
+import joblib
+import pytest
+import yaml
+
+from core import maintenance
+from core.errors import WorkspaceError
+from core.remote_store import RemoteBlobStore
+from n4afs.tree import Tree
+from n4afs.workspace import Workspace
+from tests.mount_fixture import Mount
+
+SWEEP = [
+    {"_or_": ["snv", "msc", "detrend", "standard"]},
+    {"pls": {"n_components": {"_range_": [1, 4]}}},
+]
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """An S3-compatible server on 127.0.0.1, reached through the standard AWS variables."""
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    saved = {
+        k: os.environ.get(k)
+        for k in (
+            "AWS_ENDPOINT_URL",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_DEFAULT_REGION",
+        )
+    }
+    os.environ.update(
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing-secret",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    import s3fs
+
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    fs.mkdir("n4a-bucket")
+    yield fs
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as local:
+        yield local
+
+
+def s3_objects(fs, prefix: str) -> list[str]:
+    fs.invalidate_cache()
+    return (
+        [k for k in fs.find(f"n4a-bucket/{prefix}/objects")]
+        if fs.exists(f"n4a-bucket/{prefix}/objects")
+        else []
+    )
+
+
+def test_sweep_on_s3_with_dask_then_browse_mount_export_and_gc(s3, cluster, tmp_path):
+    ws = Workspace(tmp_path / "ws", store="s3://n4a-bucket/team")
+    run = ws.run(
+        templates=[SWEEP],
+        datasets=["chemotools:fermentation"],
+        cv=4,
+        name="s3 dask",
+        backend="dask",
+        scheduler=cluster.scheduler_address,
+    )
+    assert run.status == "completed" and len(run.results) == 16
+    objects = s3_objects(s3, "team")
+    assert len(objects) == ws.blob_stats().n_blobs > 0
+    assert not (tmp_path / "ws" / "objects").exists() or not any(
+        (tmp_path / "ws" / "objects").iterdir()
+    )
+    config = yaml.safe_load((tmp_path / "ws" / "n4a.yaml").read_text())
+    assert config["store"] == "s3://n4a-bucket/team"
+    assert "testing-secret" not in (tmp_path / "ws" / "n4a.yaml").read_text()
+
+    label = ws.best("fermentation").row.label
+    tree = Tree(ws)
+    files = dict(tree.walk_files(("runs", "fermentation", label)))
+    assert all(len(tree.read(node)) == node.size for node in files.values())
+
+    mount = Mount(ws.path, tmp_path / "mnt").start()
+    try:
+        models = mount.path / "runs" / "fermentation" / label / "models"
+        final = next(p for p in models.iterdir() if p.name.startswith("final_"))
+        pipeline = joblib.load(final / "pipeline.pkl")
+        X = ws.load_dataset("fermentation").X
+        assert (pipeline.predict(X) == ws.best("fermentation").load_model().predict(X)).all()
+    finally:
+        mount.stop()
+    mount.assert_clean_log()
+
+    bundle = tmp_path / "from-s3.zip"
+    ws.export(f"runs/fermentation/{label}", bundle)
+    with zipfile.ZipFile(bundle) as zf:
+        assert any(n.endswith("pipeline.pkl") for n in zf.namelist())
+
+    maintenance.remove_results(ws.index, maintenance.results_of_runs(ws.index, [run.run_id]))
+    report = maintenance.gc(ws.index, ws.store, grace_s=0)
+    assert len(report.removed) == len(objects) - 1  # all but the dataset
+    assert len(s3_objects(s3, "team")) == 1
+    assert maintenance.verify(ws.index, ws.store).ok
+
+
+def test_killing_a_worker_mid_run_loses_no_result(s3, cluster, tmp_path):
+    from distributed import Client
+
+    ws = Workspace(tmp_path / "ws", store="s3://n4a-bucket/kill")
+    ws.add_dataset("chemotools:fermentation")
+    template = [
+        {
+            "_or_": [
+                "snv",
+                "msc",
+                "detrend",
+                "standard",
+                "minmax",
+                {"savgol": {"deriv": 1, "window_length": 11, "polyorder": 2}},
+            ]
+        },
+        {"pls": {"n_components": {"_range_": [1, 8]}}},
+    ]
+    first_done = threading.Event()
+    with Client(cluster.scheduler_address) as client:
+        pids = client.run(os.getpid)
+        killer = threading.Thread(
+            target=lambda: (
+                first_done.wait(120) and os.kill(next(iter(pids.values())), signal.SIGKILL)
+            )
+        )
+        killer.start()
+        run = ws.run(
+            templates=[template],
+            datasets=["fermentation"],
+            cv=5,
+            name="kill",
+            backend="dask",
+            scheduler=cluster.scheduler_address,
+            on_result=lambda payload: first_done.set(),
+        )
+        killer.join()
+        assert first_done.is_set()
+        assert set(client.run(os.getpid).values()) != set(pids.values())  # a worker was replaced
+    assert run.status == "completed" and len(run.results) == 48
+    assert maintenance.verify(ws.index, ws.store).ok
+
+
+def test_writers_need_no_coordination_and_the_cache_is_bounded(s3, tmp_path):
+    a = RemoteBlobStore("s3://n4a-bucket/shared", tmp_path / "cache-a", cache_bytes=3000)
+    b = RemoteBlobStore("s3://n4a-bucket/shared", tmp_path / "cache-b", cache_bytes=3000)
+    a.create()
+    payloads = [os.urandom(1000) for _ in range(6)]
+    threads = [threading.Thread(target=lambda s=s: [s.put(p) for p in payloads]) for s in (a, b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = sorted(a.iter_ids())
+    assert len(ids) == 6 and sorted(b.iter_ids()) == ids
+    reader = RemoteBlobStore("s3://n4a-bucket/shared", tmp_path / "cache-c", cache_bytes=2500)
+    for blob_id in ids:
+        assert len(reader.read(blob_id)) == 1000
+    cached = sum(p.stat().st_size for p in (tmp_path / "cache-c").rglob("*") if p.is_file())
+    assert cached <= 2500
+
+
+def test_a_workspace_keeps_its_store(s3, tmp_path):
+    Workspace(tmp_path / "ws", store="s3://n4a-bucket/keep")
+    assert isinstance(Workspace(tmp_path / "ws").store, RemoteBlobStore)
+    with pytest.raises(WorkspaceError, match="keeps its blobs in s3://n4a-bucket/keep"):
+        Workspace(tmp_path / "ws", store="s3://n4a-bucket/other")
