@@ -17,7 +17,7 @@ import io
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -63,8 +63,7 @@ class BlobStore:
         """Store bytes, a binary stream or a file path; return the content id."""
         if isinstance(source, (bytes, bytearray, memoryview)):
             known = BlobId(hashlib.sha256(source).hexdigest())
-            if self.exists(known):  # in memory we can hash first: a re-put writes nothing
-                self.touch(known)
+            if self.exists(known) and self.touch(known):  # hashed first: nothing to write
                 return known
             return self._put_stream(io.BytesIO(bytes(source)))
         if isinstance(source, (str, os.PathLike)):
@@ -124,11 +123,11 @@ class BlobStore:
     ) -> None:
         """Rename the checked temporary into place, or drop it when the object exists."""
         final = self.path_of(blob_id)
-        if final.exists() or os.path.getsize(tmp_name) != expected_size:
+        if os.path.getsize(tmp_name) != expected_size:
             os.unlink(tmp_name)
-            self.touch(blob_id)
-            if not final.exists():
-                raise BlobCorrupt(f"short write for blob {blob_id.short}: retry the operation")
+            raise BlobCorrupt(f"short write for blob {blob_id.short}: retry the operation")
+        if final.exists() and self.touch(blob_id):  # already stored, and now marked re-used
+            os.unlink(tmp_name)
             return
         final.parent.mkdir(exist_ok=True)
         os.chmod(tmp_name, 0o444)  # objects are immutable; a stray write fails loudly
@@ -136,11 +135,15 @@ class BlobStore:
         if sync_dir:
             _fsync_dir(final.parent)
 
-    def touch(self, blob_id: str) -> None:
+    def touch(self, blob_id: str) -> bool:
         """Mark an existing object as just written: gc spares objects younger than its grace
-        period, and a run that re-uses an old object has not committed its rows yet."""
-        with suppress(FileNotFoundError):
+        period, and a run that re-uses an old object has not committed its rows yet.
+        False when the object vanished meanwhile (gc got there first): write it again."""
+        try:
             os.utime(self.path_of(blob_id))
+        except FileNotFoundError:
+            return False
+        return True
 
     # -- reading ----------------------------------------------------------------------
     def exists(self, blob_id: str) -> bool:

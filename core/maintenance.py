@@ -51,10 +51,14 @@ def gc(
         if store.mtime(blob_id) > cutoff:
             report.spared_young += 1
             continue
-        report.removed.append(blob_id)
-        report.removed_bytes += store.size(blob_id)
-        if not dry_run and store.mtime(blob_id) <= cutoff:  # not re-used since we looked
+        size = store.size(blob_id)
+        if not dry_run:
+            if store.mtime(blob_id) > cutoff:  # re-used since we looked: keep it
+                report.spared_young += 1
+                continue
             store.remove(blob_id)
+        report.removed.append(blob_id)
+        report.removed_bytes += size
     for tmp in store.temporaries():
         if tmp.stat().st_mtime <= cutoff:
             report.temporaries_removed += 1
@@ -62,7 +66,11 @@ def gc(
                 tmp.unlink(missing_ok=True)
     if not dry_run and report.removed:
         with index.write() as conn:
-            conn.execute("DELETE FROM blobs WHERE blob_id IN (SELECT unnest(?))", [report.removed])
+            conn.execute(
+                "DELETE FROM blobs WHERE blob_id IN (SELECT unnest(?)) "
+                "AND blob_id NOT IN (SELECT blob_id FROM referenced_blobs)",
+                [report.removed],
+            )
     return report
 
 

@@ -76,10 +76,13 @@ def result_from_row(row: tuple) -> ResultRow:
 
 
 def order_by(metric: str, column: str = "score") -> str:
-    """SQL ORDER BY for a metric's direction, NULLs last, then by sequence number."""
+    """Completed results first, then the metric's direction, NULLs last, then seq.
+
+    The tree (n4afs.tree.Views) ranks its in-memory snapshot by the same rule.
+    """
     direction = get_metric(metric).direction
     key = {"lower": column, "higher": f"-{column}", "zero": f"abs({column})"}[direction]
-    return f"ORDER BY {key} ASC NULLS LAST, r.seq"
+    return f"ORDER BY (r.status <> 'completed'), {key} ASC NULLS LAST, r.seq"
 
 
 def list_runs(conn: duckdb.DuckDBPyConnection) -> list[RunRow]:
@@ -117,16 +120,20 @@ def ranked_results(
     if run_id:
         where += " AND r.run_id = ?"
         params.append(run_id)
-    if metric is None:
-        stored = conn.execute(
-            f"SELECT any_value(metric) FROM results r WHERE {where}", params
-        ).fetchone()[0]
-        if stored is None:
+    if metric is None:  # what "best" means there now: the newest run's metric
+        newest = conn.execute(
+            f"SELECT r.metric FROM results r WHERE {where} "
+            "ORDER BY r.created_at DESC, r.seq DESC LIMIT 1",
+            params,
+        ).fetchone()
+        if newest is None:
             return []
-        sql = f"{RESULT_SELECT} WHERE {where} {order_by(stored)}{tail}"
-        return [result_from_row(r) for r in conn.execute(sql, params).fetchall()]
+        metric = newest[0]
     name = get_metric(metric).name  # a registered name: safe inside the SQL text
-    value = f"CAST(p.scores ->> '$.{name}' AS DOUBLE)"
+    value = (
+        f"coalesce(CAST(p.scores ->> '$.{name}' AS DOUBLE), "
+        f"CASE WHEN r.metric = '{name}' THEN r.score END)"
+    )
     sql = (
         f"{RESULT_SELECT} LEFT JOIN predictions p ON p.result_id = r.result_id "
         f"AND p.model = 'cv' AND p.partition = 'val' WHERE {where} {order_by(name, value)}{tail}"

@@ -75,8 +75,7 @@ class RemoteBlobStore:
         if isinstance(source, (bytes, bytearray, memoryview)):
             data = bytes(source)
             blob_id = BlobId(hashlib.sha256(data).hexdigest())
-            if self.exists(blob_id):
-                self.touch(blob_id)
+            if self.exists(blob_id) and self.touch(blob_id):
                 return blob_id
             self.fs.pipe_file(self.key(blob_id), data)
             self._cache_bytes(blob_id, data)
@@ -97,9 +96,7 @@ class RemoteBlobStore:
                     digest.update(chunk)
                     out.write(chunk)
             blob_id = BlobId(digest.hexdigest())
-            if self.exists(blob_id):
-                self.touch(blob_id)
-            else:
+            if not (self.exists(blob_id) and self.touch(blob_id)):
                 self.fs.put_file(tmp_name, self.key(blob_id))
             return blob_id
         finally:
@@ -111,11 +108,15 @@ class RemoteBlobStore:
         """Remote PUTs are atomic and durable once acknowledged: nothing to group."""
         yield
 
-    def touch(self, blob_id: str) -> None:
-        """Refresh LastModified (a metadata-only copy onto itself) so gc spares a re-used
-        object; best effort: a store that cannot do it keeps the object's age."""
-        with suppress(Exception):
+    def touch(self, blob_id: str) -> bool:
+        """Refresh LastModified (a metadata-only copy onto itself, S3) so gc spares a
+        re-used object. Where the store cannot do that, or the object vanished, False:
+        the caller then uploads the object again, which refreshes it just as well."""
+        try:
             self.fs.setxattr(self.key(blob_id), n4a_touched=str(time.time()))
+        except Exception:
+            return False
+        return True
 
     def remove(self, blob_id: str) -> None:
         with suppress(FileNotFoundError):

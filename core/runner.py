@@ -109,7 +109,7 @@ def plan_run(
     with index.write() as conn:
         conn.execute(
             "INSERT INTO runs VALUES (?, ?, 'running', ?, ?, ?, NULL)",
-            [run_id, name, options.metric or "auto", json.dumps(_run_options(options)), now],
+            [run_id, name, _run_metric(options, datasets), json.dumps(_run_options(options)), now],
         )
         for position, (template, configs) in enumerate(zip(templates, expanded, strict=True)):
             conn.execute(
@@ -122,6 +122,11 @@ def plan_run(
             )
             _plan_results(conn, run_id, dataset, expanded, metric_for(options, dataset.task))
     return run_id
+
+
+def _run_metric(options: RunOptions, datasets: Sequence[DatasetInfo]) -> str:
+    """The metric results are ranked by; several when datasets of both tasks are mixed."""
+    return ",".join(dict.fromkeys(metric_for(options, d.task) for d in datasets))
 
 
 def _run_options(options: RunOptions) -> dict[str, Any]:

@@ -121,6 +121,15 @@ def check_name(name: str) -> str:
         raise BundleError(f"entry {name!r} has an absolute path: refusing the bundle")
     if any(part == ".." for part in path.parts):
         raise BundleError(f"entry {name!r} climbs out of the bundle with '..': refusing it")
+    parts = name.rstrip("/").split("/")
+    for part in parts:
+        if part in ("", ".") or any(ord(c) < 32 or ord(c) == 127 for c in part):
+            raise BundleError(
+                f"entry {name!r} has an empty, '.' or control-character "
+                "component: refusing the bundle"
+            )
+        if len(part.encode("utf-8")) > 255:
+            raise BundleError(f"entry {name!r} has a component over 255 bytes: refusing it")
     return name
 
 
@@ -151,7 +160,16 @@ def _zip_entries(archive: zipfile.ZipFile, limits: Limits) -> dict[str, int]:
             raise BundleError(f"entry {info.filename!r} appears twice: refusing the bundle")
         sizes[info.filename] = info.file_size
     _check_total(sizes, limits)
+    _check_no_file_dir_clash(sizes)
     return sizes
+
+
+def _check_no_file_dir_clash(sizes: dict[str, int]) -> None:
+    """A name cannot be both a file and a folder holding other entries."""
+    folders = {"/".join(n.split("/")[:i]) for n in sizes for i in range(1, n.count("/") + 1)}
+    clash = sorted(folders & set(sizes))
+    if clash:
+        raise BundleError(f"entry {clash[0]!r} is both a file and a folder: refusing the bundle")
 
 
 def _folder_entries(root: Path, limits: Limits) -> dict[str, int]:

@@ -65,18 +65,17 @@ def result_charts(files: Any, r: Any, dataset: Any, cv: dict[str, Any]) -> list[
         oof, test = parts()
         return _folds(files, dataset, oof, test)
 
+    # every input a chart shows (its title names the result and the dataset) keys its memo
+    shown = (pblob, r.label, dataset.name)
     charts: list[Chart] = []
     if dataset.task == "regression":
-        charts += [
-            ("predictions_scatter.png", scatter, (pblob,)),
-            ("residuals.png", residuals, (pblob,)),
-        ]
+        charts += [("predictions_scatter.png", scatter, shown), ("residuals.png", residuals, shown)]
     else:
-        charts.append(("confusion_matrix.png", confusion, (pblob,)))
+        charts.append(("confusion_matrix.png", confusion, shown))
     charts += [
-        ("spectra.png", lambda: _spectra(files, dataset), (dblob,)),
-        ("y_distribution.png", distribution, (pblob,)),
-        ("folds.png", folds, (pblob, dblob)),
+        ("spectra.png", lambda: _spectra(files, dataset), (dblob, dataset.name)),
+        ("y_distribution.png", distribution, (pblob, dataset.name)),
+        ("folds.png", folds, (pblob, dblob, dataset.name)),
     ]
     return charts
 

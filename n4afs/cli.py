@@ -849,6 +849,44 @@ def verify(ctx, repair, as_json) -> None:
         sys.exit(1)
 
 
+@cli.command()
+@click.argument("query")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
+@click.pass_context
+def sql(ctx, query, as_csv) -> None:
+    """Run a read-only SQL QUERY on the index (DuckDB), e.g.
+
+    n4afs sql "select name, score from results order by score limit 5"
+
+    Tables: datasets, runs, templates, results, models, artifacts, predictions, blobs,
+    imports. The connection is read-only: the index cannot be changed from here.
+    """
+    import duckdb
+
+    from core.errors import N4AError
+
+    ws = _workspace(ctx.obj["workspace"])
+    try:
+        with ws.index.read() as conn:
+            cursor = conn.execute(query)
+            header = [d[0] for d in cursor.description or []]
+            rows = cursor.fetchall()
+    except duckdb.Error as exc:
+        raise N4AError(f"query failed: {exc}".splitlines()[0]) from exc
+    if as_csv:
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerows([header, *rows])
+        return
+    from rich.table import Table
+
+    table = Table(*header)
+    for row in rows:
+        table.add_row(*["" if v is None else str(v) for v in row])
+    _console().print(table)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one line per user error, tracebacks only for bugs."""
     from core.errors import N4AError

@@ -58,7 +58,7 @@ def export(
 ) -> ExportSummary:
     if level not in LEVELS:
         raise N4AError(f"unknown export level {level!r}: use one of {', '.join(LEVELS)}")
-    tree = Tree(ws)
+    tree = ws.tree  # shared: renders memoized by an earlier export or listing are reused
     top = tree.lookup(tree_path)
     if top is None:
         raise N4AError(f"no such path in the tree: /{'/'.join(tree_path)}")
@@ -130,14 +130,16 @@ def _minimal(tree: Tree, path: TreePath, results) -> list[tuple[TreePath, Node]]
 
 
 def _provenance(ws, tree, path, level, results, command) -> dict[str, Any]:
+    """EXPORT.yaml: one entry per result, and each dataset once (with its wavelength
+    columns, which `predict` checks new spectra against)."""
     from core.runner import library_versions
 
     root = path[-1] if path else "workspace"
+    datasets = {str(d.dataset_id): d for d in ws.datasets()}
+    runs = {r.run_id: r for r in ws.runs()}
     entries = []
     for result, folder in results:
-        dataset = next(d for d in ws.datasets() if d.dataset_id == result.dataset_id)
-        spectra = ws.load_dataset(str(dataset.dataset_id)) if dataset.blob_id else None
-        run = ws.get_run(result.run_id).info
+        dataset = datasets[str(result.dataset_id)]
         entries.append(
             {
                 "path": "/".join((root, *folder[len(path) :])),
@@ -152,20 +154,10 @@ def _provenance(ws, tree, path, level, results, command) -> dict[str, Any]:
                 "config_hash": result.config_hash,
                 "targets": dataset.target_names,
                 "wavelength_unit": dataset.wavelength_unit,
-                "features": spectra.feature_names if spectra is not None else None,
-                "dataset_info": {
-                    "n_samples": dataset.n_samples,
-                    "n_features": dataset.n_features,
-                    "target_stats": dataset.target_stats,
-                    "wavelength_min": dataset.wavelength_min,
-                    "wavelength_max": dataset.wavelength_max,
-                    "source_path": dataset.source_path,
-                    "source_sha256": dataset.source_sha256,
-                    "source_size": dataset.source_size,
-                },
-                "versions_at_fit": run.options.get("versions", {}),
+                "versions_at_fit": runs[result.run_id].options.get("versions", {}),
             }
         )
+    used = dict.fromkeys(e["dataset_id"] for e in entries)
     return {
         "format": FORMAT,
         "level": level,
@@ -175,6 +167,26 @@ def _provenance(ws, tree, path, level, results, command) -> dict[str, Any]:
         "command": command or " ".join(sys.argv),
         "versions": library_versions(),
         "results": entries,
+        "datasets": {d: _dataset_entry(ws, tree, datasets[d]) for d in used},
+    }
+
+
+def _dataset_entry(ws: Any, tree: Tree, dataset: Any) -> dict[str, Any]:
+    features = None
+    if dataset.blob_id is not None:
+        features = tree.files.spectra(dataset.blob_id).feature_names  # parsed once, cached
+    return {
+        "name": dataset.name,
+        "task": dataset.task,
+        "features": features,
+        "n_samples": dataset.n_samples,
+        "n_features": dataset.n_features,
+        "target_stats": dataset.target_stats,
+        "wavelength_min": dataset.wavelength_min,
+        "wavelength_max": dataset.wavelength_max,
+        "source_path": dataset.source_path,
+        "source_sha256": dataset.source_sha256,
+        "source_size": dataset.source_size,
     }
 
 

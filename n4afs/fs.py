@@ -172,6 +172,7 @@ class N4AFileSystem(AbstractFileSystem):
             raise _read_only(path)
         tree, node = self._file_node(self._strip_protocol(path))
         if isinstance(node.content, BlobContent):
+            tree.check(node)  # hash-checked once, then read straight from the object file
             return open(tree.ws.store.path_of(node.content.blob_id), "rb")  # noqa: SIM115
         if isinstance(node.content, (BytesContent, LazyContent)):
             return io.BytesIO(node.content.data)

@@ -30,8 +30,7 @@ import time
 from typing import Any
 
 from core.errors import BlobCorrupt, MountError, N4AError
-from n4afs.content import BlobContent, Node, SegmentsContent
-from n4afs.pipeline_pickle import BlobSegment
+from n4afs.content import Node
 from n4afs.tree import Tree
 
 os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # prefer libfuse 3: larger reads
@@ -50,7 +49,6 @@ class TreeOperations(mfusepy.Operations):
     def __init__(self, tree: Tree) -> None:
         self.tree = tree
         self.uid, self.gid = os.getuid(), os.getgid()
-        self.verified: set[str] = set()
         self._fuse_ptr: int | None = None
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -138,25 +136,10 @@ class TreeOperations(mfusepy.Operations):
     def read(self, path: str, size: int, offset: int, fh: Any) -> bytes:
         node = self._node(path)
         try:
-            self._verify_once(node)
-            return self.tree.read(node, offset, size)
+            return self.tree.read(node, offset, size)  # blobs hash-checked on first read
         except (BlobCorrupt, OSError, N4AError) as exc:
             log.error("read %s failed: %s", path, exc)
             raise mfusepy.FuseOSError(errno.EIO) from exc
-
-    def _verify_once(self, node: Node) -> None:
-        content = node.content
-        if isinstance(content, BlobContent):
-            blobs = [content.blob_id]
-        elif isinstance(content, SegmentsContent):
-            blobs = [s.blob_id for s in content.segments if isinstance(s, BlobSegment)]
-        else:
-            return  # rendered bytes: their inputs were hash-checked when read from the store
-        for blob_id in blobs:
-            if blob_id not in self.verified:
-                if not self.tree.ws.store.verify(blob_id):
-                    raise BlobCorrupt(f"blob {blob_id[:8]} does not match its sha256")
-                self.verified.add(blob_id)
 
 
 def serve(tree: Tree, mountpoint: str, allow_other: bool = False) -> None:

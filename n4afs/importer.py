@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from core import catalog, datasets
-from core.errors import BundleError
+from core.errors import BundleError, N4AError
 from core.persist import short_id
 from core.runner import slug
 from n4afs.bundle import DEFAULT_LIMITS, Bundle, Limits
@@ -65,9 +65,33 @@ def _result_entries(bundle: Bundle) -> list[dict[str, Any]]:
     if not entries:
         raise BundleError("the bundle holds no result to import (EXPORT.yaml lists none)")
     for entry in entries:
+        _check_entry(entry)
         if f"{entry['path']}/pipeline.yaml" not in bundle.sizes:
             raise BundleError(f"{entry['path']}/pipeline.yaml is missing from the bundle")
     return entries
+
+
+def _check_entry(entry: Any) -> None:
+    """Values that end up in the index must be of the kind the index expects."""
+    from core.ids import BlobId
+    from core.metrics import get_metric
+
+    try:
+        BlobId(entry["dataset_id"])
+        BlobId(entry["config_hash"])
+        metric = get_metric(entry["metric"])
+        score = entry.get("score")
+        if not metric.rankable or not (score is None or isinstance(score, (int, float))):
+            raise ValueError(f"metric {entry['metric']!r} / score {score!r}")
+        for key in ("path", "result", "result_id", "dataset", "task"):
+            if not isinstance(entry[key], str):
+                raise ValueError(f"{key} is not text")
+        if entry["task"] not in ("regression", "classification"):
+            raise ValueError(f"task {entry['task']!r}")
+    except (KeyError, TypeError, ValueError, N4AError) as exc:
+        raise BundleError(
+            f"EXPORT.yaml describes a result badly ({exc}): refusing the bundle"
+        ) from exc
 
 
 def _already_imported(ws: Any, manifest_sha: str) -> str | None:
@@ -113,7 +137,7 @@ def _dataset_for(ws: Any, bundle: Bundle, entry: dict[str, Any], name: str | Non
     known = {str(d.dataset_id) for d in ws.datasets()}
     if entry["dataset_id"] in known:
         return entry["dataset_id"]
-    info = entry.get("dataset_info") or {}
+    info = dataset_record(bundle.export_info, entry)
     meta = {
         "name": name or entry["dataset"],
         "task": entry["task"],
@@ -131,6 +155,11 @@ def _dataset_for(ws: Any, bundle: Bundle, entry: dict[str, Any], name: str | Non
     with ws.index.write() as conn:
         catalog.add_dataset(conn, meta, entry["dataset_id"], blob_id=None)
     return entry["dataset_id"]
+
+
+def dataset_record(export_info: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """EXPORT.yaml's description of a result's dataset (features, shape, stats)."""
+    return (export_info.get("datasets") or {}).get(entry["dataset_id"]) or {}
 
 
 def _spectra_from_csv(bundle: Bundle, folder: str, entry: dict[str, Any]) -> datasets.Spectra:

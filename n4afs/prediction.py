@@ -18,6 +18,7 @@ import numpy as np
 
 from core.datasets import load_for_prediction
 from core.errors import N4AError, UntrustedArchive
+from n4afs.importer import dataset_record
 
 UNTRUSTED = (
     "{what} holds pickled models, which run code when loaded. Load them only if "
@@ -58,7 +59,10 @@ def predict_bundle(
     with Bundle(bundle_path) as bundle:
         bundle.verify()
         entry = _choose(bundle.export_info.get("results") or [], result)
-        ids, X = load_for_prediction(new_csv, entry["features"])
+        features = dataset_record(bundle.export_info, entry).get("features")
+        if not features:
+            raise N4AError("the bundle does not record the wavelength columns of its dataset")
+        ids, X = load_for_prediction(new_csv, features)
         prefix = f"{entry['path']}/models/"
         pipelines = {}
         for name in bundle.sizes:
@@ -96,7 +100,7 @@ def predict_result(
     )
     labels = {"final": "final", **{f"fold_{k}": k for k in folds}}
     chosen = _pick_models(labels, model)
-    loaded = [result.load_model(labels[label]) for label in chosen]
+    loaded = [result.load_model(labels[label], trust=trust) for label in chosen]
     run = ws.get_run(row.run_id).info
     return Prediction(
         _predict_table(ids, X, loaded, _task_of(ws, row)),
@@ -111,9 +115,10 @@ def _features_of(ws: Any, row: Any) -> list[str]:
     import json
 
     exported = ws.index.fetchall("SELECT export_info FROM imports WHERE run_id = ?", [row.run_id])
-    for entry in json.loads(exported[0][0])["results"]:
+    export_info = json.loads(exported[0][0])
+    for entry in export_info["results"]:
         if entry["dataset_id"] == row.dataset_id:
-            return entry["features"]
+            return dataset_record(export_info, entry)["features"]
     raise N4AError(f"the wavelength columns of {row.label} are unknown")
 
 

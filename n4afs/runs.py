@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from core import queries
-from core.errors import N4AError, RunError
+from core.errors import N4AError, RunError, UntrustedArchive
 from core.queries import ResultRow
 
 if TYPE_CHECKING:
@@ -42,6 +42,13 @@ class Result:
         """The pooled out-of-fold scores (RMSECV etc.): what ranking uses."""
         return next((s for s in self.scores if s["model"] == "cv"), {})
 
+    def is_untrusted_import(self) -> bool:
+        return bool(
+            self.ws.index.fetchall(
+                "SELECT 1 FROM imports WHERE run_id = ? AND NOT trusted", [self.row.run_id]
+            )
+        )
+
     def predictions(self) -> Any:
         """Every prediction as a polars DataFrame: sample, model, partition, fold, y."""
         import polars as pl
@@ -50,11 +57,20 @@ class Result:
             raise N4AError(f"result {self.row.label} failed; it has no predictions")
         return pl.read_parquet(io.BytesIO(self.ws.store.read(self.row.predictions_blob)))
 
-    def load_model(self, which: str | int = "final") -> Any:
-        """The fitted sklearn Pipeline of the final refit or of one CV fold (an int)."""
+    def load_model(self, which: str | int = "final", trust: bool = False) -> Any:
+        """The fitted sklearn Pipeline of the final refit or of one CV fold (an int).
+
+        Models of this workspace's own runs load as they are; those imported from a bundle
+        without `--trust` are pickles from elsewhere and load only with `trust=True`.
+        """
         import joblib
         from sklearn.pipeline import Pipeline
 
+        if not trust and self.is_untrusted_import():
+            raise UntrustedArchive(
+                f"result {self.row.label} was imported without --trust; its pickled models "
+                "run code when loaded: pass trust=True only if you trust who made the bundle"
+            )
         role, fold = ("final", None) if which == "final" else ("fold", int(which))
         with self.ws.index.read() as conn:
             steps = queries.model_artifacts(conn, self.row.result_id, role, fold)

@@ -24,19 +24,23 @@ from collections import defaultdict
 from typing import Any
 
 from core.catalog import DatasetInfo
+from core.errors import BlobCorrupt
 from core.metrics import sort_key
 from core.queries import ResultRow
 from n4afs import result_files
 from n4afs.content import (
+    BlobContent,
     BytesContent,
     Node,
     RenderMemo,
+    SegmentsContent,
     TreePath,
     directory,
     file_node,
     read_range,
 )
 from n4afs.names import unique_names
+from n4afs.pipeline_pickle import BlobSegment
 from n4afs.snapshot import Snapshot, load_snapshot
 
 
@@ -110,6 +114,7 @@ class Tree:
         self.auto_refresh = auto_refresh
         self.memo = RenderMemo()
         self.files = result_files.ResultFiles(workspace, self.memo)
+        self.verified: set[str] = set()  # blob ids hash-checked by this tree
         self._generation: _Generation | None = None
         self.previous: _Generation | None = None  # the one replaced by the last refresh
         self.refreshes = 0
@@ -196,14 +201,33 @@ class Tree:
         return found
 
     def read(self, node: Node, offset: int = 0, size: int = -1) -> bytes:
+        """Bytes of a file; the blobs behind it are hash-checked on first use (BlobCorrupt)."""
+        self.check(node)
         if size < 0:
             size = node.size
         return read_range(node, offset, size, self.ws.store.path_of)
 
+    def check(self, node: Node) -> None:
+        """Hash every blob behind a file once per tree, so no surface (fsspec, FUSE,
+        export) ever serves bytes that do not match their name. Rendered files need no
+        check: their inputs were verified when read from the store."""
+        content = node.content
+        if isinstance(content, BlobContent):
+            blobs = [content.blob_id]
+        elif isinstance(content, SegmentsContent):
+            blobs = [s.blob_id for s in content.segments if isinstance(s, BlobSegment)]
+        else:
+            return
+        for blob_id in blobs:
+            if blob_id not in self.verified:
+                if not self.ws.store.verify(blob_id):
+                    raise BlobCorrupt(
+                        f"blob {blob_id[:8]} does not match its sha256; run `n4afs verify`"
+                    )
+                self.verified.add(blob_id)
+
     def real_path(self, node: Node) -> str | None:
         """The blob file behind a node, for tools that want a path (read-only!)."""
-        from n4afs.content import BlobContent
-
         if isinstance(node.content, BlobContent):
             return str(self.ws.store.path_of(node.content.blob_id))
         return None

@@ -53,6 +53,15 @@ class Workspace:
         if not self.index.db_path.exists() or self.index.schema_version() != latest:
             self.index.migrate()
 
+    @property
+    def tree(self) -> Any:
+        """This workspace's tree (one per Workspace object, so renders are memoized)."""
+        if getattr(self, "_tree", None) is None:
+            from n4afs.tree import Tree
+
+            self._tree = Tree(self)
+        return self._tree
+
     def __repr__(self) -> str:
         return f"Workspace({str(self.path)!r})"
 

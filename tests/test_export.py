@@ -55,7 +55,8 @@ def test_round_trip_is_byte_identical_and_idempotent(origin, tmp_path, level):
         names = set(zf.namelist())
         export_info = yaml.safe_load(zf.read("EXPORT.yaml"))
     assert {"EXPORT.yaml", "MANIFEST.yaml"} <= names
-    assert export_info["level"] == level and export_info["results"][0]["features"][0] == "428"
+    (dataset,) = export_info["datasets"].values()
+    assert export_info["level"] == level and dataset["features"][0] == "428"
     assert any(n.startswith("data/fermentation/") for n in names) == (level == "with-data")
 
     target = Workspace(tmp_path / "target")
