@@ -129,7 +129,9 @@ class BlobStore:
         if final.exists() and self.touch(blob_id):  # already stored, and now marked re-used
             os.unlink(tmp_name)
             return
-        final.parent.mkdir(exist_ok=True)
+        if not final.parent.exists():
+            final.parent.mkdir(exist_ok=True)
+            _fsync_dir(self.objects_dir)  # the new shard folder must survive a crash too
         os.chmod(tmp_name, 0o444)  # objects are immutable; a stray write fails loudly
         os.replace(tmp_name, final)
         if sync_dir:

@@ -278,6 +278,17 @@ def commit_payloads(conn: Any, payloads: list[ResultPayload]) -> None:
     """
     import pyarrow as pa
 
+    still_pending = {
+        r
+        for (r,) in conn.execute(
+            "SELECT result_id FROM results WHERE status = 'pending' AND result_id IN "
+            "(SELECT unnest(?))",
+            [[p.result_id for p in payloads]],
+        ).fetchall()
+    }
+    payloads = [p for p in payloads if p.result_id in still_pending]  # a concurrent resume
+    if not payloads:  # got there first
+        return
     blobs = {b[0]: b for p in payloads for b in p.blobs}
     tables = {
         "new_blobs": pa.table(

@@ -351,14 +351,14 @@ class ResultFiles:
         return render
 
     def _task(self, views: Any, r: ResultRow) -> str:
-        return next(d.task for d in views.snapshot.datasets if d.dataset_id == r.dataset_id)
+        return views.datasets_by_id[r.dataset_id].task
 
     def charts_dir(self, views: Any, r: ResultRow, rest: TreePath) -> dict[str, Node] | None:
         from n4afs import charts
 
         if rest:
             return None
-        dataset = next(d for d in views.snapshot.datasets if d.dataset_id == r.dataset_id)
+        dataset = views.datasets_by_id[r.dataset_id]
         t = r.created_at.timestamp()
         nodes = {}
         for name, render, inputs in charts.result_charts(
@@ -389,7 +389,7 @@ class ResultFiles:
         return nodes
 
     def manifest(self, views: Any, r: ResultRow, model: Any) -> LazyContent:
-        run = next(x for x in views.snapshot.runs if x.run_id == r.run_id)
+        run = views.runs_by_id[r.run_id]
 
         def render() -> bytes:
             return renderers.yaml_bytes(

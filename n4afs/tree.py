@@ -55,6 +55,9 @@ class Views:
         self.datasets = {self.dataset_dirs[d.dataset_id]: d for d in snapshot.datasets}
         self.run_dirs = unique_names((r.run_id, r.run_id) for r in snapshot.runs)
         self.runs = {self.run_dirs[r.run_id]: r for r in snapshot.runs}
+        self.datasets_by_id = {d.dataset_id: d for d in snapshot.datasets}
+        self.runs_by_id = {r.run_id: r for r in snapshot.runs}
+        self.by_label = {(r.dataset_id, r.label): r for r in snapshot.results}
         self.results_by_dataset: dict[str, list[ResultRow]] = defaultdict(list)
         self.results_by_run: dict[tuple[str, str], list[ResultRow]] = defaultdict(list)
         for result in snapshot.results:
@@ -85,10 +88,7 @@ class Views:
         return ranked[0] if ranked and ranked[0].status == "completed" else None
 
     def result(self, dataset_id: str, label: str) -> ResultRow | None:
-        for result in self.results_by_dataset.get(dataset_id, []):
-            if result.label == label:
-                return result
-        return None
+        return self.by_label.get((dataset_id, label))
 
 
 class _Generation:

@@ -289,3 +289,16 @@ def test_test_dataset_with_other_wavelengths_is_refused(ws, tmp_path):
     other.write_text("sample_id,glucose,1100,1102\nA,1.0,0.1,0.2\n")
     with pytest.raises(RunError, match="other wavelength columns"):
         ws.run(templates=[["pls"]], datasets=[train], test_dataset=other, name="bad")
+
+
+def test_committing_a_result_twice_is_a_no_op(ws):
+    """Two processes resuming one run: the second commit of a result changes nothing."""
+    from core.persist import commit_payloads
+
+    payloads = []
+    ws.run(templates=[["snv", "pls"]], datasets=["chemotools:fermentation"], name="twice",
+           on_result=payloads.append)
+    before = ws.index.fetchall("SELECT count(*) FROM models")
+    with ws.index.write() as conn:
+        commit_payloads(conn, payloads)
+    assert ws.index.fetchall("SELECT count(*) FROM models") == before
