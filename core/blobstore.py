@@ -192,6 +192,10 @@ class BlobStore:
             return False
         return digest == blob_id
 
+    def verify_copy(self, blob_id: str) -> bool:
+        """Check the bytes readers will get (here: the object itself)."""
+        return self.verify(blob_id)
+
     def iter_ids(self) -> Iterator[BlobId]:
         """Every object in the store (for gc and verify), skipping names that are not ids."""
         if not self.objects_dir.is_dir():

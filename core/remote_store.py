@@ -172,6 +172,19 @@ class RemoteBlobStore:
             return False
         return digest.hexdigest() == blob_id
 
+    def verify_copy(self, blob_id: str) -> bool:
+        """Check the bytes readers will get: the local copy, hashed when it was fetched
+        and re-hashed here (no second download; `verify` checks the remote object)."""
+        try:
+            path = self.path_of(blob_id)
+        except (BlobCorrupt, BlobNotFound):
+            return False
+        digest = hashlib.sha256()
+        with open(path, "rb") as stream:
+            while chunk := stream.read(CHUNK):
+                digest.update(chunk)
+        return digest.hexdigest() == blob_id
+
     def iter_ids(self) -> Iterator[BlobId]:
         prefix = f"{self.base}/objects"
         self.fs.invalidate_cache(prefix)

@@ -220,7 +220,7 @@ class Tree:
             return
         for blob_id in blobs:
             if blob_id not in self.verified:
-                if not self.ws.store.verify(blob_id):
+                if not self.ws.store.verify_copy(blob_id):
                     raise BlobCorrupt(
                         f"blob {blob_id[:8]} does not match its sha256; run `n4afs verify`"
                     )
@@ -332,7 +332,9 @@ class Tree:
         results = views.results_by_run.get((run.run_id, dataset_id), [])
         if len(rest) == 2:
             return {r.label: directory(r.label, _ts(r.created_at), mutable=False) for r in results}
-        result = next((r for r in results if r.label == rest[2]), None)
+        result = views.result(dataset_id, rest[2])
+        if result is not None and result.run_id != run.run_id:
+            result = None
         return None if result is None else self.files.result_dir(views, result, rest[3:])
 
     def _best_view(self, views: Views, rest: TreePath) -> dict[str, Node] | None:
