@@ -296,8 +296,12 @@ def test_committing_a_result_twice_is_a_no_op(ws):
     from core.persist import commit_payloads
 
     payloads = []
-    ws.run(templates=[["snv", "pls"]], datasets=["chemotools:fermentation"], name="twice",
-           on_result=payloads.append)
+    ws.run(
+        templates=[["snv", "pls"]],
+        datasets=["chemotools:fermentation"],
+        name="twice",
+        on_result=payloads.append,
+    )
     before = ws.index.fetchall("SELECT count(*) FROM models")
     with ws.index.write() as conn:
         commit_payloads(conn, payloads)
