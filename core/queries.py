@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import duckdb
@@ -42,8 +43,8 @@ class ResultRow:
     seq: int
     name: str
     config_hash: str
-    config: list[dict[str, Any]]
-    choices: dict[str, Any]
+    config_json: str  # parsed on first use: a snapshot holds 10,000s of rows, few are read
+    choices_json: str
     status: str
     metric: str
     score: float | None
@@ -51,6 +52,14 @@ class ResultRow:
     error: str | None
     created_at: datetime
     duration_s: float | None = None
+
+    @cached_property
+    def config(self) -> list[dict[str, Any]]:
+        return json.loads(self.config_json)
+
+    @cached_property
+    def choices(self) -> dict[str, Any]:
+        return json.loads(self.choices_json)
 
     @property
     def hash6(self) -> str:
@@ -70,9 +79,7 @@ RESULT_SELECT = (
 
 
 def result_from_row(row: tuple) -> ResultRow:
-    values = list(row)
-    values[7], values[8] = json.loads(values[7]), json.loads(values[8])
-    return ResultRow(*values)
+    return ResultRow(*row)
 
 
 def order_by(metric: str, column: str = "score") -> str:

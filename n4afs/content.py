@@ -116,8 +116,14 @@ def file_node(name: str, mtime: float, content: Content, mutable: bool = False) 
     return Node(name, False, mtime, content, mutable)
 
 
-def read_range(node: Node, offset: int, size: int, path_of: Callable[[str], Any]) -> bytes:
-    """Bytes [offset, offset + size) of a file node; blobs are read with pread, no copy."""
+def read_range(
+    node: Node, offset: int, size: int, path_of: Callable[[str], Any]
+) -> bytes | bytearray:
+    """Bytes [offset, offset + size) of a file node; blobs are read with pread, no copy.
+
+    A read of 1 MiB or more of a composed file comes back as the `bytearray` it was
+    assembled in (copying 200 MiB into `bytes` once more costs as much as reading it);
+    smaller reads, which is every FUSE read, are `bytes`."""
     content = node.content
     if content is None:
         raise IsADirectoryError(node.name)
@@ -139,17 +145,32 @@ def _pread(path: Any, offset: int, length: int) -> bytes:
         os.close(fd)
 
 
-def _read_segments(segments, offset: int, end: int, path_of) -> bytes:
-    parts, position = [], 0
+def _read_segments(segments, offset: int, end: int, path_of) -> bytes | bytearray:
+    """Fill one preallocated buffer: joining per-segment `bytes` copied every byte twice
+    (a 200 MiB `pipeline.pkl` read at half of `open()`'s speed)."""
+    out = bytearray(end - offset)
+    view, position, filled = memoryview(out), 0, 0
     for segment in segments:
         length = segment.size if isinstance(segment, BlobSegment) else len(segment)
         lo, hi = max(offset, position), min(end, position + length)
         if lo < hi:
+            target = view[filled : filled + hi - lo]
             if isinstance(segment, BlobSegment):
-                parts.append(_pread(path_of(segment.blob_id), lo - position, hi - lo))
+                _preadinto(path_of(segment.blob_id), target, lo - position)
             else:
-                parts.append(segment[lo - position : hi - position])
+                target[:] = segment[lo - position : hi - position]
+            filled += hi - lo
         position += length
         if position >= end:
             break
-    return b"".join(parts)
+    return bytes(out) if len(out) < (1 << 20) else out
+
+
+def _preadinto(path: Any, target: memoryview, offset: int) -> None:
+    with open(path, "rb", buffering=0) as f:
+        f.seek(offset)
+        while len(target):
+            got = f.readinto(target)
+            if not got:
+                raise OSError(f"{path}: blob shorter than the index says")
+            target = target[got:]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import gc
 import logging
 import os
 import stat
@@ -142,6 +143,17 @@ class TreeOperations(mfusepy.Operations):
             raise mfusepy.FuseOSError(errno.EIO) from exc
 
 
+def _tune_gc() -> None:
+    """Make the daemon's cyclic GC rare: a cold walk builds a million long-lived nodes
+    and default thresholds rescan them all again and again (in process, a cold walk of a
+    10,000-result tree: 17.0 s with default thresholds, 8.5 s with these). The tree makes
+    no reference cycles of its own; refcounting frees a replaced generation. Only the
+    daemon does this: it is our process, unlike a user's that uses fsspec."""
+    gc.collect()
+    gc.freeze()  # what exists now (modules, the first snapshot) is never rescanned
+    gc.set_threshold(100_000, 50, 100)
+
+
 def serve(tree: Tree, mountpoint: str, allow_other: bool = False) -> None:
     """Mount and serve until unmounted or signalled (SIGINT/SIGTERM unmount cleanly)."""
     options = {
@@ -157,6 +169,7 @@ def serve(tree: Tree, mountpoint: str, allow_other: bool = False) -> None:
     }
     if allow_other:
         options["allow_other"] = True
+    _tune_gc()
     started = time.monotonic()
     log.info("serving %s on %s", tree.ws.path, mountpoint)
     try:

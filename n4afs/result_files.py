@@ -293,7 +293,7 @@ class ResultFiles:
 
     def scores_yaml(self, views: Any, r: ResultRow) -> LazyContent:
         def render() -> bytes:
-            rows = views.snapshot.scores.get(r.result_id, [])
+            rows = views.snapshot.scores_of(r.result_id)
             by_model: dict[str, dict[str, Any]] = {}
             for row in rows:
                 scores = {k: v for k, v in row.items() if k not in ("model", "partition", "fold")}
@@ -318,7 +318,7 @@ class ResultFiles:
             return None
         task = self._task(views, r)
         t = r.created_at.timestamp()
-        present = {(s["model"], s["partition"]) for s in views.snapshot.scores.get(r.result_id, [])}
+        present = views.snapshot.prediction_sets(r.result_id)
         wanted = [
             ("cv.csv", "cv", "val"),
             ("train.csv", "final", "train"),
@@ -369,7 +369,7 @@ class ResultFiles:
         return nodes
 
     def models_dir(self, views: Any, r: ResultRow, rest: TreePath) -> dict[str, Node] | None:
-        models = {m.label: m for m in views.snapshot.models.get(r.result_id, [])}
+        models = views.snapshot.models_of(r.result_id)
         if not rest:
             return {
                 label: directory(label, m.created_at.timestamp(), mutable=False)
@@ -425,11 +425,17 @@ class ResultFiles:
                     "error.log", t, BytesContent((r.error or "").encode("utf-8"))
                 )
             }
-        timing = renderers.yaml_bytes(
-            {
-                "result": r.label,
-                "status": r.status,
-                "finished": r.created_at.isoformat(timespec="seconds"),
-            }
-        )
-        return {"timing.yaml": file_node("timing.yaml", t, BytesContent(timing))}
+
+        def render() -> bytes:
+            return renderers.yaml_bytes(
+                {
+                    "result": r.label,
+                    "status": r.status,
+                    "finished": r.created_at.isoformat(timespec="seconds"),
+                }
+            )
+
+        # rendered on first stat or read, not when logs/ is listed (a cold `find` lists
+        # 20,000 of them at 10,000 results)
+        timing = self._render(("timing.yaml", r.result_id, r.status), render)
+        return {"timing.yaml": file_node("timing.yaml", t, timing)}

@@ -46,40 +46,96 @@ class ModelInfo:
 
 @dataclass
 class Snapshot:
+    """What the tree needs at once, eagerly; per-model and per-score rows on first use.
+
+    A freshly opened workspace must list a folder quickly (issue #4: under 0.3 s at 10,000
+    results), and listing needs the results and one ranking value each, not the 60,000
+    model and 120,000 score rows behind them. Those load in bulk the first time any result
+    folder's `models/` or `predictions/` is built, from a later read transaction than the
+    rest. That is safe because a visible result's rows never change (a result commits
+    whole); if a result was removed in between, the change token has moved too and the
+    next refresh replaces this snapshot.
+    """
+
     token: tuple[int, int]
     datasets: list[DatasetInfo]
     runs: list[RunRow]
     results: list[ResultRow]  # visible (completed/failed), ordered by dataset then seq
     run_datasets: dict[str, list[str]]  # run id -> dataset ids in order
     templates: dict[str, list[tuple[int, str, Any]]]  # run id -> (position, name, body)
-    models: dict[str, list[ModelInfo]] = field(default_factory=dict)  # by result id
-    scores: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by result id
+    cv_json: dict[str, str] = field(default_factory=dict)  # result id -> pooled cv scores
     imported: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
     untrusted_runs: set[str] = field(default_factory=set)  # imported without --trust
+    index: Any = None  # where the deferred rows come from
+    _cv: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    _models: dict[str, dict[str, ModelInfo]] | None = field(default=None, repr=False)
+    _score_rows: dict[str, list[tuple]] | None = field(default=None, repr=False)
 
     def cv_scores(self, result_id: str) -> dict[str, Any]:
-        return next((s for s in self.scores.get(result_id, []) if s["model"] == "cv"), {})
+        """The pooled out-of-fold scores (the ranking ones), parsed on first use."""
+        scores = self._cv.get(result_id)
+        if scores is None:
+            text = self.cv_json.get(result_id)
+            scores = self._cv[result_id] = json.loads(text) if text else {}
+        return scores
+
+    def models_of(self, result_id: str) -> dict[str, ModelInfo]:
+        """A result's models by folder label (final first, then folds in order)."""
+        if self._models is None:
+            with self.index.read() as conn:
+                self._models = _models(conn)
+        return self._models.get(result_id, {})
+
+    def scores_of(self, result_id: str) -> list[dict[str, Any]]:
+        """Every score row of a result (model, partition, fold, n, metrics…)."""
+        return [
+            {"model": model, "partition": partition, "fold": fold, "n": n, **json.loads(text)}
+            for model, partition, fold, n, text in self._rows_of(result_id)
+        ]
+
+    def prediction_sets(self, result_id: str) -> set[tuple[str, str]]:
+        """(model, partition) pairs a result has predictions for; no JSON parsed."""
+        return {(model, partition) for model, partition, *_ in self._rows_of(result_id)}
+
+    def _rows_of(self, result_id: str) -> list[tuple]:
+        if self._score_rows is None:
+            with self.index.read() as conn:
+                self._score_rows = _score_rows(conn)
+        return self._score_rows.get(result_id, [])
 
 
 def load_snapshot(index: Any) -> Snapshot:
     token = index.change_token()  # read before the rows: a commit in between reloads again
     with index.read() as conn:
-        snapshot = Snapshot(
+        return Snapshot(
             token=token,
             datasets=list_datasets(conn),
             runs=queries.list_runs(conn),
             results=_all_results(conn),
             run_datasets=_run_datasets(conn),
             templates=_templates(conn),
+            cv_json=_cv_json(conn),
+            imported=_imported(conn),
+            untrusted_runs={
+                run_id
+                for (run_id,) in conn.execute(
+                    "SELECT run_id FROM imports WHERE NOT trusted"
+                ).fetchall()
+            },
+            index=index,
         )
-        snapshot.models = _models(conn)
-        snapshot.scores = _scores(conn)
-        snapshot.imported = _imported(conn)
-        snapshot.untrusted_runs = {
-            run_id
-            for (run_id,) in conn.execute("SELECT run_id FROM imports WHERE NOT trusted").fetchall()
-        }
-    return snapshot
+
+
+def _cv_json(conn: Any) -> dict[str, str]:
+    """result id -> the JSON of its pooled cv/val scores; the first row if several."""
+    rows = conn.execute(
+        "SELECT result_id, scores FROM predictions WHERE model = 'cv' "
+        "ORDER BY result_id, fold, partition"
+    ).fetchall()
+    found: dict[str, str] = {}
+    for result_id, text in rows:
+        found.setdefault(result_id, text)
+    return found
 
 
 def _imported(conn: Any) -> dict[str, dict[str, tuple[str, int]]]:
@@ -117,7 +173,7 @@ def _templates(conn: Any) -> dict[str, list[tuple[int, str, Any]]]:
     return dict(grouped)
 
 
-def _models(conn: Any) -> dict[str, list[ModelInfo]]:
+def _models(conn: Any) -> dict[str, dict[str, ModelInfo]]:
     rows = conn.execute(
         "SELECT m.model_id, m.result_id, m.role, m.fold, m.created_at, a.step_index, "
         "a.step_name, a.class_path, a.blob_id, b.size FROM models m "
@@ -129,19 +185,19 @@ def _models(conn: Any) -> dict[str, list[ModelInfo]]:
     for model_id, result_id, role, fold, created, index, name, class_path, blob, size in rows:
         heads.setdefault(model_id, (model_id, result_id, role, fold, created))
         by_model[model_id].append(ArtifactInfo(index, name, class_path, blob, size))
-    grouped: dict[str, list[ModelInfo]] = defaultdict(list)
+    grouped: dict[str, dict[str, ModelInfo]] = defaultdict(dict)
     for model_id, head in heads.items():
-        grouped[head[1]].append(ModelInfo(*head, tuple(by_model[model_id])))
+        model = ModelInfo(*head, tuple(by_model[model_id]))
+        grouped[head[1]][model.label] = model
     return dict(grouped)
 
 
-def _scores(conn: Any) -> dict[str, list[dict[str, Any]]]:
-    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for result_id, model, partition, fold, n, scores in conn.execute(
+def _score_rows(conn: Any) -> dict[str, list[tuple]]:
+    """result id -> (model, partition, fold, n, scores JSON): parsed per result on use."""
+    grouped: dict[str, list[tuple]] = defaultdict(list)
+    for result_id, *row in conn.execute(
         "SELECT result_id, model, partition, fold, n_samples, scores FROM predictions "
         "ORDER BY result_id, fold, model, partition"
     ).fetchall():
-        grouped[result_id].append(
-            {"model": model, "partition": partition, "fold": fold, "n": n, **json.loads(scores)}
-        )
+        grouped[result_id].append(tuple(row))
     return dict(grouped)

@@ -63,7 +63,7 @@ class Views:
         for result in snapshot.results:
             self.results_by_dataset[result.dataset_id].append(result)
             self.results_by_run[(result.run_id, result.dataset_id)].append(result)
-        self.ranked = {d: self._rank(rs) for d, rs in self.results_by_dataset.items()}
+        self._ranked: dict[str, list[ResultRow]] = {}
         times = [_ts(r.created_at) for r in snapshot.results]
         self.latest = max(times + [_ts(d.created_at) for d in snapshot.datasets], default=0.0)
 
@@ -83,8 +83,16 @@ class Views:
 
         return sorted(results, key=key)
 
+    def ranked(self, dataset_id: str) -> list[ResultRow]:
+        """A dataset's results, best first; ranked on first use (one dataset per listing)."""
+        ranked = self._ranked.get(dataset_id)
+        if ranked is None:
+            results = self.results_by_dataset.get(dataset_id, [])
+            ranked = self._ranked[dataset_id] = self._rank(results) if results else []
+        return ranked
+
     def best(self, dataset_id: str) -> ResultRow | None:
-        ranked = self.ranked.get(dataset_id, [])
+        ranked = self.ranked(dataset_id)
         return ranked[0] if ranked and ranked[0].status == "completed" else None
 
     def result(self, dataset_id: str, label: str) -> ResultRow | None:
@@ -200,7 +208,7 @@ class Tree:
                 found.append(((name,), child))
         return found
 
-    def read(self, node: Node, offset: int = 0, size: int = -1) -> bytes:
+    def read(self, node: Node, offset: int = 0, size: int = -1) -> bytes | bytearray:
         """Bytes of a file; the blobs behind it are hash-checked on first use (BlobCorrupt)."""
         self.check(node)
         if size < 0:
@@ -285,7 +293,7 @@ class Tree:
             )
         ]
         if results:
-            ranked = views.ranked[dataset.dataset_id]
+            ranked = views.ranked(dataset.dataset_id)
             metric = views.metric_of(results)
             nodes.append(
                 file_node(
