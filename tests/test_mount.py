@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import threading
 import time
 import zipfile
 from pathlib import Path
+from xml.etree import ElementTree
 
 import joblib
 import numpy as np
@@ -101,6 +103,112 @@ def test_csv_polars_and_joblib_on_mounted_files(ws, mnt):
     np.testing.assert_array_equal(
         pipeline.predict(X), ws.best("fermentation").load_model().predict(X)
     )
+
+
+SPREADSHEET = shutil.which("libreoffice") or shutil.which("soffice")
+XLSX = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+TEXT_COLUMNS = {"sample_id", "partition", "result", "name", "run", "status"}
+
+
+def convert_to_xlsx(csv_paths: list[Path], outdir: Path) -> list[Path]:
+    """Run `libreoffice --headless --convert-to xlsx` as a user would, in a throwaway profile.
+
+    The locale is pinned because LibreOffice takes the decimal separator from it (under
+    de_DE.UTF-8 every `13.5` of our CSVs reads as text): the test checks our bytes, not the
+    machine's locale. Its own session, so a hung start is killed whole (soffice.bin included).
+    """
+    profile = (outdir / "lo-profile").as_uri()
+    env = {**os.environ, "HOME": str(outdir), "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+    command = [SPREADSHEET, f"-env:UserInstallation={profile}", "--headless"]
+    command += ["--convert-to", "xlsx", "--outdir", str(outdir), *map(str, csv_paths)]
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
+    try:
+        output = proc.communicate(timeout=120)[0].decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"libreoffice did not finish within 120 s:\n{proc.communicate()[0]!r}")
+    converted = [outdir / f"{path.stem}.xlsx" for path in csv_paths]
+    assert proc.returncode == 0 and all(p.exists() for p in converted), output
+    return converted
+
+
+def xlsx_cells(path: Path) -> dict[tuple[int, int], tuple[str, str]]:
+    """(row, column), 0-based, -> (cell type, value) of the first sheet; shared strings resolved.
+
+    Type "n" is a number cell, "s" a (shared) string; an empty cell has no entry.
+    """
+    with zipfile.ZipFile(path) as archive:
+        strings = ElementTree.fromstring(archive.read("xl/sharedStrings.xml"))
+        sheet = ElementTree.fromstring(archive.read("xl/worksheets/sheet1.xml"))
+    shared = ["".join(t.text or "" for t in item.iter(f"{XLSX}t")) for item in strings]
+    cells = {}
+    for cell in sheet.iter(f"{XLSX}c"):
+        value = cell.find(f"{XLSX}v")
+        if value is not None:
+            kind = cell.get("t", "n")
+            cells[cell_index(cell.get("r"))] = (
+                kind,
+                shared[int(value.text)] if kind == "s" else value.text,
+            )
+    return cells
+
+
+def cell_index(ref: str) -> tuple[int, int]:
+    """'C12' -> (11, 2)."""
+    letters = ref.rstrip("0123456789")
+    column = 0
+    for letter in letters:
+        column = column * 26 + ord(letter) - ord("A") + 1
+    return int(ref[len(letters) :]) - 1, column - 1
+
+
+def assert_sheet_matches_csv(xlsx: Path, csv_path: Path, skip: frozenset = frozenset()) -> int:
+    """Every cell of the sheet is what Python's csv module reads; return the number cells seen.
+
+    Numbers must be number cells (not text), equal to 15 significant digits: LibreOffice 7.4
+    writes 15 into the xlsx (and the ods) where our CSVs carry Python's shortest round-trip
+    repr, so the last one or two digits of a 17-digit value differ by design.
+    """
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        header, *rows = list(csv.reader(handle))
+    cells = xlsx_cells(xlsx)
+    assert [cells.get((0, c)) for c in range(len(header))] == [("s", h) for h in header]
+    assert max(row for row, _ in cells) == len(rows) and max(c for _, c in cells) < len(header)
+    numbers = 0
+    for r, row in enumerate(rows, start=1):
+        for c, (column, text) in enumerate(zip(header, row, strict=True)):
+            got, where = cells.get((r, c)), f"{csv_path.name} line {r + 1} column {column!r}"
+            if column in skip:
+                continue
+            if text == "":
+                assert got is None, f"{where}: empty field became {got}"
+            elif column in TEXT_COLUMNS:
+                assert got == ("s", text), f"{where}: {text!r} became {got}"
+            else:
+                assert got is not None and got[0] == "n", f"{where}: {text!r} became {got}"
+                assert float(got[1]) == pytest.approx(float(text), rel=1e-14, abs=0), where
+                numbers += 1
+    return numbers
+
+
+@pytest.mark.skipif(
+    SPREADSHEET is None,
+    reason="LibreOffice is not installed (bash scripts/setup.sh --test-tools installs it)",
+)
+def test_mounted_csvs_open_in_a_spreadsheet_with_numbers_as_numbers(ws, mnt, tmp_path):
+    runs = mnt.path / "runs" / "fermentation"
+    (best_csv,) = [p for p in runs.iterdir() if p.name.startswith("best_")]
+    results_csv = runs / "RESULTS.csv"
+    best_xlsx, results_xlsx = convert_to_xlsx([best_csv, results_csv], tmp_path)
+    # y_true, y_pred, residual of 21 samples and the fold of the cross-validated ones
+    assert assert_sheet_matches_csv(best_xlsx, best_csv) >= 21 * 3
+    # hash6 is left out: six hex digits such as 4878e2 read as a number (487800) in LibreOffice
+    # (and Excel), an exponent too large (2e2859) as text; the result column keeps them whole
+    results_rows = len(ws.results("fermentation"))
+    numbers = assert_sheet_matches_csv(results_xlsx, results_csv, skip=frozenset({"hash6"}))
+    assert numbers >= results_rows * 3
 
 
 def test_writes_are_refused_read_only(mnt):
