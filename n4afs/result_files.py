@@ -110,6 +110,8 @@ class ResultFiles:
         return self._render(("dataset.yaml", d.dataset_id, d.name), render)
 
     def results_csv(self, views: Any, ranked: list[ResultRow], metric: str) -> LazyContent:
+        """No bare hash6 column: spreadsheets read hex such as `4878e2` as 487800 (the
+        `result` label carries the hash as text)."""
         extra = [m for m, spec in METRICS.items() if spec.task == METRICS[metric].task]
 
         def render() -> bytes:
@@ -122,7 +124,6 @@ class ResultFiles:
                         r.label,
                         r.seq,
                         r.name,
-                        r.hash6,
                         r.run_id,
                         r.status,
                         cv.get(metric, r.score),
@@ -134,7 +135,6 @@ class ResultFiles:
                 "result",
                 "seq",
                 "name",
-                "hash6",
                 "run",
                 "status",
                 f"{metric} ({METRICS[metric].direction} is better)",
