@@ -1,11 +1,13 @@
 """The FUSE adapter: kernel callbacks translated to the shared tree, nothing more.
 
-Speed comes from doing little per call (measured on these machines, PERF-NOTES.md): no
-`open`/`release`/xattr callbacks (mfusepy registers only what is implemented, and the
-kernel stops asking for what is missing), `readdir` yields `(name, mode, 0)`, reads are
-`pread` on the blob file, and the tree answers from memory. The mount runs single-threaded
-(`nothreads`), so nothing in a callback may be slow: the index is polled and reloaded by a
-watcher thread, never inside a callback.
+Speed comes from doing little per call (measured on these machines, PERF-NOTES.md): `open`
+answers ENOSYS once, so the kernel stops sending OPEN/RELEASE; no `release`, xattr or
+`statfs` callbacks (mfusepy registers only what is implemented, the kernel stops asking for
+what is missing, and libfuse answers the `statfs` that `du` sends per directory without
+Python); `readdir` yields `(name, mode, 0)`; reads are `pread` on the blob file, and the
+tree answers from memory. The mount runs single-threaded (`nothreads`), so nothing in a
+callback may be slow: the index is polled and reloaded by a watcher thread, never inside a
+callback.
 
 Kernel caching and freshness: attributes and entries are cached for long (content never
 changes under a name, except for the few mutable nodes) and when the index changes the
@@ -121,19 +123,15 @@ class TreeOperations(mfusepy.Operations):
         for name, node in entries.items():
             yield name, DIR_MODE if node.is_dir else FILE_MODE, 0
 
-    def statfs(self, path: str) -> dict[str, int]:
-        return {
-            "f_bsize": 4096,
-            "f_frsize": 4096,
-            "f_blocks": 0,
-            "f_bfree": 0,
-            "f_bavail": 0,
-            "f_files": 0,
-            "f_ffree": 0,
-            "f_namemax": 255,
-        }
-
     # -- data ---------------------------------------------------------------------------
+    def open(self, path: str, flags: int) -> int:
+        """Tell the kernel once that opens need no daemon: ENOSYS on the first `open`
+        makes it stop sending OPEN and RELEASE for files (its "no_open" mode, which also
+        keeps the page cache, like `kernel_cache`). Reads find their blob by path, so no
+        handle is needed, and the mount is read-only, so writes never reach us. A warm
+        small-file read drops from three round trips (OPEN, IOCTL, RELEASE) to one."""
+        raise mfusepy.FuseOSError(errno.ENOSYS)
+
     def read(self, path: str, size: int, offset: int, fh: Any) -> bytes:
         node = self._node(path)
         try:
