@@ -58,6 +58,25 @@ def test_every_file_reads_exactly_its_stat_size_and_twice_the_same(ws):
             assert first.read(node, 3, 5) == data[3:8]
 
 
+def test_ranged_reads_of_a_composed_pipeline_pkl_equal_slices_of_the_whole(ws):
+    """pipeline.pkl is glue + blobs: every range, inside a blob or across a seam, must
+    equal the same slice of the whole file."""
+    tree = Tree(ws)
+    path, node = next((p, n) for p, n in walk(tree) if p[-1] == "pipeline.pkl")
+    whole = bytes(tree.read(node))
+    seams = [0]
+    for segment in node.content.segments:
+        seams.append(seams[-1] + (segment.size if hasattr(segment, "blob_id") else len(segment)))
+    assert seams[-1] == node.size == len(whole) and len(seams) >= 4, path
+    rng = np.random.default_rng(0)
+    cuts = {(a, b) for s in seams for a, b in ((s - 3, s + 3), (s, s + 1), (s - 1, s))}
+    cuts |= {tuple(sorted(rng.integers(0, node.size, 2))) for _ in range(50)}
+    for lo, hi in sorted(cuts):
+        lo, hi = max(lo, 0), min(hi, node.size)
+        assert bytes(tree.read(node, lo, hi - lo)) == whole[lo:hi], (lo, hi)
+    assert tree.read(node, node.size, 10) == b""
+
+
 def test_top_level_layout_and_readme(ws):
     tree = Tree(ws)
     assert list(tree.list_dir(())) == ["README.txt", "runs", "by-run", "best", "datasets"]
