@@ -27,7 +27,6 @@ from n4afs.content import (
     directory,
     file_node,
 )
-from n4afs.pipeline_pickle import compose
 from n4afs.renderers import RENDER_VERSION
 
 README = """\
@@ -383,8 +382,8 @@ class ResultFiles:
             f"{a.step_name}.pkl": file_node(f"{a.step_name}.pkl", t, BlobContent(a.blob_id, a.size))
             for a in model.artifacts
         }
-        segments = compose([(a.step_name, a.blob_id, a.size) for a in model.artifacts])
-        nodes["pipeline.pkl"] = file_node("pipeline.pkl", t, SegmentsContent(tuple(segments)))
+        steps = tuple((a.step_name, a.blob_id, a.size) for a in model.artifacts)
+        nodes["pipeline.pkl"] = file_node("pipeline.pkl", t, SegmentsContent(steps))
         nodes["MANIFEST.yaml"] = file_node("MANIFEST.yaml", t, self.manifest(views, r, model))
         return nodes
 
