@@ -53,13 +53,11 @@ def unique_names(items: Iterable[tuple[str, str]]) -> dict[str, str]:
     result: dict[str, str] = {}
     for key, wanted in items:
         name = safe_name(wanted)
-        if name.lower() in taken:  # case-insensitive: macOS and Windows fold case
-            suffix = f"~{key[:8]}"
-            name = truncate_utf8(name, MAX_BYTES - len(suffix)) + suffix
-            counter = 2
-            while name.lower() in taken:
-                name = f"{name.rsplit('~', 1)[0]}~{key[:8]}{counter}"
-                counter += 1
+        base, counter = name, 1
+        while name.lower() in taken:  # case-insensitive: macOS and Windows fold case
+            suffix = f"~{key[:8]}" + (str(counter) if counter > 1 else "")
+            name = truncate_utf8(base, MAX_BYTES - len(suffix)) + suffix
+            counter += 1
         taken.add(name.lower())
         result[key] = name
     return result

@@ -56,3 +56,13 @@ def test_collisions_get_stable_distinct_names(raw_names):
     assert unique_names(items) == names  # deterministic
     if items:  # the first holder keeps the plain name
         assert names[items[0][0]] == safe_name(items[0][1])
+
+
+def test_counter_suffix_never_pushes_a_long_name_past_255_bytes():
+    # found by hypothesis: keys sharing their first 8 characters need `~<key>2`, one byte more
+    long_name = "a" * 300
+    items = [(f"{i:064x}", long_name) for i in range(3)]
+    names = unique_names(items)
+    assert len({n.lower() for n in names.values()}) == 3
+    for value in names.values():
+        assert_safe(value)
