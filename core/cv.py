@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from core.nested_pls import fit_nested, is_plain_pls
+from core.nested_pls import fit_nested, is_plain_pls, predict_plain_pls
 
 Step = tuple[str, dict[str, Any]]
 
@@ -164,10 +164,14 @@ def _predict(chain: list[Any], X_pre: np.ndarray, context: FitContext) -> Fitted
 
     model = chain[-1]
     result = FittedModel(context.fold, chain, {})
+    plain_pls = is_plain_pls(model)
     for partition, rows in context.predict_idx.items():
         if len(rows) == 0:
             continue
-        y_pred = np.asarray(model.predict(X_pre[rows]))
+        if plain_pls:  # X_pre[rows] is a fresh copy: the fast path may center it in place
+            y_pred = np.asarray(predict_plain_pls(model, X_pre[rows]))
+        else:
+            y_pred = np.asarray(model.predict(X_pre[rows]))
         if is_classifier(model):
             result.predictions[partition] = y_pred
             if hasattr(model, "predict_proba"):

@@ -3,10 +3,14 @@
 Concurrency by design, not by retry. DuckDB admits one read-write process or many read-only
 processes, never both, so the index never keeps a connection open:
 
-* `write()` takes the exclusive workspace lock, opens a read-write connection, runs one
-  transaction, commits, closes (which checkpoints), bumps the change token, unlocks.
-* `read()` takes the shared lock and opens a read-only connection for one query batch.
+* `write()` takes the exclusive workspace lock, attaches the file read-write, runs one
+  transaction, commits, detaches (which checkpoints and releases DuckDB's file lock), bumps
+  the change token, unlocks.
+* `read()` takes the shared lock and attaches the file read-only for one query batch.
   Readers proceed together; a writer waits for them and they for it, briefly.
+* The file is attached to an in-memory DuckDB instance kept per thread, not opened with
+  `duckdb.connect(path)`: creating an instance costs ~11 ms (its function catalog), ATTACH +
+  DETACH ~1.5 ms, and a run makes about ten index transactions.
 * Long-lived readers (the mount, the fsspec filesystem) must not open DuckDB inside a
   callback: they keep an in-memory snapshot and reload it when `change_token()` moves. The
   token is the inode of `n4a.changes`, a file replaced after every commit, so checking it is
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,7 +40,9 @@ from core.lock import DEFAULT_TIMEOUT_S, WorkspaceLock
 
 SCHEMA_DIR = Path(__file__).with_name("schema")
 DB_NAME = "n4a.duckdb"
+CATALOG = "n4a"  # the name `duckdb.connect("n4a.duckdb")` would give it: same qualified SQL
 _MIGRATION_NAME = re.compile(r"(\d{3})_[a-z0-9_]+\.sql")
+_ENGINES = threading.local()
 
 
 @dataclass(frozen=True)
@@ -72,8 +79,7 @@ class Index:
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One read-write transaction: committed whole on success, rolled back on error."""
         with self.lock.exclusive():
-            conn = duckdb.connect(str(self.db_path))
-            try:
+            with _attached(self.db_path, read_only=False) as conn:
                 conn.begin()
                 try:
                     yield conn
@@ -81,8 +87,6 @@ class Index:
                     conn.rollback()
                     raise
                 conn.commit()
-            finally:
-                conn.close()
             self._bump_change_token()
 
     @contextmanager
@@ -92,12 +96,8 @@ class Index:
             raise WorkspaceError(f"no index at {self.db_path}: create it with `n4afs init`")
         if self._has_wal():
             self._checkpoint()
-        with self.lock.shared():
-            conn = duckdb.connect(str(self.db_path), read_only=True)
-            try:
-                yield conn
-            finally:
-                conn.close()
+        with self.lock.shared(), _attached(self.db_path, read_only=True) as conn:
+            yield conn
 
     def fetchall(self, sql: str, params: list | tuple = ()) -> list[tuple]:
         with self.read() as conn:
@@ -129,11 +129,8 @@ class Index:
         """Fold a WAL left by a killed writer into the file (only committed work survives)."""
         with self.lock.exclusive():
             if self._has_wal():
-                conn = duckdb.connect(str(self.db_path))
-                try:
+                with _attached(self.db_path, read_only=False) as conn:
                     conn.execute("CHECKPOINT")
-                finally:
-                    conn.close()
 
     # -- schema -----------------------------------------------------------------------
     def schema_version(self) -> int:
@@ -158,9 +155,60 @@ class Index:
         return max(current, latest)
 
 
+def _engine() -> duckdb.DuckDBPyConnection:
+    """This thread's in-memory DuckDB instance, created on first use.
+
+    One per thread so two threads never attach the same file to one instance (DuckDB refuses
+    that); a forked child makes its own rather than use its parent's.
+    """
+    if getattr(_ENGINES, "pid", None) != os.getpid():
+        _ENGINES.engine, _ENGINES.pid = duckdb.connect(), os.getpid()
+        _ENGINES.attached = {}  # db path -> [catalog name, users]
+    return _ENGINES.engine
+
+
+@contextmanager
+def _attached(db_path: Path, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection whose default catalog is the workspace file, for one transaction.
+
+    DETACH checkpoints and releases DuckDB's own file lock, as closing a connection did, so
+    other processes may open the file as soon as the workspace lock is released. A read
+    nested in another read of the same file in this thread shares its attachment (two
+    read-only connections used to coexist the same way); another workspace's file nested
+    inside gets a catalog name of its own.
+    """
+    engine, key = _engine(), str(db_path)
+    entry = _ENGINES.attached.get(key)
+    if entry is None:
+        name = _free_catalog_name({name for name, _ in _ENGINES.attached.values()})
+        quoted = key.replace("'", "''")
+        engine.execute(f"DETACH DATABASE IF EXISTS {name}")  # left by an interrupted DETACH
+        engine.execute(f"ATTACH '{quoted}' AS {name}{' (READ_ONLY)' if read_only else ''}")
+        entry = _ENGINES.attached[key] = [name, 0]
+    entry[1] += 1
+    try:
+        conn = engine.cursor()
+        try:
+            conn.execute(f"USE {entry[0]}")
+            yield conn
+        finally:
+            conn.close()
+    finally:
+        entry[1] -= 1
+        if entry[1] == 0:
+            del _ENGINES.attached[key]
+            engine.execute(f"DETACH {entry[0]}")
+
+
+def _free_catalog_name(taken: set[str]) -> str:
+    candidates = (CATALOG if i == 1 else f"{CATALOG}_{i}" for i in range(1, len(taken) + 2))
+    return next(name for name in candidates if name not in taken)
+
+
 def _current_version(conn: duckdb.DuckDBPyConnection) -> int:
     exists = conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version' "
+        "AND table_catalog = current_database()"
     ).fetchone()[0]
     if not exists:
         return 0

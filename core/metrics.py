@@ -147,7 +147,7 @@ def _paired(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarra
 
 def _as_float(array: np.ndarray, role: str) -> np.ndarray:
     try:
-        return array.astype(float)
+        return array.astype(float, copy=False)
     except (TypeError, ValueError) as exc:
         raise N4AError(
             f"{role} is not numeric (dtype {array.dtype}): regression scores need numbers; "
@@ -171,11 +171,14 @@ def _has_non_finite(pred: np.ndarray) -> bool:
     return pred.dtype.kind in "fc" and not bool(np.all(np.isfinite(pred)))
 
 
-def _centered_sum_of_squares(values: np.ndarray) -> float:
-    """Σ(v − v̄)², exactly 0 for constant input so "constant" tests are exact, not ~1e-30."""
-    if values.size == 0 or np.ptp(values) == 0:
+def _centered_sum_of_squares(values: np.ndarray, mean: float | None = None) -> float:
+    """Σ(v − v̄)², exactly 0 for constant input so "constant" tests are exact, not ~1e-30.
+
+    `mean`: v̄ when the caller has it already (the same value `values.mean()` gives).
+    """
+    if values.size == 0 or values.max() - values.min() == 0:  # np.ptp, without its wrapper
         return 0.0
-    return float(np.sum((values - values.mean()) ** 2))
+    return float(np.sum((values - (values.mean() if mean is None else mean)) ** 2))
 
 
 def _positive_ratio(numerator: float, denominator: float) -> float:
@@ -185,61 +188,99 @@ def _positive_ratio(numerator: float, denominator: float) -> float:
     return math.nan
 
 
-def _residual_scores(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """RMSE, MAE, bias and SEP from the residuals e = ŷ − y.
+def _residual_scores(residual: np.ndarray, squared: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE, bias and SEP from the residuals e = ŷ − y (and e², shared with R²).
 
     SEP = sqrt(Σ(e − bias)² / (n − 1)) is the standard deviation of the residuals after
     removing the bias (Næs et al. 2002), so RMSE² ≈ SEP² + bias². It divides by n − 1, as the
     chemometrics literature does; nirs4all 1.4 divides by n, so its SEP is smaller by
     sqrt((n − 1) / n). Needs n ≥ 2, else NaN.
     """
-    residual = pred - true
     n = residual.size
-    sep = math.sqrt(_centered_sum_of_squares(residual) / (n - 1)) if n >= 2 else math.nan
+    bias = np.mean(residual)
+    sep = math.sqrt(_centered_sum_of_squares(residual, bias) / (n - 1)) if n >= 2 else math.nan
     return {
-        "rmse": float(np.sqrt(np.mean(residual**2))),
+        "rmse": float(np.sqrt(np.mean(squared))),
         "mae": float(np.mean(np.abs(residual))),
-        "bias": float(np.mean(residual)),
+        "bias": float(bias),
         "sep": sep,
     }
 
 
-def _spread_ratios(true: np.ndarray, rmse: float, sep: float) -> dict[str, float]:
-    """RPD = SD(y, ddof=1) / SEP (Williams 1987); RPIQ = (Q3 − Q1) / RMSE (Bellon-Maurel 2010).
+@dataclass(frozen=True, eq=False)
+class RegressionReference:
+    """The half of every regression score that depends on the reference values alone.
 
-    Quartiles use numpy's default linear interpolation. RPIQ exists because SD overstates the
-    spread of skewed reference distributions (common for soil and feed constituents). Constant
-    references, a zero IQR, or a zero SEP/RMSE give NaN rather than 0 or inf: such a ratio says
-    nothing about the model.
+    A sweep scores hundreds of predictions against the same few reference vectors (each
+    fold's train and validation rows, the pooled out-of-fold rows): their mean, spread and
+    quartiles are computed once here and `scores` reuses them, with the same arithmetic as
+    scoring from scratch (so the same floats).
     """
-    n = true.size
-    sd = math.sqrt(_centered_sum_of_squares(true) / (n - 1)) if n >= 2 else math.nan
-    q1, q3 = np.percentile(true, [25, 75])
-    return {"rpd": _positive_ratio(sd, sep), "rpiq": _positive_ratio(float(q3 - q1), rmse)}
 
+    true: np.ndarray
+    mean: float  # ȳ (a numpy float64, as `true.mean()` gives it)
+    centered: np.ndarray  # y − ȳ
+    ss_tot: float  # Σ(y − ȳ)²
+    sd: float  # SD(y), n − 1
+    iqr: float  # Q3 − Q1, numpy's linear interpolation
 
-def _line_scores(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """R², squared correlation, and the least-squares line ŷ ≈ slope·y + offset.
+    @classmethod
+    def of(cls, y_true: ArrayLike) -> RegressionReference:
+        """Check and summarize reference values: numeric, finite, one target."""
+        true = _as_float(_as_vector(y_true, "y_true"), "y_true")
+        _require_finite_reference(true)
+        n = true.size
+        if n == 0:
+            return cls(true, math.nan, true, 0.0, math.nan, math.nan)
+        with np.errstate(all="ignore"):
+            ss_tot = _centered_sum_of_squares(true)
+            sd = math.sqrt(ss_tot / (n - 1)) if n >= 2 else math.nan
+            q1, q3 = np.percentile(true, [25, 75])
+            return cls(true, true.mean(), true - true.mean(), ss_tot, sd, float(q3 - q1))
 
-    R² = 1 − Σe² / Σ(y − ȳ)² penalises bias and a wrong slope; r2_corr (squared Pearson r) does
-    not, so a model that is perfectly correlated but offset has r2_corr 1 and R² < 1. The line
-    is predicted on reference, as drawn on a predicted-vs-reference plot; slope-correction
-    procedures that regress reference on predicted give a different slope. With n < 2 or a
-    constant reference all four are NaN; constant predictions make r2_corr NaN (no correlation).
-    """
-    ss_tot = _centered_sum_of_squares(true)
-    if ss_tot == 0:
-        return dict.fromkeys(("r2", "r2_corr", "slope", "offset"), math.nan)
-    ss_pred = _centered_sum_of_squares(pred)
-    cross = float(np.sum((true - true.mean()) * (pred - pred.mean())))
-    slope = cross / ss_tot
-    r2_corr = min(1.0, cross**2 / (ss_tot * ss_pred)) if ss_pred > 0 else math.nan
-    return {
-        "r2": 1.0 - float(np.sum((pred - true) ** 2)) / ss_tot,
-        "r2_corr": r2_corr,
-        "slope": slope,
-        "offset": float(pred.mean() - slope * true.mean()),
-    }
+    def scores(self, y_pred: ArrayLike) -> dict[str, float]:
+        """Every regression metric of `y_pred` against this reference (`regression_scores`)."""
+        pred = _as_vector(y_pred, "y_pred")
+        if pred.size != self.true.size:
+            raise N4AError(
+                f"y_true has {self.true.size} samples but y_pred has {pred.size}: "
+                "score predictions for exactly the reference samples, in the same order"
+            )
+        pred = _as_float(pred, "y_pred")
+        n = int(self.true.size)
+        if n == 0 or _has_non_finite(pred):
+            return {"n": n, **dict.fromkeys(_REGRESSION_NAMES, math.nan)}
+        with np.errstate(all="ignore"):
+            residual = pred - self.true
+            squared = residual**2
+            scores = {**_residual_scores(residual, squared), **self._line_scores(pred, squared)}
+            scores["rpd"] = _positive_ratio(self.sd, scores["sep"])
+            scores["rpiq"] = _positive_ratio(self.iqr, scores["rmse"])
+        return {"n": n, **{name: scores[name] for name in _REGRESSION_NAMES}}
+
+    def _line_scores(self, pred: np.ndarray, squared: np.ndarray) -> dict[str, float]:
+        """R², squared correlation, and the least-squares line ŷ ≈ slope·y + offset.
+
+        R² = 1 − Σe² / Σ(y − ȳ)² penalises bias and a wrong slope; r2_corr (squared Pearson
+        r) does not, so a model that is perfectly correlated but offset has r2_corr 1 and
+        R² < 1. The line is predicted on reference, as drawn on a predicted-vs-reference plot;
+        slope-correction procedures that regress reference on predicted give a different
+        slope. With n < 2 or a constant reference all four are NaN; constant predictions make
+        r2_corr NaN (no correlation). `squared`: the residuals e², computed once for RMSE.
+        """
+        if self.ss_tot == 0:
+            return dict.fromkeys(("r2", "r2_corr", "slope", "offset"), math.nan)
+        pred_mean = pred.mean()
+        ss_pred = _centered_sum_of_squares(pred, pred_mean)
+        cross = float(np.sum(self.centered * (pred - pred_mean)))
+        slope = cross / self.ss_tot
+        r2_corr = min(1.0, cross**2 / (self.ss_tot * ss_pred)) if ss_pred > 0 else math.nan
+        return {
+            "r2": 1.0 - float(np.sum(squared)) / self.ss_tot,
+            "r2_corr": r2_corr,
+            "slope": slope,
+            "offset": float(pred_mean - slope * self.mean),
+        }
 
 
 def regression_scores(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
@@ -248,17 +289,15 @@ def regression_scores(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
     Non-finite predictions (NaN/inf from a diverged model) make every score NaN except ``n``:
     a model that cannot predict every sample is not rankable, and dropping those samples would
     flatter it. Non-finite references raise `N4AError` (a data problem). Empty input gives NaN.
+
+    RPD = SD(y, ddof=1) / SEP (Williams 1987); RPIQ = (Q3 − Q1) / RMSE (Bellon-Maurel 2010).
+    Quartiles use numpy's default linear interpolation. RPIQ exists because SD overstates the
+    spread of skewed reference distributions (common for soil and feed constituents). Constant
+    references, a zero IQR, or a zero SEP/RMSE give NaN rather than 0 or inf: such a ratio says
+    nothing about the model.
     """
     true, pred = _paired(y_true, y_pred)
-    true, pred = _as_float(true, "y_true"), _as_float(pred, "y_pred")
-    _require_finite_reference(true)
-    n = int(true.size)
-    if n == 0 or _has_non_finite(pred):
-        return {"n": n, **dict.fromkeys(_REGRESSION_NAMES, math.nan)}
-    with np.errstate(all="ignore"):
-        scores = {**_residual_scores(true, pred), **_line_scores(true, pred)}
-        scores.update(_spread_ratios(true, scores["rmse"], scores["sep"]))
-    return {"n": n, **{name: scores[name] for name in _REGRESSION_NAMES}}
+    return RegressionReference.of(true).scores(pred)
 
 
 def _confusion_matrix(true: np.ndarray, pred: np.ndarray) -> np.ndarray:

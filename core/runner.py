@@ -11,6 +11,7 @@ result; `execute_run` on the same run id finishes only what is still pending.
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import re
@@ -30,7 +31,14 @@ from core.cv import FitContext, FitStats, fit_group, step_key
 from core.errors import RunError
 from core.index import Index
 from core.metrics import get_metric
-from core.persist import Partitions, ResultPayload, commit_payloads, short_id, store_outcome
+from core.persist import (
+    Partitions,
+    ResultPayload,
+    commit_payloads,
+    rows_table,
+    short_id,
+    store_outcome,
+)
 from core.stores import open_store
 from core.templates import Template
 
@@ -135,6 +143,13 @@ def _run_options(options: RunOptions) -> dict[str, Any]:
 
 
 def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries that fitted the models (a fresh dict)."""
+    return dict(_library_versions())
+
+
+@functools.cache
+def _library_versions() -> dict[str, str]:
+    """Looked up once per process: package metadata lookups cost ~3 ms a run."""
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
@@ -148,35 +163,49 @@ def library_versions() -> dict[str, str]:
 
 
 def _plan_results(conn, run_id, dataset, expanded, metric) -> None:
-    """Pending rows with their sequence numbers, assigned once, in template order."""
-    row = conn.execute(
+    """Pending rows with their sequence numbers, assigned once, in template order.
+
+    The rows go in as one Arrow table: a DuckDB `execute` per row cost ~1 ms each.
+    """
+    import pyarrow as pa
+
+    rows = conn.execute(  # fetchall: `register` refuses a half-read result
         "SELECT last_seq FROM dataset_seq WHERE dataset_id = ?", [dataset.dataset_id]
-    ).fetchone()
-    seq = row[0] if row else 0
+    ).fetchall()
+    seq = rows[0][0] if rows else 0
     seen: set[str] = set()
+    planned: list[tuple] = []
     for position, configs in enumerate(expanded):
         for config in configs:
             if config.hash in seen:
                 continue
             seen.add(config.hash)
             seq += 1
-            conn.execute(
-                "INSERT INTO results (result_id, run_id, dataset_id, seq, name, config_hash, "
-                "config, choices, template_position, status, metric, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, current_timestamp)",
-                [
+            planned.append(
+                (
                     short_id(run_id, dataset.dataset_id, config.hash, length=12),
-                    run_id,
-                    dataset.dataset_id,
                     seq,
                     config.name,
                     config.hash,
                     json.dumps(config.to_template()),
                     json.dumps(config.choices, default=str),
                     position,
-                    metric,
-                ],
+                )
             )
+    names = ("result_id", "seq", "name", "config_hash", "config", "choices", "position")
+    conn.register(
+        "planned", rows_table(names, planned, {"seq": pa.int32(), "position": pa.int32()})
+    )
+    try:
+        conn.execute(
+            "INSERT INTO results (result_id, run_id, dataset_id, seq, name, config_hash, "
+            "config, choices, template_position, status, metric, created_at) "
+            "SELECT result_id, ?, ?, seq, name, config_hash, config, choices, position, "
+            "'pending', ?, current_timestamp FROM planned ORDER BY seq",
+            [run_id, dataset.dataset_id, metric],
+        )
+    finally:
+        conn.unregister("planned")
     conn.execute("INSERT OR REPLACE INTO dataset_seq VALUES (?, ?)", [dataset.dataset_id, seq])
 
 
@@ -305,11 +334,13 @@ def run_group(
     stats = FitStats()
     outcomes = fit_group(X, parts.y, fit_contexts(parts), list(steps.items()), build_step, stats)
     store = open_store(store_spec)
-    payloads = []
+    payloads, stored = [], {}  # stored: shared fitted prefixes are pickled once
     with store.batch():  # durable together, before the coordinator commits their rows
         for outcome in outcomes:
             names = step_names(steps[outcome.key])
-            payloads.append(store_outcome(store, outcome.key, outcome, parts, names, metric))
+            payloads.append(
+                store_outcome(store, outcome.key, outcome, parts, names, metric, stored)
+            )
     elapsed = (time.perf_counter() - started) / max(len(payloads), 1)
     for payload in payloads:
         payload.duration_s = elapsed
@@ -336,7 +367,7 @@ def execute_run(
     rows commit whole).
     """
     try:
-        totals = _execute(index, store, run_id, on_result)
+        totals, settled = _execute(index, store, run_id, on_result)
     except Exception as exc:
         if _is_disk_full(exc):
             raise RunError(
@@ -345,7 +376,8 @@ def execute_run(
                 f"{run_id}`"
             ) from exc
         raise
-    _settle_status(index, run_id)
+    if not settled:  # nothing was pending, or a concurrent resume committed last
+        _settle_status(index, run_id)
     return totals
 
 
@@ -361,27 +393,36 @@ def _is_disk_full(exc: BaseException) -> bool:
 
 def _execute(
     index: Index, store: BlobStore, run_id: str, on_result: ResultCallback | None
-) -> FitStats:
-    options, pending = _load_pending(index, run_id)
-    totals = FitStats()
-    for dataset_id, items in pending.items():
-        spectra = _load_spectra(index, store, dataset_id)
+) -> tuple[FitStats, bool]:
+    """Fit and commit every pending group; also say whether the run's status is settled.
+
+    The commit of the run's last group also settles the run's status: finishing a run then
+    costs no index transaction of its own. (Committing in a background thread while the
+    next group fits was measured slower on the reference sweep: 0.62 s against 0.52 s.)
+    """
+    options, pending, sources = _load_pending(index, run_id)
+    totals, settled = FitStats(), False
+    for position, (dataset_id, items) in enumerate(pending.items(), start=1):
+        spectra = _load_spectra(store, sources[dataset_id])
         n_test = 0
         if options.test_dataset:
-            test = _load_spectra(index, store, options.test_dataset)
+            test = _load_spectra(store, sources[options.test_dataset])
             spectra, n_test = with_test_set(spectra, test), test.n_samples
         parts = make_partitions(spectra, options, n_test)
         metric = items[0][2]
         tasks = [(group, metric) for group in _group_configs([(r, c) for r, c, _ in items])]
-        for payloads, stats in _parallel(store, spectra.X, parts, tasks, options):
+        results = _parallel(store, spectra.X, parts, tasks, options)
+        for done, (payloads, stats) in enumerate(results, start=1):
             with index.write() as conn:
                 commit_payloads(conn, payloads)
+                if position == len(pending) and done == len(tasks):
+                    settled = _settle(conn, run_id) != "running"
             for name in asdict(stats):
                 setattr(totals, name, getattr(totals, name) + getattr(stats, name))
             for payload in payloads:
                 if on_result:
                     on_result(payload)
-    return totals
+    return totals, settled
 
 
 def _parallel(store, X, parts, tasks, options: RunOptions):
@@ -420,6 +461,8 @@ def _on_dask(store, X, parts, tasks, scheduler: str):
 
 
 def _load_pending(index: Index, run_id: str):
+    """The run's options, its pending results by dataset, and where each dataset's data is
+    stored (name, blob): one read for everything execution needs from the index."""
     with index.read() as conn:
         row = conn.execute("SELECT options FROM runs WHERE run_id = ?", [run_id]).fetchone()
         if row is None:
@@ -430,18 +473,24 @@ def _load_pending(index: Index, run_id: str):
             "AND r.status = 'pending' ORDER BY d.position, r.seq",
             [run_id],
         ).fetchall()
-    stored = json.loads(row[0])
-    options = RunOptions(**{k: stored[k] for k in asdict(RunOptions()) if k in stored})
+        stored = json.loads(row[0])
+        options = RunOptions(**{k: stored[k] for k in asdict(RunOptions()) if k in stored})
+        wanted = {r[3] for r in rows}
+        if wanted and options.test_dataset:
+            wanted.add(options.test_dataset)
+        found = conn.execute(
+            "SELECT dataset_id, blob_id, name FROM datasets WHERE list_contains(?, dataset_id)",
+            [sorted(wanted)],
+        ).fetchall()
+    sources = {dataset_id: (blob_id, name) for dataset_id, blob_id, name in found}
     pending: dict[str, list[tuple[str, str, str]]] = {}
     for result_id, config, metric, dataset_id in rows:
         pending.setdefault(dataset_id, []).append((result_id, config, metric))
-    return options, pending
+    return options, pending, sources
 
 
-def _load_spectra(index: Index, store: BlobStore, dataset_id: str) -> ds.Spectra:
-    blob_id, name = index.fetchall(
-        "SELECT blob_id, name FROM datasets WHERE dataset_id = ?", [dataset_id]
-    )[0]
+def _load_spectra(store: BlobStore, source: tuple[str, str]) -> ds.Spectra:
+    blob_id, name = source
     spectra = ds.from_parquet_bytes(store.read(blob_id))
     spectra.name = name
     return spectra
@@ -449,17 +498,27 @@ def _load_spectra(index: Index, store: BlobStore, dataset_id: str) -> ds.Spectra
 
 def _settle_status(index: Index, run_id: str) -> str:
     with index.write() as conn:
-        counts = dict(
-            conn.execute(
-                "SELECT status, count(*) FROM results WHERE run_id = ? GROUP BY status", [run_id]
-            ).fetchall()
-        )
-        if counts.get("pending"):
-            status = "running"
-        elif not counts.get("failed"):
-            status = "completed"
-        else:
-            status = "failed" if not counts.get("completed") else "partial"
+        return _settle(conn, run_id, force=True)
+
+
+def _settle(conn: Any, run_id: str, force: bool = False) -> str:
+    """The run's status from its results' (the caller holds the transaction).
+
+    Written with the finish time once nothing is pending; `force` writes it even while
+    results are still pending (another process may be resuming the run).
+    """
+    counts = dict(
+        conn.execute(
+            "SELECT status, count(*) FROM results WHERE run_id = ? GROUP BY status", [run_id]
+        ).fetchall()
+    )
+    if counts.get("pending"):
+        status = "running"
+    elif not counts.get("failed"):
+        status = "completed"
+    else:
+        status = "failed" if not counts.get("completed") else "partial"
+    if force or status != "running":
         conn.execute(
             "UPDATE runs SET status = ?, finished_at = current_timestamp WHERE run_id = ?",
             [status, run_id],

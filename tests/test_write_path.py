@@ -1,0 +1,41 @@
+"""Work the write path no longer repeats: a blob queued in a batch is not written twice, a
+shared fitted prefix is pickled once per group, every shard folder exists up front."""
+
+import core.persist as persist
+from core.blobstore import BlobStore
+
+
+def test_a_blob_already_queued_in_the_batch_is_not_written_again(tmp_path, monkeypatch):
+    store = BlobStore(tmp_path / "store")
+    store.create()
+    writes = []
+    original = store._put_bytes
+    monkeypatch.setattr(
+        store, "_put_bytes", lambda data, blob_id: writes.append(blob_id) or original(data, blob_id)
+    )
+    with store.batch():
+        first = store.put(b"fitted snv")
+        again = store.put(b"fitted snv")
+    assert first == again and writes == [first]
+    assert store.read(first) == b"fitted snv" and store.temporaries() == []
+
+
+def test_every_shard_folder_exists_after_create(tmp_path):
+    store = BlobStore(tmp_path / "store")
+    store.create()
+    shards = sorted(p.name for p in store.objects_dir.iterdir())
+    assert shards == [f"{i:02x}" for i in range(256)]
+    store.create()  # idempotent on an existing store
+
+
+def test_shared_prefix_steps_are_pickled_once_per_group(ws, monkeypatch):
+    pickled = []
+    original = persist._joblib_bytes
+    monkeypatch.setattr(persist, "_joblib_bytes", lambda obj: pickled.append(obj) or original(obj))
+    template = [{"_or_": ["snv", "msc"]}, {"pls": {"n_components": {"_range_": [1, 3]}}}]
+    run = ws.run(templates=[template], datasets=["chemotools:fermentation"], cv=3, name="once")
+    assert run.status == "completed" and len(run.results) == 6
+    preprocessing = [obj for obj in pickled if "pls" not in type(obj).__name__.lower()]
+    # 2 groups (snv, msc) x (3 folds + final): one pickle per fitted prefix, not per config
+    assert len(preprocessing) == 2 * 4
+    assert len(pickled) - len(preprocessing) == 6 * 4  # one PLS model per config and fold
