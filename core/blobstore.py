@@ -16,10 +16,10 @@ import hashlib
 import itertools
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from core.errors import BlobCorrupt, BlobNotFound
 from core.ids import BlobId
@@ -88,28 +88,28 @@ class BlobStore:
 
     def _put_bytes(self, data: bytes | bytearray | memoryview, blob_id: BlobId) -> BlobId:
         """Write bytes whose hash `put` just computed: hashing them twice doubled the cost."""
-        fd, tmp_name = self._temporary()
-        try:
-            written = _write_all(fd, memoryview(data).cast("B"))
-            self._seal(fd)
-        except BaseException:
-            os.close(fd)
-            os.unlink(tmp_name)
-            raise
-        os.close(fd)
+        tmp_name, written = self._write_temporary(
+            lambda fd: _write_all(fd, memoryview(data).cast("B"))
+        )
         return self._keep(tmp_name, blob_id, written)
 
     def _put_stream(self, stream: BinaryIO) -> BlobId:
+        tmp_name, (digest, written) = self._write_temporary(lambda fd: _copy_hashing(stream, fd))
+        return self._keep(tmp_name, BlobId(digest), written)
+
+    def _write_temporary(self, fill: Callable[[int], Any]) -> tuple[str, Any]:
+        """A sealed temporary filled by `fill(fd)`, and what `fill` returned; nothing is
+        left behind when it fails."""
         fd, tmp_name = self._temporary()
         try:
-            digest, written = _copy_hashing(stream, fd)
+            filled = fill(fd)
             self._seal(fd)
         except BaseException:
             os.close(fd)
             os.unlink(tmp_name)
             raise
         os.close(fd)
-        return self._keep(tmp_name, BlobId(digest), written)
+        return tmp_name, filled
 
     def _temporary(self) -> tuple[int, str]:
         """A new temporary file under tmp/ (recreated if something removed the folder).
