@@ -42,9 +42,19 @@ def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     return sink.getvalue().encode("utf-8")
 
 
+# libyaml's emitter when PyYAML has it (its wheels do): the same text, ~4x faster, and
+# YAML is most of the cost of a cold read of a result folder
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def yaml_bytes(data: Any) -> bytes:
-    text = yaml.safe_dump(
-        data, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100
+    text = yaml.dump(
+        data,
+        Dumper=_DUMPER,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=100,
     )
     return text.encode("utf-8")
 
