@@ -68,7 +68,8 @@ class Snapshot:
     untrusted_runs: set[str] = field(default_factory=set)  # imported without --trust
     index: Any = None  # where the deferred rows come from
     _cv: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
-    _models: dict[str, dict[str, ModelInfo]] | None = field(default=None, repr=False)
+    _model_rows: dict[str, list[tuple]] | None = field(default=None, repr=False)
+    _models: dict[str, dict[str, ModelInfo]] = field(default_factory=dict, repr=False)
     _score_rows: dict[str, list[tuple]] | None = field(default=None, repr=False)
 
     def cv_scores(self, result_id: str) -> dict[str, Any]:
@@ -80,11 +81,16 @@ class Snapshot:
         return scores
 
     def models_of(self, result_id: str) -> dict[str, ModelInfo]:
-        """A result's models by folder label (final first, then folds in order)."""
-        if self._models is None:
-            with self.index.read() as conn:
-                self._models = _models(conn)
-        return self._models.get(result_id, {})
+        """A result's models by folder label (final first, then folds in order); the
+        rows of every result load at once, objects are built per result on first use."""
+        models = self._models.get(result_id)
+        if models is None:
+            if self._model_rows is None:
+                with self.index.read() as conn:
+                    self._model_rows = _model_rows(conn)
+            rows = self._model_rows.get(result_id, [])
+            models = self._models[result_id] = _models(result_id, rows)
+        return models
 
     def scores_of(self, result_id: str) -> list[dict[str, Any]]:
         """Every score row of a result (model, partition, fold, n, metrics…)."""
@@ -173,23 +179,31 @@ def _templates(conn: Any) -> dict[str, list[tuple[int, str, Any]]]:
     return dict(grouped)
 
 
-def _models(conn: Any) -> dict[str, dict[str, ModelInfo]]:
-    rows = conn.execute(
-        "SELECT m.model_id, m.result_id, m.role, m.fold, m.created_at, a.step_index, "
+def _model_rows(conn: Any) -> dict[str, list[tuple]]:
+    """result id -> its models' artifact rows, in folder order."""
+    grouped: dict[str, list[tuple]] = defaultdict(list)
+    for result_id, *row in conn.execute(
+        "SELECT m.result_id, m.model_id, m.role, m.fold, m.created_at, a.step_index, "
         "a.step_name, a.class_path, a.blob_id, b.size FROM models m "
         "JOIN artifacts a USING (model_id) JOIN blobs b ON b.blob_id = a.blob_id "
         "ORDER BY m.result_id, m.role DESC, m.fold, a.step_index"
-    ).fetchall()
-    by_model: dict[str, list] = defaultdict(list)
-    heads: dict[str, tuple] = {}
-    for model_id, result_id, role, fold, created, index, name, class_path, blob, size in rows:
-        heads.setdefault(model_id, (model_id, result_id, role, fold, created))
-        by_model[model_id].append(ArtifactInfo(index, name, class_path, blob, size))
-    grouped: dict[str, dict[str, ModelInfo]] = defaultdict(dict)
-    for model_id, head in heads.items():
-        model = ModelInfo(*head, tuple(by_model[model_id]))
-        grouped[head[1]][model.label] = model
+    ).fetchall():
+        grouped[result_id].append(row)
     return dict(grouped)
+
+
+def _models(result_id: str, rows: list[tuple]) -> dict[str, ModelInfo]:
+    """One result's rows (from `_model_rows`) -> its models by folder label."""
+    heads: dict[str, tuple] = {}
+    artifacts: dict[str, list[ArtifactInfo]] = defaultdict(list)
+    for model_id, role, fold, created, index, name, class_path, blob, size in rows:
+        heads.setdefault(model_id, (role, fold, created))
+        artifacts[model_id].append(ArtifactInfo(index, name, class_path, blob, size))
+    models: dict[str, ModelInfo] = {}
+    for model_id, (role, fold, created) in heads.items():
+        model = ModelInfo(model_id, result_id, role, fold, created, tuple(artifacts[model_id]))
+        models[model.label] = model
+    return models
 
 
 def _score_rows(conn: Any) -> dict[str, list[tuple]]:
