@@ -159,8 +159,10 @@ def test_bad_options_are_refused_before_anything_is_written(ws):
 
 CRASHING_RUN = r"""
 import sys, time
+import core.runner
 from n4afs.workspace import Workspace
 
+core.runner.COMMIT_EVERY_S = 0  # one transaction per group, so the kill lands between them
 ws = Workspace(sys.argv[1])
 done = []
 
@@ -306,3 +308,22 @@ def test_committing_a_result_twice_is_a_no_op(ws):
     with ws.index.write() as conn:
         commit_payloads(conn, payloads)
     assert ws.index.fetchall("SELECT count(*) FROM models") == before
+
+
+@pytest.mark.parametrize(("interval", "first_visible"), [(0, 10), (3600, 30)])
+def test_groups_finishing_together_commit_together(ws, monkeypatch, interval, first_visible):
+    """Three groups of 10 configs: committed one by one, or in one transaction when they
+    finish within COMMIT_EVERY_S of each other; results are whole either way."""
+    import core.runner
+
+    monkeypatch.setattr(core.runner, "COMMIT_EVERY_S", interval)
+    seen: list[int] = []
+
+    def on_result(payload):
+        if not seen:
+            (count,) = ws.index.fetchall("SELECT count(*) FROM results WHERE status='completed'")
+            seen.append(count[0])
+
+    run = ws.run(templates=[SWEEP], datasets=["chemotools:fermentation"], cv=3, on_result=on_result)
+    assert seen == [first_visible]
+    assert run.status == "completed" and len(run.results) == 30
