@@ -5,21 +5,19 @@ in one run: `find | wc -l`, `ls -la`, `du -sb`, reading many small files and rea
 file, each warm and cold, on the n4afs mount, on the tree written out on the local disk, and
 on the floor: a minimal Python FUSE filesystem serving that disk copy (below).
 
-The workspace is SYNTHETIC BUT REALISTIC IN SHAPE (the approach of scripts/bench_tree.py,
-copied here): one real sweep (chemotools fermentation, SNV | MSC x PLS 1..5, 5-fold CV: 10 real
-results, 60 models, real blobs) is run first; its results, models, artifacts and score rows are
-then CLONED WITH SQL (new result ids, sequence numbers and model ids; the same blobs, so the
-deduplication is real) over 10 datasets (the real dataset plus 9 clones of its row under other
-names), `--results` / 10 results each. One big random blob (`--big-mb`, default 200 MiB) is
-stored and registered as one more artifact (`big_random.pkl`) of one cloned model.
+The workspace is SYNTHETIC BUT REALISTIC IN SHAPE (scripts/_bench_workspace.py, shared with
+scripts/bench_tree.py): one real sweep (10 real results), then CLONED ROWS over 10 datasets
+(new ids, the same blobs), `--results` / 10 results each, plus one big random blob
+(`--big-mb`, default 200 MiB) registered as one more artifact (`big_random.pkl`) of one cloned
+model.
 
 The same tree is materialized under the repository directory (the same ext4 filesystem as the
 blobs) by walking the `Tree` API: blob files are hard links to the store's objects (both sides
 read the same page cache); rendered files are written as bytes, once per content key (a
 rendered file shared by cloned rows is a hard link to one written copy). Two shortcuts: chart
-PNGs are empty placeholders (see below: nothing here stats or reads a chart on the disk side),
-and `by-run/<run>/<dataset>/<result>/` folders, identical to `runs/<dataset>/<result>/`, are
-hard-link copies of them.
+PNGs are empty placeholders, hard links of one empty file (see below: nothing here stats or
+reads a chart on the disk side), and `by-run/<run>/<dataset>/<result>/` folders, identical to
+`runs/<dataset>/<result>/`, are hard-link copies of them.
 
 Charts (PNG, matplotlib, ~50 ms each) are rendered when first `stat`ed. So only `find` walks
 the whole tree (it reads directories, never stats files); `du`, `ls -la` and the small reads
@@ -82,9 +80,7 @@ Run: .venv/bin/python scripts/bench_mount.py [--results 10000] [--big-mb 200] [-
 from __future__ import annotations
 
 import argparse
-import errno
 import gc
-import hashlib
 import os
 import random
 import shutil
@@ -102,15 +98,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-N_DATASETS = 10
+from _bench_workspace import BIG_STEP, CHUNK, Materializer, build_workspace  # noqa: E402
+
 SUBSET_RESULTS = 200
 N_CHARTS = 10
 SEED = 2026
-CHUNK = 1 << 20
-EXT4_MAX_LINKS = 65_000
-TEMPLATE = [{"_or_": ["snv", "msc"]}, {"pls": {"n_components": {"_range_": [1, 5]}}}]
-CLONE_RUN = "2026-11-25_bench-clones_000000"
-BIG_STEP = "big_random"
 MOUNT_TIMEOUT_S = 120.0
 TARGETS = {"find": 6.0, "ls": 1.1, "du": 4.0, "small": 3.0}  # max mount/disk time ratio
 BIG_TARGET = 0.45  # min mount MB/s as a fraction of the disk's
@@ -125,266 +117,6 @@ _T0 = time.perf_counter()
 
 def log(message: str) -> None:
     print(f"[{time.perf_counter() - _T0:7.1f} s] {message}", flush=True)
-
-
-# -- building the workspace (after scripts/bench_tree.py) ------------------------------------
-def build_workspace(ws_dir: Path, n_results: int, big_mb: int, scratch: Path) -> dict[str, Any]:
-    """One real sweep, then SQL clones up to `n_results`, then one big blob."""
-    import pyarrow as pa
-
-    from n4afs.workspace import Workspace
-
-    ws = Workspace(ws_dir)
-    log("real sweep: fermentation, SNV|MSC x PLS 1..5, 5-fold CV ...")
-    run = ws.run(templates=[TEMPLATE], datasets=["chemotools:fermentation"], cv=5, name="real")
-    with ws.index.read() as conn:
-        real = conn.execute(
-            "SELECT result_id, dataset_id FROM results WHERE run_id = ? ORDER BY seq",
-            [run.run_id],
-        ).fetchall()
-    n_real = len(real)
-    real_dataset = real[0][1]
-    if n_results < N_DATASETS * (n_real + 1):
-        raise SystemExit(f"--results must be at least {N_DATASETS * (n_real + 1)}")
-    log(f"{n_real} real results; cloning rows to {n_results} results over {N_DATASETS} datasets")
-
-    dataset_ids = [real_dataset] + [
-        hashlib.sha256(f"bench-mount-dataset-{i}".encode()).hexdigest()
-        for i in range(1, N_DATASETS)
-    ]
-    per_dataset = [
-        n_results // N_DATASETS + (1 if i < n_results % N_DATASETS else 0)
-        for i in range(N_DATASETS)
-    ]
-    clone_rows: dict[str, list] = {"new_id": [], "src_id": [], "dataset_id": [], "seq": []}
-    k = 0
-    for i, (dataset_id, count) in enumerate(zip(dataset_ids, per_dataset, strict=True)):
-        first_seq = n_real + 1 if i == 0 else 1
-        for seq in range(first_seq, count + 1):
-            clone_rows["new_id"].append(f"bc{k:010d}")
-            clone_rows["src_id"].append(real[k % n_real][0])
-            clone_rows["dataset_id"].append(dataset_id)
-            clone_rows["seq"].append(seq)
-            k += 1
-    clone_map = pa.table(clone_rows)
-    clone_datasets = pa.table({"dataset_id": dataset_ids[1:], "i": list(range(1, N_DATASETS))})
-
-    with ws.index.write() as conn:  # one transaction; moves the change token on commit
-        conn.register("clone_map", clone_map)
-        conn.register("clone_datasets", clone_datasets)
-        conn.execute(
-            "INSERT INTO datasets SELECT d.* REPLACE (c.dataset_id AS dataset_id, "
-            "d.name || '-' || lpad(CAST(c.i AS VARCHAR), 2, '0') AS name, "
-            "d.created_at + to_seconds(c.i) AS created_at) "
-            "FROM datasets d, clone_datasets c WHERE d.dataset_id = ?",
-            [real_dataset],
-        )
-        conn.execute(
-            "INSERT INTO runs SELECT ?, 'bench-clones', 'completed', metric, options, "
-            "now(), now() FROM runs WHERE run_id = ?",
-            [CLONE_RUN, run.run_id],
-        )
-        conn.execute(
-            "INSERT INTO templates SELECT ?, position, name, body, n_configs FROM templates "
-            "WHERE run_id = ?",
-            [CLONE_RUN, run.run_id],
-        )
-        conn.executemany(
-            "INSERT INTO run_datasets VALUES (?, ?, ?)",
-            [[CLONE_RUN, d, i] for i, d in enumerate(dataset_ids)],
-        )
-        conn.execute(
-            "INSERT INTO results SELECT m.new_id, ?, m.dataset_id, m.seq, r.name, "
-            "sha256(m.new_id), r.config, r.choices, r.template_position, r.status, r.metric, "
-            "r.score, r.predictions_blob, r.error, r.duration_s, now() "
-            "FROM clone_map m JOIN results r ON r.result_id = m.src_id",
-            [CLONE_RUN],
-        )
-        conn.execute(
-            "CREATE TEMP TABLE model_map AS SELECT mo.model_id AS src_model, m.new_id, "
-            "'bm' || lpad(CAST(row_number() OVER (ORDER BY m.new_id, mo.model_id) AS VARCHAR),"
-            " 10, '0') AS new_model FROM clone_map m JOIN models mo ON mo.result_id = m.src_id"
-        )
-        conn.execute(
-            "INSERT INTO models SELECT mm.new_model, mm.new_id, mo.role, mo.fold, now() "
-            "FROM model_map mm JOIN models mo ON mo.model_id = mm.src_model"
-        )
-        conn.execute(
-            "INSERT INTO artifacts SELECT mm.new_model, a.step_index, a.step_name, "
-            "a.class_path, a.blob_id FROM model_map mm JOIN artifacts a "
-            "ON a.model_id = mm.src_model"
-        )
-        conn.execute(
-            "INSERT INTO predictions SELECT m.new_id, p.model, mm.new_model, p.partition, "
-            "p.fold, p.n_samples, p.scores FROM clone_map m "
-            "JOIN predictions p ON p.result_id = m.src_id "
-            "LEFT JOIN model_map mm ON mm.src_model = p.model_id AND mm.new_id = m.new_id"
-        )
-        conn.execute(
-            "INSERT OR REPLACE INTO dataset_seq SELECT dataset_id, max(seq) FROM results "
-            "GROUP BY dataset_id"
-        )
-        conn.unregister("clone_map")
-        conn.unregister("clone_datasets")
-
-    log(f"big blob: {big_mb} MiB of random bytes -> ws.store.put(path) ...")
-    big_file = scratch / "big.bin"
-    rng = random.Random(SEED)
-    with open(big_file, "wb") as out:
-        for _ in range(big_mb):
-            out.write(rng.randbytes(CHUNK))
-    big_blob = ws.store.put(big_file)
-    big_file.unlink()
-    with ws.index.write() as conn:
-        # the final model of the first cloned result on the second dataset
-        model_id, result_id, n_steps = conn.execute(
-            "SELECT m.model_id, r.result_id, (SELECT count(*) FROM artifacts a "
-            "WHERE a.model_id = m.model_id) FROM models m JOIN results r USING (result_id) "
-            "WHERE r.dataset_id = ? AND m.role = 'final' ORDER BY r.seq LIMIT 1",
-            [dataset_ids[1]],
-        ).fetchone()
-        conn.execute(
-            "INSERT INTO blobs VALUES (?, ?, 'joblib', current_timestamp) ON CONFLICT DO NOTHING",
-            [big_blob, big_mb * CHUNK],
-        )
-        conn.execute(
-            "INSERT INTO artifacts VALUES (?, ?, ?, 'bench.RandomBytes', ?)",
-            [model_id, n_steps, BIG_STEP, big_blob],
-        )
-    with ws.index.read() as conn:
-        counts = {
-            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-            for t in ("datasets", "results", "models", "artifacts", "predictions", "blobs")
-        }
-    return {
-        "ws": ws,
-        "n_real": n_real,
-        "real_run": run.run_id,
-        "real_results": [r for r, _ in real],
-        "counts": counts,
-        "big_result_id": result_id,
-        "big_model_id": model_id,
-    }
-
-
-# -- materializing the tree (after scripts/bench_tree.py) -------------------------------------
-class Materializer:
-    """Writes the tree under `root` through the Tree API (list_dir / read).
-
-    Two shortcuts, both stated in the report: chart PNGs are NOT rendered (every chart file
-    is a hard link to one empty placeholder: only `find` sees them, and it never reads or
-    stats a file); `by-run/<run>/<dataset>/<result>/` folders, which show exactly the same
-    files as `runs/<dataset>/<result>/`, are copied as hard links of the latter.
-    """
-
-    def __init__(self, tree: Any, root: Path, spare: Path) -> None:
-        self.tree, self.root, self.spare = tree, root, spare
-        self.sources: dict[Any, str] = {}  # content key -> a file to hard-link to
-        self.overflow: dict[str, str] = {}  # a path whose inode is full -> a spare copy
-        self.spare_of: dict[int, str] = {}  # a full inode -> its current spare copy
-        self.files = self.dirs = self.links = self.written = self.spares = self.charts = 0
-        self._next_log = 100_000
-
-    def _hard_link(self, source: str, dest: str) -> None:
-        try:
-            os.link(self.overflow.get(source, source), dest)
-        except OSError as exc:  # ext4: at most 65,000 links per inode
-            if exc.errno != errno.EMLINK:
-                raise
-            inode = os.stat(source).st_ino  # paths differ, the inode is what is full
-            spare = self.spare_of.get(inode)
-            if spare is None or os.stat(spare).st_nlink >= EXT4_MAX_LINKS:
-                self.spares += 1
-                spare = self.spare_of[inode] = str(self.spare / f"{self.spares:08d}")
-                shutil.copyfile(source, spare)
-            self.overflow[source] = spare
-            os.link(spare, dest)
-        self.links += 1
-
-    def _link(self, key: Any, make: Callable[[], str], dest: str) -> None:
-        source = self.sources.get(key)
-        if source is None:
-            source = self.sources[key] = make()
-            if source == dest:
-                return
-        self._hard_link(source, dest)
-
-    def _write(self, dest: str, data: bytes) -> str:
-        with open(dest, "wb") as out:
-            out.write(data)
-        self.written += len(data)
-        return dest
-
-    def _log(self) -> None:
-        if self.files >= self._next_log:
-            log(f"  materialized {self.files:,} files, {self.dirs:,} dirs ...")
-            self._next_log += 200_000
-
-    def run(self) -> None:
-        from n4afs.content import BlobContent, BytesContent, LazyContent, SegmentsContent
-
-        store = self.tree.ws.store
-        placeholder = str(self.spare / "chart-placeholder.png")
-        Path(placeholder).touch()
-        views = self.tree._current().views  # private, but the very same objects the tree uses
-        by_label = {(views.dataset_dirs[r.dataset_id], r.label): r for r in views.snapshot.results}
-        by_run_results: list[tuple[str, str]] = []  # (dest, the same folder under runs/)
-        # (path, dest, result, path inside the result): inside `runs/<dataset>/<result>/` the
-        # folders are built with `ResultFiles.result_dir` directly, as `Tree` does, skipping
-        # the tree's per-folder search for the result row (slow at 1,000 results a dataset)
-        stack: list[tuple[tuple[str, ...], str, Any, tuple[str, ...]]] = [
-            ((), str(self.root), None, ())
-        ]
-        while stack:
-            path, dest_dir, result, rest = stack.pop()
-            if result is None:
-                entries = self.tree.list_dir(path)
-            else:
-                entries = self.tree.files.result_dir(views, result, rest)
-            for name, node in (entries or {}).items():
-                dest = os.path.join(dest_dir, name)
-                if node.is_dir:
-                    os.mkdir(dest)
-                    self.dirs += 1
-                    if len(path) == 3 and path[0] == "by-run":
-                        by_run_results.append((dest, str(self.root / "runs" / path[2] / name)))
-                    elif result is not None:
-                        stack.append(((*path, name), dest, result, (*rest, name)))
-                    elif len(path) == 2 and path[0] == "runs":
-                        stack.append(((*path, name), dest, by_label[path[1], name], ()))
-                    else:
-                        stack.append(((*path, name), dest, None, ()))
-                    continue
-                self.files += 1
-                content = node.content
-                if isinstance(content, BlobContent):
-                    blob = str(store.path_of(content.blob_id))
-                    self._link(("blob", content.blob_id), lambda b=blob: b, dest)
-                elif isinstance(content, BytesContent):
-                    self._write(dest, content.data)
-                elif isinstance(content, LazyContent) and content.key[1] == "chart":
-                    self._hard_link(placeholder, dest)
-                    self.charts += 1
-                else:
-                    key = (
-                        ("lazy", content.key)
-                        if isinstance(content, LazyContent)
-                        else ("segments", content.segments)
-                    )
-                    assert isinstance(content, (LazyContent, SegmentsContent))
-                    self._link(key, lambda n=node, d=dest: self._write(d, self.tree.read(n)), dest)
-            self._log()
-        for dest, source in by_run_results:  # after runs/ is complete
-            for root, dirs, files in os.walk(source):
-                target = dest + root[len(source) :]
-                for d in dirs:
-                    os.mkdir(os.path.join(target, d))
-                self.dirs += len(dirs)
-                for f in files:
-                    self._hard_link(os.path.join(root, f), os.path.join(target, f))
-                self.files += len(files)
-                self.charts += len(files) if root.endswith("/charts") else 0
-            self._log()
 
 
 # -- the mounts -----------------------------------------------------------------------------
@@ -905,47 +637,36 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear script, read top
         ws_dir, disk_root, spare = scratch / "ws", scratch / "tree", scratch / "spare"
         disk_root.mkdir()
         spare.mkdir()
-        info = build_workspace(ws_dir, args.results, args.big_mb, scratch)
-        ws, counts = info["ws"], info["counts"]
-        log(
-            f"workspace: {counts['results']:,} results ({info['n_real']} real, the rest CLONED "
-            f"rows), {counts['datasets']} datasets, {counts['models']:,} models, "
-            f"{counts['artifacts']:,} artifacts, {counts['blobs']} distinct blobs"
+        info = build_workspace(
+            ws_dir, args.results, args.big_mb, scratch, dataset_tag="bench-mount", log=log
         )
-
-        log(f"materializing the tree under {disk_root} (Tree API walk) ...")
+        ws, counts = info.ws, info.counts
+        log(f"workspace: {info.summary()}, {counts['blobs']} distinct blobs")
         tree = Tree(ws)
-        mat = Materializer(tree, disk_root, spare)
-        mat_s, _ = timed(mat.run)
+        mat = Materializer(tree, disk_root, spare, link_copies=True, log=log)
+        mat.run()
+        mat_s = mat.seconds
         views = tree._current().views
         ds_dirs = sorted(views.datasets)
         by_id = {d.dataset_id: name for name, d in views.datasets.items()}
         labels = {r.result_id: (by_id[r.dataset_id], r.label) for r in views.snapshot.results}
-        real_run_dir = views.run_dirs[info["real_run"]]
-        log(
-            f"materialized {mat.files:,} files + {mat.dirs:,} dirs in {mat_s:.1f} s: "
-            f"{mat.links:,} hard links, {mat.written / 1e6:,.0f} MB written, "
-            f"{tree.memo.renders:,} renders, {mat.charts:,} chart placeholders, "
-            f"{mat.spares} spare copies (EMLINK)"
-        )
+        real_run_dir = views.run_dirs[info.real_run]
         n_mat_files, n_mat_dirs, n_mat_charts = mat.files, mat.dirs, mat.charts
         tree = views = mat = None
         gc.collect()
 
         # -- what is measured -------------------------------------------------------------
         ls_folder = f"runs/{ds_dirs[0]}"
-        big_ds, big_label = labels[info["big_result_id"]]
+        big_ds, big_label = labels[info.big_result_id]
         big_model_dir = next(
             d
             for d in os.listdir(disk_root / "runs" / big_ds / big_label / "models")
-            if d.endswith(info["big_model_id"])
+            if d.endswith(info.big_model_id)
         )
         big_rel = f"runs/{big_ds}/{big_label}/models/{big_model_dir}/{BIG_STEP}.pkl"
         big_size = os.path.getsize(disk_root / big_rel)
         pool = sorted(
-            f"runs/{ds}/{label}"
-            for rid, (ds, label) in labels.items()
-            if rid != info["big_result_id"]
+            f"runs/{ds}/{label}" for rid, (ds, label) in labels.items() if rid != info.big_result_id
         )
         chosen = random.Random(SEED).sample(pool, min(SUBSET_RESULTS, len(pool)))
         du_entries = [
@@ -958,7 +679,7 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear script, read top
                 rel = os.path.relpath(root, disk_root)
                 small_files += [f"{rel}/{f}" for f in sorted(files)]
         small_bytes = op_read(str(disk_root), small_files)
-        real_results = [labels[r] for r in info["real_results"]]
+        real_results = [labels[r] for r in info.real_results]
         charts = [
             (f"runs/{ds}/{label}/charts/residuals.png", f"by-run/{real_run_dir}/{ds}/{label}")
             for ds, label in real_results[:N_CHARTS]
@@ -1059,7 +780,7 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear script, read top
         )
         notes = [
             f"Workspace: {counts['results']:,} results over {counts['datasets']} datasets, "
-            f"{info['n_real']} real and the rest CLONED rows (synthetic; same blobs), plus "
+            f"{info.n_real} real and the rest CLONED rows (synthetic; same blobs), plus "
             f"one {args.big_mb} MiB random blob.",
             f"Disk copy: {n_mat_files:,} files + {n_mat_dirs:,} dirs, materialized in "
             f"{mat_s:.0f} s on the same ext4 filesystem (blob files and repeated rendered "

@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import os
 import shutil
 import statistics
@@ -67,7 +66,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +75,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _bench_measure import Measure, max_rel_diff, settle  # noqa: E402
 from make_synthetic_nirs import make as make_synthetic  # noqa: E402
 
 SAVGOL = {"deriv": 1, "window_length": 15, "polyorder": 2}
@@ -289,26 +289,6 @@ def index_bytes(ws: Any) -> int:
 
 
 # -- measuring --------------------------------------------------------------------------------
-@dataclass
-class Measure:
-    times: dict[str, list[float]] = field(default_factory=dict)
-    values: dict[str, list[Any]] = field(default_factory=dict)
-
-    def time(self, key: str, seconds: float) -> None:
-        self.times.setdefault(key, []).append(seconds)
-
-    def note(self, key: str, value: Any) -> None:
-        self.values.setdefault(key, []).append(value)
-
-    def median(self, key: str) -> float:
-        return statistics.median(self.times[key])
-
-
-def settle() -> None:
-    gc.collect()
-    os.sync()
-
-
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     settle()
     started = time.perf_counter()
@@ -400,12 +380,6 @@ def measure_dataset(data: Data, configs, scratch: Path, repeats: int, log) -> di
 
 
 # -- checks and report ------------------------------------------------------------------------
-def max_rel_diff(a: dict[str, float], b: dict[str, float]) -> float:
-    if set(a) != set(b):
-        return float("inf")
-    return max(abs(a[k] - b[k]) / max(abs(a[k]), 1e-300) for k in a)
-
-
 def correctness(name: str, r: dict[str, Any]) -> tuple[list[str], bool]:
     plain, n4a = r["plain_scores"], r["n4afs_scores"]
     plain_best = min(plain, key=plain.get)

@@ -71,7 +71,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _bench_measure import Measure, max_rel_diff, settle  # noqa: E402
 from make_synthetic_nirs import make as make_synthetic  # noqa: E402
 
 SAVGOL = {"deriv": 1, "window_length": 15, "polyorder": 2}
@@ -233,30 +234,6 @@ class S3Server:
 
 
 # -- measuring ------------------------------------------------------------------------------
-@dataclass
-class Measure:
-    times: dict[str, list[float]] = field(default_factory=dict)
-    values: dict[str, list[Any]] = field(default_factory=dict)
-
-    def time(self, key: str, seconds: float) -> None:
-        self.times.setdefault(key, []).append(seconds)
-
-    def note(self, key: str, value: Any) -> None:
-        self.values.setdefault(key, []).append(value)
-
-    def median(self, key: str) -> float:
-        return statistics.median(self.times[key])
-
-    def span(self, key: str) -> str:
-        values = self.times[key]
-        return f"{min(values):.2f}–{max(values):.2f}"
-
-
-def settle() -> None:
-    gc.collect()
-    os.sync()
-
-
 def drop_page_cache(directory: Path) -> None:
     """Best effort: ask the kernel to forget the cached pages of every file below."""
     for path in directory.rglob("*"):
@@ -414,12 +391,6 @@ def warm_up(scratch: Path, variants: list[str], clusters: dict[int, Any], s3: S3
 
 
 # -- report ---------------------------------------------------------------------------------
-def max_rel_diff(a: dict[str, float], b: dict[str, float]) -> float:
-    if set(a) != set(b):
-        return float("inf")
-    return max(abs(a[k] - b[k]) / max(abs(a[k]), 1e-300) for k in a)
-
-
 def mb(n: float) -> str:
     return f"{n / 1e6:.2f} MB"
 

@@ -4,24 +4,16 @@ What a user does with the tree is list it, stat it and read files. This builds a
 `--results` results (default 10,000) and compares, in one run, the fsspec filesystem
 (`n4afs.fs.N4AFileSystem`) with a plain directory holding exactly the same files.
 
-The workspace is SYNTHETIC BUT REALISTIC IN SHAPE: one real sweep (chemotools fermentation,
-SNV | MSC x PLS 1..5, 5-fold CV: 10 real results, 60 models, real blobs) is run first; its
-results, models, artifacts and score rows are then CLONED WITH SQL (new result ids, sequence
-numbers, model ids; the same blobs, so deduplication is real) over 10 datasets (the real
-dataset row plus 9 clones of it under other names and ids, pointing to the same Parquet
-blob), `--results` / 10 results each. The clones carry their source's scores. One big random
-blob (`--big-mb`, default 200 MiB) is stored and registered as one more artifact
-(`big_random.pkl`) of one cloned model, so that model's `pipeline.pkl` is that big too. It
-does not unpickle; it is only read.
-
-The same tree is then materialized under the repository directory (same ext4 filesystem as
-the blobs) by walking the `Tree` API: directories are created, blob files are hard links to
-the store's objects (both sides read the same page cache), rendered files are written as
-bytes; files with the same content key (a rendered file shown under `runs/` and `by-run/`,
-a predictions CSV of cloned rows sharing one predictions blob) are hard links to one copy.
-Chart PNGs are NOT rendered for the copy (each result's charts are its own renders, ~0.1-0.2 s
-each: hours for 10,000 results): they are empty placeholder files with the right names, and
-no disk-side measurement reads them.
+The workspace is SYNTHETIC BUT REALISTIC IN SHAPE (scripts/_bench_workspace.py, shared with
+scripts/bench_mount.py): one real sweep (10 real results), then CLONED ROWS over 10 datasets
+(new ids, the same blobs, the source's scores), plus one big random blob (`--big-mb`, default
+200 MiB) registered as one more artifact (`big_random.pkl`) of one cloned model, so that
+model's `pipeline.pkl` is that big too. The same tree is then materialized under the
+repository directory (same ext4 filesystem as the blobs) by walking the `Tree` API: blob files
+are hard links to the store's objects (both sides read the same page cache), rendered files
+are written once per content key and hard-linked elsewhere. Chart PNGs are NOT rendered for the
+copy (~0.1-0.2 s each: hours for 10,000 results): they are empty placeholder files with the
+right names, and no disk-side measurement reads them.
 
 Measurements (median of `--repeats`, three times as many samples for the cheap ones: ls,
 small files, big reads; fsspec and disk interleaved, order rotated per repeat; "warm" = after
@@ -55,9 +47,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import errno
 import gc
-import hashlib
 import io
 import os
 import pstats
@@ -74,231 +64,16 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-N_DATASETS = 10
+from _bench_workspace import BIG_STEP, CHUNK, Materializer, build_workspace  # noqa: E402
+
 SUBSET_RESULTS = 200
 SEED = 2026
-CHUNK = 1 << 20
-TEMPLATE = [{"_or_": ["snv", "msc"]}, {"pls": {"n_components": {"_range_": [1, 5]}}}]
-CLONE_RUN = "2026-11-25_bench-clones_000000"
-BIG_STEP = "big_random"
 
 _T0 = time.perf_counter()
 
 
 def log(message: str) -> None:
     print(f"[{time.perf_counter() - _T0:7.1f} s] {message}", flush=True)
-
-
-# -- building the workspace -----------------------------------------------------------------
-def build_workspace(ws_dir: Path, n_results: int, big_mb: int, scratch: Path) -> dict[str, Any]:
-    """One real sweep, then SQL clones up to `n_results`, then one big blob."""
-    import pyarrow as pa
-
-    from n4afs.workspace import Workspace
-
-    ws = Workspace(ws_dir)
-    log("real sweep: fermentation, SNV|MSC x PLS 1..5, 5-fold CV ...")
-    run = ws.run(templates=[TEMPLATE], datasets=["chemotools:fermentation"], cv=5, name="real")
-    with ws.index.read() as conn:
-        real = conn.execute(
-            "SELECT result_id, dataset_id FROM results WHERE run_id = ? ORDER BY seq",
-            [run.run_id],
-        ).fetchall()
-    n_real = len(real)
-    real_dataset = real[0][1]
-    if n_results < N_DATASETS * (n_real + 1):
-        raise SystemExit(f"--results must be at least {N_DATASETS * (n_real + 1)}")
-    log(f"{n_real} real results; cloning rows to {n_results} results over {N_DATASETS} datasets")
-
-    dataset_ids = [real_dataset] + [
-        hashlib.sha256(f"bench-tree-dataset-{i}".encode()).hexdigest() for i in range(1, N_DATASETS)
-    ]
-    per_dataset = [
-        n_results // N_DATASETS + (1 if i < n_results % N_DATASETS else 0)
-        for i in range(N_DATASETS)
-    ]
-    clone_rows: dict[str, list] = {"new_id": [], "src_id": [], "dataset_id": [], "seq": []}
-    k = 0
-    for i, (dataset_id, count) in enumerate(zip(dataset_ids, per_dataset, strict=True)):
-        first_seq = n_real + 1 if i == 0 else 1
-        for seq in range(first_seq, count + 1):
-            clone_rows["new_id"].append(f"bc{k:010d}")
-            clone_rows["src_id"].append(real[k % n_real][0])
-            clone_rows["dataset_id"].append(dataset_id)
-            clone_rows["seq"].append(seq)
-            k += 1
-    clone_map = pa.table(clone_rows)
-    clone_datasets = pa.table({"dataset_id": dataset_ids[1:], "i": list(range(1, N_DATASETS))})
-
-    with ws.index.write() as conn:  # one transaction; replaces n4a.changes on commit
-        conn.register("clone_map", clone_map)
-        conn.register("clone_datasets", clone_datasets)
-        conn.execute(
-            "INSERT INTO datasets SELECT d.* REPLACE (c.dataset_id AS dataset_id, "
-            "d.name || '-' || lpad(CAST(c.i AS VARCHAR), 2, '0') AS name, "
-            "d.created_at + to_seconds(c.i) AS created_at) "
-            "FROM datasets d, clone_datasets c WHERE d.dataset_id = ?",
-            [real_dataset],
-        )
-        conn.execute(
-            "INSERT INTO runs SELECT ?, 'bench-clones', 'completed', metric, options, "
-            "now(), now() FROM runs WHERE run_id = ?",
-            [CLONE_RUN, run.run_id],
-        )
-        conn.execute(
-            "INSERT INTO templates SELECT ?, position, name, body, n_configs FROM templates "
-            "WHERE run_id = ?",
-            [CLONE_RUN, run.run_id],
-        )
-        conn.executemany(
-            "INSERT INTO run_datasets VALUES (?, ?, ?)",
-            [[CLONE_RUN, d, i] for i, d in enumerate(dataset_ids)],
-        )
-        conn.execute(
-            "INSERT INTO results SELECT m.new_id, ?, m.dataset_id, m.seq, r.name, "
-            "sha256(m.new_id), r.config, r.choices, r.template_position, r.status, r.metric, "
-            "r.score, r.predictions_blob, r.error, r.duration_s, now() "
-            "FROM clone_map m JOIN results r ON r.result_id = m.src_id",
-            [CLONE_RUN],
-        )
-        conn.execute(
-            "CREATE TEMP TABLE model_map AS SELECT mo.model_id AS src_model, m.new_id, "
-            "'bm' || lpad(CAST(row_number() OVER (ORDER BY m.new_id, mo.model_id) AS VARCHAR),"
-            " 10, '0') AS new_model FROM clone_map m JOIN models mo ON mo.result_id = m.src_id"
-        )
-        conn.execute(
-            "INSERT INTO models SELECT mm.new_model, mm.new_id, mo.role, mo.fold, now() "
-            "FROM model_map mm JOIN models mo ON mo.model_id = mm.src_model"
-        )
-        conn.execute(
-            "INSERT INTO artifacts SELECT mm.new_model, a.step_index, a.step_name, "
-            "a.class_path, a.blob_id FROM model_map mm JOIN artifacts a "
-            "ON a.model_id = mm.src_model"
-        )
-        conn.execute(
-            "INSERT INTO predictions SELECT m.new_id, p.model, mm.new_model, p.partition, "
-            "p.fold, p.n_samples, p.scores FROM clone_map m "
-            "JOIN predictions p ON p.result_id = m.src_id "
-            "LEFT JOIN model_map mm ON mm.src_model = p.model_id AND mm.new_id = m.new_id"
-        )
-        conn.execute(
-            "INSERT OR REPLACE INTO dataset_seq SELECT dataset_id, max(seq) FROM results "
-            "GROUP BY dataset_id"
-        )
-        conn.unregister("clone_map")
-        conn.unregister("clone_datasets")
-
-    log(f"big blob: {big_mb} MiB of random bytes -> ws.store.put(path) ...")
-    big_file = scratch / "big.bin"
-    rng = random.Random(SEED)
-    with open(big_file, "wb") as out:
-        for _ in range(big_mb):
-            out.write(rng.randbytes(CHUNK))
-    big_blob = ws.store.put(big_file)
-    big_file.unlink()
-    with ws.index.write() as conn:
-        # the final model of the first cloned result on the second dataset
-        model_id, result_id, n_steps = conn.execute(
-            "SELECT m.model_id, r.result_id, (SELECT count(*) FROM artifacts a "
-            "WHERE a.model_id = m.model_id) FROM models m JOIN results r USING (result_id) "
-            "WHERE r.dataset_id = ? AND m.role = 'final' ORDER BY r.seq LIMIT 1",
-            [dataset_ids[1]],
-        ).fetchone()
-        conn.execute(
-            "INSERT INTO blobs VALUES (?, ?, 'joblib', current_timestamp) ON CONFLICT DO NOTHING",
-            [big_blob, big_mb * CHUNK],
-        )
-        conn.execute(
-            "INSERT INTO artifacts VALUES (?, ?, ?, 'bench.RandomBytes', ?)",
-            [model_id, n_steps, BIG_STEP, big_blob],
-        )
-    with ws.index.read() as conn:
-        counts = {
-            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-            for t in ("datasets", "results", "models", "artifacts", "predictions", "blobs")
-        }
-    stats = ws.blob_stats()
-    return {
-        "ws": ws,
-        "n_real": n_real,
-        "counts": counts,
-        "blob_stats": stats,
-        "big_result_id": result_id,
-        "big_model_id": model_id,
-        "dataset_ids": dataset_ids,
-    }
-
-
-# -- materializing the tree -------------------------------------------------------------------
-class Materializer:
-    """Writes the tree under `root` through the Tree API (list_dir / read)."""
-
-    def __init__(self, tree: Any, root: Path, spare: Path) -> None:
-        self.tree, self.root, self.spare = tree, root, spare
-        self.sources: dict[Any, str] = {}  # content key -> a file to hard-link to
-        self.files = self.dirs = self.links = self.written = self.spares = 0
-        self.placeholders = 0
-        self._next_log = 50_000
-
-    def _link(self, key: Any, make: Callable[[], str], dest: str) -> None:
-        source = self.sources.get(key)
-        if source is None:
-            source = self.sources[key] = make()
-            if source == dest:
-                return
-        try:
-            os.link(source, dest)
-        except OSError as exc:  # ext4: at most 65,000 links per inode
-            if exc.errno != errno.EMLINK:
-                raise
-            self.spares += 1
-            copy = str(self.spare / f"{self.spares:08d}")
-            shutil.copyfile(source, copy)
-            self.sources[key] = copy
-            os.link(copy, dest)
-        self.links += 1
-
-    def _write(self, dest: str, data: bytes) -> str:
-        with open(dest, "wb") as out:
-            out.write(data)
-        self.written += len(data)
-        return dest
-
-    def run(self) -> None:
-        from n4afs.content import BlobContent, BytesContent, LazyContent, SegmentsContent
-
-        store = self.tree.ws.store
-        stack: list[tuple[tuple[str, ...], str]] = [((), str(self.root))]
-        while stack:
-            path, dest_dir = stack.pop()
-            for name, node in (self.tree.list_dir(path) or {}).items():
-                dest = os.path.join(dest_dir, name)
-                if node.is_dir:
-                    os.mkdir(dest)
-                    self.dirs += 1
-                    stack.append(((*path, name), dest))
-                    continue
-                self.files += 1
-                content = node.content
-                if path and path[-1] == "charts":  # never rendered here: hours for 100k PNGs
-                    self._write(dest, b"")
-                    self.placeholders += 1
-                elif isinstance(content, BlobContent):
-                    blob = str(store.path_of(content.blob_id))
-                    self._link(("blob", content.blob_id), lambda b=blob: b, dest)
-                elif isinstance(content, BytesContent):
-                    self._write(dest, content.data)
-                else:
-                    key = (
-                        ("lazy", content.key)
-                        if isinstance(content, LazyContent)
-                        else ("segments", content.segments)
-                    )
-                    assert isinstance(content, (LazyContent, SegmentsContent))
-                    self._link(key, lambda n=node, d=dest: self._write(d, self.tree.read(n)), dest)
-            if self.files >= self._next_log:
-                log(f"  materialized {self.files:,} files, {self.dirs:,} dirs ...")
-                self._next_log += 100_000
 
 
 # -- timing helpers ---------------------------------------------------------------------------
@@ -461,31 +236,22 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script, read top to botto
         ws_dir, disk_root, spare = scratch / "ws", scratch / "tree", scratch / "spare"
         disk_root.mkdir()
         spare.mkdir()
-        info = build_workspace(ws_dir, args.results, args.big_mb, scratch)
-        ws = info["ws"]
-        counts, stats = info["counts"], info["blob_stats"]
+        info = build_workspace(
+            ws_dir, args.results, args.big_mb, scratch, dataset_tag="bench-tree", log=log
+        )
+        ws, counts, stats = info.ws, info.counts, info.ws.blob_stats()
         log(
-            f"workspace: {counts['results']:,} results ({info['n_real']} real, the rest CLONED "
-            f"rows), {counts['datasets']} datasets, {counts['models']:,} models, "
-            f"{counts['artifacts']:,} artifacts, {counts['predictions']:,} score rows; blobs: "
+            f"workspace: {info.summary()}, {counts['predictions']:,} score rows; blobs: "
             f"{stats.n_blobs} distinct for {stats.n_references:,} references, "
             f"{stats.logical_bytes / 1e6:,.0f} MB logical, {stats.stored_bytes / 1e6:,.0f} MB "
             f"stored (dedup {stats.dedup_ratio:,.0f}x)"
         )
 
         # -- the materialized copy -------------------------------------------------------
-        log(f"materializing the tree under {disk_root} (Tree API walk) ...")
-        tree = Tree(ws)
-        mat = Materializer(tree, disk_root, spare)
-        mat_s, _ = timed(mat.run)
-        log(
-            f"materialized {mat.files:,} files + {mat.dirs:,} dirs in {mat_s:.1f} s: "
-            f"{mat.links:,} hard links, {mat.written / 1e6:,.0f} MB written, "
-            f"{tree.memo.renders:,} renders, {mat.placeholders:,} chart placeholders (empty), "
-            f"{mat.spares} spare copies (EMLINK)"
-        )
-        n_placeholders = mat.placeholders
-        tree = mat = None
+        mat = Materializer(Tree(ws), disk_root, spare, link_copies=False, log=log)
+        mat.run()
+        mat_s, n_placeholders = mat.seconds, mat.charts
+        mat = None
         gc.collect()
 
         fs = N4AFileSystem(workspace=str(ws_dir), skip_instance_cache=True)
@@ -502,7 +268,7 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script, read top to botto
         snap_s = median_of(lambda: load_snapshot(ws.index), repeats)
         snapshot = load_snapshot(ws.index)
         views_s = median_of(lambda: Views(snapshot), repeats)
-        big_label = next(r.label for r in snapshot.results if r.result_id == info["big_result_id"])
+        big_label = next(r.label for r in snapshot.results if r.result_id == info.big_result_id)
         snapshot = None
         first_ls, other_ls = [], []
         for _ in range(repeats):
@@ -625,7 +391,7 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script, read top to botto
 
         # -- charts and predictions CSVs: first render vs memo ------------------------------
         log("renders: charts and predictions CSVs of the real results, fresh Tree per repeat ...")
-        real_dirs = labels[top[0]][: info["n_real"]]
+        real_dirs = labels[top[0]][: info.n_real]
         warm_tree = Tree(ws)  # import matplotlib outside the clock
         chart_dir = ("runs", top[0], real_dirs[0].rsplit("/", 1)[-1], "charts")
         warm_tree.read(next(iter(warm_tree.list_dir(chart_dir).values())))
@@ -766,7 +532,7 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script, read top to botto
         ]
         notes += [
             f"Workspace: {counts['results']:,} results over {counts['datasets']} datasets, of "
-            f"which {info['n_real']} real and the rest CLONED rows (synthetic; same blobs, "
+            f"which {info.n_real} real and the rest CLONED rows (synthetic; same blobs, "
             f"dedup {stats.dedup_ratio:,.0f}x), plus one {args.big_mb} MiB random blob.",
             f"Materialized copy: {mat_s:.0f} s, {n_files_disk:,} files + {n_dirs_disk:,} dirs "
             "on the same ext4 filesystem; blob files are hard links to the store objects; the "
