@@ -19,7 +19,7 @@ $n4afs -w "$ws" run examples/classification_sweep.yaml --dataset coffee --name "
 $n4afs -w "$ws" runs
 $n4afs -w "$ws" best fermentation
 $n4afs -w "$ws" datasets list
-$n4afs -w "$ws" du | head -1
+$n4afs -w "$ws" du | sed -n 1p  # sed reads to the end: `head` could close the pipe early
 mkdir -p "$mnt"
 $n4afs mount "$ws" "$mnt"
 echo
