@@ -63,17 +63,25 @@ class TreeOperations(mfusepy.Operations):
         self._watcher.start()
 
     def destroy(self, path: str) -> None:
+        """Stop the watcher and wait for it: a process that exits while a thread is inside
+        DuckDB aborts (SIGABRT) instead of exiting cleanly."""
         self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=30)
 
     def _watch(self) -> None:
-        """Reload the tree when the index moves, then invalidate what may have changed."""
-        while not self._stop.wait(POLL_SECONDS):
+        """Reload the tree when the index moves, invalidate what may have changed, and load
+        the rows `models/` and `predictions/` folders need, so no callback waits for them."""
+        while True:
             try:
                 if self.tree.refresh():
                     time.sleep(0.05)  # let a callback still holding the old snapshot finish
                     self._invalidate(self.tree.mutable_paths(self.tree.previous))
+                self.tree.preload()  # only new results' rows; a flag check once loaded
             except Exception:  # a failed reload keeps serving the last snapshot
                 log.exception("reloading the index failed; serving the previous snapshot")
+            if self._stop.wait(POLL_SECONDS):
+                return
 
     def _invalidate(self, paths: list[tuple[str, ...]]) -> None:
         invalidate = mfusepy._libfuse.fuse_invalidate_path

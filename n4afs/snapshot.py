@@ -51,10 +51,12 @@ class Snapshot:
     A freshly opened workspace must list a folder quickly (issue #4: under 0.3 s at 10,000
     results), and listing needs the results and one ranking value each, not the 60,000
     model and 120,000 score rows behind them. Those load in bulk the first time any result
-    folder's `models/` or `predictions/` is built, from a later read transaction than the
-    rest. That is safe because a visible result's rows never change (a result commits
-    whole); if a result was removed in between, the change token has moved too and the
-    next refresh replaces this snapshot.
+    folder's `models/` or `predictions/` is built (or when the mount's watcher preloads
+    them), from a later read transaction than the rest. That is safe because a visible
+    result's rows never change (a result commits whole); if a result was removed in
+    between, the change token has moved too and the next refresh replaces this snapshot.
+    For the same reason a new snapshot adopts the rows its predecessor had loaded and
+    reads only those of results that are new.
     """
 
     token: tuple[int, int]
@@ -69,8 +71,9 @@ class Snapshot:
     index: Any = None  # where the deferred rows come from
     _cv: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     _model_rows: dict[str, list[tuple]] | None = field(default=None, repr=False)
-    _models: dict[str, dict[str, ModelInfo]] = field(default_factory=dict, repr=False)
     _score_rows: dict[str, list[tuple]] | None = field(default=None, repr=False)
+    _rows_complete: bool = field(default=False, repr=False)
+    _models: dict[str, dict[str, ModelInfo]] = field(default_factory=dict, repr=False)
 
     def cv_scores(self, result_id: str) -> dict[str, Any]:
         """The pooled out-of-fold scores (the ranking ones), parsed on first use."""
@@ -85,10 +88,7 @@ class Snapshot:
         rows of every result load at once, objects are built per result on first use."""
         models = self._models.get(result_id)
         if models is None:
-            if self._model_rows is None:
-                with self.index.read() as conn:
-                    self._model_rows = _model_rows(conn)
-            rows = self._model_rows.get(result_id, [])
+            rows = self.preload()[0].get(result_id, [])
             models = self._models[result_id] = _models(result_id, rows)
         return models
 
@@ -104,16 +104,41 @@ class Snapshot:
         return {(model, partition) for model, partition, *_ in self._rows_of(result_id)}
 
     def _rows_of(self, result_id: str) -> list[tuple]:
-        if self._score_rows is None:
+        return self.preload()[1].get(result_id, [])
+
+    def preload(self) -> tuple[dict[str, list[tuple]], dict[str, list[tuple]]]:
+        """The model and score rows of every visible result, loading what is missing:
+        everything the first time, afterwards only results adopted snapshots lacked."""
+        if not self._rows_complete:
+            visible = [r.result_id for r in self.results]
             with self.index.read() as conn:
-                self._score_rows = _score_rows(conn)
-        return self._score_rows.get(result_id, [])
+                if self._model_rows is None or self._score_rows is None:
+                    models, scores = _model_rows(conn), _score_rows(conn)
+                else:
+                    missing = [i for i in visible if i not in self._model_rows]
+                    models = {**self._model_rows, **_model_rows(conn, missing)}
+                    scores = {**self._score_rows, **_score_rows(conn, missing)}
+            for result_id in visible:  # failed results have none: not missing next time
+                models.setdefault(result_id, [])
+                scores.setdefault(result_id, [])
+            self._model_rows, self._score_rows, self._rows_complete = models, scores, True
+        return self._model_rows, self._score_rows
+
+    def adopt_rows(self, previous: Snapshot) -> None:
+        """Keep the rows `previous` loaded for results still visible (they never change)."""
+        if previous._model_rows is None or previous._score_rows is None:
+            return
+        visible = {r.result_id for r in self.results}
+        self._model_rows = {k: v for k, v in previous._model_rows.items() if k in visible}
+        self._score_rows = {k: v for k, v in previous._score_rows.items() if k in visible}
+        self._rows_complete = len(self._model_rows) == len(visible)
 
 
-def load_snapshot(index: Any) -> Snapshot:
+def load_snapshot(index: Any, previous: Snapshot | None = None) -> Snapshot:
+    """`previous`: the snapshot this one replaces, whose loaded rows it may adopt."""
     token = index.change_token()  # read before the rows: a commit in between reloads again
     with index.read() as conn:
-        return Snapshot(
+        snapshot = Snapshot(
             token=token,
             datasets=list_datasets(conn),
             runs=queries.list_runs(conn),
@@ -130,6 +155,9 @@ def load_snapshot(index: Any) -> Snapshot:
             },
             index=index,
         )
+    if previous is not None:
+        snapshot.adopt_rows(previous)
+    return snapshot
 
 
 def _cv_json(conn: Any) -> dict[str, str]:
@@ -179,14 +207,21 @@ def _templates(conn: Any) -> dict[str, list[tuple[int, str, Any]]]:
     return dict(grouped)
 
 
-def _model_rows(conn: Any) -> dict[str, list[tuple]]:
+def _only(results: list[str] | None, column: str) -> tuple[str, list]:
+    """A WHERE clause (and its parameters) limiting rows to `results`; all when None."""
+    return ("", []) if results is None else (f"WHERE list_contains(?, {column})", [results])
+
+
+def _model_rows(conn: Any, results: list[str] | None = None) -> dict[str, list[tuple]]:
     """result id -> its models' artifact rows, in folder order."""
+    where, params = _only(results, "m.result_id")
     grouped: dict[str, list[tuple]] = defaultdict(list)
     for result_id, *row in conn.execute(
         "SELECT m.result_id, m.model_id, m.role, m.fold, m.created_at, a.step_index, "
         "a.step_name, a.class_path, a.blob_id, b.size FROM models m "
         "JOIN artifacts a USING (model_id) JOIN blobs b ON b.blob_id = a.blob_id "
-        "ORDER BY m.result_id, m.role DESC, m.fold, a.step_index"
+        f"{where} ORDER BY m.result_id, m.role DESC, m.fold, a.step_index",
+        params,
     ).fetchall():
         grouped[result_id].append(row)
     return dict(grouped)
@@ -206,12 +241,14 @@ def _models(result_id: str, rows: list[tuple]) -> dict[str, ModelInfo]:
     return models
 
 
-def _score_rows(conn: Any) -> dict[str, list[tuple]]:
+def _score_rows(conn: Any, results: list[str] | None = None) -> dict[str, list[tuple]]:
     """result id -> (model, partition, fold, n, scores JSON): parsed per result on use."""
+    where, params = _only(results, "result_id")
     grouped: dict[str, list[tuple]] = defaultdict(list)
     for result_id, *row in conn.execute(
         "SELECT result_id, model, partition, fold, n_samples, scores FROM predictions "
-        "ORDER BY result_id, fold, model, partition"
+        f"{where} ORDER BY result_id, fold, model, partition",
+        params,
     ).fetchall():
         grouped[result_id].append(tuple(row))
     return dict(grouped)

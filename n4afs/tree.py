@@ -139,9 +139,15 @@ class Tree:
         if current is not None and current.views.snapshot.token == token:
             return False
         self.previous = current
-        self._generation = _Generation(Views(load_snapshot(self.ws.index)))
+        old = current.views.snapshot if current is not None else None
+        self._generation = _Generation(Views(load_snapshot(self.ws.index, previous=old)))
         self.refreshes += 1
         return True
+
+    def preload(self) -> None:
+        """Load the current snapshot's model and score rows now (only what it lacks), so
+        no reader waits for them later: the mount's watcher thread calls this."""
+        self._current().views.snapshot.preload()
 
     def _current(self) -> _Generation:
         if self.auto_refresh or self._generation is None:

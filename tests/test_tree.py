@@ -308,3 +308,33 @@ def test_hostile_dataset_names_stay_single_components(tmp_path):
     for name in names:
         assert "/" not in name and "\x00" not in name and name not in (".", "..")
     assert "wheat" in names
+
+
+def test_a_refresh_adopts_loaded_rows_and_reads_only_new_results(tmp_path, monkeypatch):
+    """Model and score rows of a visible result never change: a new snapshot keeps the
+    ones already loaded and reads the rest for the new results only."""
+    from n4afs import snapshot as snapshot_module
+
+    ws = Workspace(tmp_path / "ws")
+    template = [{"_or_": ["snv", "msc"]}, {"pls": {"n_components": 2}}]
+    ws.run(templates=[template], datasets=["chemotools:fermentation"], cv=3, name="first")
+    tree = Tree(ws)
+    first = {p: n for p, n in walk(tree) if "models" in p}  # loads every row once
+    asked: list = []
+    real = snapshot_module._model_rows
+    monkeypatch.setattr(
+        snapshot_module,
+        "_model_rows",
+        lambda conn, results=None: asked.append(results) or real(conn, results),
+    )
+    second = ws.run(
+        templates=[["detrend", {"pls": {"n_components": 3}}]],
+        datasets=["fermentation"],
+        cv=3,
+        name="second",
+    )
+    again = {p: n for p, n in walk(tree) if "models" in p}
+    assert len(asked) == 1 and set(asked[0]) == {r.row.result_id for r in second.results}
+    assert set(first) < set(again)
+    fresh = {p: n for p, n in walk(Tree(ws)) if "models" in p}
+    assert {p: n.size for p, n in again.items()} == {p: n.size for p, n in fresh.items()}
