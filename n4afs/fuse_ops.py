@@ -70,14 +70,14 @@ class TreeOperations(mfusepy.Operations):
             self._watcher.join(timeout=30)
 
     def _watch(self) -> None:
-        """Reload the tree when the index moves, invalidate what may have changed, and load
-        the rows `models/` and `predictions/` folders need, so no callback waits for them."""
+        """Reload the tree when the index moves, invalidate what may have changed, and read
+        the new results' rows for `models/` and `predictions/`, so no callback waits."""
         while True:
             try:
                 if self.tree.refresh():
                     time.sleep(0.05)  # let a callback still holding the old snapshot finish
                     self._invalidate(self.tree.mutable_paths(self.tree.previous))
-                self.tree.preload()  # only new results' rows; a flag check once loaded
+                self.tree.top_up()  # new results' rows only; a flag check otherwise
             except Exception:  # a failed reload keeps serving the last snapshot
                 log.exception("reloading the index failed; serving the previous snapshot")
             if self._stop.wait(POLL_SECONDS):

@@ -124,6 +124,11 @@ class Snapshot:
             self._model_rows, self._score_rows, self._rows_complete = models, scores, True
         return self._model_rows, self._score_rows
 
+    @property
+    def rows_loaded(self) -> bool:
+        """Whether rows were loaded (or adopted from the previous snapshot) already."""
+        return self._model_rows is not None
+
     def adopt_rows(self, previous: Snapshot) -> None:
         """Keep the rows `previous` loaded for results still visible (they never change)."""
         if previous._model_rows is None or previous._score_rows is None:

@@ -144,10 +144,15 @@ class Tree:
         self.refreshes += 1
         return True
 
-    def preload(self) -> None:
-        """Load the current snapshot's model and score rows now (only what it lacks), so
-        no reader waits for them later: the mount's watcher thread calls this."""
-        self._current().views.snapshot.preload()
+    def top_up(self) -> None:
+        """After a refresh, read the new results' model and score rows now, if the rows of
+        the others were loaded already, so no reader waits for them: the mount's watcher
+        calls this. Nothing is loaded ahead of first use otherwise: a bulk load right after
+        mounting slowed every first access (bench_mount, a cold `ls -la` of 1,003 entries:
+        0.19 s without it, 0.42 s with it)."""
+        snapshot = self._current().views.snapshot
+        if snapshot.rows_loaded:
+            snapshot.preload()
 
     def _current(self) -> _Generation:
         if self.auto_refresh or self._generation is None:
