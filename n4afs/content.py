@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from n4afs.pipeline_pickle import BlobSegment, Segment, compose, total_size
+from n4afs.pipeline_pickle import BlobSegment, Segment, compose, segment_size, total_size
 
 TreePath = tuple[str, ...]
 
@@ -160,7 +160,7 @@ def _read_segments(segments, offset: int, end: int, path_of) -> bytes | bytearra
     (most chunks of a streamed big model) is one `pread`, with no zero-filled buffer."""
     position = 0
     for segment in segments:
-        length = segment.size if isinstance(segment, BlobSegment) else len(segment)
+        length = segment_size(segment)
         if position <= offset and end <= position + length and isinstance(segment, BlobSegment):
             return _pread(path_of(segment.blob_id), offset - position, end - offset)
         if position + length > offset:
@@ -169,7 +169,7 @@ def _read_segments(segments, offset: int, end: int, path_of) -> bytes | bytearra
     out = bytearray(end - offset)
     view, position, filled = memoryview(out), 0, 0
     for segment in segments:
-        length = segment.size if isinstance(segment, BlobSegment) else len(segment)
+        length = segment_size(segment)
         lo, hi = max(offset, position), min(end, position + length)
         if lo < hi:
             target = view[filled : filled + hi - lo]

@@ -47,5 +47,9 @@ def compose(steps: list[tuple[str, str, int]]) -> list[Segment]:
     return segments
 
 
+def segment_size(segment: Segment) -> int:
+    return segment.size if isinstance(segment, BlobSegment) else len(segment)
+
+
 def total_size(segments: list[Segment]) -> int:
-    return sum(s.size if isinstance(s, BlobSegment) else len(s) for s in segments)
+    return sum(segment_size(s) for s in segments)
