@@ -52,8 +52,6 @@ def truncate(full: Any, k: int) -> Any:
     `intercept_` and `_y_mean` already are within one sklearn fit: fitted models are never
     modified in place, and each pickles on its own to the same bytes as a private copy.
     """
-    from scipy.linalg import pinv
-
     model = copy.copy(full)  # a new estimator whose attribute dict is a shallow copy
     model.n_components = k
     for name in _SLICED_BY_COMPONENT:
@@ -61,8 +59,8 @@ def truncate(full: Any, k: int) -> Any:
             setattr(model, name, np.ascontiguousarray(getattr(full, name)[:, :k]))
     model.n_iter_ = list(full.n_iter_[:k])
     # the same formulas as PLSRegression.fit, applied to the first k components
-    x_inner = pinv(model.x_loadings_.T @ model.x_weights_, check_finite=False)
-    y_inner = pinv(model.y_loadings_.T @ model.y_weights_, check_finite=False)
+    x_inner = small_pinv(model.x_loadings_.T @ model.x_weights_)
+    y_inner = small_pinv(model.y_loadings_.T @ model.y_weights_)
     model.x_rotations_ = model.x_weights_ @ x_inner
     model.y_rotations_ = model.y_weights_ @ y_inner
     coef = model.x_rotations_ @ model.y_loadings_.T
@@ -70,6 +68,44 @@ def truncate(full: Any, k: int) -> Any:
     model.intercept_ = model._y_mean
     model._n_features_out = k
     return model
+
+
+_GESDD: dict[tuple[int, int], tuple[Any, int]] = {}  # shape -> (LAPACK gesdd, its lwork)
+
+
+def small_pinv(a: np.ndarray) -> np.ndarray:
+    """`scipy.linalg.pinv(a, check_finite=False)` bit for bit, without its per-call overhead.
+
+    A sweep derives ~250 models, two tiny (k x k) pseudo-inverses each; for those scipy's
+    decorators, argument checks and workspace query cost ~0.1 ms a call, far more than the
+    SVD. This calls the same LAPACK routine (gesdd) with the same workspace size and applies
+    scipy's rank cut-off, so the bytes of every derived model stay those of the scipy path
+    (tests/test_nested_pls.py compares them). Anything unusual goes to scipy itself.
+    """
+    from scipy.linalg import pinv
+
+    if a.dtype != np.float64 or a.ndim != 2 or 0 in a.shape:
+        return pinv(a, check_finite=False)
+    gesdd, lwork = _GESDD.get(a.shape) or _gesdd_for(a)
+    u, s, vh, info = gesdd(a, compute_uv=True, lwork=lwork, full_matrices=False, overwrite_a=False)
+    if info != 0:
+        return pinv(a, check_finite=False)  # raises scipy's own error
+    cutoff = np.max(s, initial=0.0) * (max(a.shape) * np.finfo(np.float64).eps)
+    rank = np.sum(s > cutoff)
+    u = u[:, :rank]
+    u /= s[:rank]
+    return (u @ vh[:rank]).conj().T
+
+
+def _gesdd_for(a: np.ndarray) -> tuple[Any, int]:
+    """The gesdd routine and workspace size scipy.linalg.svd would pick for `a`'s shape."""
+    from scipy.linalg import get_lapack_funcs
+    from scipy.linalg.lapack import _compute_lwork
+
+    gesdd, gesdd_lwork = get_lapack_funcs(("gesdd", "gesdd_lwork"), (a,), ilp64="preferred")
+    lwork = _compute_lwork(gesdd_lwork, a.shape[0], a.shape[1], compute_uv=True, full_matrices=False)
+    _GESDD[a.shape] = (gesdd, lwork)
+    return gesdd, lwork
 
 
 def predict_plain_pls(model: Any, X: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ from sklearn.cross_decomposition import PLSRegression
 from sklearn.utils.validation import check_is_fitted
 
 from core.datasets import load_chemotools
-from core.nested_pls import fit_nested, is_plain_pls
+from core.nested_pls import fit_nested, is_plain_pls, small_pinv
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +46,22 @@ def test_only_plain_pls_is_nested():
 
     assert is_plain_pls(PLSRegression())
     assert not is_plain_pls(MyPLS())
+
+
+def test_small_pinv_gives_scipys_bits(fermentation):
+    """The derived models must pickle to the bytes the scipy path gave (dedup across
+    versions): same values, bit for bit, on the matrices a sweep inverts and on others."""
+    from scipy.linalg import pinv
+
+    X, y = fermentation
+    full = PLSRegression(n_components=15).fit(X, y)
+    rng = np.random.default_rng(0)
+    matrices = [full.x_loadings_[:, :k].T @ full.x_weights_[:, :k] for k in range(1, 16)]
+    matrices += [full.y_loadings_[:, :k].T @ full.y_weights_[:, :k] for k in range(1, 16)]
+    matrices += [rng.normal(size=shape) for shape in [(1, 1), (3, 3), (5, 2), (2, 7)]]
+    matrices += [np.outer(rng.normal(size=4), rng.normal(size=4)), np.zeros((3, 3))]
+    for a in matrices:
+        assert small_pinv(a).tobytes() == pinv(a, check_finite=False).tobytes()
+    # other dtypes go to scipy itself
+    a32 = rng.normal(size=(3, 3)).astype(np.float32)
+    assert np.array_equal(small_pinv(a32), pinv(a32, check_finite=False))
