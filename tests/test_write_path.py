@@ -39,3 +39,36 @@ def test_shared_prefix_steps_are_pickled_once_per_group(ws, monkeypatch):
     # 2 groups (snv, msc) x (3 folds + final): one pickle per fitted prefix, not per config
     assert len(preprocessing) == 2 * 4
     assert len(pickled) - len(preprocessing) == 6 * 4  # one PLS model per config and fold
+
+
+def test_a_batch_writes_in_the_background_and_raises_its_write_errors_on_exit(
+    tmp_path, monkeypatch
+):
+    """Bytes put in a batch are written by the batch's thread; a write that fails there
+    (a full disk) fails the batch when it ends: nothing published, no temporary left."""
+    import errno
+    import threading
+
+    import pytest
+
+    import core.blobstore as blobstore
+
+    store = BlobStore(tmp_path / "store")
+    store.create()
+    writers = set()
+    original = blobstore._write_all
+
+    def failing_write(fd, view):
+        writers.add(threading.current_thread().name)
+        if bytes(view) == b"second":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(fd, view)
+
+    monkeypatch.setattr(blobstore, "_write_all", failing_write)
+    with pytest.raises(OSError, match="No space left"), store.batch():
+        store.put(b"first")
+        store.put(b"second")
+        store.put(b"third")
+    assert all(name.startswith("n4a-put") for name in writers)
+    assert store.temporaries() == []
+    assert [p for p in store.objects_dir.rglob("*") if p.is_file()] == []
