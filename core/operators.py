@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -212,15 +213,37 @@ def _import_class(class_path: str) -> type:
     return cls
 
 
+DEFAULT_RANDOM_STATE = 0
+"""Given to estimators that draw random numbers (random forests, randomized PCA…) when the
+template does not set `random_state`: unseeded, they fitted different models on every run,
+so a re-run stored new blobs and a resumed run could rank differently. A template that sets
+`random_state` (even to null) keeps its value."""
+
+
 def build(operator: Operator, params: dict[str, Any]) -> Any:
     """A fresh, unfitted estimator. Imports its library now, never at module import."""
     cls = resolve_class(operator)
+    if "random_state" not in params and _takes_random_state(cls):
+        params = {**params, "random_state": DEFAULT_RANDOM_STATE}
     try:
         return cls(**params)
     except TypeError as err:
         raise TemplateError(
             f"{operator.name}: cannot build {operator.class_path} with {params!r}: {err}"
         ) from err
+
+
+def _takes_random_state(cls: type) -> bool:
+    if cls not in _random_state_classes:
+        try:
+            names = inspect.signature(cls).parameters
+        except (TypeError, ValueError):
+            names = {}
+        _random_state_classes[cls] = "random_state" in names
+    return _random_state_classes[cls]
+
+
+_random_state_classes: dict[type, bool] = {}
 
 
 # --------------------------------------------------------------------------- registration

@@ -228,3 +228,11 @@ def test_plsda_multiclass_scores_have_one_column_per_class():
     model = operators.PLSDAClassifier(n_components=3).fit(X, y)
     assert model.decision_function(X).shape == (30, 3)
     assert list(model.classes_) == [0, 1, 2]
+
+
+def test_estimators_that_draw_random_numbers_are_seeded_unless_the_template_says():
+    rf = get_operator("rf")
+    assert build(rf, {}).random_state == 0
+    assert build(rf, {"random_state": 7}).random_state == 7
+    assert build(rf, {"random_state": None}).random_state is None  # asked for: kept
+    assert "random_state" not in build(get_operator("pls"), {}).get_params()

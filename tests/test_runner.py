@@ -327,3 +327,20 @@ def test_groups_finishing_together_commit_together(ws, monkeypatch, interval, fi
     run = ws.run(templates=[SWEEP], datasets=["chemotools:fermentation"], cv=3, on_result=on_result)
     assert seen == [first_visible]
     assert run.status == "completed" and len(run.results) == 30
+
+
+def test_a_random_forest_rerun_stores_nothing_new(tmp_path):
+    """Estimators that draw random numbers are seeded (random_state=0 unless the template
+    says otherwise), so the identical re-run deduplicates, as a PLS sweep does."""
+    from n4afs.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    template = [{"_or_": ["snv", "msc"]}, {"rf": {"n_estimators": 5}}]
+    first = ws.run(templates=[template], datasets=["chemotools:fermentation"], cv=3, name="rf")
+    before = ws.blob_stats().stored_bytes
+    again = ws.run(templates=[template], datasets=["fermentation"], cv=3, name="rf")
+    assert ws.blob_stats().stored_bytes == before
+    scores = {r.row.name: r.row.score for r in first.results}
+    assert {r.row.name: r.row.score for r in again.results} == scores
+    model = first.results[0].load_model("final").steps[-1][1]
+    assert model.random_state == 0
