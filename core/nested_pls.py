@@ -103,7 +103,9 @@ def _gesdd_for(a: np.ndarray) -> tuple[Any, int]:
     from scipy.linalg.lapack import _compute_lwork
 
     gesdd, gesdd_lwork = get_lapack_funcs(("gesdd", "gesdd_lwork"), (a,), ilp64="preferred")
-    lwork = _compute_lwork(gesdd_lwork, a.shape[0], a.shape[1], compute_uv=True, full_matrices=False)
+    lwork = _compute_lwork(
+        gesdd_lwork, a.shape[0], a.shape[1], compute_uv=True, full_matrices=False
+    )
     _GESDD[a.shape] = (gesdd, lwork)
     return gesdd, lwork
 

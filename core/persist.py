@@ -288,20 +288,29 @@ def _predictions_table(parts: Partitions, blocks: list[tuple]) -> Any:
 
     counts = [len(idx) for *_, idx, _ in blocks]
     rows = np.concatenate([idx for *_, idx, _ in blocks]).astype(np.int64, copy=False)
+    block_of_row = pa.array(np.repeat(np.arange(len(blocks)), counts))
 
     def repeated(values: list) -> Any:
-        return pa.array(np.repeat(np.array(values, dtype=object), counts))
+        return pa.array(values).take(block_of_row)
 
     return pa.table(
         {
             "sample_id": parts.sample_id_array().take(pa.array(rows)),
             "model": repeated([b[0] for b in blocks]),
             "partition": repeated([b[1] for b in blocks]),
-            "fold": pa.array(np.repeat(np.array([b[2] for b in blocks], np.int64), counts)),
-            "y_true": pa.array(parts.y[rows].tolist()),
-            "y_pred": pa.array(np.concatenate([b[4] for b in blocks]).tolist()),
+            "fold": repeated([b[2] for b in blocks]),
+            "y_true": _values_array(parts.y[rows]),
+            "y_pred": _values_array(np.concatenate([b[4] for b in blocks])),
         }
     )
+
+
+def _values_array(values: np.ndarray) -> Any:
+    """Targets or predictions as Arrow: float64 directly; anything else (class labels) via
+    Python values, so its type is inferred as it always was."""
+    import pyarrow as pa
+
+    return pa.array(values if values.dtype == np.float64 else values.tolist())
 
 
 def store_outcome(
