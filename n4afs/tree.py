@@ -64,6 +64,14 @@ class Views:
             self.results_by_dataset[result.dataset_id].append(result)
             self.results_by_run[(result.run_id, result.dataset_id)].append(result)
         self._ranked: dict[str, list[ResultRow]] = {}
+        # run id -> {dataset folder: dataset id}, for by-run/<run>/
+        self.run_dataset_dirs = {
+            run_id: {self.dataset_dirs[d]: d for d in dataset_ids}
+            for run_id, dataset_ids in snapshot.run_datasets.items()
+        }
+        # (result id, path inside its folder) -> listing: a result's folder shows under
+        # runs/ and by-run/ alike, built once for both (a cold walk built each twice)
+        self.result_dirs: dict[tuple[str, TreePath], dict[str, Node] | None] = {}
         times = [_ts(r.created_at) for r in snapshot.results]
         self.latest = max(times + [_ts(d.created_at) for d in snapshot.datasets], default=0.0)
 
@@ -286,7 +294,13 @@ class Tree:
         if len(rest) == 1:
             return self._dataset_dir(views, dataset)
         result = views.result(dataset.dataset_id, rest[1])
-        return None if result is None else self.files.result_dir(views, result, rest[2:])
+        return None if result is None else self._result_dir(views, result, rest[2:])
+
+    def _result_dir(self, views: Views, result: ResultRow, rest: TreePath) -> dict | None:
+        key = (result.result_id, rest)
+        if key not in views.result_dirs:
+            views.result_dirs[key] = self.files.result_dir(views, result, rest)
+        return views.result_dirs[key]
 
     def _dataset_mtime(self, views: Views, dataset: DatasetInfo) -> float:
         results = views.results_by_dataset.get(dataset.dataset_id, [])
@@ -333,8 +347,7 @@ class Tree:
         run = views.runs.get(rest[0])
         if run is None:
             return None
-        dataset_ids = views.snapshot.run_datasets.get(run.run_id, [])
-        by_dir = {views.dataset_dirs[d]: d for d in dataset_ids}
+        by_dir = views.run_dataset_dirs.get(run.run_id, {})
         if len(rest) == 1:
             mtime = max([_ts(run.created_at), _ts(run.finished_at)])
             nodes = [
@@ -354,7 +367,7 @@ class Tree:
         result = views.result(dataset_id, rest[2])
         if result is not None and result.run_id != run.run_id:
             result = None
-        return None if result is None else self.files.result_dir(views, result, rest[3:])
+        return None if result is None else self._result_dir(views, result, rest[3:])
 
     def _best_view(self, views: Views, rest: TreePath) -> dict[str, Node] | None:
         if rest:

@@ -139,6 +139,23 @@ def test_same_result_under_runs_and_by_run_with_no_extra_blob(ws):
     assert run_yaml["status"] == "partial" and run_yaml["failed"] == 2
 
 
+def test_a_result_folder_is_built_once_for_both_views(ws, monkeypatch):
+    """runs/ and by-run/ show the same folder: a cold walk must not build it twice."""
+    tree = Tree(ws)
+    built = []
+    original = tree.files.result_dir
+    monkeypatch.setattr(
+        tree.files, "result_dir", lambda v, r, rest: built.append(rest) or original(v, r, rest)
+    )
+    (run_dir,) = [n for n in tree.list_dir(("by-run",)) if "glucose" in n]
+    label = next(iter(tree.list_dir(("by-run", run_dir, "fermentation"))))
+    for inside in [(), ("models",), ("predictions",)]:
+        a = tree.list_dir(("runs", "fermentation", label, *inside))
+        b = tree.list_dir(("by-run", run_dir, "fermentation", label, *inside))
+        assert a is b and a
+    assert built == [(), ("models",), ("predictions",)]
+
+
 def test_failed_result_shows_its_traceback(ws):
     tree = Tree(ws)
     failed = [n for n in tree.list_dir(("runs", "fermentation")) if "pls40" in n]
