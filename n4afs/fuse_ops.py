@@ -6,10 +6,10 @@ answers ENOSYS once, so the kernel stops sending OPEN/RELEASE; no `release`, xat
 what is missing, and libfuse answers the `statfs` that `du` sends per directory without
 Python); `readdir` yields `(name, mode, 0)`; reads are `pread` on the blob file, and the
 tree answers from memory. The mount runs single-threaded (`nothreads`), so nothing in a
-callback may be slow: the index is polled and reloaded by a watcher thread. One exception is
-left: the first `models/` or `predictions/` folder of a mount session loads every result's
-model and score rows inside that callback (~0.5 s at 10,000 results); after a refresh the
-watcher reads the new results' rows itself.
+callback may be slow: every result's model and score rows are read before mounting, and
+the index is polled and reloaded by a watcher thread, which also reads the new results'
+rows after a refresh. Charts are the exception: one renders inside the first `stat` of
+its file (~50 ms).
 
 Kernel caching and freshness: attributes and entries are cached for long (content never
 changes under a name, except for the few mutable nodes) and when the index changes the

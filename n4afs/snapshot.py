@@ -11,6 +11,8 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from core import queries
@@ -74,6 +76,7 @@ class Snapshot:
     _score_rows: dict[str, list[tuple]] | None = field(default=None, repr=False)
     _rows_complete: bool = field(default=False, repr=False)
     _models: dict[str, dict[str, ModelInfo]] = field(default_factory=dict, repr=False)
+    _prediction_sets: dict[str, set[tuple[str, str]]] = field(default_factory=dict, repr=False)
 
     def cv_scores(self, result_id: str) -> dict[str, Any]:
         """The pooled out-of-fold scores (the ranking ones), parsed on first use."""
@@ -96,12 +99,16 @@ class Snapshot:
         """Every score row of a result (model, partition, fold, n, metrics…)."""
         return [
             {"model": model, "partition": partition, "fold": fold, "n": n, **json.loads(text)}
-            for model, partition, fold, n, text in self._rows_of(result_id)
+            for _, model, partition, fold, n, text in self._rows_of(result_id)
         ]
 
     def prediction_sets(self, result_id: str) -> set[tuple[str, str]]:
         """(model, partition) pairs a result has predictions for; no JSON parsed."""
-        return {(model, partition) for model, partition, *_ in self._rows_of(result_id)}
+        sets = self._prediction_sets.get(result_id)
+        if sets is None:
+            rows = self._rows_of(result_id)
+            sets = self._prediction_sets[result_id] = {(row[1], row[2]) for row in rows}
+        return sets
 
     def _rows_of(self, result_id: str) -> list[tuple]:
         return self.preload()[1].get(result_id, [])
@@ -218,42 +225,50 @@ def _only(results: list[str] | None, column: str) -> tuple[str, list]:
 
 
 def _model_rows(conn: Any, results: list[str] | None = None) -> dict[str, list[tuple]]:
-    """result id -> its models' artifact rows, in folder order."""
+    """result id -> (model id, role, fold, created, artifact rows) per model, in folder order.
+
+    Two queries, heads and artifacts, grouped with `groupby` on their sort order: one joined
+    row per artifact repeated each model's columns and cost ~25 % more (10,000 results).
+    """
     where, params = _only(results, "m.result_id")
-    grouped: dict[str, list[tuple]] = defaultdict(list)
-    for result_id, *row in conn.execute(
-        "SELECT m.result_id, m.model_id, m.role, m.fold, m.created_at, a.step_index, "
-        "a.step_name, a.class_path, a.blob_id, b.size FROM models m "
-        "JOIN artifacts a USING (model_id) JOIN blobs b ON b.blob_id = a.blob_id "
-        f"{where} ORDER BY m.result_id, m.role DESC, m.fold, a.step_index",
+    artifacts = conn.execute(
+        "SELECT a.model_id, a.step_index, a.step_name, a.class_path, a.blob_id, b.size "
+        "FROM models m JOIN artifacts a USING (model_id) JOIN blobs b ON b.blob_id = a.blob_id "
+        f"{where} ORDER BY a.model_id, a.step_index",
         params,
-    ).fetchall():
-        grouped[result_id].append(row)
-    return dict(grouped)
+    ).fetchall()
+    by_model = {model_id: tuple(rows) for model_id, rows in groupby(artifacts, key=_first)}
+    heads = conn.execute(
+        f"SELECT m.result_id, m.model_id, m.role, m.fold, m.created_at FROM models m {where} "
+        "ORDER BY m.result_id, m.role DESC, m.fold",
+        params,
+    ).fetchall()
+    return {
+        result_id: [(*head[1:], by_model.get(head[1], ())) for head in group]
+        for result_id, group in groupby(heads, key=_first)
+    }
 
 
 def _models(result_id: str, rows: list[tuple]) -> dict[str, ModelInfo]:
     """One result's rows (from `_model_rows`) -> its models by folder label."""
-    heads: dict[str, tuple] = {}
-    artifacts: dict[str, list[ArtifactInfo]] = defaultdict(list)
-    for model_id, role, fold, created, index, name, class_path, blob, size in rows:
-        heads.setdefault(model_id, (role, fold, created))
-        artifacts[model_id].append(ArtifactInfo(index, name, class_path, blob, size))
     models: dict[str, ModelInfo] = {}
-    for model_id, (role, fold, created) in heads.items():
-        model = ModelInfo(model_id, result_id, role, fold, created, tuple(artifacts[model_id]))
+    for model_id, role, fold, created, artifacts in rows:
+        infos = tuple(ArtifactInfo(*artifact[1:]) for artifact in artifacts)
+        model = ModelInfo(model_id, result_id, role, fold, created, infos)
         models[model.label] = model
     return models
 
 
 def _score_rows(conn: Any, results: list[str] | None = None) -> dict[str, list[tuple]]:
-    """result id -> (model, partition, fold, n, scores JSON): parsed per result on use."""
+    """result id -> (result id, model, partition, fold, n, scores JSON): JSON parsed per
+    result on use."""
     where, params = _only(results, "result_id")
-    grouped: dict[str, list[tuple]] = defaultdict(list)
-    for result_id, *row in conn.execute(
+    rows = conn.execute(
         "SELECT result_id, model, partition, fold, n_samples, scores FROM predictions "
         f"{where} ORDER BY result_id, fold, model, partition",
         params,
-    ).fetchall():
-        grouped[result_id].append(tuple(row))
-    return dict(grouped)
+    ).fetchall()
+    return {result_id: list(group) for result_id, group in groupby(rows, key=_first)}
+
+
+_first = itemgetter(0)
