@@ -1,0 +1,106 @@
+"""YAML rendering: the direct writer produces PyYAML's exact text, or declines."""
+
+import math
+
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from n4afs import renderers
+from n4afs.renderers import _block_yaml, _pyyaml, yaml_bytes
+from n4afs.tree import Tree
+
+
+def test_every_yaml_file_of_a_real_tree_is_written_directly_and_as_pyyaml_would(ws, monkeypatch):
+    ws.run(
+        templates=[[{"_or_": ["snv", "msc"]}, {"pls": {"n_components": {"_or_": [2, 3]}}}]],
+        datasets=["chemotools:fermentation"],
+        cv=3,
+        name="yaml",
+    )
+    documents = []
+    original = renderers.yaml_bytes
+    monkeypatch.setattr(renderers, "yaml_bytes", lambda d: documents.append(d) or original(d))
+    tree = Tree(ws)
+    stack = [()]
+    while stack:
+        path = stack.pop()
+        for name, node in tree.list_dir(path).items():
+            if node.is_dir:
+                stack.append((*path, name))
+            elif name.endswith(".yaml"):
+                tree.read(node)
+    assert len(documents) > 25  # DATASET, RUN, templates, and per result: pipeline,
+    # scores, timing, one MANIFEST per model
+    for document in documents:
+        direct = _block_yaml(document)
+        assert direct is not None, document  # every document we render takes the fast path
+        assert direct == _pyyaml(document)
+        assert yaml.safe_load(direct) == document
+
+
+KEYS = st.one_of(
+    st.sampled_from(["model", "n_components", "sha256", "rmse", "cv", "fold_0", "a.b"]),
+    st.text(min_size=0, max_size=12),
+)
+STRINGS = st.one_of(
+    st.sampled_from(
+        [
+            "",
+            "yes",
+            "no",
+            "null",
+            "~",
+            "0123",
+            "1_000",
+            "0x1F",
+            "2026-11-25",
+            "1e5",
+            "-",
+            "a: b",
+            "#x",
+            "it's",
+            'say "hi"',
+            "tab\there",
+            "line\nbreak",
+            "été",
+            " lead",
+            "trail ",
+            "sklearn.cross_decomposition.PLSRegression",
+            "2026-11-25_bench_4f2a1c",
+            ".nan",
+        ]
+    ),
+    st.text(max_size=40),
+    st.text(alphabet="ab :-'\"#,[]{}&*!|>%@`", max_size=20),
+    st.text(min_size=80, max_size=140),  # long: PyYAML wraps some of these
+)
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([1e17, 5e-324, -0.0, 0.1, 1e-5]),
+    STRINGS,
+)
+DOCUMENTS = st.recursive(
+    SCALARS,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(KEYS, children, max_size=4)
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(DOCUMENTS)
+def test_generated_documents_are_pyyamls_text_or_declined(document):
+    direct = _block_yaml(document)
+    expected = _pyyaml(document)
+    assert direct is None or direct == expected
+    assert yaml_bytes(document) == expected.encode("utf-8")
+
+
+def test_floats_as_pyyaml_writes_them():
+    values = [1e17, 5e-324, -0.0, 0.1, math.nan, math.inf, -math.inf, 12345.678]
+    assert _block_yaml({"v": values}) == _pyyaml({"v": values})
