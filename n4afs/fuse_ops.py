@@ -96,7 +96,7 @@ class TreeOperations(mfusepy.Operations):
 
     # -- metadata -----------------------------------------------------------------------
     def _node(self, path: str) -> Node:
-        parts = tuple(p for p in path.split("/") if p)
+        parts = _parts(path)
         try:
             node = self.tree.lookup(parts)
         except N4AError as exc:
@@ -128,7 +128,7 @@ class TreeOperations(mfusepy.Operations):
         }
 
     def readdir(self, path: str, fh: Any) -> Any:
-        entries = self.tree.list_dir(tuple(p for p in path.split("/") if p))
+        entries = self.tree.list_dir(_parts(path))
         if entries is None:
             raise mfusepy.FuseOSError(errno.ENOENT)
         yield ".", DIR_MODE, 0
@@ -152,6 +152,11 @@ class TreeOperations(mfusepy.Operations):
         except (BlobCorrupt, OSError, N4AError) as exc:
             log.error("read %s failed: %s", path, exc)
             raise mfusepy.FuseOSError(errno.EIO) from exc
+
+
+def _parts(path: str) -> tuple[str, ...]:
+    """'/runs/wheat/' -> ('runs', 'wheat'); the kernel never sends '.' or '..' here."""
+    return tuple(filter(None, path.split("/")))
 
 
 def _tune_gc() -> None:
