@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 from n4afs.pipeline_pickle import BlobSegment, Segment, compose, segment_size, total_size
 
@@ -42,8 +42,9 @@ class RenderMemo:
         return data
 
 
-@dataclass(frozen=True)
-class BlobContent:
+class BlobContent(NamedTuple):
+    """A whole blob. A named tuple, as `Node`: built by the hundred thousand per walk."""
+
     blob_id: str
     size: int
 
@@ -98,12 +99,14 @@ class LazyContent:
 Content = BlobContent | BytesContent | SegmentsContent | LazyContent
 
 
-@dataclass(frozen=True)
-class Node:
+class Node(NamedTuple):
     """A directory or a file of the tree, with everything `stat` needs.
 
     `mutable` marks what may change while the index changes (listings, RESULTS.csv,
     best_*.csv, RUN.yaml); everything else is content-addressed and never changes.
+    Immutable, as the views share nodes; a named tuple rather than a frozen dataclass
+    because a cold walk of 10,000 results builds a million of them (~0.25 µs each
+    instead of ~0.65 µs).
     """
 
     name: str

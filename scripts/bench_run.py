@@ -49,10 +49,12 @@ thread per process makes `n_jobs=2` use the two cores without oversubscription.
 Every timed figure is the median of `--repeats` repeats (default 3); each repeat uses fresh
 directories and workspaces, rotates the order of the variants, runs `gc.collect()` and
 `os.sync()` before each timed step. Scratch directories live under the repository root (same
-filesystem as a workspace would) and are removed at the end.
+filesystem as a workspace would; `--scratch-dir` to choose) and are removed at the end. Both
+file-writing variants create ~320 files per sweep, so they feel how fast the filesystem
+creates files where they write (BENCHMARKS.md, "File creation").
 
 Run from a checkout: `.venv/bin/python scripts/bench_run.py [--repeats 3] [--quick]
-[--synthetic-size 1000,1000] [--blas-threads 1] [--out FILE]`.
+[--synthetic-size 1000,1000] [--blas-threads 1] [--scratch-dir DIR] [--out FILE]`.
 """
 
 from __future__ import annotations
@@ -500,6 +502,12 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="BLAS threads in this process (default 1; 0 = the library's default)",
     )
+    parser.add_argument(
+        "--scratch-dir",
+        type=Path,
+        default=ROOT,
+        help="where the workspaces and folders are written (default: the repository root)",
+    )
     args = parser.parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 3)
     size_text = args.synthetic_size or ("200,500" if args.quick else "1000,1000")
@@ -513,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = plain_steps()
     check_same_operators(configs)
     data = load_data((n, p))
-    scratch = Path(tempfile.mkdtemp(prefix=".bench_run-", dir=ROOT))
+    scratch = Path(tempfile.mkdtemp(prefix=".bench_run-", dir=args.scratch_dir))
     limits = contextlib.nullcontext()
     if args.blas_threads > 0:
         from threadpoolctl import threadpool_limits
