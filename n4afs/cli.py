@@ -505,7 +505,7 @@ def _serve(ws, mountpoint: Path, allow_other: bool) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     tree = Tree(ws, auto_refresh=False)
     tree.refresh()
-    tree.load_rows()  # before mounting: no callback waits for them
+    tree.prepare()  # before mounting: no callback waits for rows, rankings, imports
     record = register(mountpoint, ws.path.absolute())
     try:
         serve(tree, str(mountpoint), allow_other=allow_other)

@@ -355,3 +355,26 @@ def test_a_refresh_adopts_loaded_rows_and_reads_only_new_results(tmp_path, monke
     assert set(first) < set(again)
     fresh = {p: n for p, n in walk(Tree(ws)) if "models" in p}
     assert {p: n.size for p, n in again.items()} == {p: n.size for p, n in fresh.items()}
+
+
+def test_prepare_leaves_no_index_read_for_the_first_callbacks(ws, monkeypatch):
+    """The mount prepares its tree before mounting: listing models/, reading scores.yaml
+    and ranking a dataset must then need no database read inside a callback."""
+    import sys
+
+    tree = Tree(ws, auto_refresh=False)
+    tree.refresh()
+    tree.prepare()
+
+    def no_read():
+        raise AssertionError("an index read after prepare()")
+
+    monkeypatch.setattr(ws.index, "read", no_read)
+    assert "RESULTS.csv" in tree.list_dir(("runs", "fermentation"))
+    for label, node in tree.list_dir(("runs", "fermentation")).items():
+        folder = tree.list_dir(("runs", "fermentation", label)) if node.is_dir else {}
+        if "scores.yaml" in folder:  # completed results
+            tree.read(folder["scores.yaml"])
+            for model in tree.list_dir(("runs", "fermentation", label, "models")) or {}:
+                assert tree.list_dir(("runs", "fermentation", label, "models", model))
+    assert "polars" in sys.modules
