@@ -20,7 +20,7 @@ from core.catalog import DatasetInfo, list_datasets
 from core.queries import ResultRow, RunRow
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a cold walk builds 120,000 of these
 class ArtifactInfo:
     step_index: int
     step_name: str
@@ -29,7 +29,7 @@ class ArtifactInfo:
     size: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ModelInfo:
     model_id: str
     result_id: str
@@ -76,7 +76,6 @@ class Snapshot:
     _score_rows: dict[str, list[tuple]] | None = field(default=None, repr=False)
     _rows_complete: bool = field(default=False, repr=False)
     _models: dict[str, dict[str, ModelInfo]] = field(default_factory=dict, repr=False)
-    _prediction_sets: dict[str, set[tuple[str, str]]] = field(default_factory=dict, repr=False)
 
     def cv_scores(self, result_id: str) -> dict[str, Any]:
         """The pooled out-of-fold scores (the ranking ones), parsed on first use."""
@@ -104,11 +103,7 @@ class Snapshot:
 
     def prediction_sets(self, result_id: str) -> set[tuple[str, str]]:
         """(model, partition) pairs a result has predictions for; no JSON parsed."""
-        sets = self._prediction_sets.get(result_id)
-        if sets is None:
-            rows = self._rows_of(result_id)
-            sets = self._prediction_sets[result_id] = {(row[1], row[2]) for row in rows}
-        return sets
+        return {(row[1], row[2]) for row in self._rows_of(result_id)}
 
     def _rows_of(self, result_id: str) -> list[tuple]:
         return self.preload()[1].get(result_id, [])
