@@ -532,8 +532,8 @@ def extra_rows(
             f"{mb / served_s / big_disk:.0%} of disk warm",
         ),
         (
-            "… the same right after the cold first read (so: the first read's sha256 check, "
-            "plus the session's first `models/` listing, which loads every model row, "
+            "… the same right after the cold first read (so: the first read's sha256 check "
+            "and the lookups of its folders on a fresh mount, "
             f"≈ {fmt_time(cold_big - second_s)})",
             f"{mb / second_s:,.0f} MB/s ({fmt_time(second_s)} vs first read {fmt_time(cold_big)})",
             f"{mb / second_s / big_disk:.0%} of disk warm",
