@@ -175,8 +175,8 @@ def _tune_gc() -> None:
 
 class IdleCollector:
     """Collect cyclic garbage (a chart render's figures, for instance) when callbacks
-    have allocated next to nothing since the last tick, or after very many new objects even when
-    busy. Each collection freezes the survivors, so no object is scanned twice."""
+    have allocated next to nothing since the last tick, or after very many new objects
+    even when busy. Each collection freezes the survivors, so no object is scanned twice."""
 
     IDLE_OBJECTS = 100_000  # collect at the first idle tick past this many new objects
     BUSY_OBJECTS = 20_000_000  # collect anyway past this many (~2 GB of small objects)

@@ -71,7 +71,7 @@ class Views:
         }
         # (result id, path inside its folder) -> listing: a result's folder shows under
         # runs/ and by-run/ alike, built once for both (a cold walk built each twice)
-        self.result_dirs: dict[tuple[str, TreePath], dict[str, Node] | None] = {}
+        self.result_dirs: dict[tuple[str, TreePath], dict[str, Node]] = {}
         times = [_ts(r.created_at) for r in snapshot.results]
         self.latest = max(times + [_ts(d.created_at) for d in snapshot.datasets], default=0.0)
 
@@ -313,9 +313,12 @@ class Tree:
 
     def _result_dir(self, views: Views, result: ResultRow, rest: TreePath) -> dict | None:
         key = (result.result_id, rest)
-        if key not in views.result_dirs:
-            views.result_dirs[key] = self.files.result_dir(views, result, rest)
-        return views.result_dirs[key]
+        entries = views.result_dirs.get(key)
+        if entries is None:
+            entries = self.files.result_dir(views, result, rest)
+            if entries is not None:  # misses are not kept: a prober could grow them forever
+                views.result_dirs[key] = entries
+        return entries
 
     def _dataset_mtime(self, views: Views, dataset: DatasetInfo) -> float:
         results = views.results_by_dataset.get(dataset.dataset_id, [])
