@@ -53,8 +53,8 @@ class Snapshot:
     A freshly opened workspace must list a folder quickly (issue #4: under 0.3 s at 10,000
     results), and listing needs the results and one ranking value each, not the 60,000
     model and 120,000 score rows behind them. Those load in bulk the first time any result
-    folder's `models/` or `predictions/` is built (or when the mount's watcher preloads
-    them), from a later read transaction than the rest. That is safe because a visible
+    folder's `models/` or `predictions/` is built (the mount loads them before mounting,
+    `Tree.prepare`), from a later read transaction than the rest. That is safe because a visible
     result's rows never change (a result commits whole); if a result was removed in
     between, the change token has moved too and the next refresh replaces this snapshot.
     For the same reason a new snapshot adopts the rows its predecessor had loaded and
