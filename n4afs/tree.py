@@ -69,9 +69,6 @@ class Views:
             run_id: {self.dataset_dirs[d]: d for d in dataset_ids}
             for run_id, dataset_ids in snapshot.run_datasets.items()
         }
-        # (result id, path inside its folder) -> listing: a result's folder shows under
-        # runs/ and by-run/ alike, built once for both (a cold walk built each twice)
-        self.result_dirs: dict[tuple[str, TreePath], dict[str, Node]] = {}
         times = [_ts(r.created_at) for r in snapshot.results]
         self.latest = max(times + [_ts(d.created_at) for d in snapshot.datasets], default=0.0)
 
@@ -108,11 +105,19 @@ class Views:
 
 
 class _Generation:
-    """One snapshot's views and the directories built from them: replaced together."""
+    """One snapshot's views and the directories built from them: replaced together.
+
+    Nothing reachable from `views` may hold a built node: rendered files' closures refer to
+    the views, so a node cached there would make a reference cycle, and the mount daemon
+    frees a replaced generation by reference counting alone (its cyclic GC is off).
+    """
 
     def __init__(self, views: Views) -> None:
         self.views = views
         self.dirs: dict[TreePath, dict[str, Node]] = {}
+        # (result id, path inside its folder) -> listing: a result's folder shows under
+        # runs/ and by-run/ alike, built once for both (a cold walk built each twice)
+        self.result_dirs: dict[tuple[str, TreePath], dict[str, Node]] = {}
 
 
 def _ts(value: Any) -> float:
@@ -197,7 +202,7 @@ class Tree:
         path = tuple(path)
         entries = generation.dirs.get(path)
         if entries is None:
-            entries = self._build(generation.views, path)
+            entries = self._build(generation, path)
             if entries is None:
                 return None
             generation.dirs[path] = entries
@@ -275,17 +280,20 @@ class Tree:
         return None
 
     # -- directory builders ---------------------------------------------------------------
-    def _build(self, views: Views, path: TreePath) -> dict[str, Node] | None:
+    def _build(self, generation: _Generation, path: TreePath) -> dict[str, Node] | None:
+        views = generation.views
         if not path:
             return self._root(views)
         top, rest = path[0], path[1:]
-        builder = {
-            "runs": self._runs_view,
-            "by-run": self._by_run_view,
-            "best": self._best_view,
-            "datasets": self._datasets_view,
-        }.get(top)
-        return builder(views, rest) if builder else None
+        if top == "runs":
+            return self._runs_view(generation, rest)
+        if top == "by-run":
+            return self._by_run_view(generation, rest)
+        if top == "best":
+            return self._best_view(views, rest)
+        if top == "datasets":
+            return self._datasets_view(views, rest)
+        return None
 
     def _root_mtime(self, views: Views) -> float:
         return views.latest
@@ -297,7 +305,8 @@ class Tree:
         nodes += [directory(name, mtime) for name in ("runs", "by-run", "best", "datasets")]
         return {n.name: n for n in nodes}
 
-    def _runs_view(self, views: Views, rest: TreePath) -> dict[str, Node] | None:
+    def _runs_view(self, generation: _Generation, rest: TreePath) -> dict[str, Node] | None:
+        views = generation.views
         if not rest:
             return {
                 name: directory(name, self._dataset_mtime(views, d))
@@ -309,15 +318,17 @@ class Tree:
         if len(rest) == 1:
             return self._dataset_dir(views, dataset)
         result = views.result(dataset.dataset_id, rest[1])
-        return None if result is None else self._result_dir(views, result, rest[2:])
+        return None if result is None else self._result_dir(generation, result, rest[2:])
 
-    def _result_dir(self, views: Views, result: ResultRow, rest: TreePath) -> dict | None:
+    def _result_dir(
+        self, generation: _Generation, result: ResultRow, rest: TreePath
+    ) -> dict[str, Node] | None:
         key = (result.result_id, rest)
-        entries = views.result_dirs.get(key)
+        entries = generation.result_dirs.get(key)
         if entries is None:
-            entries = self.files.result_dir(views, result, rest)
+            entries = self.files.result_dir(generation.views, result, rest)
             if entries is not None:  # misses are not kept: a prober could grow them forever
-                views.result_dirs[key] = entries
+                generation.result_dirs[key] = entries
         return entries
 
     def _dataset_mtime(self, views: Views, dataset: DatasetInfo) -> float:
@@ -359,7 +370,8 @@ class Tree:
         nodes += [directory(r.label, _ts(r.created_at), mutable=False) for r in results]
         return {n.name: n for n in nodes}
 
-    def _by_run_view(self, views: Views, rest: TreePath) -> dict[str, Node] | None:
+    def _by_run_view(self, generation: _Generation, rest: TreePath) -> dict[str, Node] | None:
+        views = generation.views
         if not rest:
             return {name: directory(name, _ts(r.created_at)) for name, r in views.runs.items()}
         run = views.runs.get(rest[0])
@@ -385,7 +397,7 @@ class Tree:
         result = views.result(dataset_id, rest[2])
         if result is not None and result.run_id != run.run_id:
             result = None
-        return None if result is None else self._result_dir(views, result, rest[3:])
+        return None if result is None else self._result_dir(generation, result, rest[3:])
 
     def _best_view(self, views: Views, rest: TreePath) -> dict[str, Node] | None:
         if rest:

@@ -48,3 +48,30 @@ def test_a_long_busy_spell_still_collects(gc_off, monkeypatch):
     collector.tick()
     assert ref() is None and collector.collections == 1
     del keep
+
+
+def test_a_replaced_tree_generation_is_freed_by_reference_counting(ws, gc_off):
+    """The daemon runs without automatic GC and freezes what survives a collection, so a
+    generation replaced by a refresh must not sit in a reference cycle: it would never be
+    freed (found in review: views -> cached result folders -> render closures -> views)."""
+    from n4afs.tree import Tree
+
+    template = [{"_or_": ["snv", "msc"]}, {"pls": {"n_components": 2}}]
+    ws.run(templates=[template], datasets=["chemotools:fermentation"], cv=3, name="first")
+    tree = Tree(ws, auto_refresh=False)
+    tree.refresh()
+    tree.prepare()
+    stack = [()]
+    while stack:  # build every folder, as a walk through the mount does
+        path = stack.pop()
+        for name, node in tree.list_dir(path).items():
+            if node.is_dir:
+                stack.append((*path, name))
+            elif name.endswith(".yaml"):
+                tree.read(node)
+    first = weakref.ref(tree._generation.views)
+    gc.freeze()  # what IdleCollector does after a collection
+    for name in ("second", "third"):  # two refreshes: the first generation is not `previous`
+        ws.run(templates=[template], datasets=["fermentation"], cv=3, name=name)
+        assert tree.refresh()
+    assert first() is None
