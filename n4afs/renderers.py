@@ -136,7 +136,8 @@ def _sequence(items: list, indent: int, lead: str, lines: list[str]) -> None:
 
 
 def _plain_key(key: Any) -> str:
-    if type(key) is str and _is_plain(key):
+    """A key written as is: PyYAML writes keys of 128 characters or more as `? key`."""
+    if type(key) is str and len(key) < _LINE_WIDTH and _is_plain(key):
         return key
     raise _Decline
 

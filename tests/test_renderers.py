@@ -42,6 +42,7 @@ def test_every_yaml_file_of_a_real_tree_is_written_directly_and_as_pyyaml_would(
 KEYS = st.one_of(
     st.sampled_from(["model", "n_components", "sha256", "rmse", "cv", "fold_0", "a.b"]),
     st.text(min_size=0, max_size=12),
+    st.text(alphabet="ab_", min_size=100, max_size=200),  # PyYAML writes `? key` past 127
 )
 STRINGS = st.one_of(
     st.sampled_from(
@@ -99,6 +100,12 @@ def test_generated_documents_are_pyyamls_text_or_declined(document):
     expected = _pyyaml(document)
     assert direct is None or direct == expected
     assert yaml_bytes(document) == expected.encode("utf-8")
+
+
+def test_long_keys_are_left_to_pyyaml():
+    for document in [{"a" * 129: 1}, [{"b" * 200: None}], {"k": {"c" * 128: []}}]:
+        assert _block_yaml(document) is None
+        assert yaml_bytes(document) == _pyyaml(document).encode("utf-8")
 
 
 def test_floats_as_pyyaml_writes_them():
