@@ -190,7 +190,9 @@ class BlobStore:
                     renamed_into.add(os.path.dirname(self._name(blob_id)))
             _sync_files([], sorted(renamed_into))
         finally:
-            self._writer.shutdown(wait=True)  # nothing may still be writing when we clean up
+            # nothing may still be writing when we clean up; after an error, queued writes
+            # are dropped rather than made
+            self._writer.shutdown(wait=True, cancel_futures=True)
             for entry in self._pending.values():
                 tmp_name = _tmp_name_of(entry)
                 if tmp_name is not None and os.path.exists(tmp_name):
