@@ -166,8 +166,8 @@ def _tune_gc() -> None:
     again and again, inside callbacks: in process, a cold walk of a 10,000-result tree took
     17.0 s with default thresholds, 4.1 s with rare ones (100000, 50, 100) and 3.5 s with
     none. The tree makes no reference cycles of its own: refcounting frees a replaced
-    generation (tests/test_fuse_gc.py checks it). Only the daemon does this: it is our process, unlike a user's that uses
-    fsspec."""
+    generation (tests/test_fuse_gc.py checks it). Only the daemon does this: it is our
+    process, unlike a user's that uses fsspec."""
     gc.collect()
     gc.freeze()  # what exists now (modules, the first snapshot) is never rescanned
     gc.disable()
