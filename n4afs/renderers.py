@@ -78,6 +78,7 @@ def _pyyaml(data: Any) -> str:
 # it against PyYAML on every YAML file of a real tree and on generated documents.
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*\Z")  # never quoted, never wrapped
 _LINE_WIDTH = 90  # PyYAML wraps lines past 100 columns; stay clear of it
+_KEY_MAX = 100  # PyYAML writes keys of 128 characters or more as `? key`
 _STR_TAG = "tag:yaml.org,2002:str"
 _RESOLVER = yaml.resolver.Resolver()
 
@@ -136,8 +137,7 @@ def _sequence(items: list, indent: int, lead: str, lines: list[str]) -> None:
 
 
 def _plain_key(key: Any) -> str:
-    """A key written as is: PyYAML writes keys of 128 characters or more as `? key`."""
-    if type(key) is str and len(key) < _LINE_WIDTH and _is_plain(key):
+    if type(key) is str and len(key) < _KEY_MAX and _is_plain(key):
         return key
     raise _Decline
 

@@ -61,14 +61,9 @@ def test_a_replaced_tree_generation_is_freed_by_reference_counting(ws, gc_off):
     tree = Tree(ws, auto_refresh=False)
     tree.refresh()
     tree.prepare()
-    stack = [()]
-    while stack:  # build every folder, as a walk through the mount does
-        path = stack.pop()
-        for name, node in tree.list_dir(path).items():
-            if node.is_dir:
-                stack.append((*path, name))
-            elif name.endswith(".yaml"):
-                tree.read(node)
+    for path, node in tree.walk_files(()):  # build every folder, as a walk through the mount does
+        if path[-1].endswith(".yaml"):
+            tree.read(node)
     first = weakref.ref(tree._generation.views)
     gc.freeze()  # what IdleCollector does after a collection
     for name in ("second", "third"):  # two refreshes: the first generation is not `previous`

@@ -22,14 +22,9 @@ def test_every_yaml_file_of_a_real_tree_is_written_directly_and_as_pyyaml_would(
     original = renderers.yaml_bytes
     monkeypatch.setattr(renderers, "yaml_bytes", lambda d: documents.append(d) or original(d))
     tree = Tree(ws)
-    stack = [()]
-    while stack:
-        path = stack.pop()
-        for name, node in tree.list_dir(path).items():
-            if node.is_dir:
-                stack.append((*path, name))
-            elif name.endswith(".yaml"):
-                tree.read(node)
+    for path, node in tree.walk_files(()):
+        if path[-1].endswith(".yaml"):
+            tree.read(node)
     assert len(documents) > 25  # DATASET, RUN, templates, and per result: pipeline,
     # scores, timing, one MANIFEST per model
     for document in documents:
