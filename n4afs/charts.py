@@ -13,6 +13,9 @@ from typing import Any
 from n4afs import renderers
 
 Chart = tuple[str, Callable[[], bytes], tuple]
+REGRESSION_CHARTS = ("predictions_scatter.png", "residuals.png")
+CLASSIFICATION_CHARTS = ("confusion_matrix.png",)
+COMMON_CHARTS = ("spectra.png", "y_distribution.png", "folds.png")
 
 
 def result_charts(files: Any, r: Any, dataset: Any, cv: dict[str, Any]) -> list[Chart]:
@@ -67,17 +70,23 @@ def result_charts(files: Any, r: Any, dataset: Any, cv: dict[str, Any]) -> list[
 
     # every input a chart shows (its title names the result and the dataset) keys its memo
     shown = (pblob, r.label, dataset.name)
-    charts: list[Chart] = []
-    if dataset.task == "regression":
-        charts += [("predictions_scatter.png", scatter, shown), ("residuals.png", residuals, shown)]
-    else:
-        charts.append(("confusion_matrix.png", confusion, shown))
-    charts += [
-        ("spectra.png", lambda: _spectra(files, dataset), (dblob, dataset.name)),
-        ("y_distribution.png", distribution, (pblob, dataset.name)),
-        ("folds.png", folds, (pblob, dblob, dataset.name)),
-    ]
-    return charts
+    drawn = {
+        "predictions_scatter.png": (scatter, shown),
+        "residuals.png": (residuals, shown),
+        "confusion_matrix.png": (confusion, shown),
+        "spectra.png": (lambda: _spectra(files, dataset), (dblob, dataset.name)),
+        "y_distribution.png": (distribution, (pblob, dataset.name)),
+        "folds.png": (folds, (pblob, dblob, dataset.name)),
+    }
+    return [(name, *drawn[name]) for name in chart_names(dataset.task)]
+
+
+def chart_names(task: str) -> tuple[str, ...]:
+    """The charts of a result on a dataset of `task`, in listing order: a listing needs
+    the names alone."""
+    if task == "regression":
+        return (*REGRESSION_CHARTS, *COMMON_CHARTS)
+    return (*CLASSIFICATION_CHARTS, *COMMON_CHARTS)
 
 
 def _spectra(files: Any, dataset: Any) -> bytes:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -118,6 +118,64 @@ class Node(NamedTuple):
     @property
     def size(self) -> int:
         return self.content.size if self.content is not None else 0
+
+
+class FilesListing(Mapping):
+    """A folder of immutable files whose names are known before its nodes.
+
+    A cold `find` lists every folder of every result (models/<id>/, predictions/, charts/,
+    logs/: about 800,000 files at 10,000 results) and looks none of their files up, so
+    building a node and a content object per file there was wasted work, and the larger
+    part of the mount's cold `readdir`. `names` answers a listing; the nodes are built from
+    `build` on the first lookup or iteration of items, and checked against `names` then.
+    """
+
+    __slots__ = ("names", "_build", "_nodes")
+
+    def __init__(self, names: tuple[str, ...], build: Callable[[], dict[str, Node]]) -> None:
+        self.names = names
+        self._build: Callable[[], dict[str, Node]] | None = build
+        self._nodes: dict[str, Node] | None = None
+
+    def nodes(self) -> dict[str, Node]:
+        if self._nodes is None:
+            nodes = self._build()
+            if tuple(nodes) != self.names or any(n.is_dir or n.mutable for n in nodes.values()):
+                raise RuntimeError(f"listing {self.names} built as {tuple(nodes)}")
+            self._nodes, self._build = nodes, None  # the closure is not needed again
+        return self._nodes
+
+    @property
+    def built(self) -> bool:
+        return self._nodes is not None
+
+    def __getitem__(self, name: str) -> Node:
+        return self.nodes()[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.nodes().get(name, default)
+
+    def items(self) -> Any:
+        return self.nodes().items()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
+
+
+Listing = dict[str, Node] | FilesListing
+
+
+def kinds(entries: Listing) -> Iterator[tuple[str, bool]]:
+    """(name, is a directory) per entry, without building the nodes of a `FilesListing`."""
+    if isinstance(entries, FilesListing):
+        return ((name, False) for name in entries.names)
+    return ((name, node.is_dir) for name, node in entries.items())
 
 
 def directory(name: str, mtime: float, mutable: bool = True) -> Node:

@@ -133,9 +133,9 @@ class N4AFileSystem(AbstractFileSystem):
         stack = [(path.rstrip("/"), tree_path, 0)]
         while stack:
             base, parts, depth = stack.pop()
-            for name, node in (tree.list_dir(parts) or {}).items():
+            for name, is_dir in tree.list_kinds(parts) or ():
                 child = f"{base}/{name}"
-                if node.is_dir:
+                if is_dir:
                     if withdirs:
                         found.append(child)
                     if maxdepth is None or depth + 1 < maxdepth:

@@ -128,13 +128,13 @@ class TreeOperations(mfusepy.Operations):
         }
 
     def readdir(self, path: str, fh: Any) -> Any:
-        entries = self.tree.list_dir(_parts(path))
+        entries = self.tree.list_kinds(_parts(path))
         if entries is None:
             raise mfusepy.FuseOSError(errno.ENOENT)
         yield ".", DIR_MODE, 0
         yield "..", DIR_MODE, 0
-        for name, node in entries.items():
-            yield name, DIR_MODE if node.is_dir else FILE_MODE, 0
+        for name, is_dir in entries:
+            yield name, DIR_MODE if is_dir else FILE_MODE, 0
 
     # -- data ---------------------------------------------------------------------------
     def open(self, path: str, flags: int) -> int:

@@ -19,7 +19,9 @@ from n4afs import renderers
 from n4afs.content import (
     BlobContent,
     BytesContent,
+    FilesListing,
     LazyContent,
+    Listing,
     Node,
     RenderMemo,
     SegmentsContent,
@@ -235,7 +237,7 @@ class ResultFiles:
         return nodes
 
     # -- one result ---------------------------------------------------------------------
-    def result_dir(self, views: Any, r: ResultRow, rest: TreePath) -> dict[str, Node] | None:
+    def result_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
         t = r.created_at.timestamp()
         if r.result_id in views.snapshot.imported:
             return self.imported_dir(views.snapshot.imported[r.result_id], rest, t)
@@ -311,12 +313,10 @@ class ResultFiles:
 
         return self._render(("scores.yaml", r.result_id), render)
 
-    def predictions_dir(self, views: Any, r: ResultRow, rest: TreePath) -> dict[str, Node] | None:
+    def predictions_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
         """Which files exist comes from the index (score rows); the blob is read on demand."""
         if rest:
             return None
-        task = self._task(views, r)
-        t = r.created_at.timestamp()
         present = views.snapshot.prediction_sets(r.result_id)
         wanted = [
             ("cv.csv", "cv", "val"),
@@ -327,14 +327,19 @@ class ResultFiles:
         ]
         folds = sorted({m for m, _ in present if m.startswith("fold_")}, key=lambda m: int(m[5:]))
         wanted += [(f"{m}.csv", m, None) for m in folds]
-        nodes = {}
-        for name, model, partition in wanted:
-            if partition is not None and (model, partition) not in present:
-                continue
-            render = self._predictions_renderer(r.predictions_blob, model, partition, task)
-            content = self._render(("predictions", r.predictions_blob, name, task), render)
-            nodes[name] = file_node(name, t, content)
-        return nodes
+        wanted = [w for w in wanted if w[2] is None or (w[1], w[2]) in present]
+
+        def build() -> dict[str, Node]:
+            task = self._task(views, r)
+            t = r.created_at.timestamp()
+            nodes = {}
+            for name, model, partition in wanted:
+                render = self._predictions_renderer(r.predictions_blob, model, partition, task)
+                content = self._render(("predictions", r.predictions_blob, name, task), render)
+                nodes[name] = file_node(name, t, content)
+            return nodes
+
+        return FilesListing(tuple(name for name, _, _ in wanted), build)
 
     def _predictions_renderer(self, blob_id: str, model: str, partition: str | None, task: str):
         def render() -> bytes:
@@ -352,22 +357,26 @@ class ResultFiles:
     def _task(self, views: Any, r: ResultRow) -> str:
         return views.datasets_by_id[r.dataset_id].task
 
-    def charts_dir(self, views: Any, r: ResultRow, rest: TreePath) -> dict[str, Node] | None:
+    def charts_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
         from n4afs import charts
 
         if rest:
             return None
         dataset = views.datasets_by_id[r.dataset_id]
-        t = r.created_at.timestamp()
-        nodes = {}
-        for name, render, inputs in charts.result_charts(
-            self, r, dataset, views.snapshot.cv_scores(r.result_id)
-        ):
-            content = self._render(("chart", name, *inputs), render)
-            nodes[name] = file_node(name, t, content)
-        return nodes
 
-    def models_dir(self, views: Any, r: ResultRow, rest: TreePath) -> dict[str, Node] | None:
+        def build() -> dict[str, Node]:
+            t = r.created_at.timestamp()
+            nodes = {}
+            for name, render, inputs in charts.result_charts(
+                self, r, dataset, views.snapshot.cv_scores(r.result_id)
+            ):
+                content = self._render(("chart", name, *inputs), render)
+                nodes[name] = file_node(name, t, content)
+            return nodes
+
+        return FilesListing(charts.chart_names(dataset.task), build)
+
+    def models_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
         models = views.snapshot.models_of(r.result_id)
         if not rest:
             return {
@@ -377,15 +386,22 @@ class ResultFiles:
         model = models.get(rest[0])
         if model is None or len(rest) > 1:
             return None
-        t = model.created_at.timestamp()
-        nodes = {
-            f"{a.step_name}.pkl": file_node(f"{a.step_name}.pkl", t, BlobContent(a.blob_id, a.size))
-            for a in model.artifacts
-        }
-        steps = tuple((a.step_name, a.blob_id, a.size) for a in model.artifacts)
-        nodes["pipeline.pkl"] = file_node("pipeline.pkl", t, SegmentsContent(steps))
-        nodes["MANIFEST.yaml"] = file_node("MANIFEST.yaml", t, self.manifest(views, r, model))
-        return nodes
+
+        def build() -> dict[str, Node]:
+            t = model.created_at.timestamp()
+            nodes = {
+                f"{a.step_name}.pkl": file_node(
+                    f"{a.step_name}.pkl", t, BlobContent(a.blob_id, a.size)
+                )
+                for a in model.artifacts
+            }
+            steps = tuple((a.step_name, a.blob_id, a.size) for a in model.artifacts)
+            nodes["pipeline.pkl"] = file_node("pipeline.pkl", t, SegmentsContent(steps))
+            nodes["MANIFEST.yaml"] = file_node("MANIFEST.yaml", t, self.manifest(views, r, model))
+            return nodes
+
+        names = (*(f"{a.step_name}.pkl" for a in model.artifacts), "pipeline.pkl", "MANIFEST.yaml")
+        return FilesListing(names, build)
 
     def manifest(self, views: Any, r: ResultRow, model: Any) -> LazyContent:
         run = views.runs_by_id[r.run_id]
@@ -414,27 +430,28 @@ class ResultFiles:
 
         return self._render(("manifest", model.model_id), render)
 
-    def logs_dir(self, views: Any, r: ResultRow, rest: TreePath) -> dict[str, Node] | None:
+    def logs_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
         if rest:
             return None
-        t = r.created_at.timestamp()
         if r.status != "completed":  # failed, or broken (found by verify)
-            return {
-                "error.log": file_node(
-                    "error.log", t, BytesContent((r.error or "").encode("utf-8"))
+            return FilesListing(("error.log",), lambda: self._error_log(r))
+
+        def build() -> dict[str, Node]:
+            def render() -> bytes:
+                return renderers.yaml_bytes(
+                    {
+                        "result": r.label,
+                        "status": r.status,
+                        "finished": r.created_at.isoformat(timespec="seconds"),
+                    }
                 )
-            }
 
-        def render() -> bytes:
-            return renderers.yaml_bytes(
-                {
-                    "result": r.label,
-                    "status": r.status,
-                    "finished": r.created_at.isoformat(timespec="seconds"),
-                }
-            )
+            timing = self._render(("timing.yaml", r.result_id, r.status), render)
+            return {"timing.yaml": file_node("timing.yaml", r.created_at.timestamp(), timing)}
 
-        # rendered on first stat or read, not when logs/ is listed (a cold `find` lists
-        # 20,000 of them at 10,000 results)
-        timing = self._render(("timing.yaml", r.result_id, r.status), render)
-        return {"timing.yaml": file_node("timing.yaml", t, timing)}
+        return FilesListing(("timing.yaml",), build)
+
+    @staticmethod
+    def _error_log(r: ResultRow) -> dict[str, Node]:
+        content = BytesContent((r.error or "").encode("utf-8"))
+        return {"error.log": file_node("error.log", r.created_at.timestamp(), content)}

@@ -21,6 +21,7 @@ Layout (DESIGN.md, "The tree"):
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 from core.catalog import DatasetInfo
@@ -31,12 +32,15 @@ from n4afs import result_files
 from n4afs.content import (
     BlobContent,
     BytesContent,
+    FilesListing,
+    Listing,
     Node,
     RenderMemo,
     SegmentsContent,
     TreePath,
     directory,
     file_node,
+    kinds,
     read_range,
 )
 from n4afs.names import unique_names
@@ -114,10 +118,10 @@ class _Generation:
 
     def __init__(self, views: Views) -> None:
         self.views = views
-        self.dirs: dict[TreePath, dict[str, Node]] = {}
+        self.dirs: dict[TreePath, Listing] = {}
         # (result id, path inside its folder) -> listing: a result's folder shows under
         # runs/ and by-run/ alike, built once for both (a cold walk built each twice)
-        self.result_dirs: dict[tuple[str, TreePath], dict[str, Node]] = {}
+        self.result_dirs: dict[tuple[str, TreePath], Listing] = {}
 
 
 def _ts(value: Any) -> float:
@@ -195,11 +199,13 @@ class Tree:
             return []
         paths: list[TreePath] = [()]
         for dir_path, entries in list(generation.dirs.items()):
+            if isinstance(entries, FilesListing):  # immutable files only, maybe never built
+                continue
             paths += [(*dir_path, name) for name, node in entries.items() if node.mutable]
         return paths
 
     # -- the three calls ----------------------------------------------------------------
-    def list_dir(self, path: TreePath) -> dict[str, Node] | None:
+    def list_dir(self, path: TreePath) -> Listing | None:
         generation = self._current()
         path = tuple(path)
         entries = generation.dirs.get(path)
@@ -209,6 +215,12 @@ class Tree:
                 return None
             generation.dirs[path] = entries
         return entries
+
+    def list_kinds(self, path: TreePath) -> Iterator[tuple[str, bool]] | None:
+        """(name, is a directory) per entry: what a directory listing shows (readdir,
+        a names-only `find`), without building the nodes of folders of files."""
+        entries = self.list_dir(path)
+        return None if entries is None else kinds(entries)
 
     def lookup(self, path: TreePath) -> Node | None:
         if not path:
@@ -282,7 +294,7 @@ class Tree:
         return None
 
     # -- directory builders ---------------------------------------------------------------
-    def _build(self, generation: _Generation, path: TreePath) -> dict[str, Node] | None:
+    def _build(self, generation: _Generation, path: TreePath) -> Listing | None:
         views = generation.views
         if not path:
             return self._root(views)
@@ -307,7 +319,7 @@ class Tree:
         nodes += [directory(name, mtime) for name in ("runs", "by-run", "best", "datasets")]
         return {n.name: n for n in nodes}
 
-    def _runs_view(self, generation: _Generation, rest: TreePath) -> dict[str, Node] | None:
+    def _runs_view(self, generation: _Generation, rest: TreePath) -> Listing | None:
         views = generation.views
         if not rest:
             return {
@@ -324,7 +336,7 @@ class Tree:
 
     def _result_dir(
         self, generation: _Generation, result: ResultRow, rest: TreePath
-    ) -> dict[str, Node] | None:
+    ) -> Listing | None:
         key = (result.result_id, rest)
         entries = generation.result_dirs.get(key)
         if entries is None:
@@ -372,7 +384,7 @@ class Tree:
         nodes += [directory(r.label, _ts(r.created_at), mutable=False) for r in results]
         return {n.name: n for n in nodes}
 
-    def _by_run_view(self, generation: _Generation, rest: TreePath) -> dict[str, Node] | None:
+    def _by_run_view(self, generation: _Generation, rest: TreePath) -> Listing | None:
         views = generation.views
         if not rest:
             return {name: directory(name, _ts(r.created_at)) for name, r in views.runs.items()}

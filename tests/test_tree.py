@@ -12,6 +12,7 @@ import yaml
 
 from core.metrics import METRICS
 from core.templates import load_template
+from n4afs.content import FilesListing, file_node
 from n4afs.fs import N4AFileSystem
 from n4afs.tree import Tree
 from n4afs.workspace import Workspace
@@ -292,6 +293,51 @@ def test_find_lists_every_file_without_rendering(ws):
     found = fs.find("/")
     assert len(found) == len(list(walk(Tree(ws))))
     assert tree.memo.renders == rendered
+
+
+def walk_kinds(tree, path=()):
+    """Every directory path, as a listing-only walk (readdir, `find`) sees the tree."""
+    yield path
+    for name, is_dir in tree.list_kinds(path):
+        if is_dir:
+            yield from walk_kinds(tree, (*path, name))
+
+
+def test_listing_names_match_the_built_nodes_in_every_folder(ws):
+    """`list_kinds` answers from names alone; the nodes built later must say the same."""
+    names_only, full = Tree(ws), Tree(ws)
+    folders = list(walk_kinds(names_only))
+    assert len(folders) > 100
+    for path in folders:
+        built = [(name, node.is_dir) for name, node in full.list_dir(path).items()]
+        assert list(names_only.list_kinds(path)) == built, path
+        assert list(names_only.list_dir(path)) == [name for name, _ in built], path
+
+
+def test_a_listing_walk_builds_no_file_node_inside_result_folders(ws):
+    """A cold `find` lists every folder of every result and stats none of their files:
+    the folders of files (models/<id>/, predictions/, charts/, logs/) stay unbuilt."""
+    tree = Tree(ws)
+    folders = list(walk_kinds(tree))
+    generation = tree._current()
+    listings = [generation.dirs[path] for path in folders]
+    files_only = [entries for entries in listings if isinstance(entries, FilesListing)]
+    inside_results = [p for p in folders[1:] if p[-1] in ("predictions", "charts", "logs")]
+    assert len(files_only) >= len(inside_results) > 20
+    assert not any(entries.built for entries in files_only)
+    path = next(p for p in folders[1:] if p[-1] == "predictions")
+    assert tree.lookup((*path, "cv.csv")).size > 0  # a lookup builds that folder's nodes
+    assert generation.dirs[path].built
+    assert ("runs", "fermentation", "RESULTS.csv") in tree.mutable_paths(generation)
+    # one folder (shown under runs/ and by-run/) is built; the refresh bookkeeping built none
+    assert len({id(entries) for entries in files_only if entries.built}) == 1
+
+
+def test_a_files_listing_whose_nodes_disagree_with_its_names_is_an_error():
+    listing = FilesListing(("a.csv", "b.csv"), lambda: {"a.csv": file_node("a.csv", 0.0, None)})
+    assert list(listing) == ["a.csv", "b.csv"] and "b.csv" in listing
+    with pytest.raises(RuntimeError, match="built as"):
+        listing.get("a.csv")
 
 
 def test_pandas_pyarrow_duckdb_and_polars_read_n4a_urls(ws):
