@@ -168,7 +168,7 @@ def _require_finite_reference(true: np.ndarray) -> None:
 
 
 def _has_non_finite(pred: np.ndarray) -> bool:
-    return pred.dtype.kind in "fc" and not bool(np.all(np.isfinite(pred)))
+    return pred.dtype.kind in "fc" and not bool(np.isfinite(pred).all())
 
 
 def _centered_sum_of_squares(values: np.ndarray, mean: float | None = None) -> float:
@@ -178,7 +178,14 @@ def _centered_sum_of_squares(values: np.ndarray, mean: float | None = None) -> f
     """
     if values.size == 0 or values.max() - values.min() == 0:  # np.ptp, without its wrapper
         return 0.0
-    return float(np.sum((values - (values.mean() if mean is None else mean)) ** 2))
+    return float(((values - (values.mean() if mean is None else mean)) ** 2).sum())
+
+
+def _mean(values: np.ndarray) -> np.float64:
+    """`np.mean(values)` of a non-empty float array, the same float (numpy's mean is this
+    sum over the count), without its wrappers: ~5 µs a call, and a sweep scores hundreds
+    of tiny arrays, each with several means."""
+    return values.sum() / values.size
 
 
 def _positive_ratio(numerator: float, denominator: float) -> float:
@@ -197,11 +204,11 @@ def _residual_scores(residual: np.ndarray, squared: np.ndarray) -> dict[str, flo
     sqrt((n − 1) / n). Needs n ≥ 2, else NaN.
     """
     n = residual.size
-    bias = np.mean(residual)
+    bias = _mean(residual)
     sep = math.sqrt(_centered_sum_of_squares(residual, bias) / (n - 1)) if n >= 2 else math.nan
     return {
-        "rmse": float(np.sqrt(np.mean(squared))),
-        "mae": float(np.mean(np.abs(residual))),
+        "rmse": float(np.sqrt(_mean(squared))),
+        "mae": float(_mean(np.abs(residual))),
         "bias": float(bias),
         "sep": sep,
     }
@@ -270,13 +277,13 @@ class RegressionReference:
         """
         if self.ss_tot == 0:
             return dict.fromkeys(("r2", "r2_corr", "slope", "offset"), math.nan)
-        pred_mean = pred.mean()
+        pred_mean = _mean(pred)
         ss_pred = _centered_sum_of_squares(pred, pred_mean)
-        cross = float(np.sum(self.centered * (pred - pred_mean)))
+        cross = float((self.centered * (pred - pred_mean)).sum())
         slope = cross / self.ss_tot
         r2_corr = min(1.0, cross**2 / (self.ss_tot * ss_pred)) if ss_pred > 0 else math.nan
         return {
-            "r2": 1.0 - float(np.sum(squared)) / self.ss_tot,
+            "r2": 1.0 - float(squared.sum()) / self.ss_tot,
             "r2_corr": r2_corr,
             "slope": slope,
             "offset": float(pred_mean - slope * self.mean),

@@ -79,6 +79,7 @@ class Partitions:
     train_idx: np.ndarray
     _references: dict[bytes, RegressionReference] = field(default_factory=dict, repr=False)
     _sample_id_array: Any = field(default=None, repr=False)
+    _label_columns: dict[tuple, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def sample_id_array(self) -> Any:
         """The sample ids as one Arrow array (built once), to take each result's rows from."""
@@ -87,6 +88,16 @@ class Partitions:
 
             self._sample_id_array = pa.array(self.sample_ids, type=pa.string())
         return self._sample_id_array
+
+    def label_columns(self, blocks: list[tuple]) -> dict[str, Any]:
+        """The label columns of a predictions table (`_label_columns`), once per layout:
+        every config of a sweep is fitted on the same folds, so only y_pred differs
+        between their tables, and building the rest cost ~0.6 ms a result."""
+        key = tuple((b[0], b[1], b[2], np.asarray(b[3], dtype=np.int64).tobytes()) for b in blocks)
+        columns = self._label_columns.get(key)
+        if columns is None:
+            columns = self._label_columns[key] = _label_columns(self, blocks)
+        return columns
 
     def scores(self, rows: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
         """Every metric of the task for predictions of these rows.
@@ -286,6 +297,15 @@ def _predictions_table(parts: Partitions, blocks: list[tuple]) -> Any:
     per-cell lists gave (strings, int64 folds, the targets' own type)."""
     import pyarrow as pa
 
+    columns = parts.label_columns(blocks)
+    y_pred = _values_array(np.concatenate([b[4] for b in blocks]))
+    return pa.table({**columns, "y_pred": y_pred})
+
+
+def _label_columns(parts: Partitions, blocks: list[tuple]) -> dict[str, Any]:
+    """Every column but y_pred: the same for every config fitted on the same folds."""
+    import pyarrow as pa
+
     counts = [len(idx) for *_, idx, _ in blocks]
     rows = np.concatenate([idx for *_, idx, _ in blocks]).astype(np.int64, copy=False)
     block_of_row = pa.array(np.repeat(np.arange(len(blocks)), counts))
@@ -293,16 +313,13 @@ def _predictions_table(parts: Partitions, blocks: list[tuple]) -> Any:
     def repeated(values: list) -> Any:
         return pa.array(values).take(block_of_row)
 
-    return pa.table(
-        {
-            "sample_id": parts.sample_id_array().take(pa.array(rows)),
-            "model": repeated([b[0] for b in blocks]),
-            "partition": repeated([b[1] for b in blocks]),
-            "fold": repeated([b[2] for b in blocks]),
-            "y_true": _values_array(parts.y[rows]),
-            "y_pred": _values_array(np.concatenate([b[4] for b in blocks])),
-        }
-    )
+    return {
+        "sample_id": parts.sample_id_array().take(pa.array(rows)),
+        "model": repeated([b[0] for b in blocks]),
+        "partition": repeated([b[1] for b in blocks]),
+        "fold": repeated([b[2] for b in blocks]),
+        "y_true": _values_array(parts.y[rows]),
+    }
 
 
 def _values_array(values: np.ndarray) -> Any:

@@ -72,3 +72,31 @@ def test_a_batch_writes_in_the_background_and_raises_its_write_errors_on_exit(
     assert all(name.startswith("n4a-put") for name in writers)
     assert store.temporaries() == []
     assert [p for p in store.objects_dir.rglob("*") if p.is_file()] == []
+
+
+def test_predictions_label_columns_are_built_once_per_fold_layout(ws, monkeypatch):
+    """Every config of a sweep is fitted on the same folds: only y_pred differs between
+    their predictions tables, so the other columns are built once per layout, and each
+    table still holds its own result's rows."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    built = []
+    original = persist._label_columns
+    monkeypatch.setattr(
+        persist, "_label_columns", lambda parts, blocks: built.append(1) or original(parts, blocks)
+    )
+    template = [{"_or_": ["snv", "msc"]}, {"pls": {"n_components": {"_range_": [1, 3]}}}]
+    run = ws.run(
+        templates=[template], datasets=["chemotools:fermentation"], cv=3, test_size=0.2, name="l"
+    )
+    results = run.results
+    assert run.status == "completed" and len(results) == 6
+    assert len(built) == 1  # one layout (3 folds + final, test set, ensembles) for the run
+    tables = [pq.read_table(io.BytesIO(ws.store.read(r.row.predictions_blob))) for r in results]
+    for table, result in zip(tables, results, strict=True):
+        predictions = result.predictions()
+        assert table.column("y_pred").to_pylist() == predictions["y_pred"].to_list()
+        assert table.drop_columns(["y_pred"]).equals(tables[0].drop_columns(["y_pred"]))
+    assert len({tuple(t.column("y_pred").to_pylist()) for t in tables}) == 6
