@@ -79,7 +79,7 @@ class Partitions:
     train_idx: np.ndarray
     _references: dict[bytes, RegressionReference] = field(default_factory=dict, repr=False)
     _sample_id_array: Any = field(default=None, repr=False)
-    _label_columns: dict[tuple, dict[str, Any]] = field(default_factory=dict, repr=False)
+    _label_columns_by_layout: dict[tuple, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def sample_id_array(self) -> Any:
         """The sample ids as one Arrow array (built once), to take each result's rows from."""
@@ -94,9 +94,9 @@ class Partitions:
         every config of a sweep is fitted on the same folds, so only y_pred differs
         between their tables, and building the rest cost ~0.6 ms a result."""
         key = tuple((b[0], b[1], b[2], np.asarray(b[3], dtype=np.int64).tobytes()) for b in blocks)
-        columns = self._label_columns.get(key)
+        columns = self._label_columns_by_layout.get(key)
         if columns is None:
-            columns = self._label_columns[key] = _label_columns(self, blocks)
+            columns = self._label_columns_by_layout[key] = _label_columns(self, blocks)
         return columns
 
     def scores(self, rows: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:

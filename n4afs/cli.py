@@ -416,11 +416,11 @@ def tree_cmd(ctx, path, depth) -> None:
     click.echo("/" + "/".join(parts))
 
     def show(at: tuple, prefix: str, level: int) -> None:
-        entries = list((tree.list_dir(at) or {}).items())
-        for i, (name, node) in enumerate(entries):
+        entries = list(tree.list_kinds(at) or ())
+        for i, (name, is_dir) in enumerate(entries):
             last = i == len(entries) - 1
-            click.echo(f"{prefix}{'└── ' if last else '├── '}{name}{'/' if node.is_dir else ''}")
-            if node.is_dir and level < depth:
+            click.echo(f"{prefix}{'└── ' if last else '├── '}{name}{'/' if is_dir else ''}")
+            if is_dir and level < depth:
                 show((*at, name), prefix + ("    " if last else "│   "), level + 1)
 
     show(parts, "", 1)

@@ -386,21 +386,19 @@ class ResultFiles:
         model = models.get(rest[0])
         if model is None or len(rest) > 1:
             return None
+        names = (*(f"{a.step_name}.pkl" for a in model.artifacts), "pipeline.pkl", "MANIFEST.yaml")
 
         def build() -> dict[str, Node]:
             t = model.created_at.timestamp()
             nodes = {
-                f"{a.step_name}.pkl": file_node(
-                    f"{a.step_name}.pkl", t, BlobContent(a.blob_id, a.size)
-                )
-                for a in model.artifacts
+                name: file_node(name, t, BlobContent(a.blob_id, a.size))
+                for name, a in zip(names, model.artifacts, strict=False)  # steps first
             }
             steps = tuple((a.step_name, a.blob_id, a.size) for a in model.artifacts)
             nodes["pipeline.pkl"] = file_node("pipeline.pkl", t, SegmentsContent(steps))
             nodes["MANIFEST.yaml"] = file_node("MANIFEST.yaml", t, self.manifest(views, r, model))
             return nodes
 
-        names = (*(f"{a.step_name}.pkl" for a in model.artifacts), "pipeline.pkl", "MANIFEST.yaml")
         return FilesListing(names, build)
 
     def manifest(self, views: Any, r: ResultRow, model: Any) -> LazyContent:

@@ -2,8 +2,9 @@
 
 Nouns: a *path* is a tuple of components (strings only at the edges); a *node* is a file or
 directory with its exact size and mtime (`n4afs.content`). The tree answers three calls —
-`list_dir(path)`, `lookup(path)`, `read(node, offset, size)` — and both surfaces (fsspec,
-FUSE) only translate them. It never writes.
+`list_dir(path)`, `lookup(path)`, `read(node, offset, size)` — plus `list_kinds(path)`, a
+listing's names and types without its nodes; both surfaces (fsspec, FUSE) only translate
+them. It never writes.
 
 It holds a `Snapshot` of the index and a cache of built directories, both dropped when the
 index's change token moves (one `stat`), so new results appear and `best_*` never goes

@@ -12,7 +12,7 @@ import yaml
 
 from core.metrics import METRICS
 from core.templates import load_template
-from n4afs.content import FilesListing, file_node
+from n4afs.content import FilesListing, directory, file_node
 from n4afs.fs import N4AFileSystem
 from n4afs.tree import Tree
 from n4afs.workspace import Workspace
@@ -324,20 +324,24 @@ def test_a_listing_walk_builds_no_file_node_inside_result_folders(ws):
     files_only = [entries for entries in listings if isinstance(entries, FilesListing)]
     inside_results = [p for p in folders[1:] if p[-1] in ("predictions", "charts", "logs")]
     assert len(files_only) >= len(inside_results) > 20
-    assert not any(entries.built for entries in files_only)
+    assert not any(entries.is_built for entries in files_only)
     path = next(p for p in folders[1:] if p[-1] == "predictions")
     assert tree.lookup((*path, "cv.csv")).size > 0  # a lookup builds that folder's nodes
-    assert generation.dirs[path].built
+    assert generation.dirs[path].is_built
     assert ("runs", "fermentation", "RESULTS.csv") in tree.mutable_paths(generation)
     # one folder (shown under runs/ and by-run/) is built; the refresh bookkeeping built none
-    assert len({id(entries) for entries in files_only if entries.built}) == 1
+    assert len({id(entries) for entries in files_only if entries.is_built}) == 1
 
 
 def test_a_files_listing_whose_nodes_disagree_with_its_names_is_an_error():
     listing = FilesListing(("a.csv", "b.csv"), lambda: {"a.csv": file_node("a.csv", 0.0, None)})
     assert list(listing) == ["a.csv", "b.csv"] and "b.csv" in listing
+    assert listing.get("c.csv") is None and not listing.is_built  # not listed: not built
     with pytest.raises(RuntimeError, match="built as"):
         listing.get("a.csv")
+    folder = FilesListing(("logs",), lambda: {"logs": directory("logs", 0.0)})
+    with pytest.raises(RuntimeError, match="holds a folder"):
+        folder.get("logs")
 
 
 def test_pandas_pyarrow_duckdb_and_polars_read_n4a_urls(ws):

@@ -100,3 +100,22 @@ def test_predictions_label_columns_are_built_once_per_fold_layout(ws, monkeypatc
         assert table.column("y_pred").to_pylist() == predictions["y_pred"].to_list()
         assert table.drop_columns(["y_pred"]).equals(tables[0].drop_columns(["y_pred"]))
     assert len({tuple(t.column("y_pred").to_pylist()) for t in tables}) == 6
+
+
+def test_label_columns_of_two_layouts_that_differ_in_one_row_are_not_shared():
+    import numpy as np
+
+    parts = persist.Partitions(
+        ["a", "b", "c", "d"],
+        np.array([1.0, 2.0, 3.0, 4.0]),
+        "regression",
+        [],
+        np.array([3]),
+        np.arange(3),
+    )
+    pred = np.zeros(2)
+    first = [("fold_0", "val", 0, np.array([0, 1]), pred)]
+    other = [("fold_0", "val", 0, np.array([0, 2]), pred)]
+    assert parts.label_columns(first) is parts.label_columns(list(first))  # same layout
+    assert parts.label_columns(other)["sample_id"].to_pylist() == ["a", "c"]
+    assert parts.label_columns(first)["sample_id"].to_pylist() == ["a", "b"]
