@@ -141,7 +141,8 @@ class FilesListing(Mapping[str, "Node"]):
 
     def nodes(self) -> dict[str, Node]:
         """Built once. Two threads (an fsspec instance shared by a thread pool) may both
-        build; `_nodes` is set before `_build` is dropped, so neither finds neither."""
+        build; `_nodes` is set before `_build` is dropped, so a thread that finds `_build`
+        gone finds `_nodes` set."""
         nodes = self._nodes
         if nodes is None:
             build = self._build
