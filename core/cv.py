@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from core.nested_pls import fit_nested, is_plain_pls, predict_plain_pls
+from core.step_fits import fit_step
 
 Step = tuple[str, dict[str, Any]]
 
@@ -81,7 +82,7 @@ class _PrefixMemo:
             return self.memo[key]
         fitted, X_prev = self.get(steps[:-1], build)
         step = build(*steps[-1])
-        step.fit(X_prev[self.train_idx], self.y[self.train_idx])
+        fit_step(step, X_prev[self.train_idx], self.y[self.train_idx])
         self.stats.prefix_fits += 1
         result = ([*fitted, step], step.transform(X_prev))
         self.memo[key] = result
