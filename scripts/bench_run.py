@@ -49,9 +49,15 @@ thread per process makes `n_jobs=2` use the two cores without oversubscription.
 Every timed figure is the median of `--repeats` repeats (default 3); each repeat uses fresh
 directories and workspaces, rotates the order of the variants, runs `gc.collect()` and
 `os.sync()` before each timed step. Scratch directories live under the repository root (same
-filesystem as a workspace would; `--scratch-dir` to choose) and are removed at the end. Both
+filesystem as a workspace would; `--scratch-dir` to choose) and are all removed when the
+script ends (about 4 GB at `--repeats 7`), not between steps: on an ext4 without a journal
+(these VMs' root filesystem) each new inode skips, one by one, the inodes freed in the last
+60-360 s of its block group, so deleting a step's ~500 files made the next steps' file
+creation several times slower and the n4afs times drift up from repeat to repeat
+(BENCHMARKS.md, "bench_run — session 6"). Both
 file-writing variants create ~320 files per sweep, so they feel how fast the filesystem
-creates files where they write (BENCHMARKS.md, "File creation").
+creates files where they write: a probe times 300 file creations in a new folder before the
+first and after the last timed step, and the header reports both.
 
 Run from a checkout: `.venv/bin/python scripts/bench_run.py [--repeats 3] [--quick]
 [--synthetic-size 1000,1000] [--blas-threads 1] [--scratch-dir DIR] [--out FILE]`.
@@ -321,8 +327,19 @@ def warm_up(scratch: Path, configs) -> None:
     ws, _ = n4afs_workspace(scratch / "warm-ws", tiny)
     n4afs_run(ws, tiny, 1)
     n4afs_run(ws, tiny, 2)
-    shutil.rmtree(scratch / "warm-files")
-    shutil.rmtree(scratch / "warm-ws")
+
+
+def creation_probe(folder: Path, files: int = 300) -> float:
+    """Microseconds to create one empty file in a new folder, over `files` creations.
+
+    What the file-writing variants meet on this filesystem at that moment. The files are
+    kept: deleting them would slow down the very thing measured (see the docstring)."""
+    folder.mkdir()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    started = time.perf_counter()
+    for i in range(files):
+        os.close(os.open(folder / f"f{i}", flags, 0o600))
+    return (time.perf_counter() - started) / files * 1e6
 
 
 def measure_dataset(data: Data, configs, scratch: Path, repeats: int, log) -> dict[str, Any]:
@@ -345,7 +362,6 @@ def measure_dataset(data: Data, configs, scratch: Path, repeats: int, log) -> di
                 m.note("plain_files_count", files)
                 m.note("plain_csv_bytes", csv)
                 checks["files_scores"], checks["files_oofs"] = scores, oofs
-                shutil.rmtree(where)
             else:
                 n_jobs = int(step[-1])
                 ws, dataset_bytes = n4afs_workspace(where, data)
@@ -374,8 +390,7 @@ def measure_dataset(data: Data, configs, scratch: Path, repeats: int, log) -> di
                     m.note("rerun_files_added", object_files(ws) - files_before)
                     m.note("rerun_index_added", index_bytes(ws) - index_before)
                     checks["rerun_scores"] = n4afs_scores(rerun)
-                del ws
-                shutil.rmtree(where)
+                del ws  # its files stay until the script ends (see the docstring)
             log(f"  {data.name} repeat {rep + 1}/{repeats}: {step} {m.times[step][-1]:.2f} s")
         log(f"  {data.name} repeat {rep + 1}/{repeats}: re-run {m.times['rerun'][-1]:.2f} s")
     return {"m": m, **checks}
@@ -533,10 +548,13 @@ def main(argv: list[str] | None = None) -> int:
         with limits:
             log(f"warming up imports in {scratch} (BLAS threads: {threads}) ...")
             warm_up(scratch, configs)
+            probe_before = creation_probe(scratch / "probe-before")
+            log(f"file creation: {probe_before:.0f} µs a file")
             for d in data:
                 sizes[d.name] = f"{d.X.shape[0]} × {d.X.shape[1]}"
                 log(f"{d.name} {sizes[d.name]} ({d.description}): {len(configs)} configs")
                 results[d.name] = measure_dataset(d, configs, scratch, repeats, log)
+            probe_after = creation_probe(scratch / "probe-after")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     text, ok = report(results, sizes)
@@ -544,7 +562,9 @@ def main(argv: list[str] | None = None) -> int:
         f"Medians of {repeats} repeats; 45 configs × 5 folds + final refit per data set; "
         f"BLAS threads in the main process: {threads} (n_jobs=2 workers: joblib's own limit); "
         f"total script wall time {time.perf_counter() - started:.0f} s; 1-min load average "
-        f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after. The materialized-tree "
+        f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after; creating a file in a new "
+        f"folder of the scratch directory took {probe_before:.0f} µs before the first timed "
+        f"step and {probe_after:.0f} µs after the last. The materialized-tree "
         "size is an ESTIMATE: 2 views × (2 × the run's artifact blob bytes [step .pkl files + "
         "pipeline.pkl] + the plain variant's predictions CSV bytes); YAML, charts and other "
         "CSVs are not counted.\n\n"
