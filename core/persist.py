@@ -81,6 +81,14 @@ class Partitions:
     _sample_id_array: Any = field(default=None, repr=False)
     _label_columns_by_layout: dict[tuple, dict[str, Any]] = field(default_factory=dict, repr=False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The facts without the caches: a copy sent to a worker process (joblib, or dask
+        moving a scattered copy between workers) rebuilds what it needs, rather than carrying
+        the Arrow arrays and reference summaries another worker filled."""
+        state = dict(self.__dict__)
+        state.update(_references={}, _sample_id_array=None, _label_columns_by_layout={})
+        return state
+
     def sample_id_array(self) -> Any:
         """The sample ids as one Arrow array (built once), to take each result's rows from."""
         if self._sample_id_array is None:

@@ -119,3 +119,27 @@ def test_label_columns_of_two_layouts_that_differ_in_one_row_are_not_shared():
     assert parts.label_columns(first) is parts.label_columns(list(first))  # same layout
     assert parts.label_columns(other)["sample_id"].to_pylist() == ["a", "c"]
     assert parts.label_columns(first)["sample_id"].to_pylist() == ["a", "b"]
+
+
+def test_partitions_sent_to_a_worker_leave_their_caches_behind():
+    import pickle
+
+    import numpy as np
+
+    parts = persist.Partitions(
+        ["a", "b", "c", "d"],
+        np.array([1.0, 2.0, 3.0, 4.0]),
+        "regression",
+        [(np.array([0, 1]), np.array([2, 3]))],
+        np.array([], dtype=int),
+        np.arange(4),
+    )
+    before = parts.scores(np.array([2, 3]), np.array([3.5, 3.5]))
+    parts.label_columns([("fold_0", "val", 0, np.array([2, 3]), np.zeros(2))])
+    parts.sample_id_array()
+    sent = pickle.loads(pickle.dumps(parts))
+    assert sent._references == {} and sent._label_columns_by_layout == {}
+    assert sent._sample_id_array is None
+    assert parts._references and parts._label_columns_by_layout  # the sender keeps its own
+    assert sent.scores(np.array([2, 3]), np.array([3.5, 3.5])) == before
+    assert sent.sample_ids == parts.sample_ids and sent.folds[0][1].tolist() == [2, 3]
