@@ -156,3 +156,6 @@ def test_tree_commands(tmp_path):
     assert rendered.returncode == 2 and "n4afs cat" in rendered.stderr
     missing = run_cli("-w", str(ws), "cat", "runs/nope.csv")
     assert missing.returncode == 2 and "no such path" in missing.stderr
+    one_file = run_cli("-w", str(ws), "ls", "runs/fermentation/RESULTS.csv")
+    assert one_file.returncode == 0 and one_file.stdout == "RESULTS.csv\n"
+    assert run_cli("-w", str(ws), "ls", "runs/nope").returncode == 2
