@@ -54,7 +54,10 @@ script ends (about 4 GB at `--repeats 7`), not between steps: on an ext4 without
 (these VMs' root filesystem) each new inode skips, one by one, the inodes freed in the last
 60-360 s of its block group, so deleting a step's ~500 files made the next steps' file
 creation several times slower and the n4afs times drift up from repeat to repeat
-(BENCHMARKS.md, "bench_run — session 6"). Both
+(BENCHMARKS.md, "bench_run — session 6"). Kept files are dropped from the page cache after
+their step instead (`posix_fadvise` DONTNEED): a page cache grown by ~2 GB makes every write
+here ~5x slower. The clean-up at the end slows file creation for the next few minutes, so
+let the machine rest ~6 minutes between two runs (the probe shows whether it did). Both
 file-writing variants create ~320 files per sweep, so they feel how fast the filesystem
 creates files where they write: a probe times 300 file creations in a new folder before the
 first and after the last timed step, and the header reports both.
@@ -309,6 +312,21 @@ def dir_bytes(path: Path) -> tuple[int, int]:
     return sum(p.stat().st_size for p in files), len(files)
 
 
+def drop_cached_pages(path: Path) -> None:
+    """Write out a finished step's files and drop them from the page cache, keeping them.
+
+    On these VMs a write into the page cache costs ~5x more once the cache has grown by
+    ~2 GB (BENCHMARKS.md, "bench_run — session 6"), which kept files reach after about five
+    repeats; deleting them instead slows file creation (see the docstring)."""
+    os.sync()
+    for file in (p for p in path.rglob("*") if p.is_file()):
+        fd = os.open(file, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def warm_up(scratch: Path, configs) -> None:
     """Import and exercise everything once (sklearn, chemotools, joblib, pandas, DuckDB,
     pyarrow, loky workers) on a tiny random set, so no timed variant pays import costs."""
@@ -361,6 +379,7 @@ def measure_dataset(data: Data, configs, scratch: Path, repeats: int, log) -> di
                 m.note("plain_files_bytes", size)
                 m.note("plain_files_count", files)
                 m.note("plain_csv_bytes", csv)
+                drop_cached_pages(where)
                 checks["files_scores"], checks["files_oofs"] = scores, oofs
             else:
                 n_jobs = int(step[-1])
@@ -391,6 +410,7 @@ def measure_dataset(data: Data, configs, scratch: Path, repeats: int, log) -> di
                     m.note("rerun_index_added", index_bytes(ws) - index_before)
                     checks["rerun_scores"] = n4afs_scores(rerun)
                 del ws  # its files stay until the script ends (see the docstring)
+                drop_cached_pages(where)
             log(f"  {data.name} repeat {rep + 1}/{repeats}: {step} {m.times[step][-1]:.2f} s")
         log(f"  {data.name} repeat {rep + 1}/{repeats}: re-run {m.times['rerun'][-1]:.2f} s")
     return {"m": m, **checks}
