@@ -55,9 +55,10 @@ script ends (about 4 GB at `--repeats 7`), not between steps: on an ext4 without
 60-360 s of its block group, so deleting a step's ~500 files made the next steps' file
 creation several times slower and the n4afs times drift up from repeat to repeat
 (BENCHMARKS.md, "bench_run — session 6"). Kept files are dropped from the page cache after
-their step instead (`posix_fadvise` DONTNEED): a page cache grown by ~2 GB makes every write
-here ~5x slower. The clean-up at the end slows file creation for the next few minutes, so
-let the machine rest ~6 minutes between two runs (the probe shows whether it did). Both
+their step instead (`posix_fadvise` DONTNEED): in a scratch test, writes into new files took
+~5x longer once the page cache had grown past ~2.7 GB. The clean-up at the end can slow file
+creation for the next few minutes, so let the machine rest between two runs (the probe shows
+whether it did). Both
 file-writing variants create ~320 files per sweep, so they feel how fast the filesystem
 creates files where they write: a probe times 300 file creations in a new folder before the
 first and after the last timed step, and the header reports both.
@@ -315,8 +316,8 @@ def dir_bytes(path: Path) -> tuple[int, int]:
 def drop_cached_pages(path: Path) -> None:
     """Write out a finished step's files and drop them from the page cache, keeping them.
 
-    On these VMs a write into the page cache costs ~5x more once the cache has grown by
-    ~2 GB (BENCHMARKS.md, "bench_run — session 6"), which kept files reach after about five
+    On these VMs writes into new files took ~5x longer once the page cache had grown past
+    ~2.7 GB (BENCHMARKS.md, "bench_run — session 6"), which kept files reach within a few
     repeats; deleting them instead slows file creation (see the docstring)."""
     os.sync()
     for file in (p for p in path.rglob("*") if p.is_file()):

@@ -158,4 +158,5 @@ def test_tree_commands(tmp_path):
     assert missing.returncode == 2 and "no such path" in missing.stderr
     one_file = run_cli("-w", str(ws), "ls", "runs/fermentation/RESULTS.csv")
     assert one_file.returncode == 0 and one_file.stdout == "RESULTS.csv\n"
-    assert run_cli("-w", str(ws), "ls", "runs/nope").returncode == 2
+    gone = run_cli("-w", str(ws), "ls", "runs/nope")
+    assert gone.returncode == 2 and "no such path" in gone.stderr
