@@ -58,10 +58,9 @@ creation several times slower and the n4afs times drift up from repeat to repeat
 their step instead (`posix_fadvise` DONTNEED): in a scratch test, writes into new files took
 ~5x longer once the page cache had grown past ~2.7 GB. The clean-up at the end can slow file
 creation for the next few minutes, so let the machine rest between two runs (the probe shows
-whether it did). Both
-file-writing variants create ~320 files per sweep, so they feel how fast the filesystem
-creates files where they write: a probe times 300 file creations in a new folder before the
-first and after the last timed step, and the header reports both.
+whether it did). Both file-writing variants create ~320 files per sweep, so they feel how
+fast the filesystem creates files where they write: a probe times 300 file creations in a new
+folder before the first and after the last timed step, and the header reports both.
 
 Run from a checkout: `.venv/bin/python scripts/bench_run.py [--repeats 3] [--quick]
 [--synthetic-size 1000,1000] [--blas-threads 1] [--scratch-dir DIR] [--out FILE]`.
