@@ -14,7 +14,7 @@ import io
 import json
 import math
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -84,9 +84,12 @@ class Partitions:
     def __getstate__(self) -> dict[str, Any]:
         """The facts without the caches: a copy sent to a worker process (joblib, or dask
         moving a scattered copy between workers) rebuilds what it needs, rather than carrying
-        the Arrow arrays and reference summaries another worker filled."""
+        the Arrow arrays and reference summaries another worker filled. The caches are the
+        fields named with a leading underscore; each goes back to its default."""
         state = dict(self.__dict__)
-        state.update(_references={}, _sample_id_array=None, _label_columns_by_layout={})
+        for cache in (f for f in fields(self) if f.name.startswith("_")):
+            empty = cache.default_factory() if cache.default_factory is not MISSING else None
+            state[cache.name] = empty
         return state
 
     def sample_id_array(self) -> Any:

@@ -1,16 +1,15 @@
 """Fitting preprocessing steps: the library's own fitted state, for less work where it can.
 
 chemotools' `MultiplicativeScatterCorrection.fit` multiplies its two-column design matrix by
-`np.diag(weights)`, an n_features x n_features matrix: on fermentation's 1047 wavelengths
-that is 8.8 MB built and multiplied per fit (measured: 1.5-4.6 ms a fit, against 0.19 ms
-without it). With the default
-weights (all ones) that product is the design matrix itself, so `fit_step` sets the same
-attributes, in the same order, from the design matrix directly. The fitted object is the
-library's class with the library's state, bit for bit: its pickle is byte-identical to the
+`np.diag(weights)`, an n_features x n_features matrix: on fermentation's 1047 wavelengths that
+is 8.8 MB built and multiplied per fit (measured: 1.5-4.6 ms a fit, against 0.19 ms without it).
+With the default weights (all ones) that product is the design matrix itself, so `fit_step` sets
+the same attributes, in the same order, from the design matrix directly. The fitted object is
+the library's class with the library's state, bit for bit: its pickle is byte-identical to the
 library's fit (tests/test_step_fits.py compares them on real spectra against the installed
 chemotools, so a release that changes its fit fails there), and blobs deduplicate with
-workspaces fitted either way. Any other step, or an MSC with a reference, weights or the
-median method, is fitted by the library itself.
+workspaces fitted either way. Any other step, or an MSC with a reference, weights or the median
+method, is fitted by the library itself.
 """
 
 from __future__ import annotations
