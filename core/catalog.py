@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 
 from core.ids import BlobId
+from core.names import checked_text
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ def add_dataset(
     The dataset id is its Parquet blob's id; an imported dataset whose data did not come
     with the bundle keeps its original id and has no blob (`blob_id=None`).
     """
+    name = checked_text("dataset name", meta["name"])
     known = conn.execute("SELECT blob_id FROM datasets WHERE dataset_id = ?", [dataset_id])
     row = known.fetchone()
     if row is not None:
@@ -90,7 +92,7 @@ def add_dataset(
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp)",
         [
             dataset_id,
-            meta["name"],
+            name,
             meta["task"],
             meta["n_samples"],
             meta["n_features"],
@@ -144,3 +146,13 @@ def blob_stats(conn: duckdb.DuckDBPyConnection) -> BlobStats:
         """
     ).fetchone()
     return BlobStats(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+
+
+def trust_import(conn: duckdb.DuckDBPyConnection, run_id: str) -> bool:
+    """Mark the bundle imported as `run_id` trusted (its results may be best, its pickles
+    loaded); False when that run is not an import."""
+    found = conn.execute("SELECT trusted FROM imports WHERE run_id = ?", [run_id]).fetchone()
+    if found is None:
+        return False
+    conn.execute("UPDATE imports SET trusted = true WHERE run_id = ?", [run_id])
+    return True

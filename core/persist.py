@@ -129,7 +129,7 @@ def short_id(*parts: Any, length: int = 10) -> str:
 
 
 # -- scores -----------------------------------------------------------------------------
-def _clean(scores: dict[str, float]) -> dict[str, float | None]:
+def clean_scores(scores: dict[str, float]) -> dict[str, float | None]:
     """JSON has no NaN: undefined scores become null."""
     return {
         k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in scores.items()
@@ -144,7 +144,7 @@ def score_rows(outcome: ConfigOutcome, parts: Partitions, metric: str) -> list[S
         for partition, y_pred in model.predictions.items():
             idx = _rows_of(parts, model.fold, partition)
             scores = parts.scores(idx, y_pred)
-            rows.append(ScoreRow(name, None, partition, model.fold, len(idx), _clean(scores)))
+            rows.append(ScoreRow(name, None, partition, model.fold, len(idx), clean_scores(scores)))
             if partition == "val":
                 oof.update(zip(idx.tolist(), y_pred.tolist(), strict=True))
     if oof:
@@ -157,11 +157,11 @@ def score_rows(outcome: ConfigOutcome, parts: Partitions, metric: str) -> list[S
                 "val",
                 -1,
                 len(idx),
-                _clean(parts.scores(idx, y_pred)),
+                clean_scores(parts.scores(idx, y_pred)),
             )
         )
     for name, y_pred in ensemble_predictions(outcome, parts, metric).items():
-        scores = _clean(parts.scores(parts.test_idx, y_pred))
+        scores = clean_scores(parts.scores(parts.test_idx, y_pred))
         rows.append(ScoreRow(name, None, "test", -1, len(parts.test_idx), scores))
     return rows
 

@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 
 from core.metrics import get_metric
+from core.names import result_name
 
 VISIBLE = "('completed', 'failed', 'broken')"  # pending rows are plans, not results yet
 
@@ -65,10 +66,11 @@ class ResultRow:
     def hash6(self) -> str:
         return self.config_hash[:6]
 
-    @property
+    @cached_property
     def label(self) -> str:
-        """`0042_snv-pls15_x9y8z7`: what the tree calls the result's folder."""
-        return f"{self.seq:04d}_{self.name}_{self.hash6}"
+        """`0042_snv-pls15_x9y8z7`: what the tree calls the result's folder. The name goes
+        through `result_name` whatever the index holds, so a label is one safe component."""
+        return f"{self.seq:04d}_{result_name(self.name)}_{self.hash6}"
 
 
 RESULT_SELECT = (
@@ -82,14 +84,33 @@ def result_from_row(row: tuple) -> ResultRow:
     return ResultRow(*row)
 
 
+UNTRUSTED_RUNS = "(SELECT run_id FROM imports WHERE NOT trusted)"
+
+
 def order_by(metric: str, column: str = "score") -> str:
-    """Completed results first, then the metric's direction, NULLs last, then seq.
+    """Completed results first, then those that may be `best` (the workspace's own and
+    trusted imports, see `origin_label`), then the metric's direction, NULLs last, then seq.
 
     The tree (n4afs.tree.Views) ranks its in-memory snapshot by the same rule.
     """
     direction = get_metric(metric).direction
     key = {"lower": column, "higher": f"-{column}", "zero": f"abs({column})"}[direction]
-    return f"ORDER BY (r.status <> 'completed'), {key} ASC NULLS LAST, r.seq"
+    return (
+        f"ORDER BY (r.status <> 'completed'), (r.run_id IN {UNTRUSTED_RUNS}), "
+        f"{key} ASC NULLS LAST, r.seq"
+    )
+
+
+def origin_label(bundle_sha256: str | None, trusted: bool = False) -> str:
+    """Where a result comes from, as RESULTS.csv and scores.yaml say it.
+
+    The trust rule: a result computed in this workspace, or imported from a bundle the user
+    trusted (`import --trust`, `n4afs trust`), may be `best`; an untrusted import is shown,
+    ranked after them, and never `best`, whatever its scores.
+    """
+    if bundle_sha256 is None:
+        return "workspace"
+    return f"bundle {bundle_sha256[:12]} ({'trusted' if trusted else 'untrusted'})"
 
 
 def list_runs(conn: duckdb.DuckDBPyConnection) -> list[RunRow]:
@@ -117,12 +138,16 @@ def ranked_results(
     metric: str | None = None,
     run_id: str | None = None,
     limit: int | None = None,
-    completed_only: bool = False,
+    best_only: bool = False,
 ) -> list[ResultRow]:
-    """A dataset's results, best first, by the stored metric or by another one."""
+    """A dataset's results, best first, by the stored metric or by another one.
+
+    `best_only`: only results that may be `best` (completed, and not an untrusted import).
+    """
     params: list[Any] = [dataset_id]
-    statuses = "('completed')" if completed_only else VISIBLE
-    where = f"r.dataset_id = ? AND r.status IN {statuses}"
+    where = f"r.dataset_id = ? AND r.status IN {VISIBLE}"
+    if best_only:
+        where = f"r.dataset_id = ? AND r.status = 'completed' AND r.run_id NOT IN {UNTRUSTED_RUNS}"
     tail = f" LIMIT {int(limit)}" if limit is not None else ""
     if run_id:
         where += " AND r.run_id = ?"

@@ -31,6 +31,7 @@ from core.cv import FitContext, FitStats, fit_group, step_key
 from core.errors import RunError
 from core.index import Index
 from core.metrics import get_metric
+from core.names import checked_text
 from core.persist import (
     Partitions,
     ResultPayload,
@@ -103,6 +104,7 @@ def plan_run(
     name: str,
 ) -> str:
     """Record the run, its templates and every pending result; return the run id."""
+    name = checked_text("run name", name)
     options.validate()
     if not templates or not datasets:
         raise RunError("a run needs at least one template and one dataset")

@@ -35,6 +35,7 @@ from core.generators import (
     template_error,
     with_prefix,
 )
+from core.names import result_name
 from core.operators import Operator, build, get_operator, operator_for_instance, resolve_class
 
 _BODY_KEYS = ("name", "description", "steps", "pipeline", "random_state")
@@ -88,10 +89,8 @@ class PipelineConfig:
 
     @property
     def name(self) -> str:
-        """Readable, not unique: `snv-sg1-pls10`. Only [a-z0-9-], safe in any file name."""
-        text = "-".join(_step_label(step) for step in self.steps)
-        text = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "", text.lower())).strip("-")
-        return text or "pipeline"
+        """Readable, not unique: `snv-sg1-pls10`; `core.names.result_name`'s rule."""
+        return result_name("-".join(_step_label(step) for step in self.steps))
 
     def build_pipeline(self) -> Any:
         """A fresh, unfitted sklearn Pipeline; sklearn and chemotools are imported only now."""

@@ -26,9 +26,14 @@ CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Limits:
+    """What an import accepts; `n4afs import --max-bytes/--max-ratio` override the two a
+    legitimate bundle may exceed. A result of the reference sweep exports to ~2 MB at a
+    compression ratio under 3; a with-data export of a whole dataset to a few hundred MB."""
+
     max_entries: int = 100_000
-    max_total_bytes: int = 20 << 30
-    max_metadata_bytes: int = 64 << 20  # EXPORT.yaml / MANIFEST.yaml
+    max_total_bytes: int = 4 << 30  # uncompressed, all files together
+    max_ratio: float = 100.0  # uncompressed / compressed, per file and for the whole zip
+    max_metadata_bytes: int = 64 << 20  # EXPORT.yaml / MANIFEST.yaml / any parsed YAML
 
 
 DEFAULT_LIMITS = Limits()
@@ -93,12 +98,14 @@ class Bundle:
     def _yaml(self, name: str) -> Any:
         if name not in self.sizes:
             raise BundleError(f"{self.source} has no {name}: not an n4afs export")
-        if self.sizes[name] > self.limits.max_metadata_bytes:
+        return self.yaml(name)
+
+    def yaml(self, name: str) -> Any:
+        """A YAML file of the bundle, parsed without alias expansion (a few hundred bytes of
+        nested aliases expand to megabytes) and within the metadata size limit."""
+        if self.sizes.get(name, 0) > self.limits.max_metadata_bytes:
             raise BundleError(f"{name} is implausibly large ({self.sizes[name]} bytes)")
-        try:
-            return yaml.safe_load(self.read(name))
-        except yaml.YAMLError as exc:
-            raise BundleError(f"{name} in {self.source} does not parse: {exc}") from exc
+        return load_untrusted_yaml(self.read(name), name)
 
     def verify(self) -> None:
         """Hash every file against the manifest (streamed; nothing is kept)."""
@@ -111,6 +118,25 @@ class Bundle:
                     f"{name}: sha256 does not match MANIFEST.yaml; the bundle "
                     "was altered or damaged, ask for a new export"
                 )
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing aliases: n4afs never writes them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases are not allowed", mark)
+        return super().compose_node(parent, index)
+
+
+def load_untrusted_yaml(data: bytes, name: str) -> Any:
+    """YAML from a bundle: safe types only, no aliases; a one-line BundleError otherwise."""
+    try:
+        return yaml.load(data, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BundleError(f"{name} does not parse as n4afs writes it: {first}") from exc
 
 
 def check_name(name: str) -> str:
@@ -149,6 +175,7 @@ def _zip_entries(archive: zipfile.ZipFile, limits: Limits) -> dict[str, int]:
     if len(infos) > limits.max_entries:
         raise BundleError(f"{len(infos)} entries, more than the {limits.max_entries} allowed")
     sizes: dict[str, int] = {}
+    compressed = 0
     for info in infos:
         check_name(info.filename)
         kind = stat.S_IFMT(info.external_attr >> 16)  # 0: no Unix type recorded (Windows zips)
@@ -158,8 +185,11 @@ def _zip_entries(archive: zipfile.ZipFile, limits: Limits) -> dict[str, int]:
             continue
         if info.filename in sizes:
             raise BundleError(f"entry {info.filename!r} appears twice: refusing the bundle")
+        _check_ratio(info.filename, info.file_size, info.compress_size, limits)
         sizes[info.filename] = info.file_size
+        compressed += info.compress_size
     _check_total(sizes, limits)
+    _check_ratio("the archive", sum(sizes.values()), compressed, limits)
     _check_no_file_dir_clash(sizes)
     return sizes
 
@@ -186,12 +216,24 @@ def _folder_entries(root: Path, limits: Limits) -> dict[str, int]:
     return sizes
 
 
+def _check_ratio(what: str, size: int, compressed: int, limits: Limits) -> None:
+    """Refuse what inflates more than `max_ratio` times (1 MiB of slack for tiny files,
+    which compress well and cannot hurt)."""
+    if size > (1 << 20) and size > limits.max_ratio * max(compressed, 1):
+        raise BundleError(
+            f"{what} inflates {size / max(compressed, 1):.0f}x ({compressed} -> {size} bytes), "
+            f"more than the {limits.max_ratio:g}x allowed: refusing a possible zip bomb "
+            "(override with --max-ratio if you trust it)"
+        )
+
+
 def _check_total(sizes: dict[str, int], limits: Limits) -> None:
     total = sum(sizes.values())
     if total > limits.max_total_bytes:
         raise BundleError(
             f"the bundle declares {total} bytes uncompressed, more than the "
-            f"{limits.max_total_bytes} allowed: refusing a possible zip bomb"
+            f"{limits.max_total_bytes} allowed: refusing a possible zip bomb "
+            "(override with --max-bytes if you trust it)"
         )
 
 

@@ -591,27 +591,56 @@ def export(ctx, path, out, level, link) -> None:
 @click.option(
     "--trust",
     is_flag=True,
-    help="Allow loading this bundle's pickled models later (they run code when "
-    "loaded): only for bundles from people you trust.",
+    help="Trust this bundle: its results may be best and its pickled models loaded (they "
+    "run code when loaded): only for bundles from people you trust. Or later: n4afs trust.",
+)
+@click.option(
+    "--max-bytes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Refuse bundles larger than this uncompressed (default 4 GiB).",
+)
+@click.option(
+    "--max-ratio",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Refuse files that inflate more than this many times (default 100).",
 )
 @click.pass_context
-def import_cmd(ctx, bundle, name, trust) -> None:
+def import_cmd(ctx, bundle, name, trust, max_bytes, max_ratio) -> None:
     """Import an export bundle (zip or folder): verified, stored once, shown in the tree.
 
-    Refused with the reason, and nothing written, when the bundle has unsafe paths, links,
-    a bad manifest hash, is truncated or inflates past its declared size.
+    Refused with the reason, and nothing written, when the bundle has unsafe paths or
+    names, links, a bad manifest hash, malformed metadata, is truncated, or inflates past
+    its declared size or the limits. Scores are recomputed from the bundle's prediction
+    tables; untrusted imports are never best.
     """
-    from n4afs.importer import import_bundle
-
+    limits = {"max_total_bytes": max_bytes, "max_ratio": max_ratio}
     ws = _workspace(ctx.obj["workspace"], create=True)
-    summary = import_bundle(ws, Path(bundle).expanduser(), name=name, trust=trust)
+    summary = ws.import_bundle(
+        bundle, name=name, trust=trust, **{k: v for k, v in limits.items() if v is not None}
+    )
     if summary.already_imported:
         click.echo(f"already imported as run {summary.run_id}: nothing new stored")
         return
     click.echo(
         f"imported {len(summary.results)} result(s) as run {summary.run_id} "
         f"({summary.new_blobs} new blobs); see by-run/{summary.run_id}/"
+        + ("" if trust else f"; untrusted: never best until `n4afs trust {summary.run_id}`")
     )
+
+
+@cli.command()
+@click.argument("key")
+@click.pass_context
+def trust(ctx, key) -> None:
+    """Trust an imported bundle, named by its import run or one of its results' paths.
+
+    Its results may then be best (best_*.csv, best/, `n4afs best`) and its pickled models
+    loaded. Trust covers the whole bundle the result came with.
+    """
+    run_id = _workspace(ctx.obj["workspace"]).trust(key)
+    click.echo(f"trusted the bundle imported as run {run_id}")
 
 
 @cli.command()

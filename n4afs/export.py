@@ -7,7 +7,8 @@ and what `predict` needs: each result's wavelength columns) and MANIFEST.yaml (p
 and sha256 of every other file, which `import` verifies).
 
 Levels: `minimal` keeps what predicting needs (pipeline.yaml, scores.yaml, the final
-model); `default` the whole folder; `with-data` adds each dataset as CSV under `data/`.
+model) and the prediction tables an import recomputes its scores from; `default` the whole
+folder; `with-data` adds each dataset as CSV under `data/`.
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ def _minimal(tree: Tree, path: TreePath, results) -> list[tuple[TreePath, Node]]
     kept = []
     for rel, node in tree.walk_files(path):
         is_final_model = len(rel) >= 2 and rel[0] == "models" and rel[1].startswith("final_")
-        if rel in (("pipeline.yaml",), ("scores.yaml",)) or is_final_model:
+        is_evidence = rel[0] == "predictions"  # what an importer recomputes scores from
+        if rel in (("pipeline.yaml",), ("scores.yaml",)) or is_final_model or is_evidence:
             kept.append((rel, node))
     return kept
 

@@ -127,6 +127,7 @@ class ResultFiles:
                         r.name,
                         r.run_id,
                         r.status,
+                        views.snapshot.origin(r),
                         cv.get(metric, r.score),
                         *[cv.get(m) for m in extra],
                     ]
@@ -138,12 +139,17 @@ class ResultFiles:
                 "name",
                 "run",
                 "status",
+                "origin",
                 f"{metric} ({METRICS[metric].direction} is better)",
                 *[f"cv_{m}" for m in extra],
             ]
             return renderers.csv_bytes(header, rows)
 
-        key = ("results.csv", metric, tuple((r.result_id, r.status) for r in ranked))
+        key = (
+            "results.csv",
+            metric,
+            tuple((r.result_id, r.status, views.snapshot.origin(r)) for r in ranked),
+        )
         return self._render(key, render)
 
     def best_csv(self, best: ResultRow, dataset: DatasetInfo, views: Any) -> LazyContent:
@@ -240,7 +246,10 @@ class ResultFiles:
     def result_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
         t = r.created_at.timestamp()
         if r.result_id in views.snapshot.imported:
-            return self.imported_dir(views.snapshot.imported[r.result_id], rest, t)
+            nodes = self.imported_dir(views.snapshot.imported[r.result_id], rest, t)
+            if not rest and nodes is not None:  # its scores as recomputed, not as claimed
+                nodes["scores.yaml"] = file_node("scores.yaml", t, self.scores_yaml(views, r))
+            return nodes
         if not rest:
             nodes = [
                 file_node("pipeline.yaml", t, self.pipeline_yaml(r)),
@@ -265,7 +274,8 @@ class ResultFiles:
     def imported_dir(
         self, files: dict[str, tuple[str, int]], rest: TreePath, mtime: float
     ) -> dict[str, Node] | None:
-        """An imported result's folder: exactly the files it was exported with."""
+        """An imported result's folder: the files it was exported with (`result_dir`
+        replaces its scores.yaml with the scores n4afs recomputed)."""
         prefix = "/".join(rest) + "/" if rest else ""
         nodes: dict[str, Node] = {}
         for path, (blob_id, size) in files.items():
@@ -293,6 +303,8 @@ class ResultFiles:
         return self._render(("pipeline.yaml", r.result_id), render)
 
     def scores_yaml(self, views: Any, r: ResultRow) -> LazyContent:
+        origin = views.snapshot.origin(r)
+
         def render() -> bytes:
             rows = views.snapshot.scores_of(r.result_id)
             by_model: dict[str, dict[str, Any]] = {}
@@ -308,10 +320,19 @@ class ResultFiles:
                     "score_is": "pooled out-of-fold (cv/val) when cross-validated, else final/test",
                     "models": by_model,
                     "directions": {m: spec.direction for m, spec in METRICS.items()},
+                    **(
+                        {}
+                        if origin == "workspace"
+                        else {
+                            "origin": origin,
+                            "origin_note": "imported: scores recomputed by n4afs from the "
+                            "bundle's prediction tables; only trusted imports can be best",
+                        }
+                    ),
                 }
             )
 
-        return self._render(("scores.yaml", r.result_id), render)
+        return self._render(("scores.yaml", r.result_id, origin), render)
 
     def predictions_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
         """Which files exist comes from the index (score rows); the blob is read on demand."""

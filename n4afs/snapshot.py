@@ -70,12 +70,17 @@ class Snapshot:
     cv_json: dict[str, str] = field(default_factory=dict)  # result id -> pooled cv scores
     imported: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
     untrusted_runs: set[str] = field(default_factory=set)  # imported without --trust
+    import_origins: dict[str, str] = field(default_factory=dict)  # run id -> origin label
     index: Any = None  # where the deferred rows come from
     _cv: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     _model_rows: dict[str, list[tuple]] | None = field(default=None, repr=False)
     _score_rows: dict[str, list[tuple]] | None = field(default=None, repr=False)
     _rows_complete: bool = field(default=False, repr=False)
     _models: dict[str, dict[str, ModelInfo]] = field(default_factory=dict, repr=False)
+
+    def origin(self, result: ResultRow) -> str:
+        """`queries.origin_label` of the result: this workspace, or which bundle."""
+        return self.import_origins.get(result.run_id, "workspace")
 
     def cv_scores(self, result_id: str) -> dict[str, Any]:
         """The pooled out-of-fold scores (the ranking ones), parsed on first use."""
@@ -154,14 +159,14 @@ def load_snapshot(index: Any, previous: Snapshot | None = None) -> Snapshot:
             templates=_templates(conn),
             cv_json=_cv_json(conn),
             imported=_imported(conn),
-            untrusted_runs={
-                run_id
-                for (run_id,) in conn.execute(
-                    "SELECT run_id FROM imports WHERE NOT trusted"
-                ).fetchall()
-            },
             index=index,
         )
+        for run_id, bundle_sha256, trusted in conn.execute(
+            "SELECT run_id, bundle_sha256, trusted FROM imports"
+        ).fetchall():
+            snapshot.import_origins[run_id] = queries.origin_label(bundle_sha256, trusted)
+            if not trusted:
+                snapshot.untrusted_runs.add(run_id)
     if previous is not None:
         snapshot.adopt_rows(previous)
     return snapshot

@@ -84,12 +84,14 @@ class Views:
     def _rank(self, results: list[ResultRow]) -> list[ResultRow]:
         metric = self.metric_of(results)
 
-        def key(result: ResultRow) -> tuple:
+        untrusted = self.snapshot.untrusted_runs
+
+        def key(result: ResultRow) -> tuple:  # core.queries.order_by's rule
             value = self.snapshot.cv_scores(result.result_id).get(metric)
             if value is None and result.status == "completed":
                 value = result.score
             failed = result.status != "completed"
-            return (failed, sort_key(metric, value), result.seq)
+            return (failed, result.run_id in untrusted, sort_key(metric, value), result.seq)
 
         return sorted(results, key=key)
 
@@ -102,8 +104,12 @@ class Views:
         return ranked
 
     def best(self, dataset_id: str) -> ResultRow | None:
+        """The top of the ranking when it may be best: completed, and not an untrusted
+        import (those rank after every other completed result)."""
         ranked = self.ranked(dataset_id)
-        return ranked[0] if ranked and ranked[0].status == "completed" else None
+        if not ranked or ranked[0].status != "completed":
+            return None
+        return None if ranked[0].run_id in self.snapshot.untrusted_runs else ranked[0]
 
     def result(self, dataset_id: str, label: str) -> ResultRow | None:
         return self.by_label.get((dataset_id, label))

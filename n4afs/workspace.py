@@ -220,14 +220,46 @@ class Workspace:
         """Best validation score across every run on that dataset."""
         info = self.dataset(dataset)
         with self.index.read() as conn:
-            ranked = queries.ranked_results(
-                conn, info.dataset_id, metric, limit=1, completed_only=True
-            )
+            ranked = queries.ranked_results(conn, info.dataset_id, metric, limit=1, best_only=True)
         if not ranked:
-            raise RunError(f"no completed result on dataset {dataset!r} yet: run a sweep first")
+            raise RunError(
+                f"no completed result on dataset {dataset!r} that may be best: run a sweep, "
+                "or trust an imported bundle (`n4afs trust RUN`)"
+            )
         return Result(self, ranked[0])
 
     # -- sharing ----------------------------------------------------------------------
+    def import_bundle(
+        self, source: str | os.PathLike, name: str | None = None, trust: bool = False, **limits
+    ) -> Any:
+        """Import an export bundle (zip or folder); see `n4afs.importer`. `limits`: fields
+        of `n4afs.bundle.Limits` (max_total_bytes, max_ratio ...) to override."""
+        from n4afs.bundle import Limits
+        from n4afs.importer import import_bundle
+
+        return import_bundle(self, Path(source).expanduser(), name, trust, Limits(**limits))
+
+    def trust(self, key: str) -> str:
+        """Trust an imported bundle, named by its run or by one of its results' tree paths
+        (`runs/wheat/0047_...`): its results may then be best and its models loaded.
+        Returns the import's run id."""
+        from n4afs.tree import parse_path
+
+        run_id = None
+        if "/" in key:
+            found = self.tree.result_at(parse_path(key))
+            if found is None:
+                raise RunError(f"no result at {key!r}: give a result folder or an import run")
+            run_id = found[0].run_id
+        else:
+            run_id = self._run_id(key)
+        with self.index.write() as conn:
+            if not catalog.trust_import(conn, run_id):
+                raise RunError(
+                    f"{run_id} is not an imported bundle: results computed here are trusted"
+                )
+        return run_id
+
     def export(
         self, path: str, out: str | os.PathLike, level: str = "default", link: bool = False
     ) -> Any:

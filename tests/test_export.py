@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import n4afs
-from core.errors import BundleError, UntrustedArchive
+from core.errors import BundleError, RunError, UntrustedArchive
 from n4afs.bundle import Limits
 from n4afs.importer import import_bundle
 from n4afs.tree import Tree
@@ -32,6 +32,11 @@ def origin(tmp_path_factory):
 
 def result_path(ws) -> str:
     return f"runs/fermentation/{ws.best('fermentation').row.label}"
+
+
+def only_result_path(ws) -> str:
+    (result,) = ws.results("fermentation")
+    return f"runs/fermentation/{result.row.label}"
 
 
 def tree_files(ws, path: str) -> dict[str, bytes]:
@@ -63,18 +68,26 @@ def test_round_trip_is_byte_identical_and_idempotent(origin, tmp_path, level):
     first = import_bundle(target, bundle)
     assert not first.already_imported and first.results
     original = tree_files(origin, result_path(origin))
-    imported = tree_files(target, result_path(target))
+    imported = tree_files(target, only_result_path(target))
     if level == "minimal":
         assert set(imported) == {"pipeline.yaml", "scores.yaml"} | {
-            p for p in original if p.startswith("models/final_")
+            p for p in original if p.startswith(("models/final_", "predictions/"))
         }
         original = {p: original[p] for p in imported}
-    assert imported == original  # same files, same bytes
+    claimed, recomputed = (yaml.safe_load(f.pop("scores.yaml")) for f in (original, imported))
+    assert imported == original  # same files, same bytes; scores.yaml is n4afs's own
+    assert recomputed["origin"].startswith("bundle ") and "untrusted" in recomputed["origin"]
+    for model, partitions in claimed["models"].items():
+        for partition, scores in partitions.items():
+            assert recomputed["models"][model][partition] == pytest.approx(scores, rel=1e-9)
     stats = target.blob_stats()
     again = import_bundle(target, bundle)
     assert again.already_imported and target.blob_stats() == stats
+    with pytest.raises(RunError, match="trust"):
+        target.best("fermentation")  # untrusted imports are never best
+    target.trust(first.run_id)
     assert target.best("fermentation").row.score == pytest.approx(
-        origin.best("fermentation").row.score
+        origin.best("fermentation").row.score, rel=1e-12
     )
 
 
@@ -93,8 +106,8 @@ def test_predict_from_zip_and_imported_result_agree_with_load_model(origin, tmp_
     target = Workspace(tmp_path / "t")
     import_bundle(target, bundle)  # not trusted
     with pytest.raises(UntrustedArchive):
-        n4afs.predict(result_path(target), new, workspace=target)
-    imported = n4afs.predict(result_path(target), new, workspace=target, trust=True)
+        n4afs.predict(only_result_path(target), new, workspace=target)
+    imported = n4afs.predict(only_result_path(target), new, workspace=target, trust=True)
     np.testing.assert_array_equal(imported["y_pred"].to_numpy(), expected)
     local = n4afs.predict(result_path(origin), new, workspace=origin)  # local: trusted
     np.testing.assert_array_equal(local["y_pred"].to_numpy(), expected)

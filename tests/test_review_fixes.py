@@ -66,7 +66,7 @@ def rewritten(source: Path, target: Path, edit_export=None, extra: dict | None =
 def test_load_model_of_an_untrusted_import_needs_trust(origin, tmp_path):
     target = Workspace(tmp_path / "t")
     import_bundle(target, bundle_of(origin, tmp_path))
-    imported = target.best("fermentation")
+    (imported,) = target.results("fermentation")  # untrusted: listed, never best
     with pytest.raises(UntrustedArchive, match="trust=True"):
         imported.load_model()
     assert imported.load_model(trust=True).steps[-1][0] == "pls_model"

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from core.metrics import METRICS
+from core.names import InvalidName
 from core.templates import load_template
 from n4afs.content import FilesListing, directory, file_node
 from n4afs.fs import N4AFileSystem
@@ -368,8 +369,10 @@ def test_pandas_pyarrow_duckdb_and_polars_read_n4a_urls(ws):
 def test_hostile_dataset_names_stay_single_components(tmp_path):
     local = Workspace(tmp_path / "hostile")
     rng = np.random.default_rng(1)
-    for name in ["../../etc", "a/b", "CON", "x\x00y", "wheat", "WHEAT"]:
+    for name in ["../../etc", "a/b", "CON", "x\u0301y", "wheat", "WHEAT"]:
         local.add_arrays(rng.normal(size=(10, 6)), rng.normal(size=10), name=name)
+    with pytest.raises(InvalidName, match="control characters"):  # refused at the index
+        local.add_arrays(rng.normal(size=(10, 6)), rng.normal(size=10), name="x\x00y")
     names = list(Tree(local).list_dir(("datasets",)))
     assert len(names) == 6 and len({n.lower() for n in names}) == 6
     for name in names:
