@@ -860,20 +860,10 @@ def sql(ctx, query, as_csv) -> None:
     n4afs sql "select name, score from results order by score limit 5"
 
     Tables: datasets, runs, templates, results, models, artifacts, predictions, blobs,
-    imports. The connection is read-only: the index cannot be changed from here.
+    imports. The query runs on a read-only snapshot of the index that cannot attach,
+    read or write other files: the workspace cannot be changed from here.
     """
-    import duckdb
-
-    from core.errors import N4AError
-
-    ws = _workspace(ctx.obj["workspace"])
-    try:
-        with ws.index.read() as conn:
-            cursor = conn.execute(query)
-            header = [d[0] for d in cursor.description or []]
-            rows = cursor.fetchall()
-    except duckdb.Error as exc:
-        raise N4AError(f"query failed: {exc}".splitlines()[0]) from exc
+    header, rows = _workspace(ctx.obj["workspace"]).query(query)
     if as_csv:
         import csv
 
