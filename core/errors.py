@@ -37,6 +37,10 @@ class SchemaError(WorkspaceError):
     """The index was written by a newer n4afs, or a migration failed."""
 
 
+class QueryError(N4AError):
+    """A user's SQL query failed, or tried to write or reach outside the index snapshot."""
+
+
 class DatasetError(N4AError, ValueError):
     """Spectra or targets that cannot be used: the message names file, row and column."""
 

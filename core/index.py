@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -98,6 +99,24 @@ class Index:
             self._checkpoint()
         with self.lock.shared(), _attached(self.db_path, read_only=True) as conn:
             yield conn
+
+    def snapshot(self, dest_dir: str | os.PathLike) -> Path:
+        """Copy the committed index into `dest_dir` (as `n4a.duckdb`) and return its path.
+
+        For queries we do not write ourselves (`n4afs sql`): they run on the copy, so they
+        can neither change the index nor hold the workspace lock while they run; a slow
+        query never starves a writer. The copy is taken under the shared lock, when no
+        writer is mid-transaction. A WAL left by a killed writer is copied alongside, and
+        DuckDB replays its committed part when it opens the copy.
+        """
+        if not self.db_path.exists():
+            raise WorkspaceError(f"no index at {self.db_path}: create it with `n4afs init`")
+        copy = Path(dest_dir) / DB_NAME
+        with self.lock.shared():
+            shutil.copyfile(self.db_path, copy)
+            if self._has_wal():
+                shutil.copyfile(f"{self.db_path}.wal", f"{copy}.wal")
+        return copy
 
     def fetchall(self, sql: str, params: list | tuple = ()) -> list[tuple]:
         with self.read() as conn:

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from n4afs import __version__
+from n4afs.terminal import shown, visible
 
 WORKSPACE_HELP = "Workspace directory (default: $N4AFS_WORKSPACE, else ~/.n4afs/workspace)."
 
@@ -29,6 +30,23 @@ def _console():
 
     console = Console()
     return console if console.is_terminal else Console(width=160)
+
+
+def _echo(text: str, err: bool = False) -> None:
+    """click.echo for every line that may quote a name, path or message: no control bytes."""
+    click.echo(visible(text), err=err)
+
+
+def _table(*columns: str, title: str | None = None):
+    """A rich table whose headers and title show user text literally (no markup, no ESC)."""
+    from rich.table import Table
+
+    return Table(*(shown(c) for c in columns), title=None if title is None else shown(title))
+
+
+def _add_row(table, *cells: object) -> None:
+    """Add one row, every cell shown literally: names from users and bundles are not markup."""
+    table.add_row(*(shown(cell) for cell in cells))
 
 
 def _human_bytes(n: float) -> str:
@@ -66,7 +84,7 @@ def init(ctx: click.Context, path: str | None, store: str | None) -> None:
     from n4afs.workspace import Workspace
 
     ws = Workspace(path or ctx.obj["workspace"], create=True, store=store)
-    click.echo(f"workspace ready: {ws.path}")
+    _echo(f"workspace ready: {ws.path}")
 
 
 @cli.group()
@@ -96,7 +114,7 @@ def datasets_add(ctx, sources, name, targets, sample_id, task) -> None:
     for source in sources:
         is_bundled = source.startswith("chemotools:")
         info = ws.add_dataset(source, name=name, **({} if is_bundled else options))
-        click.echo(
+        _echo(
             f"{info.short_id}  {info.name}: {info.n_samples} samples x {info.n_features} "
             f"features, {info.task}, targets {', '.join(info.target_names)}"
         )
@@ -106,17 +124,16 @@ def datasets_add(ctx, sources, name, targets, sample_id, task) -> None:
 @click.pass_context
 def datasets_list(ctx) -> None:
     """List the workspace's datasets with their shapes and targets."""
-    from rich.table import Table
-
     ws = _workspace(ctx.obj["workspace"])
-    table = Table("id", "name", "task", "samples", "features", "wavelengths", "targets")
+    table = _table("id", "name", "task", "samples", "features", "wavelengths", "targets")
     for d in ws.datasets():
         waves = (
             f"{d.wavelength_min:g}-{d.wavelength_max:g} {d.wavelength_unit or ''}".strip()
             if d.wavelength_min is not None
             else "-"
         )
-        table.add_row(
+        _add_row(
+            table,
             d.short_id,
             d.name,
             d.task,
@@ -127,7 +144,7 @@ def datasets_list(ctx) -> None:
         )
     _console().print(table)
     stats = ws.blob_stats()
-    click.echo(
+    _echo(
         f"{stats.n_blobs} blobs, {_human_bytes(stats.stored_bytes)} stored "
         f"({_human_bytes(stats.logical_bytes)} referenced)"
     )
@@ -139,20 +156,19 @@ def _score(value: float | None) -> str:
 
 def _ranked_table(ws, title: str, results: list, limit: int):
     """Best first; regression shows the chemometric set, classification accuracy and F1."""
-    from rich.table import Table
-
     metric = results[0].row.metric if results else ""
     extra = (
         ["rmse", "r2", "rpd", "bias"]
         if metric in ("rmse", "mae", "r2", "rpd", "rpiq", "sep", "bias")
         else ["accuracy", "f1"]
     )
-    table = Table(title=title)
+    table = _table(title=title)
     for column in ("rank", "result", "run", f"{metric} (cv)", *extra, "status"):
-        table.add_column(column, no_wrap=column in ("result", "run"))
+        table.add_column(shown(column), no_wrap=column in ("result", "run"))
     for rank, result in enumerate(results[:limit], start=1):
         cv = result.cv_scores() if result.row.status == "completed" else {}
-        table.add_row(
+        _add_row(
+            table,
             str(rank),
             result.row.label,
             result.row.run_id,
@@ -174,7 +190,7 @@ def _progress_callback(progress, task_id, state: dict):
         progress.update(
             task_id,
             advance=1,
-            description=f"best {state['metric']} {best}, failed {state['failed']}",
+            description=shown(f"best {state['metric']} {best}, failed {state['failed']}"),
         )
 
     return on_result
@@ -223,7 +239,9 @@ def _show_run_summary(ws, run_id: str, limit: int) -> None:
     for name in names:
         console.print(_ranked_table(ws, f"{name}: best of run {run_id}", run.ranked(name), limit))
     info = run.info
-    console.print(f"run {run_id}: {info.status}, {info.n_results} results ({info.n_failed} failed)")
+    console.print(
+        shown(f"run {run_id}: {info.status}, {info.n_results} results ({info.n_failed} failed)")
+    )
 
 
 @cli.command()
@@ -312,7 +330,7 @@ def run(
             scheduler=scheduler,
         )
         run_id = plan_run(ws.index, loaded, infos, options, name)
-    click.echo(f"run {run_id}")
+    _echo(f"run {run_id}")
     _execute_with_progress(ws, run_id)
     _show_run_summary(ws, run_id, top)
 
@@ -321,12 +339,11 @@ def run(
 @click.pass_context
 def runs(ctx) -> None:
     """List runs with their status and result counts."""
-    from rich.table import Table
-
     ws = _workspace(ctx.obj["workspace"])
-    table = Table("run", "status", "metric", "results", "failed", "pending", "started")
+    table = _table("run", "status", "metric", "results", "failed", "pending", "started")
     for r in ws.runs():
-        table.add_row(
+        _add_row(
+            table,
             r.run_id,
             r.status,
             r.metric,
@@ -359,9 +376,9 @@ def best(ctx, dataset, metric) -> None:
     ws = _workspace(ctx.obj["workspace"])
     result = ws.best(dataset, metric)
     cv = result.cv_scores()
-    click.echo(f"{dataset}/{result.row.label}  run {result.row.run_id}")
-    shown = {k: v for k, v in cv.items() if isinstance(v, float)}
-    click.echo("  cv: " + ", ".join(f"{k}={_score(v)}" for k, v in shown.items()))
+    _echo(f"{dataset}/{result.row.label}  run {result.row.run_id}")
+    scores = {k: v for k, v in cv.items() if isinstance(v, float)}
+    _echo("  cv: " + ", ".join(f"{k}={_score(v)}" for k, v in scores.items()))
 
 
 def _tree_and_path(ctx, path: str):
@@ -395,13 +412,13 @@ def ls_cmd(ctx, path, long) -> None:
             raise _missing(path)
         entries = {node.name: node}
     for name, node in entries.items():
-        shown = name + ("/" if node.is_dir else "")
+        entry = name + ("/" if node.is_dir else "")
         if long:
             when = datetime.fromtimestamp(node.mtime).strftime("%Y-%m-%d %H:%M")
             size = "-" if node.is_dir else _human_bytes(node.size)
-            click.echo(f"{size:>10}  {when}  {shown}")
+            _echo(f"{size:>10}  {when}  {entry}")
         else:
-            click.echo(shown)
+            _echo(entry)
 
 
 @cli.command("tree")
@@ -413,13 +430,13 @@ def tree_cmd(ctx, path, depth) -> None:
     tree, parts = _tree_and_path(ctx, path)
     if tree.list_dir(parts) is None:
         raise _missing(path)
-    click.echo("/" + "/".join(parts))
+    _echo("/" + "/".join(parts))
 
     def show(at: tuple, prefix: str, level: int) -> None:
         entries = list(tree.list_kinds(at) or ())
         for i, (name, is_dir) in enumerate(entries):
             last = i == len(entries) - 1
-            click.echo(f"{prefix}{'└── ' if last else '├── '}{name}{'/' if is_dir else ''}")
+            _echo(f"{prefix}{'└── ' if last else '├── '}{name}{'/' if is_dir else ''}")
             if is_dir and level < depth:
                 show((*at, name), prefix + ("    " if last else "│   "), level + 1)
 
@@ -459,7 +476,7 @@ def open_cmd(ctx, path) -> None:
         )
         exc.exit_code = 2
         raise exc
-    click.echo(real)
+    _echo(real)
 
 
 @cli.command()
@@ -491,8 +508,8 @@ def mount(ctx, paths, foreground, allow_other) -> None:
         _serve(ws, mountpoint, allow_other)
         return
     log_path = mounting.start_background(ws.path.absolute(), mountpoint, allow_other)
-    click.echo(f"mounted {ws.path} at {mountpoint} (log: {log_path})")
-    click.echo(f"browse it: ls {mountpoint}/runs   stop it: n4afs umount {mountpoint}")
+    _echo(f"mounted {ws.path} at {mountpoint} (log: {log_path})")
+    _echo(f"browse it: ls {mountpoint}/runs   stop it: n4afs umount {mountpoint}")
 
 
 def _serve(ws, mountpoint: Path, allow_other: bool) -> None:
@@ -519,7 +536,7 @@ def umount(mountpoint) -> None:
     """Unmount an n4afs mount (also clears a stale one left by a killed daemon)."""
     from n4afs.mount import unmount
 
-    click.echo(f"{unmount(Path(mountpoint).expanduser().absolute())}: {mountpoint}")
+    _echo(f"{unmount(Path(mountpoint).expanduser().absolute())}: {mountpoint}")
 
 
 def _workspace_and_tree_path(ctx, path: str):
@@ -579,7 +596,7 @@ def export(ctx, path, out, level, link) -> None:
         link=link,
         command="n4afs " + " ".join(sys.argv[1:]),
     )
-    click.echo(
+    _echo(
         f"exported {summary.files} files ({_human_bytes(summary.bytes)}, "
         f"{len(summary.results)} results) to {summary.out}"
     )
@@ -621,9 +638,9 @@ def import_cmd(ctx, bundle, name, trust, max_bytes, max_ratio) -> None:
         bundle, name=name, trust=trust, **{k: v for k, v in limits.items() if v is not None}
     )
     if summary.already_imported:
-        click.echo(f"already imported as run {summary.run_id}: nothing new stored")
+        _echo(f"already imported as run {summary.run_id}: nothing new stored")
         return
-    click.echo(
+    _echo(
         f"imported {len(summary.results)} result(s) as run {summary.run_id} "
         f"({summary.new_blobs} new blobs); see by-run/{summary.run_id}/"
         + ("" if trust else f"; untrusted: never best until `n4afs trust {summary.run_id}`")
@@ -673,10 +690,10 @@ def predict(ctx, source, new_csv, out, model, result, trust) -> None:
         ws, parts = _workspace_and_tree_path(ctx, source)
         done = predicting.predict_result(ws, parts, Path(new_csv), model, trust)
     for warning in done.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        _echo(f"warning: {warning}", err=True)
     if out:
         done.table.write_csv(out)
-        click.echo(f"{done.table.height} predictions written to {out}")
+        _echo(f"{done.table.height} predictions written to {out}")
     else:
         sys.stdout.write(done.table.write_csv())
 
@@ -717,16 +734,14 @@ def du(ctx, path, as_json) -> None:
         report["runs"] = [r for r in report["runs"] if r["run"] == parts[1]]
         report["largest"] = [r for r in report["largest"] if r["run"] == parts[1]]
     if as_json:
-        click.echo(json.dumps(report, indent=2, default=str))
+        click.echo(json.dumps(report, indent=2, default=str))  # JSON escapes control characters
         return
     _show_usage(report)
 
 
 def _show_usage(report) -> None:
-    from rich.table import Table
-
     h = _human_bytes
-    click.echo(
+    _echo(
         f"logical {h(report['logical_bytes'])}, stored {h(report['referenced_bytes'])} "
         f"(dedup x{report['dedup_ratio']:.1f}); objects on disk {h(report['stored_bytes'])}"
         f" ({h(report['unreferenced_bytes'])} unreferenced: `n4afs gc`); "
@@ -737,13 +752,13 @@ def _show_usage(report) -> None:
         ("datasets", "dataset", report["datasets"]),
         ("runs", "run", report["runs"]),
     ):
-        table = Table(key, "results", "logical", "stored", title=title)
+        table = _table(key, "results", "logical", "stored", title=title)
         for row in rows:
-            table.add_row(row[key], str(row["results"]), h(row["logical"]), h(row["stored"]))
+            _add_row(table, row[key], str(row["results"]), h(row["logical"]), h(row["stored"]))
         console.print(table)
-    table = Table("result", "dataset", "run", "logical", title="largest results")
+    table = _table("result", "dataset", "run", "logical", title="largest results")
     for row in report["largest"]:
-        table.add_row(row["result"], row["dataset"], row["run"], h(row["logical"]))
+        _add_row(table, row["result"], row["dataset"], row["run"], h(row["logical"]))
     console.print(table)
 
 
@@ -784,16 +799,16 @@ def rm(ctx, targets, older_than, keep_best, metric, dry_run, yes) -> None:
         )
     )
     for result_id in doomed[:20]:
-        click.echo(f"  {labels.get(result_id, result_id)}")
+        _echo(f"  {labels.get(result_id, result_id)}")
     if len(doomed) > 20:
-        click.echo(f"  ... and {len(doomed) - 20} more")
+        _echo(f"  ... and {len(doomed) - 20} more")
     if dry_run or not doomed:
-        click.echo(f"{len(doomed)} results would be removed" if dry_run else "nothing to remove")
+        _echo(f"{len(doomed)} results would be removed" if dry_run else "nothing to remove")
         return
     if not yes and not click.confirm(f"remove {len(doomed)} results?", default=False):
         raise click.Abort()
     runs_gone = maintenance.remove_results(ws.index, doomed)
-    click.echo(
+    _echo(
         f"removed {len(doomed)} results and {len(runs_gone)} empty runs; "
         "reclaim the bytes with `n4afs gc`"
     )
@@ -837,7 +852,7 @@ def gc(ctx, dry_run, grace) -> None:
     ws = _workspace(ctx.obj["workspace"])
     report = collect(ws.index, ws.store, dry_run=dry_run, grace_s=_parse_age(grace))
     verb = "would remove" if dry_run else "removed"
-    click.echo(
+    _echo(
         f"{verb} {len(report.removed)} objects ({_human_bytes(report.removed_bytes)}) "
         f"and {report.temporaries_removed} temporaries; kept {report.referenced} "
         f"referenced, spared {report.spared_young} younger than {grace}"
@@ -862,19 +877,19 @@ def verify(ctx, repair, as_json) -> None:
     ws = _workspace(ctx.obj["workspace"])
     report = check(ws.index, ws.store, repair=repair)
     if as_json:
-        click.echo(json.dumps(describe(report), indent=2))
+        click.echo(json.dumps(describe(report), indent=2))  # JSON escapes control characters
     else:
-        click.echo(
+        _echo(
             f"checked {report.checked} blobs: {len(report.missing)} missing, "
             f"{len(report.corrupt)} corrupt; {len(report.orphans)} unreferenced "
             f"(gc), {len(report.temporaries)} temporaries; "
             f"{len(report.problems)} index problems"
         )
         for line in report.problems[:20]:
-            click.echo(f"  {line}")
+            _echo(f"  {line}")
         if report.broken_results:
             action = "marked broken" if repair else "would be marked broken (--repair)"
-            click.echo(f"{len(report.broken_results)} results {action}")
+            _echo(f"{len(report.broken_results)} results {action}")
     if not report.ok:
         sys.exit(1)
 
@@ -889,31 +904,20 @@ def sql(ctx, query, as_csv) -> None:
     n4afs sql "select name, score from results order by score limit 5"
 
     Tables: datasets, runs, templates, results, models, artifacts, predictions, blobs,
-    imports. The connection is read-only: the index cannot be changed from here.
+    imports. The query runs on a read-only snapshot of the index that cannot attach,
+    read or write other files: the workspace cannot be changed from here.
     """
-    import duckdb
-
-    from core.errors import N4AError
-
-    ws = _workspace(ctx.obj["workspace"])
-    try:
-        with ws.index.read() as conn:
-            cursor = conn.execute(query)
-            header = [d[0] for d in cursor.description or []]
-            rows = cursor.fetchall()
-    except duckdb.Error as exc:
-        raise N4AError(f"query failed: {exc}".splitlines()[0]) from exc
+    header, rows = _workspace(ctx.obj["workspace"]).query(query)
     if as_csv:
         import csv
 
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerows([header, *rows])
+        writer.writerow([visible(name) for name in header])
+        writer.writerows([None if v is None else visible(v) for v in row] for row in rows)
         return
-    from rich.table import Table
-
-    table = Table(*header)
+    table = _table(*header)
     for row in rows:
-        table.add_row(*["" if v is None else str(v) for v in row])
+        _add_row(table, *["" if v is None else v for v in row])
     _console().print(table)
 
 
@@ -927,10 +931,11 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
+        exc.message = visible(exc.message)  # it may quote the user's argument
         exc.show()
         sys.exit(exc.exit_code)
     except N4AError as exc:
-        click.echo(f"error: {exc}", err=True)
+        _echo(f"error: {exc}", err=True)
         sys.exit(2)
 
 

@@ -277,6 +277,17 @@ class Workspace:
             command=f"Workspace.export({path!r}, {str(out)!r}, level={level!r})",
         )
 
+    # -- queries ----------------------------------------------------------------------
+    def query(self, sql: str) -> tuple[list[str], list[tuple]]:
+        """(column names, rows) of a read-only SQL query on a snapshot of the index.
+
+        The query cannot change the workspace or touch other files (see `core.sql`);
+        a failed or refused query raises `QueryError`.
+        """
+        from core.sql import run_query
+
+        return run_query(self.index, sql)
+
     # -- storage ----------------------------------------------------------------------
     def blob_stats(self) -> BlobStats:
         with self.index.read() as conn:

@@ -1,0 +1,27 @@
+"""Text from users and bundles, made safe to print on a terminal.
+
+Dataset, run, result and target names are user input, and a bundle sets them for whoever
+imports it. Printed raw, `\\x1b]0;...\\x07` retitles the window and `\\x1b[2J` clears the
+screen; printed through rich, `barley [red]x[/red]` loses its brackets. Every string the CLI
+shows passes through `visible` (for click.echo) or `shown` (for rich), defined once here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# C0 controls (NUL..US, incl. ESC, BEL, CR, LF, TAB), DEL and C1 controls (incl. CSI 0x9b).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def visible(value: Any) -> str:
+    """`str(value)` with every control character written as visible `\\xNN` text."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
+
+
+def shown(value: Any) -> str:
+    """`visible(value)` with rich markup escaped, for tables, titles and console.print."""
+    from rich.markup import escape
+
+    return escape(visible(value))
