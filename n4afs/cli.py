@@ -657,7 +657,7 @@ def trust(ctx, key) -> None:
     loaded. Trust covers the whole bundle the result came with.
     """
     run_id = _workspace(ctx.obj["workspace"]).trust(key)
-    click.echo(f"trusted the bundle imported as run {run_id}")
+    _echo(f"trusted the bundle imported as run {run_id}")
 
 
 @cli.command()

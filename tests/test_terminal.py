@@ -37,7 +37,9 @@ def named(tmp_path_factory) -> Workspace:
     ws.add_dataset("chemotools:fermentation", name=MARKUP)
     rng = np.random.default_rng(0)
     X = rng.normal(size=(30, 40)).cumsum(axis=1)
-    ws.add_arrays(X, X[:, 5] + rng.normal(size=30), EVIL, target_names=[f"y{EVIL}"])
+    evil = ws.add_arrays(X, X[:, 5] + rng.normal(size=30), "evil", target_names=[f"y{EVIL}"])
+    with ws.index.write() as conn:  # the index refuses such names now; an older one may hold them
+        conn.execute("UPDATE datasets SET name = ? WHERE dataset_id = ?", [EVIL, evil.dataset_id])
     ws.run(templates=[TEMPLATE], datasets=[MARKUP, EVIL], cv=3, name=f"run {MARKUP}")
     return ws
 
@@ -111,7 +113,7 @@ def test_run_and_datasets_add_show_hostile_names_safely(named, tmp_path):
     csv = tmp_path / "d.csv"
     csv.write_text("protein,1100,1102\n1.0,0.1,0.2\n2.0,0.3,0.1\n3.0,0.2,0.4\n")
     added = run_raw(*w, "datasets", "add", str(csv), "--name", f"{MARKUP} {EVIL}")
-    assert added.returncode == 0, added.stderr
-    assert f"{MARKUP} {visible(EVIL)}:" in added.stdout.decode()
+    assert added.returncode != 0 and b"control characters" in added.stderr  # refused
+    assert len(added.stderr.splitlines()) == 1 and b"Traceback" not in added.stderr
     for out in (ran, added):
         assert b"\x1b" not in out.stdout + out.stderr and b"\x07" not in out.stdout + out.stderr
