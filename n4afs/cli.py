@@ -554,8 +554,9 @@ def _workspace_and_tree_path(ctx, path: str):
 @click.option(
     "--link",
     is_flag=True,
-    help="With -o DIR/: hard-link model files to the (read-only) store instead of "
-    "copying, where the filesystem allows.",
+    help="With -o DIR/: share the store's blocks instead of copying: a reflink where the "
+    "file system has them, else a hard link, which IS the stored object (read-only: never "
+    "chmod or edit it).",
 )
 @click.pass_context
 def export(ctx, path, out, level, link) -> None:
