@@ -15,10 +15,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -82,7 +83,7 @@ class BlobStore:
             known = BlobId(hashlib.sha256(source).hexdigest())
             if self._pending is not None and known in self._pending:
                 return known  # this batch already holds it
-            if os.path.isfile(self._name(known)) and self.touch(known):  # nothing to write
+            if self._reusable(known, len(source)):  # nothing to write
                 return known
             return self._put_bytes(source, known)
         if isinstance(source, (str, os.PathLike)):
@@ -211,7 +212,7 @@ class BlobStore:
         if os.path.getsize(tmp_name) != expected_size:
             os.unlink(tmp_name)
             raise BlobCorrupt(f"short write for blob {blob_id.short}: retry the operation")
-        if os.path.exists(final) and self.touch(blob_id):  # stored, and now marked re-used
+        if self._reusable(blob_id, expected_size):  # stored, and now marked re-used
             os.unlink(tmp_name)
             return False
         shard = os.path.dirname(final)
@@ -219,10 +220,31 @@ class BlobStore:
             os.makedirs(shard, exist_ok=True)
             if sync_dirs:
                 _fsync_dir(self.objects_dir)  # the new shard folder must survive a crash too
-        os.replace(tmp_name, final)
+        os.replace(tmp_name, final)  # atomically replaces a damaged object too
         if sync_dirs:
             _fsync_dir(shard)
         return True
+
+    def _reusable(self, blob_id: BlobId, size: int) -> bool:
+        """Whether the stored object can stand for `size` new bytes of the same id; if
+        so it is touched (marked re-used).
+
+        Not when it is missing, of another size, or writable: objects are sealed 0444, so
+        write bits mean someone chmodded it (through an `export --link` hard link, say),
+        most likely to edit it. The caller then writes the new, hash-checked bytes and
+        renames them over it. One `stat`, as cheap as the existence check it replaces;
+        re-hashing the object on every put would cost as much as hashing the new bytes
+        again (see BENCHMARKS.md). A same-size edit that restored the mode is left to
+        `verify`, which hashes every object; `verify --repair` quarantines it, and the
+        next put of its bytes then finds nothing and writes them fresh.
+        """
+        try:
+            found = os.stat(self._name(blob_id))
+        except FileNotFoundError:
+            return False
+        if found.st_size != size or found.st_mode & 0o222:
+            return False
+        return self.touch(blob_id)
 
     def touch(self, blob_id: str) -> bool:
         """Mark an existing object as just written: gc spares objects younger than its grace
@@ -298,6 +320,20 @@ class BlobStore:
 
     def remove(self, blob_id: str) -> None:
         self.path_of(blob_id).unlink(missing_ok=True)
+
+    def quarantine(self, blob_id: str, folder: Path) -> None:
+        """Move a corrupt object into `folder` (kept for inspection): nothing serves it
+        any more, and the next put of its true bytes writes them fresh."""
+        folder.mkdir(parents=True, exist_ok=True)
+        with suppress(FileNotFoundError):
+            shutil.move(self.path_of(blob_id), folder / BlobId(blob_id))
+
+    def corrupt_cache_copies(self) -> list[BlobId]:
+        """Cached copies whose bytes do not match their name: a local store has no cache."""
+        return []
+
+    def evict(self, blob_id: str) -> None:
+        """Drop a cached copy (none here: readers get the object itself)."""
 
 
 def _result(entry: Temporary | Future[Temporary]) -> Temporary:

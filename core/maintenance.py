@@ -7,9 +7,11 @@ write a result's blobs before the coordinator commits its rows, and a worker tha
 existing object refreshes its mtime (`BlobStore.touch`), so anything an in-flight run may
 still reference looks young. The mtime is checked again right before each unlink.
 
-verify hashes every referenced blob and checks that index rows hang together; `repair`
-removes stale temporaries and marks results whose blobs are missing or corrupt as `broken`
-(the tree shows them with the reason instead of serving wrong bytes).
+verify hashes every referenced blob (and a remote store's cached copies) and checks that
+index rows hang together; `repair` removes stale temporaries, evicts corrupt cached copies,
+moves corrupt objects to `<workspace>/quarantine/`, marks results whose blobs are missing or
+corrupt as `broken` (the tree shows them with the reason instead of serving wrong bytes) and
+says what recreates the bytes; once they are back, `repair` completes those results again.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from core.blobstore import BlobStore  # or core.remote_store.RemoteBlobStore: same calls
@@ -79,15 +82,23 @@ class VerifyReport:
     checked: int = 0
     missing: list[str] = field(default_factory=list)
     corrupt: list[str] = field(default_factory=list)
+    corrupt_copies: list[str] = field(default_factory=list)  # a remote store's cache
     orphans: list[str] = field(default_factory=list)
     temporaries: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # index rows that do not hang together
     broken_results: list[str] = field(default_factory=list)
+    restorable: list[str] = field(default_factory=list)  # broken, but whole again
+    recreate: list[str] = field(default_factory=list)  # commands that put missing bytes back
+    quarantine: str = ""  # where --repair moved corrupt objects
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.corrupt or self.problems)
+        return not (self.missing or self.corrupt or self.corrupt_copies or self.problems)
 
+
+# what `repair` writes into a result it marks broken; it restores only results it marked
+BROKEN_PREFIX = "broken: a blob it needs is missing or corrupt"
+QUARANTINE = "quarantine"
 
 _COMPLETED_WITHOUT_SCORES = (
     "SELECT r.result_id FROM results r WHERE r.status = 'completed' AND NOT EXISTS "
@@ -126,7 +137,15 @@ _ROW_CHECKS = [
 def verify(
     index: Index, store: BlobStore, repair: bool = False, grace_s: float = DEFAULT_GRACE_S
 ) -> VerifyReport:
-    report = VerifyReport()
+    """Hash every referenced blob (and a remote store's cached copies), check the index.
+
+    With `repair`: stale temporaries go; corrupt cached copies are evicted (the next read
+    fetches them again); corrupt objects move to `<workspace>/quarantine/`, so nothing
+    serves them and the next put of their bytes writes them fresh; completed results that
+    need a missing or corrupt blob are marked broken, and broken results whose blobs are
+    all whole again are completed again. `recreate` says what puts the bytes back.
+    """
+    report = VerifyReport(quarantine=str(index.db_path.parent / QUARANTINE))
     marked = referenced_blobs(index)
     for blob_id in sorted(marked):
         report.checked += 1
@@ -134,14 +153,16 @@ def verify(
             report.missing.append(blob_id)
         elif not store.verify(blob_id):
             report.corrupt.append(blob_id)
+    report.corrupt_copies = [b for b in store.corrupt_cache_copies() if b not in report.corrupt]
     report.orphans = [b for b in store.iter_ids() if b not in marked]
     report.temporaries = [str(t) for t in store.temporaries()]
     with index.read() as conn:
         for problem, sql in _ROW_CHECKS:
             report.problems += [f"{problem}: {key}" for (key,) in conn.execute(sql).fetchall()]
     bad = report.missing + report.corrupt
-    if bad:
-        report.broken_results = _results_using(index, bad)
+    report.broken_results = _results_using(index, bad) if bad else []
+    report.restorable = _restorable(index, set(report.broken_results))
+    report.recreate = _recreate_commands(index, bad)
     if repair:
         _repair(index, store, report, grace_s)
     return report
@@ -158,22 +179,70 @@ def _results_using(index: Index, blob_ids: list[str]) -> list[str]:
     return sorted(r for (r,) in rows)
 
 
+def _restorable(index: Index, still_broken: set[str]) -> list[str]:
+    """Results `repair` marked broken whose blobs were all found whole this time."""
+    rows = index.fetchall(
+        "SELECT result_id FROM results WHERE status = 'broken' AND starts_with(error, ?)",
+        [BROKEN_PREFIX],
+    )
+    return sorted(r for (r,) in rows if r not in still_broken)
+
+
+def _recreate_commands(index: Index, blob_ids: list[str]) -> list[str]:
+    """What puts missing or corrupt blobs back, one line per run or dataset.
+
+    A fitted run's blobs come back byte for byte from a new run of the same templates,
+    datasets and options (`n4afs run --again`); re-running one config alone pickles other
+    bytes than the sweep's shared fit, so it would not heal them.
+    """
+    if not blob_ids:
+        return []
+    results = _results_using(index, blob_ids)
+    runs = index.fetchall(
+        "SELECT DISTINCT r.run_id, i.source FROM results r LEFT JOIN imports i USING (run_id) "
+        "WHERE r.result_id IN (SELECT unnest(?)) ORDER BY r.run_id",
+        [results],
+    )
+    commands = [
+        f"n4afs rm {run_id} -y && n4afs import {source}"
+        if source
+        else f"n4afs run --again {run_id}"
+        for run_id, source in runs
+    ]
+    datasets = index.fetchall(
+        "SELECT name, source_path FROM datasets WHERE blob_id IN (SELECT unnest(?))", [blob_ids]
+    )
+    commands += [f"dataset {name}: add {path or 'its source'} again" for name, path in datasets]
+    return commands
+
+
 def _repair(index: Index, store: BlobStore, report: VerifyReport, grace_s: float) -> None:
     cutoff = time.time() - grace_s
     for tmp in report.temporaries:
         if os.path.exists(tmp) and os.path.getmtime(tmp) <= cutoff:
             os.unlink(tmp)
+    for blob_id in report.corrupt_copies:
+        store.evict(blob_id)
+    for blob_id in report.corrupt:
+        store.quarantine(blob_id, Path(report.quarantine))
     if report.broken_results:
         reason = (
-            "broken: a blob it needs is missing or corrupt "
+            f"{BROKEN_PREFIX} "
             f"({', '.join(b[:8] for b in (report.missing + report.corrupt)[:5])}); "
-            "re-run its config to recreate it"
+            f"recreate it: {'; '.join(report.recreate[:3])}; then `n4afs verify --repair`"
         )
         with index.write() as conn:
             conn.execute(
-                "UPDATE results SET status = 'broken', error = ? WHERE result_id IN "
-                "(SELECT unnest(?))",
+                "UPDATE results SET status = 'broken', error = ? WHERE status = 'completed' "
+                "AND result_id IN (SELECT unnest(?))",
                 [reason, report.broken_results],
+            )
+    if report.restorable:
+        with index.write() as conn:
+            conn.execute(
+                "UPDATE results SET status = 'completed', error = NULL WHERE result_id IN "
+                "(SELECT unnest(?))",
+                [report.restorable],
             )
 
 

@@ -5,10 +5,11 @@ name is its sha256, so two writers of the same name write the same bytes, and a 
 first asks whether the object exists (a HEAD, not a download). An S3 PUT is atomic: an
 object is visible whole or not at all, so no temporary-and-rename dance is needed remotely.
 
-Reads go through a local cache directory of whole objects, hash-checked when fetched and
-evicted least-recently-used past `cache_bytes`: the tree, the mount and `load_model` read
-local files with `pread` as they do for a local store. A large object is fetched whole on
-its first read (ranges are not fetched separately).
+Reads go through a local cache directory of whole objects (read-only files, 0444),
+hash-checked when fetched (and by `verify`) and evicted least-recently-used past
+`cache_bytes`: the tree, the mount and `load_model` read local files with `pread` as they do
+for a local store. A large object is fetched whole on its first read (ranges are not
+fetched separately).
 
 Credentials come from where fsspec/s3fs and botocore look (AWS_* variables, including
 AWS_ENDPOINT_URL for S3-compatible servers, profiles, instance roles); the workspace
@@ -75,7 +76,8 @@ class RemoteBlobStore:
         if isinstance(source, (bytes, bytearray, memoryview)):
             data = bytes(source)
             blob_id = BlobId(hashlib.sha256(data).hexdigest())
-            if self.exists(blob_id) and self.touch(blob_id):
+            if self._reusable(blob_id, len(data)):
+                self._heal_cached_copy(blob_id, data)
                 return blob_id
             self.fs.pipe_file(self.key(blob_id), data)
             self._cache_bytes(blob_id, data)
@@ -96,12 +98,33 @@ class RemoteBlobStore:
                     digest.update(chunk)
                     out.write(chunk)
             blob_id = BlobId(digest.hexdigest())
-            if not (self.exists(blob_id) and self.touch(blob_id)):
+            if not self._reusable(blob_id, os.path.getsize(tmp_name)):
                 self.fs.put_file(tmp_name, self.key(blob_id))
+                self.evict(blob_id)  # a cached copy of a damaged object must not outlive it
             return blob_id
         finally:
             with suppress(FileNotFoundError):
                 os.unlink(tmp_name)
+
+    def _reusable(self, blob_id: BlobId, size: int) -> bool:
+        """Whether the remote object can stand for `size` new bytes of the same id (it
+        exists with that size; then it is touched). One HEAD, as the existence check it
+        replaces: an object of another size (a truncated upload, an overwrite) is
+        uploaded again over it."""
+        try:
+            found = int(self.fs.size(self._fresh(blob_id)))
+        except FileNotFoundError:
+            return False
+        return found == size and self.touch(blob_id)
+
+    def _heal_cached_copy(self, blob_id: BlobId, data: bytes) -> None:
+        """Rewrite a cached copy that a cheap look shows damaged (size, write bits)."""
+        try:
+            found = self._cache_path(blob_id).stat()
+        except FileNotFoundError:
+            return
+        if found.st_size != len(data) or found.st_mode & 0o222:
+            self._cache_bytes(blob_id, data)
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -121,6 +144,34 @@ class RemoteBlobStore:
     def remove(self, blob_id: str) -> None:
         with suppress(FileNotFoundError):
             self.fs.rm_file(self.key(blob_id))
+        self._cache_path(blob_id).unlink(missing_ok=True)
+
+    def quarantine(self, blob_id: str, folder: Path) -> None:
+        """Move a corrupt remote object into the local `folder` (kept for inspection) and
+        off the store: nothing serves it, and the next put of its bytes uploads them."""
+        folder.mkdir(parents=True, exist_ok=True)
+        with suppress(FileNotFoundError):
+            self.fs.get_file(self.key(blob_id), str(folder / BlobId(blob_id)))
+            self.fs.rm_file(self.key(blob_id))
+        self.evict(blob_id)
+
+    def corrupt_cache_copies(self) -> list[BlobId]:
+        """Cached copies whose bytes do not match their name. Readers (tree, mount,
+        `export --link`) get these files, not the remote object, so `verify` hashes them
+        too."""
+        bad = []
+        for path in sorted((self.cache_dir / "objects").glob("*/*")):
+            if len(path.name) == 64 and path.is_file():
+                with open(path, "rb") as stream:
+                    digest = hashlib.sha256()
+                    while chunk := stream.read(CHUNK):
+                        digest.update(chunk)
+                if digest.hexdigest() != path.name:
+                    bad.append(BlobId(path.name))
+        return bad
+
+    def evict(self, blob_id: str) -> None:
+        """Drop the cached copy: the next read fetches (and hash-checks) it again."""
         self._cache_path(blob_id).unlink(missing_ok=True)
 
     # -- reading ---------------------------------------------------------------------
@@ -218,6 +269,7 @@ class RemoteBlobStore:
                     f"remote blob {BlobId(blob_id).short} does not match its "
                     "sha256; run `n4afs verify`"
                 )
+            os.chmod(tmp_name, 0o444)  # read-only like an object: a stray write fails
             os.replace(tmp_name, path)
         except FileNotFoundError as exc:
             raise BlobNotFound(
@@ -234,6 +286,7 @@ class RemoteBlobStore:
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".fetch-")
         with os.fdopen(fd, "wb") as out:
             out.write(data)
+            os.fchmod(out.fileno(), 0o444)
         os.replace(tmp_name, path)
         self._evict()
 

@@ -140,6 +140,36 @@ def plan_run(
     return run_id
 
 
+def plan_again(index: Index, run_id: str) -> str:
+    """A new run of `run_id`'s templates on its datasets with its options; its id.
+
+    The one way to get the same fitted bytes again (what recreates an object `verify
+    --repair` quarantined): the same seed gives the same folds and the same config groups
+    share the same prefix fits. Fitting a single config alone pickles other bytes than the
+    sweep did (measured: its PLS models differ), so a partial re-run does not heal.
+    """
+    from core.catalog import find_datasets
+
+    with index.read() as conn:
+        row = conn.execute("SELECT name, options FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        if row is None:
+            raise RunError(f"no run {run_id!r}: list them with `n4afs runs`")
+        bodies = conn.execute(
+            "SELECT name, body FROM templates WHERE run_id = ? ORDER BY position", [run_id]
+        ).fetchall()
+        dataset_ids = conn.execute(
+            "SELECT dataset_id FROM run_datasets WHERE run_id = ? ORDER BY position", [run_id]
+        ).fetchall()
+        infos = [find_datasets(conn, dataset_id)[0] for (dataset_id,) in dataset_ids]
+    if not bodies:
+        raise RunError(f"run {run_id} was imported, not fitted: import its bundle again")
+    recorded = json.loads(row[1])
+    fields = RunOptions.__dataclass_fields__
+    options = RunOptions(**{k: v for k, v in recorded.items() if k in fields})
+    templates = [Template(name, json.loads(body)) for name, body in bodies]
+    return plan_run(index, templates, infos, options, row[0])
+
+
 def _run_metric(options: RunOptions, datasets: Sequence[DatasetInfo]) -> str:
     """The metric results are ranked by; several when datasets of both tasks are mixed."""
     return ",".join(dict.fromkeys(metric_for(options, d.task) for d in datasets))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -284,6 +285,13 @@ def _show_run_summary(ws, run_id: str, limit: int) -> None:
 )
 @click.option("--scheduler", default=None, help="dask scheduler address (tcp://host:8786).")
 @click.option("--resume", "resume_id", default=None, help="Finish an interrupted run (its id).")
+@click.option(
+    "--again",
+    "again_id",
+    default=None,
+    help="A new run of RUN's templates, datasets and options (the same fitted bytes: "
+    "recreates blobs `verify --repair` quarantined).",
+)
 @click.option("--top", default=10, show_default=True, help="Rows of the ranked table.")
 @click.pass_context
 def run(
@@ -300,6 +308,7 @@ def run(
     backend,
     scheduler,
     resume_id,
+    again_id,
     top,
 ):
     """Run a sweep: every config of every TEMPLATE (YAML/JSON) on every --dataset.
@@ -307,12 +316,16 @@ def run(
     Results are stored as they finish (a crash loses only results in flight; finish with
     --resume RUN). Ends with a ranked table per dataset.
     """
-    from core.runner import RunOptions, plan_run
+    from core.runner import RunOptions, plan_again, plan_run
     from core.templates import load_templates
 
     ws = _workspace(ctx.obj["workspace"], create=True)
+    if resume_id and again_id:
+        raise click.UsageError("give --resume or --again, not both")
     if resume_id:
         run_id = ws.get_run(resume_id).run_id
+    elif again_id:
+        run_id = plan_again(ws.index, ws.get_run(again_id).run_id)
     else:
         if not templates or not datasets_:
             raise click.UsageError("give at least one TEMPLATE file and one --dataset")
@@ -571,8 +584,9 @@ def _workspace_and_tree_path(ctx, path: str):
 @click.option(
     "--link",
     is_flag=True,
-    help="With -o DIR/: hard-link model files to the (read-only) store instead of "
-    "copying, where the filesystem allows.",
+    help="With -o DIR/: share the store's blocks instead of copying: a reflink where the "
+    "file system has them, else a hard link, which IS the stored object (read-only: never "
+    "chmod or edit it).",
 )
 @click.pass_context
 def export(ctx, path, out, level, link) -> None:
@@ -863,7 +877,9 @@ def gc(ctx, dry_run, grace) -> None:
 @click.option(
     "--repair",
     is_flag=True,
-    help="Remove stale temporaries; mark results with missing/corrupt blobs broken.",
+    help="Remove stale temporaries, evict corrupt cached copies, quarantine corrupt "
+    "objects, mark results with missing/corrupt blobs broken (and complete them again "
+    "once their blobs are back).",
 )
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -879,19 +895,38 @@ def verify(ctx, repair, as_json) -> None:
     if as_json:
         click.echo(json.dumps(describe(report), indent=2))  # JSON escapes control characters
     else:
-        _echo(
-            f"checked {report.checked} blobs: {len(report.missing)} missing, "
-            f"{len(report.corrupt)} corrupt; {len(report.orphans)} unreferenced "
-            f"(gc), {len(report.temporaries)} temporaries; "
-            f"{len(report.problems)} index problems"
-        )
-        for line in report.problems[:20]:
-            _echo(f"  {line}")
-        if report.broken_results:
-            action = "marked broken" if repair else "would be marked broken (--repair)"
-            _echo(f"{len(report.broken_results)} results {action}")
+        _show_verify(report, repair)
     if not report.ok:
         sys.exit(1)
+
+
+def _show_verify(report: Any, repair: bool) -> None:
+    """What verify found, what --repair did (or would do), and what recreates lost bytes."""
+    _echo(
+        f"checked {report.checked} blobs: {len(report.missing)} missing, "
+        f"{len(report.corrupt)} corrupt; {len(report.corrupt_copies)} corrupt cached "
+        f"copies; {len(report.orphans)} unreferenced (gc), {len(report.temporaries)} "
+        f"temporaries; {len(report.problems)} index problems"
+    )
+    for line in report.problems[:20]:
+        _echo(f"  {line}")
+    for blob_id in report.missing:
+        _echo(f"  missing: {blob_id}")
+    for blob_id in report.corrupt:
+        where = f"moved to {report.quarantine}" if repair else "to quarantine (--repair)"
+        _echo(f"  corrupt: {blob_id} ({where})")
+    for blob_id in report.corrupt_copies:
+        _echo(f"  corrupt cached copy: {blob_id} ({'evicted' if repair else '--repair'})")
+    if report.broken_results:
+        action = "marked broken" if repair else "would be marked broken (--repair)"
+        _echo(f"{len(report.broken_results)} results {action}")
+    if report.recreate:
+        _echo("recreate the lost bytes, then run `n4afs verify --repair`:")
+        for command in report.recreate:
+            _echo(f"  {command}")
+    if report.restorable:
+        action = "completed again" if repair else "would be completed again (--repair)"
+        _echo(f"{len(report.restorable)} broken results are whole: {action}")
 
 
 @cli.command()

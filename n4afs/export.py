@@ -9,12 +9,24 @@ and sha256 of every other file, which `import` verifies).
 Levels: `minimal` keeps what predicting needs (pipeline.yaml, scores.yaml, the final
 model) and the prediction tables an import recomputes its scores from; `default` the whole
 folder; `with-data` adds each dataset as CSV under `data/`.
+
+Nothing is written outside the target: every name is checked (no absolute, empty, `.` or
+`..` part, none over 255 bytes) before the first byte goes out. A zip or a folder is built
+under a temporary sibling name and renamed into place once complete, so a failed export
+(a blob missing or corrupt, a full disk) leaves nothing behind.
+
+`--link` exports a folder whose blob files share the store's disk blocks: a reflink (a
+copy-on-write clone: a separate file, safe to edit) where the file system has them
+(XFS, btrfs), else a hard link, which IS the stored object (never chmod or edit it).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import os
+import secrets
 import shutil
 import stat
 import sys
@@ -33,6 +45,8 @@ FORMAT = "n4afs-export/1"
 CHUNK = 1 << 20
 LEVELS = ("minimal", "default", "with-data")
 STORED_SUFFIXES = (".png", ".zip", ".parquet", ".gz")  # already compressed
+NAME_MAX = 255  # bytes in one path component, on every common file system
+FICLONE = 0x40049409  # Linux ioctl: make dst a copy-on-write clone of src
 
 
 @dataclass
@@ -66,6 +80,8 @@ def export(
     root = tree_path[-1] if tree_path else "workspace"
     results = _results_below(tree, tree_path)
     entries = _entries(tree, tree_path, root, level, results)
+    for entry in entries:
+        check_name(entry.name)
     provenance = _provenance(ws, tree, tree_path, level, results, command)
     writer = _ZipWriter(out) if out.suffix == ".zip" else _DirWriter(out, link, tree)
     summary = ExportSummary(out, results=[r.label for r, _ in results])
@@ -243,25 +259,48 @@ class _ZipWriter:
 
 
 class _DirWriter:
-    """A plain folder; with `link`, blob files are hard links to the (read-only) objects."""
+    """A plain folder, built as a hidden sibling and renamed into place when complete.
+
+    With `link`, blob files share the store's blocks (`_share`) instead of being copied.
+    """
 
     def __init__(self, out: Path, link: bool, tree: Tree) -> None:
-        self.out, self.link, self.tree = out, link, tree
+        self.out, self.link, self.tree = Path(os.path.abspath(out)), link, tree
+        self.tmp = self.out.with_name(f".{self.out.name}.part-{secrets.token_hex(4)}")
 
     def __enter__(self) -> _DirWriter:
-        if self.out.exists() and any(self.out.iterdir()):
-            raise N4AError(f"{self.out} is not empty: export into a new or empty folder")
-        self.out.mkdir(parents=True, exist_ok=True)
+        _refuse_non_empty(self.out)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        return None
+    def __exit__(self, kind, value, tb) -> None:
+        if kind is None:
+            try:
+                os.rename(self.tmp, self.out)  # replaces an empty folder, never a full one
+            except OSError as exc:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                raise N4AError(
+                    f"{self.out} could not be written ({exc.strerror}): "
+                    "export into a new or empty folder"
+                ) from exc
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)  # a failed export leaves nothing
+
+    def _target(self, name: str) -> Path:
+        """Where `name` goes; refused unless it resolves inside the folder being built."""
+        target = self.tmp / name
+        root = os.path.realpath(self.tmp)
+        if not os.path.realpath(target).startswith(root + os.sep):
+            raise N4AError(f"refusing to export {name!r}: it resolves outside {self.out}")
+        return target
 
     def add(self, entry: Entry, tree: Tree) -> dict[str, Any]:
-        target = self.out / entry.name
+        target = self._target(entry.name)
         target.parent.mkdir(parents=True, exist_ok=True)
         content = entry.node.content
-        if self.link and isinstance(content, BlobContent) and self._link(content, target):
+        if self.link and isinstance(content, BlobContent):
+            self._share(entry.node, content, target)
             return _manifest_row(entry.name, content.size, content.blob_id)
         digest = hashlib.sha256()
         with open(target, "wb") as dst:
@@ -271,15 +310,62 @@ class _DirWriter:
         os.utime(target, (entry.node.mtime, entry.node.mtime))
         return _manifest_row(entry.name, entry.node.size, digest.hexdigest())
 
-    def _link(self, content: BlobContent, target: Path) -> bool:
+    def _share(self, node: Node, content: BlobContent, target: Path) -> None:
+        """The object's bytes without copying them, read-only (0444): a reflink where the
+        file system clones (a separate file), else a hard link (the object itself: never
+        chmod or edit it), else a copy. The object is hash-checked first, so a missing or
+        corrupt one fails the export instead of being handed out."""
+        self.tree.check(node)
         source = self.tree.ws.store.path_of(content.blob_id)
+        if _reflink(source, target):
+            return
         try:
             os.link(source, target)
-        except OSError:  # another filesystem: a copy, still read-only
+        except OSError:  # another file system: a copy, still read-only
             shutil.copyfile(source, target)
             os.chmod(target, 0o444)
-        return True
 
     def add_bytes(self, name: str, data: bytes) -> dict[str, Any]:
-        (self.out / name).write_bytes(data)
+        self._target(name).write_bytes(data)
         return _manifest_row(name, len(data), hashlib.sha256(data).hexdigest())
+
+
+def _refuse_non_empty(out: Path) -> None:
+    if out.is_dir() and any(out.iterdir()) or out.exists() and not out.is_dir():
+        raise N4AError(f"{out} is not empty: export into a new or empty folder")
+
+
+def _reflink(source: str | Path, target: Path) -> bool:
+    """Clone `source` into a new read-only `target` (Linux FICLONE). False, with nothing
+    left at `target`, where the file system cannot (ext4, tmpfs, across file systems)."""
+    src_fd = os.open(source, os.O_RDONLY)
+    try:
+        dst_fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            fcntl.ioctl(dst_fd, FICLONE, src_fd)
+        except OSError as exc:
+            os.close(dst_fd)
+            os.unlink(target)
+            if exc.errno in _NO_REFLINK:
+                return False
+            raise
+        os.close(dst_fd)
+    finally:
+        os.close(src_fd)
+    return True
+
+
+_NO_REFLINK = {errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.EBADF}
+
+
+def check_name(name: str) -> None:
+    """Refuse a bundle path that could land outside the export's target or that no file
+    system accepts: absolute, an empty, `.` or `..` part, a NUL, a part over 255 bytes."""
+    for part in name.split("/"):
+        if part in ("", ".", "..") or "\0" in part:
+            raise N4AError(f"refusing to export {name!r}: {part!r} is not a file name")
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise N4AError(
+                f"refusing to export {name[:60]!r}...: a name part is "
+                f"{len(os.fsencode(part))} bytes (at most {NAME_MAX})"
+            )

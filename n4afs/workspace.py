@@ -181,6 +181,15 @@ class Workspace:
         execute_run(self.index, self.store, run_id, on_result)
         return Run(self, run_id)
 
+    def run_again(self, run_id: str, on_result: Any = None) -> Run:
+        """A new run of a run's templates, datasets and options: the same fitted bytes,
+        which is what recreates objects `verify --repair` quarantined."""
+        from core.runner import execute_run, plan_again
+
+        new_id = plan_again(self.index, self._run_id(run_id))
+        execute_run(self.index, self.store, new_id, on_result)
+        return Run(self, new_id)
+
     def resolve_dataset(self, source: Any) -> DatasetInfo:
         if isinstance(source, str) and not source.startswith("chemotools:"):
             with self.index.read() as conn:

@@ -26,6 +26,8 @@ need_apt_lean=()  # installed without Recommends (fonts, Java, a desktop): only 
 if $test_tools; then
   command -v soffice >/dev/null 2>&1 || command -v libreoffice >/dev/null 2>&1 ||
     need_apt_lean+=(libreoffice-calc-nogui)  # mount test: a mounted CSV opened as a spreadsheet
+  command -v mkfs.xfs >/dev/null 2>&1 ||
+    need_apt_lean+=(xfsprogs)  # export test: --link reflinks on a loop-mounted XFS image
 fi
 missing=("${need_apt[@]}" "${need_apt_lean[@]}")
 if [ ${#missing[@]} -gt 0 ]; then

@@ -147,3 +147,44 @@ def test_failed_batch_leaves_no_object_and_no_temporary(store):
         store.put(b"half a result")
         raise RuntimeError("the worker died")
     assert object_files(store) == [] and store.temporaries() == []
+
+
+def damage(store, blob_id, data: bytes, keep_mode: bool = False) -> None:
+    """Overwrite an object as an edit through a hard link would (chmod, write)."""
+    path = store.path_of(blob_id)
+    os.chmod(path, 0o644)
+    path.write_bytes(data)
+    if keep_mode:
+        os.chmod(path, 0o444)
+
+
+@pytest.mark.parametrize("how", ["bytes", "stream", "path", "batch"])
+@pytest.mark.parametrize("edit", ["shorter", "same size, left writable"])
+def test_putting_the_same_bytes_again_replaces_a_damaged_object(store, tmp_path, how, edit):
+    data = b"a fitted model" * 100
+    blob_id = store.put(data)
+    inode = store.path_of(blob_id).stat().st_ino
+    damage(store, blob_id, b"x" if edit == "shorter" else b"x" * len(data))
+    source = tmp_path / "model.pkl"
+    source.write_bytes(data)
+    if how == "batch":
+        with store.batch():
+            store.put(data)
+    else:
+        store.put({"bytes": data, "stream": io.BytesIO(data), "path": source}[how])
+    healed = store.path_of(blob_id)
+    assert store.read(blob_id) == data and healed.stat().st_mode & 0o777 == 0o444
+    assert healed.stat().st_ino != inode  # a new file renamed over it, not an edit in place
+    assert not store.temporaries()
+
+
+def test_a_quarantined_object_is_written_fresh_by_the_next_put(store, tmp_path):
+    data = b"a fitted model" * 100
+    blob_id = store.put(data)
+    damage(store, blob_id, b"x" * len(data), keep_mode=True)  # no cheap signal: only a hash
+    store.put(data)
+    assert not store.verify(blob_id)  # put trusts a sealed object of the right size
+    store.quarantine(blob_id, tmp_path / "quarantine")
+    assert not store.exists(blob_id) and (tmp_path / "quarantine" / blob_id).exists()
+    store.put(data)
+    assert store.verify(blob_id)

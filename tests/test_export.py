@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 import n4afs
-from core.errors import BundleError, RunError, UntrustedArchive
+from core import maintenance
+from core.errors import BundleError, N4AError, RunError, UntrustedArchive
 from n4afs.bundle import Limits
 from n4afs.importer import import_bundle
 from n4afs.tree import Tree
@@ -137,6 +138,129 @@ def test_export_to_a_linked_folder(origin, tmp_path):
     assert (out / "MANIFEST.yaml").exists() and (out / label / "predictions" / "cv.csv").exists()
     target = Workspace(tmp_path / "from-folder")
     assert import_bundle(target, out).results
+
+
+def small_workspace(path: Path) -> Workspace:
+    """A workspace of its own, for tests that damage its store."""
+    ws = Workspace(path)
+    ws.run(templates=[["snv", {"pls": {"n_components": 3}}]], datasets=["chemotools:fermentation"])
+    return ws
+
+
+def final_model_blob(ws) -> str:
+    (blob,) = ws.index.fetchall(
+        "SELECT a.blob_id FROM models m JOIN artifacts a USING (model_id) "
+        "WHERE m.role = 'final' AND a.step_name = 'pls_model'"
+    )[0]
+    return blob
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    "name", ["../../../../escaped/pipeline.pkl", "/abs/x", "r/./x", "r//x", "r/" + "a" * 256]
+)
+@pytest.mark.parametrize("out", ["folder", "bundle.zip"])
+def test_export_refuses_a_name_outside_its_target_and_writes_nothing(
+    origin, tmp_path, monkeypatch, name, out
+):
+    from n4afs import export as export_module
+
+    real = export_module._entries
+
+    def crafted(*args):
+        entries = real(*args)
+        return [*entries[:2], export_module.Entry(name, entries[0].node)]
+
+    monkeypatch.setattr(export_module, "_entries", crafted)
+    target = tmp_path / "exp" / out
+    with pytest.raises(N4AError, match="refusing to export"):
+        origin.export(result_path(origin), target)
+    assert listing(tmp_path) == []
+
+
+def test_the_resolved_path_check_refuses_a_link_out_of_the_folder(origin, tmp_path):
+    from n4afs.export import _DirWriter
+
+    writer = _DirWriter(tmp_path / "out", False, Tree(origin))
+    with pytest.raises(N4AError, match="resolves outside"), writer:
+        (writer.tmp / "r").symlink_to(tmp_path)
+        writer.add_bytes("r/escaped.yaml", b"x")
+    assert listing(tmp_path) == []
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+@pytest.mark.parametrize("how", ["copy", "link", "zip"])
+def test_a_failed_export_leaves_no_partial_folder_or_zip(tmp_path, damage, how):
+    ws = small_workspace(tmp_path / "ws")
+    blob = final_model_blob(ws)
+    path = ws.store.path_of(blob)
+    if damage == "missing":
+        path.unlink()
+    else:
+        os.chmod(path, 0o644)
+        path.write_bytes(b"not a model")
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    out = exp / ("out.zip" if how == "zip" else "out")
+    with pytest.raises(N4AError):
+        ws.export(result_path(ws), out, link=how == "link")
+    assert listing(exp) == []  # no folder, no 0-byte pkl files, no hidden part
+
+
+def test_export_into_an_empty_folder_works_and_a_full_one_is_refused(origin, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    origin.export(result_path(origin), out)
+    assert (out / "MANIFEST.yaml").exists()
+    with pytest.raises(N4AError, match="is not empty"):
+        origin.export(result_path(origin), out)
+
+
+def test_linking_falls_back_to_a_hard_link_where_the_fs_cannot_reflink(tmp_path):
+    from n4afs.export import _reflink
+
+    source = tmp_path / "source"
+    source.write_bytes(b"bytes")
+    assert not _reflink(source, tmp_path / "clone")  # ext4 / tmpfs: EOPNOTSUPP or EXDEV
+    assert not (tmp_path / "clone").exists()
+
+
+@pytest.fixture(scope="module")
+def xfs(tmp_path_factory):
+    """A reflink-capable file system: a loop-mounted XFS image (needs root and xfsprogs,
+    which `scripts/setup.sh --test-tools` installs)."""
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or shutil.which("mkfs.xfs") is None:
+        pytest.skip("needs root and mkfs.xfs to make a reflink-capable file system")
+    base = tmp_path_factory.mktemp("xfs")
+    image, mountpoint = base / "xfs.img", base / "mnt"
+    mountpoint.mkdir()
+    with open(image, "wb") as f:
+        f.truncate(320 << 20)  # XFS's smallest useful size
+    subprocess.run(["mkfs.xfs", "-q", "-f", "-m", "reflink=1", str(image)], check=True)
+    mounted = subprocess.run(["mount", "-o", "loop", str(image), str(mountpoint)])
+    if mounted.returncode != 0:
+        pytest.skip("cannot loop-mount an XFS image here")
+    yield mountpoint
+    subprocess.run(["umount", str(mountpoint)], check=True)
+
+
+def test_link_export_reflinks_where_it_can_so_editing_it_cannot_corrupt_the_store(xfs):
+    ws = small_workspace(xfs / "ws")
+    out = xfs / "folder"
+    ws.export(result_path(ws), out, link=True)
+    pkl = next((out / ws.best("fermentation").row.label / "models").glob("final_*/pls_model.pkl"))
+    stored = ws.store.path_of(final_model_blob(ws))
+    assert pkl.stat().st_ino != stored.stat().st_ino and pkl.stat().st_nlink == 1  # a clone
+    assert pkl.stat().st_mode & 0o777 == 0o444 and pkl.read_bytes() == stored.read_bytes()
+    os.chmod(pkl, 0o644)
+    pkl.write_bytes(b"edited")
+    assert maintenance.verify(ws.index, ws.store).ok  # the store kept its bytes
 
 
 # -- hostile bundles --------------------------------------------------------------------------

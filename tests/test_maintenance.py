@@ -125,13 +125,72 @@ def test_verify_finds_corruption_and_repair_marks_results_broken(swept):
     assert out.returncode == 1 and "1 corrupt" in out.stdout
     assert cli("-w", str(swept.path), "verify", "--repair").returncode == 1
     report = maintenance.verify(swept.index, swept.store)
-    assert report.corrupt == [artifact]
+    assert report.missing == [artifact]  # quarantined: nothing serves it any more
     label = best.row.label
     tree = Tree(swept)
     assert set(tree.list_dir(("runs", "fermentation", label))) == {"pipeline.yaml", "logs"}
     log = tree.read(tree.lookup(("runs", "fermentation", label, "logs", "error.log")))
     assert b"broken" in log and artifact[:8].encode() in log
     assert swept.best("fermentation").row.label != label  # no longer ranked as best
+
+
+def final_model_artifact(ws) -> str:
+    (blob,) = ws.index.fetchall(
+        "SELECT a.blob_id FROM models m JOIN artifacts a USING (model_id) "
+        "WHERE m.result_id = ? AND m.role = 'final' AND a.step_name = 'pls_model'",
+        [ws.best("fermentation").row.result_id],
+    )[0]
+    return blob
+
+
+def broken_count(ws) -> int:
+    return ws.index.fetchall("SELECT count(*) FROM results WHERE status = 'broken'")[0][0]
+
+
+def test_a_corrupt_object_is_quarantined_recreated_and_its_results_complete_again(swept):
+    ws, best = str(swept.path), swept.best("fermentation").row.result_id
+    artifact = final_model_artifact(swept)
+    path = swept.store.path_of(artifact)
+    size = path.stat().st_size
+    os.chmod(path, 0o644)
+    path.write_bytes(b"x" * size)  # same size, read-only again: only a hash finds it
+    os.chmod(path, 0o444)
+    found = cli("-w", ws, "verify")
+    assert found.returncode == 1 and f"corrupt: {artifact}" in found.stdout
+
+    repaired = cli("-w", ws, "verify", "--repair")
+    assert repaired.returncode == 1 and "results marked broken" in repaired.stdout
+    assert (swept.path / "quarantine" / artifact).exists() and not swept.store.exists(artifact)
+    assert broken_count(swept) > 0
+    (command,) = [line.strip() for line in repaired.stdout.splitlines() if "--again" in line]
+    assert command.startswith("n4afs run --again ")
+
+    recreated = cli("-w", ws, *command.split()[1:])
+    assert recreated.returncode == 0, recreated.stderr
+    assert swept.store.verify(artifact)  # the new run put the very same bytes
+    whole = cli("-w", ws, "verify")
+    assert whole.returncode == 0 and "would be completed again (--repair)" in whole.stdout
+    assert cli("-w", ws, "verify", "--repair").returncode == 0
+    assert broken_count(swept) == 0 and cli("-w", ws, "verify").returncode == 0
+    status = swept.index.fetchall("SELECT status FROM results WHERE result_id = ?", [best])
+    assert status == [("completed",)]
+
+
+def test_editing_a_hard_linked_export_is_caught_by_verify_and_healed_by_a_re_run(swept, tmp_path):
+    ws = str(swept.path)
+    label = swept.best("fermentation").row.label
+    swept.export(f"runs/fermentation/{label}", tmp_path / "out", link=True)
+    (pkl,) = (tmp_path / "out" / label / "models").glob("final_*/pls_model.pkl")
+    artifact = final_model_artifact(swept)
+    assert pkl.stat().st_ino == swept.store.path_of(artifact).stat().st_ino  # ext4: hard link
+    os.chmod(pkl, 0o644)  # what the issue did: the exported file IS the object
+    pkl.write_bytes(b"edited")
+    found = cli("-w", ws, "verify")
+    assert found.returncode == 1 and f"corrupt: {artifact}" in found.stdout
+    (run_id,) = swept.index.fetchall("SELECT run_id FROM runs WHERE name = 'first'")[0]
+    assert cli("-w", ws, "run", "--again", run_id).returncode == 0  # its put replaces it
+    assert cli("-w", ws, "verify").returncode == 0
+    assert pkl.read_bytes() == b"edited"  # the user's file is now a file of its own
 
 
 # -- crash points ------------------------------------------------------------------------------

@@ -197,3 +197,36 @@ def test_a_workspace_keeps_its_store(s3, tmp_path):
     assert isinstance(Workspace(tmp_path / "ws").store, RemoteBlobStore)
     with pytest.raises(WorkspaceError, match="keeps its blobs in s3://n4a-bucket/keep"):
         Workspace(tmp_path / "ws", store="s3://n4a-bucket/other")
+
+
+def test_cache_copies_are_read_only_and_verify_checks_and_evicts_them(s3, tmp_path):
+    ws = Workspace(tmp_path / "ws", store="s3://n4a-bucket/cache-check")
+    data = os.urandom(5000)
+    blob_id = ws.store.put(data)  # cached as it is uploaded
+    cached = ws.store.path_of(blob_id)
+    assert cached.stat().st_mode & 0o777 == 0o444
+    reader = RemoteBlobStore("s3://n4a-bucket/cache-check", tmp_path / "other-cache")
+    assert reader.path_of(blob_id).stat().st_mode & 0o777 == 0o444  # fetched copies too
+    os.chmod(cached, 0o644)
+    cached.write_bytes(b"x" * len(data))  # the remote object is fine; readers get this
+    found = maintenance.verify(ws.index, ws.store)
+    assert found.corrupt_copies == [blob_id] and not found.corrupt and not found.ok
+    maintenance.verify(ws.index, ws.store, repair=True)
+    assert not cached.exists()  # evicted: the next read fetches and checks it again
+    assert ws.store.read(blob_id) == data and maintenance.verify(ws.index, ws.store).ok
+
+
+def test_putting_the_same_bytes_again_replaces_a_damaged_remote_object(s3, tmp_path):
+    store = RemoteBlobStore("s3://n4a-bucket/heal", tmp_path / "cache")
+    store.create()
+    data = os.urandom(5000)
+    blob_id = store.put(data)
+    store.fs.pipe_file(store.key(blob_id), b"truncated")  # an overwrite, a cut upload
+    store.put(data)
+    assert store.verify(blob_id)
+    store.fs.pipe_file(store.key(blob_id), b"x" * len(data))  # same size: verify's job
+    assert not store.verify(blob_id)
+    store.quarantine(blob_id, tmp_path / "quarantine")
+    assert not store.exists(blob_id) and (tmp_path / "quarantine" / blob_id).exists()
+    store.put(data)
+    assert store.verify(blob_id) and store.read(blob_id) == data
