@@ -151,7 +151,7 @@ def _write_result(conn, stored, run_id, position, result: PlannedResult, dataset
     conn.execute("INSERT OR REPLACE INTO dataset_seq VALUES (?, ?)", [dataset_id, seq])
     conn.execute(
         "INSERT INTO templates VALUES (?, ?, ?, ?, 1)",
-        [run_id, position, entry["result"], json.dumps(result.pipeline, default=str)],
+        [run_id, position, result.name, json.dumps(result.pipeline, default=str)],
     )
     conn.execute(
         "INSERT INTO results (result_id, run_id, dataset_id, seq, name, config_hash, config, "

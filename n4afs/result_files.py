@@ -29,6 +29,7 @@ from n4afs.content import (
     directory,
     file_node,
 )
+from n4afs.names import safe_name
 from n4afs.renderers import RENDER_VERSION
 
 README = """\
@@ -237,7 +238,7 @@ class ResultFiles:
         t = run.created_at.timestamp()
         nodes = {}
         for position, name, body in views.snapshot.templates.get(run.run_id, []):
-            file_name = f"{position + 1:02d}_{name}.yaml"
+            file_name = safe_name(f"{position + 1:02d}_{name}.yaml")  # whatever the index holds
             content = BytesContent(renderers.yaml_bytes(body))
             nodes[file_name] = file_node(file_name, t, content)
         return nodes

@@ -197,7 +197,10 @@ def test_a_hostile_name_already_in_the_index_shows_as_one_safe_component(origin,
     ws = own_workspace(tmp_path)
     with ws.index.write() as conn:
         conn.execute("UPDATE results SET name = '../../../../escaped'")
+        conn.execute("UPDATE templates SET name = '../../../../escaped'")
     tree = Tree(ws)
+    (run_dir,) = tree.list_dir(("by-run",))
+    assert all("/" not in n for n in tree.list_dir(("by-run", run_dir, "templates")))
     names = list(tree.list_dir(("runs", "fermentation")))
     assert all("/" not in n and n not in (".", "..") for n in names)
     (label,) = [n for n in names if "escaped" in n and not n.endswith(".csv")]
