@@ -176,3 +176,99 @@ def test_a_missing_blob_is_eio_through_fsspec(ws):
     assert info.value.errno == errno.EIO
     assert fs.ls(f"{folder}/predictions", detail=False)  # names do not
 
+
+def planned_run(ws) -> str:
+    """A run recorded as running by this (live) process, as a sweep is before its first
+    commit: nothing of it is referenced yet."""
+    from core.runner import RunOptions, plan_run
+    from core.templates import load_template
+
+    ws.add_dataset("chemotools:coffee")
+    info = ws.index.fetchall("SELECT dataset_id FROM datasets WHERE name = 'coffee'")[0][0]
+    dataset = next(d for d in ws.datasets() if d.dataset_id == info)
+    return plan_run(ws.index, [load_template(["snv", "lda"])], [dataset], RunOptions(), "live")
+
+
+def dead_owner() -> tuple[int, int]:
+    """The PID and start time of a process that has exited (and been reaped)."""
+    import subprocess
+    import sys
+
+    from core.liveness import process_start
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    start = process_start(child.pid)
+    child.kill()
+    child.wait()
+    return child.pid, start
+
+
+def test_gc_spares_blobs_of_a_run_whose_owner_is_alive_whatever_the_grace(ws):
+    from core import maintenance
+
+    run_id = planned_run(ws)
+    in_flight = [ws.store.put(os.urandom(100)) for _ in range(3)]  # written, not yet committed
+    report = maintenance.gc(ws.index, ws.store, grace_s=0)
+    assert report.removed == [] and all(ws.store.exists(b) for b in in_flight)
+    assert run_id in report.live_runs
+    pid, start = dead_owner()
+    with ws.index.write() as conn:
+        conn.execute("UPDATE run_owners SET pid = ?, pid_start = ?", [pid, start])
+    report = maintenance.gc(ws.index, ws.store, grace_s=0)
+    assert sorted(report.removed) == sorted(in_flight) and report.live_runs == []
+
+
+def test_a_reused_pid_is_not_the_owner():
+    from core.liveness import Owner, current_owner, owner_alive
+
+    me = current_owner()
+    assert owner_alive(me)
+    assert not owner_alive(Owner(me.host, me.boot_id, me.pid, me.pid_start - 1, me.started))
+    assert not owner_alive(Owner(me.host, "another boot", me.pid, me.pid_start, me.started))
+    assert owner_alive(Owner("another-host", None, 1, 1, me.started))  # cannot prove it gone
+    pid, start = dead_owner()
+    assert not owner_alive(Owner(me.host, me.boot_id, pid, start, me.started))
+
+
+SLOW_SWEEP = """\
+- _or_: [snv, msc, detrend, standard]
+- _or_: [null, {savgol: {window_length: 11, polyorder: 2, deriv: 1}}]
+- pls: {n_components: {_range_: [1, 15]}}
+"""
+
+
+def test_gc_grace_0_in_a_loop_during_a_real_sweep_breaks_no_result(tmp_path):
+    """The issue's scenario: `gc --grace 0m` while a run writes; afterwards every result is
+    whole (verify passes, every result's files read)."""
+    import subprocess
+    import sys
+
+    from core import maintenance
+    from tests.mount_fixture import REPO
+
+    ws = Workspace(tmp_path / "ws")
+    ws.add_dataset("chemotools:fermentation")
+    (tmp_path / "sweep.yaml").write_text(SLOW_SWEEP)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "n4afs.cli", "-w", str(ws.path), "run", str(tmp_path / "sweep.yaml")]
+        + ["-d", "fermentation", "--cv", "5", "--name", "in-flight"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    passes, spared = 0, 0
+    while run.poll() is None:
+        report = maintenance.gc(ws.index, ws.store, grace_s=0)
+        passes, spared = passes + 1, spared + report.spared_young
+    output = run.stdout.read()
+    assert run.returncode == 0 and "completed, 120 results (0 failed)" in output, output
+    assert passes >= 3 and spared > 0  # gc really ran while blobs were in flight
+    check = maintenance.verify(ws.index, ws.store)
+    assert check.ok and check.broken_results == [], (check.missing, check.problems)
+    tree = Tree(ws)
+    for result in ws.results("fermentation"):
+        folder = ("runs", "fermentation", result.row.label)
+        for rel, node in tree.walk_files(folder):
+            if rel[0] != "charts":  # charts render slowly; their inputs are read by the CSVs
+                tree.read(node)
