@@ -59,9 +59,10 @@ PERF-NOTES recipe, serving the disk copy (names, sizes and mtimes from one walk,
 dict; bytes by `pread` on the disk files, so the same page cache). Second table: floor warm,
 floor / disk (beside the PERF-NOTES figure), mount / floor (target <= 1.2x; for the big read
 a ratio of times, so >= 83 % of the floor's MB/s), and cold. `floor + no_open` (off with
-`--no-floor-levers`) is the floor plus the one lever n4afs adds to the recipe: `open`
-answers ENOSYS once, so the kernel stops sending OPEN and RELEASE (n4afs also leaves
-`statfs` to libfuse, as the floor does). It changes only what opens files, so it is measured
+`--no-floor-levers`) is the floor plus the one lever n4afs added to the recipe until issue
+#15: `open` answers ENOSYS once, so the kernel stops sending OPEN and RELEASE (n4afs now
+answers OPEN to re-check blobs, see `--recheck`; it still leaves `statfs` to libfuse, as
+the floor does). It changes only what opens files, so it is measured
 on the small files and the big read: mount / floor against mount / (floor + no_open) tells
 which part of a difference is that lever and which is n4afs. The floor's first start walks
 the disk copy and keeps the walk in an index file; its later (cold) starts load that file.
