@@ -21,6 +21,10 @@ class BlobCorrupt(N4AError):
     """An object's bytes do not hash to its name: never serve or unpickle them."""
 
 
+class BlobUnreadable(N4AError):
+    """An object exists but cannot be read (permissions, an I/O error of the disk)."""
+
+
 class InvalidBlobId(N4AError, ValueError):
     """A string that is not 64 lowercase hex characters was used as a blob id."""
 

@@ -2,10 +2,12 @@
 
 gc is mark-and-sweep with a grace period. Marked: every blob the index references. Swept:
 objects (and leftover temporaries) that are unreferenced *and* older than the grace period
-(default one hour). The grace period is what makes gc safe next to a running sweep: workers
-write a result's blobs before the coordinator commits its rows, and a worker that re-uses an
-existing object refreshes its mtime (`BlobStore.touch`), so anything an in-flight run may
-still reference looks young. The mtime is checked again right before each unlink.
+(default one hour) *and* older than the start of every run in flight (status `running`, an
+owner process alive: `core.liveness`), whatever the grace. Workers write a result's blobs
+before the coordinator commits its rows, and a worker that re-uses an existing object
+refreshes its mtime (`BlobStore.touch`), so anything an in-flight run may still reference is
+younger than the run's start: `gc --grace 0` next to a running sweep removes none of its
+blobs. The mtime is checked again right before each unlink.
 
 verify hashes every referenced blob (and a remote store's cached copies) and checks that
 index rows hang together; `repair` removes stale temporaries, evicts corrupt cached copies,
@@ -24,8 +26,12 @@ from typing import Any
 
 from core.blobstore import BlobStore  # or core.remote_store.RemoteBlobStore: same calls
 from core.index import Index
+from core.liveness import live_runs
 
 DEFAULT_GRACE_S = 3600.0
+# Objects' mtimes come from the store's clock (S3's, for a remote store) and owners' start
+# times from the run's host: spare a minute more than the live runs' starts to absorb skew.
+CLOCK_SLACK_S = 60.0
 
 
 @dataclass
@@ -35,6 +41,7 @@ class GcReport:
     removed_bytes: int = 0
     spared_young: int = 0
     temporaries_removed: int = 0
+    live_runs: list[str] = field(default_factory=list)  # runs in flight: their blobs spared
 
 
 def referenced_blobs(index: Index) -> set[str]:
@@ -44,10 +51,26 @@ def referenced_blobs(index: Index) -> set[str]:
 def gc(
     index: Index, store: BlobStore, dry_run: bool = False, grace_s: float = DEFAULT_GRACE_S
 ) -> GcReport:
+    """Delete unreferenced objects (and temporaries) last written or re-used before the
+    cutoff: `grace_s` ago, or earlier when a run is in flight.
+
+    A run in flight (status `running`, an owner process alive: `core.liveness`) writes its
+    blobs before committing the rows that reference them, and re-uses old objects by
+    touching them, so every unreferenced object written or touched since its owner took it
+    may be one of its results: the cutoff moves back to the start of the oldest live run
+    (less `CLOCK_SLACK_S`), whatever the grace. A run whose owner died is interrupted, not
+    in flight: its unreferenced blobs are collected as any others (a resume writes again
+    what it needs). `grace_s=0` with no live run collects every unreferenced object.
+    """
     report = GcReport()
-    marked = referenced_blobs(index)
+    with index.read() as conn:
+        in_flight = live_runs(conn)
+    marked = referenced_blobs(index)  # after the live runs: a run settled meanwhile is marked
     report.referenced = len(marked)
+    report.live_runs = sorted(in_flight)
     cutoff = time.time() - grace_s
+    if in_flight:
+        cutoff = min(cutoff, min(in_flight.values()) - CLOCK_SLACK_S)
     for blob_id in store.iter_ids():
         if blob_id in marked:
             continue
@@ -63,7 +86,11 @@ def gc(
         report.removed.append(blob_id)
         report.removed_bytes += size
     for tmp in store.temporaries():
-        if tmp.stat().st_mtime <= cutoff:
+        try:
+            written = tmp.stat().st_mtime
+        except FileNotFoundError:  # published or dropped by its writer since listed
+            continue
+        if written <= cutoff:
             report.temporaries_removed += 1
             if not dry_run:
                 tmp.unlink(missing_ok=True)

@@ -6,10 +6,10 @@ first asks whether the object exists (a HEAD, not a download). An S3 PUT is atom
 object is visible whole or not at all, so no temporary-and-rename dance is needed remotely.
 
 Reads go through a local cache directory of whole objects (read-only files, 0444),
-hash-checked when fetched (and by `verify`) and evicted least-recently-used past
-`cache_bytes`: the tree, the mount and `load_model` read local files with `pread` as they do
-for a local store. A large object is fetched whole on its first read (ranges are not
-fetched separately).
+hash-checked when fetched, when changed since (and by `verify`), and evicted
+least-recently-used (to the hour) past `cache_bytes`: the tree, the mount and `load_model`
+read local files with `pread` as they do for a local store. A large object is fetched whole
+on its first read (ranges are not fetched separately).
 
 Credentials come from where fsspec/s3fs and botocore look (AWS_* variables, including
 AWS_ENDPOINT_URL for S3-compatible servers, profiles, instance roles); the workspace
@@ -32,6 +32,10 @@ from core.errors import BlobCorrupt, BlobNotFound
 from core.ids import BlobId
 
 DEFAULT_CACHE_BYTES = 2 << 30
+# How stale a cached copy's mtime (its LRU rank) may get before a read refreshes it. Every
+# refresh moves the file's ctime, and readers that verified the copy (`core.verified`) hash
+# it again when its ctime moves: refreshing on every read re-hashed on every read.
+RECENCY_S = 3600.0
 
 
 class RemoteBlobStore:
@@ -200,17 +204,29 @@ class RemoteBlobStore:
     def path_of(self, blob_id: str) -> Path:
         """A local, hash-checked copy of the object (fetched once, then cached)."""
         path = self._cache_path(blob_id)
-        if path.exists():
-            os.utime(path)  # recently used: evicted last
+        try:
+            used = os.stat(path).st_mtime
+        except FileNotFoundError:
+            self._fetch(blob_id, path)
             return path
-        self._fetch(blob_id, path)
+        if time.time() - used > RECENCY_S:
+            with suppress(FileNotFoundError):
+                os.utime(path)  # recently used: evicted last (to the hour)
         return path
 
     def open(self, blob_id: str) -> BinaryIO:
         return open(self.path_of(blob_id), "rb")
 
     def read(self, blob_id: str, verify: bool = True) -> bytes:
-        return self.path_of(blob_id).read_bytes()  # verified when it entered the cache
+        """Whole content of the cached copy; hash-checked again by default (as a local
+        store's read), as the copy may have changed on disk since it was fetched."""
+        data = self.path_of(blob_id).read_bytes()
+        if verify and hashlib.sha256(data).hexdigest() != blob_id:
+            raise BlobCorrupt(
+                f"cached copy of blob {BlobId(blob_id).short} does not match its sha256 "
+                f"(in {self.cache_dir}); run `n4afs verify`"
+            )
+        return data
 
     def verify(self, blob_id: str) -> bool:
         """Hash the remote object itself (not the cached copy)."""

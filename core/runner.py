@@ -30,6 +30,7 @@ from core.catalog import DatasetInfo
 from core.cv import FitContext, FitStats, fit_group, step_key
 from core.errors import RunError
 from core.index import Index
+from core.liveness import record_owner
 from core.metrics import get_metric
 from core.names import checked_text
 from core.persist import (
@@ -96,6 +97,12 @@ def metric_for(options: RunOptions, task: str) -> str:
 
 
 # -- planning ---------------------------------------------------------------------------
+# (pid, run id) of the runs this process is recorded as owning (`core.liveness`): a run
+# planned here is executed without a second index write to say so. The pid makes a forked
+# child record itself.
+_OWNED: set[tuple[int, str]] = set()
+
+
 def plan_run(
     index: Index,
     templates: Sequence[Template],
@@ -127,6 +134,7 @@ def plan_run(
             "INSERT INTO runs VALUES (?, ?, 'running', ?, ?, ?, NULL)",
             [run_id, name, _run_metric(options, datasets), json.dumps(_run_options(options)), now],
         )
+        record_owner(conn, run_id)  # gc spares the blobs of a run whose owner is alive
         for position, (template, configs) in enumerate(zip(templates, expanded, strict=True)):
             conn.execute(
                 "INSERT INTO templates VALUES (?, ?, ?, ?, ?)",
@@ -137,6 +145,7 @@ def plan_run(
                 "INSERT INTO run_datasets VALUES (?, ?, ?)", [run_id, dataset.dataset_id, position]
             )
             _plan_results(conn, run_id, dataset, expanded, metric_for(options, dataset.task))
+    _OWNED.add((os.getpid(), run_id))
     return run_id
 
 
@@ -404,6 +413,10 @@ def execute_run(
     stays, and nothing half-written becomes visible (blobs are published before their rows,
     rows commit whole).
     """
+    if (os.getpid(), run_id) not in _OWNED:  # a resume: gc must see the run alive
+        with index.write() as conn:
+            record_owner(conn, run_id)
+        _OWNED.add((os.getpid(), run_id))
     try:
         totals, settled = _execute(index, store, run_id, on_result)
     except Exception as exc:

@@ -14,8 +14,10 @@ that is a whole blob is opened directly from the object store.
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from typing import Any
 from fsspec import AbstractFileSystem
 from fsspec.spec import AbstractBufferedFile
 
+from core.errors import N4AError
 from n4afs.content import BlobContent, BytesContent, LazyContent, Node
 from n4afs.tree import Tree, parse_path
 
@@ -35,6 +38,25 @@ def _read_only(path: str) -> PermissionError:
     )
 
 
+def _eio(path: str, exc: Exception) -> OSError:
+    """The one translation of a serving error: the path exists, its bytes cannot be served
+    (a blob missing, corrupt or unreadable): EIO, as the mount says, never "not found"."""
+    return OSError(errno.EIO, f"{os.strerror(errno.EIO)}: {exc}", path)
+
+
+def _served(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a filesystem call so that an `N4AError` from the tree leaves as `_eio`."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, path: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, path, *args, **kwargs)
+        except N4AError as exc:
+            raise _eio(str(path), exc) from exc
+
+    return wrapper
+
+
 class N4AFile(AbstractBufferedFile):
     """Random access into a rendered or composed file, no read-ahead."""
 
@@ -44,7 +66,10 @@ class N4AFile(AbstractBufferedFile):
         super().__init__(fs, path, mode="rb", size=node.size, **kwargs)
 
     def _fetch_range(self, start: int, end: int) -> bytes:
-        return self.tree.read(self.node, start, end - start)
+        try:
+            return self.tree.read(self.node, start, end - start)
+        except N4AError as exc:
+            raise _eio(self.path, exc) from exc
 
 
 class N4AFileSystem(AbstractFileSystem):
@@ -95,6 +120,7 @@ class N4AFileSystem(AbstractFileSystem):
         }
 
     # -- reading ------------------------------------------------------------------------
+    @_served
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list:
         path = self._strip_protocol(path)
         tree, tree_path = self._resolve(path)
@@ -111,6 +137,7 @@ class N4AFileSystem(AbstractFileSystem):
             infos = [self._info(f"{base}/{name}", node) for name, node in entries.items()]
         return infos if detail else [i["name"] for i in infos]
 
+    @_served
     def find(
         self,
         path: str,
@@ -144,6 +171,7 @@ class N4AFileSystem(AbstractFileSystem):
                     found.append(child)
         return sorted(found)
 
+    @_served
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         path = self._strip_protocol(path)
         tree, tree_path = self._resolve(path)
@@ -167,18 +195,23 @@ class N4AFileSystem(AbstractFileSystem):
             raise IsADirectoryError(errno.EISDIR, "is a directory", path)
         return tree, node
 
+    @_served
     def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
         if mode != "rb":
             raise _read_only(path)
         tree, node = self._file_node(self._strip_protocol(path))
         if isinstance(node.content, BlobContent):
-            tree.check(node)  # hash-checked once, then read straight from the object file
-            return open(tree.ws.store.path_of(node.content.blob_id), "rb")  # noqa: SIM115
+            tree.check(node)  # hash-checked, then read straight from the object file
+            try:
+                return open(tree.ws.store.path_of(node.content.blob_id), "rb")  # noqa: SIM115
+            except OSError as exc:  # removed or made unreadable since the check
+                raise _eio(path, exc) from exc
         if isinstance(node.content, (BytesContent, LazyContent)):
             return io.BytesIO(node.content.data)
         kwargs.pop("autocommit", None)
         return N4AFile(self, path, tree, node, **kwargs)
 
+    @_served
     def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kw: Any):
         tree, node = self._file_node(self._strip_protocol(path))
         size = node.size
@@ -186,6 +219,7 @@ class N4AFileSystem(AbstractFileSystem):
         end = size if end is None else (end + size if end < 0 else min(end, size))
         return tree.read(node, start, max(end - start, 0))
 
+    @_served
     def real_path(self, path: str) -> str | None:
         """The object file behind a plain-blob file (read-only), else None."""
         tree, node = self._file_node(self._strip_protocol(path))

@@ -1,15 +1,15 @@
 """The FUSE adapter: kernel callbacks translated to the shared tree, nothing more.
 
 Speed comes from doing little per call (measured on these machines, PERF-NOTES.md): `open`
-answers ENOSYS once, so the kernel stops sending OPEN/RELEASE; no `release`, xattr or
-`statfs` callbacks (mfusepy registers only what is implemented, the kernel stops asking for
-what is missing, and libfuse answers the `statfs` that `du` sends per directory without
-Python); `readdir` yields `(name, mode, 0)`; reads are `pread` on the blob file, and the
-tree answers from memory. The mount runs single-threaded (`nothreads`), so nothing in a
-callback may be slow: every result's model and score rows are read before mounting, and
-the index is polled and reloaded by a watcher thread, which also reads the new results'
-rows after a refresh. Charts are the exception: one renders inside the first `stat` of
-its file (~50 ms).
+only checks the file's blobs (a `stat` each) and the kernel keeps pages across opens; no
+`release`, xattr or `statfs` callbacks (mfusepy registers only what is implemented, the
+kernel stops asking for what is missing, and libfuse answers the `statfs` that `du` sends
+per directory without Python); `readdir` yields `(name, mode, 0)`; reads are `pread` on the
+blob file, and the tree answers from memory. The mount runs single-threaded (`nothreads`),
+so nothing in a callback may be slow: every result's model and score rows are read before
+mounting, and the index is polled and reloaded by a watcher thread, which also reads the new
+results' rows after a refresh. Charts are the exception: one renders inside the first `stat`
+of its file (~50 ms).
 
 Kernel caching and freshness: attributes and entries are cached for long (content never
 changes under a name, except for the few mutable nodes) and when the index changes the
@@ -18,8 +18,10 @@ RESULTS.csv, best_*.csv, best/<dataset>.csv, RUN.yaml), so nothing stale survive
 one poll interval. Negative lookups are not cached, so a result folder created after
 someone looked for it appears at once.
 
-Integrity: a blob is hash-checked on its first read in a mount session (memoized); a
-mismatch is EIO, never wrong bytes.
+Integrity: a blob is hash-checked on its first open or read in a mount session, then
+re-hashed whenever its file changed since (size, mtime, ctime or inode: one `stat` per open
+and per read, `core.verified`); a mismatch, a missing blob or an unreadable one is EIO in
+every callback (`_eio`), never wrong bytes.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import threading
 import time
 from typing import Any
 
-from core.errors import BlobCorrupt, MountError, N4AError
+from core.errors import MountError, N4AError
 from n4afs.content import Node
 from n4afs.tree import Tree
 
@@ -99,9 +101,8 @@ class TreeOperations(mfusepy.Operations):
         parts = _parts(path)
         try:
             node = self.tree.lookup(parts)
-        except N4AError as exc:
-            log.error("lookup %s failed: %s", path, exc)
-            raise mfusepy.FuseOSError(errno.EIO) from exc
+        except SERVING_ERRORS as exc:
+            raise _eio("lookup", path, exc) from exc
         if node is None:
             raise mfusepy.FuseOSError(errno.ENOENT)
         return node
@@ -110,10 +111,9 @@ class TreeOperations(mfusepy.Operations):
         node = self._node(path)
         mtime_ns = int(node.mtime * 1e9)
         try:
-            size = node.size
-        except BlobCorrupt as exc:
-            log.error("%s: %s", path, exc)
-            raise mfusepy.FuseOSError(errno.EIO) from exc
+            size = node.size  # renders a CSV or chart: reads its blobs
+        except SERVING_ERRORS as exc:
+            raise _eio("getattr", path, exc) from exc
         return {
             "st_mode": DIR_MODE if node.is_dir else FILE_MODE,
             "st_nlink": 2 if node.is_dir else 1,
@@ -128,7 +128,10 @@ class TreeOperations(mfusepy.Operations):
         }
 
     def readdir(self, path: str, fh: Any) -> Any:
-        entries = self.tree.list_kinds(_parts(path))
+        try:
+            entries = self.tree.list_kinds(_parts(path))
+        except SERVING_ERRORS as exc:
+            raise _eio("readdir", path, exc) from exc
         if entries is None:
             raise mfusepy.FuseOSError(errno.ENOENT)
         yield ".", DIR_MODE, 0
@@ -138,20 +141,39 @@ class TreeOperations(mfusepy.Operations):
 
     # -- data ---------------------------------------------------------------------------
     def open(self, path: str, flags: int) -> int:
-        """Tell the kernel once that opens need no daemon: ENOSYS on the first `open`
-        makes it stop sending OPEN and RELEASE for files (its "no_open" mode, which also
-        keeps the page cache, like `kernel_cache`). Reads find their blob by path, so no
-        handle is needed, and the mount is read-only, so writes never reach us. A warm
-        small-file read drops from three round trips (OPEN, IOCTL, RELEASE) to one."""
-        raise mfusepy.FuseOSError(errno.ENOSYS)
+        """Check the file's blobs on every open: one `stat` each while unchanged since
+        they were hashed, a re-hash otherwise (`core.verified`); a mismatch is EIO here.
+        The kernel keeps the file's pages across opens (`kernel_cache`), so without this
+        callback (ENOSYS, the kernel's "no_open" mode, tried before) a blob changed on
+        disk after its first read was never looked at again in the session. Opens cost
+        a round trip each; RELEASE is answered by libfuse without Python (no `release`)."""
+        node = self._node(path)
+        try:
+            self.tree.check(node)
+        except SERVING_ERRORS as exc:
+            raise _eio("open", path, exc) from exc
+        return 0
 
     def read(self, path: str, size: int, offset: int, fh: Any) -> bytes:
         node = self._node(path)
         try:
-            return self.tree.read(node, offset, size)  # blobs hash-checked on first read
-        except (BlobCorrupt, OSError, N4AError) as exc:
-            log.error("read %s failed: %s", path, exc)
-            raise mfusepy.FuseOSError(errno.EIO) from exc
+            return self.tree.read(node, offset, size)  # blobs checked again: a `stat` each
+        except SERVING_ERRORS as exc:
+            raise _eio("read", path, exc) from exc
+
+
+# What serving a path may raise when its blobs are missing (BlobNotFound), do not match
+# their name (BlobCorrupt), or cannot be read (OSError): all mean "this file exists but its
+# bytes cannot be served", EIO in every callback, never EINVAL or ENOENT.
+SERVING_ERRORS = (N4AError, OSError)
+
+
+def _eio(operation: str, path: str, exc: BaseException) -> mfusepy.FuseOSError:
+    """The one translation of a serving error to errno, logged with its cause."""
+    if isinstance(exc, mfusepy.FuseOSError):
+        return exc
+    log.error("%s %s failed: %s", operation, path, exc)
+    return mfusepy.FuseOSError(errno.EIO)
 
 
 def _parts(path: str) -> tuple[str, ...]:

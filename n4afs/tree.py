@@ -26,9 +26,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from core.catalog import DatasetInfo
-from core.errors import BlobCorrupt
+from core.errors import BlobNotFound, BlobUnreadable
 from core.metrics import sort_key
 from core.queries import ResultRow
+from core.verified import VerifiedBlobs
 from n4afs import result_files
 from n4afs.content import (
     BlobContent,
@@ -146,7 +147,7 @@ class Tree:
         self.auto_refresh = auto_refresh
         self.memo = RenderMemo()
         self.files = result_files.ResultFiles(workspace, self.memo)
-        self.verified: set[str] = set()  # blob ids hash-checked by this tree
+        self.verified = VerifiedBlobs(workspace.store.path_of)  # re-hashed when changed
         self._generation: _Generation | None = None
         self.previous: _Generation | None = None  # the one replaced by the last refresh
         self.refreshes = 0
@@ -269,30 +270,37 @@ class Tree:
         return found
 
     def read(self, node: Node, offset: int = 0, size: int = -1) -> bytes | bytearray:
-        """Bytes of a file; the blobs behind it are hash-checked on first use (BlobCorrupt)."""
+        """Bytes of a file; the blobs behind it are checked first: hashed on first use, then
+        one `stat` each while unchanged. Every failure to serve a blob is an `N4AError`
+        (BlobCorrupt, BlobNotFound, BlobUnreadable), which the surfaces turn into EIO: an
+        OSError here would read as "no such file" or "permission denied" for a path that
+        exists and is readable."""
+        if node.is_dir:
+            raise IsADirectoryError(node.name)
         self.check(node)
         if size < 0:
             size = node.size
-        return read_range(node, offset, size, self.ws.store.path_of)
+        try:
+            return read_range(node, offset, size, self.ws.store.path_of)
+        except FileNotFoundError as exc:  # removed since the check
+            raise BlobNotFound(f"{node.name}: its blob vanished; run `n4afs verify`") from exc
+        except OSError as exc:
+            raise BlobUnreadable(
+                f"{node.name}: its blob cannot be read ({exc.strerror or exc}); run `n4afs verify`"
+            ) from exc
 
     def check(self, node: Node) -> None:
-        """Hash every blob behind a file once per tree, so no surface (fsspec, FUSE,
-        export) ever serves bytes that do not match their name. Rendered files need no
-        check: their inputs were verified when read from the store."""
+        """Check every blob behind a file, so no surface (fsspec, FUSE, export) ever serves
+        bytes that do not match their name: hashed once per tree, and again whenever the
+        blob's file changed since (`core.verified`). Rendered files need no check: their
+        inputs were verified when read from the store."""
         content = node.content
         if isinstance(content, BlobContent):
-            blobs = [content.blob_id]
+            self.verified.check(content.blob_id)
         elif isinstance(content, SegmentsContent):
-            blobs = [s.blob_id for s in content.segments if isinstance(s, BlobSegment)]
-        else:
-            return
-        for blob_id in blobs:
-            if blob_id not in self.verified:
-                if not self.ws.store.verify_copy(blob_id):
-                    raise BlobCorrupt(
-                        f"blob {blob_id[:8]} does not match its sha256; run `n4afs verify`"
-                    )
-                self.verified.add(blob_id)
+            for segment in content.segments:
+                if isinstance(segment, BlobSegment):
+                    self.verified.check(segment.blob_id)
 
     def real_path(self, node: Node) -> str | None:
         """The blob file behind a node, for tools that want a path (read-only!)."""

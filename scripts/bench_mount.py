@@ -59,9 +59,10 @@ PERF-NOTES recipe, serving the disk copy (names, sizes and mtimes from one walk,
 dict; bytes by `pread` on the disk files, so the same page cache). Second table: floor warm,
 floor / disk (beside the PERF-NOTES figure), mount / floor (target <= 1.2x; for the big read
 a ratio of times, so >= 83 % of the floor's MB/s), and cold. `floor + no_open` (off with
-`--no-floor-levers`) is the floor plus the one lever n4afs adds to the recipe: `open`
-answers ENOSYS once, so the kernel stops sending OPEN and RELEASE (n4afs also leaves
-`statfs` to libfuse, as the floor does). It changes only what opens files, so it is measured
+`--no-floor-levers`) is the floor plus the one lever n4afs added to the recipe until issue
+#15: `open` answers ENOSYS once, so the kernel stops sending OPEN and RELEASE (n4afs now
+answers OPEN to re-check blobs, see `--recheck`; it still leaves `statfs` to libfuse, as
+the floor does). It changes only what opens files, so it is measured
 on the small files and the big read: mount / floor against mount / (floor + no_open) tells
 which part of a difference is that lever and which is n4afs. The floor's first start walks
 the disk copy and keeps the walk in an index file; its later (cold) starts load that file.
@@ -71,9 +72,18 @@ daemon, and waking an idle vCPU is slow, so a quiet machine shows the mount at i
 `--spin` keeps one core busy with a spinning child process during the measurements (all sides
 alike) to show the round-trip cost without that wake-up latency.
 
+`--recheck` measures only what re-verifying blobs costs (issue #15: a blob is re-hashed when
+its file's size, mtime, ctime or inode moved since it was hashed, so every open and read
+`stat`s the blob files behind it): in this process, the microseconds of one `os.stat` and
+of one `VerifiedBlobs.check` of an unchanged blob; on two mounts of the same workspace in
+turns, warm reads of every file of `SUBSET_RESULTS` result folders (charts excluded) by the
+n4afs mount (OPEN answered: checks the blobs, the kernel keeps the pages) and by the same
+daemon with the `open` of before (ENOSYS: the kernel's no_open mode, no check on open;
+reads, which warm reads never send, still check). Medians of `--repeats`.
+
 Run: .venv/bin/python scripts/bench_mount.py [--results 10000] [--big-mb 200] [--repeats 5]
      [--cold-find-repeats 1] [--out FILE] [--quick] [--spin] [--no-drop-caches]
-     [--no-floor-levers] [--keep]
+     [--no-floor-levers] [--keep] [--recheck]
 `--quick`: 1,000 results, 20 MiB, 2 repeats (smoke test). `--keep`: keep the scratch directory.
 """
 
@@ -596,6 +606,110 @@ def floor_extra_rows(
 
 
 # -- the benchmark ----------------------------------------------------------------------------
+# -- --recheck: the cost of re-verifying blobs on every open ------------------------------
+# The n4afs daemon with the `open` it had before issue #15: ENOSYS, so the kernel stops
+# sending OPEN (no_open mode) and a blob is never looked at again once its pages are cached.
+NO_CHECK_DAEMON = """
+import errno, sys
+import n4afs.fuse_ops as ops
+def open_(self, path, flags):
+    raise ops.mfusepy.FuseOSError(errno.ENOSYS)
+ops.TreeOperations.open = open_
+from n4afs.cli import main
+main(['mount', sys.argv[1], sys.argv[2], '--foreground'])
+"""
+
+
+def stat_micros(path: str, blob_id: str, checker: Any, rounds: int = 20_000) -> dict[str, float]:
+    """Median µs of one `os.stat` of a blob file and of one check of the unchanged blob."""
+    checker.check(blob_id)  # hashed once
+    out: dict[str, float] = {}
+    for name, call in (("stat", lambda: os.stat(path)), ("check", lambda: checker.check(blob_id))):
+        batches = []
+        for _ in range(5):
+            started = time.perf_counter()
+            for _ in range(rounds):
+                call()
+            batches.append((time.perf_counter() - started) / rounds * 1e6)
+        out[name] = statistics.median(batches)
+    return out
+
+
+def measure_recheck(args: argparse.Namespace, scratch: Path) -> str:
+    """The `--recheck` table (see the module docstring)."""
+    from core.verified import VerifiedBlobs
+    from n4afs.content import BlobContent
+    from n4afs.tree import Tree
+
+    info = build_workspace(
+        scratch / "ws", args.results, 1, scratch, dataset_tag="bench-mount", log=log
+    )
+    tree = Tree(info.ws)
+    views = tree._current().views
+    pool = sorted(
+        (d, r.label) for d, ds in views.datasets.items() for r in views.ranked(ds.dataset_id)
+    )
+    chosen = random.Random(SEED).sample(pool, min(SUBSET_RESULTS, len(pool)))
+    files, blob_files = [], 0
+    for d, label in chosen:
+        for rel, node in tree.walk_files(("runs", d, label)):
+            if rel[0] != "charts":
+                files.append("/".join(("runs", d, label, *rel)))
+                blob_files += isinstance(node.content, BlobContent)
+    some_blob = next(
+        n.content.blob_id
+        for _, n in tree.walk_files(("runs", *chosen[0]))
+        if isinstance(n.content, BlobContent)
+    )
+    micros = stat_micros(
+        str(info.ws.store.path_of(some_blob)), some_blob, VerifiedBlobs(info.ws.store.path_of)
+    )
+    tree = views = None
+    ws = str(scratch / "ws")
+    sides = {
+        "check on open": Mount(
+            [sys.executable, "-m", "n4afs.cli", "mount", ws, str(scratch / "m1"), "--foreground"],
+            scratch / "m1",
+            scratch / "m1.log",
+        ),
+        "no check (before)": Mount(
+            [sys.executable, "-c", NO_CHECK_DAEMON, ws, str(scratch / "m2")],
+            scratch / "m2",
+            scratch / "m2.log",
+        ),
+    }
+    seconds: dict[str, list[float]] = {side: [] for side in sides}
+    try:
+        for mount in sides.values():
+            mount.start()
+            op_read(str(mount.path), files)  # first pass: renders, hashes, fills the caches
+        for rep in range(args.repeats):
+            for side in in_turn(list(sides), rep):
+                root = str(sides[side].path)
+                seconds[side].append(timed(lambda r=root: op_read(r, files))[0])
+    finally:
+        for mount in sides.values():
+            mount.stop()
+    n = len(files)
+    rows = [
+        f"- one `os.stat` of a blob file: {micros['stat']:.2f} µs; one "
+        f"`VerifiedBlobs.check` of an unchanged blob: {micros['check']:.2f} µs (in process)",
+        f"- warm reads of {n:,} files ({blob_files:,} of them blobs) of {len(chosen)} result "
+        f"folders, {args.repeats} repeats in turns, median:",
+        "",
+        "| mount | all files | per file |",
+        "|---|---|---|",
+    ]
+    for side, values in seconds.items():
+        median = statistics.median(values)
+        rows.append(f"| {side} | {fmt_time(median)} | {median / n * 1e6:.0f} µs |")
+    ratio = statistics.median(seconds["check on open"]) / statistics.median(
+        seconds["no check (before)"]
+    )
+    rows.append(f"\ncheck on open / no check: {ratio:.2f}x; load {loadavg()}")
+    return "\n".join(rows)
+
+
 def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear script, read top to bottom
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=int, default=10_000)
@@ -622,10 +736,24 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear script, read top
         help="do not mount the floor with n4afs's `open` lever (ENOSYS) beside the plain floor",
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument(
+        "--recheck", action="store_true", help="only the cost of re-verifying blobs on open"
+    )
     args = parser.parse_args()
     if args.quick:
         args.results, args.big_mb, args.repeats, args.cold_find_repeats = 1_000, 20, 2, 2
     repeats = args.repeats
+    if args.recheck:
+        scratch = Path(tempfile.mkdtemp(prefix=".bench_mount-", dir=REPO))
+        try:
+            table = measure_recheck(args, scratch)
+        finally:
+            if not args.keep:
+                shutil.rmtree(scratch, ignore_errors=True)
+        print(table)
+        if args.out:
+            args.out.write_text(table + "\n")
+        return 0
 
     from n4afs.tree import Tree
 

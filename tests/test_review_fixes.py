@@ -3,6 +3,7 @@ integrity on every surface, gc bookkeeping."""
 
 from __future__ import annotations
 
+import errno
 import os
 import zipfile
 from pathlib import Path
@@ -156,10 +157,11 @@ def test_fsspec_and_export_refuse_a_corrupt_blob(tmp_path):
     blob = Path(fs.real_path(f"{final}/pls_model.pkl"))
     os.chmod(blob, 0o644)
     blob.write_bytes(b"tampered")
-    with pytest.raises(BlobCorrupt):
+    with pytest.raises(OSError) as info:  # the path exists: EIO, as through the mount
         N4AFileSystem(workspace=ws.path, skip_instance_cache=True).cat_file(
             f"{final}/pls_model.pkl"
         )
+    assert info.value.errno == errno.EIO and isinstance(info.value.__cause__, BlobCorrupt)
     with pytest.raises(BlobCorrupt):
         Workspace(ws.path).export(f"runs/fermentation/{label}", tmp_path / "x.zip")
     assert not (tmp_path / "x.zip").exists()
