@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from core import catalog
+from core.liveness import record_owner
 from core.persist import short_id
 from core.runner import slug
 from n4afs.bundle import DEFAULT_LIMITS, Bundle, Limits
@@ -53,12 +54,17 @@ def import_bundle(
         if existing:
             return ImportSummary(existing, [], 0, already_imported=True)
         before = ws.blob_stats().n_blobs
-        with ws.store.batch():
-            stored = _store_files(ws, bundle)
-            for dataset in plan.datasets.values():
-                if dataset.parquet is not None:
-                    ws.store.put(dataset.parquet)
-        run_id = _write_rows(ws, bundle, plan, stored, source, name, trust)
+        run_id = _begin(ws, bundle, plan, source, name)
+        try:
+            with ws.store.batch():
+                stored = _store_files(ws, bundle)
+                for dataset in plan.datasets.values():
+                    if dataset.parquet is not None:
+                        ws.store.put(dataset.parquet)
+            _write_rows(ws, bundle, plan, stored, run_id, source, trust)
+        except BaseException:
+            _abandon(ws, run_id)
+            raise
     labels = [r.entry["result"] for r in plan.results]
     return ImportSummary(run_id, labels, ws.blob_stats().n_blobs - before)
 
@@ -101,11 +107,32 @@ def dataset_record(export_info: dict[str, Any], entry: dict[str, Any]) -> dict[s
     return (export_info.get("datasets") or {}).get(entry["dataset_id"]) or {}
 
 
-def _write_rows(ws, bundle, plan: ImportPlan, stored, source, name, trust) -> str:
-    """Every row of the import in one transaction: datasets, run, results, scores, models."""
+def _begin(ws, bundle, plan: ImportPlan, source, name) -> str:
+    """The import's run row, `running` and owned by this process while its blobs are
+    stored, so `gc` spares them whatever its grace (as for a run: core.liveness)."""
     now = datetime.now()
     label = slug(name or Path(source).stem)
     run_id = f"{now:%Y-%m-%d}_import-{label}_{bundle.manifest_sha256[:6]}"
+    options = {"imported_from": str(source), "versions": bundle.export_info.get("versions")}
+    with ws.index.write() as conn:
+        conn.execute(
+            "INSERT INTO runs VALUES (?, ?, 'running', ?, ?, ?, NULL)",
+            [run_id, f"import {label}", plan.metric, json.dumps(options, default=str), now],
+        )
+        record_owner(conn, run_id)
+    return run_id
+
+
+def _abandon(ws, run_id: str) -> None:
+    """A failed import leaves no run behind (its stored blobs are unreferenced: gc's)."""
+    with ws.index.write() as conn:
+        conn.execute("DELETE FROM run_owners WHERE run_id = ?", [run_id])
+        conn.execute("DELETE FROM runs WHERE run_id = ? AND status = 'running'", [run_id])
+
+
+def _write_rows(ws, bundle, plan: ImportPlan, stored, run_id, source, trust) -> None:
+    """Every row of the import in one transaction: datasets, results, scores, models, and
+    the run marked completed."""
     with ws.index.write() as conn:
         for blob_id, size in set(stored.values()):
             catalog.register_blob(conn, blob_id, size, "imported")
@@ -115,10 +142,9 @@ def _write_rows(ws, bundle, plan: ImportPlan, stored, source, name, trust) -> st
                 blob_id = dataset.dataset_id
                 catalog.register_blob(conn, blob_id, len(dataset.parquet), "parquet")
             catalog.add_dataset(conn, dataset.meta, dataset.dataset_id, blob_id)
-        options = {"imported_from": str(source), "versions": bundle.export_info.get("versions")}
         conn.execute(
-            "INSERT INTO runs VALUES (?, ?, 'completed', ?, ?, ?, ?)",
-            [run_id, f"import {label}", plan.metric, json.dumps(options, default=str), now, now],
+            "UPDATE runs SET status = 'completed', finished_at = ? WHERE run_id = ?",
+            [datetime.now(), run_id],
         )
         dataset_ids = [plan.datasets[r.entry["dataset_id"]].dataset_id for r in plan.results]
         for position, dataset_id in enumerate(dict.fromkeys(dataset_ids)):
@@ -140,7 +166,6 @@ def _write_rows(ws, bundle, plan: ImportPlan, stored, source, name, trust) -> st
                 trust,
             ],
         )
-    return run_id
 
 
 def _write_result(conn, stored, run_id, position, result: PlannedResult, dataset_id) -> None:

@@ -330,3 +330,41 @@ def test_yaml_aliases_in_bundle_metadata_are_refused(bundle, tmp_path):
 def test_default_limits_accept_a_real_with_data_bundle(bundle, tmp_path):
     ws = Workspace(tmp_path / "t")
     assert import_bundle(ws, bundle).results
+
+
+# -- an import in flight ----------------------------------------------------------------
+def test_gc_with_no_grace_during_an_import_spares_its_blobs(bundle, tmp_path, monkeypatch):
+    from core import maintenance
+    from n4afs import importer
+
+    ws = Workspace(tmp_path / "t")
+    real_write = importer._write_rows
+    collected = []
+
+    def gc_first(ws_, *args):
+        collected.append(maintenance.gc(ws_.index, ws_.store, grace_s=0.0))
+        return real_write(ws_, *args)
+
+    monkeypatch.setattr(importer, "_write_rows", gc_first)
+    summary = import_bundle(ws, bundle)
+    assert collected and collected[0].removed == []  # every blob stored so far was spared
+    report = maintenance.verify(ws.index, ws.store)
+    assert report.ok and report.missing == []
+    assert [r.status for r in ws.runs()] == ["completed"] and summary.results
+
+
+def test_an_import_that_fails_while_storing_leaves_no_run(bundle, tmp_path, monkeypatch):
+    ws = Workspace(tmp_path / "t")
+    real_put, calls = ws.store.put, []
+
+    def failing_put(source):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real_put(source)
+
+    monkeypatch.setattr(ws.store, "put", failing_put)
+    with pytest.raises(OSError):
+        import_bundle(ws, bundle)
+    assert ws.runs() == [] and ws.datasets() == []
+    assert ws.index.fetchall("SELECT count(*) FROM run_owners") == [(0,)]
