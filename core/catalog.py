@@ -79,6 +79,8 @@ def add_dataset(
     with the bundle keeps its original id and has no blob (`blob_id=None`).
     """
     name = checked_text("dataset name", meta["name"])
+    for target in meta["target_names"]:
+        checked_text("target name", target)
     known = conn.execute("SELECT blob_id FROM datasets WHERE dataset_id = ?", [dataset_id])
     row = known.fetchone()
     if row is not None:

@@ -19,6 +19,7 @@ says what recreates the bytes; once they are back, `repair` completes those resu
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,7 +232,8 @@ def _recreate_commands(index: Index, blob_ids: list[str]) -> list[str]:
         [results],
     )
     commands = [
-        f"n4afs rm {run_id} -y && n4afs import {source}"
+        f"n4afs rm {run_id} -y && n4afs import {shlex.quote(source)} "
+        "(add --trust if you trusted it)"
         if source
         else f"n4afs run --again {run_id}"
         for run_id, source in runs

@@ -21,10 +21,10 @@ from typing import Any
 
 from core.errors import N4AError
 
-RESULT_NAME_MAX = 120
+RESULT_NAME_MAX = 200  # a label (NNNN_name_hash6) stays well under 255 bytes
 TEXT_MAX_BYTES = 255
 _NOT_RESULT_CHARS = re.compile(r"[^a-z0-9-]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1: the one definition
 
 
 class InvalidName(N4AError, ValueError):
@@ -57,7 +57,7 @@ def checked_text(kind: str, value: Any) -> str:
     text = unicodedata.normalize("NFC", value)
     if not text.strip():
         raise InvalidName(f"{kind} is empty")
-    if _CONTROL.search(text):
+    if CONTROL.search(text):
         raise InvalidName(f"{kind} {_shown(text)} contains control characters")
     if len(text.encode("utf-8")) > TEXT_MAX_BYTES:
         raise InvalidName(

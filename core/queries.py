@@ -84,7 +84,17 @@ def result_from_row(row: tuple) -> ResultRow:
     return ResultRow(*row)
 
 
-UNTRUSTED_RUNS = "(SELECT run_id FROM imports WHERE NOT trusted)"
+# imports whose results may not be best: not trusted, or scored by the bundle itself
+UNTRUSTED_RUNS = "(SELECT run_id FROM imports WHERE NOT (trusted AND scores_recomputed))"
+
+
+# The result whose metric says what "best" means on a dataset: the newest of those that may
+# be best (completed, not an untrusted import), else the newest of all. Views.metric_of in
+# n4afs/tree.py applies the same rule to its snapshot.
+NEWEST_METRIC = (
+    f"(r.status <> 'completed'), (r.run_id IN {UNTRUSTED_RUNS}), "
+    "r.created_at DESC, r.seq DESC LIMIT 1"
+)
 
 
 def order_by(metric: str, column: str = "score") -> str:
@@ -101,16 +111,23 @@ def order_by(metric: str, column: str = "score") -> str:
     )
 
 
-def origin_label(bundle_sha256: str | None, trusted: bool = False) -> str:
+def origin_label(bundle_sha256: str | None, trusted: bool = False, recomputed: bool = True) -> str:
     """Where a result comes from, as RESULTS.csv and scores.yaml say it.
 
     The trust rule: a result computed in this workspace, or imported from a bundle the user
-    trusted (`import --trust`, `n4afs trust`), may be `best`; an untrusted import is shown,
-    ranked after them, and never `best`, whatever its scores.
+    trusted (`import --trust`, `n4afs trust`) whose scores n4afs recomputed, may be `best`;
+    any other import is shown, ranked after them, and never `best`, whatever its scores.
     """
     if bundle_sha256 is None:
         return "workspace"
+    if not recomputed:
+        return f"bundle {bundle_sha256[:12]} (scores as claimed by the bundle)"
     return f"bundle {bundle_sha256[:12]} ({'trusted' if trusted else 'untrusted'})"
+
+
+def may_be_best(trusted: bool, recomputed: bool) -> bool:
+    """`UNTRUSTED_RUNS`' rule for one import, for the tree's in-memory ranking."""
+    return bool(trusted and recomputed)
 
 
 def list_runs(conn: duckdb.DuckDBPyConnection) -> list[RunRow]:
@@ -154,8 +171,7 @@ def ranked_results(
         params.append(run_id)
     if metric is None:  # what "best" means there now: the newest run's metric
         newest = conn.execute(
-            f"SELECT r.metric FROM results r WHERE {where} "
-            "ORDER BY r.created_at DESC, r.seq DESC LIMIT 1",
+            f"SELECT r.metric FROM results r WHERE {where} ORDER BY {NEWEST_METRIC}",
             params,
         ).fetchone()
         if newest is None:

@@ -170,7 +170,8 @@ def plan_again(index: Index, run_id: str) -> str:
             "SELECT dataset_id FROM run_datasets WHERE run_id = ? ORDER BY position", [run_id]
         ).fetchall()
         infos = [find_datasets(conn, dataset_id)[0] for (dataset_id,) in dataset_ids]
-    if not bodies:
+    imported = index.fetchall("SELECT 1 FROM imports WHERE run_id = ?", [run_id])
+    if imported or not bodies:
         raise RunError(f"run {run_id} was imported, not fitted: import its bundle again")
     recorded = json.loads(row[1])
     fields = RunOptions.__dataclass_fields__

@@ -20,8 +20,15 @@ from typing import Any, BinaryIO
 import yaml
 
 from core.errors import BundleError
+from core.names import CONTROL
 
 CHUNK = 1 << 20
+_READABLE_COMPRESSION = (
+    zipfile.ZIP_STORED,
+    zipfile.ZIP_DEFLATED,
+    zipfile.ZIP_BZIP2,
+    zipfile.ZIP_LZMA,
+)
 
 
 @dataclass(frozen=True)
@@ -33,7 +40,8 @@ class Limits:
     max_entries: int = 100_000
     max_total_bytes: int = 4 << 30  # uncompressed, all files together
     max_ratio: float = 100.0  # uncompressed / compressed, per file and for the whole zip
-    max_metadata_bytes: int = 64 << 20  # EXPORT.yaml / MANIFEST.yaml / any parsed YAML
+    max_metadata_bytes: int = 16 << 20  # EXPORT.yaml / MANIFEST.yaml / any parsed YAML
+    max_table_bytes: int = 512 << 20  # one CSV parsed whole (predictions, spectra)
 
 
 DEFAULT_LIMITS = Limits()
@@ -149,7 +157,7 @@ def check_name(name: str) -> str:
         raise BundleError(f"entry {name!r} climbs out of the bundle with '..': refusing it")
     parts = name.rstrip("/").split("/")
     for part in parts:
-        if part in ("", ".") or any(ord(c) < 32 or ord(c) == 127 for c in part):
+        if part in ("", ".") or CONTROL.search(part):
             raise BundleError(
                 f"entry {name!r} has an empty, '.' or control-character "
                 "component: refusing the bundle"
@@ -178,6 +186,13 @@ def _zip_entries(archive: zipfile.ZipFile, limits: Limits) -> dict[str, int]:
     compressed = 0
     for info in infos:
         check_name(info.filename)
+        if info.flag_bits & 0x1:
+            raise BundleError(f"entry {info.filename!r} is encrypted: refusing the bundle")
+        if info.compress_type not in _READABLE_COMPRESSION:
+            raise BundleError(
+                f"entry {info.filename!r} uses compression method {info.compress_type}, "
+                "which n4afs does not read: refusing the bundle"
+            )
         kind = stat.S_IFMT(info.external_attr >> 16)  # 0: no Unix type recorded (Windows zips)
         if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
             raise BundleError(f"entry {info.filename!r} is a link or special file: refusing")

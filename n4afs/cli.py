@@ -670,8 +670,14 @@ def trust(ctx, key) -> None:
     Its results may then be best (best_*.csv, best/, `n4afs best`) and its pickled models
     loaded. Trust covers the whole bundle the result came with.
     """
-    run_id = _workspace(ctx.obj["workspace"]).trust(key)
+    ws = _workspace(ctx.obj["workspace"])
+    run_id = ws.trust(key)
     _echo(f"trusted the bundle imported as run {run_id}")
+    if run_id in ws.untrusted_runs():
+        _echo(
+            "its scores are the bundle's own (imported before n4afs recomputed them), so its "
+            f"results still cannot be best: `n4afs rm {run_id} -y`, then import it again"
+        )
 
 
 @cli.command()
@@ -859,7 +865,8 @@ def gc(ctx, dry_run, grace) -> None:
     """Delete stored objects no longer referenced by the index (mark and sweep).
 
     Safe while a run writes and while mounted: objects younger than --grace are spared,
-    and a run re-using an old object refreshes it.
+    a run re-using an old object refreshes it, and every object written since a run in
+    flight started (its process alive) is spared whatever the grace.
     """
     from core.maintenance import gc as collect
 
@@ -870,7 +877,10 @@ def gc(ctx, dry_run, grace) -> None:
         f"{verb} {len(report.removed)} objects ({_human_bytes(report.removed_bytes)}) "
         f"and {report.temporaries_removed} temporaries; kept {report.referenced} "
         f"referenced, spared {report.spared_young} younger than {grace}"
+        + (" or than the start of a run in flight" if report.live_runs else "")
     )
+    for run_id in report.live_runs:  # a run whose process cannot be proven gone
+        _echo(f"  in flight: {run_id} (`n4afs runs`; interrupted runs pin nothing)")
 
 
 @cli.command()

@@ -221,16 +221,28 @@ def _manifest_row(name: str, size: int, digest: str) -> dict[str, Any]:
 class _ZipWriter:
     def __init__(self, out: Path) -> None:
         self.out = out
-        self.tmp = out.with_name(f".{out.name}.part")
+        self.tmp: Path | None = None
 
     def __enter__(self) -> _ZipWriter:
+        """The zip is written to a new file of its own (created exclusively, like the
+        folder writer's: two exports to one path, or a link planted there, cannot meet)."""
+        import tempfile
+
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.zip = zipfile.ZipFile(self.tmp, "w", allowZip64=True)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{self.out.name}.", suffix=".part", dir=self.out.parent
+        )
+        self.tmp = Path(name)
+        self.zip = zipfile.ZipFile(os.fdopen(fd, "w+b"), "w", allowZip64=True)
         return self
 
     def __exit__(self, kind, value, tb) -> None:
+        handle = self.zip.fp
         self.zip.close()
+        if handle is not None:
+            handle.close()
         if kind is None:
+            os.chmod(self.tmp, 0o644)  # mkstemp made it private; a zip is for sharing
             os.replace(self.tmp, self.out)  # a failed export leaves no half zip behind
         else:
             self.tmp.unlink(missing_ok=True)

@@ -102,8 +102,11 @@ def _result_entries(bundle: Bundle) -> list[dict[str, Any]]:
         _check_entry(entry)
         if f"{entry['path']}/pipeline.yaml" not in bundle.sizes:
             raise BundleError(f"{entry['path']}/pipeline.yaml is missing from the bundle")
-    if len({e["path"] for e in entries}) != len(entries):
-        raise BundleError("EXPORT.yaml lists one result folder twice: refusing the bundle")
+    for key in ("path", "result_id"):
+        if len({e[key] for e in entries}) != len(entries):
+            raise BundleError(f"EXPORT.yaml lists one result {key} twice: refusing the bundle")
+    if len({(e["dataset_id"], e["config_hash"]) for e in entries}) != len(entries):
+        raise BundleError("EXPORT.yaml lists one config twice on a dataset: refusing the bundle")
     return entries
 
 
@@ -202,8 +205,15 @@ def _spectra_from_csv(bundle: Bundle, folder: str, entry: dict[str, Any]) -> dat
 
 
 def _csv_rows(bundle: Bundle, name: str) -> list[list[str]]:
+    """A CSV of the bundle parsed whole, within the table size limit (parsed rows take
+    ~10x their bytes in memory)."""
     if name not in bundle.sizes:
         raise BundleError(f"{name} is missing from the bundle")
+    if bundle.sizes[name] > bundle.limits.max_table_bytes:
+        raise BundleError(
+            f"{name} is {bundle.sizes[name]} bytes, more than the "
+            f"{bundle.limits.max_table_bytes} a table may have (--max-table-bytes)"
+        )
     try:
         return list(csv.reader(io.StringIO(bundle.read(name).decode("utf-8"))))
     except (UnicodeDecodeError, csv.Error) as exc:
@@ -244,6 +254,8 @@ def _score_rows(bundle: Bundle, folder: str, task: str) -> list[ScoreRow]:
         for partition, (y_true, y_pred) in _prediction_columns(bundle, path, task).items():
             if model == "cv" and partition != "val":
                 raise BundleError(f"{path}: out-of-fold predictions in partition {partition!r}")
+            if any(r.model == model and r.partition == partition for r in rows):
+                raise BundleError(f"{path}: {model}/{partition} predictions given twice")
             scores = clean_scores(scores_for(task, y_true, y_pred))
             rows.append(ScoreRow(model, None, partition, fold, len(y_true), scores))
     return rows

@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from core import catalog
+from core.errors import BundleError
 from core.liveness import record_owner
 from core.persist import short_id
 from core.runner import slug
@@ -54,6 +58,7 @@ def import_bundle(
         if existing:
             return ImportSummary(existing, [], 0, already_imported=True)
         before = ws.blob_stats().n_blobs
+        _check_against_index(ws, plan)
         run_id = _begin(ws, bundle, plan, source, name)
         try:
             with ws.store.batch():
@@ -107,12 +112,28 @@ def dataset_record(export_info: dict[str, Any], entry: dict[str, Any]) -> dict[s
     return (export_info.get("datasets") or {}).get(entry["dataset_id"]) or {}
 
 
+def _check_against_index(ws: Any, plan: ImportPlan) -> None:
+    """A bundle without data may hang results under a dataset id the workspace knows: only
+    under one of the same task (a classification claim on a regression dataset would rank
+    its results by another metric)."""
+    for dataset in plan.datasets.values():
+        known = ws.index.fetchall(
+            "SELECT task FROM datasets WHERE dataset_id = ?", [dataset.dataset_id]
+        )
+        if known and known[0][0] != dataset.meta["task"]:
+            raise BundleError(
+                f"the bundle files results under dataset {dataset.dataset_id[:12]}, a "
+                f"{known[0][0]} dataset here, as {dataset.meta['task']}: refusing the bundle"
+            )
+
+
 def _begin(ws, bundle, plan: ImportPlan, source, name) -> str:
     """The import's run row, `running` and owned by this process while its blobs are
     stored, so `gc` spares them whatever its grace (as for a run: core.liveness)."""
     now = datetime.now()
     label = slug(name or Path(source).stem)
-    run_id = f"{now:%Y-%m-%d}_import-{label}_{bundle.manifest_sha256[:6]}"
+    attempt = short_id(bundle.manifest_sha256, now.isoformat(), os.getpid(), length=6)
+    run_id = f"{now:%Y-%m-%d}_import-{label}_{attempt}"  # a killed attempt's row stays apart
     options = {"imported_from": str(source), "versions": bundle.export_info.get("versions")}
     with ws.index.write() as conn:
         conn.execute(
@@ -133,39 +154,44 @@ def _abandon(ws, run_id: str) -> None:
 def _write_rows(ws, bundle, plan: ImportPlan, stored, run_id, source, trust) -> None:
     """Every row of the import in one transaction: datasets, results, scores, models, and
     the run marked completed."""
-    with ws.index.write() as conn:
-        for blob_id, size in set(stored.values()):
-            catalog.register_blob(conn, blob_id, size, "imported")
-        for dataset in plan.datasets.values():
-            blob_id = None
-            if dataset.parquet is not None:
-                blob_id = dataset.dataset_id
-                catalog.register_blob(conn, blob_id, len(dataset.parquet), "parquet")
-            catalog.add_dataset(conn, dataset.meta, dataset.dataset_id, blob_id)
-        conn.execute(
-            "UPDATE runs SET status = 'completed', finished_at = ? WHERE run_id = ?",
-            [datetime.now(), run_id],
-        )
-        dataset_ids = [plan.datasets[r.entry["dataset_id"]].dataset_id for r in plan.results]
-        for position, dataset_id in enumerate(dict.fromkeys(dataset_ids)):
-            conn.execute(
-                "INSERT INTO run_datasets VALUES (?, ?, ?)", [run_id, dataset_id, position]
-            )
-        for position, (result, dataset_id) in enumerate(
-            zip(plan.results, dataset_ids, strict=True)
-        ):
-            _write_result(conn, stored, run_id, position, result, dataset_id)
-        conn.execute(
-            "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, current_timestamp)",
-            [
-                short_id(run_id),
-                run_id,
-                bundle.manifest_sha256,
-                str(source),
-                json.dumps(bundle.export_info, default=str),
-                trust,
-            ],
-        )
+    try:
+        with ws.index.write() as conn:
+            _write_all_rows(conn, bundle, plan, stored, run_id, source, trust)
+    except duckdb.Error as exc:  # a constraint the plan missed: refused, nothing committed
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BundleError(f"the bundle does not fit this workspace's index ({first})") from exc
+
+
+def _write_all_rows(conn, bundle, plan: ImportPlan, stored, run_id, source, trust) -> None:
+    """The rows of `_write_rows`, inside its transaction."""
+    for blob_id, size in set(stored.values()):
+        catalog.register_blob(conn, blob_id, size, "imported")
+    for dataset in plan.datasets.values():
+        blob_id = None
+        if dataset.parquet is not None:
+            blob_id = dataset.dataset_id
+            catalog.register_blob(conn, blob_id, len(dataset.parquet), "parquet")
+        catalog.add_dataset(conn, dataset.meta, dataset.dataset_id, blob_id)
+    conn.execute(
+        "UPDATE runs SET status = 'completed', finished_at = ? WHERE run_id = ?",
+        [datetime.now(), run_id],
+    )
+    dataset_ids = [plan.datasets[r.entry["dataset_id"]].dataset_id for r in plan.results]
+    for position, dataset_id in enumerate(dict.fromkeys(dataset_ids)):
+        conn.execute("INSERT INTO run_datasets VALUES (?, ?, ?)", [run_id, dataset_id, position])
+    for position, (result, dataset_id) in enumerate(zip(plan.results, dataset_ids, strict=True)):
+        _write_result(conn, stored, run_id, position, result, dataset_id)
+    conn.execute(
+        "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, current_timestamp, true)",
+        [
+            short_id(run_id),
+            run_id,
+            bundle.manifest_sha256,
+            str(source),
+            json.dumps(bundle.export_info, default=str),
+            trust,
+        ],
+    )
 
 
 def _write_result(conn, stored, run_id, position, result: PlannedResult, dataset_id) -> None:

@@ -13,7 +13,7 @@ import unicodedata
 from collections.abc import Iterable
 
 MAX_BYTES = 255
-_FORBIDDEN = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
+_FORBIDDEN = re.compile(r'[\x00-\x1f\x7f-\x9f<>:"/\\|?*]')  # core.names.CONTROL too
 _WINDOWS_RESERVED = {
     "con",
     "prn",

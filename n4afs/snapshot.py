@@ -69,7 +69,7 @@ class Snapshot:
     templates: dict[str, list[tuple[int, str, Any]]]  # run id -> (position, name, body)
     cv_json: dict[str, str] = field(default_factory=dict)  # result id -> pooled cv scores
     imported: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
-    untrusted_runs: set[str] = field(default_factory=set)  # imported without --trust
+    untrusted_runs: set[str] = field(default_factory=set)  # imports that may not be best
     import_origins: dict[str, str] = field(default_factory=dict)  # run id -> origin label
     index: Any = None  # where the deferred rows come from
     _cv: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
@@ -161,11 +161,12 @@ def load_snapshot(index: Any, previous: Snapshot | None = None) -> Snapshot:
             imported=_imported(conn),
             index=index,
         )
-        for run_id, bundle_sha256, trusted in conn.execute(
-            "SELECT run_id, bundle_sha256, trusted FROM imports"
+        for run_id, bundle_sha256, trusted, recomputed in conn.execute(
+            "SELECT run_id, bundle_sha256, trusted, scores_recomputed FROM imports"
         ).fetchall():
-            snapshot.import_origins[run_id] = queries.origin_label(bundle_sha256, trusted)
-            if not trusted:
+            label = queries.origin_label(bundle_sha256, trusted, recomputed)
+            snapshot.import_origins[run_id] = label
+            if not queries.may_be_best(trusted, recomputed):
                 snapshot.untrusted_runs.add(run_id)
     if previous is not None:
         snapshot.adopt_rows(previous)

@@ -8,16 +8,14 @@ shows passes through `visible` (for click.echo) or `shown` (for rich), defined o
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-# C0 controls (NUL..US, incl. ESC, BEL, CR, LF, TAB), DEL and C1 controls (incl. CSI 0x9b).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+from core.names import CONTROL  # C0 (incl. ESC, BEL, CR, LF, TAB), DEL and C1 (incl. CSI)
 
 
 def visible(value: Any) -> str:
     """`str(value)` with every control character written as visible `\\xNN` text."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
+    return CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
 
 
 def shown(value: Any) -> str:

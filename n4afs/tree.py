@@ -79,8 +79,14 @@ class Views:
         self.latest = max(times + [_ts(d.created_at) for d in snapshot.datasets], default=0.0)
 
     def metric_of(self, results: list[ResultRow]) -> str:
-        """The metric of the newest run on the dataset: what 'best' means there now."""
-        return max(results, key=lambda r: (r.created_at, r.seq)).metric
+        """What 'best' means on the dataset now (core.queries.NEWEST_METRIC's rule): the
+        metric of the newest result that may be best, else of the newest result."""
+        untrusted = self.snapshot.untrusted_runs
+
+        def key(r: ResultRow) -> tuple:
+            return (r.status == "completed", r.run_id not in untrusted, r.created_at, r.seq)
+
+        return max(results, key=key).metric
 
     def _rank(self, results: list[ResultRow]) -> list[ResultRow]:
         metric = self.metric_of(results)
@@ -89,7 +95,7 @@ class Views:
 
         def key(result: ResultRow) -> tuple:  # core.queries.order_by's rule
             value = self.snapshot.cv_scores(result.result_id).get(metric)
-            if value is None and result.status == "completed":
+            if value is None and result.status == "completed" and result.metric == metric:
                 value = result.score
             failed = result.status != "completed"
             return (failed, result.run_id in untrusted, sort_key(metric, value), result.seq)

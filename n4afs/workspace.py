@@ -248,6 +248,11 @@ class Workspace:
 
         return import_bundle(self, Path(source).expanduser(), name, trust, Limits(**limits))
 
+    def untrusted_runs(self) -> set[str]:
+        """Imported runs whose results may not be best (`core.queries.UNTRUSTED_RUNS`)."""
+        rows = self.index.fetchall(f"SELECT run_id FROM {queries.UNTRUSTED_RUNS}")
+        return {run_id for (run_id,) in rows}
+
     def trust(self, key: str) -> str:
         """Trust an imported bundle, named by its run or by one of its results' tree paths
         (`runs/wheat/0047_...`): its results may then be best and its models loaded.

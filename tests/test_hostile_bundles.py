@@ -4,6 +4,7 @@ without being believed."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import zipfile
 from pathlib import Path
@@ -368,3 +369,127 @@ def test_an_import_that_fails_while_storing_leaves_no_run(bundle, tmp_path, monk
         import_bundle(ws, bundle)
     assert ws.runs() == [] and ws.datasets() == []
     assert ws.index.fetchall("SELECT count(*) FROM run_owners") == [(0,)]
+
+
+# -- found in review --------------------------------------------------------------------
+def no_data(files: dict[str, bytes]) -> None:
+    for name in [n for n in files if n.startswith("data/")]:
+        del files[name]
+
+
+def test_a_data_less_bundle_cannot_claim_another_task_for_a_known_dataset(bundle, tmp_path):
+    def as_classification(files):
+        no_data(files)
+        edit_yaml(
+            files,
+            "EXPORT.yaml",
+            lambda i: i["results"][0].update(task="classification", metric="accuracy"),
+        )
+        folder = result_folder(files)
+        for name in [n for n in files if n.startswith(f"{folder}/predictions/")]:
+            del files[name]
+
+    ws = own_workspace(tmp_path)
+    runs_before = ws.runs()
+    with pytest.raises(BundleError, match="regression dataset here"):
+        import_bundle(ws, resigned(bundle, tmp_path / "task.zip", as_classification))
+    assert ws.runs() == runs_before
+
+
+def test_an_untrusted_import_does_not_choose_the_metric_of_best(bundle, tmp_path):
+    ws = Workspace(tmp_path / "own")
+    sweep = [{"_or_": ["snv", "msc"]}, {"pls": {"n_components": {"_or_": [1, 2, 3, 4]}}}]
+    ws.run(templates=[sweep], datasets=["chemotools:fermentation"], metric="rmse")
+    own = ws.best("fermentation").row
+
+    def by_bias(files):
+        no_data(files)
+        edit_yaml(files, "EXPORT.yaml", lambda i: i["results"][0].update(metric="bias"))
+
+    import_bundle(ws, resigned(bundle, tmp_path / "bias.zip", by_bias))
+    tree = Tree(ws)
+    listing = list(tree.list_dir(("runs", "fermentation")))
+    assert [n for n in listing if n.startswith("best_")] == [f"best_{own.label}.csv"]
+    header = tree.read(tree.lookup(("runs", "fermentation", "RESULTS.csv"))).split(b"\r\n")[0]
+    assert b"rmse (lower is better)" in header
+    assert ws.best("fermentation").row.result_id == own.result_id
+
+
+def test_a_bundle_listing_one_result_twice_is_refused_before_writing(bundle, tmp_path):
+    def twice(files):
+        edit_yaml(
+            files,
+            "EXPORT.yaml",
+            lambda i: i["results"].append({**copy.deepcopy(i["results"][0]), "path": "elsewhere"}),
+        )
+        folder = result_folder(files)
+        for name in [n for n in files if n.startswith(folder + "/")]:
+            files["elsewhere/" + name[len(folder) + 1 :]] = files[name]
+
+    ws = Workspace(tmp_path / "t")
+    with pytest.raises(BundleError, match="twice"):
+        import_bundle(ws, resigned(bundle, tmp_path / "twice.zip", twice))
+    assert_nothing_written(ws)
+
+
+def test_a_killed_import_does_not_block_importing_the_bundle_again(bundle, tmp_path, monkeypatch):
+    from n4afs import importer
+
+    ws = Workspace(tmp_path / "t")
+    real_put = ws.store.put
+    monkeypatch.setattr(importer, "_abandon", lambda ws_, run_id: None)  # as if killed
+    monkeypatch.setattr(ws.store, "put", lambda source: (_ for _ in ()).throw(OSError(5, "io")))
+    with pytest.raises(OSError):
+        import_bundle(ws, bundle)
+    assert [r.status for r in ws.runs()] == ["running"]  # left behind, its owner "dead"
+    monkeypatch.setattr(ws.store, "put", real_put)
+    assert import_bundle(ws, bundle).results
+
+
+def test_run_again_refuses_an_imported_run(bundle, tmp_path):
+    ws = Workspace(tmp_path / "t")
+    summary = import_bundle(ws, bundle)
+    from core.runner import plan_again
+
+    with pytest.raises(RunError, match="imported, not fitted"):
+        plan_again(ws.index, summary.run_id)
+
+
+def test_unreadable_zip_entries_are_refused_in_one_line(bundle, tmp_path):
+    raw = bytearray(bundle.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+        at = raw.find(signature)  # the first entry: EXPORT.yaml
+        raw[at + offset : at + offset + 2] = (99).to_bytes(2, "little")
+    odd = tmp_path / "odd.zip"
+    odd.write_bytes(bytes(raw))
+    ws = Workspace(tmp_path / "t")
+    with pytest.raises(BundleError, match="compression method 99"):
+        import_bundle(ws, odd)
+    assert_nothing_written(ws)
+
+
+def test_c1_control_characters_in_entry_names_are_refused(bundle, tmp_path):
+    def csi(files):
+        files["notes\x9b2J.txt"] = b"x"
+
+    ws = Workspace(tmp_path / "t")
+    with pytest.raises(BundleError, match="control-character"):
+        import_bundle(ws, resigned(bundle, tmp_path / "csi.zip", csi))
+    assert_nothing_written(ws)
+
+
+def test_an_import_scored_by_its_bundle_is_never_best_even_trusted(bundle, tmp_path):
+    """Imports made before scores were recomputed keep the bundle's claims."""
+    ws = Workspace(tmp_path / "t")
+    summary = import_bundle(ws, bundle, trust=True)
+    assert ws.best("fermentation").row.run_id == summary.run_id
+    with ws.index.write() as conn:  # what migration 004 leaves on an older import
+        conn.execute("UPDATE imports SET scores_recomputed = false")
+    with pytest.raises(RunError, match="trust"):
+        ws.best("fermentation")
+    assert Tree(ws).lookup(("best", "fermentation.csv")) is None
+    (result,) = ws.results("fermentation")
+    scores = Tree(ws).read(
+        Tree(ws).lookup(("runs", "fermentation", result.row.label, "scores.yaml"))
+    )
+    assert b"scores as claimed by the bundle" in scores
