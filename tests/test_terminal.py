@@ -37,9 +37,12 @@ def named(tmp_path_factory) -> Workspace:
     ws.add_dataset("chemotools:fermentation", name=MARKUP)
     rng = np.random.default_rng(0)
     X = rng.normal(size=(30, 40)).cumsum(axis=1)
-    evil = ws.add_arrays(X, X[:, 5] + rng.normal(size=30), "evil", target_names=[f"y{EVIL}"])
+    evil = ws.add_arrays(X, X[:, 5] + rng.normal(size=30), "evil", target_names=["y"])
     with ws.index.write() as conn:  # the index refuses such names now; an older one may hold them
-        conn.execute("UPDATE datasets SET name = ? WHERE dataset_id = ?", [EVIL, evil.dataset_id])
+        conn.execute(
+            "UPDATE datasets SET name = ?, target_names = ? WHERE dataset_id = ?",
+            [EVIL, [f"y{EVIL}"], evil.dataset_id],
+        )
     ws.run(templates=[TEMPLATE], datasets=[MARKUP, EVIL], cv=3, name=f"run {MARKUP}")
     return ws
 
