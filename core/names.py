@@ -24,6 +24,7 @@ from core.errors import N4AError
 RESULT_NAME_MAX = 200  # a label (NNNN_name_hash6) stays well under 255 bytes
 TEXT_MAX_BYTES = 255
 _NOT_RESULT_CHARS = re.compile(r"[^a-z0-9-]")
+_RESULT_NAME = re.compile(rf"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){{0,{RESULT_NAME_MAX - 1}}}")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1: the one definition
 
 
@@ -35,6 +36,8 @@ def result_name(text: str) -> str:
     """`text` in the result-name alphabet: lower case, other characters dropped, no leading,
     trailing or repeated dashes, at most RESULT_NAME_MAX characters; `pipeline` when nothing
     is left (`snv-SG1.pls_10` -> `snv-sg1pls10`)."""
+    if isinstance(text, str) and _RESULT_NAME.fullmatch(text):  # every row the runner wrote:
+        return text  # one match instead of three passes (labels of every result at start-up)
     cleaned = _NOT_RESULT_CHARS.sub("", str(text).lower())
     cleaned = re.sub(r"-+", "-", cleaned).strip("-")[:RESULT_NAME_MAX].rstrip("-")
     return cleaned or "pipeline"

@@ -27,7 +27,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from core.blobstore import CHUNK, Source, _not_found
+from core.blobstore import CHUNK, Source, _hash_stream, _not_found
 from core.errors import BlobCorrupt, BlobNotFound
 from core.ids import BlobId
 
@@ -167,10 +167,8 @@ class RemoteBlobStore:
         for path in sorted((self.cache_dir / "objects").glob("*/*")):
             if len(path.name) == 64 and path.is_file():
                 with open(path, "rb") as stream:
-                    digest = hashlib.sha256()
-                    while chunk := stream.read(CHUNK):
-                        digest.update(chunk)
-                if digest.hexdigest() != path.name:
+                    digest, _ = _hash_stream(stream)
+                if digest != path.name:
                     bad.append(BlobId(path.name))
         return bad
 

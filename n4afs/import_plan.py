@@ -17,6 +17,7 @@ import csv
 import io
 import re
 from dataclasses import dataclass, field
+from hashlib import sha256
 from typing import Any
 
 from core import datasets
@@ -144,8 +145,6 @@ def _plan_dataset(bundle: Bundle, entry: dict[str, Any], name: str | None) -> Pl
         spectra = _spectra_from_csv(bundle, folder, entry)
         spectra.name = checked_text("dataset name", name or entry["dataset"])
         parquet = datasets.to_parquet_bytes(spectra)
-        from hashlib import sha256
-
         return PlannedDataset(sha256(parquet).hexdigest(), datasets.metadata(spectra), parquet)
     info = (bundle.export_info.get("datasets") or {}).get(entry["dataset_id"]) or {}
     if not isinstance(info, dict):

@@ -119,10 +119,11 @@ class Run:
 
     def best(self, dataset: str, metric: str | None = None) -> Result:
         """Best validation score of the run's metric on that dataset."""
+        untrusted = self.ws.untrusted_runs()  # once, not per result
         ranked = [
             r
             for r in self.ranked(dataset, metric)
-            if r.row.status == "completed" and r.row.run_id not in self.ws.untrusted_runs()
+            if r.row.status == "completed" and r.row.run_id not in untrusted
         ]
         if not ranked:
             raise RunError(f"run {self.run_id} has no completed result on {dataset!r}")
