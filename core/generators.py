@@ -601,19 +601,20 @@ def _range_bounds(node: dict, path: str) -> tuple[Any, Any, Any]:
         _fail(where, f"must be [from, to], [from, to, step] or {{from, to, step}} (got {spec!r})")
     if not all(_is_number(x) for x in (start, end, step)):
         _fail(where, f"from, to and step must be numbers (got {spec!r})")
-    if step <= 0:
-        _fail(where, f"step must be > 0 (got {step}); write a descending range as [low, high]")
-    if start > end:
-        _fail(where, f"is empty: from {start} is above to {end}")
+    if step == 0:
+        _fail(where, f"step must not be 0 (got {spec!r})")
+    if (start > end and step > 0) or (start < end and step < 0):
+        direction = "up" if step > 0 else "down"
+        _fail(where, f"is empty: step {step} counts {direction} from {start}, away from {end}")
     return start, end, step
 
 
 def _range_values(start: Any, end: Any, step: Any) -> list:
-    """nirs4all: `to` is inclusive; float ranges accumulate and round to 10 decimals."""
+    """nirs4all: `to` is inclusive in either direction; float ranges round to 10 decimals."""
     if all(_is_int(x) for x in (start, end, step)):
-        return list(range(start, end + 1, step))
-    values, current = [], start
-    while current <= end + 1e-10:
+        return list(range(start, end + (1 if step > 0 else -1), step))
+    values, current, sign = [], start, 1 if step > 0 else -1
+    while sign * current <= sign * end + 1e-10:
         values.append(round(current, 10))
         current += step
     return values
@@ -720,25 +721,79 @@ def _expand_grid(node: dict, path: str, seed: int | None) -> list[Variant]:
     return _sample(out, node, path, seed)
 
 
-def _zip_length(node: dict, path: str) -> int:
+def _zip_positions(node: dict, path: str) -> dict[str, tuple[list, bool]]:
+    """Each parameter's positions as written, as nirs4all pairs them.
+
+    A list pairs by its written items (a generator inside an item varies within that
+    position); a generator node as the whole value pairs by the values it expands to.
+    The flag says which: True for a generator node.
+    """
     spec = _param_lists(node, "_zip_", path)
     where = key_path(path, "_zip_")
-    lengths = {k: _count_param_values(v, key_path(where, k)) for k, v in spec.items()}
+    positions: dict[str, tuple[list, bool]] = {}
+    for key, values in spec.items():
+        if isinstance(values, (list, tuple)):
+            positions[key] = (list(values), False)
+        elif isinstance(values, dict) and _generator_of(values, key_path(where, key)):
+            positions[key] = ([values], True)
+        else:
+            positions[key] = ([values], False)
+    return positions
+
+
+def _zip_length(node: dict, path: str) -> int:
+    where = key_path(path, "_zip_")
+    positions = _zip_positions(node, path)
+    lengths = {
+        key: _count(items[0], key_path(where, key)) if generated else len(items)
+        for key, (items, generated) in positions.items()
+    }
     if len(set(lengths.values())) > 1:
-        shown = ", ".join(f"{k}={n}" for k, n in lengths.items())
-        _fail(where, f"lists must have equal lengths (got {shown})")
+        shown = ", ".join(f"{k} has {n}" for k, n in lengths.items())
+        hint = ""
+        if any(has_generator(items) for items, generated in positions.values() if not generated):
+            hint = (
+                "; a generator inside a list is one position, as a whole value it pairs its values"
+            )
+        _fail(where, f"pairs values by position, so every parameter needs as many ({shown}){hint}")
     return next(iter(lengths.values()), 1)
+
+
+def _zip_columns(node: dict, path: str, seed: int | None) -> dict[str, list[list[Variant]]]:
+    """Per parameter, per position: the variants that position takes."""
+    where = key_path(path, "_zip_")
+    columns = {}
+    for key, (items, generated) in _zip_positions(node, path).items():
+        at = key_path(where, key)
+        if generated:
+            columns[key] = [[v] for v in _expand(items[0], at, seed)]
+        else:
+            columns[key] = [_expand(item, _index_path(at, i), seed) for i, item in enumerate(items)]
+    return columns
+
+
+def _count_zip(node: dict, path: str) -> int:
+    where = key_path(path, "_zip_")
+    length = _zip_length(node, path)
+    total = 0
+    for i in range(length):
+        counts = [
+            1 if generated else _count(items[i], _index_path(key_path(where, key), i))
+            for key, (items, generated) in _zip_positions(node, path).items()
+        ]
+        total += math.prod(counts)
+    return total
 
 
 def _expand_zip(node: dict, path: str, seed: int | None) -> list[Variant]:
     length = _zip_length(node, path)
-    spec, where = node["_zip_"], key_path(path, "_zip_")
-    columns = {k: _param_values(v, key_path(where, k), seed) for k, v in spec.items()}
+    columns = _zip_columns(node, path, seed)
+    keys = list(columns)
     out = []
     for i in range(length):
-        value = {k: column[i].value for k, column in columns.items()}
-        nested = {p: c for column in columns.values() for p, c in column[i].choices.items()}
-        out.append(Variant(value, {path: value, **nested}))
+        for values, nested in _product([columns[k][i] for k in keys]):
+            value = dict(zip(keys, values, strict=True))
+            out.append(Variant(value, {path: value, **nested}))
     return _sample(out, node, path, seed)
 
 
@@ -874,7 +929,7 @@ _COUNTERS: dict[str, Callable[[dict, str], int]] = {
     "_range_": _count_range,
     "_log_range_": _count_log_range,
     "_grid_": _count_grid,
-    "_zip_": _zip_length,
+    "_zip_": _count_zip,
     "_chain_": _count_chain,
     "_sample_": _count_sample,
     "_cartesian_": _count_cartesian,

@@ -116,7 +116,7 @@ class Template:
         """Every distinct pipeline config, in generator order; duplicates (same hash) dropped.
 
         Validates operators and their parameter names, and that the last step is a model.
-        Errors name the node: `templates[1].steps[2]._range_: step must be > 0 (got 0)`.
+        Errors name the node: `templates[1].steps[2]._range_: step must not be 0 (got [1, 3, 0])`.
         """
         try:
             return self._expand()

@@ -103,7 +103,7 @@ def test_bad_templates_and_runs_are_one_line_errors(tmp_path):
     cases = [
         (["run", str(bad_yaml), "-d", "chemotools:fermentation"], "bad.yaml"),
         (["run", str(unknown), "-d", "chemotools:fermentation"], "did you mean"),
-        (["run", str(bad_range), "-d", "chemotools:fermentation"], "step must be > 0"),
+        (["run", str(bad_range), "-d", "chemotools:fermentation"], "step must not be 0"),
         (["run", "--resume", "nope"], "no run 'nope'"),
         (
             [

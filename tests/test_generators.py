@@ -110,6 +110,14 @@ def test_range_is_inclusive():
     assert values({"_range_": [1, 10, 4]}) == [1, 5, 9]
 
 
+def test_descending_range_counts_down_to_an_inclusive_end_like_nirs4all():
+    assert values({"_range_": [10, 1, -3]}) == [10, 7, 4, 1]
+    assert values({"_range_": {"from": 10, "to": 0, "step": -3}}) == [10, 7, 4, 1]
+    assert values({"_range_": [1.0, 0.0, -0.25]}) == [1.0, 0.75, 0.5, 0.25, 0.0]
+    assert count_variants({"_range_": [10, 1, -3]}) == 4
+    assert count_variants({"_range_": [10, 0, -3]}) == 4
+
+
 def test_range_dict_form_and_float_steps():
     assert values({"_range_": {"from": 0, "to": 1, "step": 0.25}}) == [0, 0.25, 0.5, 0.75, 1.0]
     assert values({"_range_": {"from": 2, "to": 4}}) == [2, 3, 4]
@@ -130,6 +138,29 @@ def test_grid_is_the_cartesian_product_of_its_lists():
     expected = [{"x": 1, "y": "a"}, {"x": 1, "y": "b"}, {"x": 2, "y": "a"}, {"x": 2, "y": "b"}]
     assert values(node) == expected
     assert count_variants({"_grid_": {"x": {"_range_": [1, 3]}, "y": [0, 1]}}) == 6
+
+
+def test_zip_pairs_the_written_positions_and_varies_a_generator_within_its_position():
+    node = {"_zip_": {"x": [{"_or_": [1, 2]}, {"_or_": [3, 4]}], "y": ["a", "b"]}}
+    assert values(node) == [
+        {"x": 1, "y": "a"},
+        {"x": 2, "y": "a"},
+        {"x": 3, "y": "b"},
+        {"x": 4, "y": "b"},
+    ]
+    assert count_variants(node) == 4
+
+
+def test_zip_over_a_whole_generator_pairs_its_values():
+    node = {"_zip_": {"x": {"_range_": [1, 3]}, "y": ["a", "b", "c"]}}
+    assert values(node) == [{"x": 1, "y": "a"}, {"x": 2, "y": "b"}, {"x": 3, "y": "c"}]
+
+
+def test_zip_length_error_counts_what_was_written():
+    msg = error_of({"_zip_": {"x": [{"_range_": [1, 2]}, 9], "y": [1, 2, 3]}}, "s")
+    assert "(x has 2, y has 3)" in msg
+    msg = error_of({"_zip_": {"x": [{"_range_": [1, 3]}], "y": [1, 2, 3]}}, "s")
+    assert "(x has 1, y has 3)" in msg and "as a whole value it pairs its values" in msg
 
 
 def test_zip_pairs_by_position():
@@ -224,20 +255,20 @@ def error_of(node, path=""):
 
 def test_range_step_zero_names_the_path():
     msg = error_of({"_range_": [1, 10, 0]}, "templates[1].steps[2]")
-    assert msg.startswith("templates[1].steps[2]._range_: step must be > 0 (got 0)")
+    assert msg.startswith("templates[1].steps[2]._range_: step must not be 0")
 
 
 @pytest.mark.parametrize(
     ("node", "start", "fragment"),
     [
-        ({"_range_": [1, 10, -1]}, "s._range_:", "step must be > 0"),
+        ({"_range_": [1, 10, -1]}, "s._range_:", "counts down from 1, away from 10"),
         ({"_range_": [10, 1]}, "s._range_:", "empty"),
         ({"_range_": [1]}, "s._range_:", "[from, to]"),
         ({"_log_range_": [-1, 10, 3]}, "s._log_range_:", "positive"),
         ({"_or_": "snv"}, "s._or_:", "list of alternatives"),
         ({"_or_": ["a", "b"], "pick": 3}, "s.pick:", "only 2 alternatives"),
         ({"_or_": ["a", "b"], "pick": 1, "arrange": 1}, "s:", "not both"),
-        ({"_zip_": {"x": [1, 2], "y": [1]}}, "s._zip_:", "equal lengths"),
+        ({"_zip_": {"x": [1, 2], "y": [1]}}, "s._zip_:", "(x has 2, y has 1)"),
         ({"_or_": ["a"], "_range_": [1, 2]}, "s:", "one generator per mapping"),
         ({"_range_": [1, 2], "pick": 1}, "s:", "unexpected key"),
         ({"_range_": [1, 5], "count": "3"}, "s.count:", "integer"),

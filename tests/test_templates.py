@@ -242,7 +242,7 @@ def test_errors_inside_a_file_mention_the_file(tmp_path):
     with pytest.raises(TemplateError) as info:
         load_templates([path])
     message = str(info.value)
-    assert message.startswith("templates[0].steps[1].pls.n_components._range_: step must be > 0")
+    assert message.startswith("templates[0].steps[1].pls.n_components._range_: step must not be 0")
     assert message.endswith(f"(in {path})")
 
 
@@ -287,7 +287,7 @@ def test_generator_error_has_the_full_path():
     bad = ["snv", "msc", {"_range_": [1, 3, 0]}]
     with pytest.raises(TemplateError) as info:
         load_templates([["pls"], bad])
-    assert str(info.value).startswith("templates[1].steps[2]._range_: step must be > 0 (got 0)")
+    assert str(info.value).startswith("templates[1].steps[2]._range_: step must not be 0")
 
 
 def test_unknown_operator_has_path_and_suggestion():
