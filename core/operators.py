@@ -187,6 +187,29 @@ def _label_for(text: str) -> str:
     return re.sub(r"[^a-z0-9]", "", text.lower()) or "op"
 
 
+# --------------------------------------------------------------------------- tasks
+
+# Models that exist for both tasks under two names. A template says `rf` whether the dataset
+# holds reference values or class labels; each name resolves to the one that fits the task.
+_TASK_PAIRS = {"pls": "plsda", "rf": "rf_clf", "knn": "knn_clf", "svr": "svc"}
+_TASK_PAIRS |= {b: a for a, b in _TASK_PAIRS.items()}
+
+
+def for_task(operator: Operator, task: str) -> Operator | None:
+    """The operator to fit on a dataset of `task`: itself, its pair for that task, or None."""
+    if operator.task in ("any", task):
+        return operator
+    partner = _registry.get(_TASK_PAIRS.get(operator.name, ""))
+    if partner is not None and partner.task == task:
+        return partner
+    return None
+
+
+def models_for(task: str) -> list[str]:
+    """Registered model names that fit `task`, for messages that say what to use instead."""
+    return [op.name for op in _registry.values() if op.kind == "model" and op.task == task]
+
+
 # --------------------------------------------------------------------------- classes
 
 

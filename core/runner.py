@@ -116,6 +116,9 @@ def plan_run(
     if not templates or not datasets:
         raise RunError("a run needs at least one template and one dataset")
     expanded = [t.expand(f"templates[{i}]") for i, t in enumerate(templates)]
+    by_dataset = [
+        [[c.for_task(d.task, d.name) for c in configs] for configs in expanded] for d in datasets
+    ]
     now = datetime.now()
     identity = json.dumps(
         [
@@ -144,7 +147,9 @@ def plan_run(
             conn.execute(
                 "INSERT INTO run_datasets VALUES (?, ?, ?)", [run_id, dataset.dataset_id, position]
             )
-            _plan_results(conn, run_id, dataset, expanded, metric_for(options, dataset.task))
+            _plan_results(
+                conn, run_id, dataset, by_dataset[position], metric_for(options, dataset.task)
+            )
     _OWNED.add((os.getpid(), run_id))
     return run_id
 

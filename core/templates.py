@@ -36,7 +36,15 @@ from core.generators import (
     with_prefix,
 )
 from core.names import result_name
-from core.operators import Operator, build, get_operator, operator_for_instance, resolve_class
+from core.operators import (
+    Operator,
+    build,
+    for_task,
+    get_operator,
+    models_for,
+    operator_for_instance,
+    resolve_class,
+)
 
 _BODY_KEYS = ("name", "description", "steps", "pipeline", "random_state")
 _STEP_LEVEL_GENERATORS = frozenset({"_or_", "_chain_", "_cartesian_"})
@@ -99,6 +107,27 @@ class PipelineConfig:
         names = _unique_names([_pipeline_step_name(step) for step in self.steps])
         built = [build(get_operator(s.op), copy.deepcopy(s.params)) for s in self.steps]
         return Pipeline(list(zip(names, built, strict=True)))
+
+    def for_task(self, task: str, dataset: str) -> PipelineConfig:
+        """This config as fitted on a `task` dataset: `rf` there is `rf_clf` on class labels.
+
+        Resolved when the run is planned, so `pipeline.yaml` names what was fitted and a model
+        of the wrong kind is refused before anything is fitted, not one traceback per result.
+        """
+        steps = []
+        for step in self.steps:
+            operator = get_operator(step.op)
+            fitted = for_task(operator, task)
+            if fitted is None:
+                raise TemplateError(
+                    f"template {self.template_name or '?'}: {step.op} is a {operator.task} "
+                    f"model and dataset {dataset!r} is {task}; use one of: "
+                    f"{', '.join(models_for(task))}"
+                )
+            steps.append(step if fitted is operator else Step(fitted.name, step.params))
+        if steps == list(self.steps):
+            return self
+        return PipelineConfig(tuple(steps), self.choices, self.template_name)
 
     def __hash__(self) -> int:
         return hash(self.hash)
