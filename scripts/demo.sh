@@ -4,12 +4,15 @@
 # each time), show the ranked results, then mount the browsable tree at ./demo-mount.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+echo "n4afs demo: set up this machine, sweep real NIRS spectra into ./demo-workspace, rank"
+echo "the results, then mount the browsable tree at ./demo-mount."
 bash scripts/setup.sh
 ws=demo-workspace
 mnt=demo-mount
 n4afs=.venv/bin/n4afs
-if mountpoint -q "$mnt" 2>/dev/null || ! ls "$mnt" >/dev/null 2>&1; then
-  $n4afs umount "$mnt" || true   # a mount (or a stale one) left by a previous demo
+# A mount left by a previous demo (live or stale) is in the mount table; a fresh clone has none.
+if awk -v m="$PWD/$mnt" '{ gsub(/\\040/, " ", $2) } $2 == m { found = 1 } END { exit !found }' /proc/mounts; then
+  $n4afs umount "$mnt"
 fi
 rm -rf "$ws"
 $n4afs init "$ws"
@@ -29,3 +32,4 @@ echo "  $mnt/runs/fermentation/RESULTS.csv   every result, best first (opens in 
 echo "  $mnt/best/fermentation.csv           predictions of the best pipeline"
 echo "  $mnt/runs/fermentation/$(ls "$mnt/runs/fermentation" | grep '^best_' | sed 's/^best_//; s/\.csv$//')/charts/"
 echo "Unmount with: $n4afs umount $mnt"
+echo "To type \`n4afs\` in your shell (the README's commands): source .venv/bin/activate"
