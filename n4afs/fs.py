@@ -93,9 +93,10 @@ class N4AFileSystem(AbstractFileSystem):
             path = path[len("n4a://") :]
         return "/" + path.strip("/")
 
-    def _tree(self, root: str, named_by: str) -> Tree:
+    def _tree(self, root: str, named_by: str | None = None) -> Tree:
         """The tree of the workspace at `root`; `named_by` says where that came from, for
         the error when it holds none (a `WorkspaceError` here would leave as EIO)."""
+        named_by = named_by or root
         if root not in self._trees:
             from n4afs.workspace import Workspace
 
@@ -119,7 +120,7 @@ class N4AFileSystem(AbstractFileSystem):
         for cut in range(len(parts), 0, -1):
             root = "/" + "/".join(parts[:cut])
             if os.path.isfile(os.path.join(root, WORKSPACE_MARKER)):
-                return self._tree(root, root), parts[cut:]
+                return self._tree(root), parts[cut:]
         from_env = os.environ.get(ENV_VAR)
         if from_env:
             root = str(Path(from_env).expanduser().resolve())
@@ -139,6 +140,7 @@ class N4AFileSystem(AbstractFileSystem):
             "mtime": node.mtime,
             "created": node.mtime,
             "mutable": node.mutable,
+            "mode": node.mode,  # as the mount's `stat` shows it
         }
 
     # -- reading ------------------------------------------------------------------------

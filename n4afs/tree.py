@@ -75,8 +75,12 @@ class Views:
             run_id: {self.dataset_dirs[d]: d for d in dataset_ids}
             for run_id, dataset_ids in snapshot.run_datasets.items()
         }
+        # the workspace's creation: the time of what never changes in it (README.txt) and
+        # the least of any folder's, so nothing shows 1970, an empty workspace included
+        self.created = _ts(snapshot.created)
         times = [_ts(r.created_at) for r in snapshot.results]
-        self.latest = max(times + [_ts(d.created_at) for d in snapshot.datasets], default=0.0)
+        times += [_ts(d.created_at) for d in snapshot.datasets]
+        self.latest = max(times, default=self.created)
 
     def metric_of(self, results: list[ResultRow]) -> str:
         """What 'best' means on the dataset now (core.queries.NEWEST_METRIC's rule): the
@@ -336,7 +340,7 @@ class Tree:
     def _root(self, views: Views) -> dict[str, Node]:
         mtime = self._root_mtime(views)
         readme = BytesContent(result_files.README.encode("utf-8"))
-        nodes = [file_node("README.txt", 0.0, readme)]
+        nodes = [file_node("README.txt", views.created, readme)]
         nodes += [directory(name, mtime) for name in ("runs", "by-run", "best", "datasets")]
         return {n.name: n for n in nodes}
 
