@@ -27,6 +27,7 @@ from typing import Any
 
 from core.catalog import DatasetInfo
 from core.errors import BlobNotFound, BlobUnreadable
+from core.maintenance import UsageScope
 from core.metrics import sort_key
 from core.queries import ResultRow
 from core.verified import VerifiedBlobs
@@ -257,6 +258,33 @@ class Tree:
             if result is not None and views.run_dirs.get(result.run_id) == path[1]:
                 return result, 4
         return None
+
+    def usage_scope(self, path: TreePath) -> UsageScope | None:
+        """The results `du` counts for a folder of the tree: all of them for the root,
+        runs/ and by-run/; a dataset's for runs/<dataset>; a run's for by-run/<run> (and
+        its results on one dataset for by-run/<run>/<dataset>); one result for its folder.
+        None for anything else (a file, best/, datasets/, a folder inside a result, or no
+        such path): the caller says which."""
+        path = tuple(path)
+        shown = "/".join(path) or "/"
+        if path in ((), ("runs",), ("by-run",)):
+            return UsageScope(shown)
+        found = self.result_at(path)
+        if found is not None:
+            result, depth = found
+            return UsageScope(shown, result_id=result.result_id) if len(path) == depth else None
+        views = self._current().views
+        if path[0] == "runs" and len(path) == 2 and path[1] in views.datasets:
+            return UsageScope(shown, dataset_id=views.datasets[path[1]].dataset_id)
+        run = views.runs.get(path[1]) if path[0] == "by-run" else None
+        if run is None or len(path) > 3:
+            return None
+        if len(path) == 2:
+            return UsageScope(shown, run_id=run.run_id)
+        dataset_id = views.run_dataset_dirs.get(run.run_id, {}).get(path[2])
+        if dataset_id is None:
+            return None
+        return UsageScope(shown, dataset_id=dataset_id, run_id=run.run_id)
 
     def dataset_named(self, folder: str) -> DatasetInfo | None:
         return self._current().views.datasets.get(folder)

@@ -4,6 +4,7 @@ tree paths in the `$N4AFS_WORKSPACE` workspace, modes and times a copy of the tr
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import stat
@@ -44,6 +45,62 @@ def cli(ws, *args: str) -> subprocess.CompletedProcess:
         timeout=120,
         env=env,
     )
+
+
+# -- 10: du counts the folder it is given ----------------------------------------------------
+def du_json(ws, *args: str) -> dict:
+    done = cli(ws, "du", *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def run_named(ws, name: str) -> str:
+    return next(r.run_id for r in ws.runs() if r.name == name)
+
+
+def test_du_of_a_dataset_counts_only_that_dataset(ws):
+    whole, ferm = du_json(ws), du_json(ws, "runs/fermentation")
+    per_dataset = {d["dataset"]: d for d in whole["datasets"]}
+    assert set(per_dataset) == {"fermentation", "coffee"} and per_dataset["coffee"]["logical"] > 0
+    assert ferm["scope"] == "runs/fermentation"
+    assert ferm["logical_bytes"] == per_dataset["fermentation"]["logical"]
+    assert ferm["logical_bytes"] < whole["logical_bytes"]
+    assert ferm["referenced_bytes"] == per_dataset["fermentation"]["stored"]
+    assert [d["dataset"] for d in ferm["datasets"]] == ["fermentation"]
+    assert [r["run"] for r in ferm["runs"]] == [run_named(ws, "ferm")]  # not the coffee run
+    assert ferm["largest"] and {r["dataset"] for r in ferm["largest"]} == {"fermentation"}
+    text = cli(ws, "du", "runs/fermentation").stdout
+    assert text.startswith("runs/fermentation: logical ") and "whole workspace:" in text
+    assert run_named(ws, "origin") not in text and "coffee" not in text
+
+
+def test_du_of_a_run_of_a_run_dataset_and_of_a_result(ws):
+    origin = run_named(ws, "origin")
+    report = du_json(ws, f"by-run/{origin}")
+    assert [r["run"] for r in report["runs"]] == [origin]
+    assert [d["dataset"] for d in report["datasets"]] == ["coffee"]
+    assert report["logical_bytes"] == report["runs"][0]["logical"] > 0
+    assert du_json(ws, f"by-run/{origin}/coffee")["logical_bytes"] == report["logical_bytes"]
+    label = best_folder(ws)
+    one = du_json(ws, label)
+    assert [r["result"] for r in one["largest"]] == [label.rsplit("/", 1)[1]]
+    assert one["logical_bytes"] == one["largest"][0]["logical"]
+
+
+@pytest.mark.parametrize(
+    "path, says",
+    [
+        ("runs/nosuch", "no such path in the tree: /runs/nosuch"),
+        ("by-run/nosuch", "no such path in the tree: /by-run/nosuch"),
+        ("best", "/best is not a folder du counts"),
+        ("runs/fermentation/RESULTS.csv", "is not a folder du counts"),
+    ],
+)
+def test_du_of_a_path_it_cannot_count_is_refused(ws, path, says):
+    done = cli(ws, "du", path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("error: ") and says in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
 
 
 # -- 13: n4a:// tree paths use $N4AFS_WORKSPACE -----------------------------------------------
@@ -191,3 +248,10 @@ def test_a_copy_of_a_result_can_be_deleted_by_who_made_it(ws, shared_mnt, tool):
         assert mode == (0o755 if (copy / path).is_dir() else 0o644), (path, oct(mode))
     removed = as_nobody("rm", "-rf", str(copy))
     assert removed.returncode == 0 and not copy.exists(), removed.stderr
+
+
+def test_du_of_a_mounted_folder_counts_that_folder(ws, shared_mnt):
+    mounted = du_json(ws, str(shared_mnt.path / "runs" / "fermentation"))
+    assert mounted == du_json(ws, "runs/fermentation")
+    done = cli(ws, "du", str(shared_mnt.path / "runs" / "nosuch"))
+    assert done.returncode == 2 and done.stderr.startswith("error: no such path in the tree: ")
