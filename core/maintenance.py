@@ -349,89 +349,139 @@ def results_beyond_best(index: Index, keep: int, metric: str | None) -> list[str
 
 
 # -- usage -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UsageScope:
+    """Which results a `usage` report counts: those matching every id given, all when none
+    is (`n4afs du runs/wheat` is the results of one dataset, `du by-run/<run>` one run's).
+    `path` names the scope in the report."""
+
+    path: str = "/"
+    dataset_id: str | None = None
+    run_id: str | None = None
+    result_id: str | None = None
+
+    def where(self) -> tuple[str, list[str]]:
+        """A WHERE clause on `results r` (and its parameters) keeping the scope's results."""
+        pairs = [
+            (column, value)
+            for column, value in (
+                ("dataset_id", self.dataset_id),
+                ("run_id", self.run_id),
+                ("result_id", self.result_id),
+            )
+            if value is not None
+        ]
+        if not pairs:
+            return "", []
+        return "WHERE " + " AND ".join(f"r.{c} = ?" for c, _ in pairs), [v for _, v in pairs]
+
+
+EVERYTHING = UsageScope()
+
 _RESULT_BYTES = """
     WITH model_bytes AS (
         SELECT m.result_id, sum(b.size) AS bytes FROM models m
         JOIN artifacts a USING (model_id) JOIN blobs b ON b.blob_id = a.blob_id GROUP BY 1),
     imported AS (SELECT result_id, sum(size) AS bytes FROM imported_files GROUP BY 1)
-    SELECT r.result_id, r.run_id, d.name, r.seq, r.name, r.config_hash,
+    SELECT r.dataset_id, d.name, r.run_id, r.seq, r.name, r.config_hash,
            coalesce(mb.bytes, 0), coalesce(pb.size, 0), coalesce(ib.bytes, 0)
     FROM results r JOIN datasets d USING (dataset_id)
     LEFT JOIN model_bytes mb USING (result_id)
     LEFT JOIN blobs pb ON pb.blob_id = r.predictions_blob
     LEFT JOIN imported ib USING (result_id)
+    {where}
 """
 
+# Bytes stored once per group ({key}: r.dataset_id, r.run_id, or one constant for the whole
+# scope): each blob of the scope's results (models, predictions, imported files) counted once.
 _UNIQUE_BYTES = """
-    SELECT {key}, sum(size) FROM (
-        SELECT DISTINCT {key}, x.blob_id, b.size FROM (
-            SELECT r.{key} AS {key}, a.blob_id FROM results r JOIN models m USING (result_id)
-                JOIN artifacts a USING (model_id)
-            UNION ALL SELECT {key}, predictions_blob FROM results
-                WHERE predictions_blob IS NOT NULL
-            UNION ALL SELECT r.{key}, f.blob_id FROM results r JOIN imported_files f
-                USING (result_id)
+    SELECT k, sum(size) FROM (
+        SELECT DISTINCT x.k, x.blob_id, b.size FROM (
+            SELECT {key} AS k, a.blob_id FROM results r JOIN models m USING (result_id)
+                JOIN artifacts a USING (model_id) {where}
+            UNION ALL SELECT {key}, r.predictions_blob FROM results r {where}
+            UNION ALL SELECT {key}, f.blob_id FROM results r
+                JOIN imported_files f USING (result_id) {where}
         ) x JOIN blobs b ON b.blob_id = x.blob_id
     ) GROUP BY 1
 """
 
 
-def usage(index: Index, store: BlobStore, top: int = 10) -> dict[str, Any]:
+def _unique_bytes(index: Index, scope: UsageScope, key: str) -> dict[str, int]:
+    where, params = scope.where()
+    sql = _UNIQUE_BYTES.format(key=key, where=where)
+    return {k: int(size) for k, size in index.fetchall(sql, params * 3)}
+
+
+def usage(index: Index, store: BlobStore, top: int = 10, scope: UsageScope = EVERYTHING) -> dict:
     """Logical bytes (the tree's views as plain copies) against bytes stored once.
 
     Logical counts each result twice (runs/ and by-run/) and its model bytes twice (the
     step files and pipeline.pkl); rendered files (CSV, YAML, PNG) are not counted.
+    `logical_bytes`, `referenced_bytes`, `dedup_ratio` and the tables count the results in
+    `scope`; `stored_bytes` (objects on disk), `unreferenced_bytes` and `index_bytes` are
+    the workspace's, which no scope divides.
     """
-    rows = index.fetchall(_RESULT_BYTES)
+    where, params = scope.where()
+    rows = index.fetchall(_RESULT_BYTES.format(where=where), params)
     per_result = [
-        {
-            "result": f"{seq:04d}_{name}_{config_hash[:6]}",
-            "dataset": dataset,
-            "run": run_id,
-            "logical": 2 * (2 * models + predictions + imported),
-        }
-        for _, run_id, dataset, seq, name, config_hash, models, predictions, imported in rows
+        (
+            dataset_id,
+            {
+                "result": f"{seq:04d}_{name}_{hash_[:6]}",
+                "dataset": dataset,
+                "run": run_id,
+                "logical": 2 * (2 * models + predictions + imported),
+            },
+        )
+        for dataset_id, dataset, run_id, seq, name, hash_, models, predictions, imported in rows
     ]
     datasets = _group(
-        per_result,
+        [(dataset_id, row["dataset"], row["logical"]) for dataset_id, row in per_result],
         "dataset",
-        dict(
-            index.fetchall(
-                _UNIQUE_BYTES.format(key="dataset_id")
-                .replace(
-                    "SELECT {key}, sum(size)".format(key="dataset_id"),
-                    "SELECT (SELECT name FROM datasets WHERE dataset_id = t.dataset_id), sum(size)",
-                )
-                .replace(") GROUP BY 1", ") t GROUP BY t.dataset_id")
-            )
-        ),
+        _unique_bytes(index, scope, "r.dataset_id"),
     )
-    runs = _group(per_result, "run", dict(index.fetchall(_UNIQUE_BYTES.format(key="run_id"))))
+    runs = _group(
+        [(row["run"], row["run"], row["logical"]) for _, row in per_result],
+        "run",
+        _unique_bytes(index, scope, "r.run_id"),
+    )
+    workspace_referenced = int(
+        index.fetchall(
+            "SELECT coalesce(sum(size), 0) FROM blobs WHERE blob_id IN "
+            "(SELECT blob_id FROM referenced_blobs)"
+        )[0][0]
+    )
+    if scope == EVERYTHING:  # datasets' blobs too: everything the index references
+        referenced = workspace_referenced
+    else:
+        referenced = sum(_unique_bytes(index, scope, "'scope'").values())
     object_bytes = sum(store.size(b) for b in store.iter_ids())
-    referenced = index.fetchall(
-        "SELECT coalesce(sum(size), 0) FROM blobs WHERE blob_id IN "
-        "(SELECT blob_id FROM referenced_blobs)"
-    )[0][0]
-    logical = sum(r["logical"] for r in per_result)
+    logical = sum(row["logical"] for _, row in per_result)
     return {
+        "scope": scope.path,
         "logical_bytes": logical,
-        "referenced_bytes": int(referenced),
+        "referenced_bytes": referenced,
         "stored_bytes": object_bytes,
         "index_bytes": index.db_path.stat().st_size,
         "dedup_ratio": logical / referenced if referenced else 1.0,
-        "unreferenced_bytes": max(object_bytes - int(referenced), 0),
+        "unreferenced_bytes": max(object_bytes - workspace_referenced, 0),
         "datasets": datasets,
         "runs": runs,
-        "largest": sorted(per_result, key=lambda r: -r["logical"])[:top],
+        "largest": sorted((row for _, row in per_result), key=lambda r: -r["logical"])[:top],
     }
 
 
-def _group(per_result: list[dict], key: str, unique: dict[str, int]) -> list[dict[str, Any]]:
+def _group(
+    members: list[tuple[str, str, int]], key: str, unique: dict[str, int]
+) -> list[dict[str, Any]]:
+    """(group id, shown name, logical bytes) per result -> one row per group, largest
+    first. Grouped by id: two datasets may share a name."""
     grouped: dict[str, dict[str, Any]] = {}
-    for row in per_result:
-        entry = grouped.setdefault(row[key], {key: row[key], "results": 0, "logical": 0})
+    for group_id, shown, logical in members:
+        entry = grouped.setdefault(group_id, {key: shown, "results": 0, "logical": 0})
         entry["results"] += 1
-        entry["logical"] += row["logical"]
-    for name, entry in grouped.items():
-        entry["stored"] = int(unique.get(name, 0))
+        entry["logical"] += logical
+    for group_id, entry in grouped.items():
+        entry["stored"] = unique.get(group_id, 0)
     return sorted(grouped.values(), key=lambda e: -e["logical"])

@@ -735,24 +735,15 @@ def _parse_age(text: str) -> float:
 def du(ctx, path, as_json) -> None:
     """Logical bytes (what the tree shows as plain copies) against bytes stored once.
 
-    Per dataset and per run, plus the largest results. PATH narrows it to runs/<dataset>
-    or by-run/<run>. Logical counts runs/ and by-run/, and model files plus pipeline.pkl;
-    rendered CSV/YAML/PNG files are not counted.
+    Per dataset and per run, plus the largest results. PATH narrows every number but the
+    workspace's own (objects on disk, index) to runs/<dataset>, by-run/<run>[/<dataset>]
+    or a result folder, in the tree or a mount. Logical counts runs/ and by-run/, and model
+    files plus pipeline.pkl; rendered CSV/YAML/PNG files are not counted.
     """
     import json
 
-    from core.maintenance import usage
-    from n4afs.tree import parse_path
-
-    ws = _workspace(ctx.obj["workspace"])
-    report = usage(ws.index, ws.store)
-    parts = parse_path(path)
-    if parts[:1] == ("runs",) and len(parts) > 1:
-        report["datasets"] = [d for d in report["datasets"] if d["dataset"] == parts[1]]
-        report["largest"] = [r for r in report["largest"] if r["dataset"] == parts[1]]
-    elif parts[:1] == ("by-run",) and len(parts) > 1:
-        report["runs"] = [r for r in report["runs"] if r["run"] == parts[1]]
-        report["largest"] = [r for r in report["largest"] if r["run"] == parts[1]]
+    ws, parts = _workspace_and_tree_path(ctx, path)
+    report = ws.usage(parts)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))  # JSON escapes control characters
         return
@@ -761,12 +752,20 @@ def du(ctx, path, as_json) -> None:
 
 def _show_usage(report) -> None:
     h = _human_bytes
-    _echo(
+    counted = (
         f"logical {h(report['logical_bytes'])}, stored {h(report['referenced_bytes'])} "
-        f"(dedup x{report['dedup_ratio']:.1f}); objects on disk {h(report['stored_bytes'])}"
+        f"(dedup x{report['dedup_ratio']:.1f})"
+    )
+    workspace = (
+        f"objects on disk {h(report['stored_bytes'])}"
         f" ({h(report['unreferenced_bytes'])} unreferenced: `n4afs gc`); "
         f"index {h(report['index_bytes'])}"
     )
+    if report["scope"] == "/":
+        _echo(f"{counted}; {workspace}")
+    else:  # the scope's numbers, then the workspace's, which no scope divides
+        _echo(f"{report['scope']}: {counted}")
+        _echo(f"whole workspace: {workspace}")
     console = _console()
     for title, key, rows in (
         ("datasets", "dataset", report["datasets"]),

@@ -8,6 +8,7 @@ zero copy), bytes rendered in memory (YAML, CSV, PNG; memoized by content), or s
 from __future__ import annotations
 
 import os
+import stat
 from collections import OrderedDict
 from collections.abc import Callable, ItemsView, Iterator, Mapping
 from dataclasses import dataclass
@@ -19,6 +20,13 @@ from typing import Any, NamedTuple
 from n4afs.pipeline_pickle import BlobSegment, Segment, compose, segment_size, total_size
 
 TreePath = tuple[str, ...]
+
+# The modes every surface shows (the mount's `stat`, fsspec's `info`, export's zip entries):
+# those a copy should get. `cp -r` and `rsync -a` keep them, and a copy with 0555 folders
+# could not be deleted by the user who made it. The tree is no less read-only for it: the
+# mount is mounted `ro` (writes are EROFS whatever the mode) and fsspec refuses every write.
+DIR_MODE = stat.S_IFDIR | 0o755
+FILE_MODE = stat.S_IFREG | 0o644
 
 
 class RenderMemo:
@@ -120,6 +128,11 @@ class Node(NamedTuple):
     @property
     def size(self) -> int:
         return self.content.size if self.content is not None else 0
+
+    @property
+    def mode(self) -> int:
+        """`st_mode`: type and permission bits (`DIR_MODE`, `FILE_MODE`)."""
+        return DIR_MODE if self.is_dir else FILE_MODE
 
 
 class FilesListing(Mapping[str, "Node"]):

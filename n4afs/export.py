@@ -28,7 +28,6 @@ import hashlib
 import os
 import secrets
 import shutil
-import stat
 import sys
 import zipfile
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from typing import Any
 
 from core.errors import N4AError
 from n4afs import renderers
-from n4afs.content import BlobContent, Node, TreePath
+from n4afs.content import FILE_MODE, BlobContent, Node, TreePath
 from n4afs.tree import Tree
 
 FORMAT = "n4afs-export/1"
@@ -253,7 +252,7 @@ class _ZipWriter:
         info.compress_type = (
             zipfile.ZIP_STORED if name.endswith(STORED_SUFFIXES) else zipfile.ZIP_DEFLATED
         )
-        info.external_attr = (stat.S_IFREG | 0o644) << 16
+        info.external_attr = FILE_MODE << 16  # the tree's file mode (n4afs.content)
         return info
 
     def add(self, entry: Entry, tree: Tree) -> dict[str, Any]:

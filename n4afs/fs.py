@@ -3,7 +3,9 @@
 URL form: `n4a:///abs/path/to/workspace/runs/wheat/RESULTS.csv` — the workspace is the
 longest leading part of the path that is a workspace directory (it holds `n4a.duckdb`);
 the rest is a path in its tree. Alternatively bind one workspace and use tree paths:
-`N4AFileSystem(workspace="~/nirs-ws").open("/runs/wheat/RESULTS.csv")`.
+`N4AFileSystem(workspace="~/nirs-ws").open("/runs/wheat/RESULTS.csv")`. A path with no
+workspace in it (`n4a:///runs/wheat/RESULTS.csv`) is a tree path in `$N4AFS_WORKSPACE`, as
+for the CLI; with that variable unset too, it is refused with how to name one.
 
 The class only translates: every listing, stat and read is the shared `Tree`'s (the FUSE
 mount sits on the same tree). Listings are one tree call per directory, never per child.
@@ -91,23 +93,44 @@ class N4AFileSystem(AbstractFileSystem):
             path = path[len("n4a://") :]
         return "/" + path.strip("/")
 
-    def _tree(self, root: str) -> Tree:
+    def _tree(self, root: str, named_by: str | None = None) -> Tree:
+        """The tree of the workspace at `root`; `named_by` says where that came from, for
+        the error when it holds none (a `WorkspaceError` here would leave as EIO)."""
+        named_by = named_by or root
         if root not in self._trees:
             from n4afs.workspace import Workspace
 
+            if not os.path.isfile(os.path.join(root, WORKSPACE_MARKER)):
+                raise FileNotFoundError(
+                    errno.ENOENT, f"{named_by} is not an n4afs workspace (no {WORKSPACE_MARKER})"
+                )
             self._trees[root] = Tree(Workspace(root, create=False))
         return self._trees[root]
 
     def _resolve(self, path: str) -> tuple[Tree, tuple[str, ...]]:
+        """Which workspace, and the tree path in it: the one bound at construction, else
+        the longest leading part of `path` that is a workspace, else `$N4AFS_WORKSPACE`
+        (what the CLI uses), read per call so a changed variable is followed."""
         path = self._strip_protocol(path)
         if self.workspace is not None:
-            return self._tree(self.workspace), parse_path(path)
+            return self._tree(self.workspace, f"workspace={self.workspace!r}"), parse_path(path)
+        from n4afs.workspace import ENV_VAR
+
         parts = parse_path(path)
         for cut in range(len(parts), 0, -1):
             root = "/" + "/".join(parts[:cut])
             if os.path.isfile(os.path.join(root, WORKSPACE_MARKER)):
                 return self._tree(root), parts[cut:]
-        raise FileNotFoundError(errno.ENOENT, "no n4afs workspace in this path", path)
+        from_env = os.environ.get(ENV_VAR)
+        if from_env:
+            root = str(Path(from_env).expanduser().resolve())
+            return self._tree(root, f"{ENV_VAR}={from_env}"), parts
+        raise FileNotFoundError(
+            errno.ENOENT,
+            f"no n4afs workspace in this path and {ENV_VAR} is not set: use "
+            f"n4a:///path/to/workspace{path}, set {ENV_VAR}, or N4AFileSystem(workspace=...)",
+            path,
+        )
 
     def _info(self, path: str, node: Node) -> dict[str, Any]:
         return {
@@ -117,6 +140,7 @@ class N4AFileSystem(AbstractFileSystem):
             "mtime": node.mtime,
             "created": node.mtime,
             "mutable": node.mutable,
+            "mode": node.mode,  # as the mount's `stat` shows it
         }
 
     # -- reading ------------------------------------------------------------------------

@@ -31,13 +31,12 @@ import errno
 import gc
 import logging
 import os
-import stat
 import threading
 import time
 from typing import Any
 
 from core.errors import MountError, N4AError
-from n4afs.content import Node
+from n4afs.content import DIR_MODE, FILE_MODE, Node
 from n4afs.tree import Tree
 
 os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # prefer libfuse 3: larger reads
@@ -46,8 +45,6 @@ import mfusepy  # noqa: E402  (after choosing the library)
 
 log = logging.getLogger("n4afs.mount")
 POLL_SECONDS = 0.2
-DIR_MODE = stat.S_IFDIR | 0o555
-FILE_MODE = stat.S_IFREG | 0o444
 
 
 class TreeOperations(mfusepy.Operations):
@@ -115,7 +112,7 @@ class TreeOperations(mfusepy.Operations):
         except SERVING_ERRORS as exc:
             raise _eio("getattr", path, exc) from exc
         return {
-            "st_mode": DIR_MODE if node.is_dir else FILE_MODE,
+            "st_mode": node.mode,
             "st_nlink": 2 if node.is_dir else 1,
             "st_size": size,
             "st_uid": self.uid,

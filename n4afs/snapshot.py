@@ -71,6 +71,7 @@ class Snapshot:
     imported: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
     untrusted_runs: set[str] = field(default_factory=set)  # imports that may not be best
     import_origins: dict[str, str] = field(default_factory=dict)  # run id -> origin label
+    created: datetime | None = None  # when the workspace was made (its first migration)
     index: Any = None  # where the deferred rows come from
     _cv: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     _model_rows: dict[str, list[tuple]] | None = field(default=None, repr=False)
@@ -159,6 +160,7 @@ def load_snapshot(index: Any, previous: Snapshot | None = None) -> Snapshot:
             templates=_templates(conn),
             cv_json=_cv_json(conn),
             imported=_imported(conn),
+            created=conn.execute("SELECT min(applied_at) FROM schema_version").fetchone()[0],
             index=index,
         )
         for run_id, bundle_sha256, trusted, recomputed in conn.execute(

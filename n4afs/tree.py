@@ -27,6 +27,7 @@ from typing import Any
 
 from core.catalog import DatasetInfo
 from core.errors import BlobNotFound, BlobUnreadable
+from core.maintenance import UsageScope
 from core.metrics import sort_key
 from core.queries import ResultRow
 from core.verified import VerifiedBlobs
@@ -75,8 +76,12 @@ class Views:
             run_id: {self.dataset_dirs[d]: d for d in dataset_ids}
             for run_id, dataset_ids in snapshot.run_datasets.items()
         }
+        # the workspace's creation: the time of what never changes in it (README.txt) and
+        # the least of any folder's, so nothing shows 1970, an empty workspace included
+        self.created = _ts(snapshot.created)
         times = [_ts(r.created_at) for r in snapshot.results]
-        self.latest = max(times + [_ts(d.created_at) for d in snapshot.datasets], default=0.0)
+        times += [_ts(d.created_at) for d in snapshot.datasets]
+        self.latest = max(times, default=self.created)
 
     def metric_of(self, results: list[ResultRow]) -> str:
         """What 'best' means on the dataset now (core.queries.NEWEST_METRIC's rule): the
@@ -254,6 +259,33 @@ class Tree:
                 return result, 4
         return None
 
+    def usage_scope(self, path: TreePath) -> UsageScope | None:
+        """The results `du` counts for a folder of the tree: all of them for the root,
+        runs/ and by-run/; a dataset's for runs/<dataset>; a run's for by-run/<run> (and
+        its results on one dataset for by-run/<run>/<dataset>); one result for its folder.
+        None for anything else (a file, best/, datasets/, a folder inside a result, or no
+        such path): the caller says which."""
+        path = tuple(path)
+        shown = "/".join(path) or "/"
+        if path in ((), ("runs",), ("by-run",)):
+            return UsageScope(shown)
+        found = self.result_at(path)
+        if found is not None:
+            result, depth = found
+            return UsageScope(shown, result_id=result.result_id) if len(path) == depth else None
+        views = self._current().views
+        if path[0] == "runs" and len(path) == 2 and path[1] in views.datasets:
+            return UsageScope(shown, dataset_id=views.datasets[path[1]].dataset_id)
+        run = views.runs.get(path[1]) if path[0] == "by-run" else None
+        if run is None or len(path) > 3:
+            return None
+        if len(path) == 2:
+            return UsageScope(shown, run_id=run.run_id)
+        dataset_id = views.run_dataset_dirs.get(run.run_id, {}).get(path[2])
+        if dataset_id is None:
+            return None
+        return UsageScope(shown, dataset_id=dataset_id, run_id=run.run_id)
+
     def dataset_named(self, folder: str) -> DatasetInfo | None:
         return self._current().views.datasets.get(folder)
 
@@ -336,7 +368,7 @@ class Tree:
     def _root(self, views: Views) -> dict[str, Node]:
         mtime = self._root_mtime(views)
         readme = BytesContent(result_files.README.encode("utf-8"))
-        nodes = [file_node("README.txt", 0.0, readme)]
+        nodes = [file_node("README.txt", views.created, readme)]
         nodes += [directory(name, mtime) for name in ("runs", "by-run", "best", "datasets")]
         return {n.name: n for n in nodes}
 

@@ -303,6 +303,27 @@ class Workspace:
         return run_query(self.index, sql)
 
     # -- storage ----------------------------------------------------------------------
+    def usage(self, path: str | Sequence[str] = "/", top: int = 10) -> dict[str, Any]:
+        """`core.maintenance.usage` of the results under a folder of the tree: the whole
+        workspace (`/`, `runs`, `by-run`), `runs/<dataset>`, `by-run/<run>[/<dataset>]` or
+        one result's folder. Any other path is refused, never answered for the workspace."""
+        from core.maintenance import usage
+        from n4afs.tree import parse_path
+
+        parts = parse_path(path) if isinstance(path, str) else tuple(path)
+        scope = self.tree.usage_scope(parts)
+        if scope is None:
+            shown = "/" + "/".join(parts)
+            if self.tree.lookup(parts) is None:
+                raise WorkspaceError(
+                    f"no such path in the tree: {shown} (list what is there with `n4afs ls`)"
+                )
+            raise WorkspaceError(
+                f"{shown} is not a folder du counts: give runs/<dataset>, by-run/<run>"
+                "[/<dataset>], a result folder, or nothing for the whole workspace"
+            )
+        return usage(self.index, self.store, top=top, scope=scope)
+
     def blob_stats(self) -> BlobStats:
         with self.index.read() as conn:
             return catalog.blob_stats(conn)

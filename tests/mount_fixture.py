@@ -20,8 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class Mount:
-    def __init__(self, workspace: Path, mountpoint: Path) -> None:
-        self.workspace, self.path = workspace, mountpoint
+    def __init__(self, workspace: Path, mountpoint: Path, *options: str) -> None:
+        """`options`: more `n4afs mount` options (`--allow-other`)."""
+        self.workspace, self.path, self.options = workspace, mountpoint, options
         self.log = mountpoint.parent / f"{mountpoint.name}.log"
         self.proc: subprocess.Popen | None = None
 
@@ -38,6 +39,7 @@ class Mount:
                     str(self.workspace),
                     str(self.path),
                     "--foreground",
+                    *self.options,
                 ],
                 stdout=log,
                 stderr=log,
