@@ -161,3 +161,97 @@ def test_a_killed_writer_of_a_copy_leaves_the_index_whole(index):
         _resume(reader)
     assert index.fetchall("SELECT count(*) FROM blobs") == [(2,)]
     assert not (index.dir / "n4a.duckdb.next").exists()
+
+
+# -- items 11 and 12: readers of a changing tree --------------------------------------------
+SWEEP = [{"_or_": ["snv", "msc"]}, {"pls": {"n_components": {"_range_": [2, 4]}}}]
+
+
+@pytest.fixture(scope="module")
+def mounted(tmp_path_factory):
+    """Six results on a real FUSE mount; each test removes results of its own."""
+    from n4afs.workspace import Workspace
+    from tests.mount_fixture import Mount
+
+    ws = Workspace(tmp_path_factory.mktemp("changing") / "ws")
+    ws.run(templates=[SWEEP], datasets=["chemotools:fermentation"], cv=2, test_size=0.2)
+    mount = Mount(ws.path, tmp_path_factory.mktemp("m") / "nirs").start()
+    yield ws, mount
+    mount.stop()
+    mount.assert_clean_log()
+
+
+def _remove(ws, rank: int) -> str:
+    """Remove the result at `rank` (0 = best) as `n4afs rm` does; return its label."""
+    from core import maintenance
+
+    result = ws.results("fermentation")[rank]
+    maintenance.remove_results(ws.index, [result.result_id])
+    return result.label
+
+
+def _read_to_end(fd: int) -> bytes:
+    out = b""
+    while chunk := os.read(fd, 1 << 16):
+        out += chunk
+    return out
+
+
+def test_a_reader_of_a_changing_file_on_the_mount_reads_one_version(mounted):
+    from tests.mount_fixture import wait_for
+
+    ws, mnt = mounted
+    path = mnt.path / "runs" / "fermentation" / "RESULTS.csv"
+    whole = path.read_bytes()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        head = os.read(fd, len(whole) // 2)
+        _remove(ws, 0)  # the best goes: every row after it shifts
+        wait_for(lambda: path.read_bytes() != whole, timeout=5)  # the mount has the new one
+        rest = _read_to_end(fd)
+        size = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    assert head + rest == whole
+    assert size == len(whole)  # fstat answers for the version opened, too
+    assert path.read_bytes().count(b"\n") == whole.count(b"\n") - 1  # a new open: new version
+
+
+def test_a_reader_of_a_changing_file_through_fsspec_reads_one_version(mounted):
+    from n4afs.fs import N4AFileSystem
+
+    ws, _ = mounted
+    fs = N4AFileSystem(workspace=ws.path)
+    whole = fs.cat_file("/runs/fermentation/RESULTS.csv")
+    with fs.open("/runs/fermentation/RESULTS.csv", "rb") as handle:
+        head = handle.read(len(whole) // 2)
+        _remove(ws, 0)
+        assert fs.cat_file("/runs/fermentation/RESULTS.csv") != whole
+        rest = handle.read()
+    assert head + rest == whole
+
+
+def test_a_removed_result_disappears_from_the_mount_within_two_seconds(mounted):
+    from tests.mount_fixture import wait_for
+
+    ws, mnt = mounted
+    label = ws.results("fermentation")[-1].label
+    (run,) = os.listdir(mnt.path / "by-run")
+    tops = [mnt.path / "runs" / "fermentation" / label]
+    tops.append(mnt.path / "by-run" / run / "fermentation" / label)
+    paths = list(tops)
+    for top in tops:  # the kernel now caches every entry, attribute and page of the folder
+        for folder, dirs, files in os.walk(top):
+            paths += [Path(folder) / name for name in dirs + files]
+            for name in files:
+                (Path(folder) / name).read_bytes()
+    assert len(paths) > 20
+    assert _remove(ws, -1) == label
+    started = time.monotonic()
+
+    def lingering() -> list[Path]:
+        return [p for p in paths if os.path.lexists(p)]
+
+    wait_for(lambda: not lingering(), timeout=2.5)
+    assert time.monotonic() - started < 2.5
+    assert label not in os.listdir(mnt.path / "runs" / "fermentation")
