@@ -1,13 +1,16 @@
 """The DuckDB index: every row the tree needs, in one file per workspace (`n4a.duckdb`).
 
 Concurrency by design, not by retry. DuckDB admits one read-write process or many read-only
-processes, never both, so the index never keeps a connection open:
+processes, never both, so the index never keeps a connection open (locks: `core.lock`):
 
-* `write()` takes the exclusive workspace lock, attaches the file read-write, runs one
-  transaction, commits, detaches (which checkpoints and releases DuckDB's file lock), bumps
-  the change token, unlocks.
+* `write()` takes the writers' turn, attaches the file read-write, runs one transaction,
+  commits, detaches (which checkpoints and releases DuckDB's file lock), bumps the change
+  token, lets the next writer in. It writes the file in place when no reader has it open;
+  when a reader held on past a short grace (a stopped `n4afs sql`, a slow script), it writes
+  a copy instead and renames it over the file, so that reader keeps, as a snapshot, the
+  version it opened, and no reader ever makes a writer wait long or fail.
 * `read()` takes the shared lock and attaches the file read-only for one query batch.
-  Readers proceed together; a writer waits for them and they for it, briefly.
+  Readers proceed together; a writer in place waits for them briefly, and they for it.
 * The file is attached to an in-memory DuckDB instance kept per thread, not opened with
   `duckdb.connect(path)`: creating an instance costs ~11 ms (its function catalog), ATTACH +
   DETACH ~1.5 ms, and a run makes about ten index transactions.
@@ -16,8 +19,8 @@ processes, never both, so the index never keeps a connection open:
   token is the inode of `n4a.changes`, a file replaced after every commit, so checking it is
   one `stat`, no database open.
 
-Because every holder of the lock is a short transaction, no user ever sees "database is
-locked": at worst a bounded wait, then `WorkspaceLocked` naming the holder.
+No user ever sees "database is locked": at worst a bounded wait, then `WorkspaceLocked`
+naming the process that holds the lock.
 
 Schema changes are SQL files `core/schema/NNN_name.sql`, applied in order, each recorded in
 `schema_version`. An older index is upgraded on open; a newer one is refused.
@@ -79,8 +82,18 @@ class Index:
     @contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One read-write transaction: committed whole on success, rolled back on error."""
-        with self.lock.exclusive():
-            with _attached(self.db_path, read_only=False) as conn:
+        with self.lock.writing() as in_place:
+            with self._transaction(in_place) as conn:
+                yield conn
+            self._bump_change_token()
+
+    @contextmanager
+    def _transaction(self, in_place: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One transaction on the file itself, or on a copy renamed over it on success
+        (`in_place` False: a reader still has the file open and keeps that version)."""
+        target = self.db_path if in_place else self._copy_for_writing()
+        try:
+            with _attached(target, read_only=False) as conn:
                 conn.begin()
                 try:
                     yield conn
@@ -88,7 +101,32 @@ class Index:
                     conn.rollback()
                     raise
                 conn.commit()
-            self._bump_change_token()
+        except BaseException:
+            if not in_place:
+                _remove_database(target)
+            raise
+        if not in_place:
+            self._swap_in(target)
+
+    def _copy_for_writing(self) -> Path:
+        """A private copy of the committed file (and of a WAL a killed writer left, which
+        DuckDB replays into the copy); only the writer whose turn it is touches it."""
+        copy = self.db_path.with_name(DB_NAME + ".next")
+        _remove_database(copy)  # left by a writer killed in its copy: never committed
+        if self.db_path.exists():
+            shutil.copyfile(self.db_path, copy)
+            if self._has_wal():
+                shutil.copyfile(f"{self.db_path}.wal", f"{copy}.wal")
+        return copy
+
+    def _swap_in(self, copy: Path) -> None:
+        """Rename the committed copy over the file: readers attach one or the other, both
+        whole. Its WAL was folded in by the DETACH; an old one of the file's is dropped
+        after (a reader that finds it first folds it under the writers' turn, `read`)."""
+        _fsync(copy)
+        os.replace(copy, self.db_path)
+        _fsync(self.dir)
+        Path(f"{self.db_path}.wal").unlink(missing_ok=True)
 
     @contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -145,11 +183,12 @@ class Index:
         return os.path.exists(str(self.db_path) + ".wal")
 
     def _checkpoint(self) -> None:
-        """Fold a WAL left by a killed writer into the file (only committed work survives)."""
-        with self.lock.exclusive():
+        """Fold a WAL left by a killed writer into the file (only committed work survives):
+        an empty transaction in the writers' turn, whose DETACH checkpoints."""
+        with self.lock.writing() as in_place:
             if self._has_wal():
-                with _attached(self.db_path, read_only=False) as conn:
-                    conn.execute("CHECKPOINT")
+                with self._transaction(in_place):
+                    pass
 
     # -- schema -----------------------------------------------------------------------
     def schema_version(self) -> int:
@@ -217,6 +256,20 @@ def _attached(db_path: Path, read_only: bool) -> Iterator[duckdb.DuckDBPyConnect
         if entry[1] == 0:
             del _ENGINES.attached[key]
             engine.execute(f"DETACH {entry[0]}")
+
+
+def _remove_database(path: Path) -> None:
+    for leftover in (path, Path(f"{path}.wal")):
+        leftover.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    """Make a rename durable: the file's bytes, then the directory entry."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _free_catalog_name(taken: set[str]) -> str:

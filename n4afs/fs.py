@@ -224,9 +224,9 @@ class N4AFileSystem(AbstractFileSystem):
         if mode != "rb":
             raise _read_only(path)
         tree, node = self._file_node(self._strip_protocol(path))
+        node = tree.open(node)  # this version to the end, blobs hash-checked
         if isinstance(node.content, BlobContent):
-            tree.check(node)  # hash-checked, then read straight from the object file
-            try:
+            try:  # read straight from the object file
                 return open(tree.ws.store.path_of(node.content.blob_id), "rb")  # noqa: SIM115
             except OSError as exc:  # removed or made unreadable since the check
                 raise _eio(path, exc) from exc

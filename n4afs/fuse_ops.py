@@ -2,21 +2,23 @@
 
 Speed comes from doing little per call (measured on these machines, PERF-NOTES.md): `open`
 only checks the file's blobs (a `stat` each) and the kernel keeps pages across opens; no
-`release`, xattr or `statfs` callbacks (mfusepy registers only what is implemented, the
-kernel stops asking for what is missing, and libfuse answers the `statfs` that `du` sends
-per directory without Python); `readdir` yields `(name, mode, 0)`; reads are `pread` on the
-blob file, and the tree answers from memory. The mount runs single-threaded (`nothreads`),
-so nothing in a callback may be slow: every result's model and score rows are read before
-mounting, and the index is polled and reloaded by a watcher thread, which also reads the new
-results' rows after a refresh. Charts are the exception: one renders inside the first `stat`
-of its file (~50 ms).
+xattr or `statfs` callbacks (mfusepy registers only what is implemented, the kernel stops
+asking for what is missing, and libfuse answers the `statfs` that `du` sends per directory
+without Python); `release` only drops the handle of a changing file; `readdir` yields
+`(name, mode, 0)`; reads are `pread` on the blob file, and the tree answers from memory.
+The mount runs single-threaded (`nothreads`), so nothing in a callback may be slow: every
+result's model and score rows are read before mounting, and the index is polled and
+reloaded by a watcher thread, which also reads the new results' rows after a refresh.
+Charts are the exception: one renders inside the first `stat` of its file (~50 ms).
 
 Kernel caching and freshness: attributes and entries are cached for long (content never
 changes under a name, except for the few mutable nodes) and when the index changes the
 watcher asks libfuse to invalidate every mutable path it had served (listings,
-RESULTS.csv, best_*.csv, best/<dataset>.csv, RUN.yaml), so nothing stale survives more than
-one poll interval. Negative lookups are not cached, so a result folder created after
-someone looked for it appears at once.
+RESULTS.csv, best_*.csv, best/<dataset>.csv, RUN.yaml) and every path gone from the tree (a
+removed result's folder and all below it, whose entries the kernel would otherwise keep for
+an hour), so nothing stale survives more than one poll interval. Negative lookups are not
+cached, so a result folder created after someone looked for it appears at once. A reader
+that opened a changing file reads the version it opened to its end (`open`).
 
 Integrity: a blob is hash-checked on its first open or read in a mount session, then
 re-hashed whenever its file changed since (size, mtime, ctime or inode: one `stat` per open
@@ -57,6 +59,8 @@ class TreeOperations(mfusepy.Operations):
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._gc = IdleCollector()
+        self._open_files: dict[int, Node] = {}  # handle -> pinned changing file (`open`)
+        self._last_fh = 0
 
     # -- lifecycle ----------------------------------------------------------------------
     def init_with_config(self, conn: Any, config: Any) -> None:
@@ -79,7 +83,10 @@ class TreeOperations(mfusepy.Operations):
             try:
                 if self.tree.refresh():
                     time.sleep(0.05)  # let a callback still holding the old snapshot finish
-                    self._invalidate(self.tree.mutable_paths(self.tree.previous))
+                    previous = self.tree.previous
+                    self._invalidate(
+                        self.tree.mutable_paths(previous) + self.tree.removed_paths(previous)
+                    )
                 self.tree.top_up()  # new results' rows only; a flag check otherwise
                 self._gc.tick()
             except Exception:  # a failed reload keeps serving the last snapshot
@@ -104,8 +111,9 @@ class TreeOperations(mfusepy.Operations):
             raise mfusepy.FuseOSError(errno.ENOENT)
         return node
 
-    def getattr(self, path: str, fh: Any = None) -> dict[str, Any]:
-        node = self._node(path)
+    def getattr(self, path: str, fi: Any = None) -> dict[str, Any]:
+        """`fstat` of an open changing file answers for the version it opened."""
+        node = (self._open_files.get(fi.fh) if fi is not None else None) or self._node(path)
         mtime_ns = int(node.mtime * 1e9)
         try:
             size = node.size  # renders a CSV or chart: reads its blobs
@@ -137,22 +145,36 @@ class TreeOperations(mfusepy.Operations):
             yield name, DIR_MODE if is_dir else FILE_MODE, 0
 
     # -- data ---------------------------------------------------------------------------
-    def open(self, path: str, flags: int) -> int:
+    def open(self, path: str, fi: Any) -> int:
         """Check the file's blobs on every open: one `stat` each while unchanged since
         they were hashed, a re-hash otherwise (`core.verified`); a mismatch is EIO here.
         The kernel keeps the file's pages across opens (`kernel_cache`), so without this
         callback (ENOSYS, the kernel's "no_open" mode, tried before) a blob changed on
-        disk after its first read was never looked at again in the session. Opens cost
-        a round trip each; RELEASE is answered by libfuse without Python (no `release`)."""
+        disk after its first read was never looked at again in the session.
+
+        A changing file (`node.mutable`) is pinned: the handle keeps the version opened
+        (`Tree.open`), every read of it is served from that, and it bypasses the page
+        cache (`direct_io`): pages are per path, so a cached page of another version, or
+        the size of another version, would tear the read. Other files never change under
+        a name: handle 0, read by path, pages kept across opens."""
         node = self._node(path)
         try:
-            self.tree.check(node)
+            opened = self.tree.open(node)
         except SERVING_ERRORS as exc:
             raise _eio("open", path, exc) from exc
+        fi.fh = 0
+        if node.mutable:
+            self._last_fh += 1
+            fi.fh, fi.direct_io = self._last_fh, 1
+            self._open_files[fi.fh] = opened
         return 0
 
-    def read(self, path: str, size: int, offset: int, fh: Any) -> bytes:
-        node = self._node(path)
+    def release(self, path: str, fi: Any) -> int:
+        self._open_files.pop(fi.fh, None)
+        return 0
+
+    def read(self, path: str, size: int, offset: int, fi: Any) -> bytes:
+        node = self._open_files.get(fi.fh) or self._node(path)
         try:
             return self.tree.read(node, offset, size)  # blobs checked again: a `stat` each
         except SERVING_ERRORS as exc:
@@ -235,7 +257,7 @@ def serve(tree: Tree, mountpoint: str, allow_other: bool = False) -> None:
     started = time.monotonic()
     log.info("serving %s on %s", tree.ws.path, mountpoint)
     try:
-        mfusepy.FUSE(TreeOperations(tree), mountpoint, **options)
+        mfusepy.FUSE(TreeOperations(tree), mountpoint, raw_fi=True, **options)
     except RuntimeError as exc:
         # libfuse 3 reports a loop ended by SIGINT/SIGTERM as error 8 after it has already
         # unmounted cleanly; anything else (or a mount still present) is a real failure

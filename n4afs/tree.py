@@ -36,6 +36,7 @@ from n4afs.content import (
     BlobContent,
     BytesContent,
     FilesListing,
+    LazyContent,
     Listing,
     Node,
     RenderMemo,
@@ -223,10 +224,41 @@ class Tree:
             paths += [(*dir_path, name) for name, node in entries.items() if node.mutable]
         return paths
 
+    def removed_paths(self, previous: _Generation | None) -> list[TreePath]:
+        """Paths `previous` served that the current generation no longer has (a removed
+        result, run or dataset, a `best_*.csv` renamed), each with every path below it: the
+        kernel may still hold their entries and attributes, cached for long, so the mount
+        invalidates them. Names only ever go from changing folders (`node.mutable`), so
+        only those are compared; the ones a generation lists stay in its cache, and each
+        is built once, when the generation is current."""
+        if previous is None:
+            return []
+        current = self._current()
+        gone: list[TreePath] = []
+        stack: list[TreePath] = [()]
+        while stack:
+            path = stack.pop()
+            old, new = self._listing(previous, path), self._listing(current, path)
+            for name, node in (old or {}).items():
+                now = None if new is None else new.get(name)
+                if now is None or now.is_dir != node.is_dir:
+                    gone += self._paths_below(previous, (*path, name), node.is_dir)
+                elif node.is_dir and node.mutable:
+                    stack.append((*path, name))
+        return gone
+
+    def _paths_below(self, generation: _Generation, path: TreePath, is_dir: bool) -> list[TreePath]:
+        """`path` and, for a folder, every path under it as `generation` serves them."""
+        found = [path]
+        for name, child_is_dir in kinds(self._listing(generation, path) or {}) if is_dir else ():
+            found += self._paths_below(generation, (*path, name), child_is_dir)
+        return found
+
     # -- the three calls ----------------------------------------------------------------
     def list_dir(self, path: TreePath) -> Listing | None:
-        generation = self._current()
-        path = tuple(path)
+        return self._listing(self._current(), tuple(path))
+
+    def _listing(self, generation: _Generation, path: TreePath) -> Listing | None:
         entries = generation.dirs.get(path)
         if entries is None:
             entries = self._build(generation, path)
@@ -326,6 +358,17 @@ class Tree:
             raise BlobUnreadable(
                 f"{node.name}: its blob cannot be read ({exc.strerror or exc}); run `n4afs verify`"
             ) from exc
+
+    def open(self, node: Node) -> Node:
+        """The file as it is now, for a reader that reads it in several calls: every
+        surface reads an open file from this node, never from its path again. A changing
+        file (RESULTS.csv, best_*.csv, RUN.yaml...) is rendered once here and its bytes
+        kept, so a result that lands mid-read cannot splice two versions; the other
+        files are content-addressed and never change under a node. Blobs are checked."""
+        self.check(node)
+        if node.mutable and isinstance(node.content, LazyContent):
+            return node._replace(content=BytesContent(bytes(node.content.data)))
+        return node
 
     def check(self, node: Node) -> None:
         """Check every blob behind a file, so no surface (fsspec, FUSE, export) ever serves
