@@ -61,6 +61,8 @@ class TreeOperations(mfusepy.Operations):
         self._gc = IdleCollector()
         self._open_files: dict[int, Node] = {}  # handle -> pinned changing file (`open`)
         self._last_fh = 0
+        self._pinned_stats: set[tuple[str, ...]] = set()  # see `getattr`
+        self._pinned_lock = threading.Lock()
 
     # -- lifecycle ----------------------------------------------------------------------
     def init_with_config(self, conn: Any, config: Any) -> None:
@@ -87,12 +89,18 @@ class TreeOperations(mfusepy.Operations):
                     self._invalidate(
                         self.tree.mutable_paths(previous) + self.tree.removed_paths(previous)
                     )
+                self._invalidate(self._take_pinned_stats())
                 self.tree.top_up()  # new results' rows only; a flag check otherwise
                 self._gc.tick()
             except Exception:  # a failed reload keeps serving the last snapshot
                 log.exception("reloading the index failed; serving the previous snapshot")
             if self._stop.wait(POLL_SECONDS):
                 return
+
+    def _take_pinned_stats(self) -> list[tuple[str, ...]]:
+        with self._pinned_lock:
+            paths, self._pinned_stats = list(self._pinned_stats), set()
+        return paths
 
     def _invalidate(self, paths: list[tuple[str, ...]]) -> None:
         invalidate = mfusepy._libfuse.fuse_invalidate_path
@@ -112,8 +120,17 @@ class TreeOperations(mfusepy.Operations):
         return node
 
     def getattr(self, path: str, fi: Any = None) -> dict[str, Any]:
-        """`fstat` of an open changing file answers for the version it opened."""
-        node = (self._open_files.get(fi.fh) if fi is not None else None) or self._node(path)
+        """`fstat` of an open changing file answers for the version it opened.
+
+        The kernel caches that answer for the path, as if it were any `stat`: when the
+        version opened is older than the tree's, that would show its size to every later
+        `stat` for as long as the attribute timeout. So the watcher invalidates the path
+        again on its next poll: the cache holds an outdated answer one poll at most."""
+        pinned = self._open_files.get(fi.fh) if fi is not None else None
+        if pinned is not None and self._outdated(pinned, path):
+            with self._pinned_lock:
+                self._pinned_stats.add(_parts(path))
+        node = pinned or self._node(path)
         mtime_ns = int(node.mtime * 1e9)
         try:
             size = node.size  # renders a CSV or chart: reads its blobs
@@ -131,6 +148,14 @@ class TreeOperations(mfusepy.Operations):
             "st_blksize": 256 * 1024,  # invite large reads
             "st_blocks": (size + 511) // 512,
         }
+
+    def _outdated(self, pinned: Node, path: str) -> bool:
+        """True when the tree now serves another version of this open file."""
+        try:
+            current = self.tree.lookup(_parts(path))
+            return current is None or current.size != pinned.size
+        except SERVING_ERRORS:
+            return True
 
     def readdir(self, path: str, fh: Any) -> Any:
         try:
