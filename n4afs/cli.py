@@ -699,7 +699,9 @@ def predict(ctx, source, new_csv, out, model, result, trust) -> None:
     """Predict NEW_CSV with the model of SOURCE (a bundle, or a result folder).
 
     SOURCE is an exported zip/folder, a tree path (runs/wheat/0042_...) or a mounted
-    result folder. NEW_CSV needs the same wavelength columns as the training data.
+    result folder. NEW_CSV needs the training data's wavelengths (in any order, matched
+    as numbers within a relative 1e-6). When it has the target column too, the output adds
+    y_true and residual (or correct), and the scores are printed.
     """
     from n4afs import prediction as predicting
 
@@ -716,6 +718,19 @@ def predict(ctx, source, new_csv, out, model, result, trust) -> None:
         _echo(f"{done.table.height} predictions written to {out}")
     else:
         sys.stdout.write(done.table.write_csv())
+    if done.target is not None:  # after the CSV on stdout: on stderr, so the CSV stays whole
+        _echo(_reference_line(done), err=not out)
+
+
+def _reference_line(done) -> str:
+    """'scores against glucose (1629 of 1629 samples): rmse 1.2, ...' or why none."""
+    if not done.scores:
+        return f"column {done.target} is empty: nothing to score"
+    values = ", ".join(f"{k} {_score(v)}" for k, v in done.scores.items() if k != "n")
+    return (
+        f"scores against {done.target} ({done.n_scored} of {done.table.height} samples "
+        f"have a value): {values}"
+    )
 
 
 def _parse_age(text: str) -> float:
