@@ -113,6 +113,38 @@ def metadata(spectra: Spectra) -> dict[str, Any]:
     }
 
 
+def same_content(a: Spectra, b: Spectra) -> bool:
+    """Whether two datasets hold the same samples: ids, targets, task and every value equal,
+    wavelengths equal as numbers (`same_wavelength`). Names, units and the source file are
+    descriptions, not content: a dataset rebuilt from a bundle's CSV, or written back by
+    pandas with `428.0` headers, is the dataset it came from."""
+    if (a.task, list(a.target_names), list(a.sample_ids)) != (
+        b.task,
+        list(b.target_names),
+        list(b.sample_ids),
+    ):
+        return False
+    if a.X.shape != b.X.shape or a.y.shape != b.y.shape:
+        return False
+    if not _same_features(a.feature_names, b.feature_names):
+        return False
+    same_y = (
+        np.array_equal(a.y.astype(np.float64), b.y.astype(np.float64))
+        if a.task == "regression"
+        else np.array_equal(a.y.astype(str), b.y.astype(str))
+    )
+    return same_y and np.array_equal(a.X, b.X)
+
+
+def _same_features(a: Sequence[str], b: Sequence[str]) -> bool:
+    if list(a) == list(b):
+        return True
+    waves_a, waves_b = wavelengths(a), wavelengths(b)
+    if waves_a is None or waves_b is None or len(waves_a) != len(waves_b):
+        return False
+    return all(same_wavelength(x, y) for x, y in zip(waves_a, waves_b, strict=True))
+
+
 # -- validation -------------------------------------------------------------------------
 def infer_task(y: np.ndarray) -> str:
     """Numbers are regression targets; labels (any non-number) are classes."""

@@ -105,6 +105,8 @@ def datasets_add(ctx, sources, name, targets, sample_id, task) -> None:
 
     In a CSV, columns whose header is a number are wavelengths; the others are targets,
     except a sample id column. Comma, semicolon (with decimal comma) and tab work.
+    Content already in the workspace is not added again: a new --name becomes another name
+    of it, and a dataset imported without its spectra gets them attached.
     """
     ws = _workspace(ctx.obj["workspace"], create=True)
     options = {
@@ -114,11 +116,14 @@ def datasets_add(ctx, sources, name, targets, sample_id, task) -> None:
     }
     for source in sources:
         is_bundled = source.startswith("chemotools:")
-        info = ws.add_dataset(source, name=name, **({} if is_bundled else options))
+        admitted = ws.admit_dataset(source, name=name, **({} if is_bundled else options))
+        info = admitted.info
         _echo(
             f"{info.short_id}  {info.name}: {info.n_samples} samples x {info.n_features} "
             f"features, {info.task}, targets {', '.join(info.target_names)}"
         )
+        if admitted.note:
+            _echo(f"  {admitted.note}")
 
 
 @datasets.command("list")
@@ -136,7 +141,7 @@ def datasets_list(ctx) -> None:
         _add_row(
             table,
             d.short_id,
-            d.name,
+            _dataset_label(d),
             d.task,
             str(d.n_samples),
             str(d.n_features),
@@ -149,6 +154,13 @@ def datasets_list(ctx) -> None:
         f"{stats.n_blobs} blobs, {_human_bytes(stats.stored_bytes)} stored "
         f"({_human_bytes(stats.logical_bytes)} referenced)"
     )
+
+
+def _dataset_label(d) -> str:
+    """'wheat', 'wheat (also other)', 'wheat (no spectra)'."""
+    notes = [f"also {', '.join(d.aliases)}"] if d.aliases else []
+    notes += ["no spectra"] if d.blob_id is None else []
+    return f"{d.name} ({'; '.join(notes)})" if notes else d.name
 
 
 def _score(value: float | None) -> str:

@@ -166,3 +166,149 @@ def test_a_repeated_wavelength_header_is_refused_for_prediction(fermentation, tm
     twice.write_text("\n".join(lines) + "\n")
     with pytest.raises(DatasetError, match=r"'428(\.0)?'.*(appears twice|same wavelength)"):
         predict_result(ws, tuple(path.split("/")), twice)
+
+
+# -- one dataset per content ------------------------------------------------------------------
+def wheat_csv(path: Path, headers_as_floats: bool = False) -> Path:
+    """A user's CSV of real spectra (fermentation, every 10th wavelength): `glucose,428,...`
+    as typed, or `glucose,428.0,...` as pandas writes chemotools' frame."""
+    X, y = ct.load_fermentation_train()
+    X = X.iloc[:, ::10]
+    if not headers_as_floats:
+        X = X.rename(columns=lambda c: f"{c:g}")
+    return pandas_csv(path, X, y)
+
+
+def only_dataset_folders(ws: Workspace) -> list[str]:
+    return sorted(ws.tree.list_dir(("runs",)))
+
+
+def test_a_with_data_bundle_imported_into_its_own_workspace_is_the_same_dataset(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    ws.add_dataset(str(wheat_csv(tmp_path / "wheat.csv")))
+    ws.run(templates=PLS, datasets=["wheat"], cv=3)
+    label = ws.best("wheat").row.label
+    ws.export(f"runs/wheat/{label}", tmp_path / "b.zip", level="with-data")
+
+    summary = ws.import_bundle(tmp_path / "b.zip", trust=True)
+    (dataset,) = ws.datasets()
+    assert only_dataset_folders(ws) == ["wheat"]
+    assert len(ws.results("wheat")) == 2  # its own result and the imported one, together
+    assert ws.best("wheat").row.dataset_id == dataset.dataset_id
+    again = ws.run(templates=[["msc", {"pls": {"n_components": 3}}]], datasets=["wheat"], cv=3)
+    assert again.info.status == "completed" and summary.results
+
+
+def test_a_bundle_named_otherwise_gives_the_dataset_an_alias(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    ws.add_dataset(str(wheat_csv(tmp_path / "wheat.csv")))
+    ws.run(templates=PLS, datasets=["wheat"], cv=3)
+    ws.export("runs/wheat", tmp_path / "b.zip", level="with-data")
+    ws.import_bundle(tmp_path / "b.zip", name="wheat-lab2")
+    (dataset,) = ws.datasets()
+    assert dataset.names == ("wheat", "wheat-lab2")
+    assert ws.dataset("wheat-lab2").dataset_id == dataset.dataset_id
+
+
+def test_known_content_under_another_name_becomes_an_alias_and_says_so(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    first = ws.add_dataset(str(wheat_csv(tmp_path / "wheat.csv")))
+    admitted = ws.admit_dataset(str(tmp_path / "wheat.csv"), name="other")
+    assert admitted.info.dataset_id == first.dataset_id
+    assert admitted.note == (
+        f"same content as dataset 'wheat' ({first.short_id}): nothing new stored; "
+        "'other' is now another name for it"
+    )
+    copy = wheat_csv(tmp_path / "copy.csv", headers_as_floats=True)  # 428.0: same content
+    assert ws.admit_dataset(str(copy)).info.dataset_id == first.dataset_id
+    assert [d.names for d in ws.datasets()] == [("wheat", "other", "copy")]
+    run = ws.run(templates=PLS, datasets=["other"], cv=3)
+    assert run.info.status == "completed"
+    assert ws.best("other").row.label == ws.best("wheat").row.label
+
+    ws.add_dataset("chemotools:fermentation")
+    with pytest.raises(DatasetError, match="'fermentation' already names dataset"):
+        ws.add_dataset(str(tmp_path / "wheat.csv"), name="fermentation")
+    again = ws.admit_dataset(str(tmp_path / "wheat.csv"))
+    assert again.note == f"same content as dataset 'wheat' ({first.short_id}): nothing new stored"
+
+
+def test_cli_datasets_add_says_when_the_content_is_known(tmp_path):
+    wheat = wheat_csv(tmp_path / "wheat.csv")
+    ws = str(tmp_path / "ws")
+    assert run_cli("-w", ws, "datasets", "add", str(wheat)).returncode == 0
+    added = run_cli("-w", ws, "datasets", "add", str(wheat), "--name", "other")
+    assert added.returncode == 0, added.stderr
+    assert "same content as dataset 'wheat'" in added.stdout
+    assert "'other' is now another name for it" in added.stdout
+    listed = run_cli("-w", ws, "datasets", "list")
+    assert "wheat (also other)" in listed.stdout
+
+
+# -- datasets without spectra ----------------------------------------------------------------
+@pytest.fixture
+def data_less(tmp_path):
+    """A workspace holding a result imported from a bundle without its data (`wheat`)."""
+    origin = Workspace(tmp_path / "origin")
+    wheat = wheat_csv(tmp_path / "wheat.csv")
+    origin.add_dataset(str(wheat))
+    origin.run(templates=PLS, datasets=["wheat"], cv=3)
+    origin.export("runs/wheat", tmp_path / "nodata.zip")
+    ws = Workspace(tmp_path / "ws")
+    ws.import_bundle(tmp_path / "nodata.zip", trust=True)
+    return ws, wheat
+
+
+def test_a_run_on_a_dataset_without_spectra_says_how_to_attach_them(data_less, tmp_path):
+    ws, wheat = data_less
+    runs_before = ws.runs()
+    with pytest.raises(DatasetError) as refused:
+        ws.run(templates=PLS, datasets=["wheat"], cv=3)
+    message = str(refused.value)
+    assert "dataset 'wheat'" in message and "was imported without its spectra" in message
+    assert "`n4afs datasets add FILE --name wheat`" in message and str(wheat) in message
+    assert ws.runs() == runs_before  # nothing planned
+    cli = run_cli("-w", str(ws.path), "run", str(template_file(tmp_path)), "-d", "wheat")
+    assert cli.returncode == 2 and cli.stderr.count("\n") == 1
+    assert "without its spectra" in cli.stderr and "Traceback" not in cli.stderr
+
+
+def template_file(tmp_path: Path) -> Path:
+    path = tmp_path / "pls.yaml"
+    path.write_text("steps:\n  - snv\n  - pls: {n_components: 2}\n")
+    return path
+
+
+def test_adding_the_source_file_attaches_the_spectra(data_less, tmp_path):
+    ws, wheat = data_less
+    (before,) = ws.datasets()
+    admitted = ws.admit_dataset(str(wheat), name="wheat")
+    assert admitted.note == (
+        f"spectra attached to dataset 'wheat' ({before.short_id}), which was imported without them"
+    )
+    (after,) = ws.datasets()
+    assert after.dataset_id == before.dataset_id and after.blob_id is not None
+    run = ws.run(templates=[["msc", {"pls": {"n_components": 3}}]], datasets=["wheat"], cv=3)
+    assert run.info.status == "completed" and len(ws.results("wheat")) == 2
+
+
+def test_other_spectra_named_as_a_dataset_without_spectra_are_refused(data_less, tmp_path):
+    ws, _ = data_less
+    X, y = ct.load_fermentation_train()
+    other = pandas_csv(tmp_path / "other.csv", X.iloc[:, ::5], y)
+    with pytest.raises(DatasetError, match="has no spectra, and these are not its own"):
+        ws.add_dataset(str(other), name="wheat")
+    assert [d.blob_id for d in ws.datasets()] == [None]
+
+
+def test_bundled_spectra_attach_to_their_data_less_dataset(tmp_path):
+    origin = Workspace(tmp_path / "origin")
+    origin.run(templates=PLS, datasets=["chemotools:fermentation"], cv=3)
+    origin.export("runs/fermentation", tmp_path / "nodata.zip")
+    ws = Workspace(tmp_path / "ws")
+    ws.import_bundle(tmp_path / "nodata.zip")
+    with pytest.raises(DatasetError, match="FILE being chemotools:fermentation"):
+        ws.load_dataset("fermentation")
+    ws.add_dataset("chemotools:fermentation")
+    (dataset,) = ws.datasets()
+    assert ws.load_dataset("fermentation").n_samples == 21 == dataset.n_samples
