@@ -13,6 +13,7 @@ from typing import Any
 
 import duckdb
 
+from core.errors import DatasetError
 from core.ids import BlobId
 from core.names import checked_text
 
@@ -36,10 +37,15 @@ class DatasetInfo:
     source_size: int | None
     blob_id: BlobId | None  # None: imported without its data
     created_at: datetime
+    aliases: tuple[str, ...] = ()  # other names of the same content (dataset_aliases)
 
     @property
     def short_id(self) -> str:
         return self.dataset_id.short
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
 
 
 @dataclass(frozen=True)
@@ -112,8 +118,61 @@ def add_dataset(
     return True
 
 
-def _dataset_from_row(row: tuple) -> DatasetInfo:
+def require_spectra(info: DatasetInfo) -> None:
+    """Refuse, saying how to attach them, to use a dataset imported without its spectra."""
+    if info.blob_id is not None:
+        return
+    if info.source_path and info.source_path.startswith("chemotools:"):
+        made_from = info.source_path
+    elif info.source_sha256:
+        made_from = f"the file it was made from ({info.source_path or 'a CSV'}, sha256 "
+        made_from += f"{info.source_sha256[:12]}…)"
+    else:
+        made_from = "its spectra CSV"
+    raise DatasetError(
+        f"dataset {info.name!r} ({info.short_id}) was imported without its spectra: attach "
+        f"them with `n4afs datasets add FILE --name {info.name}`, FILE being {made_from}"
+    )
+
+
+def attach_spectra(conn: duckdb.DuckDBPyConnection, dataset_id: str, blob_id: str) -> None:
+    """Give a dataset imported without its data the blob of its spectra. The dataset keeps
+    its id (its results hang under it); `blob_id` may differ, the Parquet being written by
+    this n4afs rather than the one that made the id."""
+    conn.execute(
+        "UPDATE datasets SET blob_id = ? WHERE dataset_id = ? AND blob_id IS NULL",
+        [BlobId(blob_id), dataset_id],
+    )
+
+
+def add_alias(conn: duckdb.DuckDBPyConnection, dataset_id: str, name: str) -> bool:
+    """Record `name` as another name of the dataset; False when it is one of its names
+    already. A name that belongs to another dataset is refused."""
+    name = checked_text("dataset name", name)
+    for other in find_datasets(conn, name):
+        if other.dataset_id == dataset_id:
+            return False
+        raise DatasetError(
+            f"{name!r} already names dataset {other.name!r} ({other.short_id}), whose content "
+            "differs: choose another --name"
+        )
+    conn.execute("INSERT INTO dataset_aliases VALUES (?, ?, current_timestamp)", [name, dataset_id])
+    return True
+
+
+def _aliases(conn: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, ...]]:
+    rows = conn.execute(
+        "SELECT dataset_id, name FROM dataset_aliases ORDER BY created_at, name"
+    ).fetchall()
+    found: dict[str, tuple[str, ...]] = {}
+    for dataset_id, name in rows:
+        found[dataset_id] = (*found.get(dataset_id, ()), name)
+    return found
+
+
+def _dataset_from_row(row: tuple, aliases: dict[str, tuple[str, ...]]) -> DatasetInfo:
     values = dict(zip([c.strip() for c in _DATASET_COLUMNS.split(",")], row, strict=True))
+    values["aliases"] = aliases.get(values["dataset_id"], ())
     values["dataset_id"] = BlobId(values["dataset_id"])
     values["blob_id"] = BlobId(values["blob_id"]) if values["blob_id"] else None
     values["target_stats"] = json.loads(values["target_stats"])
@@ -125,17 +184,33 @@ def list_datasets(conn: duckdb.DuckDBPyConnection) -> list[DatasetInfo]:
     rows = conn.execute(
         f"SELECT {_DATASET_COLUMNS} FROM datasets ORDER BY created_at, dataset_id"
     ).fetchall()
-    return [_dataset_from_row(r) for r in rows]
+    aliases = _aliases(conn)
+    return [_dataset_from_row(r, aliases) for r in rows]
 
 
 def find_datasets(conn: duckdb.DuckDBPyConnection, key: str) -> list[DatasetInfo]:
-    """By exact name, or by id prefix (at least 4 hex characters)."""
+    """By exact name or alias, or by id prefix (at least 4 hex characters)."""
     rows = conn.execute(
         f"SELECT {_DATASET_COLUMNS} FROM datasets WHERE name = ? "
+        "OR dataset_id IN (SELECT dataset_id FROM dataset_aliases WHERE name = ?) "
         "OR (length(?) >= 4 AND starts_with(dataset_id, ?)) ORDER BY created_at",
-        [key, key, key.lower()],
+        [key, key, key, key.lower()],
     ).fetchall()
-    return [_dataset_from_row(r) for r in rows]
+    aliases = _aliases(conn)
+    return [_dataset_from_row(r, aliases) for r in rows]
+
+
+def datasets_like(
+    conn: duckdb.DuckDBPyConnection, dataset_id: str, task: str, n_samples: int, n_features: int
+) -> list[DatasetInfo]:
+    """The datasets that may hold the same content: that id, or the same task and shape."""
+    rows = conn.execute(
+        f"SELECT {_DATASET_COLUMNS} FROM datasets WHERE dataset_id = ? "
+        "OR (task = ? AND n_samples = ? AND n_features = ?) ORDER BY created_at, dataset_id",
+        [dataset_id, task, n_samples, n_features],
+    ).fetchall()
+    aliases = _aliases(conn)
+    return [_dataset_from_row(r, aliases) for r in rows]
 
 
 def blob_stats(conn: duckdb.DuckDBPyConnection) -> BlobStats:

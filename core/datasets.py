@@ -113,6 +113,38 @@ def metadata(spectra: Spectra) -> dict[str, Any]:
     }
 
 
+def same_content(a: Spectra, b: Spectra) -> bool:
+    """Whether two datasets hold the same samples: ids, targets, task and every value equal,
+    wavelengths equal as numbers (`same_wavelength`). Names, units and the source file are
+    descriptions, not content: a dataset rebuilt from a bundle's CSV, or written back by
+    pandas with `428.0` headers, is the dataset it came from."""
+    if (a.task, list(a.target_names), list(a.sample_ids)) != (
+        b.task,
+        list(b.target_names),
+        list(b.sample_ids),
+    ):
+        return False
+    if a.X.shape != b.X.shape or a.y.shape != b.y.shape:
+        return False
+    if not _same_features(a.feature_names, b.feature_names):
+        return False
+    same_y = (
+        np.array_equal(a.y.astype(np.float64), b.y.astype(np.float64))
+        if a.task == "regression"
+        else np.array_equal(a.y.astype(str), b.y.astype(str))
+    )
+    return same_y and np.array_equal(a.X, b.X)
+
+
+def _same_features(a: Sequence[str], b: Sequence[str]) -> bool:
+    if list(a) == list(b):
+        return True
+    waves_a, waves_b = wavelengths(a), wavelengths(b)
+    if waves_a is None or waves_b is None or len(waves_a) != len(waves_b):
+        return False
+    return all(same_wavelength(x, y) for x, y in zip(waves_a, waves_b, strict=True))
+
+
 # -- validation -------------------------------------------------------------------------
 def infer_task(y: np.ndarray) -> str:
     """Numbers are regression targets; labels (any non-number) are classes."""
@@ -133,10 +165,27 @@ def validate(spectra: Spectra, where: str, first_line: int | None = None) -> Spe
             f"{where}: {n} spectra but {spectra.y.shape[0]} target rows and "
             f"{len(spectra.sample_ids)} sample ids; they must line up"
         )
+    _check_unique_features(spectra, where)
     _check_finite_spectra(spectra, where)
     _check_targets(spectra, where)
     _check_unique_ids(spectra, where, first_line)
     return spectra
+
+
+def _check_unique_features(spectra: Spectra, where: str) -> None:
+    """One column per wavelength: `428` twice, or `428` and `428.0`, would make the model's
+    columns ambiguous when new spectra are matched to them."""
+    first_seen: dict[str, int] = {}
+    for position, name in enumerate(spectra.feature_names):
+        if name in first_seen:
+            raise DatasetError(
+                f"{where}: wavelength column {name!r} appears twice (spectra columns "
+                f"{first_seen[name] + 1} and {position + 1}); keep one of them"
+            )
+        first_seen[name] = position
+    waves = wavelengths(spectra.feature_names)
+    if waves is not None:
+        _refuse_repeated_wavelengths(waves, spectra.feature_names, where)
 
 
 def _check_finite_spectra(spectra: Spectra, where: str) -> None:
@@ -339,6 +388,7 @@ def _parse_rows(raw: bytes, path: Path) -> tuple[list[list[str]], str]:
     delimiter = max([",", ";", "\t"], key=first.count)
     rows = [row for row in csv.reader(io.StringIO(text), delimiter=delimiter) if row]
     header = [h.strip() for h in rows[0]]
+    _check_unique_header(header, path)
     if len(rows) < 2:
         raise DatasetError(f"{path}: only a header row; expected one row per sample below it")
     for line, row in enumerate(rows[1:], start=2):
@@ -348,6 +398,18 @@ def _parse_rows(raw: bytes, path: Path) -> tuple[list[list[str]], str]:
                 "every row needs one value per column"
             )
     return [header, *rows[1:]], delimiter
+
+
+def _check_unique_header(header: list[str], path: Path) -> None:
+    """A column name given twice is ambiguous (which `428` is the spectrum?): refused."""
+    first_seen: dict[str, int] = {}
+    for position, name in enumerate(header):
+        if name in first_seen:
+            raise DatasetError(
+                f"{path}, line 1: column {name!r} appears twice (columns "
+                f"{first_seen[name] + 1} and {position + 1}); every column needs its own name"
+            )
+        first_seen[name] = position
 
 
 def _column_roles(
@@ -521,29 +583,152 @@ def load_any(source: Any, **options: Any) -> Spectra:
     )
 
 
-def load_for_prediction(
-    path: str | Path, feature_names: Sequence[str]
-) -> tuple[list[str], np.ndarray]:
-    """New spectra to predict: (sample ids, X ordered as the model's wavelength columns).
+@dataclass
+class PredictionInput:
+    """New spectra to predict, as columns in the model's order, and their reference values
+    when the file has the model's target column (None otherwise)."""
 
-    Other non-numeric columns (say, a reference value) are ignored; a wavelength column the
-    model expects but the file lacks, or one the file has that the model never saw, is an
-    error naming those columns.
+    sample_ids: list[str]
+    X: np.ndarray
+    target: str | None = None
+    y_true: np.ndarray | None = None  # float, NaN where a cell is empty; or str, '' there
+
+
+def load_for_prediction(
+    path: str | Path,
+    feature_names: Sequence[str],
+    target: str | None = None,
+    task: str = "regression",
+) -> PredictionInput:
+    """New spectra to predict: X ordered as the model's wavelength columns.
+
+    Wavelength headers are matched as numbers (`same_wavelength`), in any column order, so a
+    file written by pandas (`428.0`) fits a model trained on `428`. A grid that differs is
+    refused in one line saying how. Other non-numeric columns are ignored, except the
+    model's `target` column, whose values become `y_true`.
     """
     path = Path(path)
     rows, delimiter = _parse_rows(_read_bytes(path), path)
     header, body = rows[0], rows[1:]
     id_col = _find_id_column(header, None, path)
-    numeric = {h for i, h in enumerate(header) if i != id_col and wavelengths([h]) is not None}
-    wanted = list(feature_names)
-    missing = [f for f in wanted if f not in header]
-    extra = sorted(numeric - set(wanted), key=lambda h: float(h))
-    if missing or extra:
-        raise DatasetError(
-            f"{path}: wavelength columns differ from the model's ({len(wanted)} expected): "
-            f"missing {missing[:8]}{'…' if len(missing) > 8 else ''}, "
-            f"unexpected {extra[:8]}{'…' if len(extra) > 8 else ''}"
-        )
-    X = _numeric_block(body, [header.index(f) for f in wanted], header, path, delimiter)
+    target_col = header.index(target) if target in header else None
+    candidates = [i for i in range(len(header)) if i not in (id_col, target_col)]
+    columns = match_wavelength_columns(header, candidates, list(feature_names), str(path))
+    X = _numeric_block(body, columns, header, path, delimiter)
     ids = [row[id_col].strip() for row in body] if id_col is not None else _default_ids(len(body))
-    return ids, X
+    if target_col is None:
+        return PredictionInput(ids, X)
+    y_true = _reference_values(body, target_col, header, path, delimiter, task)
+    return PredictionInput(ids, X, header[target_col], y_true)
+
+
+def _reference_values(
+    body: list[list[str]], col: int, header: list[str], path: Path, delimiter: str, task: str
+) -> np.ndarray:
+    """The target column of new spectra: an empty cell is a sample without a reference
+    value (predicted, not scored), a text cell in a regression target is an error."""
+    cells = [row[col].strip() for row in body]
+    empty = [c == "" or c.lower() in ("nan", "na", "null") for c in cells]
+    if task == "classification":
+        return np.array(["" if e else c for c, e in zip(cells, empty, strict=True)], dtype=str)
+    values = np.full(len(cells), np.nan)
+    for r, (cell, is_empty) in enumerate(zip(cells, empty, strict=True)):
+        if is_empty:
+            continue
+        try:
+            values[r] = _to_float(cell, delimiter)
+        except ValueError:
+            raise DatasetError(
+                f"{path}, line {r + 2}, column {header[col]!r}: {cell!r} is not a number, "
+                "but it is the model's target column"
+            ) from None
+    return values
+
+
+# -- wavelength grids -------------------------------------------------------------------
+# Two wavelength headers name the same wavelength when they differ by at most this fraction
+# of their size: `428`, `428.0` and `428.0000001` are one column; `428` and `428.01` are not
+# (about 0.002 nm at 2500 nm, 0.01 cm-1 at 10000 cm-1: far below any instrument's step).
+WAVELENGTH_RTOL = 1e-6
+
+
+def same_wavelength(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=WAVELENGTH_RTOL, abs_tol=0.0)
+
+
+def match_wavelength_columns(
+    header: Sequence[str], candidates: Sequence[int], wanted: list[str], where: str
+) -> list[int]:
+    """The column of `header` (among `candidates`) holding each of `wanted`, in its order.
+
+    Numeric names are matched as numbers within `WAVELENGTH_RTOL`; names that are not all
+    numbers (a model trained on named features) must be equal as text. Every numeric
+    candidate must be one of the model's wavelengths: a grid that differs is refused.
+    """
+    waves = wavelengths(wanted)
+    numeric = [i for i in candidates if wavelengths([header[i]]) is not None]
+    if waves is None:
+        by_name = {header[i]: i for i in candidates}
+        missing = [w for w in wanted if w not in by_name]
+        if missing:
+            raise DatasetError(
+                f"{where}: no column {missing[0]!r} ({len(missing)} of the model's "
+                f"{len(wanted)} feature columns missing)"
+            )
+        return [by_name[w] for w in wanted]
+    found = np.array([float(header[i]) for i in numeric])
+    _refuse_repeated_wavelengths(found, [header[i] for i in numeric], where)
+    order = np.argsort(found)
+    matched = [_nearest(found, order, wave) for wave in waves]
+    if all(m is not None for m in matched) and len(numeric) == len(wanted):
+        return [numeric[m] for m in matched]
+    raise DatasetError(f"{where}: {_grid_difference(waves, found)}")
+
+
+def _nearest(found: np.ndarray, order: np.ndarray, wave: float) -> int | None:
+    """Index into `found` of the value equal to `wave` within the tolerance, else None."""
+    position = int(np.searchsorted(found[order], wave))
+    for k in (position - 1, position):
+        if 0 <= k < len(order) and same_wavelength(found[order[k]], wave):
+            return int(order[k])
+    return None
+
+
+def _unmatched(values: np.ndarray, others: np.ndarray) -> list[float]:
+    order = np.argsort(others)
+    return [float(v) for v in values if _nearest(others, order, v) is None]
+
+
+def _refuse_repeated_wavelengths(found: np.ndarray, names: list[str], where: str) -> None:
+    order = np.argsort(found, kind="stable")
+    for a, b in zip(order[:-1], order[1:], strict=True):
+        if same_wavelength(found[a], found[b]):
+            first, second = sorted((int(a), int(b)))
+            raise DatasetError(
+                f"{where}: wavelength columns {names[first]!r} and {names[second]!r} are "
+                "the same wavelength; keep one of them"
+            )
+
+
+def _grid_difference(model: np.ndarray, found: np.ndarray) -> str:
+    """One line: both grids' counts and ranges, and the first wavelength on which they
+    disagree (in increasing order)."""
+
+    def grid(values: np.ndarray) -> str:
+        if len(values) == 0:
+            return "no wavelength columns"
+        return f"{len(values)} columns {values.min():g}-{values.max():g}"
+
+    only_model = _unmatched(model, found)
+    only_file = _unmatched(found, model)
+    first = min(only_model + only_file)
+    if only_model and first == min(only_model):
+        where = f"the model's {first:g} is missing"
+    else:
+        where = f"{first:g} is not one of the model's"
+    return (
+        f"wavelength grid differs from the model's: {grid(found)} here, "
+        f"{grid(model)} in the model; first difference: {where} "
+        f"({len(only_model)} missing, {len(only_file)} unexpected; wavelengths match within "
+        f"a relative {WAVELENGTH_RTOL:g})"
+    )

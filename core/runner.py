@@ -26,7 +26,7 @@ import numpy as np
 
 from core import datasets as ds
 from core.blobstore import BlobStore
-from core.catalog import DatasetInfo
+from core.catalog import DatasetInfo, find_datasets, require_spectra
 from core.cv import FitContext, FitStats, fit_group, step_key
 from core.errors import RunError
 from core.index import Index
@@ -115,6 +115,7 @@ def plan_run(
     options.validate()
     if not templates or not datasets:
         raise RunError("a run needs at least one template and one dataset")
+    _require_spectra(index, datasets, options.test_dataset)
     expanded = [t.expand(f"templates[{i}]") for i, t in enumerate(templates)]
     by_dataset = [
         [[c.for_task(d.task, d.name) for c in configs] for configs in expanded] for d in datasets
@@ -552,6 +553,19 @@ def _load_pending(index: Index, run_id: str):
     for result_id, config, metric, dataset_id in rows:
         pending.setdefault(dataset_id, []).append((result_id, config, metric))
     return options, pending, sources
+
+
+def _require_spectra(
+    index: Index, datasets: Sequence[DatasetInfo], test_dataset: str | None
+) -> None:
+    """Every dataset of the run has spectra, before anything is written (a dataset imported
+    without them is refused with the way to attach them)."""
+    for info in datasets:
+        require_spectra(info)
+    if test_dataset:
+        with index.read() as conn:
+            for info in find_datasets(conn, test_dataset):
+                require_spectra(info)
 
 
 def _load_spectra(store: BlobStore, source: tuple[str, str]) -> ds.Spectra:

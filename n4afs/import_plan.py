@@ -56,11 +56,19 @@ class PlannedResult:
 
 @dataclass
 class PlannedDataset:
-    """The dataset row results hang under; `parquet` is None when the bundle has no data."""
+    """The dataset row results hang under; `parquet` is None when the bundle has no data,
+    or when the workspace holds the same content already (`n4afs.importer`), which then
+    gives `dataset_id`, and the bundle's name for it becomes an `alias`."""
 
     dataset_id: str
     meta: dict[str, Any]
     parquet: bytes | None = None
+    spectra: datasets.Spectra | None = None
+    alias: str | None = None
+
+    @property
+    def blob_id(self) -> str | None:
+        return sha256(self.parquet).hexdigest() if self.parquet is not None else None
 
 
 @dataclass
@@ -145,7 +153,9 @@ def _plan_dataset(bundle: Bundle, entry: dict[str, Any], name: str | None) -> Pl
         spectra = _spectra_from_csv(bundle, folder, entry)
         spectra.name = checked_text("dataset name", name or entry["dataset"])
         parquet = datasets.to_parquet_bytes(spectra)
-        return PlannedDataset(sha256(parquet).hexdigest(), datasets.metadata(spectra), parquet)
+        return PlannedDataset(
+            sha256(parquet).hexdigest(), datasets.metadata(spectra), parquet, spectra
+        )
     info = (bundle.export_info.get("datasets") or {}).get(entry["dataset_id"]) or {}
     if not isinstance(info, dict):
         raise BundleError("EXPORT.yaml's datasets section is malformed")

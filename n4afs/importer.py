@@ -33,7 +33,7 @@ from core.liveness import record_owner
 from core.persist import short_id
 from core.runner import slug
 from n4afs.bundle import DEFAULT_LIMITS, Bundle, Limits
-from n4afs.import_plan import ImportPlan, PlannedResult, plan_import
+from n4afs.import_plan import ImportPlan, PlannedDataset, PlannedResult, plan_import
 
 
 @dataclass
@@ -58,7 +58,7 @@ def import_bundle(
         if existing:
             return ImportSummary(existing, [], 0, already_imported=True)
         before = ws.blob_stats().n_blobs
-        _check_against_index(ws, plan)
+        _fit_to_index(ws, plan)
         run_id = _begin(ws, bundle, plan, source, name)
         try:
             with ws.store.batch():
@@ -112,10 +112,17 @@ def dataset_record(export_info: dict[str, Any], entry: dict[str, Any]) -> dict[s
     return (export_info.get("datasets") or {}).get(entry["dataset_id"]) or {}
 
 
-def _check_against_index(ws: Any, plan: ImportPlan) -> None:
-    """A bundle without data may hang results under a dataset id the workspace knows: only
-    under one of the same task (a classification claim on a regression dataset would rank
-    its results by another metric)."""
+def _fit_to_index(ws: Any, plan: ImportPlan) -> None:
+    """Datasets the workspace holds already are not added again: spectra of the same content
+    (`Workspace.known_content`; a bundle's CSV rebuilds other Parquet bytes) hang the results
+    under the dataset here, the bundle's name for it becoming an alias when free, and
+    attach the spectra of one imported without them. A bundle without data may hang results
+    under a dataset id the workspace knows: only under one of the same task (a
+    classification claim on a regression dataset would rank its results by another
+    metric)."""
+    for dataset in plan.datasets.values():
+        if dataset.spectra is not None:
+            _use_known_content(ws, dataset)
     for dataset in plan.datasets.values():
         known = ws.index.fetchall(
             "SELECT task FROM datasets WHERE dataset_id = ?", [dataset.dataset_id]
@@ -125,6 +132,22 @@ def _check_against_index(ws: Any, plan: ImportPlan) -> None:
                 f"the bundle files results under dataset {dataset.dataset_id[:12]}, a "
                 f"{known[0][0]} dataset here, as {dataset.meta['task']}: refusing the bundle"
             )
+
+
+def _use_known_content(ws: Any, dataset: PlannedDataset) -> None:
+    known = ws.known_content(dataset.spectra, dataset.dataset_id)
+    if known is None:
+        return
+    dataset.dataset_id = str(known.dataset_id)
+    if known.blob_id is not None:
+        dataset.parquet = None  # stored already
+    name = dataset.meta["name"]
+    if name not in known.names and not ws.index.fetchall(
+        "SELECT 1 FROM datasets WHERE name = ? UNION ALL "
+        "SELECT 1 FROM dataset_aliases WHERE name = ?",
+        [name, name],
+    ):
+        dataset.alias = name
 
 
 def _begin(ws, bundle, plan: ImportPlan, source, name) -> str:
@@ -167,11 +190,12 @@ def _write_all_rows(conn, bundle, plan: ImportPlan, stored, run_id, source, trus
     for blob_id, size in set(stored.values()):
         catalog.register_blob(conn, blob_id, size, "imported")
     for dataset in plan.datasets.values():
-        blob_id = None
-        if dataset.parquet is not None:
-            blob_id = dataset.dataset_id
+        blob_id = dataset.blob_id
+        if blob_id is not None:
             catalog.register_blob(conn, blob_id, len(dataset.parquet), "parquet")
         catalog.add_dataset(conn, dataset.meta, dataset.dataset_id, blob_id)
+        if dataset.alias is not None:
+            catalog.add_alias(conn, dataset.dataset_id, dataset.alias)
     conn.execute(
         "UPDATE runs SET status = 'completed', finished_at = ? WHERE run_id = ?",
         [datetime.now(), run_id],

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from core.datasets import load_for_prediction
+from core.datasets import PredictionInput, load_for_prediction
 from core.errors import N4AError, UntrustedArchive
 from n4afs.importer import dataset_record
 
@@ -28,8 +28,15 @@ UNTRUSTED = (
 
 @dataclass
 class Prediction:
-    table: Any  # polars DataFrame: sample_id, y_pred (+ proba_<class>)
+    """`table`: polars DataFrame of sample_id, y_pred (+ proba_<class>); with the model's
+    target column in the new file, also y_true and residual (y_pred - y_true) or correct.
+    `scores`: n4afs's metrics on the samples that have a reference value, else None."""
+
+    table: Any
     warnings: list[str] = field(default_factory=list)
+    target: str | None = None
+    scores: dict[str, float | None] | None = None
+    n_scored: int = 0
 
 
 def version_warnings(fitted_with: dict[str, str]) -> list[str]:
@@ -62,7 +69,8 @@ def predict_bundle(
         features = dataset_record(bundle.export_info, entry).get("features")
         if not features:
             raise N4AError("the bundle does not record the wavelength columns of its dataset")
-        ids, X = load_for_prediction(new_csv, features)
+        targets = entry.get("targets") or [None]
+        new = load_for_prediction(new_csv, features, targets[0], entry["task"])
         prefix = f"{entry['path']}/models/"
         pipelines = {}
         for name in bundle.sizes:
@@ -71,8 +79,7 @@ def predict_bundle(
                 pipelines[label] = name
         chosen = _pick_models(pipelines, model)
         loaded = [joblib.load(io.BytesIO(bundle.read(pipelines[label]))) for label in chosen]
-    table = _predict_table(ids, X, loaded, entry["task"])
-    return Prediction(table, version_warnings(entry.get("versions_at_fit") or {}))
+    return _prediction(new, loaded, entry["task"], entry.get("versions_at_fit") or {})
 
 
 def predict_result(
@@ -91,8 +98,8 @@ def predict_result(
     if row.run_id in tree._current().views.snapshot.untrusted_runs and not trust:
         raise UntrustedArchive(UNTRUSTED.format(what=f"result {row.label} (imported)"))
     result = Result(ws, row)
-    features = _features_of(ws, row)
-    ids, X = load_for_prediction(new_csv, features)
+    dataset = next(d for d in ws.datasets() if d.dataset_id == row.dataset_id)
+    new = load_for_prediction(new_csv, _features_of(ws, row), dataset.target_names[0], dataset.task)
     folds = sorted(
         s["fold"]
         for s in result.scores
@@ -102,10 +109,47 @@ def predict_result(
     chosen = _pick_models(labels, model)
     loaded = [result.load_model(labels[label], trust=trust) for label in chosen]
     run = ws.get_run(row.run_id).info
-    return Prediction(
-        _predict_table(ids, X, loaded, _task_of(ws, row)),
-        version_warnings(run.options.get("versions") or {}),
+    return _prediction(new, loaded, dataset.task, run.options.get("versions") or {})
+
+
+def _prediction(
+    new: PredictionInput, pipelines: list[Any], task: str, versions: dict[str, str]
+) -> Prediction:
+    """The table of predictions, with the reference values and their scores when the new
+    file has them."""
+    table = _predict_table(new.sample_ids, new.X, pipelines, task)
+    done = Prediction(table, version_warnings(versions))
+    if new.y_true is not None:
+        done.table, done.scores, done.n_scored = _with_reference(table, new.y_true, task)
+        done.target = new.target
+    return done
+
+
+def _with_reference(table: Any, y_true: np.ndarray, task: str) -> tuple[Any, Any, int]:
+    """y_true and residual (or correct) after sample_id; scores on rows with a reference."""
+    import polars as pl
+
+    from core.metrics import scores_for
+    from core.persist import clean_scores
+
+    y_pred = table["y_pred"].to_numpy()
+    if task == "regression":
+        known = ~np.isnan(y_true)
+        truth = pl.Series("y_true", y_true).fill_nan(None)  # no reference: null, not NaN
+        third = pl.Series("residual", y_pred - y_true).fill_nan(None)
+    else:
+        known = y_true != ""
+        truth = pl.Series("y_true", y_true).replace("", None)
+        pairs = zip(y_pred, y_true, known, strict=True)
+        correct = [bool(p == t) if k else None for p, t, k in pairs]
+        third = pl.Series("correct", correct, dtype=pl.Boolean)
+    table = pl.concat(
+        [table[:, :1], pl.DataFrame([truth]), table[:, 1:2], pl.DataFrame([third]), table[:, 2:]],
+        how="horizontal",
     )
+    n_scored = int(known.sum())
+    scores = clean_scores(scores_for(task, y_true[known], y_pred[known])) if n_scored else None
+    return table, scores, n_scored
 
 
 def _features_of(ws: Any, row: Any) -> list[str]:
@@ -120,10 +164,6 @@ def _features_of(ws: Any, row: Any) -> list[str]:
         if entry["dataset_id"] == row.dataset_id:
             return dataset_record(export_info, entry)["features"]
     raise N4AError(f"the wavelength columns of {row.label} are unknown")
-
-
-def _task_of(ws: Any, row: Any) -> str:
-    return next(d.task for d in ws.datasets() if d.dataset_id == row.dataset_id)
 
 
 def _choose(entries: list[dict[str, Any]], result: str | None) -> dict[str, Any]:

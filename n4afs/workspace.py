@@ -7,8 +7,10 @@ write lock to migrate, so opening is cheap and never blocks a running sweep for 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,35 @@ from core.stores import workspace_store
 from n4afs.runs import Result, Run
 
 ENV_VAR = "N4AFS_WORKSPACE"
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A dataset added to the workspace, and what happened when its content was known."""
+
+    info: DatasetInfo
+    note: str | None = None  # None: a new dataset
+
+
+def _same_source(info: DatasetInfo, spectra: Any) -> bool:
+    """A dataset imported without its spectra and spectra loaded from the file it recorded
+    (same bytes), read the same way (same samples, wavelengths and targets)."""
+    return (
+        spectra.source_sha256 is not None
+        and spectra.source_sha256 == info.source_sha256
+        and (spectra.task, spectra.n_samples, spectra.n_features)
+        == (info.task, info.n_samples, info.n_features)
+        and list(spectra.target_names) == list(info.target_names)
+    )
+
+
+def _description(source_sha256: str | None, shape: Any) -> str:
+    """'a file of sha256 1a2b3c4d5e6f…, 21 samples x 1047 wavelengths, targets glucose'."""
+    source = f"a file of sha256 {source_sha256[:12]}…" if source_sha256 else "unknown data"
+    return (
+        f"{source}, {shape.n_samples} samples x {shape.n_features} wavelengths, targets "
+        f"{', '.join(shape.target_names)}"
+    )
 
 
 def default_workspace_path() -> Path:
@@ -71,8 +102,14 @@ class Workspace:
 
         `source` is a CSV path, `chemotools:fermentation` / `chemotools:coffee`, a pandas or
         polars frame (with `targets=[...]`), or a `core.datasets.Spectra`. CSV options:
-        `targets`, `sample_id`, `task`.
+        `targets`, `sample_id`, `task`. Content already here under another name gains that
+        name as an alias; the spectra of a dataset imported without them are attached
+        (`admit_dataset` says which happened).
         """
+        return self.admit_dataset(source, name, **options).info
+
+    def admit_dataset(self, source: Any, name: str | None = None, **options: Any) -> Admitted:
+        """`add_dataset`, with a sentence saying what it did when the content was known."""
         if name is not None and not isinstance(source, (str, Path)):
             options["name"] = name
         from core import datasets
@@ -80,24 +117,87 @@ class Workspace:
         spectra = datasets.load_any(source, **options)
         if name:
             spectra.name = name
-        return self._store_dataset(spectra)
+        return self._store_dataset(spectra, explicit_name=name is not None)
 
     def add_arrays(self, X: Any, y: Any, name: str, **options: Any) -> DatasetInfo:
         """Spectra from numpy arrays (see `core.datasets.from_arrays` for options)."""
         from core import datasets
 
-        return self._store_dataset(datasets.from_arrays(X, y, name, **options))
+        return self._store_dataset(datasets.from_arrays(X, y, name, **options)).info
 
-    def _store_dataset(self, spectra: Any) -> DatasetInfo:
+    def _store_dataset(self, spectra: Any, explicit_name: bool = True) -> Admitted:
         from core import datasets
 
         data = datasets.to_parquet_bytes(spectra)
+        known = self.known_content(spectra, hashlib.sha256(data).hexdigest())
+        if known is not None:
+            return self._admit_known(known, spectra, data, explicit_name)
+        self._refuse_other_spectra(spectra, explicit_name)
         blob_id = self.store.put(data)
-        meta = datasets.metadata(spectra)
         with self.index.write() as conn:
             catalog.register_blob(conn, blob_id, len(data), "parquet")
-            catalog.add_dataset(conn, meta, blob_id, blob_id)
-        return self.dataset(blob_id)
+            catalog.add_dataset(conn, datasets.metadata(spectra), blob_id, blob_id)
+        return Admitted(self.dataset(blob_id))
+
+    def known_content(self, spectra: Any, dataset_id: str) -> DatasetInfo | None:
+        """The dataset already holding these spectra: the same id, the same content
+        (`core.datasets.same_content`: rebuilt from a bundle's CSV, re-written by pandas),
+        or, for one imported without its spectra, the same source file (sha256), samples,
+        wavelengths and targets."""
+        from core import datasets
+
+        with self.index.read() as conn:
+            candidates = catalog.datasets_like(
+                conn, dataset_id, spectra.task, spectra.n_samples, spectra.n_features
+            )
+        for info in candidates:
+            if info.dataset_id == dataset_id:
+                return info
+            if info.blob_id is None:
+                if _same_source(info, spectra):
+                    return info
+            elif datasets.same_content(spectra, self.load_dataset(str(info.dataset_id))):
+                return info
+        return None
+
+    def _admit_known(
+        self, known: DatasetInfo, spectra: Any, data: bytes, explicit_name: bool
+    ) -> Admitted:
+        """Known content: attach its spectra if it had none, record a new name as an alias
+        (an implicit one, a file's stem, only when free), store nothing else."""
+        what = f"dataset {known.name!r} ({known.short_id})"
+        with self.index.read() as conn:
+            taken = {d.dataset_id for d in catalog.find_datasets(conn, spectra.name)}
+        new_name = spectra.name not in known.names and (explicit_name or not taken)
+        blob_id = self.store.put(data) if known.blob_id is None else None
+        with self.index.write() as conn:
+            if blob_id is not None:
+                catalog.register_blob(conn, blob_id, len(data), "parquet")
+                catalog.attach_spectra(conn, known.dataset_id, blob_id)
+            if new_name:
+                catalog.add_alias(conn, known.dataset_id, spectra.name)
+        if blob_id is not None:
+            note = f"spectra attached to {what}, which was imported without them"
+        else:
+            note = f"same content as {what}: nothing new stored"
+        if new_name:
+            note += f"; {spectra.name!r} is now another name for it"
+        return Admitted(self.dataset(str(known.dataset_id)), note)
+
+    def _refuse_other_spectra(self, spectra: Any, explicit_name: bool) -> None:
+        """`--name wheat` on a dataset imported without spectra means "attach these": when
+        they are not its spectra, say how they differ rather than add a second 'wheat'."""
+        if not explicit_name:
+            return
+        with self.index.read() as conn:
+            found = catalog.find_datasets(conn, spectra.name)
+        for info in (d for d in found if d.blob_id is None):
+            raise DatasetError(
+                f"dataset {info.name!r} ({info.short_id}) has no spectra, and these are not "
+                f"its own: it was made from {_description(info.source_sha256, info)}, "
+                f"these from {_description(spectra.source_sha256, spectra)}; give another "
+                "--name to add them as a new dataset"
+            )
 
     def datasets(self) -> list[DatasetInfo]:
         with self.index.read() as conn:
@@ -120,6 +220,7 @@ class Workspace:
         from core import datasets
 
         info = self.dataset(key)
+        catalog.require_spectra(info)
         spectra = datasets.from_parquet_bytes(self.store.read(info.blob_id))
         spectra.name = info.name
         return spectra

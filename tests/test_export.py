@@ -123,7 +123,9 @@ def test_predict_refuses_other_wavelengths(origin, tmp_path):
     bad.write_text("sample_id,428,429,5000\nA,0.1,0.2,0.3\n")
     from core.errors import DatasetError
 
-    with pytest.raises(DatasetError, match=r"missing \['431'.*unexpected \['5000'\]"):
+    with pytest.raises(
+        DatasetError, match=r"the model's 431 is missing \(1045 missing, 1 unexpected"
+    ):
         n4afs.predict(bundle, bad, trust=True)
 
 
