@@ -18,7 +18,7 @@ import fcntl
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from core.errors import WorkspaceLocked
@@ -42,7 +42,8 @@ class WorkspaceLock:
     @contextmanager
     def exclusive(self) -> Iterator[None]:
         with self._held(fcntl.LOCK_EX):
-            self.owner_path.write_text(f"{os.getpid()}\n")
+            with suppress(OSError):  # a full disk: the PID only helps a lock-timeout message
+                self.owner_path.write_text(f"{os.getpid()}\n")
             yield
 
     @contextmanager
