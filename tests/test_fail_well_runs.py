@@ -40,18 +40,20 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 def start_run(ws: Workspace, template: Path, *options: str) -> subprocess.Popen:
-    """`n4afs run` of the big sweep in its own process; returns once it committed results."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "n4afs.cli", "-w", str(ws.path), "run", str(template)]
-        + ["-d", "fermentation", "--cv", "5", *options],
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    """`n4afs run` of the big sweep in its own process; returns once it committed results.
+    Its output goes to files beside the workspace (`.out`, `.err`): a pipe would stay open
+    as long as any worker outlives it."""
+    with open(f"{ws.path}.out", "w") as out, open(f"{ws.path}.err", "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "n4afs.cli", "-w", str(ws.path), "run", str(template)]
+            + ["-d", "fermentation", "--cv", "5", *options],
+            env=ENV,
+            stdout=out,
+            stderr=err,
+        )
     deadline = time.monotonic() + 120
     while not any(r.n_results for r in ws.runs()):
-        assert proc.poll() is None, proc.communicate()
+        assert proc.poll() is None, Path(f"{ws.path}.err").read_text()
         assert time.monotonic() < deadline, "no result committed within 120 s"
         time.sleep(0.1)
     return proc
@@ -88,8 +90,11 @@ def killed(tmp_path_factory):
     proc = start_run(ws, template, "-j", "2")
     workers = children(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=10)
-    return ws, workers
+    proc.wait(timeout=10)
+    yield ws, workers
+    for pid, start in workers.items():  # had the test failed: end what outlived the kill
+        if process_start(pid) == start:
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_workers_end_when_their_coordinator_is_killed_and_write_nothing_more(killed):
@@ -126,7 +131,8 @@ def test_ctrl_c_prints_the_resume_command_and_leaves_the_run_interrupted(tmp_pat
     ws.add_dataset("chemotools:fermentation")
     proc = start_run(ws, template)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    proc.wait(timeout=60)
+    err = Path(f"{ws.path}.err").read_text()
     (run,) = ws.runs()
     assert proc.returncode == 130, err
     assert f"n4afs run --resume {run.run_id}" in err
