@@ -83,6 +83,7 @@ def test_a_full_disk_under_the_index_is_one_line_and_reads_keep_working(small, k
     line = one_error_line(done.stderr)
     assert line.startswith("error: disk full"), line
     planned = [r for r in ws.runs() if r.name == "run"]
+    assert bool(planned) == (keep > 0)  # 0: the plan's commit failed; else its checkpoint
     if planned:  # the plan reached the index: the message says how to finish it
         assert f"n4afs run --resume {planned[0].run_id}" in line
     else:
