@@ -124,7 +124,7 @@ def plan_run(
         raise RunError("a run needs at least one template and one dataset")
     test = _test_dataset(index, options)
     for dataset in datasets:
-        check_folds(dataset.name, dataset.n_samples, options)
+        check_folds(dataset.name, n_training(dataset.n_samples, options), options.cv)
         if test is not None:
             check_test_set(dataset, test)
     expanded = [t.expand(f"templates[{i}]") for i, t in enumerate(templates)]
@@ -303,13 +303,11 @@ def check_test_set(train: DatasetInfo, test: DatasetInfo) -> None:
         )
 
 
-def check_folds(name: str, n_samples: int, options: RunOptions) -> None:
-    """Refuse a dataset too small for the run's folds, before anything is planned."""
-    n_train = n_training(n_samples, options)
-    if n_train < options.cv:
+def check_folds(name: str, n_train: int, cv: int) -> None:
+    """Refuse a dataset too small for the run's folds (planning asks before it writes)."""
+    if n_train < cv:
         raise RunError(
-            f"dataset {name!r}: {n_train} training samples cannot make {options.cv} folds; "
-            "lower --cv"
+            f"dataset {name!r}: {n_train} training samples cannot make {cv} folds; lower --cv"
         )
 
 
@@ -343,7 +341,7 @@ def _partitions(spectra: ds.Spectra, options: RunOptions, n_test: int) -> Partit
         train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
     else:
         train_idx, test_idx = rows, rows[:0]
-    check_folds(spectra.name, len(train_idx), RunOptions(cv=options.cv))
+    check_folds(spectra.name, len(train_idx), options.cv)
     if options.splitter:
         splitter = build_splitter(options.splitter)
     else:
