@@ -250,9 +250,8 @@ def _show_run_summary(ws, run_id: str, limit: int) -> None:
     )
     if info.n_failed:
         _echo(
-            f"{info.n_failed} configs failed (errors: by-run/{run_id}/DATASET/RESULT/logs/"
-            "error.log); "
-            f"exit status {FAILED_CONFIGS_EXIT}",
+            f"{info.n_failed} configs failed: their errors are in by-run/{run_id}/"
+            f"<dataset>/<result>/logs/error.log (exit status {FAILED_CONFIGS_EXIT})",
             err=True,
         )
         sys.exit(FAILED_CONFIGS_EXIT)
