@@ -8,6 +8,10 @@ as one line and exits non-zero, so the message is all the user gets.
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+
 
 class N4AError(Exception):
     """Root of every error n4afs raises on purpose."""
@@ -71,3 +75,41 @@ class BundleError(N4AError):
 
 class UntrustedArchive(N4AError):
     """Pickled models from a bundle were not loaded because nobody said to trust them."""
+
+
+class DiskFull(N4AError):
+    """A write found no space left on its disk (the index's or the blobs'): nothing
+    half-written became visible; the message names where, and how to go on."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path  # the file that could not be written, when known
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether `exc`, or an error it was raised from, says a disk is full: an OSError with
+    ENOSPC, or the text DuckDB and joblib's wrappers carry instead of an errno."""
+    while exc is not None:
+        if isinstance(exc, DiskFull):
+            return True
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def full_path(exc: BaseException | None) -> str | None:
+    """The file a disk-full error could not write, when it says: an OSError's filename, or
+    the quoted path of DuckDB's `Could not write file "..."`."""
+    while exc is not None:
+        if isinstance(exc, DiskFull) and exc.path:
+            return exc.path
+        if isinstance(exc, OSError) and exc.filename:
+            return os.fsdecode(exc.filename)
+        found = re.search(r'file "([^"]+)"', str(exc))
+        if found:
+            return found.group(1)
+        exc = exc.__cause__ or exc.__context__
+    return None

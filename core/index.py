@@ -22,6 +22,11 @@ processes, never both, so the index never keeps a connection open (locks: `core.
 No user ever sees "database is locked": at worst a bounded wait, then `WorkspaceLocked`
 naming the process that holds the lock.
 
+A full disk: a write that cannot commit raises `DiskFull` naming the index (nothing of it is
+visible). A commit that reached the WAL but whose checkpoint (at DETACH) found no space is
+kept: the WAL holds it, a read-only ATTACH replays it in memory, and the next writer with
+space folds it in. So readers keep working while the disk stays full.
+
 Schema changes are SQL files `core/schema/NNN_name.sql`, applied in order, each recorded in
 `schema_version`. An older index is upgraded on open; a newer one is refused.
 """
@@ -33,13 +38,13 @@ import re
 import shutil
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
-from core.errors import SchemaError, WorkspaceError
+from core.errors import DiskFull, SchemaError, WorkspaceError, full_path, is_disk_full
 from core.lock import DEFAULT_TIMEOUT_S, WorkspaceLock
 
 SCHEMA_DIR = Path(__file__).with_name("schema")
@@ -81,9 +86,10 @@ class Index:
     # -- transactions -----------------------------------------------------------------
     @contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One read-write transaction: committed whole on success, rolled back on error."""
+        """One read-write transaction: committed whole on success, rolled back on error
+        (`DiskFull` when the index's disk has no space for it)."""
         with self.lock.writing() as in_place:
-            with self._transaction(in_place) as conn:
+            with self._disk_full_named(), self._transaction(in_place) as conn:
                 yield conn
             self._bump_change_token()
 
@@ -121,12 +127,15 @@ class Index:
 
     def _swap_in(self, copy: Path) -> None:
         """Rename the committed copy over the file: readers attach one or the other, both
-        whole. Its WAL was folded in by the DETACH; an old one of the file's is dropped
-        after (a reader that finds it first folds it under the writers' turn, `read`)."""
+        whole. The file's old WAL (a killed writer's, already replayed into the copy) goes
+        first, so no reader ever pairs it with the new file; the copy's own WAL exists only
+        when a full disk deferred its checkpoint, and follows it."""
         _fsync(copy)
+        Path(f"{self.db_path}.wal").unlink(missing_ok=True)  # folded into the copy
         os.replace(copy, self.db_path)
+        if Path(f"{copy}.wal").exists():  # a checkpoint deferred by a full disk: keep it
+            os.replace(f"{copy}.wal", f"{self.db_path}.wal")
         _fsync(self.dir)
-        Path(f"{self.db_path}.wal").unlink(missing_ok=True)
 
     @contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -134,7 +143,8 @@ class Index:
         if not self.db_path.exists():
             raise WorkspaceError(f"no index at {self.db_path}: create it with `n4afs init`")
         if self._has_wal():
-            self._checkpoint()
+            with suppress(DiskFull):  # the read-only ATTACH below replays the WAL in memory
+                self._checkpoint()
         with self.lock.shared(), _attached(self.db_path, read_only=True) as conn:
             yield conn
 
@@ -175,8 +185,27 @@ class Index:
         except (FileNotFoundError, ValueError):
             counter = 0
         tmp = self.changes_path.with_suffix(".tmp")
-        tmp.write_text(f"{counter + 1}\n")
-        os.replace(tmp, self.changes_path)
+        try:
+            tmp.write_text(f"{counter + 1}\n")
+            os.replace(tmp, self.changes_path)
+        except OSError:  # a full disk: the commit stands; a new mtime moves the token too
+            tmp.unlink(missing_ok=True)
+            if self.changes_path.exists():
+                os.utime(self.changes_path)
+
+    @contextmanager
+    def _disk_full_named(self) -> Iterator[None]:
+        """DuckDB's "No space left on device" as `DiskFull`: one line naming the index."""
+        try:
+            yield
+        except (duckdb.Error, OSError) as exc:  # OSError: the copy of `_copy_for_writing`
+            if not is_disk_full(exc):
+                raise
+            raise DiskFull(
+                f"disk full under the index {self.db_path}: nothing was written; free some "
+                "space, then retry",
+                full_path(exc) or str(self.db_path),
+            ) from exc
 
     # -- recovery ---------------------------------------------------------------------
     def _has_wal(self) -> bool:
@@ -187,7 +216,7 @@ class Index:
         an empty transaction in the writers' turn, whose DETACH checkpoints."""
         with self.lock.writing() as in_place:
             if self._has_wal():
-                with self._transaction(in_place):
+                with self._disk_full_named(), self._transaction(in_place):
                     pass
 
     # -- schema -----------------------------------------------------------------------
@@ -255,7 +284,17 @@ def _attached(db_path: Path, read_only: bool) -> Iterator[duckdb.DuckDBPyConnect
         entry[1] -= 1
         if entry[1] == 0:
             del _ENGINES.attached[key]
-            engine.execute(f"DETACH {entry[0]}")
+            try:
+                engine.execute(f"DETACH {entry[0]}")
+            except duckdb.Error as exc:
+                if not _checkpoint_deferred(exc):
+                    raise
+
+
+def _checkpoint_deferred(exc: duckdb.Error) -> bool:
+    """DETACH detached but could not checkpoint for lack of space: what was committed is in
+    the WAL (DuckDB syncs it at commit), so the transaction stands."""
+    return "Detached database" in str(exc) and is_disk_full(exc)
 
 
 def _remove_database(path: Path) -> None:

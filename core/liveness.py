@@ -8,8 +8,10 @@ there is no `/proc`, a PID that exists is taken as the owner.
 
 `owner_alive` answers "may this run still write blobs?", so it errs towards alive: an owner
 on another host cannot be proven gone (gc then spares that run's blobs; a stale row costs
-disk, never results). `gc` (core/maintenance.py) reads it; so can a `runs` listing that
-wants to show interrupted runs.
+disk, never results). `gc` (core/maintenance.py) reads it, and so does every listing of
+runs (`core.queries.list_runs`): a `running` run with no owner alive is shown `interrupted`.
+An owner that stops executing a run but lives on (an exception or Ctrl-C in a notebook)
+releases it (`release_owner`), so its run reads `interrupted` at once, not when it exits.
 """
 
 from __future__ import annotations
@@ -107,6 +109,15 @@ def record_owner(conn: Any, run_id: str, owner: Owner | None = None) -> None:
             owner.pid,
             owner.pid_start,
         ],
+    )
+
+
+def release_owner(conn: Any, run_id: str, pid: int | None = None) -> None:
+    """Remove this process (or `pid` on this host) from the run's owners: it no longer
+    executes the run (inside a write transaction)."""
+    conn.execute(
+        "DELETE FROM run_owners WHERE run_id = ? AND host = ? AND pid = ?",
+        [run_id, socket.gethostname(), os.getpid() if pid is None else pid],
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 
+from core.liveness import live_runs
 from core.metrics import get_metric
 from core.names import result_name
 
@@ -131,6 +132,10 @@ def may_be_best(trusted: bool, recomputed: bool) -> bool:
 
 
 def list_runs(conn: duckdb.DuckDBPyConnection) -> list[RunRow]:
+    """Every run, oldest first. A `running` run whose owners are all gone (killed, crashed,
+    stopped by an error or Ctrl-C: `core.liveness`) is shown `interrupted`: the index keeps
+    `running`, since only a process taking the run (`--resume`) may change it."""
+    live = live_runs(conn)
     rows = conn.execute(
         "SELECT u.run_id, u.name, u.status, u.metric, u.options, u.created_at, u.finished_at, "
         "count(r.result_id) FILTER (WHERE r.status IN " + VISIBLE + "), "
@@ -138,7 +143,16 @@ def list_runs(conn: duckdb.DuckDBPyConnection) -> list[RunRow]:
         "count(r.result_id) FILTER (WHERE r.status = 'failed') "
         "FROM runs u LEFT JOIN results r USING (run_id) GROUP BY ALL ORDER BY u.created_at"
     ).fetchall()
-    return [RunRow(*r[:4], json.loads(r[4]), *r[5:]) for r in rows]
+    return [
+        RunRow(r[0], r[1], shown_status(r[0], r[2], live), r[3], json.loads(r[4]), *r[5:])
+        for r in rows
+    ]
+
+
+def shown_status(run_id: str, status: str, live: dict[str, float]) -> str:
+    """The status a listing shows: `running` only while an owner is alive (`live`, from
+    `core.liveness.live_runs`), else `interrupted`."""
+    return "interrupted" if status == "running" and run_id not in live else status
 
 
 def run_results(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[ResultRow]:

@@ -6,16 +6,23 @@ number, all in one transaction. Execution then fits groups of configs (`core.cv`
 parallel with joblib, workers write blobs, and the coordinator commits each group's results
 in one transaction (pending -> completed | failed). A crash leaves pending rows and no half
 result; `execute_run` on the same run id finishes only what is still pending.
+
+What can be checked without fitting is checked before the plan is written (options, enough
+samples for the folds), so a refused run leaves nothing behind. A run that stops anyway
+(an error, Ctrl-C, a full disk) releases its ownership: listings show it `interrupted`
+(`core.liveness`), and every such error names `n4afs run --resume RUN`. Workers end when
+their coordinator dies (`_exit_with_coordinator`): nobody would commit what they write.
 """
 
 from __future__ import annotations
 
-import errno
 import functools
 import json
+import math
 import os
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -28,9 +35,9 @@ from core import datasets as ds
 from core.blobstore import BlobStore
 from core.catalog import DatasetInfo, find_datasets, require_spectra
 from core.cv import FitContext, FitStats, fit_group, step_key
-from core.errors import RunError
+from core.errors import RunError, full_path, is_disk_full
 from core.index import Index
-from core.liveness import record_owner
+from core.liveness import record_owner, release_owner
 from core.metrics import get_metric
 from core.names import checked_text
 from core.persist import (
@@ -115,7 +122,13 @@ def plan_run(
     options.validate()
     if not templates or not datasets:
         raise RunError("a run needs at least one template and one dataset")
-    _require_spectra(index, datasets, options.test_dataset)
+    test = _test_dataset(index, options)
+    for dataset in [*datasets, *([test] if test is not None else [])]:
+        require_spectra(dataset)  # a dataset imported without them: say how to attach them
+    for dataset in datasets:
+        check_folds(dataset.name, n_training(dataset.n_samples, options), options.cv)
+        if test is not None:
+            check_test_set(dataset, test)
     expanded = [t.expand(f"templates[{i}]") for i, t in enumerate(templates)]
     by_dataset = [
         [[c.for_task(d.task, d.name) for c in configs] for configs in expanded] for d in datasets
@@ -163,7 +176,6 @@ def plan_again(index: Index, run_id: str) -> str:
     share the same prefix fits. Fitting a single config alone pickles other bytes than the
     sweep did (measured: its PLS models differ), so a partial re-run does not heal.
     """
-    from core.catalog import find_datasets
 
     with index.read() as conn:
         row = conn.execute("SELECT name, options FROM runs WHERE run_id = ?", [run_id]).fetchone()
@@ -264,11 +276,59 @@ def _plan_results(conn, run_id, dataset, expanded, metric) -> None:
 
 
 # -- splits -----------------------------------------------------------------------------
+def n_training(n_samples: int, options: RunOptions) -> int:
+    """Samples left for CV once the test fraction is held out (as train_test_split takes
+    it: the test part rounded up); a separate test dataset takes none."""
+    return n_samples - math.ceil(n_samples * options.test_size) if options.test_size else n_samples
+
+
+def _test_dataset(index: Index, options: RunOptions) -> DatasetInfo | None:
+
+    if not options.test_dataset:
+        return None
+    with index.read() as conn:
+        found = find_datasets(conn, options.test_dataset)
+    if len(found) != 1:
+        raise RunError(f"no test dataset {options.test_dataset!r} in the workspace")
+    return found[0]
+
+
+def check_test_set(train: DatasetInfo, test: DatasetInfo) -> None:
+    """Refuse, before planning, a test dataset the index already shows unfit: other
+    targets, or other wavelengths (count and range). `with_test_set` compares every
+    column name once the data are loaded."""
+    if train.task != test.task or train.target_names != test.target_names:
+        raise RunError(f"test dataset {test.name!r} has other targets than {train.name!r}")
+    shape = (train.n_features, train.wavelength_min, train.wavelength_max)
+    if shape != (test.n_features, test.wavelength_min, test.wavelength_max):
+        raise RunError(
+            f"test dataset {test.name!r} has other wavelength columns than {train.name!r}: "
+            f"{test.n_features} from {test.wavelength_min} to {test.wavelength_max}, not "
+            f"{train.n_features} from {train.wavelength_min} to {train.wavelength_max}"
+        )
+
+
+def check_folds(name: str, n_train: int, cv: int) -> None:
+    """Refuse a dataset too small for the run's folds (planning asks before it writes)."""
+    if n_train < cv:
+        raise RunError(
+            f"dataset {name!r}: {n_train} training samples cannot make {cv} folds; lower --cv"
+        )
+
+
 def make_partitions(spectra: ds.Spectra, options: RunOptions, n_test: int = 0) -> Partitions:
     """Deterministic splits from the run's seed: test hold-out first, then K folds.
 
     `n_test` > 0: the last rows are a separate test dataset appended to the training one.
+    Data the run's options cannot split (sklearn's ValueError) is a `RunError` naming it.
     """
+    try:
+        return _partitions(spectra, options, n_test)
+    except ValueError as exc:  # e.g. fewer members of every class than folds
+        raise RunError(f"dataset {spectra.name!r} cannot be split for this run: {exc}") from exc
+
+
+def _partitions(spectra: ds.Spectra, options: RunOptions, n_test: int) -> Partitions:
     from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
     y = spectra.target()
@@ -286,11 +346,7 @@ def make_partitions(spectra: ds.Spectra, options: RunOptions, n_test: int = 0) -
         train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
     else:
         train_idx, test_idx = rows, rows[:0]
-    if len(train_idx) < options.cv:
-        raise RunError(
-            f"dataset {spectra.name!r}: {len(train_idx)} training samples cannot "
-            f"make {options.cv} folds; lower --cv"
-        )
+    check_folds(spectra.name, len(train_idx), options.cv)
     if options.splitter:
         splitter = build_splitter(options.splitter)
     else:
@@ -381,8 +437,14 @@ def run_group(
     parts: Partitions,
     configs: list[tuple[str, str]],
     metric: str,
+    coordinator: int | None = None,
 ) -> tuple[list[ResultPayload], FitStats]:
-    """Worker: fit a group of configs on one dataset, write their blobs, return payloads."""
+    """Worker: fit a group of configs on one dataset, write their blobs, return payloads.
+
+    `coordinator`: the PID of the process that will commit them; a worker it started ends
+    when it dies.
+    """
+    _exit_with_coordinator(coordinator)
     started = time.perf_counter()
     steps = {result_id: _steps_of(config) for result_id, config in configs}
     stats = FitStats()
@@ -399,6 +461,35 @@ def run_group(
     for payload in payloads:
         payload.duration_s = elapsed
     return payloads, stats
+
+
+# PIDs of the worker processes already watching their coordinator (a fork copies the set).
+_WATCHING: set[int] = set()
+WATCH_EVERY_S = 0.2
+
+
+def _exit_with_coordinator(coordinator: int | None) -> None:
+    """In a worker process the coordinator started (joblib's loky workers are its
+    children), a daemon thread that ends the worker as soon as the coordinator is gone.
+
+    A coordinator killed with SIGKILL cannot stop its workers, and loky's would go on
+    fitting queued groups and writing blobs nobody commits (measured: 113 -> 219 objects
+    in the minute after a `kill -9`). The thread polls the parent PID: once the coordinator
+    dies the worker is re-parented and the PID changes (no reuse can fake it), within
+    `WATCH_EVERY_S`. A worker that is not the coordinator's child is left alone: joblib's
+    sequential backend runs in the coordinator itself, dask workers belong to their cluster.
+    """
+    pid = os.getpid()
+    if coordinator is None or pid in _WATCHING or os.getppid() != coordinator:
+        return
+    _WATCHING.add(pid)
+
+    def watch() -> None:
+        while os.getppid() == coordinator:
+            time.sleep(WATCH_EVERY_S)
+        os._exit(1)  # at once: a half-written blob stays a temporary, which gc removes
+
+    threading.Thread(target=watch, name="n4afs-coordinator-watch", daemon=True).start()
 
 
 def _group_configs(pending: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
@@ -418,7 +509,8 @@ def execute_run(
 
     A full disk stops the run with a message saying how to go on; whatever committed before
     stays, and nothing half-written becomes visible (blobs are published before their rows,
-    rows commit whole).
+    rows commit whole). Any exception (Ctrl-C included) releases this process's ownership
+    first, so the run reads `interrupted` even while this process lives on.
     """
     if (os.getpid(), run_id) not in _OWNED:  # a resume: gc must see the run alive
         with index.write() as conn:
@@ -426,27 +518,40 @@ def execute_run(
         _OWNED.add((os.getpid(), run_id))
     try:
         totals, settled = _execute(index, store, run_id, on_result)
-    except Exception as exc:
-        if _is_disk_full(exc):
-            raise RunError(
-                f"disk full while storing results of run {run_id} in {store.root}: free some "
-                f"space (`n4afs gc` reclaims removed results), then `n4afs run --resume "
-                f"{run_id}`"
-            ) from exc
+    except BaseException as exc:
+        _release(index, run_id)
+        if is_disk_full(exc):
+            raise RunError(disk_full_message(run_id, full_path(exc) or store.url)) from exc
         raise
+    _OWNED.discard((os.getpid(), run_id))
     if not settled:  # nothing was pending, or a concurrent resume committed last
         _settle_status(index, run_id)
     return totals
 
 
-def _is_disk_full(exc: BaseException) -> bool:
-    while exc is not None:
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            return True
-        if "No space left on device" in str(exc):  # DuckDB's IOException, joblib wrappers
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+def resume_hint(run_id: str) -> str:
+    """What finishes a run that stopped: the one wording every message uses."""
+    return f"`n4afs run --resume {run_id}`"
+
+
+def disk_full_message(run_id: str, where: str) -> str:
+    """The one message of a run stopped by a full disk, wherever it filled (blobs, cache,
+    index); `where` is the file or store that could not be written."""
+    return (
+        f"disk full while storing results of run {run_id} ({where}): free some space "
+        f"(`n4afs gc` reclaims removed results), then {resume_hint(run_id)}"
+    )
+
+
+def _release(index: Index, run_id: str) -> None:
+    """This process no longer executes the run. Best effort: on a full disk or a stuck
+    lock the row stays, and the run reads `interrupted` once this process exits."""
+    _OWNED.discard((os.getpid(), run_id))
+    try:
+        with index.write() as conn:
+            release_owner(conn, run_id)
+    except Exception:  # noqa: BLE001 - already failing; the original error matters
+        pass
 
 
 def _execute(
@@ -462,14 +567,17 @@ def _execute(
     totals, settled = FitStats(), False
     for position, (dataset_id, items) in enumerate(pending.items(), start=1):
         spectra = _load_spectra(store, sources[dataset_id])
-        n_test = 0
-        if options.test_dataset:
-            test = _load_spectra(store, sources[options.test_dataset])
-            spectra, n_test = with_test_set(spectra, test), test.n_samples
-        parts = make_partitions(spectra, options, n_test)
         metric = items[0][2]
-        tasks = [(group, metric) for group in _group_configs([(r, c) for r, c, _ in items])]
-        results = _parallel(store, spectra.X, parts, tasks, options)
+        try:
+            spectra, parts = _split(store, spectra, sources, options)
+        except RunError as exc:  # these data and options never split: every config fails
+            tasks = [([r for r, _, _ in items], metric)]
+            results = iter(
+                [([ResultPayload(r, "failed", error=str(exc)) for r, _, _ in items], FitStats())]
+            )
+        else:
+            tasks = [(group, metric) for group in _group_configs([(r, c) for r, c, _ in items])]
+            results = _parallel(store, spectra.X, parts, tasks, options)
         held: list[ResultPayload] = []
         last_commit = time.monotonic()
         for done, (payloads, stats) in enumerate(results, start=1):
@@ -491,13 +599,29 @@ def _execute(
     return totals, settled
 
 
+def _split(
+    store: BlobStore, spectra: ds.Spectra, sources: dict, options: RunOptions
+) -> tuple[ds.Spectra, Partitions]:
+    """The dataset (with its separate test set appended) and its partitions; `RunError`
+    when the run's options cannot split it (planning refused what it could foresee)."""
+    n_test = 0
+    if options.test_dataset:
+        test = _load_spectra(store, sources[options.test_dataset])
+        spectra, n_test = with_test_set(spectra, test), test.n_samples
+    return spectra, make_partitions(spectra, options, n_test)
+
+
 def _parallel(store, X, parts, tasks, options: RunOptions):
     """Groups in parallel, yielded as they finish: local joblib, or a dask cluster."""
     if options.backend == "dask":
         return _on_dask(store, X, parts, tasks, options.scheduler)
     from joblib import Parallel, delayed
 
-    jobs = (delayed(run_group)(store.spec(), X, parts, group, metric) for group, metric in tasks)
+    coordinator = os.getpid()
+    jobs = (
+        delayed(run_group)(store.spec(), X, parts, group, metric, coordinator)
+        for group, metric in tasks
+    )
     return Parallel(n_jobs=options.n_jobs, return_as="generator_unordered")(jobs)
 
 
@@ -553,19 +677,6 @@ def _load_pending(index: Index, run_id: str):
     for result_id, config, metric, dataset_id in rows:
         pending.setdefault(dataset_id, []).append((result_id, config, metric))
     return options, pending, sources
-
-
-def _require_spectra(
-    index: Index, datasets: Sequence[DatasetInfo], test_dataset: str | None
-) -> None:
-    """Every dataset of the run has spectra, before anything is written (a dataset imported
-    without them is refused with the way to attach them)."""
-    for info in datasets:
-        require_spectra(info)
-    if test_dataset:
-        with index.read() as conn:
-            for info in find_datasets(conn, test_dataset):
-                require_spectra(info)
 
 
 def _load_spectra(store: BlobStore, source: tuple[str, str]) -> ds.Spectra:

@@ -1,13 +1,17 @@
 """The `n4afs` command line.
 
 User errors (`N4AError`) print one line plus a hint and exit with status 2; anything else is
-a bug and keeps its traceback. Heavy modules (sklearn, matplotlib, chemotools) are imported
-inside the commands that need them, so `n4afs --help` answers at once.
+a bug and keeps its traceback. Exit statuses: 0 done, 1 `verify` found damage, 2 a user
+error, 3 a run that finished with failed configs (`FAILED_CONFIGS_EXIT`), 130 Ctrl-C.
+Heavy modules (sklearn, matplotlib, chemotools) are imported inside the commands that need
+them, so `n4afs --help` answers at once.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,7 @@ import click
 from n4afs import __version__
 from n4afs.terminal import shown, visible
 
+FAILED_CONFIGS_EXIT = 3  # `run` finished, but some configs failed (status partial / failed)
 WORKSPACE_HELP = "Workspace directory (default: $N4AFS_WORKSPACE, else ~/.n4afs/workspace)."
 
 
@@ -255,6 +260,35 @@ def _show_run_summary(ws, run_id: str, limit: int) -> None:
     console.print(
         shown(f"run {run_id}: {info.status}, {info.n_results} results ({info.n_failed} failed)")
     )
+    if info.n_failed:
+        _echo(
+            f"{info.n_failed} configs failed: their errors are in by-run/{run_id}/"
+            f"<dataset>/<result>/logs/error.log (exit status {FAILED_CONFIGS_EXIT})",
+            err=True,
+        )
+        sys.exit(FAILED_CONFIGS_EXIT)
+
+
+@contextmanager
+def _resumable(run_id: str) -> Iterator[None]:
+    """Whatever stops the run from here says how to finish it: Ctrl-C prints the command
+    and exits 130, a user error gets it appended, a bug's traceback gets it as a note."""
+    from core.errors import N4AError
+    from core.runner import resume_hint
+
+    hint = resume_hint(run_id)
+    try:
+        yield
+    except KeyboardInterrupt:
+        _echo(f"interrupted: run {run_id} stopped; finish it with {hint}", err=True)
+        sys.exit(130)
+    except N4AError as exc:
+        if "--resume" in str(exc):
+            raise
+        raise N4AError(f"{exc}; run {run_id} stopped: finish it with {hint}") from exc
+    except Exception as exc:
+        exc.add_note(f"run {run_id} stopped: finish it with {hint}")
+        raise
 
 
 @cli.command()
@@ -327,6 +361,12 @@ def run(
 
     Results are stored as they finish (a crash loses only results in flight; finish with
     --resume RUN). Ends with a ranked table per dataset.
+
+    \b
+    Exit status: 0 every config completed; 2 a user error (nothing planned, or the run
+    stopped: the message names `n4afs run --resume RUN`); 3 the run finished but some
+    configs failed (status partial or failed); 130 interrupted (Ctrl-C), with the
+    resume command. A run whose process died is listed `interrupted` by `n4afs runs`.
     """
     from core.runner import RunOptions, plan_again, plan_run
     from core.templates import load_templates
@@ -356,17 +396,25 @@ def run(
         )
         run_id = plan_run(ws.index, loaded, infos, options, name)
     _echo(f"run {run_id}")
-    _execute_with_progress(ws, run_id)
+    with _resumable(run_id):
+        _execute_with_progress(ws, run_id)
     _show_run_summary(ws, run_id, top)
 
 
 @cli.command()
 @click.pass_context
 def runs(ctx) -> None:
-    """List runs with their status and result counts."""
+    """List runs with their status and result counts.
+
+    `running` is a run whose process is alive; `interrupted` one whose process is gone
+    (killed, crashed, stopped by an error or Ctrl-C): finish it with `n4afs run --resume`.
+    """
+    from core.runner import resume_hint
+
     ws = _workspace(ctx.obj["workspace"])
     table = _table("run", "status", "metric", "results", "failed", "pending", "started")
-    for r in ws.runs():
+    listed = ws.runs()
+    for r in listed:
         _add_row(
             table,
             r.run_id,
@@ -378,6 +426,13 @@ def runs(ctx) -> None:
             f"{r.created_at:%Y-%m-%d %H:%M}",
         )
     _console().print(table)
+    for r in listed:
+        if r.status != "interrupted":
+            continue
+        if "imported_from" in r.options:  # an import attempt: no plan to resume
+            _echo(f"interrupted: {r.run_id}: import its bundle again")
+        else:
+            _echo(f"interrupted: {r.run_id} ({r.n_pending} pending): {resume_hint(r.run_id)}")
 
 
 @cli.command()

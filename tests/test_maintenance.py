@@ -282,7 +282,7 @@ def test_a_full_disk_fails_the_run_clearly_and_half_writes_nothing(tmp_path):
         report = maintenance.verify(ws.index, ws.store)
         assert report.ok, report
         (run,) = ws.runs()
-        assert run.status == "running" and run.n_pending > 0  # resumable once space is freed
+        assert run.status == "interrupted" and run.n_pending > 0  # resumable once space is freed
         for result in ws.get_run(run.run_id).results:
             assert result.row.status == "completed" and result.row.predictions_blob
     finally:

@@ -194,7 +194,7 @@ def test_kill_during_a_run_then_resume_gives_the_same_ranking(tmp_path):
     proc.wait(timeout=10)
 
     (run_row,) = ws.runs()
-    assert run_row.status == "running" and run_row.n_pending == 10 and run_row.n_results == 20
+    assert run_row.status == "interrupted" and run_row.n_pending == 10 and run_row.n_results == 20
     for result in ws.get_run(run_row.run_id).results:  # only whole results are visible
         assert result.row.status == "completed" and result.row.predictions_blob
         assert len(result.scores) > 0
