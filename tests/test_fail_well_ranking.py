@@ -1,16 +1,30 @@
-"""Ranking fails well: a metric that does not fit the task is refused."""
+"""Ranking fails well: a metric that does not fit the task is refused, tables name the metric
+they rank by, fit an 80-column terminal, and listings have JSON and CSV forms.
+
+Tables are checked the way a user sees them: the CLI runs under a pseudo-terminal of a given
+width, and what it draws is compared with the scores the API reports.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
+import pty
+import re
+import struct
 import subprocess
 import sys
+import termios
+from fcntl import ioctl
 
 import pytest
 
 from core.errors import N4AError
 from core.runner import RunOptions, plan_run
 from core.templates import load_templates
+from n4afs.terminal import visible
 from n4afs.workspace import Workspace
 
 SWEEP = [
@@ -21,6 +35,8 @@ SWEEP = [
 CLASSIFY = [{"_or_": ["snv", "msc"]}, {"_or_": ["lda", {"plsda": {"n_components": 3}}]}]
 REGRESSION_FITS = "rmse, mae, bias, sep, r2, r2_corr, rpd, rpiq"
 CLASSIFICATION_FITS = "accuracy, balanced_accuracy, f1"
+EVIL = "evil\x1b]0;pwned\x07\x1b[2Jname\x9b31m"
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 ENV = {**os.environ, "PYTHONPATH": os.getcwd()}
 
 
@@ -42,6 +58,34 @@ def cli(ws: Workspace, *args: str) -> subprocess.CompletedProcess:
         env=ENV,
         timeout=120,
     )
+
+
+def in_terminal(ws: Workspace, *args: str, columns: int = 80) -> tuple[int, list[str]]:
+    """Run the CLI on a pseudo-terminal `columns` wide: (exit code, screen lines, no ANSI)."""
+    leader, follower = pty.openpty()
+    ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    env = {**ENV, "COLUMNS": str(columns), "TERM": "xterm"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "n4afs.cli", "-w", str(ws.path), *args],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    code = proc.wait(timeout=120)
+    text = ANSI.sub("", b"".join(chunks).decode()).replace("\r\n", "\n")
+    return code, text.splitlines()
 
 
 def _refused(out: subprocess.CompletedProcess, *words: str) -> None:
@@ -97,3 +141,160 @@ def test_planning_refuses_one_metric_for_datasets_of_both_tasks(swept):
     with pytest.raises(N4AError, match="coffee"):
         plan_run(swept.index, templates, infos, RunOptions(cv=3, metric="rmse"), "mixed")
     assert len(swept.runs()) == 2
+
+
+# -- item 6: the table names and shows the metric it ranks by -------------------------------
+def _cv(ws: Workspace, dataset: str) -> dict[str, dict]:
+    return {r.row.label: r.cv_scores() for r in ws.results(dataset)}
+
+
+def _cells(line: str) -> list[str]:
+    """A table line's cells, whatever box characters separate them."""
+    return re.sub("[┃│]", " ", line).split()
+
+
+def _header(lines: list[str]) -> str:
+    return " ".join(next(c for c in map(_cells, lines) if c[:2] == ["rank", "result"]))
+
+
+@pytest.mark.parametrize("metric", ["r2", "rpiq", "mae"])
+def test_results_table_ranks_by_and_shows_the_chosen_metric(swept, metric):
+    code, lines = in_terminal(swept, "results", "fermentation", "--metric", metric, columns=120)
+    assert code == 0, lines
+    header = _header(lines)
+    assert metric in header.split() and "rmse (cv)" not in header
+    cv = _cv(swept, "fermentation")
+    expected = sorted(cv.values(), key=lambda s: s[metric], reverse=metric != "mae")
+    shown_values = [f"{s[metric]:.4g}" for s in expected]
+    column = header.split().index(metric)
+    rows = [cells for cells in map(_cells, lines) if re.match(r"\d+ \d{4}_", " ".join(cells))]
+    assert [row[column] for row in rows] == shown_values
+
+
+def test_best_names_the_metric_it_ranked_by(swept):
+    code, lines = in_terminal(swept, "best", "fermentation", "--metric", "rpiq")
+    assert code == 0, lines
+    assert any("ranked by rpiq" in line for line in lines), lines
+
+
+# -- item 15: tables fit the terminal; --json and --csv --------------------------------------
+def _assert_fits(lines: list[str], columns: int) -> None:
+    assert lines, "nothing drawn"
+    assert max(len(line) for line in lines) <= columns, "\n".join(lines)
+    assert not any("…" in line for line in lines), "\n".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "metric"),
+    [("fermentation", "rmse"), ("fermentation", "r2"), ("coffee", "accuracy")],
+)
+def test_ranked_table_fits_80_columns_with_whole_scores(swept, dataset, metric):
+    code, lines = in_terminal(swept, "results", dataset, "--metric", metric, columns=80)
+    assert code == 0, lines
+    _assert_fits(lines, 80)
+    text = "\n".join(lines)
+    for scores in _cv(swept, dataset).values():
+        assert re.search(rf"(?<![\d.]){re.escape(f'{scores[metric]:.4g}')}(?![\d.])", text)
+    assert _header(lines).split().count(metric) == 1  # no duplicate "rmse (cv)" / "rmse"
+
+
+def test_run_summary_and_listings_fit_80_columns(swept, tmp_path):
+    for args in (["runs"], ["datasets", "list"], ["best", "fermentation"]):
+        code, lines = in_terminal(swept, *args, columns=80)
+        assert code == 0, lines
+        _assert_fits(lines, 80)
+    template = tmp_path / "t.yaml"
+    template.write_text("steps: [snv, {pls: {n_components: {_range_: [2, 3]}}}]\n")
+    code, lines = in_terminal(swept, "run", str(template), "-d", "fermentation", "--cv", "3")
+    assert code == 0, lines
+    _assert_fits([line for line in lines if "━" not in line], 80)  # the progress bar is live
+
+
+def test_results_json_parses_with_every_cv_score(swept):
+    out = cli(swept, "results", "fermentation", "--metric", "r2", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    cv = _cv(swept, "fermentation")
+    assert [r["rank"] for r in rows] == list(range(1, len(cv) + 1))
+    assert {r["metric"] for r in rows} == {"r2"}
+    for row in rows:
+        assert row["score"] == pytest.approx(cv[row["result"]]["r2"])
+        assert row["rpiq"] == pytest.approx(cv[row["result"]]["rpiq"])
+        assert row["dataset"] == "fermentation" and row["status"] == "completed"
+    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+
+
+def test_best_runs_and_datasets_have_json(swept):
+    best = json.loads(cli(swept, "best", "coffee", "--json").stdout)
+    assert best["dataset"] == "coffee" and best["metric"] == "accuracy"
+    assert best["result"] == swept.best("coffee").row.label
+    runs = json.loads(cli(swept, "runs", "--json").stdout)
+    assert {r["run"] for r in runs} == {r.run_id for r in swept.runs()}
+    assert {r["metric"] for r in runs} == {"rmse", "accuracy"}
+    datasets = json.loads(cli(swept, "datasets", "list", "--json").stdout)
+    assert {(d["name"], d["task"], d["samples"]) for d in datasets} == {
+        ("fermentation", "regression", 21),
+        ("coffee", "classification", 60),
+    }
+
+
+def test_piped_output_is_csv_and_csv_matches_json(swept):
+    for args in (
+        ["results", "fermentation"],
+        ["best", "fermentation"],
+        ["runs"],
+        ["datasets", "list"],
+    ):
+        piped = cli(swept, *args)
+        assert piped.returncode == 0, piped.stderr
+        assert piped.stdout == cli(swept, *args, "--csv").stdout
+        records = list(csv.DictReader(io.StringIO(piped.stdout)))
+        as_json = json.loads(cli(swept, *args, "--json").stdout)
+        as_json = as_json if isinstance(as_json, list) else [as_json]
+        assert len(records) == len(as_json) > 0
+        for record, entry in zip(records, as_json, strict=True):
+            assert list(record) == list(entry)
+            for key, value in entry.items():
+                if isinstance(value, float):
+                    assert float(record[key]) == pytest.approx(value)
+                elif isinstance(value, list):
+                    assert record[key] == "; ".join(value)
+                elif value is not None:
+                    assert record[key] == str(value)
+
+
+def test_table_flag_draws_a_table_when_piped(swept):
+    out = cli(swept, "results", "fermentation", "--table")
+    assert out.returncode == 0 and "ranked by rmse" in out.stdout
+
+
+# -- names with control characters stay inert in every format --------------------------------
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory) -> Workspace:
+    import numpy as np
+
+    ws = Workspace(tmp_path_factory.mktemp("hostile") / "ws")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 40)).cumsum(axis=1)
+    info = ws.add_arrays(X, X[:, 5] + rng.normal(size=30), "evil", target_names=["y"])
+    with ws.index.write() as conn:  # the index refuses such names now; an older one may hold them
+        conn.execute(
+            "UPDATE datasets SET name = ?, target_names = ? WHERE dataset_id = ?",
+            [EVIL, [f"y{EVIL}"], info.dataset_id],
+        )
+    ws.run(templates=[["snv", "pls"]], datasets=[EVIL], cv=3, name="hostile")
+    return ws
+
+
+def test_json_and_csv_carry_no_control_characters(hostile):
+    control = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+    for args in (["datasets", "list"], ["results", EVIL], ["best", EVIL], ["runs"]):
+        as_json = cli(hostile, *args, "--json")
+        assert as_json.returncode == 0, as_json.stderr
+        assert not control.search(as_json.stdout), args
+        as_csv = cli(hostile, *args, "--csv")
+        assert not control.search(as_csv.stdout.replace("\r\n", "\n")), args
+    (dataset,) = json.loads(cli(hostile, "datasets", "list", "--json").stdout)
+    assert dataset["name"] == EVIL and dataset["targets"] == [f"y{EVIL}"]
+    (record,) = csv.DictReader(io.StringIO(cli(hostile, "datasets", "list", "--csv").stdout))
+    assert record["name"] == visible(EVIL)
