@@ -177,26 +177,33 @@ def _ranked_by(metric: str | None) -> str:
 
 
 def _ranked_table(title: str, results: list, width: int, show_run: bool = True):
-    """Best first: the ranking metric's score, then a few others of the task. Run ids lose
-    their date (`runs` shows it); the status column appears when a result did not complete."""
+    """Best first: the ranking metric's pooled CV score, its test score when there is a test
+    set (in place of the last other score), then a few others of the task. Run ids lose their
+    date (`runs` shows it); the status column appears when a result did not complete."""
     from core.metrics import METRICS
     from n4afs.runs import undated
 
     metric = results[0].ranked_by if results else None
     task = METRICS[metric].task if metric else None
     others = [m for m in TABLE_SCORES.get(task, ()) if m != metric]
-    show_status = any(r.row.status != "completed" for r in results)
+    completed = [r.row.status == "completed" for r in results]
+    tests = [r.test_scores() if done else {} for r, done in zip(results, completed, strict=True)]
+    show_test = any(tests)
     columns = [("rank", NUMBER), ("result", NAME)] + ([("run", NAME)] if show_run else [])
-    columns += [(name, NUMBER) for name in ([metric, *others] if metric else [])]
-    columns += [("status", WORD)] if show_status else []
+    columns += [(metric, NUMBER)] if metric else []
+    columns += [(f"test {metric}", NUMBER)] if show_test else []
+    columns += [(name, NUMBER) for name in others[: len(others) - show_test]]
+    columns += [] if all(completed) else [("status", WORD)]
     rows = []
-    for rank, result in enumerate(results, start=1):
+    for rank, (result, test) in enumerate(zip(results, tests, strict=True), start=1):
         cv = result.cv_scores() if result.row.status == "completed" else {}
         rows.append(
             [str(rank), result.row.label]
             + ([undated(result.row.run_id)] if show_run else [])
-            + [_score(result.ranked_value), *[_score(cv.get(m)) for m in others]]
-            + ([result.row.status] if show_status else [])
+            + [_score(result.ranked_value)]
+            + ([_score(test.get(metric))] if show_test else [])
+            + [_score(cv.get(m)) for m in others[: len(others) - show_test]]
+            + ([] if all(completed) else [result.row.status])
         )
     return output.fitted_table(f"{title}, {_ranked_by(metric)}", columns, rows, width)
 

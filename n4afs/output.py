@@ -157,14 +157,17 @@ def task_metrics(metric: str | None) -> list[str]:
     return [name for name, spec in METRICS.items() if spec.task == task]
 
 
-RESULT_COLUMNS = ("rank", "dataset", "result", "run", "status", "metric", "score")
+RESULT_COLUMNS = ("rank", "dataset", "result", "run", "status", "metric", "score", "test_score")
 
 
 def result_record(result: Any, rank: int | None = None) -> Record:
-    """A ranked result: where it is, the metric that ranked it and its value (`score`), then
-    every pooled CV score of its task (empty for a failed result)."""
+    """A ranked result: where it is, the metric that ranked it, its value (`score`, pooled
+    CV) and the final model's on the test set (`test_score`, empty without one), then every
+    pooled CV score of its task (empty for a failed result)."""
     row = result.row
-    cv = result.cv_scores() if row.status == "completed" else {}
+    completed = row.status == "completed"
+    cv = result.cv_scores() if completed else {}
+    test = result.test_scores() if completed else {}
     record: Record = {} if rank is None else {"rank": rank}
     record |= {
         "dataset": row.dataset,
@@ -173,6 +176,7 @@ def result_record(result: Any, rank: int | None = None) -> Record:
         "status": row.status,
         "metric": result.ranked_by,
         "score": result.ranked_value,
+        "test_score": test.get(result.ranked_by),
     }
     return record | {name: cv.get(name) for name in task_metrics(result.ranked_by)}
 

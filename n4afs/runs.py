@@ -57,6 +57,11 @@ class Result:
         """The pooled out-of-fold scores (RMSECV etc.): what ranking uses."""
         return next((s for s in self.scores if s["model"] == "cv"), {})
 
+    def test_scores(self) -> dict[str, Any]:
+        """The final model's scores on the test set (RMSEP etc.), empty without a test set."""
+        found = (s for s in self.scores if s["model"] == "final" and s["partition"] == "test")
+        return next(found, {})
+
     def is_untrusted_import(self) -> bool:
         return bool(
             self.ws.index.fetchall(

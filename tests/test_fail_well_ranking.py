@@ -263,6 +263,30 @@ def test_piped_output_is_csv_and_csv_matches_json(swept):
                     assert record[key] == str(value)
 
 
+def test_a_test_set_adds_its_score_to_the_table_and_records(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    template = ["snv", {"pls": {"n_components": {"_range_": [2, 3]}}}]
+    ws.run(templates=[template], datasets=["chemotools:fermentation"], cv=3, test_size=0.25)
+    code, lines = in_terminal(ws, "results", "fermentation", columns=80)
+    assert code == 0, lines
+    _assert_fits(lines, 80)
+    assert "test rmse" in _header(lines)
+    text = "\n".join(lines)
+    for result in ws.results("fermentation"):
+        assert f"{result.test_scores()['rmse']:.4g}" in text
+    rows = json.loads(cli(ws, "results", "fermentation", "--json").stdout)
+    tests = {r.row.label: r.test_scores()["rmse"] for r in ws.results("fermentation")}
+    assert {r["result"]: r["test_score"] for r in rows} == pytest.approx(tests)
+
+
+def test_the_short_run_label_of_tables_names_the_run(swept):
+    from n4afs.runs import undated
+
+    for run in swept.runs():
+        label = undated(run.run_id)
+        assert len(label) < len(run.run_id) and swept.get_run(label).run_id == run.run_id
+
+
 def test_table_flag_draws_a_table_when_piped(swept):
     out = cli(swept, "results", "fermentation", "--table")
     assert out.returncode == 0 and "ranked by rmse" in out.stdout
