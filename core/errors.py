@@ -49,6 +49,10 @@ class QueryError(N4AError):
     """A user's SQL query failed, or tried to write or reach outside the index snapshot."""
 
 
+class MetricError(N4AError, ValueError):
+    """A metric that is unknown, only descriptive, or scores another task than the data's."""
+
+
 class DatasetError(N4AError, ValueError):
     """Spectra or targets that cannot be used: the message names file, row and column."""
 

@@ -41,7 +41,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from core.errors import N4AError
+from core.errors import MetricError, N4AError
 
 Direction = Literal["lower", "higher", "zero"]
 Task = Literal["regression", "classification"]
@@ -110,7 +110,7 @@ _CLASSIFICATION_NAMES = tuple(m.name for m in _METRIC_LIST if m.task == "classif
 def get_metric(name: str) -> Metric:
     """Look a metric up by name, case-insensitively.
 
-    An unknown name raises `N4AError` listing every known name, closest first, so a typo like
+    An unknown name raises `MetricError` listing every known name, closest first, so a typo like
     "rsme" points straight at "rmse".
     """
     key = name.strip().lower()
@@ -119,7 +119,7 @@ def get_metric(name: str) -> Metric:
     close = difflib.get_close_matches(key, METRICS, n=3, cutoff=0.5)
     ordered = close + [known for known in METRICS if known not in close]
     hint = f"did you mean {close[0]!r}? " if close else ""
-    raise N4AError(f"unknown metric {name!r}: {hint}known metrics: {', '.join(ordered)}")
+    raise MetricError(f"unknown metric {name!r}: {hint}known metrics: {', '.join(ordered)}")
 
 
 def _as_vector(values: ArrayLike, role: str) -> np.ndarray:
@@ -359,12 +359,34 @@ def scores_for(task: str, y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, flo
     return scorer(y_true, y_pred)
 
 
+def rankable_names(task: str) -> list[str]:
+    """The metrics that may rank results of `task`, in `METRICS` order."""
+    return [m.name for m in _METRIC_LIST if m.rankable and m.task == task]
+
+
 def _rankable_metric(name: str) -> Metric:
     metric = get_metric(name)
     if not metric.rankable:
-        usable = ", ".join(m.name for m in _METRIC_LIST if m.rankable and m.task == metric.task)
-        raise N4AError(
-            f"metric {metric.name!r} is descriptive and cannot rank models: rank by one of {usable}"
+        raise MetricError(
+            f"metric {metric.name!r} is descriptive and cannot rank models: rank by one of "
+            f"{', '.join(rankable_names(metric.task))}"
+        )
+    return metric
+
+
+def ranking_metric(name: str, task: str, subject: str) -> Metric:
+    """`name` as the metric that ranks the results of `subject` (e.g. "dataset 'coffee'"),
+    whose task is `task`: the one check every ranking asks, whoever asks it.
+
+    A metric of the other task has no score on those results: ranking by it would order
+    them by sequence number and call the first one best. So it is refused, naming the
+    metrics that fit, like unknown and descriptive (slope, offset) metrics.
+    """
+    metric = _rankable_metric(name)
+    if metric.task != task:
+        raise MetricError(
+            f"metric {metric.name!r} scores {metric.task}, but {subject} is {task}: "
+            f"rank it by one of {', '.join(rankable_names(task))}"
         )
     return metric
 

@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 
 from core.liveness import live_runs
-from core.metrics import get_metric
+from core.metrics import get_metric, ranking_metric
 from core.names import result_name
 
 VISIBLE = "('completed', 'failed', 'broken')"  # pending rows are plans, not results yet
@@ -74,11 +74,13 @@ class ResultRow:
         return f"{self.seq:04d}_{result_name(self.name)}_{self.hash6}"
 
 
-RESULT_SELECT = (
-    "SELECT r.result_id, r.run_id, r.dataset_id, d.name, r.seq, r.name, r.config_hash, "
+RESULT_COLUMNS = (  # `ResultRow`'s fields, in order
+    "r.result_id, r.run_id, r.dataset_id, d.name, r.seq, r.name, r.config_hash, "
     "r.config, r.choices, r.status, r.metric, r.score, r.predictions_blob, r.error, "
-    "r.created_at, r.duration_s FROM results r JOIN datasets d USING (dataset_id)"
+    "r.created_at, r.duration_s"
 )
+RESULT_FROM = "FROM results r JOIN datasets d USING (dataset_id)"
+RESULT_SELECT = f"SELECT {RESULT_COLUMNS} {RESULT_FROM}"
 
 
 def result_from_row(row: tuple) -> ResultRow:
@@ -163,6 +165,16 @@ def run_results(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[ResultRow]
     return [result_from_row(r) for r in rows]
 
 
+@dataclass(frozen=True)
+class Ranking:
+    """Results best first, the metric that ranked them, and each one's value of it: what a
+    ranked table shows, so its score column is the one the order follows."""
+
+    metric: str | None  # None only when there is nothing to rank
+    rows: list[ResultRow]
+    values: list[float | None]  # pooled out-of-fold score (or the stored one), per row
+
+
 def ranked_results(
     conn: duckdb.DuckDBPyConnection,
     dataset_id: str,
@@ -171,8 +183,21 @@ def ranked_results(
     limit: int | None = None,
     best_only: bool = False,
 ) -> list[ResultRow]:
+    """A dataset's results, best first (`rank_results` without the values)."""
+    return rank_results(conn, dataset_id, metric, run_id, limit, best_only).rows
+
+
+def rank_results(
+    conn: duckdb.DuckDBPyConnection,
+    dataset_id: str,
+    metric: str | None = None,
+    run_id: str | None = None,
+    limit: int | None = None,
+    best_only: bool = False,
+) -> Ranking:
     """A dataset's results, best first, by the stored metric or by another one.
 
+    Another metric must fit the dataset's task (`core.metrics.ranking_metric`).
     `best_only`: only results that may be `best` (completed, and not an untrusted import).
     """
     params: list[Any] = [dataset_id]
@@ -183,24 +208,42 @@ def ranked_results(
     if run_id:
         where += " AND r.run_id = ?"
         params.append(run_id)
-    if metric is None:  # what "best" means there now: the newest run's metric
-        newest = conn.execute(
-            f"SELECT r.metric FROM results r WHERE {where} ORDER BY {NEWEST_METRIC}",
-            params,
-        ).fetchone()
-        if newest is None:
-            return []
-        metric = newest[0]
-    name = get_metric(metric).name  # a registered name: safe inside the SQL text
-    value = (
+    name = _ranking_metric_name(conn, dataset_id, metric, where, params)
+    if name is None:
+        return Ranking(None, [], [])
+    value = (  # a registered metric name: safe inside the SQL text
         f"coalesce(CAST(p.scores ->> '$.{name}' AS DOUBLE), "
         f"CASE WHEN r.metric = '{name}' THEN r.score END)"
     )
     sql = (
-        f"{RESULT_SELECT} LEFT JOIN predictions p ON p.result_id = r.result_id "
-        f"AND p.model = 'cv' AND p.partition = 'val' WHERE {where} {order_by(name, value)}{tail}"
+        f"SELECT {RESULT_COLUMNS}, {value} {RESULT_FROM} LEFT JOIN predictions p "
+        f"ON p.result_id = r.result_id AND p.model = 'cv' AND p.partition = 'val' "
+        f"WHERE {where} {order_by(name, value)}{tail}"
     )
-    return [result_from_row(r) for r in conn.execute(sql, params).fetchall()]
+    rows = conn.execute(sql, params).fetchall()
+    return Ranking(name, [result_from_row(r[:-1]) for r in rows], [r[-1] for r in rows])
+
+
+def _ranking_metric_name(
+    conn: duckdb.DuckDBPyConnection,
+    dataset_id: str,
+    metric: str | None,
+    where: str,
+    params: list[Any],
+) -> str | None:
+    """The metric asked for, checked against the dataset's task; else what "best" means
+    there now (the newest run's metric), or None when no result matches."""
+    if metric is not None:
+        found = conn.execute(
+            "SELECT name, task FROM datasets WHERE dataset_id = ?", [dataset_id]
+        ).fetchone()
+        if found is None:
+            return get_metric(metric).name
+        return ranking_metric(metric, found[1], f"dataset {found[0]!r}").name
+    newest = conn.execute(
+        f"SELECT r.metric FROM results r WHERE {where} ORDER BY {NEWEST_METRIC}", params
+    ).fetchone()
+    return None if newest is None else newest[0]
 
 
 def score_rows(conn: duckdb.DuckDBPyConnection, result_id: str) -> list[dict[str, Any]]:

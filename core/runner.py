@@ -38,7 +38,7 @@ from core.cv import FitContext, FitStats, fit_group, step_key
 from core.errors import RunError, full_path, is_disk_full
 from core.index import Index
 from core.liveness import record_owner, release_owner
-from core.metrics import get_metric
+from core.metrics import get_metric, ranking_metric
 from core.names import checked_text
 from core.persist import (
     Partitions,
@@ -96,11 +96,13 @@ def slug(text: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9]+", "-", text.lower())).strip("-")[:40] or "run"
 
 
-def metric_for(options: RunOptions, task: str) -> str:
-    """The run's metric when it fits the dataset's task, else the task's default."""
-    if options.metric and get_metric(options.metric).task == task:
-        return get_metric(options.metric).name
-    return DEFAULT_METRIC[task]
+def metric_for(options: RunOptions, dataset: DatasetInfo) -> str:
+    """The metric that ranks the run's results on `dataset`: the one asked for, which must
+    fit the dataset's task (`core.metrics.ranking_metric` refuses it otherwise, before
+    anything is planned), else the task's default."""
+    if options.metric:
+        return ranking_metric(options.metric, dataset.task, f"dataset {dataset.name!r}").name
+    return DEFAULT_METRIC[dataset.task]
 
 
 # -- planning ---------------------------------------------------------------------------
@@ -133,6 +135,8 @@ def plan_run(
     by_dataset = [
         [[c.for_task(d.task, d.name) for c in configs] for configs in expanded] for d in datasets
     ]
+    metrics = [metric_for(options, dataset) for dataset in datasets]
+    run_metric = ",".join(dict.fromkeys(metrics))  # two only when tasks mix with no --metric
     now = datetime.now()
     identity = json.dumps(
         [
@@ -149,7 +153,7 @@ def plan_run(
     with index.write() as conn:
         conn.execute(
             "INSERT INTO runs VALUES (?, ?, 'running', ?, ?, ?, NULL)",
-            [run_id, name, _run_metric(options, datasets), json.dumps(_run_options(options)), now],
+            [run_id, name, run_metric, json.dumps(_run_options(options)), now],
         )
         record_owner(conn, run_id)  # gc spares the blobs of a run whose owner is alive
         for position, (template, configs) in enumerate(zip(templates, expanded, strict=True)):
@@ -157,13 +161,11 @@ def plan_run(
                 "INSERT INTO templates VALUES (?, ?, ?, ?, ?)",
                 [run_id, position, template.name, json.dumps(template.body), len(configs)],
             )
-        for position, dataset in enumerate(datasets):
+        for position, (dataset, metric) in enumerate(zip(datasets, metrics, strict=True)):
             conn.execute(
                 "INSERT INTO run_datasets VALUES (?, ?, ?)", [run_id, dataset.dataset_id, position]
             )
-            _plan_results(
-                conn, run_id, dataset, by_dataset[position], metric_for(options, dataset.task)
-            )
+            _plan_results(conn, run_id, dataset, by_dataset[position], metric)
     _OWNED.add((os.getpid(), run_id))
     return run_id
 
@@ -196,11 +198,6 @@ def plan_again(index: Index, run_id: str) -> str:
     options = RunOptions(**{k: v for k, v in recorded.items() if k in fields})
     templates = [Template(name, json.loads(body)) for name, body in bodies]
     return plan_run(index, templates, infos, options, row[0])
-
-
-def _run_metric(options: RunOptions, datasets: Sequence[DatasetInfo]) -> str:
-    """The metric results are ranked by; several when datasets of both tasks are mixed."""
-    return ",".join(dict.fromkeys(metric_for(options, d.task) for d in datasets))
 
 
 def _run_options(options: RunOptions) -> dict[str, Any]:

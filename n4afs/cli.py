@@ -9,6 +9,7 @@ them, so `n4afs --help` answers at once.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,8 @@ from typing import Any
 
 import click
 
-from n4afs import __version__
+from n4afs import __version__, output
+from n4afs.output import NAME, NUMBER, WORD, format_options
 from n4afs.terminal import shown, visible
 
 FAILED_CONFIGS_EXIT = 3  # `run` finished, but some configs failed (status partial / failed)
@@ -132,28 +134,33 @@ def datasets_add(ctx, sources, name, targets, sample_id, task) -> None:
 
 
 @datasets.command("list")
+@format_options
 @click.pass_context
-def datasets_list(ctx) -> None:
+def datasets_list(ctx, fmt) -> None:
     """List the workspace's datasets with their shapes and targets."""
     ws = _workspace(ctx.obj["workspace"])
-    table = _table("id", "name", "task", "samples", "features", "wavelengths", "targets")
-    for d in ws.datasets():
-        waves = (
-            f"{d.wavelength_min:g}-{d.wavelength_max:g} {d.wavelength_unit or ''}".strip()
-            if d.wavelength_min is not None
-            else "-"
-        )
-        _add_row(
-            table,
+    fmt = output.chosen_format(fmt)
+    if fmt != "table":
+        output.emit(fmt, [output.dataset_record(d) for d in ws.datasets()], output.DATASET_COLUMNS)
+        return
+    rows = [
+        [
             d.short_id,
             _dataset_label(d),
             d.task,
             str(d.n_samples),
             str(d.n_features),
-            waves,
+            f"{d.wavelength_min:g}-{d.wavelength_max:g} {d.wavelength_unit or ''}".strip()
+            if d.wavelength_min is not None
+            else "-",
             ", ".join(d.target_names),
-        )
-    _console().print(table)
+        ]
+        for d in ws.datasets()
+    ]
+    columns = [("id", WORD), ("name", NAME), ("task", WORD), ("samples", NUMBER)]
+    columns += [("features", NUMBER), ("wavelengths", NAME), ("targets", NAME)]
+    console = _console()
+    console.print(output.fitted_table("datasets", columns, rows, console.width))
     stats = ws.blob_stats()
     _echo(
         f"{stats.n_blobs} blobs, {_human_bytes(stats.stored_bytes)} stored "
@@ -169,32 +176,53 @@ def _dataset_label(d) -> str:
 
 
 def _score(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
+    return "-" if value is None or math.isnan(value) else f"{value:.4g}"
 
 
-def _ranked_table(ws, title: str, results: list, limit: int):
-    """Best first; regression shows the chemometric set, classification accuracy and F1."""
-    metric = results[0].row.metric if results else ""
-    extra = (
-        ["rmse", "r2", "rpd", "bias"]
-        if metric in ("rmse", "mae", "r2", "rpd", "rpiq", "sep", "bias")
-        else ["accuracy", "f1"]
-    )
-    table = _table(title=title)
-    for column in ("rank", "result", "run", f"{metric} (cv)", *extra, "status"):
-        table.add_column(shown(column), no_wrap=column in ("result", "run"))
-    for rank, result in enumerate(results[:limit], start=1):
+# the scores a ranked table shows besides the ranking one: what fits in 80 columns
+TABLE_SCORES = {"regression": ("rmse", "r2", "rpd", "bias"), "classification": ("accuracy", "f1")}
+BETTER = {"lower": "lower is better", "higher": "higher is better", "zero": "closest to 0 is best"}
+
+
+def _ranked_by(metric: str | None) -> str:
+    """`ranked by r2 (pooled CV, higher is better)`: what a ranking's order follows."""
+    from core.metrics import METRICS
+
+    if metric is None:
+        return "nothing to rank"
+    return f"ranked by {metric} (pooled CV, {BETTER[METRICS[metric].direction]})"
+
+
+def _ranked_table(title: str, results: list, width: int, show_run: bool = True):
+    """Best first: the ranking metric's pooled CV score, its test score when there is a test
+    set (in place of the last other score), then a few others of the task. Run ids lose their
+    date (`runs` shows it); the status column appears when a result did not complete."""
+    from core.metrics import METRICS
+    from n4afs.runs import undated
+
+    metric = results[0].ranked_by if results else None
+    task = METRICS[metric].task if metric else None
+    others = [m for m in TABLE_SCORES.get(task, ()) if m != metric]
+    completed = [r.row.status == "completed" for r in results]
+    tests = [r.test_scores() if done else {} for r, done in zip(results, completed, strict=True)]
+    show_test = any(tests)
+    columns = [("rank", NUMBER), ("result", NAME)] + ([("run", NAME)] if show_run else [])
+    columns += [(metric, NUMBER)] if metric else []
+    columns += [(f"test {metric}", NUMBER)] if show_test else []
+    columns += [(name, NUMBER) for name in others[: len(others) - show_test]]
+    columns += [] if all(completed) else [("status", WORD)]
+    rows = []
+    for rank, (result, test) in enumerate(zip(results, tests, strict=True), start=1):
         cv = result.cv_scores() if result.row.status == "completed" else {}
-        _add_row(
-            table,
-            str(rank),
-            result.row.label,
-            result.row.run_id,
-            _score(result.row.score),
-            *[_score(cv.get(m)) for m in extra],
-            result.row.status,
+        rows.append(
+            [str(rank), result.row.label]
+            + ([undated(result.row.run_id)] if show_run else [])
+            + [_score(result.ranked_value)]
+            + ([_score(test.get(metric))] if show_test else [])
+            + [_score(cv.get(m)) for m in others[: len(others) - show_test]]
+            + ([] if all(completed) else [result.row.status])
         )
-    return table
+    return output.fitted_table(f"{title}, {_ranked_by(metric)}", columns, rows, width)
 
 
 def _progress_callback(progress, task_id, state: dict):
@@ -255,7 +283,8 @@ def _show_run_summary(ws, run_id: str, limit: int) -> None:
             ).fetchall()
         ]
     for name in names:
-        console.print(_ranked_table(ws, f"{name}: best of run {run_id}", run.ranked(name), limit))
+        title = f"{name}: best of run {run_id}"
+        console.print(_ranked_table(title, run.ranked(name)[:limit], console.width, False))
     info = run.info
     console.print(
         shown(f"run {run_id}: {info.status}, {info.n_results} results ({info.n_failed} failed)")
@@ -402,8 +431,9 @@ def run(
 
 
 @cli.command()
+@format_options
 @click.pass_context
-def runs(ctx) -> None:
+def runs(ctx, fmt) -> None:
     """List runs with their status and result counts.
 
     `running` is a run whose process is alive; `interrupted` one whose process is gone
@@ -412,20 +442,27 @@ def runs(ctx) -> None:
     from core.runner import resume_hint
 
     ws = _workspace(ctx.obj["workspace"])
-    table = _table("run", "status", "metric", "results", "failed", "pending", "started")
     listed = ws.runs()
+    fmt = output.chosen_format(fmt)
+    if fmt != "table":
+        output.emit(fmt, [output.run_record(r) for r in listed], output.RUN_COLUMNS)
+        return
+    rows = []
     for r in listed:
-        _add_row(
-            table,
-            r.run_id,
-            r.status,
-            r.metric,
-            str(r.n_results),
-            str(r.n_failed),
-            str(r.n_pending),
-            f"{r.created_at:%Y-%m-%d %H:%M}",
+        counts = [f"{n} {what}" for n, what in ((r.n_failed, "failed"), (r.n_pending, "pending"))]
+        rows.append(
+            [
+                r.run_id,
+                r.status,
+                r.metric,
+                ", ".join([str(r.n_results), *(c for c in counts if not c.startswith("0 "))]),
+                f"{r.created_at:%Y-%m-%d %H:%M}",
+            ]
         )
-    _console().print(table)
+    columns = [("run", NAME), ("status", WORD), ("metric", WORD), ("results", NAME)]
+    console = _console()
+    columns.append(("started", WORD))
+    console.print(output.fitted_table("runs", columns, rows, console.width))
     for r in listed:
         if r.status != "interrupted":
             continue
@@ -438,27 +475,47 @@ def runs(ctx) -> None:
 @cli.command()
 @click.argument("dataset")
 @click.option("--metric", default=None, help="Rank by another metric (pooled CV scores).")
-@click.option("--top", default=20, show_default=True)
+@click.option("--top", default=20, show_default=True, help="How many results (every format).")
+@format_options
 @click.pass_context
-def results(ctx, dataset, metric, top) -> None:
+def results(ctx, dataset, metric, top, fmt) -> None:
     """Every result on DATASET across runs, best first."""
     ws = _workspace(ctx.obj["workspace"])
     ranked = ws.results(dataset, metric)
-    _console().print(_ranked_table(ws, f"{dataset}: {len(ranked)} results", ranked, top))
+    fmt = output.chosen_format(fmt)
+    if fmt != "table":
+        records = [output.result_record(r, rank) for rank, r in enumerate(ranked[:top], start=1)]
+        output.emit(fmt, records, output.RESULT_COLUMNS)
+        return
+    title = f"{dataset}: {len(ranked)} results" + (f", top {top}" if len(ranked) > top else "")
+    console = _console()
+    console.print(_ranked_table(title, ranked[:top], console.width))
 
 
 @cli.command()
 @click.argument("dataset")
 @click.option("--metric", default=None, help="Rank by another metric (pooled CV scores).")
+@format_options
 @click.pass_context
-def best(ctx, dataset, metric) -> None:
+def best(ctx, dataset, metric, fmt) -> None:
     """The best result on DATASET: its folder name, run and scores."""
+    import shutil
+    import textwrap
+
     ws = _workspace(ctx.obj["workspace"])
     result = ws.best(dataset, metric)
-    cv = result.cv_scores()
-    _echo(f"{dataset}/{result.row.label}  run {result.row.run_id}")
-    scores = {k: v for k, v in cv.items() if isinstance(v, float)}
-    _echo("  cv: " + ", ".join(f"{k}={_score(v)}" for k, v in scores.items()))
+    fmt = output.chosen_format(fmt)
+    if fmt != "table":
+        output.emit_one(fmt, output.result_record(result))
+        return
+    _echo(f"{result.row.dataset}/{result.row.label}")
+    _echo(f"  run {result.row.run_id}")
+    _echo(f"  {_ranked_by(result.ranked_by)}: {_score(result.ranked_value)}")
+    scores = {k: v for k, v in result.cv_scores().items() if isinstance(v, float)}
+    line = ", ".join(f"{k}={_score(v)}" for k, v in scores.items())
+    width = shutil.get_terminal_size().columns
+    for wrapped in textwrap.wrap(line, width, initial_indent="  cv: ", subsequent_indent="  "):
+        _echo(wrapped)
 
 
 def _tree_and_path(ctx, path: str):

@@ -23,7 +23,7 @@ from typing import Any
 from core import datasets
 from core.errors import BundleError, N4AError
 from core.ids import BlobId
-from core.metrics import get_metric, scores_for
+from core.metrics import ranking_metric, scores_for
 from core.names import checked_result_name, checked_text
 from core.persist import ScoreRow, clean_scores, headline_score
 from n4afs.bundle import Bundle
@@ -124,8 +124,6 @@ def _check_entry(entry: Any) -> None:
     try:
         BlobId(entry["dataset_id"])
         BlobId(entry["config_hash"])
-        if not get_metric(entry["metric"]).rankable:
-            raise ValueError(f"metric {entry['metric']!r} cannot rank results")
         score = entry.get("score")  # never believed (scores are recomputed), but typed
         if isinstance(score, bool) or not (score is None or isinstance(score, (int, float))):
             raise ValueError(f"score {score!r} is not a number")
@@ -136,8 +134,7 @@ def _check_entry(entry: Any) -> None:
         checked_text("result label", entry["result"])
         if entry["task"] not in ("regression", "classification"):
             raise ValueError(f"task {entry['task']!r}")
-        if get_metric(entry["metric"]).task != entry["task"]:
-            raise ValueError(f"metric {entry['metric']!r} does not fit task {entry['task']!r}")
+        ranking_metric(entry["metric"], entry["task"], f"result {entry['path']!r}")
     except (KeyError, TypeError, ValueError, N4AError) as exc:
         raise BundleError(
             f"EXPORT.yaml describes a result badly ({_one_line(exc)}): refusing the bundle"

@@ -7,6 +7,7 @@ short transaction, so a handle stays valid while other processes keep writing.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,12 +19,26 @@ if TYPE_CHECKING:
     from n4afs.workspace import Workspace
 
 
+def undated(run_id: str) -> str:
+    """A run id without its leading date (`2026-12-06_sweep_f099a2` -> `sweep_f099a2`): the
+    short label tables show, which `Workspace.get_run` accepts like the full id."""
+    date, _, rest = run_id.partition("_")
+    return rest if rest and re.fullmatch(r"\d{4}-\d{2}-\d{2}", date) else run_id
+
+
 @dataclass(frozen=True)
 class Result:
-    """One dataset x one expanded pipeline config."""
+    """One dataset x one expanded pipeline config.
+
+    A result from a ranking (`Workspace.results`, `best`, `Run.ranked`) also carries the
+    metric that ranked it and its value of that metric, so whoever shows the ranking shows
+    the score the order follows.
+    """
 
     ws: Workspace
     row: ResultRow
+    ranked_by: str | None = None
+    ranked_value: float | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.row, name)
@@ -41,6 +56,11 @@ class Result:
     def cv_scores(self) -> dict[str, Any]:
         """The pooled out-of-fold scores (RMSECV etc.): what ranking uses."""
         return next((s for s in self.scores if s["model"] == "cv"), {})
+
+    def test_scores(self) -> dict[str, Any]:
+        """The final model's scores on the test set (RMSEP etc.), empty without a test set."""
+        found = (s for s in self.scores if s["model"] == "final" and s["partition"] == "test")
+        return next(found, {})
 
     def is_untrusted_import(self) -> bool:
         return bool(
@@ -84,6 +104,14 @@ class Result:
         return Pipeline(fitted)
 
 
+def ranked_handles(ws: Workspace, ranking: queries.Ranking) -> list[Result]:
+    """Handles of a ranking's rows, each with the metric and value it was ranked by."""
+    return [
+        Result(ws, row, ranking.metric, value)
+        for row, value in zip(ranking.rows, ranking.values, strict=True)
+    ]
+
+
 @dataclass(frozen=True)
 class Run:
     """A sweep: templates x datasets, its results and status."""
@@ -112,10 +140,11 @@ class Run:
             return [Result(self.ws, r) for r in queries.run_results(conn, self.run_id)]
 
     def ranked(self, dataset: str, metric: str | None = None) -> list[Result]:
+        """The run's results on `dataset`, best first (`Workspace.results`' rule)."""
         info = self.ws.dataset(dataset)
         with self.ws.index.read() as conn:
-            rows = queries.ranked_results(conn, info.dataset_id, metric, run_id=self.run_id)
-        return [Result(self.ws, r) for r in rows]
+            ranking = queries.rank_results(conn, info.dataset_id, metric, run_id=self.run_id)
+        return ranked_handles(self.ws, ranking)
 
     def best(self, dataset: str, metric: str | None = None) -> Result:
         """Best validation score of the run's metric on that dataset."""

@@ -19,7 +19,7 @@ from core.catalog import BlobStats, DatasetInfo
 from core.errors import DatasetError, RunError, WorkspaceError
 from core.index import SCHEMA_DIR, Index, migrations_in
 from core.stores import workspace_store
-from n4afs.runs import Result, Run
+from n4afs.runs import Result, Run, ranked_handles, undated
 
 ENV_VAR = "N4AFS_WORKSPACE"
 
@@ -300,9 +300,11 @@ class Workspace:
         return self.add_dataset(source)
 
     def _run_id(self, key: str) -> str:
-        """A full run id, or a unique prefix / name of one."""
+        """A full run id, or a unique prefix / name of one, or the id without its date."""
         matches = [
-            r.run_id for r in self.runs() if key in (r.run_id, r.name) or r.run_id.startswith(key)
+            r.run_id
+            for r in self.runs()
+            if key in (r.run_id, r.name) or r.run_id.startswith(key) or undated(r.run_id) == key
         ]
         if len(matches) == 1:
             return matches[0]
@@ -320,23 +322,28 @@ class Workspace:
     def results(
         self, dataset: str, metric: str | None = None, limit: int | None = None
     ) -> list[Result]:
-        """Every result on a dataset, across runs, best first."""
-        info = self.dataset(dataset)
-        with self.index.read() as conn:
-            rows = queries.ranked_results(conn, info.dataset_id, metric, limit=limit)
-        return [Result(self, r) for r in rows]
+        """Every result on a dataset, across runs, best first.
+
+        `metric`: rank by another metric than the runs' (pooled CV scores); it must fit the
+        dataset's task, else `MetricError` names those that do.
+        """
+        return self._ranked(dataset, metric, limit=limit)
 
     def best(self, dataset: str, metric: str | None = None) -> Result:
-        """Best validation score across every run on that dataset."""
-        info = self.dataset(dataset)
-        with self.index.read() as conn:
-            ranked = queries.ranked_results(conn, info.dataset_id, metric, limit=1, best_only=True)
+        """Best validation score across every run on that dataset (`metric` as in `results`)."""
+        ranked = self._ranked(dataset, metric, limit=1, best_only=True)
         if not ranked:
             raise RunError(
                 f"no completed result on dataset {dataset!r} that may be best: run a sweep, "
                 "or trust an imported bundle (`n4afs trust RUN`)"
             )
-        return Result(self, ranked[0])
+        return ranked[0]
+
+    def _ranked(self, dataset: str, metric: str | None, **options: Any) -> list[Result]:
+        info = self.dataset(dataset)
+        with self.index.read() as conn:
+            ranking = queries.rank_results(conn, info.dataset_id, metric, **options)
+        return ranked_handles(self, ranking)
 
     # -- sharing ----------------------------------------------------------------------
     def import_bundle(

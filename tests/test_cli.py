@@ -35,7 +35,7 @@ def test_init_add_list_through_the_environment_variable(tmp_path):
     assert added.returncode == 0, added.stderr
     assert "21 samples x 1047 features" in added.stdout
     assert "60 samples x 1841 features" in added.stdout
-    listed = run_cli("datasets", "list", env_ws=ws)
+    listed = run_cli("datasets", "list", "--table", env_ws=ws)
     assert listed.returncode == 0
     assert "fermentation" in listed.stdout and "coffee" in listed.stdout
     assert "2 blobs" in listed.stdout
@@ -86,9 +86,9 @@ def test_run_prints_a_ranked_table_then_queries_answer(tmp_path):
     assert len(table_rows) == 6
     runs = run_cli("-w", str(ws), "runs")
     assert run_id in runs.stdout and "completed" in runs.stdout
-    best = run_cli("-w", str(ws), "best", "fermentation")
+    best = run_cli("-w", str(ws), "best", "fermentation", "--table")
     assert best.returncode == 0 and "rmse=" in best.stdout and run_id in best.stdout
-    results = run_cli("-w", str(ws), "results", "fermentation", "--metric", "r2")
+    results = run_cli("-w", str(ws), "results", "fermentation", "--metric", "r2", "--table")
     assert results.returncode == 0 and "6 results" in results.stdout
 
 

@@ -50,11 +50,13 @@ def named(tmp_path_factory) -> Workspace:
 def _commands(ws: Workspace) -> list[list[str]]:
     w = ["-w", str(ws.path)]
     return [
-        [*w, "datasets", "list"],
-        [*w, "runs"],
-        [*w, "best", MARKUP],
-        [*w, "results", MARKUP],
-        [*w, "best", EVIL],
+        [*w, "datasets", "list", "--table"],
+        [*w, "runs", "--table"],
+        [*w, "best", MARKUP, "--table"],
+        [*w, "results", MARKUP, "--table"],
+        [*w, "best", EVIL, "--table"],
+        [*w, "results", EVIL, "--table"],
+        [*w, "datasets", "list"],  # piped: CSV
         [*w, "results", EVIL],
         [*w, "sql", "select name from datasets"],
         [*w, "sql", "select name from datasets", "--csv"],
@@ -66,7 +68,7 @@ def _commands(ws: Workspace) -> list[list[str]]:
 
 def test_markup_in_names_prints_literally(named):
     for args in _commands(named):
-        if args[-1] in ("runs", EVIL):
+        if args[-1] in ("runs", EVIL) or args[-2:] in (["runs", "--table"], [EVIL, "--table"]):
             continue  # run ids are slugs; the other dataset's output does not name this one
         out = run_raw(*args)
         text = (out.stdout + out.stderr).decode()
@@ -75,13 +77,13 @@ def test_markup_in_names_prints_literally(named):
 
 def test_markup_is_shown_in_runs_datasets_best_and_results(named):
     w = ["-w", str(named.path)]
-    listed = run_raw(*w, "datasets", "list").stdout.decode()
+    listed = run_raw(*w, "datasets", "list", "--table").stdout.decode()
     assert MARKUP in listed
-    runs = run_raw(*w, "runs")
+    runs = run_raw(*w, "runs", "--table")
     assert runs.returncode == 0 and named.runs()[0].run_id in runs.stdout.decode()
-    best = run_raw(*w, "best", MARKUP)
+    best = run_raw(*w, "best", MARKUP, "--table")
     assert best.returncode == 0 and best.stdout.decode().startswith(f"{MARKUP}/")
-    results = run_raw(*w, "results", MARKUP)
+    results = run_raw(*w, "results", MARKUP, "--table")
     assert results.returncode == 0 and f"{MARKUP}: 2 results" in results.stdout.decode()
 
 
@@ -94,7 +96,7 @@ def test_escape_sequences_in_names_never_reach_the_terminal(named):
 
 
 def test_escape_sequences_are_shown_as_visible_text(named):
-    out = run_raw("-w", str(named.path), "best", EVIL)
+    out = run_raw("-w", str(named.path), "best", EVIL, "--table")
     assert out.returncode == 0, out.stderr
     assert out.stdout.decode().startswith(visible(EVIL) + "/")
     assert visible(EVIL) == "evil\\x1b]0;pwned\\x07\\x1b[2Jname\\x9b31m"
