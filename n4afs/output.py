@@ -219,6 +219,8 @@ DATASET_COLUMNS = (
     "wavelength_max",
     "wavelength_unit",
     "targets",
+    "aliases",
+    "has_spectra",
 )
 
 
@@ -233,5 +235,7 @@ def dataset_record(dataset: Any) -> Record:
         dataset.wavelength_max,
         dataset.wavelength_unit,
         list(dataset.target_names),
+        list(dataset.aliases),
+        dataset.blob_id is not None,
     )
     return dict(zip(DATASET_COLUMNS, values, strict=True))

@@ -4,6 +4,7 @@ one dataset per content whatever its names, datasets without spectra."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -241,8 +242,10 @@ def test_cli_datasets_add_says_when_the_content_is_known(tmp_path):
     assert added.returncode == 0, added.stderr
     assert "same content as dataset 'wheat'" in added.stdout
     assert "'other' is now another name for it" in added.stdout
-    listed = run_cli("-w", ws, "datasets", "list")
+    listed = run_cli("-w", ws, "datasets", "list", "--table")
     assert "wheat (also other)" in listed.stdout
+    listed = run_cli("-w", ws, "datasets", "list", "--json")
+    assert [(d["name"], d["aliases"]) for d in json.loads(listed.stdout)] == [("wheat", ["other"])]
 
 
 # -- datasets without spectra ----------------------------------------------------------------
