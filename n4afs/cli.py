@@ -439,13 +439,12 @@ def runs(ctx, fmt) -> None:
     `running` is a run whose process is alive; `interrupted` one whose process is gone
     (killed, crashed, stopped by an error or Ctrl-C): finish it with `n4afs run --resume`.
     """
-    from core.runner import resume_hint
-
     ws = _workspace(ctx.obj["workspace"])
     listed = ws.runs()
     fmt = output.chosen_format(fmt)
     if fmt != "table":
         output.emit(fmt, [output.run_record(r) for r in listed], output.RUN_COLUMNS)
+        _interrupted_hints(listed, err=True)  # on stderr: stdout stays one CSV or JSON
         return
     rows = []
     for r in listed:
@@ -463,13 +462,21 @@ def runs(ctx, fmt) -> None:
     console = _console()
     columns.append(("started", WORD))
     console.print(output.fitted_table("runs", columns, rows, console.width))
+    _interrupted_hints(listed)
+
+
+def _interrupted_hints(listed: list, err: bool = False) -> None:
+    """One line per interrupted run: the command that finishes it."""
+    from core.runner import resume_hint
+
     for r in listed:
         if r.status != "interrupted":
             continue
         if "imported_from" in r.options:  # an import attempt: no plan to resume
-            _echo(f"interrupted: {r.run_id}: import its bundle again")
+            _echo(f"interrupted: {r.run_id}: import its bundle again", err=err)
         else:
-            _echo(f"interrupted: {r.run_id} ({r.n_pending} pending): {resume_hint(r.run_id)}")
+            hint = resume_hint(r.run_id)
+            _echo(f"interrupted: {r.run_id} ({r.n_pending} pending): {hint}", err=err)
 
 
 @cli.command()

@@ -116,10 +116,13 @@ def test_a_killed_run_is_listed_interrupted_with_the_command_that_finishes_it(ki
     (run,) = ws.runs()
     assert run.status == "interrupted" and run.n_pending > 0
     assert ws.get_run(run.run_id).status == "interrupted"
-    listed = cli("-w", str(ws.path), "runs")
+    listed = cli("-w", str(ws.path), "runs", "--table")
     assert listed.returncode == 0, listed.stderr
     assert "interrupted" in listed.stdout
     assert f"n4afs run --resume {run.run_id}" in listed.stdout
+    piped = cli("-w", str(ws.path), "runs")  # CSV on stdout, the command on stderr
+    assert f"{run.run_id},run,interrupted," in piped.stdout
+    assert f"n4afs run --resume {run.run_id}" in piped.stderr
     shown = cli("-w", str(ws.path), "cat", f"by-run/{run.run_id}/RUN.yaml")
     assert "status: interrupted" in shown.stdout, shown.stdout + shown.stderr
 

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import threading
+import urllib.request
 import zipfile
 
 import joblib
@@ -52,6 +53,11 @@ def s3():
     )
     import s3fs
 
+    # moto's backends are per process, shared by every server in it: start from empty
+    urllib.request.urlopen(
+        urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", method="POST")
+    ).close()
+    s3fs.S3FileSystem.clear_instance_cache()  # one made for an earlier server's port
     fs = s3fs.S3FileSystem(skip_instance_cache=True)
     fs.mkdir("n4a-bucket")
     yield fs
