@@ -23,8 +23,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from core.errors import BlobCorrupt, BlobNotFound
-from core.ids import BlobId
+from n4afs_core.errors import BlobCorrupt, BlobNotFound
+from n4afs_core.ids import BlobId
 
 CHUNK = 1 << 20
 _TEMP_SERIAL = itertools.count()

@@ -12,10 +12,9 @@ from datetime import datetime
 from typing import Any
 
 import duckdb
-
-from core.errors import DatasetError
-from core.ids import BlobId
-from core.names import checked_text
+from n4afs_core.errors import DatasetError
+from n4afs_core.ids import BlobId
+from n4afs_core.names import checked_text
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from core.nested_pls import fit_nested, is_plain_pls, predict_plain_pls
-from core.step_fits import fit_step
+from n4afs_core.nested_pls import fit_nested, is_plain_pls, predict_plain_pls
+from n4afs_core.step_fits import fit_step
 
 Step = tuple[str, dict[str, Any]]
 

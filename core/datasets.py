@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from core.errors import DatasetError
+from n4afs_core.errors import DatasetError
 
 SAMPLE_ID_NAMES = ("sample_id", "sample", "id", "sampleid", "sample id")
 CHEMOTOOLS_PREFIX = "chemotools:"

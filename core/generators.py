@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from core.errors import TemplateError
+from n4afs_core.errors import TemplateError
 
 MAX_VARIANTS = 100_000
 """Above this a template is almost surely a mistake (and would take weeks to run)."""

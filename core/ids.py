@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from core.errors import InvalidBlobId
+from n4afs_core.errors import InvalidBlobId
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 SHORT_LEN = 8

@@ -43,9 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-
-from core.errors import DiskFull, SchemaError, WorkspaceError, full_path, is_disk_full
-from core.lock import DEFAULT_TIMEOUT_S, WorkspaceLock
+from n4afs_core.errors import DiskFull, SchemaError, WorkspaceError, full_path, is_disk_full
+from n4afs_core.lock import DEFAULT_TIMEOUT_S, WorkspaceLock
 
 SCHEMA_DIR = Path(__file__).with_name("schema")
 DB_NAME = "n4a.duckdb"

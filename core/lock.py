@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from core.errors import WorkspaceLocked
+from n4afs_core.errors import WorkspaceLocked
 
 DEFAULT_TIMEOUT_S = 120.0
 READERS_GRACE_S = 1.0  # a query batch takes milliseconds; past this, write a copy instead

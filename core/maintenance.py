@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.blobstore import BlobStore  # or core.remote_store.RemoteBlobStore: same calls
-from core.index import Index
-from core.liveness import live_runs
+from n4afs_core.blobstore import BlobStore  # or core.remote_store.RemoteBlobStore: same calls
+from n4afs_core.index import Index
+from n4afs_core.liveness import live_runs
 
 DEFAULT_GRACE_S = 3600.0
 # Objects' mtimes come from the store's clock (S3's, for a remote store) and owners' start
@@ -336,7 +336,7 @@ def results_older_than(index: Index, seconds: float) -> list[str]:
 
 def results_beyond_best(index: Index, keep: int, metric: str | None) -> list[str]:
     """Per dataset, every result but the `keep` best (failed and broken ones included)."""
-    from core.queries import ranked_results
+    from n4afs_core.queries import ranked_results
 
     doomed = []
     with index.read() as conn:

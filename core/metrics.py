@@ -39,9 +39,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from n4afs_core.errors import MetricError, N4AError
 from numpy.typing import ArrayLike
-
-from core.errors import MetricError, N4AError
 
 Direction = Literal["lower", "higher", "zero"]
 Task = Literal["regression", "classification"]

@@ -19,7 +19,7 @@ import re
 import unicodedata
 from typing import Any
 
-from core.errors import N4AError
+from n4afs_core.errors import N4AError
 
 RESULT_NAME_MAX = 200  # a label (NNNN_name_hash6) stays well under 255 bytes
 TEXT_MAX_BYTES = 255

@@ -19,7 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from core.errors import TemplateError, UnknownOperator
+from n4afs_core.errors import TemplateError, UnknownOperator
+from n4afs_core.pickles import renamed
 
 Kind = Literal["transform", "model"]
 Task = Literal["regression", "classification", "any"]
@@ -87,7 +88,13 @@ _BUILTINS: tuple[Operator, ...] = (
     _op("svr", "sklearn.svm.SVR", "model", "regression", key="C"),
     _op("knn", "sklearn.neighbors.KNeighborsRegressor", "model", "regression", key="n_neighbors"),
     # classifiers
-    _op("plsda", "core.operators.PLSDAClassifier", "model", "classification", key="n_components"),
+    _op(
+        "plsda",
+        "n4afs_core.operators.PLSDAClassifier",
+        "model",
+        "classification",
+        key="n_components",
+    ),
     _op(
         "rf_clf",
         "sklearn.ensemble.RandomForestClassifier",
@@ -128,7 +135,7 @@ def get_operator(name_or_class_path: str) -> Operator:
     """The operator for a registered name (any case) or an importable dotted class path."""
     if not isinstance(name_or_class_path, str) or not name_or_class_path.strip():
         raise UnknownOperator(f"an operator is a name or a class path (got {name_or_class_path!r})")
-    text = name_or_class_path.strip()
+    text = renamed(name_or_class_path.strip())  # `core.operators.X` from before 0.2
     found = _registry.get(text.lower())
     if found is not None:
         return found
@@ -346,7 +353,7 @@ def __getattr__(name: str) -> Any:
     """Create PLSDAClassifier on first access, so importing this module never imports sklearn.
 
     The class is cached in the module globals under its own name, so pickle/joblib find it as
-    `core.operators.PLSDAClassifier` and get the very same class object back.
+    `n4afs_core.operators.PLSDAClassifier` and get the very same class object back.
     """
     if name == "PLSDAClassifier":
         cls = _make_plsda_class()

@@ -18,10 +18,9 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import numpy as np
-
-from core.blobstore import BlobStore
-from core.cv import ConfigOutcome, FittedModel
-from core.metrics import RegressionReference, get_metric, scores_for
+from n4afs_core.blobstore import BlobStore
+from n4afs_core.cv import ConfigOutcome, FittedModel
+from n4afs_core.metrics import RegressionReference, get_metric, scores_for
 
 SUMMARY_KEY = b"n4a_summary"
 

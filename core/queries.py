@@ -14,10 +14,9 @@ from functools import cached_property
 from typing import Any
 
 import duckdb
-
-from core.liveness import live_runs
-from core.metrics import get_metric, ranking_metric
-from core.names import result_name
+from n4afs_core.liveness import live_runs
+from n4afs_core.metrics import get_metric, ranking_metric
+from n4afs_core.names import result_name
 
 VISIBLE = "('completed', 'failed', 'broken')"  # pending rows are plans, not results yet
 

@@ -27,9 +27,9 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from core.blobstore import CHUNK, Source, _hash_stream, _not_found
-from core.errors import BlobCorrupt, BlobNotFound
-from core.ids import BlobId
+from n4afs_core.blobstore import CHUNK, Source, _hash_stream, _not_found
+from n4afs_core.errors import BlobCorrupt, BlobNotFound
+from n4afs_core.ids import BlobId
 
 DEFAULT_CACHE_BYTES = 2 << 30
 # How stale a cached copy's mtime (its LRU rank) may get before a read refreshes it. Every

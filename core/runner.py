@@ -30,17 +30,16 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-
-from core import datasets as ds
-from core.blobstore import BlobStore
-from core.catalog import DatasetInfo, find_datasets, require_spectra
-from core.cv import FitContext, FitStats, fit_group, step_key
-from core.errors import RunError, full_path, is_disk_full
-from core.index import Index
-from core.liveness import record_owner, release_owner
-from core.metrics import get_metric, ranking_metric
-from core.names import checked_text
-from core.persist import (
+from n4afs_core import datasets as ds
+from n4afs_core.blobstore import BlobStore
+from n4afs_core.catalog import DatasetInfo, find_datasets, require_spectra
+from n4afs_core.cv import FitContext, FitStats, fit_group, step_key
+from n4afs_core.errors import RunError, full_path, is_disk_full
+from n4afs_core.index import Index
+from n4afs_core.liveness import record_owner, release_owner
+from n4afs_core.metrics import get_metric, ranking_metric
+from n4afs_core.names import checked_text
+from n4afs_core.persist import (
     Partitions,
     ResultPayload,
     commit_payloads,
@@ -48,8 +47,8 @@ from core.persist import (
     short_id,
     store_outcome,
 )
-from core.stores import open_store
-from core.templates import Template
+from n4afs_core.stores import open_store
+from n4afs_core.templates import Template
 
 DEFAULT_METRIC = {"regression": "rmse", "classification": "accuracy"}
 
@@ -407,14 +406,14 @@ def fit_contexts(parts: Partitions) -> list[FitContext]:
 
 # -- execution --------------------------------------------------------------------------
 def build_step(op: str, params: dict[str, Any]) -> Any:
-    from core.operators import build, get_operator
+    from n4afs_core.operators import build, get_operator
 
     return build(get_operator(op), dict(params))
 
 
 def step_names(steps: list[tuple[str, dict]]) -> list[str]:
     """Semantic artifact names: snv, savgol, pls_model; repeats get _2, _3."""
-    from core.operators import get_operator
+    from n4afs_core.operators import get_operator
 
     names, seen = [], {}
     for i, (op, _) in enumerate(steps):

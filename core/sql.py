@@ -21,9 +21,8 @@ import tempfile
 from typing import Any
 
 import duckdb
-
-from core.errors import QueryError
-from core.index import Index
+from n4afs_core.errors import QueryError
+from n4afs_core.index import Index
 
 LOCKED_DOWN: dict[str, Any] = {
     "access_mode": "READ_ONLY",

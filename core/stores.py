@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from core.blobstore import BlobStore
-from core.errors import WorkspaceError
+from n4afs_core.blobstore import BlobStore
+from n4afs_core.errors import WorkspaceError
 
 CONFIG_NAME = "n4a.yaml"
 
@@ -21,7 +20,7 @@ CONFIG_NAME = "n4a.yaml"
 def open_store(spec: dict[str, Any]) -> Any:
     if spec["kind"] == "local":
         return BlobStore(spec["root"])
-    from core.remote_store import RemoteBlobStore
+    from n4afs_core.remote_store import RemoteBlobStore
 
     return RemoteBlobStore(
         spec["url"], spec["cache_dir"], spec["cache_bytes"], **spec.get("storage_options", {})
@@ -64,7 +63,7 @@ def workspace_store(workspace: Path, url: str | None = None, cache_bytes: int | 
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     if url is None or local is not None:
         return BlobStore(local or workspace)
-    from core.remote_store import DEFAULT_CACHE_BYTES, RemoteBlobStore
+    from n4afs_core.remote_store import DEFAULT_CACHE_BYTES, RemoteBlobStore
 
     budget = cache_bytes or config.get("cache_bytes") or DEFAULT_CACHE_BYTES
     return RemoteBlobStore(url, workspace / "cache", budget)

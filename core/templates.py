@@ -26,8 +26,8 @@ from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, NoReturn
 
-from core.errors import TemplateError, UnknownOperator
-from core.generators import (
+from n4afs_core.errors import TemplateError, UnknownOperator
+from n4afs_core.generators import (
     GENERATORS,
     check_variant_count,
     expand,
@@ -35,8 +35,8 @@ from core.generators import (
     template_error,
     with_prefix,
 )
-from core.names import result_name
-from core.operators import (
+from n4afs_core.names import result_name
+from n4afs_core.operators import (
     Operator,
     build,
     for_task,

@@ -16,9 +16,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from core.blobstore import _not_found
-from core.errors import BlobCorrupt, BlobUnreadable
-from core.ids import BlobId
+from n4afs_core.blobstore import _not_found
+from n4afs_core.errors import BlobCorrupt, BlobUnreadable
+from n4afs_core.ids import BlobId
 
 Stamp = tuple[int, int, int, int]  # st_size, st_mtime_ns, st_ctime_ns, st_ino
 

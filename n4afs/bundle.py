@@ -18,9 +18,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 import yaml
-
-from core.errors import BundleError
-from core.names import CONTROL
+from n4afs_core.errors import BundleError
+from n4afs_core.names import CONTROL
 
 CHUNK = 1 << 20
 _READABLE_COMPRESSION = (

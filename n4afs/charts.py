@@ -90,7 +90,7 @@ def chart_names(task: str) -> tuple[str, ...]:
 
 
 def _spectra(files: Any, dataset: Any) -> bytes:
-    from core.datasets import wavelengths
+    from n4afs_core.datasets import wavelengths
 
     s = files.spectra(dataset.blob_id)
     waves = wavelengths(s.feature_names)

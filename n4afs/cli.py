@@ -186,7 +186,7 @@ BETTER = {"lower": "lower is better", "higher": "higher is better", "zero": "clo
 
 def _ranked_by(metric: str | None) -> str:
     """`ranked by r2 (pooled CV, higher is better)`: what a ranking's order follows."""
-    from core.metrics import METRICS
+    from n4afs_core.metrics import METRICS
 
     if metric is None:
         return "nothing to rank"
@@ -197,7 +197,8 @@ def _ranked_table(title: str, results: list, width: int, show_run: bool = True):
     """Best first: the ranking metric's pooled CV score, its test score when there is a test
     set (in place of the last other score), then a few others of the task. Run ids lose their
     date (`runs` shows it); the status column appears when a result did not complete."""
-    from core.metrics import METRICS
+    from n4afs_core.metrics import METRICS
+
     from n4afs.runs import undated
 
     metric = results[0].ranked_by if results else None
@@ -243,10 +244,9 @@ def _progress_callback(progress, task_id, state: dict):
 
 
 def _execute_with_progress(ws, run_id: str) -> None:
+    from n4afs_core.metrics import is_better
+    from n4afs_core.runner import execute_run
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from core.metrics import is_better
-    from core.runner import execute_run
 
     pending, metric = ws.index.fetchall(
         "SELECT count(*), any_value(metric) FROM results WHERE run_id = ? AND status = 'pending'",
@@ -302,8 +302,8 @@ def _show_run_summary(ws, run_id: str, limit: int) -> None:
 def _resumable(run_id: str) -> Iterator[None]:
     """Whatever stops the run from here says how to finish it: Ctrl-C prints the command
     and exits 130, a user error gets it appended, a bug's traceback gets it as a note."""
-    from core.errors import N4AError
-    from core.runner import resume_hint
+    from n4afs_core.errors import N4AError
+    from n4afs_core.runner import resume_hint
 
     hint = resume_hint(run_id)
     try:
@@ -397,8 +397,8 @@ def run(
     configs failed (status partial or failed); 130 interrupted (Ctrl-C), with the
     resume command. A run whose process died is listed `interrupted` by `n4afs runs`.
     """
-    from core.runner import RunOptions, plan_again, plan_run
-    from core.templates import load_templates
+    from n4afs_core.runner import RunOptions, plan_again, plan_run
+    from n4afs_core.templates import load_templates
 
     ws = _workspace(ctx.obj["workspace"], create=True)
     if resume_id and again_id:
@@ -467,7 +467,7 @@ def runs(ctx, fmt) -> None:
 
 def _interrupted_hints(listed: list, err: bool = False) -> None:
     """One line per interrupted run: the command that finishes it."""
-    from core.runner import resume_hint
+    from n4afs_core.runner import resume_hint
 
     for r in listed:
         if r.status != "interrupted":
@@ -942,7 +942,7 @@ def rm(ctx, targets, older_than, keep_best, metric, dry_run, yes) -> None:
 
     Bytes are reclaimed by `n4afs gc`. Sequence numbers are never reused.
     """
-    from core import maintenance
+    from n4afs_core import maintenance
 
     if not targets and older_than is None and keep_best is None:
         raise click.UsageError("name runs or results, or use --older-than / --keep-best")
@@ -980,8 +980,9 @@ def rm(ctx, targets, older_than, keep_best, metric, dry_run, yes) -> None:
 
 
 def _results_for_target(ctx, ws, target: str) -> list[str]:
-    from core import maintenance
-    from core.errors import N4AError, RunError
+    from n4afs_core import maintenance
+    from n4afs_core.errors import N4AError, RunError
+
     from n4afs.tree import Tree
 
     looks_like_path = "/" in target or Path(target).expanduser().exists()
@@ -1013,7 +1014,7 @@ def gc(ctx, dry_run, grace) -> None:
     a run re-using an old object refreshes it, and every object written since a run in
     flight started (its process alive) is spared whatever the grace.
     """
-    from core.maintenance import gc as collect
+    from n4afs_core.maintenance import gc as collect
 
     ws = _workspace(ctx.obj["workspace"])
     report = collect(ws.index, ws.store, dry_run=dry_run, grace_s=_parse_age(grace))
@@ -1042,8 +1043,8 @@ def verify(ctx, repair, as_json) -> None:
     """Hash every referenced blob and check that index rows hang together."""
     import json
 
-    from core.maintenance import describe
-    from core.maintenance import verify as check
+    from n4afs_core.maintenance import describe
+    from n4afs_core.maintenance import verify as check
 
     ws = _workspace(ctx.obj["workspace"])
     report = check(ws.index, ws.store, repair=repair)
@@ -1113,7 +1114,7 @@ def sql(ctx, query, as_csv) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one line per user error, tracebacks only for bugs."""
-    from core.errors import N4AError
+    from n4afs_core.errors import N4AError
 
     try:
         cli.main(args=argv, prog_name="n4afs", standalone_mode=False)

@@ -17,7 +17,14 @@ from itertools import repeat
 from operator import attrgetter
 from typing import Any, NamedTuple
 
-from n4afs.pipeline_pickle import BlobSegment, Segment, compose, segment_size, total_size
+from n4afs.pipeline_pickle import (
+    BlobSegment,
+    Segment,
+    compose,
+    segment_size,
+    total_size,
+    wrap_legacy,
+)
 
 TreePath = tuple[str, ...]
 
@@ -70,14 +77,19 @@ class BytesContent:
 
 @dataclass(frozen=True)
 class SegmentsContent:
-    """A composed `pipeline.pkl`: (step name, blob id, size) per step. The segments are
-    built on first stat or read, not when `models/<id>/` is listed (a cold `find` lists
-    120,000 of them at 10,000 results)."""
+    """A composed `pipeline.pkl`: (step name, blob id, size, legacy) per step; or, with
+    `single`, one step's `.pkl` pickled under the engine's old name, wrapped to load under
+    the new one. The segments are built on first stat or read, not when `models/<id>/` is
+    listed (a cold `find` lists 120,000 of them at 10,000 results)."""
 
-    steps: tuple[tuple[str, str, int], ...]
+    steps: tuple[tuple[str, str, int, bool], ...]
+    single: bool = False
 
     @cached_property
     def segments(self) -> tuple[Segment, ...]:
+        if self.single:
+            _, blob_id, size, _ = self.steps[0]
+            return tuple(wrap_legacy(blob_id, size))
         return tuple(compose(list(self.steps)))
 
     @cached_property

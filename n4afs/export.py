@@ -35,7 +35,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core.errors import N4AError
+from n4afs_core.errors import N4AError
+
 from n4afs import renderers
 from n4afs.content import FILE_MODE, BlobContent, Node, TreePath
 from n4afs.tree import Tree
@@ -149,7 +150,7 @@ def _minimal(tree: Tree, path: TreePath, results) -> list[tuple[TreePath, Node]]
 def _provenance(ws, tree, path, level, results, command) -> dict[str, Any]:
     """EXPORT.yaml: one entry per result, and each dataset once (with its wavelength
     columns, which `predict` checks new spectra against)."""
-    from core.runner import library_versions
+    from n4afs_core.runner import library_versions
 
     root = path[-1] if path else "workspace"
     datasets = {str(d.dataset_id): d for d in ws.datasets()}

@@ -26,8 +26,8 @@ from typing import Any
 
 from fsspec import AbstractFileSystem
 from fsspec.spec import AbstractBufferedFile
+from n4afs_core.errors import N4AError
 
-from core.errors import N4AError
 from n4afs.content import BlobContent, BytesContent, LazyContent, Node
 from n4afs.tree import Tree, parse_path
 

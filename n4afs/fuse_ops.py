@@ -37,7 +37,8 @@ import threading
 import time
 from typing import Any
 
-from core.errors import MountError, N4AError
+from n4afs_core.errors import MountError, N4AError
+
 from n4afs.content import DIR_MODE, FILE_MODE, Node
 from n4afs.tree import Tree
 

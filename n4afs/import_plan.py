@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Any
 
-from core import datasets
-from core.errors import BundleError, N4AError
-from core.ids import BlobId
-from core.metrics import ranking_metric, scores_for
-from core.names import checked_result_name, checked_text
-from core.persist import ScoreRow, clean_scores, headline_score
+from n4afs_core import datasets
+from n4afs_core.errors import BundleError, N4AError
+from n4afs_core.ids import BlobId
+from n4afs_core.metrics import ranking_metric, scores_for
+from n4afs_core.names import checked_result_name, checked_text
+from n4afs_core.persist import ScoreRow, clean_scores, headline_score
+
 from n4afs.bundle import Bundle
 
 _STEP_FILE = re.compile(r"[a-z0-9][a-z0-9_]{0,99}\.pkl")

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from n4afs_core import catalog
+from n4afs_core.errors import BundleError
+from n4afs_core.liveness import record_owner
+from n4afs_core.persist import short_id
+from n4afs_core.runner import slug
 
-from core import catalog
-from core.errors import BundleError
-from core.liveness import record_owner
-from core.persist import short_id
-from core.runner import slug
 from n4afs.bundle import DEFAULT_LIMITS, Bundle, Limits
 from n4afs.import_plan import ImportPlan, PlannedDataset, PlannedResult, plan_import
 

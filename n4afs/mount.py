@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.errors import MountError
+from n4afs_core.errors import MountError
 
 START_TIMEOUT_S = 30.0
 

@@ -149,7 +149,7 @@ def _column_widths(columns: list[tuple[str, str]], rows: list[list[str]], width:
 # -- records --------------------------------------------------------------------------------
 def task_metrics(metric: str | None) -> list[str]:
     """Every metric of the ranking metric's task, in `METRICS` order."""
-    from core.metrics import METRICS
+    from n4afs_core.metrics import METRICS
 
     if metric is None:
         return []

@@ -9,15 +9,14 @@ bundle can vouch for itself (a hash next to the file proves nothing about who ma
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from n4afs_core.datasets import PredictionInput, load_for_prediction
+from n4afs_core.errors import N4AError, UntrustedArchive
 
-from core.datasets import PredictionInput, load_for_prediction
-from core.errors import N4AError, UntrustedArchive
 from n4afs.importer import dataset_record
 
 UNTRUSTED = (
@@ -40,7 +39,7 @@ class Prediction:
 
 
 def version_warnings(fitted_with: dict[str, str]) -> list[str]:
-    from core.runner import library_versions
+    from n4afs_core.runner import library_versions
 
     current = library_versions()
     return [
@@ -57,7 +56,7 @@ def predict_bundle(
     trust: bool = False,
     result: str | None = None,
 ) -> Prediction:
-    import joblib
+    from n4afs_core import pickles
 
     from n4afs.bundle import Bundle
 
@@ -78,7 +77,7 @@ def predict_bundle(
                 label = name[len(prefix) :].split("/")[0]
                 pipelines[label] = name
         chosen = _pick_models(pipelines, model)
-        loaded = [joblib.load(io.BytesIO(bundle.read(pipelines[label]))) for label in chosen]
+        loaded = [pickles.loads(bundle.read(pipelines[label])) for label in chosen]
     return _prediction(new, loaded, entry["task"], entry.get("versions_at_fit") or {})
 
 
@@ -128,9 +127,8 @@ def _prediction(
 def _with_reference(table: Any, y_true: np.ndarray, task: str) -> tuple[Any, Any, int]:
     """y_true and residual (or correct) after sample_id; scores on rows with a reference."""
     import polars as pl
-
-    from core.metrics import scores_for
-    from core.persist import clean_scores
+    from n4afs_core.metrics import scores_for
+    from n4afs_core.persist import clean_scores
 
     y_pred = table["y_pred"].to_numpy()
     if task == "regression":

@@ -12,9 +12,11 @@ import io
 from functools import lru_cache
 from typing import Any
 
-from core.catalog import DatasetInfo
-from core.metrics import METRICS
-from core.queries import ResultRow, RunRow
+from n4afs_core.catalog import DatasetInfo
+from n4afs_core.metrics import METRICS
+from n4afs_core.pickles import names_legacy_module
+from n4afs_core.queries import ResultRow, RunRow
+
 from n4afs import renderers
 from n4afs.content import (
     BlobContent,
@@ -76,7 +78,7 @@ class ResultFiles:
 
     @lru_cache(maxsize=8)  # noqa: B019
     def spectra(self, blob_id: str) -> Any:
-        from core.datasets import from_parquet_bytes
+        from n4afs_core.datasets import from_parquet_bytes
 
         return from_parquet_bytes(self.ws.store.read(blob_id))
 
@@ -412,11 +414,14 @@ class ResultFiles:
 
         def build() -> dict[str, Node]:
             t = model.created_at.timestamp()
+            steps = tuple(
+                (a.step_name, a.blob_id, a.size, names_legacy_module(a.class_path))
+                for a in model.artifacts
+            )
             nodes = {
-                name: file_node(name, t, BlobContent(a.blob_id, a.size))
-                for name, a in zip(names, model.artifacts, strict=False)  # steps first
+                name: file_node(name, t, _step_content(step))
+                for name, step in zip(names, steps, strict=False)  # steps first
             }
-            steps = tuple((a.step_name, a.blob_id, a.size) for a in model.artifacts)
             nodes["pipeline.pkl"] = file_node("pipeline.pkl", t, SegmentsContent(steps))
             nodes["MANIFEST.yaml"] = file_node("MANIFEST.yaml", t, self.manifest(views, r, model))
             return nodes
@@ -491,3 +496,9 @@ def timing_yaml(r: ResultRow, run_started: str | None) -> dict[str, Any]:
         "run_started": run_started,
         "finished": r.created_at.isoformat(timespec="seconds"),
     }
+
+
+def _step_content(step: tuple[str, str, int, bool]) -> BlobContent | SegmentsContent:
+    """A step's `.pkl`: its blob as stored, or wrapped when pickled under the old name."""
+    _, blob_id, size, legacy = step
+    return SegmentsContent((step,), single=True) if legacy else BlobContent(blob_id, size)

@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from core import queries
-from core.errors import N4AError, RunError, UntrustedArchive
-from core.queries import ResultRow
+from n4afs_core import queries
+from n4afs_core.errors import N4AError, RunError, UntrustedArchive
+from n4afs_core.queries import ResultRow
 
 if TYPE_CHECKING:
     from n4afs.workspace import Workspace
@@ -83,7 +83,7 @@ class Result:
         Models of this workspace's own runs load as they are; those imported from a bundle
         without `--trust` are pickles from elsewhere and load only with `trust=True`.
         """
-        import joblib
+        from n4afs_core import pickles
         from sklearn.pipeline import Pipeline
 
         if not trust and self.is_untrusted_import():
@@ -98,9 +98,7 @@ class Result:
             raise N4AError(
                 f"result {self.row.label} has no model {which!r} (use 'final' or 0..k-1)"
             )
-        fitted = [
-            (name, joblib.load(io.BytesIO(self.ws.store.read(blob)))) for name, _, blob in steps
-        ]
+        fitted = [(name, pickles.loads(self.ws.store.read(blob))) for name, _, blob in steps]
         return Pipeline(fitted)
 
 

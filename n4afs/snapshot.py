@@ -15,9 +15,9 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
-from core import queries
-from core.catalog import DatasetInfo, list_datasets
-from core.queries import ResultRow, RunRow
+from n4afs_core import queries
+from n4afs_core.catalog import DatasetInfo, list_datasets
+from n4afs_core.queries import ResultRow, RunRow
 
 
 @dataclass(frozen=True, slots=True)  # slots: a cold walk builds 120,000 of these

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.names import CONTROL  # C0 (incl. ESC, BEL, CR, LF, TAB), DEL and C1 (incl. CSI)
+from n4afs_core.names import CONTROL  # C0 (incl. ESC, BEL, CR, LF, TAB), DEL and C1 (incl. CSI)
 
 
 def visible(value: Any) -> str:

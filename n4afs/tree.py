@@ -25,12 +25,13 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from core.catalog import DatasetInfo
-from core.errors import BlobNotFound, BlobUnreadable
-from core.maintenance import UsageScope
-from core.metrics import sort_key
-from core.queries import ResultRow
-from core.verified import VerifiedBlobs
+from n4afs_core.catalog import DatasetInfo
+from n4afs_core.errors import BlobNotFound, BlobUnreadable
+from n4afs_core.maintenance import UsageScope
+from n4afs_core.metrics import sort_key
+from n4afs_core.queries import ResultRow
+from n4afs_core.verified import VerifiedBlobs
+
 from n4afs import result_files
 from n4afs.content import (
     BlobContent,

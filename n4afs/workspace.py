@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core import catalog, queries
-from core.catalog import BlobStats, DatasetInfo
-from core.errors import DatasetError, RunError, WorkspaceError
-from core.index import SCHEMA_DIR, Index, migrations_in
-from core.stores import workspace_store
+from n4afs_core import catalog, queries
+from n4afs_core.catalog import BlobStats, DatasetInfo
+from n4afs_core.errors import DatasetError, RunError, WorkspaceError
+from n4afs_core.index import SCHEMA_DIR, Index, migrations_in
+from n4afs_core.stores import workspace_store
+
 from n4afs.runs import Result, Run, ranked_handles, undated
 
 ENV_VAR = "N4AFS_WORKSPACE"
@@ -112,7 +113,7 @@ class Workspace:
         """`add_dataset`, with a sentence saying what it did when the content was known."""
         if name is not None and not isinstance(source, (str, Path)):
             options["name"] = name
-        from core import datasets
+        from n4afs_core import datasets
 
         spectra = datasets.load_any(source, **options)
         if name:
@@ -121,12 +122,12 @@ class Workspace:
 
     def add_arrays(self, X: Any, y: Any, name: str, **options: Any) -> DatasetInfo:
         """Spectra from numpy arrays (see `core.datasets.from_arrays` for options)."""
-        from core import datasets
+        from n4afs_core import datasets
 
         return self._store_dataset(datasets.from_arrays(X, y, name, **options)).info
 
     def _store_dataset(self, spectra: Any, explicit_name: bool = True) -> Admitted:
-        from core import datasets
+        from n4afs_core import datasets
 
         data = datasets.to_parquet_bytes(spectra)
         known = self.known_content(spectra, hashlib.sha256(data).hexdigest())
@@ -144,7 +145,7 @@ class Workspace:
         (`core.datasets.same_content`: rebuilt from a bundle's CSV, re-written by pandas),
         or, for one imported without its spectra, the same source file (sha256), samples,
         wavelengths and targets."""
-        from core import datasets
+        from n4afs_core import datasets
 
         with self.index.read() as conn:
             candidates = catalog.datasets_like(
@@ -217,7 +218,7 @@ class Workspace:
 
     def load_dataset(self, key: str) -> Any:
         """The dataset's spectra as a `core.datasets.Spectra` (X, y, sample ids)."""
-        from core import datasets
+        from n4afs_core import datasets
 
         info = self.dataset(key)
         catalog.require_spectra(info)
@@ -252,12 +253,12 @@ class Workspace:
         for classification, seeded). `backend="dask"` with `scheduler` (an address such as
         tcp://host:8786, or a distributed Client / cluster) runs on a dask cluster.
         """
-        from core.runner import RunOptions, execute_run, plan_run
-        from core.templates import load_templates
+        from n4afs_core.runner import RunOptions, execute_run, plan_run
+        from n4afs_core.templates import load_templates
 
         loaded = load_templates(list(templates))
         infos = [self.resolve_dataset(d) for d in datasets]
-        from core.runner import splitter_spec
+        from n4afs_core.runner import splitter_spec
 
         options = RunOptions(
             cv=splitter.get_n_splits() if splitter is not None else cv,
@@ -276,7 +277,7 @@ class Workspace:
 
     def resume(self, run_id: str, on_result: Any = None) -> Run:
         """Finish an interrupted run: only results still pending are computed."""
-        from core.runner import execute_run
+        from n4afs_core.runner import execute_run
 
         run_id = self._run_id(run_id)
         execute_run(self.index, self.store, run_id, on_result)
@@ -285,7 +286,7 @@ class Workspace:
     def run_again(self, run_id: str, on_result: Any = None) -> Run:
         """A new run of a run's templates, datasets and options: the same fitted bytes,
         which is what recreates objects `verify --repair` quarantined."""
-        from core.runner import execute_run, plan_again
+        from n4afs_core.runner import execute_run, plan_again
 
         new_id = plan_again(self.index, self._run_id(run_id))
         execute_run(self.index, self.store, new_id, on_result)
@@ -406,7 +407,7 @@ class Workspace:
         The query cannot change the workspace or touch other files (see `core.sql`);
         a failed or refused query raises `QueryError`.
         """
-        from core.sql import run_query
+        from n4afs_core.sql import run_query
 
         return run_query(self.index, sql)
 
@@ -415,7 +416,8 @@ class Workspace:
         """`core.maintenance.usage` of the results under a folder of the tree: the whole
         workspace (`/`, `runs`, `by-run`), `runs/<dataset>`, `by-run/<run>[/<dataset>]` or
         one result's folder. Any other path is refused, never answered for the workspace."""
-        from core.maintenance import usage
+        from n4afs_core.maintenance import usage
+
         from n4afs.tree import parse_path
 
         parts = parse_path(path) if isinstance(path, str) else tuple(path)

@@ -93,13 +93,13 @@ def child_run(workspace: str, name: str) -> int:
     """Import everything, then time `ws.run` alone; print one JSON line."""
     import chemotools.derivative  # noqa: F401
     import chemotools.scatter  # noqa: F401
+    import n4afs_core.persist  # noqa: F401
+    import n4afs_core.runner  # noqa: F401
+    import n4afs_core.templates  # noqa: F401
     import pyarrow.parquet  # noqa: F401
     import sklearn.cross_decomposition  # noqa: F401
     import sklearn.model_selection  # noqa: F401
 
-    import core.persist  # noqa: F401
-    import core.runner  # noqa: F401
-    import core.templates  # noqa: F401
     from n4afs.workspace import Workspace
 
     ws = Workspace(workspace, create=False)

@@ -637,7 +637,8 @@ def stat_micros(path: str, blob_id: str, checker: Any, rounds: int = 20_000) -> 
 
 def measure_recheck(args: argparse.Namespace, scratch: Path) -> str:
     """The `--recheck` table (see the module docstring)."""
-    from core.verified import VerifiedBlobs
+    from n4afs_core.verified import VerifiedBlobs
+
     from n4afs.content import BlobContent
     from n4afs.tree import Tree
 

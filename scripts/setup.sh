@@ -55,6 +55,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     cat .venv/pip.log
     exit 1
   fi
-  .venv/bin/python -c "import n4afs, core" # fail here, loudly, if the install did not work
+  .venv/bin/python -c "import n4afs, n4afs_core" # fail here, loudly, if the install did not work
   echo "$want" >"$stamp"
 fi

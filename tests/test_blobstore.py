@@ -7,9 +7,8 @@ import sys
 import time
 
 import pytest
-
-from core.blobstore import BlobStore
-from core.errors import BlobCorrupt, BlobNotFound, InvalidBlobId
+from n4afs_core.blobstore import BlobStore
+from n4afs_core.errors import BlobCorrupt, BlobNotFound, InvalidBlobId
 
 
 @pytest.fixture
@@ -85,7 +84,7 @@ def test_corrupt_blob_is_detected_on_read(store):
 
 SLOW_WRITER = r"""
 import sys, time
-from core.blobstore import BlobStore
+from n4afs_core.blobstore import BlobStore
 
 class Slow:
     def __init__(self): self.n = 0

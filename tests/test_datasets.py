@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from n4afs_core import datasets
+from n4afs_core.errors import DatasetError
 
-from core import datasets
-from core.errors import DatasetError
 from tests.conftest import write_csv
 
 GOOD = (

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from n4afs_core import maintenance
+from n4afs_core.errors import BundleError, N4AError, RunError, UntrustedArchive
 
 import n4afs
-from core import maintenance
-from core.errors import BundleError, N4AError, RunError, UntrustedArchive
 from n4afs.bundle import Limits
 from n4afs.importer import import_bundle
 from n4afs.tree import Tree
@@ -121,7 +121,7 @@ def test_predict_refuses_other_wavelengths(origin, tmp_path):
     origin.export(result_path(origin), bundle, level="minimal")
     bad = tmp_path / "bad.csv"
     bad.write_text("sample_id,428,429,5000\nA,0.1,0.2,0.3\n")
-    from core.errors import DatasetError
+    from n4afs_core.errors import DatasetError
 
     with pytest.raises(
         DatasetError, match=r"the model's 431 is missing \(1045 missing, 1 unexpected"

@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-
-from core.errors import WorkspaceLocked
-from core.index import Index
-from core.lock import WorkspaceLock
+from n4afs_core.errors import WorkspaceLocked
+from n4afs_core.index import Index
+from n4afs_core.lock import WorkspaceLock
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 # workspace's shared lock; once continued it prints what it still sees, then a fresh read.
 STOPPED_READER = r"""
 import os, signal, sys
-from core.index import Index
+from n4afs_core.index import Index
 index = Index(sys.argv[1])
 with index.read() as conn:
     before = conn.execute("SELECT count(*) FROM blobs").fetchone()[0]
@@ -36,14 +35,14 @@ print(before, after, index.fetchall("SELECT count(*) FROM blobs")[0][0], flush=T
 # and stops there.
 STOPPED_LOCK_HOLDER = r"""
 import os, signal, sys
-from core.lock import WorkspaceLock
+from n4afs_core.lock import WorkspaceLock
 with WorkspaceLock(sys.argv[1]).shared():
     os.kill(os.getpid(), signal.SIGSTOP)
 """
 
 STOPPED_WRITER = r"""
 import os, signal, sys
-from core.index import Index
+from n4afs_core.index import Index
 with Index(sys.argv[1]).write() as conn:
     os.kill(os.getpid(), signal.SIGSTOP)
 """
@@ -183,7 +182,7 @@ def mounted(tmp_path_factory):
 
 def _remove(ws, rank: int) -> str:
     """Remove the result at `rank` (0 = best) as `n4afs rm` does; return its label."""
-    from core import maintenance
+    from n4afs_core import maintenance
 
     result = ws.results("fermentation")[rank]
     maintenance.remove_results(ws.index, [result.result_id])

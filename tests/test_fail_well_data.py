@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from chemotools import datasets as ct
+from n4afs_core.datasets import WAVELENGTH_RTOL
+from n4afs_core.errors import DatasetError
 
-from core.datasets import WAVELENGTH_RTOL
-from core.errors import DatasetError
 from n4afs.prediction import predict_bundle, predict_result
 from n4afs.workspace import Workspace
 from tests.test_cli import run_cli
@@ -32,7 +32,7 @@ def test_a_run_into_a_file_url_store_creates_its_folders(tmp_path):
     assert not (tmp_path / "ws" / "objects").exists()  # the blobs live at the URL only
     reopened = Workspace(tmp_path / "ws")  # the URL is remembered
     assert reopened.best("fermentation").load_model("final") is not None
-    from core.maintenance import verify
+    from n4afs_core.maintenance import verify
 
     assert verify(reopened.index, reopened.store).ok
 

@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from n4afs_core import maintenance
+from n4afs_core.errors import RunError
+from n4afs_core.runner import RunOptions, execute_run, plan_run
+from n4afs_core.templates import load_templates
 
-from core import maintenance
-from core.errors import RunError
-from core.runner import RunOptions, execute_run, plan_run
-from core.templates import load_templates
 from n4afs.workspace import Workspace
 from tests.test_scaleout import s3  # noqa: F401 - the moto S3 server fixture
 

@@ -20,10 +20,10 @@ import termios
 from fcntl import ioctl
 
 import pytest
+from n4afs_core.errors import N4AError
+from n4afs_core.runner import RunOptions, plan_run
+from n4afs_core.templates import load_templates
 
-from core.errors import N4AError
-from core.runner import RunOptions, plan_run
-from core.templates import load_templates
 from n4afs.terminal import visible
 from n4afs.workspace import Workspace
 

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from n4afs_core.errors import RunError
+from n4afs_core.liveness import process_start
 
-from core.errors import RunError
-from core.liveness import process_start
 from n4afs.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,7 +159,7 @@ def test_an_error_leaves_the_run_interrupted_even_while_its_process_lives(tmp_pa
 
 def test_an_exception_during_a_run_releases_it(tmp_path, monkeypatch):
     """Ctrl-C in a notebook (or any error) while the interpreter lives on: `interrupted`."""
-    from core import runner
+    from n4afs_core import runner
 
     ws = Workspace(tmp_path / "ws")
     ws.add_dataset("chemotools:fermentation")

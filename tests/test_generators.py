@@ -5,9 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
-
-from core.errors import TemplateError
-from core.generators import (
+from n4afs_core.errors import TemplateError
+from n4afs_core.generators import (
     MAX_VARIANTS,
     count_variants,
     expand,

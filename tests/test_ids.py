@@ -1,9 +1,8 @@
 import hashlib
 
 import pytest
-
-from core.errors import InvalidBlobId, N4AError
-from core.ids import BlobId
+from n4afs_core.errors import InvalidBlobId, N4AError
+from n4afs_core.ids import BlobId
 
 
 def test_valid_id_round_trips_and_has_short_form():

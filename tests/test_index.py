@@ -7,9 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-
-from core.errors import SchemaError, WorkspaceLocked
-from core.index import SCHEMA_DIR, Index, migrations_in
+from n4afs_core.errors import SchemaError, WorkspaceLocked
+from n4afs_core.index import SCHEMA_DIR, Index, migrations_in
 
 
 def copy_schema(tmp_path: Path, extra: dict[str, str] | None = None) -> Path:
@@ -87,7 +86,7 @@ def test_lock_wait_is_bounded_and_names_the_holder(tmp_path):
 
 KILLED_WRITER = r"""
 import sys, time
-from core.index import Index
+from n4afs_core.index import Index
 index = Index(sys.argv[1])
 with index.write() as conn:
     conn.execute("INSERT INTO blobs VALUES (?, 1, 'raw', current_timestamp)", ["c" * 64])
@@ -175,7 +174,7 @@ def test_two_writers_and_a_reader_at_once(tmp_path):
 
 
 def test_a_version_1_workspace_with_data_upgrades_to_the_current_schema(tmp_path):
-    from core import catalog, datasets
+    from n4afs_core import catalog, datasets
 
     only_first = tmp_path / "schema-1"
     only_first.mkdir()

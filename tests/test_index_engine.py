@@ -6,8 +6,7 @@ import sys
 import threading
 
 import duckdb
-
-from core.index import Index
+from n4afs_core.index import Index
 
 
 def make_index(path):

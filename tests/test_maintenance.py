@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from n4afs_core import maintenance
+from n4afs_core.errors import RunError
 
-from core import maintenance
-from core.errors import RunError
 from n4afs.tree import Tree
 from n4afs.workspace import Workspace
 from tests.mount_fixture import REPO, Mount, wait_for
@@ -196,7 +196,7 @@ def test_editing_a_hard_linked_export_is_caught_by_verify_and_healed_by_a_re_run
 # -- crash points ------------------------------------------------------------------------------
 KILL_BEFORE_COMMIT = r"""
 import sys, time
-import core.runner as runner
+import n4afs_core.runner as runner
 from n4afs.workspace import Workspace
 
 original = runner.commit_payloads
@@ -236,7 +236,7 @@ def test_kill_between_blobs_and_rows_then_verify_and_resume(tmp_path):
 
 KILL_DURING_GC = r"""
 import sys, time
-from core import maintenance
+from n4afs_core import maintenance
 from n4afs.workspace import Workspace
 
 ws = Workspace(sys.argv[1])

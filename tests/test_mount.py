@@ -337,7 +337,8 @@ def test_refusals_say_what_to_do(ws, tmp_path):
 
 
 def test_missing_dev_fuse_is_explained(monkeypatch):
-    from core.errors import MountError
+    from n4afs_core.errors import MountError
+
     from n4afs import mount as mounting
 
     real_exists = os.path.exists

@@ -2,11 +2,10 @@ import pickle
 
 import numpy as np
 import pytest
+from n4afs_core.datasets import load_chemotools
+from n4afs_core.nested_pls import fit_nested, is_plain_pls, small_pinv
 from sklearn.cross_decomposition import PLSRegression
 from sklearn.utils.validation import check_is_fitted
-
-from core.datasets import load_chemotools
-from core.nested_pls import fit_nested, is_plain_pls, small_pinv
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.base import BaseEstimator, TransformerMixin, clone
-
-from core import operators
-from core.errors import TemplateError, UnknownOperator
-from core.operators import (
+from n4afs_core import operators
+from n4afs_core.errors import TemplateError, UnknownOperator
+from n4afs_core.operators import (
     build,
     get_operator,
     known_names,
@@ -24,6 +22,7 @@ from core.operators import (
     register_operator,
     resolve_class,
 )
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = [

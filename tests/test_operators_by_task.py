@@ -8,8 +8,7 @@ import subprocess
 import sys
 
 import pytest
-
-from core.errors import TemplateError
+from n4afs_core.errors import TemplateError
 
 
 def test_rf_on_class_labels_fits_a_random_forest_classifier(ws):

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from n4afs_core import maintenance
+from n4afs_core.errors import BlobCorrupt, BundleError, UntrustedArchive
 
-from core import maintenance
-from core.errors import BlobCorrupt, BundleError, UntrustedArchive
 from n4afs.fs import N4AFileSystem
 from n4afs.importer import import_bundle
 from n4afs.tree import Tree

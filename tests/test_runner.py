@@ -8,9 +8,8 @@ import time
 
 import numpy as np
 import pytest
+from n4afs_core.operators import register_operator
 from sklearn.base import BaseEstimator, TransformerMixin
-
-from core.operators import register_operator
 
 SWEEP = [
     {"_or_": ["snv", "msc", {"savgol": {"deriv": 1, "window_length": 15, "polyorder": 2}}]},
@@ -150,7 +149,7 @@ def test_shared_prefix_is_fitted_once_per_fold(ws):
 
 
 def test_bad_options_are_refused_before_anything_is_written(ws):
-    from core.errors import RunError
+    from n4afs_core.errors import RunError
 
     with pytest.raises(RunError, match="cv must be at least 2"):
         ws.run(templates=[SWEEP], datasets=["chemotools:fermentation"], cv=1)
@@ -159,10 +158,10 @@ def test_bad_options_are_refused_before_anything_is_written(ws):
 
 CRASHING_RUN = r"""
 import sys, time
-import core.runner
+import n4afs_core.runner
 from n4afs.workspace import Workspace
 
-core.runner.COMMIT_EVERY_S = 0  # one transaction per group, so the kill lands between them
+n4afs_core.runner.COMMIT_EVERY_S = 0  # one transaction per group, so the kill lands between them
 ws = Workspace(sys.argv[1])
 done = []
 
@@ -256,9 +255,8 @@ def test_held_out_test_set_gives_rmsep_and_fold_ensembles(ws):
 
 
 def test_separate_test_dataset_and_custom_splitter(ws, tmp_path):
+    from n4afs_core.datasets import load_chemotools
     from sklearn.model_selection import KFold
-
-    from core.datasets import load_chemotools
 
     spectra = load_chemotools("chemotools:fermentation")
     train = _csv_from(spectra, range(15), tmp_path / "train.csv")
@@ -282,8 +280,8 @@ def test_separate_test_dataset_and_custom_splitter(ws, tmp_path):
 
 
 def test_test_dataset_with_other_wavelengths_is_refused(ws, tmp_path):
-    from core.datasets import load_chemotools
-    from core.errors import RunError
+    from n4afs_core.datasets import load_chemotools
+    from n4afs_core.errors import RunError
 
     spectra = load_chemotools("chemotools:fermentation")
     train = _csv_from(spectra, range(15), tmp_path / "train.csv")
@@ -295,7 +293,7 @@ def test_test_dataset_with_other_wavelengths_is_refused(ws, tmp_path):
 
 def test_committing_a_result_twice_is_a_no_op(ws):
     """Two processes resuming one run: the second commit of a result changes nothing."""
-    from core.persist import commit_payloads
+    from n4afs_core.persist import commit_payloads
 
     payloads = []
     ws.run(
@@ -314,9 +312,9 @@ def test_committing_a_result_twice_is_a_no_op(ws):
 def test_groups_finishing_together_commit_together(ws, monkeypatch, interval, first_visible):
     """Three groups of 10 configs: committed one by one, or in one transaction when they
     finish within COMMIT_EVERY_S of each other; results are whole either way."""
-    import core.runner
+    import n4afs_core.runner
 
-    monkeypatch.setattr(core.runner, "COMMIT_EVERY_S", interval)
+    monkeypatch.setattr(n4afs_core.runner, "COMMIT_EVERY_S", interval)
     seen: list[int] = []
 
     def on_result(payload):

@@ -12,10 +12,10 @@ import zipfile
 import joblib
 import pytest
 import yaml
+from n4afs_core import maintenance
+from n4afs_core.errors import WorkspaceError
+from n4afs_core.remote_store import RemoteBlobStore
 
-from core import maintenance
-from core.errors import WorkspaceError
-from core.remote_store import RemoteBlobStore
 from n4afs.tree import Tree
 from n4afs.workspace import Workspace
 from tests.mount_fixture import Mount

@@ -9,10 +9,10 @@ import joblib
 import numpy as np
 import pytest
 import yaml
+from n4afs_core.metrics import METRICS
+from n4afs_core.names import InvalidName
+from n4afs_core.templates import load_template
 
-from core.metrics import METRICS
-from core.names import InvalidName
-from core.templates import load_template
 from n4afs.content import FilesListing, directory, file_node
 from n4afs.fs import N4AFileSystem
 from n4afs.tree import Tree

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
+from n4afs_core.errors import DatasetError, WorkspaceError
 
-from core.errors import DatasetError, WorkspaceError
 from n4afs.workspace import Workspace
 from tests.conftest import write_csv
 
