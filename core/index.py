@@ -96,8 +96,10 @@ class Index:
     def _transaction(self, in_place: bool) -> Iterator[duckdb.DuckDBPyConnection]:
         """One transaction on the file itself, or on a copy renamed over it on success
         (`in_place` False: a reader still has the file open and keeps that version)."""
-        target = self.db_path if in_place else self._copy_for_writing()
+        target = self.db_path if in_place else self.db_path.with_name(DB_NAME + ".next")
         try:
+            if not in_place:
+                self._copy_for_writing(target)
             with _attached(target, read_only=False) as conn:
                 conn.begin()
                 try:
@@ -113,16 +115,15 @@ class Index:
         if not in_place:
             self._swap_in(target)
 
-    def _copy_for_writing(self) -> Path:
+    def _copy_for_writing(self, copy: Path) -> None:
         """A private copy of the committed file (and of a WAL a killed writer left, which
-        DuckDB replays into the copy); only the writer whose turn it is touches it."""
-        copy = self.db_path.with_name(DB_NAME + ".next")
+        DuckDB replays into the copy); only the writer whose turn it is touches it. A copy
+        that fails (a full disk) is removed by `_transaction`, never left to hold space."""
         _remove_database(copy)  # left by a writer killed in its copy: never committed
         if self.db_path.exists():
             shutil.copyfile(self.db_path, copy)
             if self._has_wal():
                 shutil.copyfile(f"{self.db_path}.wal", f"{copy}.wal")
-        return copy
 
     def _swap_in(self, copy: Path) -> None:
         """Rename the committed copy over the file: readers attach one or the other, both

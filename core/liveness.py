@@ -121,16 +121,19 @@ def release_owner(conn: Any, run_id: str, pid: int | None = None) -> None:
     )
 
 
-def live_runs(conn: Any) -> dict[str, float]:
-    """Runs in flight: status 'running' with an owner alive -> when that owner took it
-    (the earliest, if several are alive)."""
+def live_owners(conn: Any) -> list[tuple[str, Owner]]:
+    """(run id, owner) of every run in flight: status 'running' with that owner alive."""
     rows = conn.execute(
         f"SELECT o.run_id, {OWNER_COLUMNS} FROM run_owners o JOIN runs r USING (run_id) "
         "WHERE r.status = 'running'"
     ).fetchall()
+    owners = [(run_id, Owner(*fields)) for run_id, *fields in rows]
+    return [(run_id, owner) for run_id, owner in owners if owner_alive(owner)]
+
+
+def live_runs(conn: Any) -> dict[str, float]:
+    """Runs in flight -> when their owner took them (the earliest, if several are alive)."""
     live: dict[str, float] = {}
-    for run_id, *fields in rows:
-        owner = Owner(*fields)
-        if owner_alive(owner):
-            live[run_id] = min(live.get(run_id, owner.started), owner.started)
+    for run_id, owner in live_owners(conn):
+        live[run_id] = min(live.get(run_id, owner.started), owner.started)
     return live

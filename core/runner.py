@@ -34,7 +34,7 @@ from n4afs_core import datasets as ds
 from n4afs_core.blobstore import BlobStore
 from n4afs_core.catalog import DatasetInfo, find_datasets, require_spectra
 from n4afs_core.cv import FitContext, FitStats, fit_group, step_key
-from n4afs_core.errors import RunError, full_path, is_disk_full
+from n4afs_core.errors import DatasetError, RunError, full_path, is_disk_full
 from n4afs_core.index import Index
 from n4afs_core.liveness import record_owner, release_owner
 from n4afs_core.metrics import get_metric, ranking_metric
@@ -295,8 +295,14 @@ def check_test_set(train: DatasetInfo, test: DatasetInfo) -> None:
     column name once the data are loaded."""
     if train.task != test.task or train.target_names != test.target_names:
         raise RunError(f"test dataset {test.name!r} has other targets than {train.name!r}")
-    shape = (train.n_features, train.wavelength_min, train.wavelength_max)
-    if shape != (test.n_features, test.wavelength_min, test.wavelength_max):
+    same_range = all(
+        a == b or (a is not None and b is not None and ds.same_wavelength(a, b))
+        for a, b in (
+            (train.wavelength_min, test.wavelength_min),
+            (train.wavelength_max, test.wavelength_max),
+        )
+    )
+    if train.n_features != test.n_features or not same_range:
         raise RunError(
             f"test dataset {test.name!r} has other wavelength columns than {train.name!r}: "
             f"{test.n_features} from {test.wavelength_min} to {test.wavelength_max}, not "
@@ -370,21 +376,26 @@ def build_splitter(spec: dict[str, Any]) -> Any:
 
 
 def with_test_set(train: ds.Spectra, test: ds.Spectra) -> ds.Spectra:
-    """The training spectra with a separate test set appended (same wavelength columns)."""
-    if train.feature_names != test.feature_names:
-        only_train = sorted(set(train.feature_names) - set(test.feature_names))[:5]
-        only_test = sorted(set(test.feature_names) - set(train.feature_names))[:5]
-        raise RunError(
-            f"test dataset {test.name!r} has other wavelength columns than {train.name!r}: "
-            f"only in training {only_train}, only in test {only_test}"
-        )
+    """The training spectra with a separate test set appended. Wavelengths match as numbers
+    (`428` and `428.0` are one column, in any order: predict's rule, `ds.match_wavelength_
+    columns`); a grid that differs is refused saying how."""
     if train.task != test.task or train.target_names != test.target_names:
         raise RunError(f"test dataset {test.name!r} has other targets than {train.name!r}")
+    try:
+        columns = ds.match_wavelength_columns(
+            test.feature_names,
+            range(len(test.feature_names)),
+            list(train.feature_names),
+            f"test dataset {test.name!r} against {train.name!r}",
+        )
+    except DatasetError as exc:
+        raise RunError(str(exc)) from exc
+    test_X = test.X[:, columns]
     taken = set(train.sample_ids)
     ids = [f"test:{s}" if s in taken else s for s in test.sample_ids]
     return ds.Spectra(
         train.name,
-        np.vstack([train.X, test.X]),
+        np.vstack([train.X, test_X]),
         np.concatenate([train.y, test.y]),
         train.sample_ids + ids,
         train.feature_names,

@@ -124,6 +124,8 @@ class PipelineConfig:
                     f"model and dataset {dataset!r} is {task}; use one of: "
                     f"{', '.join(models_for(task))}"
                 )
+            if fitted is not operator:  # the partner must take the parameters set
+                _check_params(fitted, step.params, f"{step.op} (as {fitted.name} on {task})")
             steps.append(step if fitted is operator else Step(fitted.name, step.params))
         if steps == list(self.steps):
             return self

@@ -17,6 +17,7 @@ from typing import Any
 
 from n4afs_core import queries
 from n4afs_core.catalog import DatasetInfo, list_datasets
+from n4afs_core.liveness import Owner, live_owners, owner_alive
 from n4afs_core.queries import ResultRow, RunRow
 
 
@@ -72,6 +73,7 @@ class Snapshot:
     untrusted_runs: set[str] = field(default_factory=set)  # imports that may not be best
     import_origins: dict[str, str] = field(default_factory=dict)  # run id -> origin label
     created: datetime | None = None  # when the workspace was made (its first migration)
+    live_owners: list[Owner] = field(default_factory=list)  # of the runs shown `running`
     index: Any = None  # where the deferred rows come from
     _cv: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     _model_rows: dict[str, list[tuple]] | None = field(default=None, repr=False)
@@ -147,6 +149,13 @@ class Snapshot:
         self._rows_complete = len(self._model_rows) == len(visible)
 
 
+def an_owner_died(snapshot: Snapshot) -> bool:
+    """Whether a run this snapshot shows `running` lost its process since: a killed run
+    writes nothing, so the change token alone would keep it `running` (a `/proc` read per
+    owner, cheap enough for every poll)."""
+    return any(not owner_alive(owner) for owner in snapshot.live_owners)
+
+
 def load_snapshot(index: Any, previous: Snapshot | None = None) -> Snapshot:
     """`previous`: the snapshot this one replaces, whose loaded rows it may adopt."""
     token = index.change_token()  # read before the rows: a commit in between reloads again
@@ -161,6 +170,7 @@ def load_snapshot(index: Any, previous: Snapshot | None = None) -> Snapshot:
             cv_json=_cv_json(conn),
             imported=_imported(conn),
             created=conn.execute("SELECT min(applied_at) FROM schema_version").fetchone()[0],
+            live_owners=[owner for _, owner in live_owners(conn)],
             index=index,
         )
         for run_id, bundle_sha256, trusted, recomputed in conn.execute(

@@ -50,7 +50,7 @@ from n4afs.content import (
 )
 from n4afs.names import unique_names
 from n4afs.pipeline_pickle import BlobSegment
-from n4afs.snapshot import Snapshot, load_snapshot
+from n4afs.snapshot import Snapshot, an_owner_died, load_snapshot
 
 
 class Views:
@@ -174,7 +174,8 @@ class Tree:
         """
         token = self.ws.index.change_token()
         current = self._generation
-        if current is not None and current.views.snapshot.token == token:
+        unchanged = current is not None and current.views.snapshot.token == token
+        if unchanged and not an_owner_died(current.views.snapshot):  # killed: `interrupted`
             return False
         self.previous = current
         old = current.views.snapshot if current is not None else None

@@ -109,3 +109,19 @@ def test_a_full_disk_on_an_s3_workspace_gives_the_disk_full_message(small, s3): 
         execute_run(ws.index, ws.store, run_id)
     filler.unlink()
     assert ws.resume(run_id).status == "completed"
+
+
+def test_a_copy_of_the_index_that_fills_the_disk_is_removed(small):
+    """A writer that must write a copy (a reader holds on) and finds no room for it says
+    so and leaves no partial copy to hold the last free space (found in review)."""
+    from n4afs_core.errors import DiskFull
+
+    ws = Workspace(small / "ws")
+    ws.add_dataset("chemotools:fermentation")
+    filler = fill(small, 4096)
+    refused = pytest.raises(DiskFull, match="disk full under the index")
+    with ws.index.lock.shared(), refused, ws.index.write() as conn:
+        conn.execute("UPDATE datasets SET name = name")
+    assert not (ws.path / "n4a.duckdb.next").exists()
+    filler.unlink()
+    assert [d.name for d in ws.datasets()] == ["fermentation"]

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from n4afs_core.errors import RunError
 from n4afs_core.liveness import process_start
@@ -205,3 +206,46 @@ def test_a_run_with_failed_configs_exits_with_status_3(tmp_path):
     assert done.returncode == 3, done.stderr
     assert "1 configs failed" in done.stderr and "Traceback" not in done.stderr
     assert "Exit status: 0 every config completed" in " ".join(cli("run", "--help").stdout.split())
+
+
+def test_a_test_set_whose_wavelengths_differ_only_in_spelling_is_matched_as_numbers(tmp_path):
+    """`1000` in training and `1000.0` in the test file are one wavelength (predict's rule);
+    found in review: planning let it through, then every config failed on the header text."""
+    rng = np.random.default_rng(0)
+    waves = [1000 + 2 * i for i in range(40)]
+
+    def write(path, header, n):
+        X = rng.normal(size=(n, len(waves)))
+        rows = [",".join(["sample_id", "y", *header])]
+        rows += [",".join([f"s{i}", f"{X[i, 0] * 3:.6f}", *map(str, X[i])]) for i in range(n)]
+        path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+    write(tmp_path / "train.csv", [str(w) for w in waves], 30)
+    write(tmp_path / "test.csv", [f"{w:.1f}" for w in reversed(waves)], 10)
+    ws = Workspace(tmp_path / "ws")
+    ws.add_dataset(str(tmp_path / "train.csv"), targets=["y"])
+    ws.add_dataset(str(tmp_path / "test.csv"), targets=["y"])
+    run = ws.run(templates=[["pls"]], datasets=["train"], cv=3, test_dataset="test")
+    assert run.info.status == "completed"
+    assert ws.best("train").test_scores()["n"] == 10
+
+
+def test_a_tree_open_before_the_kill_shows_the_run_interrupted(tmp_path):
+    """A long-lived tree (the mount's, fsspec's) reloads when a run's process dies, though a
+    killed run writes nothing to the index (found in review: RUN.yaml stayed `running`)."""
+    from n4afs.tree import Tree
+
+    template = tmp_path / "big.yaml"
+    template.write_text(BIG_SWEEP)
+    ws = Workspace(tmp_path / "ws")
+    ws.add_dataset("chemotools:fermentation")
+    proc = start_run(ws, template)
+    tree = Tree(ws)
+    (run,) = ws.runs()
+    path = ("by-run", run.run_id, "RUN.yaml")
+    assert b"status: running" in bytes(tree.read(tree.lookup(path)))
+    proc.kill()
+    proc.wait(timeout=10)
+    assert tree.refresh()
+    assert b"status: interrupted" in bytes(tree.read(tree.lookup(path)))
+    assert not tree.refresh()  # nothing more to notice

@@ -56,3 +56,12 @@ def test_the_cli_refuses_a_wrong_kind_of_model_in_one_line_with_exit_2(tmp_path)
     assert out.returncode == 2, out.stderr
     assert "lda is a classification model" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def test_a_partner_that_does_not_take_the_parameters_set_is_refused_at_planning(ws):
+    """`svr: {epsilon: ...}` has no svc equivalent (found in review: every result failed)."""
+    ws.add_dataset("chemotools:coffee")
+    with pytest.raises(TemplateError) as info:
+        ws.run(templates=[["snv", {"svr": {"epsilon": 0.2}}]], datasets=["coffee"], cv=3)
+    assert "svr (as svc on classification).epsilon: unknown parameter for svc" in str(info.value)
+    assert ws.runs() == []
