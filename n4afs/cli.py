@@ -526,10 +526,20 @@ def best(ctx, dataset, metric, fmt) -> None:
 
 
 def _tree_and_path(ctx, path: str):
-    from n4afs.tree import Tree, parse_path
+    from n4afs.tree import Tree
 
     ws = _workspace(ctx.obj["workspace"])
-    return Tree(ws), parse_path(path)
+    return Tree(ws), _parsed(path)
+
+
+def _parsed(path: str) -> tuple[str, ...]:
+    """A tree path; `..` is refused as a missing path (one line, exit 2), never resolved."""
+    from n4afs.tree import parse_path
+
+    try:
+        return parse_path(path)
+    except FileNotFoundError:
+        raise _missing(path) from None
 
 
 def _missing(path: str) -> click.ClickException:
@@ -686,13 +696,12 @@ def umount(mountpoint) -> None:
 def _workspace_and_tree_path(ctx, path: str):
     """A path inside a live n4afs mount, or a tree path in the -w workspace."""
     from n4afs.mount import locate
-    from n4afs.tree import parse_path
 
     mounted = locate(Path(path).expanduser()) if Path(path).expanduser().exists() else None
     if mounted is not None:
         workspace, parts = mounted
         return _workspace(str(workspace)), tuple(parts)
-    return _workspace(ctx.obj["workspace"]), parse_path(path)
+    return _workspace(ctx.obj["workspace"]), _parsed(path)
 
 
 @cli.command()

@@ -255,3 +255,24 @@ def test_du_of_a_mounted_folder_counts_that_folder(ws, shared_mnt):
     assert mounted == du_json(ws, "runs/fermentation")
     done = cli(ws, "du", str(shared_mnt.path / "runs" / "nosuch"))
     assert done.returncode == 2 and done.stderr.startswith("error: no such path in the tree: ")
+
+
+@pytest.mark.parametrize("command", [["ls"], ["cat"], ["tree"], ["du"], ["open"], ["export"]])
+def test_a_tree_path_climbing_out_is_one_line_and_exit_2(tmp_path, command):
+    """`..` is refused, never resolved (left by the first pass: a traceback, exit 1)."""
+    ws = tmp_path / "ws"
+    Workspace(ws)
+    done = subprocess.run(
+        [sys.executable, "-m", "n4afs.cli", "-w", str(ws), *command, "../x"]
+        + (["-o", str(tmp_path / "out")] if command == ["export"] else []),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert (
+        done.stderr.strip()
+        == "Error: no such path in the tree: /../x (list what is there with `n4afs ls`)"
+    )
