@@ -336,12 +336,12 @@ def results_older_than(index: Index, seconds: float) -> list[str]:
 
 def results_beyond_best(index: Index, keep: int, metric: str | None) -> list[str]:
     """Per dataset, every result but the `keep` best (failed and broken ones included)."""
-    from n4afs_core.queries import ranked_results
+    from n4afs_core.queries import rank_results
 
     doomed = []
     with index.read() as conn:
         for (dataset_id,) in conn.execute("SELECT DISTINCT dataset_id FROM results").fetchall():
-            ranked = ranked_results(conn, dataset_id, metric)
+            ranked = rank_results(conn, dataset_id, metric).rows
             completed = [r for r in ranked if r.status == "completed"]
             kept = {r.result_id for r in completed[:keep]}
             doomed += [r.result_id for r in ranked if r.result_id not in kept]

@@ -174,18 +174,6 @@ class Ranking:
     values: list[float | None]  # pooled out-of-fold score (or the stored one), per row
 
 
-def ranked_results(
-    conn: duckdb.DuckDBPyConnection,
-    dataset_id: str,
-    metric: str | None = None,
-    run_id: str | None = None,
-    limit: int | None = None,
-    best_only: bool = False,
-) -> list[ResultRow]:
-    """A dataset's results, best first (`rank_results` without the values)."""
-    return rank_results(conn, dataset_id, metric, run_id, limit, best_only).rows
-
-
 def rank_results(
     conn: duckdb.DuckDBPyConnection,
     dataset_id: str,

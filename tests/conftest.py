@@ -23,3 +23,28 @@ def ws(tmp_path):
 def write_csv(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A factory of small file systems to fill: `small_tmpfs("10m")` mounts a tmpfs of that
+    size under the test's folder (needs root) and returns it; unmounted after the test."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def make(size: str) -> Path:
+        where = tmp_path / f"small-{len(mounted)}"
+        where.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, f"cannot mount a small tmpfs: {done.stderr}"
+        mounted.append(where)
+        return where
+
+    yield make
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], check=False)

@@ -5,8 +5,6 @@ working while it stays full (issue #16, items 3 and 9). Needs root to mount a sm
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from n4afs_core.runner import RunOptions, execute_run, plan_run
 from n4afs_core.templates import load_templates
 
 from n4afs.workspace import Workspace
+from tests.cli_process import cli
 from tests.test_scaleout import s3  # noqa: F401 - the moto S3 server fixture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,29 +22,10 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 SWEEP = "- {_or_: [snv, msc, detrend]}\n- pls: {n_components: {_range_: [1, 5]}}\n"
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "n4afs.cli", *args],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=120,
-    )
-
-
 @pytest.fixture
-def small(tmp_path):
+def small(small_tmpfs):
     """A 40 MiB tmpfs: small enough to fill in a moment."""
-    where = tmp_path / "small"
-    where.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-    )
-    assert mounted.returncode == 0, f"cannot mount a small tmpfs: {mounted.stderr}"
-    yield where
-    subprocess.run(["umount", "-l", str(where)], check=False)
+    return small_tmpfs("40m")
 
 
 def fill(where: Path, keep: int) -> Path:

@@ -17,6 +17,7 @@ from n4afs_core.errors import RunError
 from n4afs_core.liveness import process_start
 
 from n4afs.workspace import Workspace
+from tests.cli_process import cli
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -28,16 +29,6 @@ BIG_SWEEP = """
           {savgol: {window_length: 15, polyorder: 2, deriv: 1}}]}
 - pls: {n_components: {_range_: [1, 15]}}
 """
-
-
-def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "n4afs.cli", *args],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=timeout,
-    )
 
 
 def start_run(ws: Workspace, template: Path, *options: str) -> subprocess.Popen:

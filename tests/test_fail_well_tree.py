@@ -21,7 +21,8 @@ import yaml
 
 from n4afs.fs import N4AFileSystem
 from n4afs.workspace import Workspace
-from tests.mount_fixture import REPO, Mount
+from tests.cli_process import cli as run_cli
+from tests.mount_fixture import Mount
 
 SWEEP = [{"_or_": ["snv", "msc"]}, {"pls": {"n_components": 3}}]
 CLASSIFICATION = [{"_or_": ["snv", "msc"]}, "lda"]
@@ -37,14 +38,7 @@ def ws(tmp_path_factory):
 
 
 def cli(ws, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "N4AFS_WORKSPACE": str(ws.path)}
-    return subprocess.run(
-        [sys.executable, "-m", "n4afs.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    return run_cli(*args, env={"N4AFS_WORKSPACE": str(ws.path)})
 
 
 # -- 10: du counts the folder it is given ----------------------------------------------------

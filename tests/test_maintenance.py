@@ -16,20 +16,11 @@ from n4afs_core.errors import RunError
 
 from n4afs.tree import Tree
 from n4afs.workspace import Workspace
+from tests.cli_process import cli
 from tests.mount_fixture import REPO, Mount, wait_for
 
 SWEEP = [{"_or_": ["snv", "msc"]}, {"pls": {"n_components": {"_range_": [2, 4]}}}]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
-
-
-def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "n4afs.cli", *args],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture
@@ -264,29 +255,19 @@ def test_kill_during_gc_leaves_the_workspace_consistent(swept, tmp_path):
     assert maintenance.verify(swept.index, swept.store).orphans == []
 
 
-def test_a_full_disk_fails_the_run_clearly_and_half_writes_nothing(tmp_path):
-    small = tmp_path / "small"
-    small.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=10m", "tmpfs", str(small)],
-        capture_output=True,
-        text=True,
-    )
-    assert mounted.returncode == 0, f"cannot mount a small tmpfs: {mounted.stderr}"
-    try:
-        ws = Workspace(small / "ws")
-        ws.add_dataset("chemotools:fermentation")
-        big = [{"_or_": ["snv", "msc"]}, {"pls": {"n_components": {"_range_": [1, 15]}}}]
-        with pytest.raises(RunError, match="disk full.*n4afs run --resume"):
-            ws.run(templates=[big], datasets=["fermentation"], cv=5, name="full")
-        report = maintenance.verify(ws.index, ws.store)
-        assert report.ok, report
-        (run,) = ws.runs()
-        assert run.status == "interrupted" and run.n_pending > 0  # resumable once space is freed
-        for result in ws.get_run(run.run_id).results:
-            assert result.row.status == "completed" and result.row.predictions_blob
-    finally:
-        subprocess.run(["umount", "-l", str(small)], check=False)
+def test_a_full_disk_fails_the_run_clearly_and_half_writes_nothing(small_tmpfs):
+    small = small_tmpfs("10m")
+    ws = Workspace(small / "ws")
+    ws.add_dataset("chemotools:fermentation")
+    big = [{"_or_": ["snv", "msc"]}, {"pls": {"n_components": {"_range_": [1, 15]}}}]
+    with pytest.raises(RunError, match="disk full.*n4afs run --resume"):
+        ws.run(templates=[big], datasets=["fermentation"], cv=5, name="full")
+    report = maintenance.verify(ws.index, ws.store)
+    assert report.ok, report
+    (run,) = ws.runs()
+    assert run.status == "interrupted" and run.n_pending > 0  # resumable once space is freed
+    for result in ws.get_run(run.run_id).results:
+        assert result.row.status == "completed" and result.row.predictions_blob
 
 
 # -- everything at once ---------------------------------------------------------------------------

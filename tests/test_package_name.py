@@ -97,6 +97,21 @@ def user_folder(tmp_path_factory) -> Path:
     return folder
 
 
+def _fresh_python(site: Path, cwd: Path, code: str, *args: str) -> str:
+    """Run `code` in `python -S` that sees only `site` and `cwd`; its standard output."""
+    env = {"PYTHONPATH": str(site), "PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"}
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def _load_in_fresh_interpreter(site: Path, cwd: Path, files: dict[str, Path], X: Path) -> dict:
     """joblib.load each file and predict X, in `python -S` seeing only `site` and `cwd`."""
     code = (
@@ -109,24 +124,8 @@ def _load_in_fresh_interpreter(site: Path, cwd: Path, files: dict[str, Path], X:
         "    out[name] = [str(v) for v in joblib.load(path).predict(X)]\n"
         "print(json.dumps(out))\n"
     )
-    env = {"PYTHONPATH": str(site), "PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-S",
-            "-c",
-            code,
-            str(X),
-            json.dumps({k: str(v) for k, v in files.items()}),
-        ],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    paths = json.dumps({name: str(path) for name, path in files.items()})
+    return json.loads(_fresh_python(site, cwd, code, str(X), paths))
 
 
 def _final_pipeline(tree: Tree, dataset: str, label: str) -> bytes:
@@ -176,18 +175,9 @@ def test_models_pickled_under_the_old_name_still_load(lean_site, user_folder):
     code += (
         "m = pickles.load(sys.argv[1])\nprint([str(v) for v in m.predict(np.load(sys.argv[2]))])\n"
     )
-    env = {"PYTHONPATH": str(lean_site), "PATH": os.environ.get("PATH", "")}
-    done = subprocess.run(
-        [sys.executable, "-S", "-c", code, str(files["pipeline"]), str(X)],
-        cwd=user_folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
+    out = _fresh_python(lean_site, user_folder, code, str(files["pipeline"]), str(X))
     expected = np.load(LEGACY / "plsda-predictions.npy")
-    assert done.stdout.strip() == str([str(v) for v in expected])
+    assert out.strip() == str([str(v) for v in expected])
 
 
 def test_a_workspace_holding_old_name_models_serves_files_that_load(
