@@ -28,6 +28,7 @@ from typing import Any
 from n4afs_core.blobstore import BlobStore  # or core.remote_store.RemoteBlobStore: same calls
 from n4afs_core.index import Index
 from n4afs_core.liveness import live_runs
+from n4afs_core.names import result_label
 
 DEFAULT_GRACE_S = 3600.0
 # Objects' mtimes come from the store's clock (S3's, for a remote store) and owners' start
@@ -428,7 +429,7 @@ def usage(index: Index, store: BlobStore, top: int = 10, scope: UsageScope = EVE
         (
             dataset_id,
             {
-                "result": f"{seq:04d}_{name}_{hash_[:6]}",
+                "result": result_label(seq, name, hash_),
                 "dataset": dataset,
                 "run": run_id,
                 "logical": 2 * (2 * models + predictions + imported),

@@ -394,6 +394,14 @@ def _is_missing(value: float | None) -> bool:
     return value is None or math.isnan(value)
 
 
+# Each direction's key, smaller is better, in Python (`sort_key`) and in SQL (`sort_key_sql`)
+_DIRECTION_KEYS: dict[str, tuple[Callable[[float], float], str]] = {
+    "lower": (float, "{}"),
+    "higher": (lambda v: -float(v), "-{}"),
+    "zero": (lambda v: abs(float(v)), "abs({})"),
+}
+
+
 def sort_key(metric: str, value: float | None) -> float:
     """Map a score to a key where smaller is better: sort ascending, best first.
 
@@ -403,11 +411,12 @@ def sort_key(metric: str, value: float | None) -> float:
     direction = _rankable_metric(metric).direction
     if _is_missing(value):
         return math.inf
-    if direction == "lower":
-        return float(value)
-    if direction == "higher":
-        return -float(value)
-    return abs(float(value))
+    return _DIRECTION_KEYS[direction][0](value)
+
+
+def sort_key_sql(metric: str, column: str) -> str:
+    """`sort_key` as an SQL ORDER BY term over `column`: missing (NULL) last."""
+    return _DIRECTION_KEYS[get_metric(metric).direction][1].format(column) + " ASC NULLS LAST"
 
 
 def is_better(metric: str, candidate: float | None, incumbent: float | None) -> bool:

@@ -8,6 +8,8 @@ sequence or a 6 KB name into a folder, a terminal or an export.
 - `result_name`: the one rule for a result's readable name (`snv-pls15`): `[a-z0-9-]`, at
   most `RESULT_NAME_MAX` characters. The tree labels results with it, so even a row written
   before this check existed shows as one safe path component.
+- `result_label`: a result's folder name (`0042_snv-pls15_x9y8z7`): sequence number,
+  `result_name`, the first 6 characters of its configuration hash.
 - `checked_text`: a free-form name (dataset, run, template): NFC, no control characters,
   not blank, at most 255 bytes of UTF-8. The tree still makes it a safe path component
   (`n4afs.names.safe_name`); this check keeps it printable and bounded.
@@ -41,6 +43,13 @@ def result_name(text: str) -> str:
     cleaned = _NOT_RESULT_CHARS.sub("", str(text).lower())
     cleaned = re.sub(r"-+", "-", cleaned).strip("-")[:RESULT_NAME_MAX].rstrip("-")
     return cleaned or "pipeline"
+
+
+def result_label(seq: int, name: str, config_hash: str) -> str:
+    """`0042_snv-pls15_x9y8z7`: what the tree, `du` and every listing call a result. The
+    name goes through `result_name` whatever the index holds, so a label is one safe path
+    component."""
+    return f"{seq:04d}_{result_name(name)}_{config_hash[:6]}"
 
 
 def checked_result_name(value: Any) -> str:

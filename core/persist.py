@@ -21,6 +21,7 @@ import numpy as np
 from n4afs_core.blobstore import BlobStore
 from n4afs_core.cv import ConfigOutcome, FittedModel
 from n4afs_core.metrics import RegressionReference, get_metric, scores_for
+from n4afs_core.ranking import OUT_OF_FOLD, fold_model, is_out_of_fold_prediction
 
 SUMMARY_KEY = b"n4a_summary"
 
@@ -139,21 +140,21 @@ def score_rows(outcome: ConfigOutcome, parts: Partitions, metric: str) -> list[S
     rows: list[ScoreRow] = []
     oof = {}
     for model in outcome.models:
-        name = "final" if model.fold < 0 else f"fold_{model.fold}"
+        name = "final" if model.fold < 0 else fold_model(model.fold)
         for partition, y_pred in model.predictions.items():
             idx = _rows_of(parts, model.fold, partition)
             scores = parts.scores(idx, y_pred)
             rows.append(ScoreRow(name, None, partition, model.fold, len(idx), clean_scores(scores)))
-            if partition == "val":
+            if is_out_of_fold_prediction(name, partition):
                 oof.update(zip(idx.tolist(), y_pred.tolist(), strict=True))
     if oof:
         idx = np.array(sorted(oof))
         y_pred = np.array([oof[i] for i in idx])
         rows.append(
             ScoreRow(
-                "cv",
+                OUT_OF_FOLD[0],
                 None,
-                "val",
+                OUT_OF_FOLD[1],
                 -1,
                 len(idx),
                 clean_scores(parts.scores(idx, y_pred)),
@@ -206,7 +207,7 @@ def fold_weights(outcome: ConfigOutcome, parts: Partitions, metric: str) -> np.n
 
 def headline_score(rows: list[ScoreRow], metric: str) -> float | None:
     """The run's metric on pooled out-of-fold predictions, else on the final model's test."""
-    for model, partition in (("cv", "val"), ("final", "test")):
+    for model, partition in (OUT_OF_FOLD, ("final", "test")):
         for row in rows:
             if row.model == model and row.partition == partition:
                 return row.scores.get(metric)
@@ -277,7 +278,7 @@ def predictions_table_bytes(
 
     blocks: list[tuple[str, str, int, np.ndarray, np.ndarray]] = []  # model, partition, fold
     for model in outcome.models:
-        name = "final" if model.fold < 0 else f"fold_{model.fold}"
+        name = "final" if model.fold < 0 else fold_model(model.fold)
         for partition, y_pred in model.predictions.items():
             idx = _rows_of(parts, model.fold, partition)
             blocks.append((name, partition, model.fold, idx, np.asarray(y_pred)))
@@ -360,7 +361,9 @@ def store_outcome(
     payload = ResultPayload(result_id, "completed")
     payload.models = [_store_model(store, payload, m, step_names, stored) for m in outcome.models]
     rows = score_rows(outcome, parts, metric)
-    ids = {("final" if m.role == "final" else f"fold_{m.fold}"): m.model_id for m in payload.models}
+    ids = {
+        ("final" if m.role == "final" else fold_model(m.fold)): m.model_id for m in payload.models
+    }
     for row in rows:
         row.model_id = ids.get(row.model)
     payload.score_rows = rows

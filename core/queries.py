@@ -1,8 +1,7 @@
 """Read-side SQL for runs and results: what the API, the CLI and (later) the tree ask.
 
-Ranking follows the metric's direction (core.metrics): lower, higher, or closest to zero;
-results without a score (failed, NaN) rank last. Ties break on the sequence number so the
-order is stable.
+Rankings follow `core.ranking` (the one definition of "best", which the tree applies to its
+snapshot too) and the trust rule of `core.trust`.
 """
 
 from __future__ import annotations
@@ -14,9 +13,10 @@ from functools import cached_property
 from typing import Any
 
 import duckdb
+from n4afs_core import ranking
 from n4afs_core.liveness import live_runs
 from n4afs_core.metrics import get_metric, ranking_metric
-from n4afs_core.names import result_name
+from n4afs_core.names import result_label
 
 VISIBLE = "('completed', 'failed', 'broken')"  # pending rows are plans, not results yet
 
@@ -68,9 +68,9 @@ class ResultRow:
 
     @cached_property
     def label(self) -> str:
-        """`0042_snv-pls15_x9y8z7`: what the tree calls the result's folder. The name goes
-        through `result_name` whatever the index holds, so a label is one safe component."""
-        return f"{self.seq:04d}_{result_name(self.name)}_{self.hash6}"
+        """`0042_snv-pls15_x9y8z7`: what the tree calls the result's folder
+        (`core.names.result_label`)."""
+        return result_label(self.seq, self.name, self.config_hash)
 
 
 RESULT_COLUMNS = (  # `ResultRow`'s fields, in order
@@ -84,52 +84,6 @@ RESULT_SELECT = f"SELECT {RESULT_COLUMNS} {RESULT_FROM}"
 
 def result_from_row(row: tuple) -> ResultRow:
     return ResultRow(*row)
-
-
-# imports whose results may not be best: not trusted, or scored by the bundle itself
-UNTRUSTED_RUNS = "(SELECT run_id FROM imports WHERE NOT (trusted AND scores_recomputed))"
-
-
-# The result whose metric says what "best" means on a dataset: the newest of those that may
-# be best (completed, not an untrusted import), else the newest of all. Views.metric_of in
-# n4afs/tree.py applies the same rule to its snapshot.
-NEWEST_METRIC = (
-    f"(r.status <> 'completed'), (r.run_id IN {UNTRUSTED_RUNS}), "
-    "r.created_at DESC, r.seq DESC LIMIT 1"
-)
-
-
-def order_by(metric: str, column: str = "score") -> str:
-    """Completed results first, then those that may be `best` (the workspace's own and
-    trusted imports, see `origin_label`), then the metric's direction, NULLs last, then seq.
-
-    The tree (n4afs.tree.Views) ranks its in-memory snapshot by the same rule.
-    """
-    direction = get_metric(metric).direction
-    key = {"lower": column, "higher": f"-{column}", "zero": f"abs({column})"}[direction]
-    return (
-        f"ORDER BY (r.status <> 'completed'), (r.run_id IN {UNTRUSTED_RUNS}), "
-        f"{key} ASC NULLS LAST, r.seq"
-    )
-
-
-def origin_label(bundle_sha256: str | None, trusted: bool = False, recomputed: bool = True) -> str:
-    """Where a result comes from, as RESULTS.csv and scores.yaml say it.
-
-    The trust rule: a result computed in this workspace, or imported from a bundle the user
-    trusted (`import --trust`, `n4afs trust`) whose scores n4afs recomputed, may be `best`;
-    any other import is shown, ranked after them, and never `best`, whatever its scores.
-    """
-    if bundle_sha256 is None:
-        return "workspace"
-    if not recomputed:
-        return f"bundle {bundle_sha256[:12]} (scores as claimed by the bundle)"
-    return f"bundle {bundle_sha256[:12]} ({'trusted' if trusted else 'untrusted'})"
-
-
-def may_be_best(trusted: bool, recomputed: bool) -> bool:
-    """`UNTRUSTED_RUNS`' rule for one import, for the tree's in-memory ranking."""
-    return bool(trusted and recomputed)
 
 
 def list_runs(conn: duckdb.DuckDBPyConnection) -> list[RunRow]:
@@ -190,7 +144,7 @@ def rank_results(
     params: list[Any] = [dataset_id]
     where = f"r.dataset_id = ? AND r.status IN {VISIBLE}"
     if best_only:
-        where = f"r.dataset_id = ? AND r.status = 'completed' AND r.run_id NOT IN {UNTRUSTED_RUNS}"
+        where = f"r.dataset_id = ? AND {ranking.MAY_BE_BEST_SQL}"
     tail = f" LIMIT {int(limit)}" if limit is not None else ""
     if run_id:
         where += " AND r.run_id = ?"
@@ -198,14 +152,11 @@ def rank_results(
     name = _ranking_metric_name(conn, dataset_id, metric, where, params)
     if name is None:
         return Ranking(None, [], [])
-    value = (  # a registered metric name: safe inside the SQL text
-        f"coalesce(CAST(p.scores ->> '$.{name}' AS DOUBLE), "
-        f"CASE WHEN r.metric = '{name}' THEN r.score END)"
-    )
+    value = ranking.ranked_value_sql(name, "p")
     sql = (
         f"SELECT {RESULT_COLUMNS}, {value} {RESULT_FROM} LEFT JOIN predictions p "
-        f"ON p.result_id = r.result_id AND p.model = 'cv' AND p.partition = 'val' "
-        f"WHERE {where} {order_by(name, value)}{tail}"
+        f"ON p.result_id = r.result_id AND {ranking.out_of_fold_sql('p')} "
+        f"WHERE {where} {ranking.order_by(name, value)}{tail}"
     )
     rows = conn.execute(sql, params).fetchall()
     return Ranking(name, [result_from_row(r[:-1]) for r in rows], [r[-1] for r in rows])
@@ -228,9 +179,21 @@ def _ranking_metric_name(
             return get_metric(metric).name
         return ranking_metric(metric, found[1], f"dataset {found[0]!r}").name
     newest = conn.execute(
-        f"SELECT r.metric FROM results r WHERE {where} ORDER BY {NEWEST_METRIC}", params
+        f"SELECT r.metric FROM results r WHERE {where} ORDER BY {ranking.NEWEST_METRIC} LIMIT 1",
+        params,
     ).fetchone()
     return None if newest is None else newest[0]
+
+
+def result_paths(conn: duckdb.DuckDBPyConnection, result_ids: list[str]) -> dict[str, str]:
+    """result id -> `<dataset>/<label>` (`wheat/0042_snv-pls15_x9y8z7`, as under runs/) of
+    those of `result_ids` the index holds."""
+    rows = conn.execute(
+        "SELECT r.result_id, d.name, r.seq, r.name, r.config_hash "
+        f"{RESULT_FROM} WHERE r.result_id IN (SELECT unnest(?))",
+        [list(result_ids)],
+    ).fetchall()
+    return {rid: f"{dataset}/{result_label(seq, name, h)}" for rid, dataset, seq, name, h in rows}
 
 
 def score_rows(conn: duckdb.DuckDBPyConnection, result_id: str) -> list[dict[str, Any]]:

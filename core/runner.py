@@ -16,7 +16,6 @@ their coordinator dies (`_exit_with_coordinator`): nobody would commit what they
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -49,6 +48,7 @@ from n4afs_core.persist import (
 )
 from n4afs_core.stores import open_store
 from n4afs_core.templates import Template
+from n4afs_core.versions import library_versions
 
 DEFAULT_METRIC = {"regression": "rmse", "classification": "accuracy"}
 
@@ -202,26 +202,6 @@ def plan_again(index: Index, run_id: str) -> str:
 def _run_options(options: RunOptions) -> dict[str, Any]:
     """Options plus where and with what they ran: MANIFEST.yaml and export cite these."""
     return {**asdict(options), "host": socket.gethostname(), "versions": library_versions()}
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of Python and the libraries that fitted the models (a fresh dict)."""
-    return dict(_library_versions())
-
-
-@functools.cache
-def _library_versions() -> dict[str, str]:
-    """Looked up once per process: package metadata lookups cost ~3 ms a run."""
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {"python": platform.python_version()}
-    for package in ("n4afs", "scikit-learn", "chemotools", "numpy", "scipy"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = "unknown"
-    return found
 
 
 def _plan_results(conn, run_id, dataset, expanded, metric) -> None:

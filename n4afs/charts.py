@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from n4afs_core.ranking import out_of_fold_predictions
+
 from n4afs import renderers
 
 Chart = tuple[str, Callable[[], bytes], tuple]
@@ -24,7 +26,7 @@ def result_charts(files: Any, r: Any, dataset: Any, cv: dict[str, Any]) -> list[
 
     def parts() -> tuple[Any, Any]:
         table = files.predictions(pblob)
-        oof = table.filter(table["model"].str.starts_with("fold_") & (table["partition"] == "val"))
+        oof = out_of_fold_predictions(table)
         test = table.filter((table["model"] == "final") & (table["partition"] == "test"))
         return oof, test
 

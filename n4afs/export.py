@@ -150,7 +150,7 @@ def _minimal(tree: Tree, path: TreePath, results) -> list[tuple[TreePath, Node]]
 def _provenance(ws, tree, path, level, results, command) -> dict[str, Any]:
     """EXPORT.yaml: one entry per result, and each dataset once (with its wavelength
     columns, which `predict` checks new spectra against)."""
-    from n4afs_core.runner import library_versions
+    from n4afs_core.versions import library_versions
 
     root = path[-1] if path else "workspace"
     datasets = {str(d.dataset_id): d for d in ws.datasets()}

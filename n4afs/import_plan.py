@@ -26,6 +26,7 @@ from n4afs_core.ids import BlobId
 from n4afs_core.metrics import ranking_metric, scores_for
 from n4afs_core.names import checked_result_name, checked_text
 from n4afs_core.persist import ScoreRow, clean_scores, headline_score
+from n4afs_core.ranking import OUT_OF_FOLD, is_out_of_fold
 
 from n4afs.bundle import Bundle
 
@@ -259,7 +260,7 @@ def _score_rows(bundle: Bundle, folder: str, task: str) -> list[ScoreRow]:
         else:
             continue  # a file n4afs does not write: shown, never scored
         for partition, (y_true, y_pred) in _prediction_columns(bundle, path, task).items():
-            if model == "cv" and partition != "val":
+            if model == OUT_OF_FOLD[0] and not is_out_of_fold(model, partition):
                 raise BundleError(f"{path}: out-of-fold predictions in partition {partition!r}")
             if any(r.model == model and r.partition == partition for r in rows):
                 raise BundleError(f"{path}: {model}/{partition} predictions given twice")

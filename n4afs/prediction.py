@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from n4afs_core.datasets import PredictionInput, load_for_prediction
 from n4afs_core.errors import N4AError, UntrustedArchive
+from n4afs_core.ranking import is_out_of_fold_prediction
+from n4afs_core.versions import version_warnings
 
 from n4afs.importer import dataset_record
 
@@ -36,17 +38,6 @@ class Prediction:
     target: str | None = None
     scores: dict[str, float | None] | None = None
     n_scored: int = 0
-
-
-def version_warnings(fitted_with: dict[str, str]) -> list[str]:
-    from n4afs_core.runner import library_versions
-
-    current = library_versions()
-    return [
-        f"{name} {fitted_with[name]} fitted this model, {current.get(name)} is installed"
-        for name in ("python", "scikit-learn", "chemotools", "numpy", "n4afs")
-        if fitted_with.get(name) and fitted_with[name] != current.get(name)
-    ]
 
 
 def predict_bundle(
@@ -94,15 +85,13 @@ def predict_result(
             f"/{'/'.join(tree_path)} is not a result folder (runs/<dataset>/<NNNN_name_hash>)"
         )
     row = found[0]
-    if row.run_id in tree._current().views.snapshot.untrusted_runs and not trust:
+    if row.run_id in ws.untrusted_runs() and not trust:
         raise UntrustedArchive(UNTRUSTED.format(what=f"result {row.label} (imported)"))
     result = Result(ws, row)
     dataset = next(d for d in ws.datasets() if d.dataset_id == row.dataset_id)
     new = load_for_prediction(new_csv, _features_of(ws, row), dataset.target_names[0], dataset.task)
     folds = sorted(
-        s["fold"]
-        for s in result.scores
-        if s["model"].startswith("fold_") and s["partition"] == "val"
+        s["fold"] for s in result.scores if is_out_of_fold_prediction(s["model"], s["partition"])
     )
     labels = {"final": "final", **{f"fold_{k}": k for k in folds}}
     chosen = _pick_models(labels, model)

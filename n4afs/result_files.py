@@ -12,6 +12,7 @@ import io
 from functools import lru_cache
 from typing import Any
 
+from n4afs_core import ranking
 from n4afs_core.catalog import DatasetInfo
 from n4afs_core.metrics import METRICS
 from n4afs_core.pickles import names_legacy_module
@@ -131,7 +132,7 @@ class ResultFiles:
                         r.run_id,
                         r.status,
                         views.snapshot.origin(r),
-                        cv.get(metric, r.score),
+                        ranking.ranked_value(metric, cv, r.metric, r.score),
                         *[cv.get(m) for m in extra],
                     ]
                 )
@@ -167,7 +168,7 @@ class ResultFiles:
         def render() -> bytes:
             table = self.predictions(best.predictions_blob)
             chosen = table.filter(
-                ((table["model"].str.starts_with("fold_")) & (table["partition"] == "val"))
+                ranking.out_of_fold_mask(table)
                 | ((table["model"] == "final") & (table["partition"] == "test"))
             )
             return renderers.predictions_csv(chosen, dataset.task)
@@ -343,13 +344,13 @@ class ResultFiles:
             return None
         present = views.snapshot.prediction_sets(r.result_id)
         wanted = [
-            ("cv.csv", "cv", "val"),
+            ("cv.csv", *ranking.OUT_OF_FOLD),
             ("train.csv", "final", "train"),
             ("test.csv", "final", "test"),
             ("avg.csv", "avg", "test"),
             ("w_avg.csv", "w_avg", "test"),
         ]
-        folds = sorted({m for m, _ in present if m.startswith("fold_")}, key=lambda m: int(m[5:]))
+        folds = sorted({m for m, _ in present if ranking.is_fold_model(m)}, key=_fold_number)
         wanted += [(f"{m}.csv", m, None) for m in folds]
         wanted = [w for w in wanted if w[2] is None or (w[1], w[2]) in present]
 
@@ -368,9 +369,9 @@ class ResultFiles:
     def _predictions_renderer(self, blob_id: str, model: str, partition: str | None, task: str):
         def render() -> bytes:
             table = self.predictions(blob_id)
-            if model == "cv":
-                mask = table["model"].str.starts_with("fold_") & (table["partition"] == "val")
-            elif partition is None:
+            if (model, partition) == ranking.OUT_OF_FOLD:  # the fold models' val rows, pooled
+                return renderers.predictions_csv(ranking.out_of_fold_predictions(table), task)
+            if partition is None:
                 mask = table["model"] == model
             else:
                 mask = (table["model"] == model) & (table["partition"] == partition)
@@ -502,3 +503,8 @@ def _step_content(step: tuple[str, str, int, bool]) -> BlobContent | SegmentsCon
     """A step's `.pkl`: its blob as stored, or wrapped when pickled under the old name."""
     _, blob_id, size, legacy = step
     return SegmentsContent((step,), single=True) if legacy else BlobContent(blob_id, size)
+
+
+def _fold_number(model: str) -> int:
+    """`fold_12` -> 12: fold files sort by number, not as text."""
+    return int(model[len(ranking.FOLD_PREFIX) :])

@@ -11,9 +11,10 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from n4afs_core import queries
+from n4afs_core import queries, ranking
 from n4afs_core.errors import N4AError, RunError, UntrustedArchive
 from n4afs_core.queries import ResultRow
+from n4afs_core.trust import pickles_untrusted
 
 if TYPE_CHECKING:
     from n4afs.workspace import Workspace
@@ -55,7 +56,8 @@ class Result:
 
     def cv_scores(self) -> dict[str, Any]:
         """The pooled out-of-fold scores (RMSECV etc.): what ranking uses."""
-        return next((s for s in self.scores if s["model"] == "cv"), {})
+        found = (s for s in self.scores if ranking.is_out_of_fold(s["model"], s["partition"]))
+        return next(found, {})
 
     def test_scores(self) -> dict[str, Any]:
         """The final model's scores on the test set (RMSEP etc.), empty without a test set."""
@@ -63,11 +65,9 @@ class Result:
         return next(found, {})
 
     def is_untrusted_import(self) -> bool:
-        return bool(
-            self.ws.index.fetchall(
-                "SELECT 1 FROM imports WHERE run_id = ? AND NOT trusted", [self.row.run_id]
-            )
-        )
+        """Whether its models load only with `trust=True` (`core.trust.UNTRUSTED_PICKLES`)."""
+        with self.ws.index.read() as conn:
+            return pickles_untrusted(conn, self.row.run_id)
 
     def predictions(self) -> Any:
         """Every prediction as a polars DataFrame: sample, model, partition, fold, y."""
@@ -150,7 +150,7 @@ class Run:
         ranked = [
             r
             for r in self.ranked(dataset, metric)
-            if r.row.status == "completed" and r.row.run_id not in untrusted
+            if ranking.may_be_best(r.row.status, r.row.run_id in untrusted)
         ]
         if not ranked:
             raise RunError(f"run {self.run_id} has no completed result on {dataset!r}")

@@ -15,7 +15,7 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
-from n4afs_core import queries
+from n4afs_core import queries, ranking, trust
 from n4afs_core.catalog import DatasetInfo, list_datasets
 from n4afs_core.liveness import Owner, live_owners, owner_alive
 from n4afs_core.queries import ResultRow, RunRow
@@ -70,7 +70,7 @@ class Snapshot:
     templates: dict[str, list[tuple[int, str, Any]]]  # run id -> (position, name, body)
     cv_json: dict[str, str] = field(default_factory=dict)  # result id -> pooled cv scores
     imported: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
-    untrusted_runs: set[str] = field(default_factory=set)  # imports that may not be best
+    untrusted_runs: set[str] = field(default_factory=set)  # core.trust.UNTRUSTED_RUNS
     import_origins: dict[str, str] = field(default_factory=dict)  # run id -> origin label
     created: datetime | None = None  # when the workspace was made (its first migration)
     live_owners: list[Owner] = field(default_factory=list)  # of the runs shown `running`
@@ -82,7 +82,7 @@ class Snapshot:
     _models: dict[str, dict[str, ModelInfo]] = field(default_factory=dict, repr=False)
 
     def origin(self, result: ResultRow) -> str:
-        """`queries.origin_label` of the result: this workspace, or which bundle."""
+        """`core.trust.origin_label` of the result: this workspace, or which bundle."""
         return self.import_origins.get(result.run_id, "workspace")
 
     def cv_scores(self, result_id: str) -> dict[str, Any]:
@@ -171,30 +171,20 @@ def load_snapshot(index: Any, previous: Snapshot | None = None) -> Snapshot:
             imported=_imported(conn),
             created=conn.execute("SELECT min(applied_at) FROM schema_version").fetchone()[0],
             live_owners=[owner for _, owner in live_owners(conn)],
+            untrusted_runs=trust.untrusted_runs(conn),
+            import_origins=trust.import_origins(conn),
             index=index,
         )
-        for run_id, bundle_sha256, trusted, recomputed in conn.execute(
-            "SELECT run_id, bundle_sha256, trusted, scores_recomputed FROM imports"
-        ).fetchall():
-            label = queries.origin_label(bundle_sha256, trusted, recomputed)
-            snapshot.import_origins[run_id] = label
-            if not queries.may_be_best(trusted, recomputed):
-                snapshot.untrusted_runs.add(run_id)
     if previous is not None:
         snapshot.adopt_rows(previous)
     return snapshot
 
 
 def _cv_json(conn: Any) -> dict[str, str]:
-    """result id -> the JSON of its pooled cv/val scores; the first row if several."""
-    rows = conn.execute(
-        "SELECT result_id, scores FROM predictions WHERE model = 'cv' "
-        "ORDER BY result_id, fold, partition"
-    ).fetchall()
-    found: dict[str, str] = {}
-    for result_id, text in rows:
-        found.setdefault(result_id, text)
-    return found
+    """result id -> the JSON of its pooled out-of-fold scores (`ranking.OUT_OF_FOLD`: one
+    row per result at most, the key of `predictions` says)."""
+    sql = f"SELECT result_id, scores FROM predictions p WHERE {ranking.out_of_fold_sql('p')}"
+    return dict(conn.execute(sql).fetchall())
 
 
 def _imported(conn: Any) -> dict[str, dict[str, tuple[str, int]]]:

@@ -25,10 +25,10 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
+from n4afs_core import ranking
 from n4afs_core.catalog import DatasetInfo
 from n4afs_core.errors import BlobNotFound, BlobUnreadable
 from n4afs_core.maintenance import UsageScope
-from n4afs_core.metrics import sort_key
 from n4afs_core.queries import ResultRow
 from n4afs_core.verified import VerifiedBlobs
 
@@ -86,44 +86,31 @@ class Views:
         self.latest = max(times, default=self.created)
 
     def metric_of(self, results: list[ResultRow]) -> str:
-        """What 'best' means on the dataset now (core.queries.NEWEST_METRIC's rule): the
-        metric of the newest result that may be best, else of the newest result."""
-        untrusted = self.snapshot.untrusted_runs
-
-        def key(r: ResultRow) -> tuple:
-            return (r.status == "completed", r.run_id not in untrusted, r.created_at, r.seq)
-
-        return max(results, key=key).metric
-
-    def _rank(self, results: list[ResultRow]) -> list[ResultRow]:
-        metric = self.metric_of(results)
-
-        untrusted = self.snapshot.untrusted_runs
-
-        def key(result: ResultRow) -> tuple:  # core.queries.order_by's rule
-            value = self.snapshot.cv_scores(result.result_id).get(metric)
-            if value is None and result.status == "completed" and result.metric == metric:
-                value = result.score
-            failed = result.status != "completed"
-            return (failed, result.run_id in untrusted, sort_key(metric, value), result.seq)
-
-        return sorted(results, key=key)
+        """What 'best' means on the dataset now (`core.ranking.metric_of`)."""
+        return ranking.metric_of(results, self.snapshot.untrusted_runs)
 
     def ranked(self, dataset_id: str) -> list[ResultRow]:
-        """A dataset's results, best first; ranked on first use (one dataset per listing)."""
+        """A dataset's results, best first (`core.ranking.rank`); ranked on first use (one
+        dataset per listing)."""
         ranked = self._ranked.get(dataset_id)
         if ranked is None:
             results = self.results_by_dataset.get(dataset_id, [])
             ranked = self._ranked[dataset_id] = self._rank(results) if results else []
         return ranked
 
+    def _rank(self, results: list[ResultRow]) -> list[ResultRow]:
+        snapshot = self.snapshot
+        metric = self.metric_of(results)
+        return ranking.rank(results, metric, snapshot.untrusted_runs, snapshot.cv_scores)
+
     def best(self, dataset_id: str) -> ResultRow | None:
-        """The top of the ranking when it may be best: completed, and not an untrusted
-        import (those rank after every other completed result)."""
+        """The top of the ranking when it may be best (`core.ranking.may_be_best`)."""
         ranked = self.ranked(dataset_id)
-        if not ranked or ranked[0].status != "completed":
+        if not ranked:
             return None
-        return None if ranked[0].run_id in self.snapshot.untrusted_runs else ranked[0]
+        top = ranked[0]
+        untrusted = top.run_id in self.snapshot.untrusted_runs
+        return top if ranking.may_be_best(top.status, untrusted) else None
 
     def result(self, dataset_id: str, label: str) -> ResultRow | None:
         return self.by_label.get((dataset_id, label))

@@ -19,6 +19,7 @@ from n4afs_core.catalog import BlobStats, DatasetInfo
 from n4afs_core.errors import DatasetError, RunError, WorkspaceError
 from n4afs_core.index import SCHEMA_DIR, Index, migrations_in
 from n4afs_core.stores import workspace_store
+from n4afs_core.trust import untrusted_runs
 
 from n4afs.runs import Result, Run, ranked_handles, undated
 
@@ -358,9 +359,9 @@ class Workspace:
         return import_bundle(self, Path(source).expanduser(), name, trust, Limits(**limits))
 
     def untrusted_runs(self) -> set[str]:
-        """Imported runs whose results may not be best (`core.queries.UNTRUSTED_RUNS`)."""
-        rows = self.index.fetchall(f"SELECT run_id FROM {queries.UNTRUSTED_RUNS}")
-        return {run_id for (run_id,) in rows}
+        """Imported runs whose results may not be best (`core.trust.UNTRUSTED_RUNS`)."""
+        with self.index.read() as conn:
+            return untrusted_runs(conn)
 
     def trust(self, key: str) -> str:
         """Trust an imported bundle, named by its run or by one of its results' tree paths
