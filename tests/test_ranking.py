@@ -1,0 +1,143 @@
+"""core.ranking: one definition of "best", whose SQL and Python forms order alike."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+import duckdb
+import pytest
+from n4afs_core import ranking, trust
+from n4afs_core.names import result_label
+
+
+class Row(NamedTuple):  # the fields of a ResultRow that ranking reads
+    result_id: str
+    run_id: str
+    seq: int
+    status: str
+    metric: str
+    score: float | None
+    created_at: datetime
+
+
+def _index(seed: int) -> tuple[duckdb.DuckDBPyConnection, list[Row]]:
+    """A minimal index of 200 results: every status, trusted and untrusted imports, scores
+    missing, tied, of other metrics, with and without an out-of-fold row."""
+    rng = random.Random(seed)
+    conn = duckdb.connect()
+    conn.execute(
+        "CREATE TABLE results (result_id VARCHAR, run_id VARCHAR, seq INTEGER, status VARCHAR, "
+        "metric VARCHAR, score DOUBLE, created_at TIMESTAMP)"
+    )
+    conn.execute(
+        "CREATE TABLE imports (run_id VARCHAR, bundle_sha256 VARCHAR, trusted BOOLEAN, "
+        "scores_recomputed BOOLEAN)"
+    )
+    conn.execute(
+        "CREATE TABLE predictions (result_id VARCHAR, model VARCHAR, partition VARCHAR, "
+        "scores JSON)"
+    )
+    imports = [("imp-a", True, True), ("imp-b", True, False), ("imp-c", False, True)]
+    conn.executemany("INSERT INTO imports VALUES (?, 'f00d', ?, ?)", [list(i) for i in imports])
+    runs = ["own-1", "own-2", *(run for run, _, _ in imports)]
+    start = datetime(2026, 1, 1)
+    rows = []
+    for seq in range(1, 201):
+        metric = rng.choice(["rmse", "rmse", "r2"])
+        value = rng.choice([None, 0.5, 0.5, 1.0, round(rng.uniform(-1, 2), 2)])
+        row = Row(
+            f"r{seq:03d}",
+            rng.choice(runs),
+            seq,
+            rng.choice(["completed", "completed", "failed", "broken"]),
+            metric,
+            value,
+            start + timedelta(minutes=rng.choice([1, 2, 3, seq])),
+        )
+        rows.append(row)
+        conn.execute("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?)", list(row))
+        if rng.random() < 0.7:  # cross-validated: its out-of-fold row has scores
+            scores = {"rmse": rng.choice([None, 0.3, abs(value or 0)]), "r2": rng.uniform(0, 1)}
+            model, partition = ranking.OUT_OF_FOLD
+            conn.execute(
+                "INSERT INTO predictions VALUES (?, ?, ?, ?)",
+                [row.result_id, model, partition, json.dumps(scores)],
+            )
+        conn.execute(  # a fold's row, which ranking never reads
+            "INSERT INTO predictions VALUES (?, 'fold_0', 'val', '{\"rmse\": -9, \"r2\": 9}')",
+            [row.result_id],
+        )
+    return conn, rows
+
+
+def _out_of_fold(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
+    sql = f"SELECT result_id, scores FROM predictions p WHERE {ranking.out_of_fold_sql('p')}"
+    return {rid: json.loads(text) for rid, text in conn.execute(sql).fetchall()}
+
+
+def test_every_key_field_has_its_sql_term():
+    assert list(ranking._RANK_SQL) == list(ranking.RankKey._fields)
+    assert list(ranking._NEWEST_SQL) == list(ranking.NewestKey._fields)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("metric", ["rmse", "r2", "bias"])
+def test_sql_and_python_rank_alike(seed, metric):
+    conn, rows = _index(seed)
+    cv = _out_of_fold(conn)
+    value = ranking.ranked_value_sql(metric, "p")
+    sql = (
+        f"SELECT r.result_id FROM results r LEFT JOIN predictions p ON p.result_id = "
+        f"r.result_id AND {ranking.out_of_fold_sql('p')} {ranking.order_by(metric, value)}"
+    )
+    in_sql = [rid for (rid,) in conn.execute(sql).fetchall()]
+    untrusted = trust.untrusted_runs(conn)
+    in_python = [
+        r.result_id for r in ranking.rank(rows, metric, untrusted, lambda i: cv.get(i, {}))
+    ]
+    assert in_python == in_sql
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_sql_and_python_choose_the_same_metric_and_best(seed):
+    conn, rows = _index(seed)
+    untrusted = trust.untrusted_runs(conn)
+    assert untrusted == {"imp-b", "imp-c"}  # not trusted, or scores not recomputed
+    (newest,) = conn.execute(
+        f"SELECT r.metric FROM results r ORDER BY {ranking.NEWEST_METRIC} LIMIT 1"
+    ).fetchone()
+    assert ranking.metric_of(rows, untrusted) == newest
+    may = {
+        rid
+        for (rid,) in conn.execute(
+            f"SELECT r.result_id FROM results r WHERE {ranking.MAY_BE_BEST_SQL}"
+        ).fetchall()
+    }
+    assert may == {
+        r.result_id for r in rows if ranking.may_be_best(r.status, r.run_id in untrusted)
+    }
+
+
+def test_pickles_trust_is_the_trusted_flag_alone():
+    conn, _ = _index(1)
+    assert [trust.pickles_untrusted(conn, run) for run in ("own-1", "imp-a", "imp-b", "imp-c")] == [
+        False,
+        False,
+        False,
+        True,
+    ]
+
+
+def test_out_of_fold_names():
+    assert ranking.is_out_of_fold("cv", "val") and not ranking.is_out_of_fold("cv", "test")
+    assert ranking.is_out_of_fold_prediction(ranking.fold_model(3), "val")
+    assert not ranking.is_out_of_fold_prediction("final", "val")
+    assert not ranking.is_out_of_fold_prediction("fold_3", "train")
+
+
+def test_result_label_is_one_safe_component():
+    assert result_label(42, "snv-pls15", "x9y8z7abc") == "0042_snv-pls15_x9y8z7"
+    assert result_label(7, "../Evil Name", "abcdef0123") == "0007_evilname_abcdef"
