@@ -2,6 +2,8 @@
 
 Functions take an open connection so the caller chooses the transaction: a dataset's blob
 row and its dataset row commit together or not at all.
+
+Design: docs/DESIGN.md, "Storage".
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ disk, never results). `gc` (core/maintenance.py) reads it, and so does every lis
 runs (`core.queries.list_runs`): a `running` run with no owner alive is shown `interrupted`.
 An owner that stops executing a run but lives on (an exception or Ctrl-C in a notebook)
 releases it (`release_owner`), so its run reads `interrupted` at once, not when it exits.
+
+Design: docs/DESIGN.md, "Storage".
 """
 
 from __future__ import annotations
