@@ -2,6 +2,8 @@
 
 Functions take an open connection so the caller chooses the transaction. Writing dataset
 rows (and every other row) is `core.writes`'s job alone.
+
+Design: docs/DESIGN.md, "Storage".
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ runs (`core.queries.list_runs`): a `running` run with no owner alive is shown `i
 An owner that stops executing a run but lives on (an exception or Ctrl-C in a notebook)
 releases it (`core.writes.release_owner`; owners are recorded by `record_owner` there),
 so its run reads `interrupted` at once, not when it exits.
+
+Design: docs/DESIGN.md, "Storage".
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ Parquet into the content-addressed store, which needs no coordination) and hand 
 small `ResultPayload`. The coordinator calls `commit_payloads`, which writes every row of
 those results in one transaction: a result is visible whole or not at all, and its blobs
 are durable before its rows exist.
+
+Design: docs/DESIGN.md, "Storage".
 """
 
 from __future__ import annotations
