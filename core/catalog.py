@@ -1,7 +1,9 @@
-"""Index rows for blobs and datasets: the SQL the engine writes and the API reads back.
+"""Datasets as the index describes them: the queries that read them back.
 
-Functions take an open connection so the caller chooses the transaction: a dataset's blob
-row and its dataset row commit together or not at all.
+Functions take an open connection so the caller chooses the transaction. Writing dataset
+rows (and every other row) is `core.writes`'s job alone.
+
+Design: docs/DESIGN.md, "Storage".
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from typing import Any
 import duckdb
 from n4afs_core.errors import DatasetError
 from n4afs_core.ids import BlobId
-from n4afs_core.names import checked_text
 
 
 @dataclass(frozen=True)
@@ -61,60 +62,11 @@ class BlobStats:
         return self.logical_bytes / self.stored_bytes if self.stored_bytes else 1.0
 
 
-def register_blob(conn: duckdb.DuckDBPyConnection, blob_id: str, size: int, media_type: str):
-    conn.execute(
-        "INSERT INTO blobs VALUES (?, ?, ?, current_timestamp) ON CONFLICT DO NOTHING",
-        [BlobId(blob_id), size, media_type],
-    )
-
-
-_DATASET_COLUMNS = (
+DATASET_COLUMNS = (
     "dataset_id, name, task, n_samples, n_features, target_names, target_stats, "
     "wavelength_min, wavelength_max, wavelength_unit, source_path, source_sha256, "
     "source_size, blob_id, created_at"
 )
-
-
-def add_dataset(
-    conn: duckdb.DuckDBPyConnection, meta: dict[str, Any], dataset_id: str, blob_id: str | None
-) -> bool:
-    """Insert a dataset row; False when the same content is already indexed.
-
-    The dataset id is its Parquet blob's id; an imported dataset whose data did not come
-    with the bundle keeps its original id and has no blob (`blob_id=None`).
-    """
-    name = checked_text("dataset name", meta["name"])
-    for target in meta["target_names"]:
-        checked_text("target name", target)
-    known = conn.execute("SELECT blob_id FROM datasets WHERE dataset_id = ?", [dataset_id])
-    row = known.fetchone()
-    if row is not None:
-        if row[0] is None and blob_id is not None:  # its data arrives after its results
-            conn.execute(
-                "UPDATE datasets SET blob_id = ? WHERE dataset_id = ?", [blob_id, dataset_id]
-            )
-        return False
-    conn.execute(
-        f"INSERT INTO datasets ({_DATASET_COLUMNS}) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp)",
-        [
-            dataset_id,
-            name,
-            meta["task"],
-            meta["n_samples"],
-            meta["n_features"],
-            meta["target_names"],
-            json.dumps(meta["target_stats"]),
-            meta["wavelength_min"],
-            meta["wavelength_max"],
-            meta["wavelength_unit"],
-            meta["source_path"],
-            meta["source_sha256"],
-            meta["source_size"],
-            blob_id,
-        ],
-    )
-    return True
 
 
 def require_spectra(info: DatasetInfo) -> None:
@@ -134,31 +86,6 @@ def require_spectra(info: DatasetInfo) -> None:
     )
 
 
-def attach_spectra(conn: duckdb.DuckDBPyConnection, dataset_id: str, blob_id: str) -> None:
-    """Give a dataset imported without its data the blob of its spectra. The dataset keeps
-    its id (its results hang under it); `blob_id` may differ, the Parquet being written by
-    this n4afs rather than the one that made the id."""
-    conn.execute(
-        "UPDATE datasets SET blob_id = ? WHERE dataset_id = ? AND blob_id IS NULL",
-        [BlobId(blob_id), dataset_id],
-    )
-
-
-def add_alias(conn: duckdb.DuckDBPyConnection, dataset_id: str, name: str) -> bool:
-    """Record `name` as another name of the dataset; False when it is one of its names
-    already. A name that belongs to another dataset is refused."""
-    name = checked_text("dataset name", name)
-    for other in find_datasets(conn, name):
-        if other.dataset_id == dataset_id:
-            return False
-        raise DatasetError(
-            f"{name!r} already names dataset {other.name!r} ({other.short_id}), whose content "
-            "differs: choose another --name"
-        )
-    conn.execute("INSERT INTO dataset_aliases VALUES (?, ?, current_timestamp)", [name, dataset_id])
-    return True
-
-
 def _aliases(conn: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, ...]]:
     rows = conn.execute(
         "SELECT dataset_id, name FROM dataset_aliases ORDER BY created_at, name"
@@ -170,7 +97,7 @@ def _aliases(conn: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, ...]]:
 
 
 def _dataset_from_row(row: tuple, aliases: dict[str, tuple[str, ...]]) -> DatasetInfo:
-    values = dict(zip([c.strip() for c in _DATASET_COLUMNS.split(",")], row, strict=True))
+    values = dict(zip([c.strip() for c in DATASET_COLUMNS.split(",")], row, strict=True))
     values["aliases"] = aliases.get(values["dataset_id"], ())
     values["dataset_id"] = BlobId(values["dataset_id"])
     values["blob_id"] = BlobId(values["blob_id"]) if values["blob_id"] else None
@@ -181,7 +108,7 @@ def _dataset_from_row(row: tuple, aliases: dict[str, tuple[str, ...]]) -> Datase
 
 def list_datasets(conn: duckdb.DuckDBPyConnection) -> list[DatasetInfo]:
     rows = conn.execute(
-        f"SELECT {_DATASET_COLUMNS} FROM datasets ORDER BY created_at, dataset_id"
+        f"SELECT {DATASET_COLUMNS} FROM datasets ORDER BY created_at, dataset_id"
     ).fetchall()
     aliases = _aliases(conn)
     return [_dataset_from_row(r, aliases) for r in rows]
@@ -190,7 +117,7 @@ def list_datasets(conn: duckdb.DuckDBPyConnection) -> list[DatasetInfo]:
 def find_datasets(conn: duckdb.DuckDBPyConnection, key: str) -> list[DatasetInfo]:
     """By exact name or alias, or by id prefix (at least 4 hex characters)."""
     rows = conn.execute(
-        f"SELECT {_DATASET_COLUMNS} FROM datasets WHERE name = ? "
+        f"SELECT {DATASET_COLUMNS} FROM datasets WHERE name = ? "
         "OR dataset_id IN (SELECT dataset_id FROM dataset_aliases WHERE name = ?) "
         "OR (length(?) >= 4 AND starts_with(dataset_id, ?)) ORDER BY created_at",
         [key, key, key, key.lower()],
@@ -204,7 +131,7 @@ def datasets_like(
 ) -> list[DatasetInfo]:
     """The datasets that may hold the same content: that id, or the same task and shape."""
     rows = conn.execute(
-        f"SELECT {_DATASET_COLUMNS} FROM datasets WHERE dataset_id = ? "
+        f"SELECT {DATASET_COLUMNS} FROM datasets WHERE dataset_id = ? "
         "OR (task = ? AND n_samples = ? AND n_features = ?) ORDER BY created_at, dataset_id",
         [dataset_id, task, n_samples, n_features],
     ).fetchall()
@@ -222,13 +149,3 @@ def blob_stats(conn: duckdb.DuckDBPyConnection) -> BlobStats:
         """
     ).fetchone()
     return BlobStats(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
-
-
-def trust_import(conn: duckdb.DuckDBPyConnection, run_id: str) -> bool:
-    """Mark the bundle imported as `run_id` trusted (its results may be best, its pickles
-    loaded); False when that run is not an import."""
-    found = conn.execute("SELECT trusted FROM imports WHERE run_id = ?", [run_id]).fetchone()
-    if found is None:
-        return False
-    conn.execute("UPDATE imports SET trusted = true WHERE run_id = ?", [run_id])
-    return True

@@ -13,6 +13,8 @@ kinds of work are shared:
 
 The memo lives for one `fit_group` call; a group holds the configs whose first step is the
 same, so every shared prefix falls inside one group and groups run in parallel.
+
+Design: docs/DESIGN.md, "Scale-out".
 """
 
 from __future__ import annotations

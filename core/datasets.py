@@ -5,6 +5,8 @@ chemotools' bundled real spectra (`chemotools:fermentation`, `chemotools:coffee`
 the source, it is normalized into one `Spectra` record, validated (every error names the
 file, row and column so the user can fix the cell), then written as a Parquet blob whose
 sha256 is the dataset id: the same data used by ten runs is stored once.
+
+Design: docs/DESIGN.md, "Concepts".
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ Callers catch `N4AError` for "a user-facing problem with a message worth printin
 subclass when they can do something specific about it. Every message names the object (a
 path, a short id), what was expected, what was found, and the next step: the CLI prints it
 as one line and exits non-zero, so the message is all the user gets.
+
+Design: docs/DESIGN.md, "Concurrency and failure".
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ combine as a Cartesian product, `pick` gives combinations, `arrange` permutation
 samples with `random.Random(seed).sample`. Where nirs4all silently produces nothing or junk
 (zip of unequal lengths, pick larger than the alternatives, unknown keys), we raise a
 `TemplateError` whose message starts with the path to the bad node.
+
+Design: docs/DESIGN.md, "Concepts".
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 A `BlobId` is validated on construction (64 lowercase hex characters), so a path is never
 built from an unchecked string: `objects/ab/<id>` cannot escape the store. `.short` is what
 people see (8 characters, like restic and git).
+
+Design: docs/DESIGN.md, "Storage".
 """
 
 from __future__ import annotations

@@ -29,6 +29,8 @@ space folds it in. So readers keep working while the disk stays full.
 
 Schema changes are SQL files `core/schema/NNN_name.sql`, applied in order, each recorded in
 `schema_version`. An older index is upgraded on open; a newer one is refused.
+
+Design: docs/DESIGN.md, "Storage".
 """
 
 from __future__ import annotations

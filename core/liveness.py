@@ -11,7 +11,10 @@ on another host cannot be proven gone (gc then spares that run's blobs; a stale 
 disk, never results). `gc` (core/maintenance.py) reads it, and so does every listing of
 runs (`core.queries.list_runs`): a `running` run with no owner alive is shown `interrupted`.
 An owner that stops executing a run but lives on (an exception or Ctrl-C in a notebook)
-releases it (`release_owner`), so its run reads `interrupted` at once, not when it exits.
+releases it (`core.writes.release_owner`; owners are recorded by `record_owner` there),
+so its run reads `interrupted` at once, not when it exits.
+
+Design: docs/DESIGN.md, "Storage".
 """
 
 from __future__ import annotations
@@ -85,40 +88,6 @@ def _pid_exists(pid: int) -> bool:
     except PermissionError:  # someone else's process: it exists
         return True
     return True
-
-
-def record_owner(conn: Any, run_id: str, owner: Owner | None = None) -> None:
-    """Add this process (or `owner`) to the run's owners, once, if the run exists (inside a
-    write transaction)."""
-    owner = owner or current_owner()
-    conn.execute(
-        f"INSERT INTO run_owners (run_id, {OWNER_COLUMNS}) SELECT ?, ?, ?, ?, ?, ? "
-        "WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ?) AND NOT EXISTS (SELECT 1 "
-        "FROM run_owners WHERE run_id = ? AND host = ? AND pid = ? "
-        "AND pid_start IS NOT DISTINCT FROM ?)",
-        [
-            run_id,
-            owner.host,
-            owner.boot_id,
-            owner.pid,
-            owner.pid_start,
-            owner.started,
-            run_id,
-            run_id,
-            owner.host,
-            owner.pid,
-            owner.pid_start,
-        ],
-    )
-
-
-def release_owner(conn: Any, run_id: str, pid: int | None = None) -> None:
-    """Remove this process (or `pid` on this host) from the run's owners: it no longer
-    executes the run (inside a write transaction)."""
-    conn.execute(
-        "DELETE FROM run_owners WHERE run_id = ? AND host = ? AND pid = ?",
-        [run_id, socket.gethostname(), os.getpid() if pid is None else pid],
-    )
 
 
 def live_owners(conn: Any) -> list[tuple[str, Owner]]:

@@ -21,6 +21,8 @@ writer left.
 
 flock locks belong to an open file description, so two threads of one process opening the
 lock file separately exclude each other exactly as two processes do.
+
+Design: docs/DESIGN.md, "Storage".
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from n4afs_core import writes
 from n4afs_core.blobstore import BlobStore  # or core.remote_store.RemoteBlobStore: same calls
 from n4afs_core.index import Index
 from n4afs_core.liveness import live_runs
@@ -98,11 +99,7 @@ def gc(
                 tmp.unlink(missing_ok=True)
     if not dry_run and report.removed:
         with index.write() as conn:
-            conn.execute(
-                "DELETE FROM blobs WHERE blob_id IN (SELECT unnest(?)) "
-                "AND blob_id NOT IN (SELECT blob_id FROM referenced_blobs)",
-                [report.removed],
-            )
+            writes.delete_blob_rows(conn, report.removed)
     return report
 
 
@@ -262,18 +259,10 @@ def _repair(index: Index, store: BlobStore, report: VerifyReport, grace_s: float
             f"recreate it: {'; '.join(report.recreate[:3])}; then `n4afs verify --repair`"
         )
         with index.write() as conn:
-            conn.execute(
-                "UPDATE results SET status = 'broken', error = ? WHERE status = 'completed' "
-                "AND result_id IN (SELECT unnest(?))",
-                [reason, report.broken_results],
-            )
+            writes.mark_broken(conn, report.broken_results, reason)
     if report.restorable:
         with index.write() as conn:
-            conn.execute(
-                "UPDATE results SET status = 'completed', error = NULL WHERE result_id IN "
-                "(SELECT unnest(?))",
-                [report.restorable],
-            )
+            writes.mark_restored(conn, report.restorable)
 
 
 def describe(report: Any) -> dict[str, Any]:
@@ -295,23 +284,7 @@ def remove_results(index: Index, result_ids: list[str]) -> list[str]:
     if not result_ids:
         return []
     with index.write() as conn:
-        conn.execute("CREATE TEMP TABLE doomed AS SELECT unnest(?) AS result_id", [result_ids])
-        conn.execute(
-            "DELETE FROM artifacts WHERE model_id IN (SELECT model_id FROM models "
-            "WHERE result_id IN (SELECT result_id FROM doomed))"
-        )
-        for table in ("models", "predictions", "imported_files", "results"):
-            conn.execute(f"DELETE FROM {table} WHERE result_id IN (SELECT result_id FROM doomed)")
-        empty = [
-            r
-            for (r,) in conn.execute(
-                "SELECT run_id FROM runs u WHERE NOT EXISTS "
-                "(SELECT 1 FROM results r WHERE r.run_id = u.run_id)"
-            ).fetchall()
-        ]
-        for table in ("templates", "run_datasets", "imports", "runs"):
-            conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest(?))", [empty])
-        conn.execute("DROP TABLE doomed")
+        empty = writes.delete_results(conn, result_ids)
     return empty
 
 

@@ -28,6 +28,8 @@ Definitions follow:
 - Bellon-Maurel et al. (2010), "Critical review of chemometric indicators commonly used for
   assessing the quality of the prediction of soil attributes by NIR spectroscopy",
   *TrAC* 29(9), 1073–1081 (RPIQ).
+
+Design: docs/DESIGN.md, "Concepts".
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ sequence or a 6 KB name into a folder, a terminal or an export.
 - `checked_text`: a free-form name (dataset, run, template): NFC, no control characters,
   not blank, at most 255 bytes of UTF-8. The tree still makes it a safe path component
   (`n4afs.names.safe_name`); this check keeps it printable and bounded.
+
+Design: docs/DESIGN.md, "The tree".
 """
 
 from __future__ import annotations

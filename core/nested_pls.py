@@ -7,6 +7,8 @@ the largest model once and derives each smaller one by slicing the weights and l
 recomputing rotations and coefficients with scikit-learn's own formulas. Each derived model
 is a genuine `PLSRegression(n_components=k)` — same class, same params, same attributes —
 that predicts what a direct fit would (to ~1e-13), and it pickles on its own.
+
+Design: docs/DESIGN.md, "Scale-out".
 """
 
 from __future__ import annotations

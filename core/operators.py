@@ -8,6 +8,8 @@ is an operator too, resolved on demand.
 Nothing here imports scikit-learn or chemotools at module import: the CLI imports this module to
 validate templates and list names, and paying ~2 s of chemotools import for `n4a --help` would be
 felt. Classes are imported when a pipeline is built or a template's parameters are checked.
+
+Design: docs/DESIGN.md, "Concepts".
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ Parquet into the content-addressed store, which needs no coordination) and hand 
 small `ResultPayload`. The coordinator calls `commit_payloads`, which writes every row of
 those results in one transaction: a result is visible whole or not at all, and its blobs
 are durable before its rows exist.
+
+Design: docs/DESIGN.md, "Storage".
 """
 
 from __future__ import annotations
@@ -371,119 +373,3 @@ def store_outcome(
     data = predictions_table_bytes(outcome, parts, rows, metric)
     payload.predictions_blob = _put(store, payload, data, "parquet")
     return payload
-
-
-# -- index rows -------------------------------------------------------------------------
-def commit_payloads(conn: Any, payloads: list[ResultPayload]) -> None:
-    """Record finished results (the caller holds the transaction).
-
-    Rows go in as one Arrow table per table: a DuckDB `execute` per row cost ~0.7 ms, about
-    as much as fitting the whole sweep. Only results still pending are recorded: a
-    concurrent resume may have committed some of them first.
-    """
-    import pyarrow as pa
-
-    payloads = _mark_done(conn, payloads)
-    if not payloads:
-        return
-    blobs = {b[0]: b for p in payloads for b in p.blobs}
-    tables = {
-        "new_blobs": rows_table(("blob_id", "size", "media_type"), list(blobs.values()), {}),
-        "new_models": rows_table(
-            ("model_id", "result_id", "role", "fold"),
-            [(m.model_id, p.result_id, m.role, m.fold) for p in payloads for m in p.models],
-            {"fold": pa.int32()},
-        ),
-        "new_artifacts": rows_table(
-            ("model_id", "step_index", "step_name", "class_path", "blob_id"),
-            [
-                (m.model_id, a.step_index, a.step_name, a.class_path, a.blob_id)
-                for p in payloads
-                for m in p.models
-                for a in m.artifacts
-            ],
-            {},
-        ),
-        "new_predictions": rows_table(
-            ("result_id", "model", "model_id", "partition", "fold", "n_samples", "scores"),
-            [
-                (
-                    p.result_id,
-                    r.model,
-                    r.model_id,
-                    r.partition,
-                    r.fold,
-                    r.n_samples,
-                    json.dumps(r.scores, sort_keys=True),
-                )
-                for p in payloads
-                for r in p.score_rows
-            ],
-            {"model_id": pa.string()},
-        ),
-    }
-    for name, table in tables.items():
-        conn.register(name, table)
-    conn.execute(
-        "INSERT INTO blobs SELECT blob_id, size, media_type, current_timestamp FROM new_blobs "
-        "WHERE blob_id NOT IN (SELECT blob_id FROM blobs)"
-    )
-    if tables["new_models"].num_rows:
-        conn.execute("INSERT INTO models SELECT *, current_timestamp FROM new_models")
-        conn.execute("INSERT INTO artifacts SELECT * FROM new_artifacts")
-        conn.execute("INSERT INTO predictions SELECT * FROM new_predictions")
-    for name in tables:
-        conn.unregister(name)
-
-
-def _mark_done(conn: Any, payloads: list[ResultPayload]) -> list[ResultPayload]:
-    """Set status, score and blob of each result still pending; return those payloads.
-
-    A SELECT then an UPDATE: one `UPDATE ... RETURNING` measured slower than both.
-    """
-    import pyarrow as pa
-
-    still_pending = {
-        result_id
-        for (result_id,) in conn.execute(
-            "SELECT result_id FROM results WHERE status = 'pending' AND result_id IN "
-            "(SELECT unnest(?))",
-            [[p.result_id for p in payloads]],
-        ).fetchall()
-    }
-    payloads = [p for p in payloads if p.result_id in still_pending]
-    if not payloads:
-        return payloads
-    done = pa.table(
-        {
-            "result_id": [p.result_id for p in payloads],
-            "status": [p.status for p in payloads],
-            "score": pa.array([p.score for p in payloads], pa.float64()),
-            "error": pa.array([p.error for p in payloads], pa.string()),
-            "predictions_blob": pa.array([p.predictions_blob for p in payloads], pa.string()),
-            "duration_s": pa.array([p.duration_s for p in payloads], pa.float64()),
-        }
-    )
-    conn.register("done", done)
-    try:
-        conn.execute(
-            "UPDATE results SET status = d.status, score = d.score, error = d.error, "
-            "predictions_blob = d.predictions_blob, duration_s = d.duration_s, "
-            "created_at = current_timestamp FROM done d WHERE results.result_id = d.result_id"
-        )
-    finally:
-        conn.unregister("done")
-    return payloads
-
-
-def rows_table(names: tuple[str, ...], rows: list[tuple], types: dict[str, Any]) -> Any:
-    """An Arrow table from row tuples, to insert many index rows in one statement."""
-    import pyarrow as pa
-
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
-    return pa.table(
-        {
-            name: pa.array(list(col), type=types.get(name))
-            for name, col in zip(names, columns, strict=True)
-        }
-    )

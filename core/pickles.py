@@ -7,6 +7,8 @@ reads the old name as the new one. It also reads `pickle.loads` inside a compose
 `pipeline.pkl` (n4afs.pipeline_pickle) as its own `loads`, so an old composed file loads too.
 
 Imports nothing heavy: `n4afs_core.pickles.loads` is what an old model's composed file calls.
+
+Design: docs/DESIGN.md, "Surfaces".
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ rank an in-memory snapshot): each rule below is written once and both forms come
   number (stable ties).
 - The metric "best" follows on a dataset (`NewestKey`, `NEWEST_METRIC`): that of the newest
   result that may be best, else of the newest result.
+
+Design: docs/DESIGN.md, "Rules every view obeys" (Best and ranking).
 """
 
 from __future__ import annotations

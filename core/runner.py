@@ -35,20 +35,27 @@ from n4afs_core.catalog import DatasetInfo, find_datasets, require_spectra
 from n4afs_core.cv import FitContext, FitStats, fit_group, step_key
 from n4afs_core.errors import DatasetError, RunError, full_path, is_disk_full
 from n4afs_core.index import Index
-from n4afs_core.liveness import record_owner, release_owner
 from n4afs_core.metrics import get_metric, ranking_metric
 from n4afs_core.names import checked_text
 from n4afs_core.persist import (
     Partitions,
     ResultPayload,
-    commit_payloads,
-    rows_table,
     short_id,
     store_outcome,
 )
 from n4afs_core.stores import open_store
 from n4afs_core.templates import Template
 from n4afs_core.versions import library_versions
+from n4afs_core.writes import (
+    commit_payloads,
+    insert_run,
+    insert_run_dataset,
+    insert_template,
+    plan_results,
+    record_owner,
+    release_owner,
+    set_run_status,
+)
 
 DEFAULT_METRIC = {"regression": "rmse", "classification": "accuracy"}
 
@@ -150,21 +157,12 @@ def plan_run(
     )
     run_id = f"{now:%Y-%m-%d}_{slug(name)}_{short_id(identity, length=6)}"
     with index.write() as conn:
-        conn.execute(
-            "INSERT INTO runs VALUES (?, ?, 'running', ?, ?, ?, NULL)",
-            [run_id, name, run_metric, json.dumps(_run_options(options)), now],
-        )
-        record_owner(conn, run_id)  # gc spares the blobs of a run whose owner is alive
+        insert_run(conn, run_id, name, run_metric, _run_options(options), now)
         for position, (template, configs) in enumerate(zip(templates, expanded, strict=True)):
-            conn.execute(
-                "INSERT INTO templates VALUES (?, ?, ?, ?, ?)",
-                [run_id, position, template.name, json.dumps(template.body), len(configs)],
-            )
+            insert_template(conn, run_id, position, template.name, template.body, len(configs))
         for position, (dataset, metric) in enumerate(zip(datasets, metrics, strict=True)):
-            conn.execute(
-                "INSERT INTO run_datasets VALUES (?, ?, ?)", [run_id, dataset.dataset_id, position]
-            )
-            _plan_results(conn, run_id, dataset, by_dataset[position], metric)
+            insert_run_dataset(conn, run_id, dataset.dataset_id, position)
+            plan_results(conn, run_id, dataset, by_dataset[position], metric)
     _OWNED.add((os.getpid(), run_id))
     return run_id
 
@@ -202,53 +200,6 @@ def plan_again(index: Index, run_id: str) -> str:
 def _run_options(options: RunOptions) -> dict[str, Any]:
     """Options plus where and with what they ran: MANIFEST.yaml and export cite these."""
     return {**asdict(options), "host": socket.gethostname(), "versions": library_versions()}
-
-
-def _plan_results(conn, run_id, dataset, expanded, metric) -> None:
-    """Pending rows with their sequence numbers, assigned once, in template order.
-
-    The rows go in as one Arrow table: a DuckDB `execute` per row cost ~1 ms each.
-    """
-    import pyarrow as pa
-
-    rows = conn.execute(  # fetchall: `register` refuses a half-read result
-        "SELECT last_seq FROM dataset_seq WHERE dataset_id = ?", [dataset.dataset_id]
-    ).fetchall()
-    seq = rows[0][0] if rows else 0
-    seen: set[str] = set()
-    planned: list[tuple] = []
-    for position, configs in enumerate(expanded):
-        for config in configs:
-            if config.hash in seen:
-                continue
-            seen.add(config.hash)
-            seq += 1
-            planned.append(
-                (
-                    short_id(run_id, dataset.dataset_id, config.hash, length=12),
-                    seq,
-                    config.name,
-                    config.hash,
-                    json.dumps(config.to_template()),
-                    json.dumps(config.choices, default=str),
-                    position,
-                )
-            )
-    names = ("result_id", "seq", "name", "config_hash", "config", "choices", "position")
-    conn.register(
-        "planned", rows_table(names, planned, {"seq": pa.int32(), "position": pa.int32()})
-    )
-    try:
-        conn.execute(
-            "INSERT INTO results (result_id, run_id, dataset_id, seq, name, config_hash, "
-            "config, choices, template_position, status, metric, created_at) "
-            "SELECT result_id, ?, ?, seq, name, config_hash, config, choices, position, "
-            "'pending', ?, current_timestamp FROM planned ORDER BY seq",
-            [run_id, dataset.dataset_id, metric],
-        )
-    finally:
-        conn.unregister("planned")
-    conn.execute("INSERT OR REPLACE INTO dataset_seq VALUES (?, ?)", [dataset.dataset_id, seq])
 
 
 # -- splits -----------------------------------------------------------------------------
@@ -696,8 +647,5 @@ def _settle(conn: Any, run_id: str, force: bool = False) -> str:
     else:
         status = "failed" if not counts.get("completed") else "partial"
     if force or status != "running":
-        conn.execute(
-            "UPDATE runs SET status = ?, finished_at = current_timestamp WHERE run_id = ?",
-            [status, run_id],
-        )
+        set_run_status(conn, run_id, status)
     return status

@@ -13,6 +13,8 @@ never runs on the per-thread engine of `core.index` (an in-memory, read-write in
    `enable_external_access=false` (no ATTACH of other files, COPY TO, EXPORT, read_* of
    files, INSTALL/LOAD), and `lock_configuration=true` (no SET/RESET/PRAGMA can lift them);
 3. the copy is deleted. Even a statement DuckDB let through could only touch the copy.
+
+Design: docs/DESIGN.md, "Storage".
 """
 
 from __future__ import annotations

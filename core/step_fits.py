@@ -10,6 +10,8 @@ library's fit (tests/test_step_fits.py compares them on real spectra against the
 chemotools, so a release that changes its fit fails there), and blobs deduplicate with
 workspaces fitted either way. Any other step, or an MSC with a reference, weights or the median
 method, is fitted by the library itself.
+
+Design: docs/DESIGN.md, "Scale-out".
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ label such as `snv-pls10` (not unique: the hash is).
 A step that expands to a list (`{"_or_": [...], "pick": 2}`) is spliced into the step list,
 and a null step (`{"_or_": [null, "snv"]}`) is dropped, so "optional preprocessing" reads as
 nirs4all users write it.
+
+Design: docs/DESIGN.md, "Concepts".
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ may then be loaded. It may be `best` only when it is trusted AND n4afs recompute
 from the bundle's prediction tables (`scores_recomputed`; imports older than schema 004 kept
 the scores their bundle claimed). Any other import is shown, ranked after the rest
 (`core.ranking`), and never `best`, whatever its scores.
+
+Design: docs/DESIGN.md, "Rules every view obeys" (Untrusted imports).
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """The library versions a model is fitted with, once: what runs record (RUN.yaml, MANIFEST.yaml,
-EXPORT.yaml cite them) and what `predict` compares against what is installed now."""
+EXPORT.yaml cite them) and what `predict` compares against what is installed now.
+
+Design: docs/DESIGN.md, "Predict".
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,8 @@
 Nouns: a *workspace* is a directory holding the DuckDB index (`n4a.duckdb`) and the blob
 store (`objects/`); a *dataset* is spectra + targets stored as one Parquet blob. The public
 entry point is `Workspace`; heavy modules load only when used, so `n4afs --help` is fast.
+
+Design: docs/DESIGN.md, "Package map".
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ a backslash or NUL in its name, is a symlink or a special file, when there are t
 entries or the declared total size is too large (zip bombs), when an entry inflates past
 its declared size, when EXPORT.yaml or MANIFEST.yaml is missing or does not parse, or when
 any file's sha256 differs from the manifest. Nothing here unpickles anything.
+
+Design: docs/DESIGN.md, "Surfaces".
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 A file's content is one of: a whole blob (artifacts: served straight from the object file,
 zero copy), bytes rendered in memory (YAML, CSV, PNG; memoized by content), or segments
 (`pipeline.pkl`: glue bytes around whole blobs). Each knows its exact size without reading.
+
+Design: docs/DESIGN.md, "The tree".
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ The class only translates: every listing, stat and read is the shared `Tree`'s (
 mount sits on the same tree). Listings are one tree call per directory, never per child.
 Files open without fsspec's read-ahead cache (it cost ~40% on sequential reads here): a file
 that is a whole blob is opened directly from the object store.
+
+Design: docs/DESIGN.md, "Surfaces".
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The FUSE adapter: kernel callbacks translated to the shared tree, nothing more.
 
-Speed comes from doing little per call (measured on these machines, PERF-NOTES.md): `open`
+Speed comes from doing little per call (measured on these machines: docs/PERF-NOTES.md): `open`
 only checks the file's blobs (a `stat` each) and the kernel keeps pages across opens; no
 xattr or `statfs` callbacks (mfusepy registers only what is implemented, the kernel stops
 asking for what is missing, and libfuse answers the `statfs` that `du` sends per directory
@@ -24,6 +24,8 @@ Integrity: a blob is hash-checked on its first open or read in a mount session, 
 re-hashed whenever its file changed since (size, mtime, ctime or inode: one `stat` per open
 and per read, `core.verified`); a mismatch, a missing blob or an unreadable one is EIO in
 every callback (`_eio`), never wrong bytes.
+
+Design: docs/DESIGN.md, "Surfaces".
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ with nothing stored (`n4afs.importer` writes only a complete plan).
 Scores are never taken from a bundle's `scores.yaml` or EXPORT.yaml: they are recomputed
 from its prediction tables with n4afs's own metrics. A bundle without prediction tables
 (an old `--minimal` export) imports unscored: it ranks last and is never `best`.
+
+Design: docs/DESIGN.md, "Surfaces".
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ pickles may be loaded is decided by the same flag, never by anything inside the 
 from __future__ import annotations
 
 import io
-import json
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from n4afs_core import catalog
+from n4afs_core import writes
 from n4afs_core.errors import BundleError
-from n4afs_core.liveness import record_owner
 from n4afs_core.persist import short_id
 from n4afs_core.runner import slug
 
@@ -159,19 +157,14 @@ def _begin(ws, bundle, plan: ImportPlan, source, name) -> str:
     run_id = f"{now:%Y-%m-%d}_import-{label}_{attempt}"  # a killed attempt's row stays apart
     options = {"imported_from": str(source), "versions": bundle.export_info.get("versions")}
     with ws.index.write() as conn:
-        conn.execute(
-            "INSERT INTO runs VALUES (?, ?, 'running', ?, ?, ?, NULL)",
-            [run_id, f"import {label}", plan.metric, json.dumps(options, default=str), now],
-        )
-        record_owner(conn, run_id)
+        writes.insert_run(conn, run_id, f"import {label}", plan.metric, options, now)
     return run_id
 
 
 def _abandon(ws, run_id: str) -> None:
     """A failed import leaves no run behind (its stored blobs are unreferenced: gc's)."""
     with ws.index.write() as conn:
-        conn.execute("DELETE FROM run_owners WHERE run_id = ?", [run_id])
-        conn.execute("DELETE FROM runs WHERE run_id = ? AND status = 'running'", [run_id])
+        writes.delete_running_run(conn, run_id)
 
 
 def _write_rows(ws, bundle, plan: ImportPlan, stored, run_id, source, trust) -> None:
@@ -188,89 +181,55 @@ def _write_rows(ws, bundle, plan: ImportPlan, stored, run_id, source, trust) -> 
 def _write_all_rows(conn, bundle, plan: ImportPlan, stored, run_id, source, trust) -> None:
     """The rows of `_write_rows`, inside its transaction."""
     for blob_id, size in set(stored.values()):
-        catalog.register_blob(conn, blob_id, size, "imported")
+        writes.register_blob(conn, blob_id, size, "imported")
     for dataset in plan.datasets.values():
         blob_id = dataset.blob_id
         if blob_id is not None:
-            catalog.register_blob(conn, blob_id, len(dataset.parquet), "parquet")
-        catalog.add_dataset(conn, dataset.meta, dataset.dataset_id, blob_id)
+            writes.register_blob(conn, blob_id, len(dataset.parquet), "parquet")
+        writes.add_dataset(conn, dataset.meta, dataset.dataset_id, blob_id)
         if dataset.alias is not None:
-            catalog.add_alias(conn, dataset.dataset_id, dataset.alias)
-    conn.execute(
-        "UPDATE runs SET status = 'completed', finished_at = ? WHERE run_id = ?",
-        [datetime.now(), run_id],
-    )
+            writes.add_alias(conn, dataset.dataset_id, dataset.alias)
+    writes.set_run_status(conn, run_id, "completed", datetime.now())
     dataset_ids = [plan.datasets[r.entry["dataset_id"]].dataset_id for r in plan.results]
     for position, dataset_id in enumerate(dict.fromkeys(dataset_ids)):
-        conn.execute("INSERT INTO run_datasets VALUES (?, ?, ?)", [run_id, dataset_id, position])
+        writes.insert_run_dataset(conn, run_id, dataset_id, position)
     for position, (result, dataset_id) in enumerate(zip(plan.results, dataset_ids, strict=True)):
         _write_result(conn, stored, run_id, position, result, dataset_id)
-    conn.execute(
-        "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, current_timestamp, true)",
-        [
-            short_id(run_id),
-            run_id,
-            bundle.manifest_sha256,
-            str(source),
-            json.dumps(bundle.export_info, default=str),
-            trust,
-        ],
+    writes.insert_import(
+        conn, run_id, bundle.manifest_sha256, str(source), bundle.export_info, trust
     )
 
 
 def _write_result(conn, stored, run_id, position, result: PlannedResult, dataset_id) -> None:
     entry, folder = result.entry, result.folder
     result_id = short_id(run_id, entry["result_id"], length=12)
-    row = conn.execute("SELECT last_seq FROM dataset_seq WHERE dataset_id = ?", [dataset_id])
-    seq = (row.fetchone() or (0,))[0] + 1
-    conn.execute("INSERT OR REPLACE INTO dataset_seq VALUES (?, ?)", [dataset_id, seq])
-    conn.execute(
-        "INSERT INTO templates VALUES (?, ?, ?, ?, 1)",
-        [run_id, position, result.name, json.dumps(result.pipeline, default=str)],
-    )
-    conn.execute(
-        "INSERT INTO results (result_id, run_id, dataset_id, seq, name, config_hash, config, "
-        "choices, template_position, status, metric, score, created_at) VALUES "
-        "(?, ?, ?, ?, ?, ?, ?, '{}', ?, 'completed', ?, ?, current_timestamp)",
-        [
-            result_id,
-            run_id,
-            dataset_id,
-            seq,
-            result.name,
-            entry["config_hash"],
-            json.dumps(result.pipeline["steps"], default=str),
-            position,
-            entry["metric"],
-            result.score,
-        ],
+    writes.insert_template(conn, run_id, position, result.name, result.pipeline, 1)
+    writes.insert_imported_result(
+        conn,
+        result_id,
+        run_id,
+        dataset_id,
+        result.name,
+        entry["config_hash"],
+        result.pipeline["steps"],
+        position,
+        entry["metric"],
+        result.score,
     )
     for path, (blob_id, size) in stored.items():
         if path.startswith(folder + "/"):
-            conn.execute(
-                "INSERT INTO imported_files VALUES (?, ?, ?, ?)",
-                [result_id, path[len(folder) + 1 :], blob_id, size],
-            )
+            writes.insert_imported_file(conn, result_id, path[len(folder) + 1 :], blob_id, size)
     for score in result.score_rows:
-        conn.execute(
-            "INSERT INTO predictions VALUES (?, ?, NULL, ?, ?, ?, ?)",
-            [
-                result_id,
-                score.model,
-                score.partition,
-                score.fold,
-                score.n_samples,
-                json.dumps(score.scores, sort_keys=True),
-            ],
+        writes.insert_score_row(
+            conn,
+            result_id,
+            score.model,
+            None,
+            score.partition,
+            score.fold,
+            score.n_samples,
+            score.scores,
         )
     for model in result.models:
         model_id = short_id(result_id, model.folder)
-        conn.execute(
-            "INSERT INTO models VALUES (?, ?, ?, ?, current_timestamp)",
-            [model_id, result_id, model.role, model.fold],
-        )
-        for index, (step_name, class_path, blob_id) in enumerate(model.steps):
-            conn.execute(
-                "INSERT INTO artifacts VALUES (?, ?, ?, ?, ?)",
-                [model_id, index, step_name, class_path, blob_id],
-            )
+        writes.insert_model(conn, model_id, result_id, model.role, model.fold, model.steps)

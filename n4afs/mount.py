@@ -4,6 +4,8 @@
 busy, not empty, a stale mount left by a killed daemon) before anything starts; then it
 starts `n4afs mount --foreground` as a detached process and waits until the kernel shows
 the mount, so when the command returns the tree is there (or the daemon's error is shown).
+
+Design: docs/DESIGN.md, "Surfaces".
 """
 
 from __future__ import annotations

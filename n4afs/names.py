@@ -4,6 +4,8 @@ A dataset called `wheat/2024`, `..`, `CON` or `résumé\\x00` must still become 
 that cannot escape its parent, that Windows accepts after an export, and that stays the same
 every time the tree is built. Collisions (two datasets both called `wheat`) get a stable
 suffix: the first by creation order keeps the plain name, later ones get `~<short id>`.
+
+Design: docs/DESIGN.md, "The tree".
 """
 
 from __future__ import annotations

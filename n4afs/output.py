@@ -7,6 +7,8 @@ terminal gets a table and a pipe or file gets CSV (`n4afs results wheat > wheat.
 A *record* is one row as a dict: the same keys, in the same order, become the CSV header and
 the JSON object keys. Names come from users and bundles: JSON escapes their control
 characters (`ensure_ascii`), CSV writes them as visible `\\xNN` text (`n4afs.terminal`).
+
+Design: docs/DESIGN.md, "Surfaces".
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ so the file is a concatenation: glue, blob, glue, blob, ..., glue. The tree serv
 segments straight from the blobs; its size is known from the blob sizes alone, and the
 model's bytes stay stored once. `joblib.load` and `pickle.load` both read it and return a
 fitted Pipeline.
+
+Design: docs/DESIGN.md, "The tree".
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ Bump RENDER_VERSION whenever an output changes, so memos keyed on it never serve
 
 CSVs are what Excel and LibreOffice open cleanly: a header row, comma separated, `.` as the
 decimal point, UTF-8, one row per sample.
+
+Design: docs/DESIGN.md, "The tree".
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 They hold ids and rows, never open connections; every property reads the index through a
 short transaction, so a handle stays valid while other processes keep writing.
+
+Design: docs/DESIGN.md, "Surfaces".
 """
 
 from __future__ import annotations

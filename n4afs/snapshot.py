@@ -3,6 +3,8 @@
 Long-lived readers (the fsspec filesystem, the FUSE mount) must not open DuckDB per file:
 they hold a `Snapshot` and load a new one when the index's change token moves. Loading is
 a handful of bulk queries; everything after that is dictionary lookups.
+
+Design: docs/DESIGN.md, "The tree".
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class ModelInfo:
 class Snapshot:
     """What the tree needs at once, eagerly; per-model and per-score rows on first use.
 
-    A freshly opened workspace must list a folder quickly (issue #4: under 0.3 s at 10,000
+    A freshly opened workspace must list a folder quickly (bench_tree: under 0.3 s at 10,000
     results), and listing needs the results and one ranking value each, not the 60,000
     model and 120,000 score rows behind them. Those load in bulk the first time any result
     folder's `models/` or `predictions/` is built (the mount loads them before mounting,

@@ -4,6 +4,8 @@ Dataset, run, result and target names are user input, and a bundle sets them for
 imports it. Printed raw, `\\x1b]0;...\\x07` retitles the window and `\\x1b[2J` clears the
 screen; printed through rich, `barley [red]x[/red]` loses its brackets. Every string the CLI
 shows passes through `visible` (for click.echo) or `shown` (for rich), defined once here.
+
+Design: docs/DESIGN.md, "Surfaces".
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ index's change token moves (one `stat`), so new results appear and `best_*` neve
 stale. Rendered bytes live in a memo keyed by content, which survives refreshes: a result
 rendered once is never rendered again.
 
-Layout (DESIGN.md, "The tree"):
+Layout (docs/DESIGN.md, "The tree"):
   README.txt
   runs/<dataset>/{DATASET.yaml, RESULTS.csv, best_<label>.csv, <label>/...}
   by-run/<run>/{RUN.yaml, templates/, <dataset>/<label>/...}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from n4afs_core import catalog, queries
+from n4afs_core import catalog, queries, writes
 from n4afs_core.catalog import BlobStats, DatasetInfo
 from n4afs_core.errors import DatasetError, RunError, WorkspaceError
 from n4afs_core.index import SCHEMA_DIR, Index, migrations_in
@@ -137,8 +137,8 @@ class Workspace:
         self._refuse_other_spectra(spectra, explicit_name)
         blob_id = self.store.put(data)
         with self.index.write() as conn:
-            catalog.register_blob(conn, blob_id, len(data), "parquet")
-            catalog.add_dataset(conn, datasets.metadata(spectra), blob_id, blob_id)
+            writes.register_blob(conn, blob_id, len(data), "parquet")
+            writes.add_dataset(conn, datasets.metadata(spectra), blob_id, blob_id)
         return Admitted(self.dataset(blob_id))
 
     def known_content(self, spectra: Any, dataset_id: str) -> DatasetInfo | None:
@@ -174,10 +174,10 @@ class Workspace:
         blob_id = self.store.put(data) if known.blob_id is None else None
         with self.index.write() as conn:
             if blob_id is not None:
-                catalog.register_blob(conn, blob_id, len(data), "parquet")
-                catalog.attach_spectra(conn, known.dataset_id, blob_id)
+                writes.register_blob(conn, blob_id, len(data), "parquet")
+                writes.attach_spectra(conn, known.dataset_id, blob_id)
             if new_name:
-                catalog.add_alias(conn, known.dataset_id, spectra.name)
+                writes.add_alias(conn, known.dataset_id, spectra.name)
         if blob_id is not None:
             note = f"spectra attached to {what}, which was imported without them"
         else:
@@ -378,7 +378,7 @@ class Workspace:
         else:
             run_id = self._run_id(key)
         with self.index.write() as conn:
-            if not catalog.trust_import(conn, run_id):
+            if not writes.trust_import(conn, run_id):
                 raise RunError(
                     f"{run_id} is not an imported bundle: results computed here are trusted"
                 )

@@ -1,7 +1,7 @@
 """The floor: the least a Python FUSE layer can do, serving a directory tree from a dict.
 
-A yardstick, not a product. The issue's mount targets are "within 1.2x of the floor", the
-floor being a minimal mfusepy filesystem built with the PERF-NOTES recipe ("FUSE levers"):
+A yardstick, not a product. The mount's targets are "within 1.2x of the floor", the
+floor being a minimal mfusepy filesystem built with the docs/PERF-NOTES.md recipe ("FUSE levers"):
 libfuse 3 (`FUSE_LIBRARY_NAME=fuse3`), `nothreads`, `kernel_cache`, long `attr_timeout` /
 `entry_timeout`, `negative_timeout=0` (as n4afs), and only `getattr`, `readdir` (yielding
 `(name, mode, 0)`) and `read` implemented: no `open`, `release`, `statfs` or xattr callbacks,

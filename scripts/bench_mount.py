@@ -47,20 +47,20 @@ against a read served by the daemon again after `posix_fadvise(DONTNEED)` droppe
 pages (blob already verified); and the small files read unbuffered (Python's buffered `open`
 asks `isatty`, one more FUSE round trip per file).
 
-Targets (the issue: within 1.2x of the PERF-NOTES floor): `ls -la` <= 1.1x disk, `find` <= 6x,
+Targets (within 1.2x of the docs/PERF-NOTES.md floor): `ls -la` <= 1.1x disk, `find` <= 6x,
 `du` <= 4x, small files <= 3x, big read >= 45 % of the disk's MB/s (all warm).
 
 THE FLOOR, measured in the same run. Those disk ratios are the PERF-NOTES floor times 1.2, and
 that floor was measured on another tree (60,016 entries, 6 per directory; this one has 4.5,
-and a FUSE layer pays per directory). So the issue's real target, "the mount stays within
+and a FUSE layer pays per directory). So the real target, "the mount stays within
 1.2x of the floor on every line", is checked here against a floor measured on the SAME
 tree, in the same run, in turns with the mount: scripts/_floor_fs.py, mfusepy with the
 PERF-NOTES recipe, serving the disk copy (names, sizes and mtimes from one walk, held in a
 dict; bytes by `pread` on the disk files, so the same page cache). Second table: floor warm,
 floor / disk (beside the PERF-NOTES figure), mount / floor (target <= 1.2x; for the big read
 a ratio of times, so >= 83 % of the floor's MB/s), and cold. `floor + no_open` (off with
-`--no-floor-levers`) is the floor plus the one lever n4afs added to the recipe until issue
-#15: `open` answers ENOSYS once, so the kernel stops sending OPEN and RELEASE (n4afs now
+`--no-floor-levers`) is the floor plus the one lever n4afs added to the recipe until
+2026-12-06: `open` answers ENOSYS once, so the kernel stops sending OPEN and RELEASE (n4afs now
 answers OPEN to re-check blobs, see `--recheck`; it still leaves `statfs` to libfuse, as
 the floor does). It changes only what opens files, so it is measured
 on the small files and the big read: mount / floor against mount / (floor + no_open) tells
@@ -72,7 +72,7 @@ daemon, and waking an idle vCPU is slow, so a quiet machine shows the mount at i
 `--spin` keeps one core busy with a spinning child process during the measurements (all sides
 alike) to show the round-trip cost without that wake-up latency.
 
-`--recheck` measures only what re-verifying blobs costs (issue #15: a blob is re-hashed when
+`--recheck` measures only what re-verifying blobs costs (a blob is re-hashed when
 its file's size, mtime, ctime or inode moved since it was hashed, so every open and read
 `stat`s the blob files behind it): in this process, the microseconds of one `os.stat` and
 of one `VerifiedBlobs.check` of an unchanged blob; on two mounts of the same workspace in
@@ -116,9 +116,9 @@ SEED = 2026
 MOUNT_TIMEOUT_S = 120.0
 TARGETS = {"find": 6.0, "ls": 1.1, "du": 4.0, "small": 3.0}  # max mount/disk time ratio
 BIG_TARGET = 0.45  # min mount MB/s as a fraction of the disk's
-FLOOR_TARGET = 1.2  # max mount/floor time ratio, every line (the issue)
+FLOOR_TARGET = 1.2  # max mount/floor time ratio, every line (docs/PERF-NOTES.md)
 NOTES_FLOOR = {"find": 5.0, "ls": 0.9, "du": 3.4, "small": 2.4, "big": 0.57}  # PERF-NOTES, warm
-COLD_LINES = ("find", "small")  # the issue's floor has cold figures for these two
+COLD_LINES = ("find", "small")  # the PERF-NOTES floor has cold figures for these two
 FILE_OPS = ("small", "big")  # the operations that open files: all the `open` lever changes
 FLOOR_FS = REPO / "scripts" / "_floor_fs.py"
 
@@ -412,7 +412,7 @@ def check_answers(samples: Samples, small_bytes: int, big_size: int) -> None:
 
 
 def disk_table(samples: Samples, labels: dict[str, str], big_size: int, head: str) -> str:
-    """The mount against the disk copy: the issue's disk-relative targets, warm and cold."""
+    """The mount against the disk copy: the disk-relative targets, warm and cold."""
     med = {k: statistics.median(v) for k, v in samples.warm.items()}
     cmed = {k: statistics.median(v) for k, v in samples.cold.items()}
     rows = []
@@ -457,7 +457,7 @@ def disk_table(samples: Samples, labels: dict[str, str], big_size: int, head: st
 
 
 def floor_table(samples: Samples, labels: dict[str, str], big_size: int, head: str) -> str:
-    """The mount against the floor measured in the same run: the issue's "within 1.2x of
+    """The mount against the floor measured in the same run: the target "within 1.2x of
     the floor on every line". Ratios are of times, the big read's too (1.2× = 83 % of the
     floor's MB/s); floor / disk is set beside the PERF-NOTES figure for its tree."""
 
@@ -607,7 +607,7 @@ def floor_extra_rows(
 
 # -- the benchmark ----------------------------------------------------------------------------
 # -- --recheck: the cost of re-verifying blobs on every open ------------------------------
-# The n4afs daemon with the `open` it had before issue #15: ENOSYS, so the kernel stops
+# The n4afs daemon with the `open` it had before 2026-12-06: ENOSYS, so the kernel stops
 # sending OPEN (no_open mode) and a blob is never looked at again once its pages are cached.
 NO_CHECK_DAEMON = """
 import errno, sys

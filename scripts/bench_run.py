@@ -1,6 +1,6 @@
 """Benchmark a whole sweep: n4afs `ws.run` against the plain scikit-learn loop it replaces.
 
-The sweep is the reference one (`/work/shared/PERF-NOTES.md`, "The reference sweep"): SNV, MSC
+The sweep is the reference one (`docs/PERF-NOTES.md`, "The reference sweep"): SNV, MSC
 or Savitzky-Golay 1st derivative (window 15, order 2), then PLS with 1..15 components: 45
 configs, 5-fold CV (KFold, shuffle, random_state 42, the folds n4afs draws with its default
 seed), pooled out-of-fold RMSE (RMSECV) to rank, plus a final refit on all samples.
@@ -32,7 +32,7 @@ under 1e-6, also reported over all 45 configs); a mismatch is printed loudly and
 exit status 1.
 
 Bytes: the plain folder's bytes; n4afs' stored blob bytes (`blob_stats().stored_bytes` minus
-the data set's own blob); and an ESTIMATE of the folder tree n4afs shows (DESIGN.md, "The
+the data set's own blob); and an ESTIMATE of the folder tree n4afs shows (docs/DESIGN.md, "The
 tree"): each result appears under `runs/<dataset>/` and `by-run/<run>/`, each with, per model
 (5 folds + final), one .pkl per step plus `pipeline.pkl` (about the sum of its steps), and the
 predictions CSVs. Computed from the index as

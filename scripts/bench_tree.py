@@ -34,8 +34,8 @@ one unmeasured pass):
 5. Time from creating `N4AFileSystem(workspace=..., skip_instance_cache=True)` to the end of
    its first `ls("/runs/<dataset>")` (target < 0.3 s), and `load_snapshot` alone.
 
-Targets (the issue): find and ls no slower than the local disk, big reads >= 90 % of open(),
-first listing < 0.3 s.
+Targets (BENCHMARKS.md, "Targets"): find and ls no slower than the local disk, big reads
+>= 90 % of open(), first listing < 0.3 s.
 
 Run: .venv/bin/python scripts/bench_tree.py [--results 10000] [--big-mb 200] [--repeats 5]
      [--out FILE] [--quick] [--profile] [--keep]

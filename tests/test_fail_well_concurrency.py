@@ -1,6 +1,6 @@
 """Fail well under concurrency: a stopped reader never makes a writer fail, a lock timeout
 names the process really holding the lock, and readers never see a file torn between two
-versions or a removed result that lingers (issue #16, items 4, 11 and 12)."""
+versions or a removed result that lingers."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Data that should be accepted is accepted, and data that cannot be used is refused in one
-line saying why (issue #16): a `file://` blob store, wavelength headers compared as numbers,
+line saying why: a `file://` blob store, wavelength headers compared as numbers,
 one dataset per content whatever its names, datasets without spectra."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A full disk, wherever it fills (under the index, the blobs, an S3 store's local cache),
 stops a run with one line and the command that finishes it, and reading commands keep
-working while it stays full (issue #16, items 3 and 9). Needs root to mount a small tmpfs."""
+working while it stays full. Needs root to mount a small tmpfs."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A run that dies, is stopped or cannot start says so: `interrupted` with the command that
 finishes it, no worker outliving its coordinator, nothing planned for a run refused, and a
-documented exit status for a run with failed configs (issue #16, items 1 and 2)."""
+documented exit status for a run with failed configs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue #16, the tree's surfaces failing well: `du` scoped to the path it names, `n4a://`
+"""The tree's surfaces failing well: `du` scoped to the path it names, `n4a://`
 tree paths in the `$N4AFS_WORKSPACE` workspace, modes and times a copy of the tree keeps."""
 
 from __future__ import annotations

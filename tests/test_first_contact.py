@@ -1,4 +1,4 @@
-"""First contact: what a new user sees and types first (#16 items 19-20)."""
+"""First contact: what a new user sees and types first."""
 
 from __future__ import annotations
 

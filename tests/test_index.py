@@ -174,7 +174,7 @@ def test_two_writers_and_a_reader_at_once(tmp_path):
 
 
 def test_a_version_1_workspace_with_data_upgrades_to_the_current_schema(tmp_path):
-    from n4afs_core import catalog, datasets
+    from n4afs_core import catalog, datasets, writes
 
     only_first = tmp_path / "schema-1"
     only_first.mkdir()
@@ -184,7 +184,7 @@ def test_a_version_1_workspace_with_data_upgrades_to_the_current_schema(tmp_path
     assert index.migrate(only_first) == 1
     spectra = datasets.load_chemotools("chemotools:fermentation")
     with index.write() as conn:
-        catalog.add_dataset(conn, datasets.metadata(spectra), "f" * 64, "f" * 64)
+        writes.add_dataset(conn, datasets.metadata(spectra), "f" * 64, "f" * 64)
     latest = migrations_in(SCHEMA_DIR)[-1].version
     assert index.migrate() == latest >= 2
     with index.read() as conn:
@@ -192,6 +192,6 @@ def test_a_version_1_workspace_with_data_upgrades_to_the_current_schema(tmp_path
     assert kept.name == "fermentation" and kept.n_features == 1047
     with index.write() as conn:  # 002: a dataset imported without its data has no blob
         meta = {**datasets.metadata(spectra), "name": "no-data"}
-        catalog.add_dataset(conn, meta, "e" * 64, None)
+        writes.add_dataset(conn, meta, "e" * 64, None)
     with index.read() as conn:
         assert {d.name: d.blob_id for d in catalog.list_datasets(conn)}["no-data"] is None

@@ -1,4 +1,4 @@
-"""Integrity after the first read (issue #15, items 7 and 10): a blob changed on disk after
+"""Integrity after the first read: a blob changed on disk after
 it was verified is never served, a missing blob is EIO everywhere, and gc never collects
 the blobs of a run whose owner is alive."""
 
@@ -136,7 +136,8 @@ def test_reading_a_remote_blob_does_not_make_its_verified_copy_look_changed(remo
 
 
 def remove_predictions_blob(ws) -> str:
-    """Delete the best result's predictions object (as the gc of issue #15 did)."""
+    """Delete the best result's predictions object (as gc did before it spared the blobs of
+    runs in flight)."""
     best = ws.best("fermentation").row
     os.remove(ws.store.path_of(best.predictions_blob))
     return best.label
@@ -238,7 +239,7 @@ SLOW_SWEEP = """\
 
 
 def test_gc_grace_0_in_a_loop_during_a_real_sweep_breaks_no_result(tmp_path):
-    """The issue's scenario: `gc --grace 0m` while a run writes; afterwards every result is
+    """The scenario that lost blobs: `gc --grace 0m` while a run writes; afterwards every result is
     whole (verify passes, every result's files read)."""
     import subprocess
     import sys

@@ -174,7 +174,7 @@ def test_editing_a_hard_linked_export_is_caught_by_verify_and_healed_by_a_re_run
     (pkl,) = (tmp_path / "out" / label / "models").glob("final_*/pls_model.pkl")
     artifact = final_model_artifact(swept)
     assert pkl.stat().st_ino == swept.store.path_of(artifact).stat().st_ino  # ext4: hard link
-    os.chmod(pkl, 0o644)  # what the issue did: the exported file IS the object
+    os.chmod(pkl, 0o644)  # what a user editing an --link export does: the file IS the object
     pkl.write_bytes(b"edited")
     found = cli("-w", ws, "verify")
     assert found.returncode == 1 and f"corrupt: {artifact}" in found.stdout

@@ -1,5 +1,5 @@
 """A model name that exists for both tasks fits the dataset's task; a model of the wrong
-kind is refused when the run is planned, not one error.log per result (#16 item 18)."""
+kind is refused when the run is planned, not one error.log per result."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The engine installs under n4afs's own name (#16 item 16).
+"""The engine installs under n4afs's own name (`n4afs_core`).
 
 Installed as a top-level `core`, it was shadowed by a user's own `core` package, and
 `joblib.load` of a PLS-DA `pipeline.pkl` failed (`No module named 'core.operators'`). These

@@ -293,7 +293,7 @@ def test_test_dataset_with_other_wavelengths_is_refused(ws, tmp_path):
 
 def test_committing_a_result_twice_is_a_no_op(ws):
     """Two processes resuming one run: the second commit of a result changes nothing."""
-    from n4afs_core.persist import commit_payloads
+    from n4afs_core.writes import commit_payloads
 
     payloads = []
     ws.run(

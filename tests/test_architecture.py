@@ -1,0 +1,76 @@
+"""The house rules the layout promises, checked on the source itself (#17)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+from n4afs_core.names import InvalidName
+
+ROOT = Path(__file__).resolve().parents[1]
+WRITE = re.compile(r"\b(INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM)\b", re.I)
+
+
+def _sources(folder: str) -> list[Path]:
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+def _sql_strings(path: Path) -> list[tuple[int, str]]:
+    """String constants of a module (docstrings excluded) that change index rows."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    found = []
+    for node in ast.walk(tree):
+        text = node.value if isinstance(node, ast.Constant) else None
+        if isinstance(text, str) and id(node) not in docstrings and WRITE.search(text):
+            found.append((node.lineno, text))
+    return found
+
+
+def test_only_the_writer_module_changes_index_rows():
+    allowed = {ROOT / "core" / "writes.py", ROOT / "core" / "index.py"}  # index: migrations
+    writers = {
+        f"{path.relative_to(ROOT)}:{line}"
+        for folder in ("core", "n4afs")
+        for path in _sources(folder)
+        if path not in allowed
+        for line, _ in _sql_strings(path)
+    }
+    assert writers == set()
+
+
+def test_the_index_module_writes_only_its_schema_version():
+    statements = [sql for _, sql in _sql_strings(ROOT / "core" / "index.py")]
+    assert statements and all("schema_version" in sql for sql in statements)
+
+
+def test_the_engine_never_imports_the_surface():
+    offenders = []
+    for path in _sources("core"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "n4afs"]
+    assert offenders == []
+
+
+def test_the_writer_checks_names_from_elsewhere(ws):
+    """An imported result's name is checked where it is written, whatever produced it."""
+    from n4afs_core import writes
+
+    with pytest.raises(InvalidName), ws.index.write() as conn:
+        writes.insert_imported_result(
+            conn, "r" * 12, "run", "d" * 64, "Bad Name\x1b[2J", "h", [], 0, "rmse", 1.0
+        )
