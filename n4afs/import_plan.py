@@ -28,7 +28,7 @@ from n4afs_core.ids import BlobId
 from n4afs_core.metrics import ranking_metric, scores_for
 from n4afs_core.names import checked_result_name, checked_text
 from n4afs_core.persist import ScoreRow, clean_scores, headline_score
-from n4afs_core.ranking import OUT_OF_FOLD, is_out_of_fold
+from n4afs_core.ranking import FOLD_PREFIX, OUT_OF_FOLD, is_fold_model, is_out_of_fold
 
 from n4afs.bundle import Bundle
 
@@ -255,8 +255,9 @@ def _score_rows(bundle: Bundle, folder: str, task: str) -> list[ScoreRow]:
     rows: list[ScoreRow] = []
     for path in sorted(n for n in bundle.sizes if n.startswith(prefix) and n.endswith(".csv")):
         stem = path[len(prefix) : -len(".csv")]
-        if stem.startswith("fold_") and stem[5:].isdigit():
-            model, fold = stem, int(stem[5:])
+        number = stem[len(FOLD_PREFIX) :]
+        if is_fold_model(stem) and number.isdigit():
+            model, fold = stem, int(number)
         elif stem in _PREDICTION_MODELS:
             model, fold = _PREDICTION_MODELS[stem], -1
         else:

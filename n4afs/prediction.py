@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from n4afs_core.datasets import PredictionInput, load_for_prediction
 from n4afs_core.errors import N4AError, UntrustedArchive
-from n4afs_core.ranking import is_out_of_fold_prediction
+from n4afs_core.ranking import FOLD_PREFIX, fold_model, is_fold_model, is_out_of_fold_prediction
 from n4afs_core.versions import version_warnings
 
 from n4afs.importer import dataset_record
@@ -93,7 +93,7 @@ def predict_result(
     folds = sorted(
         s["fold"] for s in result.scores if is_out_of_fold_prediction(s["model"], s["partition"])
     )
-    labels = {"final": "final", **{f"fold_{k}": k for k in folds}}
+    labels = {"final": "final", **{fold_model(k): k for k in folds}}
     chosen = _pick_models(labels, model)
     loaded = [result.load_model(labels[label], trust=trust) for label in chosen]
     run = ws.get_run(row.run_id).info
@@ -168,16 +168,16 @@ def _model_key(label: str) -> str:
     """Folder or model labels to one vocabulary: final_3f2a.. -> final, fold2_9c.. -> fold_2."""
     if label.startswith("final"):
         return "final"
-    if label.startswith("fold_"):
+    if is_fold_model(label):
         return label
-    return "fold_" + label[len("fold") :].split("_")[0]
+    return FOLD_PREFIX + label[len("fold") :].split("_")[0]
 
 
 def _pick_models(available: dict[str, Any], model: str) -> list[str]:
     """'final', 'fold_<k>', or 'avg' (every fold model, predictions averaged)."""
     by_key = {_model_key(label): label for label in available}
     if model == "avg":
-        folds = [label for k, label in sorted(by_key.items()) if k.startswith("fold_")]
+        folds = [label for k, label in sorted(by_key.items()) if is_fold_model(k)]
         if folds:
             return folds
     elif model in by_key:
