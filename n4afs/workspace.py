@@ -23,6 +23,8 @@ from n4afs_core.stores import workspace_store
 from n4afs.runs import Result, Run, ranked_handles, undated
 
 ENV_VAR = "N4AFS_WORKSPACE"
+TreePath = str | Sequence[str]  # a path in the tree: `runs/wheat/0042_...` or its parts
+PathLike = str | os.PathLike
 
 
 @dataclass(frozen=True)
@@ -242,6 +244,7 @@ class Workspace:
         backend: str = "joblib",
         scheduler: Any = None,
         on_result: Any = None,
+        compute: bool = True,
     ) -> Run:
         """Run templates x datasets with K-fold CV; results are persisted as they finish.
 
@@ -252,42 +255,10 @@ class Workspace:
         `splitter` is any scikit-learn CV splitter (default: shuffled K-fold, stratified
         for classification, seeded). `backend="dask"` with `scheduler` (an address such as
         tcp://host:8786, or a distributed Client / cluster) runs on a dask cluster.
-        `on_result` is called with each result's payload as it is stored.
+        `on_result` is called with each result's payload as it is stored. `compute=False`
+        only plans: the run and its pending results are recorded (a metric or test set that
+        does not fit is refused before that), and `Run.finish` computes them.
         """
-        planned = self.plan(
-            templates,
-            datasets,
-            cv=cv,
-            metric=metric,
-            name=name,
-            test_size=test_size,
-            test_dataset=test_dataset,
-            splitter=splitter,
-            seed=seed,
-            n_jobs=n_jobs,
-            backend=backend,
-            scheduler=scheduler,
-        )
-        return planned.finish(on_result)
-
-    def plan(
-        self,
-        templates: Sequence[Any],
-        datasets: Sequence[Any],
-        cv: int = 5,
-        metric: str | None = None,
-        name: str = "run",
-        test_size: float = 0.0,
-        test_dataset: Any = None,
-        splitter: Any = None,
-        seed: int = 42,
-        n_jobs: int = 1,
-        backend: str = "joblib",
-        scheduler: Any = None,
-    ) -> Run:
-        """`run` without computing anything: the run and its pending results are recorded
-        (a metric or test set that does not fit is refused before that); compute them with
-        `Run.finish` (`run` is `plan(...).finish()`)."""
         from n4afs_core.runner import RunOptions, plan_run, splitter_spec
         from n4afs_core.templates import load_templates
 
@@ -304,22 +275,21 @@ class Workspace:
             backend=backend,
             scheduler=getattr(scheduler, "scheduler_address", scheduler),
         )
-        return Run(self, plan_run(self.index, loaded, infos, options, name))
+        planned = Run(self, plan_run(self.index, loaded, infos, options, name))
+        return planned.finish(on_result) if compute else planned
 
     def resume(self, run_id: str, on_result: Any = None) -> Run:
         """Finish an interrupted run: only results still pending are computed."""
         return self.get_run(run_id).finish(on_result)
 
-    def run_again(self, run_id: str, on_result: Any = None) -> Run:
+    def run_again(self, run_id: str, on_result: Any = None, compute: bool = True) -> Run:
         """A new run of a run's templates, datasets and options: the same fitted bytes,
-        which is what recreates objects `verify --repair` quarantined."""
-        return self.plan_again(run_id).finish(on_result)
-
-    def plan_again(self, run_id: str) -> Run:
-        """`run_again` without computing anything (see `plan`)."""
+        which is what recreates objects `verify --repair` quarantined. `compute=False`
+        only plans it (as in `run`)."""
         from n4afs_core.runner import plan_again
 
-        return Run(self, plan_again(self.index, self._run_id(run_id)))
+        planned = Run(self, plan_again(self.index, self._run_id(run_id)))
+        return planned.finish(on_result) if compute else planned
 
     def resolve_dataset(self, source: Any) -> DatasetInfo:
         if isinstance(source, str) and not source.startswith("chemotools:"):
@@ -414,8 +384,8 @@ class Workspace:
 
     def export(
         self,
-        path: str | Sequence[str],
-        out: str | os.PathLike,
+        path: TreePath,
+        out: PathLike,
         level: str = "default",
         link: bool = False,
         command: str | None = None,
@@ -429,13 +399,7 @@ class Workspace:
             command = f"Workspace.export({path!r}, {str(out)!r}, level={level!r})"
         return export(self, _tree_path(path), Path(out), level=level, link=link, command=command)
 
-    def predict(
-        self,
-        path: str | Sequence[str],
-        new_csv: str | os.PathLike,
-        model: str = "final",
-        trust: bool = False,
-    ) -> Any:
+    def predict(self, path: TreePath, new_csv: PathLike, model: str = "final", trust=False) -> Any:
         """Predict a CSV of new spectra with the model of the result folder at `path`
         (`runs/wheat/0042_...`); `model`: final, fold_<k> or avg. See `n4afs.prediction`
         (`predict_bundle` does the same for an exported bundle, without a workspace)."""
@@ -445,7 +409,7 @@ class Workspace:
 
     # -- serving ------------------------------------------------------------------------
     def mount(
-        self, mountpoint: str | os.PathLike, foreground: bool = False, allow_other: bool = False
+        self, mountpoint: PathLike, foreground: bool = False, allow_other: bool = False
     ) -> Path | None:
         """Mount the tree read-only at `mountpoint` (FUSE), after the checks a user needs
         explained. In the background (a daemon; returns its log file once the mount is up)
@@ -473,7 +437,7 @@ class Workspace:
         return run_query(self.index, sql)
 
     # -- storage ----------------------------------------------------------------------
-    def usage(self, path: str | Sequence[str] = "/", top: int = 10) -> dict[str, Any]:
+    def usage(self, path: TreePath = "/", top: int = 10) -> dict[str, Any]:
         """`core.maintenance.usage` of the results under a folder of the tree: the whole
         workspace (`/`, `runs`, `by-run`), `runs/<dataset>`, `by-run/<run>[/<dataset>]` or
         one result's folder. Any other path is refused, never answered for the workspace."""
@@ -516,7 +480,7 @@ class Workspace:
 
     def remove(
         self,
-        targets: Sequence[str | Sequence[str]] = (),
+        targets: Sequence[TreePath] = (),
         older_than_s: float | None = None,
         keep_best: int | None = None,
         metric: str | None = None,
@@ -549,7 +513,7 @@ class Workspace:
             return removal
         return Removal(doomed, labels, maintenance.remove_results(self.index, doomed))
 
-    def _results_named(self, target: str | Sequence[str]) -> list[str]:
+    def _results_named(self, target: TreePath) -> list[str]:
         """The results a `remove` target names: a result folder's, or a run's."""
         from n4afs_core import maintenance
 
@@ -580,7 +544,7 @@ class Removal:
         return self.runs_removed is not None
 
 
-def _tree_path(path: str | Sequence[str]) -> tuple[str, ...]:
+def _tree_path(path: TreePath) -> tuple[str, ...]:
     """A tree path given as text (`runs/wheat`) or as its parts."""
     from n4afs.tree import parse_path
 

@@ -99,7 +99,7 @@ def test_the_python_api_does_what_rm_gc_and_verify_do(swept):
 
 def test_a_planned_run_is_pending_until_finished(tmp_path):
     ws = Workspace(tmp_path / "ws")
-    planned = ws.plan([SWEEP], ["chemotools:fermentation"], cv=3, metric="r2")
+    planned = ws.run([SWEEP], ["chemotools:fermentation"], cv=3, metric="r2", compute=False)
     assert planned.pending() == (6, "r2") and planned.datasets == ["fermentation"]
     assert planned.finish().status == "completed" and planned.pending() == (0, None)
 

@@ -325,11 +325,11 @@ def run(
     if resume_id:
         planned = ws.get_run(resume_id)
     elif again_id:
-        planned = ws.plan_again(again_id)
+        planned = ws.run_again(again_id, compute=False)
     else:
         if not templates or not datasets_:
             raise click.UsageError("give at least one TEMPLATE file and one --dataset")
-        planned = ws.plan(
+        planned = ws.run(
             templates,
             datasets_,
             cv=cv,
@@ -341,6 +341,7 @@ def run(
             n_jobs=jobs,
             backend=backend,
             scheduler=scheduler,
+            compute=False,
         )
     echo(f"run {planned.run_id}")
     with _resumable(planned.run_id):
