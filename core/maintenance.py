@@ -121,6 +121,10 @@ class VerifyReport:
     def ok(self) -> bool:
         return not (self.missing or self.corrupt or self.corrupt_copies or self.problems)
 
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able summary (`describe`): what `n4afs verify --json` prints."""
+        return describe(self)
+
 
 # what `repair` writes into a result it marks broken; it restores only results it marked
 BROKEN_PREFIX = "broken: a blob it needs is missing or corrupt"

@@ -118,6 +118,33 @@ def run_results(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[ResultRow]
     return [result_from_row(r) for r in rows]
 
 
+def results_by_id(conn: duckdb.DuckDBPyConnection, result_ids: list[str]) -> list[ResultRow]:
+    """The rows of these results (any status), in no particular order."""
+    rows = conn.execute(
+        f"{RESULT_SELECT} WHERE r.result_id IN (SELECT unnest(?))", [result_ids]
+    ).fetchall()
+    return [result_from_row(r) for r in rows]
+
+
+def run_dataset_names(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[str]:
+    """The names of a run's datasets, in the order the run was given them."""
+    rows = conn.execute(
+        "SELECT d.name FROM run_datasets r JOIN datasets d USING (dataset_id) "
+        "WHERE run_id = ? ORDER BY position",
+        [run_id],
+    ).fetchall()
+    return [name for (name,) in rows]
+
+
+def pending_results(conn: duckdb.DuckDBPyConnection, run_id: str) -> tuple[int, str | None]:
+    """(how many of a run's results are still to compute, the metric they are scored by)."""
+    count, metric = conn.execute(
+        "SELECT count(*), any_value(metric) FROM results WHERE run_id = ? AND status = 'pending'",
+        [run_id],
+    ).fetchone()
+    return count, metric
+
+
 @dataclass(frozen=True)
 class Ranking:
     """Results best first, the metric that ranked them, and each one's value of it: what a

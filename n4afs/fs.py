@@ -106,7 +106,7 @@ class N4AFileSystem(AbstractFileSystem):
                 raise FileNotFoundError(
                     errno.ENOENT, f"{named_by} is not an n4afs workspace (no {WORKSPACE_MARKER})"
                 )
-            self._trees[root] = Tree(Workspace(root, create=False))
+            self._trees[root] = Workspace(root, create=False).tree
         return self._trees[root]
 
     def _resolve(self, path: str) -> tuple[Tree, tuple[str, ...]]:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from n4afs_core.errors import MountError
 
@@ -107,6 +108,30 @@ def start_background(workspace: Path, mountpoint: Path, allow_other: bool) -> Pa
             )
         time.sleep(0.05)
     return log_path
+
+
+def serve(ws: Any, mountpoint: Path, allow_other: bool) -> None:
+    """Serve the workspace's tree at `mountpoint` until unmounted (the daemon's body).
+
+    The mount keeps a tree of its own rather than `ws.tree`: one that does not check the
+    change token on every call (`auto_refresh=False`: the FUSE layer refreshes it in the
+    background), and that is refreshed and prepared before mounting, so no callback waits
+    for rows, rankings or imports.
+    """
+    import logging
+
+    from n4afs.fuse_ops import serve as serve_fuse
+    from n4afs.tree import Tree
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    tree = Tree(ws, auto_refresh=False)
+    tree.refresh()
+    tree.prepare()
+    record = register(mountpoint, ws.path.absolute())
+    try:
+        serve_fuse(tree, str(mountpoint), allow_other=allow_other)
+    finally:
+        record.unlink(missing_ok=True)
 
 
 def _tail(path: Path, lines: int = 5) -> str:

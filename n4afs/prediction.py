@@ -76,9 +76,8 @@ def predict_result(
     ws: Any, tree_path: tuple[str, ...], new_csv: Path, model: str = "final", trust: bool = False
 ) -> Prediction:
     from n4afs.runs import Result
-    from n4afs.tree import Tree
 
-    tree = Tree(ws)
+    tree = ws.tree
     found = tree.result_at(tree_path)
     if found is None:
         raise N4AError(

@@ -139,6 +139,27 @@ class Run:
         with self.ws.index.read() as conn:
             return [Result(self.ws, r) for r in queries.run_results(conn, self.run_id)]
 
+    @property
+    def datasets(self) -> list[str]:
+        """The names of the run's datasets, in the order it was given them."""
+        with self.ws.index.read() as conn:
+            return queries.run_dataset_names(conn, self.run_id)
+
+    def pending(self) -> tuple[int, str | None]:
+        """(results still to compute, the metric they are scored by): what a progress bar
+        counts and ranks while `finish` runs."""
+        with self.ws.index.read() as conn:
+            return queries.pending_results(conn, self.run_id)
+
+    def finish(self, on_result: Any = None) -> Run:
+        """Compute the run's pending results, storing each as it finishes (`on_result` is
+        called with each one's payload); a planned, interrupted or failed-midway run is
+        finished this way. Returns the run."""
+        from n4afs_core.runner import execute_run
+
+        execute_run(self.ws.index, self.ws.store, self.run_id, on_result)
+        return self
+
     def ranked(self, dataset: str, metric: str | None = None) -> list[Result]:
         """The run's results on `dataset`, best first (`Workspace.results`' rule)."""
         info = self.ws.dataset(dataset)

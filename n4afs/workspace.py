@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from n4afs_core import catalog, queries, writes
 from n4afs_core.catalog import BlobStats, DatasetInfo
-from n4afs_core.errors import DatasetError, RunError, WorkspaceError
+from n4afs_core.errors import DatasetError, N4AError, RunError, WorkspaceError
 from n4afs_core.index import SCHEMA_DIR, Index, migrations_in
 from n4afs_core.stores import workspace_store
 from n4afs_core.trust import untrusted_runs
@@ -24,6 +24,8 @@ from n4afs_core.trust import untrusted_runs
 from n4afs.runs import Result, Run, ranked_handles, undated
 
 ENV_VAR = "N4AFS_WORKSPACE"
+TreePath = str | Sequence[str]  # a path in the tree: `runs/wheat/0042_...` or its parts
+PathLike = str | os.PathLike
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,7 @@ class Workspace:
         backend: str = "joblib",
         scheduler: Any = None,
         on_result: Any = None,
+        compute: bool = True,
     ) -> Run:
         """Run templates x datasets with K-fold CV; results are persisted as they finish.
 
@@ -253,14 +256,15 @@ class Workspace:
         `splitter` is any scikit-learn CV splitter (default: shuffled K-fold, stratified
         for classification, seeded). `backend="dask"` with `scheduler` (an address such as
         tcp://host:8786, or a distributed Client / cluster) runs on a dask cluster.
+        `on_result` is called with each result's payload as it is stored. `compute=False`
+        only plans: the run and its pending results are recorded (a metric or test set that
+        does not fit is refused before that), and `Run.finish` computes them.
         """
-        from n4afs_core.runner import RunOptions, execute_run, plan_run
+        from n4afs_core.runner import RunOptions, plan_run, splitter_spec
         from n4afs_core.templates import load_templates
 
         loaded = load_templates(list(templates))
         infos = [self.resolve_dataset(d) for d in datasets]
-        from n4afs_core.runner import splitter_spec
-
         options = RunOptions(
             cv=splitter.get_n_splits() if splitter is not None else cv,
             seed=seed,
@@ -272,26 +276,21 @@ class Workspace:
             backend=backend,
             scheduler=getattr(scheduler, "scheduler_address", scheduler),
         )
-        run_id = plan_run(self.index, loaded, infos, options, name)
-        execute_run(self.index, self.store, run_id, on_result)
-        return Run(self, run_id)
+        planned = Run(self, plan_run(self.index, loaded, infos, options, name))
+        return planned.finish(on_result) if compute else planned
 
     def resume(self, run_id: str, on_result: Any = None) -> Run:
         """Finish an interrupted run: only results still pending are computed."""
-        from n4afs_core.runner import execute_run
+        return self.get_run(run_id).finish(on_result)
 
-        run_id = self._run_id(run_id)
-        execute_run(self.index, self.store, run_id, on_result)
-        return Run(self, run_id)
-
-    def run_again(self, run_id: str, on_result: Any = None) -> Run:
+    def run_again(self, run_id: str, on_result: Any = None, compute: bool = True) -> Run:
         """A new run of a run's templates, datasets and options: the same fitted bytes,
-        which is what recreates objects `verify --repair` quarantined."""
-        from n4afs_core.runner import execute_run, plan_again
+        which is what recreates objects `verify --repair` quarantined. `compute=False`
+        only plans it (as in `run`)."""
+        from n4afs_core.runner import plan_again
 
-        new_id = plan_again(self.index, self._run_id(run_id))
-        execute_run(self.index, self.store, new_id, on_result)
-        return Run(self, new_id)
+        planned = Run(self, plan_again(self.index, self._run_id(run_id)))
+        return planned.finish(on_result) if compute else planned
 
     def resolve_dataset(self, source: Any) -> DatasetInfo:
         if isinstance(source, str) and not source.startswith("chemotools:"):
@@ -385,21 +384,47 @@ class Workspace:
         return run_id
 
     def export(
-        self, path: str, out: str | os.PathLike, level: str = "default", link: bool = False
+        self,
+        path: TreePath,
+        out: PathLike,
+        level: str = "default",
+        link: bool = False,
+        command: str | None = None,
     ) -> Any:
-        """Write a folder of the tree (e.g. `runs/wheat/0042_snv-pls15_x9y8z7`) to a zip or
-        a folder of real files, with EXPORT.yaml and MANIFEST.yaml; see `n4afs.export`."""
+        """Write a folder of the tree (e.g. `runs/wheat/0042_snv-pls15_x9y8z7`, or its parts)
+        to a zip or a folder of real files, with EXPORT.yaml and MANIFEST.yaml; see
+        `n4afs.export`. `command`: what EXPORT.yaml records as having made the export."""
         from n4afs.export import export
-        from n4afs.tree import parse_path
 
-        return export(
-            self,
-            parse_path(str(path)),
-            Path(out),
-            level=level,
-            link=link,
-            command=f"Workspace.export({path!r}, {str(out)!r}, level={level!r})",
-        )
+        if command is None:
+            command = f"Workspace.export({path!r}, {str(out)!r}, level={level!r})"
+        return export(self, _tree_path(path), Path(out), level=level, link=link, command=command)
+
+    def predict(self, path: TreePath, new_csv: PathLike, model: str = "final", trust=False) -> Any:
+        """Predict a CSV of new spectra with the model of the result folder at `path`
+        (`runs/wheat/0042_...`); `model`: final, fold_<k> or avg. See `n4afs.prediction`
+        (`predict_bundle` does the same for an exported bundle, without a workspace)."""
+        from n4afs.prediction import predict_result
+
+        return predict_result(self, _tree_path(path), Path(new_csv), model, trust)
+
+    # -- serving ------------------------------------------------------------------------
+    def mount(
+        self, mountpoint: PathLike, foreground: bool = False, allow_other: bool = False
+    ) -> Path | None:
+        """Mount the tree read-only at `mountpoint` (FUSE), after the checks a user needs
+        explained. In the background (a daemon; returns its log file once the mount is up)
+        unless `foreground` (serves until unmounted or Ctrl-C; returns None). See
+        `n4afs.mount`; unmount with `n4afs.mount.unmount`."""
+        from n4afs import mount
+
+        where = Path(mountpoint).expanduser().absolute()
+        mount.check_fuse()
+        mount.check_mountpoint(where)
+        if foreground:
+            mount.serve(self, where, allow_other)
+            return None
+        return mount.start_background(self.path.absolute(), where, allow_other)
 
     # -- queries ----------------------------------------------------------------------
     def query(self, sql: str) -> tuple[list[str], list[tuple]]:
@@ -413,15 +438,13 @@ class Workspace:
         return run_query(self.index, sql)
 
     # -- storage ----------------------------------------------------------------------
-    def usage(self, path: str | Sequence[str] = "/", top: int = 10) -> dict[str, Any]:
+    def usage(self, path: TreePath = "/", top: int = 10) -> dict[str, Any]:
         """`core.maintenance.usage` of the results under a folder of the tree: the whole
         workspace (`/`, `runs`, `by-run`), `runs/<dataset>`, `by-run/<run>[/<dataset>]` or
         one result's folder. Any other path is refused, never answered for the workspace."""
         from n4afs_core.maintenance import usage
 
-        from n4afs.tree import parse_path
-
-        parts = parse_path(path) if isinstance(path, str) else tuple(path)
+        parts = _tree_path(path)
         scope = self.tree.usage_scope(parts)
         if scope is None:
             shown = "/" + "/".join(parts)
@@ -438,3 +461,92 @@ class Workspace:
     def blob_stats(self) -> BlobStats:
         with self.index.read() as conn:
             return catalog.blob_stats(conn)
+
+    def gc(self, dry_run: bool = False, grace_s: float | None = None) -> Any:
+        """Delete stored objects the index no longer references, sparing those younger than
+        `grace_s` (default an hour) and those of runs in flight; see `core.maintenance.gc`.
+        Returns its `GcReport`."""
+        from n4afs_core import maintenance
+
+        grace = maintenance.DEFAULT_GRACE_S if grace_s is None else grace_s
+        return maintenance.gc(self.index, self.store, dry_run=dry_run, grace_s=grace)
+
+    def verify(self, repair: bool = False) -> Any:
+        """Hash every referenced blob and check that index rows hang together; `repair`
+        quarantines, evicts and marks broken (`core.maintenance.verify`). Returns its
+        `VerifyReport` (`.ok` is False when something is damaged)."""
+        from n4afs_core.maintenance import verify
+
+        return verify(self.index, self.store, repair=repair)
+
+    def remove(
+        self,
+        targets: Sequence[TreePath] = (),
+        older_than_s: float | None = None,
+        keep_best: int | None = None,
+        metric: str | None = None,
+        dry_run: bool = False,
+        confirm: Callable[[Removal], bool] | None = None,
+    ) -> Removal:
+        """Remove results from the index: those of runs (a run id, prefix or name) and
+        result folders (tree paths, `runs/wheat/0042_...`) in `targets`, of every run
+        started more than `older_than_s` seconds ago, and, with `keep_best`, all but the N
+        best per dataset (by `metric`, default the stored one). Runs left empty go too.
+
+        Nothing is removed on a `dry_run`, or when `confirm(removal)`, asked before anything
+        is removed, returns False. Bytes stay until `gc`; sequence numbers are never reused.
+        """
+        from n4afs_core import maintenance
+
+        doomed: list[str] = []
+        for target in targets:
+            doomed += self._results_named(target)
+        if older_than_s is not None:
+            doomed += maintenance.results_older_than(self.index, older_than_s)
+        if keep_best is not None:
+            doomed += maintenance.results_beyond_best(self.index, keep_best, metric)
+        doomed = list(dict.fromkeys(doomed))
+        with self.index.read() as conn:
+            rows = {r.result_id: r for r in queries.results_by_id(conn, doomed)}
+        labels = [f"{rows[r].dataset}/{rows[r].label}" if r in rows else r for r in doomed]
+        removal = Removal(doomed, labels)
+        if dry_run or not doomed or (confirm is not None and not confirm(removal)):
+            return removal
+        return Removal(doomed, labels, maintenance.remove_results(self.index, doomed))
+
+    def _results_named(self, target: TreePath) -> list[str]:
+        """The results a `remove` target names: a result folder's, or a run's."""
+        from n4afs_core import maintenance
+
+        if not isinstance(target, str) or "/" in target:
+            parts = _tree_path(target)
+            found = self.tree.result_at(parts)
+            if found is None or found[1] != len(parts):
+                shown = target if isinstance(target, str) else "/".join(parts)
+                raise N4AError(f"{shown} is not a result folder (runs/<dataset>/<NNNN_...>)")
+            return [found[0].result_id]
+        try:
+            return maintenance.results_of_runs(self.index, [self._run_id(target)])
+        except RunError as exc:
+            hint = "results are given as paths (runs/<dataset>/<NNNN_...>)"
+            raise N4AError(f"{exc}; {hint}") from exc
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What `Workspace.remove` removed, or would remove (a dry run, or not confirmed)."""
+
+    result_ids: list[str]
+    labels: list[str]  # `dataset/0042_name_hash` per result, in the same order
+    runs_removed: list[str] | None = None  # None: nothing was removed
+
+    @property
+    def done(self) -> bool:
+        return self.runs_removed is not None
+
+
+def _tree_path(path: TreePath) -> tuple[str, ...]:
+    """A tree path given as text (`runs/wheat`) or as its parts."""
+    from n4afs.tree import parse_path
+
+    return parse_path(path) if isinstance(path, str) else tuple(path)

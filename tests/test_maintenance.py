@@ -83,6 +83,27 @@ def test_rm_result_path_keep_best_and_older_than(swept):
     assert bad.returncode == 2 and "30d" in bad.stderr
 
 
+def test_the_python_api_does_what_rm_gc_and_verify_do(swept):
+    fermentation = [f"fermentation/{r.row.label}" for r in swept.results("fermentation")]
+    declined = swept.remove(["coffee"], confirm=lambda removal: False)
+    assert not declined.done and len(declined.labels) == 2 and len(swept.runs()) == 2
+    dry = swept.remove(keep_best=4, dry_run=True)
+    assert not dry.done and dry.labels == fermentation[4:]
+    folder = ("runs", *fermentation[-1].split("/"))
+    assert swept.remove([folder]).labels == fermentation[-1:]
+    gone = swept.remove(["coffee"])
+    assert gone.done and len(gone.labels) == 2 and len(gone.runs_removed) == 1
+    assert [r.name for r in swept.runs()] == ["first"]
+    assert swept.gc(grace_s=0).removed and swept.verify().ok
+
+
+def test_a_planned_run_is_pending_until_finished(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    planned = ws.run([SWEEP], ["chemotools:fermentation"], cv=3, metric="r2", compute=False)
+    assert planned.pending() == (6, "r2") and planned.datasets == ["fermentation"]
+    assert planned.finish().status == "completed" and planned.pending() == (0, None)
+
+
 def test_gc_spares_blobs_of_an_in_flight_run(swept):
     blob = swept.store.put(b"written by a worker, rows not committed yet")
     assert maintenance.gc(swept.index, swept.store).spared_young == 1

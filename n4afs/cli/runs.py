@@ -1,0 +1,474 @@
+"""Experiments: `init`, `datasets add|list`, `run`, `runs`, `results`, `best`, `sql`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+
+from n4afs import output
+from n4afs.cli.common import add_row, console, echo, human_bytes, score, table, workspace
+from n4afs.output import NAME, NUMBER, WORD, format_options
+from n4afs.terminal import shown, visible
+
+FAILED_CONFIGS_EXIT = 3  # `run` finished, but some configs failed (status partial / failed)
+
+
+@click.command()
+@click.argument("path", required=False)
+@click.option(
+    "--store",
+    default=None,
+    help="Keep blobs at this fsspec URL (e.g. s3://bucket/prefix) instead of inside "
+    "the workspace; credentials come from the usual AWS_* variables.",
+)
+@click.pass_context
+def init(ctx: click.Context, path: str | None, store: str | None) -> None:
+    """Create a workspace at PATH (or the default workspace) if it does not exist."""
+    from n4afs.workspace import Workspace
+
+    ws = Workspace(path or ctx.obj["workspace"], create=True, store=store)
+    echo(f"workspace ready: {ws.path}")
+
+
+@click.group()
+def datasets() -> None:
+    """Add and list datasets (spectra + targets)."""
+
+
+@datasets.command("add")
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--name", help="Name shown in the tree (default: the file name).")
+@click.option("--target", "targets", multiple=True, help="Target column (repeatable).")
+@click.option("--sample-id", help="Column holding sample ids (default: sample_id/id/sample).")
+@click.option("--task", type=click.Choice(["regression", "classification"]), default=None)
+@click.pass_context
+def datasets_add(ctx, sources, name, targets, sample_id, task) -> None:
+    """Add CSV files or bundled spectra (chemotools:fermentation, chemotools:coffee).
+
+    In a CSV, columns whose header is a number are wavelengths; the others are targets,
+    except a sample id column. Comma, semicolon (with decimal comma) and tab work.
+    Content already in the workspace is not added again: a new --name becomes another name
+    of it, and a dataset imported without its spectra gets them attached.
+    """
+    ws = workspace(ctx.obj["workspace"], create=True)
+    options = {
+        k: v
+        for k, v in {"targets": list(targets) or None, "sample_id": sample_id, "task": task}.items()
+        if v is not None
+    }
+    for source in sources:
+        is_bundled = source.startswith("chemotools:")
+        admitted = ws.admit_dataset(source, name=name, **({} if is_bundled else options))
+        info = admitted.info
+        echo(
+            f"{info.short_id}  {info.name}: {info.n_samples} samples x {info.n_features} "
+            f"features, {info.task}, targets {', '.join(info.target_names)}"
+        )
+        if admitted.note:
+            echo(f"  {admitted.note}")
+
+
+@datasets.command("list")
+@format_options
+@click.pass_context
+def datasets_list(ctx, fmt) -> None:
+    """List the workspace's datasets with their shapes and targets."""
+    ws = workspace(ctx.obj["workspace"])
+    fmt = output.chosen_format(fmt)
+    if fmt != "table":
+        output.emit(fmt, [output.dataset_record(d) for d in ws.datasets()], output.DATASET_COLUMNS)
+        return
+    rows = [
+        [
+            d.short_id,
+            _dataset_label(d),
+            d.task,
+            str(d.n_samples),
+            str(d.n_features),
+            f"{d.wavelength_min:g}-{d.wavelength_max:g} {d.wavelength_unit or ''}".strip()
+            if d.wavelength_min is not None
+            else "-",
+            ", ".join(d.target_names),
+        ]
+        for d in ws.datasets()
+    ]
+    columns = [("id", WORD), ("name", NAME), ("task", WORD), ("samples", NUMBER)]
+    columns += [("features", NUMBER), ("wavelengths", NAME), ("targets", NAME)]
+    out = console()
+    out.print(output.fitted_table("datasets", columns, rows, out.width))
+    stats = ws.blob_stats()
+    echo(
+        f"{stats.n_blobs} blobs, {human_bytes(stats.stored_bytes)} stored "
+        f"({human_bytes(stats.logical_bytes)} referenced)"
+    )
+
+
+def _dataset_label(d) -> str:
+    """'wheat', 'wheat (also other)', 'wheat (no spectra)'."""
+    notes = [f"also {', '.join(d.aliases)}"] if d.aliases else []
+    notes += ["no spectra"] if d.blob_id is None else []
+    return f"{d.name} ({'; '.join(notes)})" if notes else d.name
+
+
+# the scores a ranked table shows besides the ranking one: what fits in 80 columns
+TABLE_SCORES = {"regression": ("rmse", "r2", "rpd", "bias"), "classification": ("accuracy", "f1")}
+BETTER = {"lower": "lower is better", "higher": "higher is better", "zero": "closest to 0 is best"}
+
+
+def _ranked_by(metric: str | None) -> str:
+    """`ranked by r2 (pooled CV, higher is better)`: what a ranking's order follows."""
+    from n4afs_core.metrics import METRICS
+
+    if metric is None:
+        return "nothing to rank"
+    return f"ranked by {metric} (pooled CV, {BETTER[METRICS[metric].direction]})"
+
+
+def _ranked_table(title: str, results: list, width: int, show_run: bool = True):
+    """Best first: the ranking metric's pooled CV score, its test score when there is a test
+    set (in place of the last other score), then a few others of the task. Run ids lose their
+    date (`runs` shows it); the status column appears when a result did not complete."""
+    from n4afs_core.metrics import METRICS
+
+    from n4afs.runs import undated
+
+    metric = results[0].ranked_by if results else None
+    task = METRICS[metric].task if metric else None
+    others = [m for m in TABLE_SCORES.get(task, ()) if m != metric]
+    completed = [r.row.status == "completed" for r in results]
+    tests = [r.test_scores() if done else {} for r, done in zip(results, completed, strict=True)]
+    show_test = any(tests)
+    columns = [("rank", NUMBER), ("result", NAME)] + ([("run", NAME)] if show_run else [])
+    columns += [(metric, NUMBER)] if metric else []
+    columns += [(f"test {metric}", NUMBER)] if show_test else []
+    columns += [(name, NUMBER) for name in others[: len(others) - show_test]]
+    columns += [] if all(completed) else [("status", WORD)]
+    rows = []
+    for rank, (result, test) in enumerate(zip(results, tests, strict=True), start=1):
+        cv = result.cv_scores() if result.row.status == "completed" else {}
+        rows.append(
+            [str(rank), result.row.label]
+            + ([undated(result.row.run_id)] if show_run else [])
+            + [score(result.ranked_value)]
+            + ([score(test.get(metric))] if show_test else [])
+            + [score(cv.get(m)) for m in others[: len(others) - show_test]]
+            + ([] if all(completed) else [result.row.status])
+        )
+    return output.fitted_table(f"{title}, {_ranked_by(metric)}", columns, rows, width)
+
+
+def _progress_callback(progress, task_id, state: dict):
+    def on_result(payload) -> None:
+        if payload.status == "completed" and payload.score is not None:
+            if state["best"] is None or state["better"](payload.score, state["best"]):
+                state["best"] = payload.score
+        else:
+            state["failed"] += 1
+        best = score(state["best"])
+        progress.update(
+            task_id,
+            advance=1,
+            description=shown(f"best {state['metric']} {best}, failed {state['failed']}"),
+        )
+
+    return on_result
+
+
+def _finish_with_progress(run) -> None:
+    """`Run.finish` under a progress bar: done of pending, the best score so far, failures."""
+    from n4afs_core.metrics import is_better
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    pending, metric = run.pending()
+    state = {
+        "best": None,
+        "failed": 0,
+        "metric": metric,
+        "better": lambda a, b: is_better(metric, a, b),
+    }
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console(),
+        transient=False,
+    ) as progress:
+        task_id = progress.add_task("starting", total=pending)
+        run.finish(_progress_callback(progress, task_id, state))
+
+
+def _show_run_summary(run, limit: int) -> None:
+    run_id = run.run_id
+    out = console()
+    for name in run.datasets:
+        title = f"{name}: best of run {run_id}"
+        out.print(_ranked_table(title, run.ranked(name)[:limit], out.width, False))
+    info = run.info
+    out.print(
+        shown(f"run {run_id}: {info.status}, {info.n_results} results ({info.n_failed} failed)")
+    )
+    if info.n_failed:
+        echo(
+            f"{info.n_failed} configs failed: their errors are in by-run/{run_id}/"
+            f"<dataset>/<result>/logs/error.log (exit status {FAILED_CONFIGS_EXIT})",
+            err=True,
+        )
+        sys.exit(FAILED_CONFIGS_EXIT)
+
+
+@contextmanager
+def _resumable(run_id: str) -> Iterator[None]:
+    """Whatever stops the run from here says how to finish it: Ctrl-C prints the command
+    and exits 130, a user error gets it appended, a bug's traceback gets it as a note."""
+    from n4afs_core.errors import N4AError
+    from n4afs_core.runner import resume_hint
+
+    hint = resume_hint(run_id)
+    try:
+        yield
+    except KeyboardInterrupt:
+        echo(f"interrupted: run {run_id} stopped; finish it with {hint}", err=True)
+        sys.exit(130)
+    except N4AError as exc:
+        if "--resume" in str(exc):
+            raise
+        raise N4AError(f"{exc}; run {run_id} stopped: finish it with {hint}") from exc
+    except Exception as exc:
+        exc.add_note(f"run {run_id} stopped: finish it with {hint}")
+        raise
+
+
+@click.command()
+@click.argument("templates", nargs=-1)
+@click.option(
+    "-d",
+    "--dataset",
+    "datasets_",
+    multiple=True,
+    help="CSV file, chemotools:NAME, or a dataset already in the workspace. Repeatable.",
+)
+@click.option("--cv", default=5, show_default=True, help="Number of cross-validation folds.")
+@click.option(
+    "--metric",
+    default=None,
+    help="Ranking metric: rmse, mae, r2, rpd, rpiq, sep, bias, accuracy, f1 ... "
+    "(default: rmse for regression, accuracy for classification).",
+)
+@click.option("--name", default="run", show_default=True, help="Readable name of the run.")
+@click.option(
+    "--test-size",
+    default=0.0,
+    show_default=True,
+    help="Fraction of samples held out as a test set before CV.",
+)
+@click.option(
+    "--test",
+    "test_dataset",
+    default=None,
+    help="A separate test dataset (CSV, chemotools:NAME or a workspace dataset).",
+)
+@click.option("--seed", default=42, show_default=True, help="Seed of the splits.")
+@click.option("-j", "--jobs", default=1, show_default=True, help="Parallel worker processes.")
+@click.option(
+    "--backend",
+    type=click.Choice(["joblib", "dask"]),
+    default="joblib",
+    show_default=True,
+    help="Where results are computed.",
+)
+@click.option("--scheduler", default=None, help="dask scheduler address (tcp://host:8786).")
+@click.option("--resume", "resume_id", default=None, help="Finish an interrupted run (its id).")
+@click.option(
+    "--again",
+    "again_id",
+    default=None,
+    help="A new run of RUN's templates, datasets and options (the same fitted bytes: "
+    "recreates blobs `verify --repair` quarantined).",
+)
+@click.option("--top", default=10, show_default=True, help="Rows of the ranked table.")
+@click.pass_context
+def run(
+    ctx,
+    templates,
+    datasets_,
+    cv,
+    metric,
+    name,
+    test_size,
+    test_dataset,
+    seed,
+    jobs,
+    backend,
+    scheduler,
+    resume_id,
+    again_id,
+    top,
+):
+    """Run a sweep: every config of every TEMPLATE (YAML/JSON) on every --dataset.
+
+    Results are stored as they finish (a crash loses only results in flight; finish with
+    --resume RUN). Ends with a ranked table per dataset.
+
+    \b
+    Exit status: 0 every config completed; 2 a user error (nothing planned, or the run
+    stopped: the message names `n4afs run --resume RUN`); 3 the run finished but some
+    configs failed (status partial or failed); 130 interrupted (Ctrl-C), with the
+    resume command. A run whose process died is listed `interrupted` by `n4afs runs`.
+    """
+    ws = workspace(ctx.obj["workspace"], create=True)
+    if resume_id and again_id:
+        raise click.UsageError("give --resume or --again, not both")
+    if resume_id:
+        planned = ws.get_run(resume_id)
+    elif again_id:
+        planned = ws.run_again(again_id, compute=False)
+    else:
+        if not templates or not datasets_:
+            raise click.UsageError("give at least one TEMPLATE file and one --dataset")
+        planned = ws.run(
+            templates,
+            datasets_,
+            cv=cv,
+            metric=metric,
+            name=name,
+            test_size=test_size,
+            test_dataset=test_dataset,
+            seed=seed,
+            n_jobs=jobs,
+            backend=backend,
+            scheduler=scheduler,
+            compute=False,
+        )
+    echo(f"run {planned.run_id}")
+    with _resumable(planned.run_id):
+        _finish_with_progress(planned)
+    _show_run_summary(planned, top)
+
+
+@click.command()
+@format_options
+@click.pass_context
+def runs(ctx, fmt) -> None:
+    """List runs with their status and result counts.
+
+    `running` is a run whose process is alive; `interrupted` one whose process is gone
+    (killed, crashed, stopped by an error or Ctrl-C): finish it with `n4afs run --resume`.
+    """
+    ws = workspace(ctx.obj["workspace"])
+    listed = ws.runs()
+    fmt = output.chosen_format(fmt)
+    if fmt != "table":
+        output.emit(fmt, [output.run_record(r) for r in listed], output.RUN_COLUMNS)
+        _interrupted_hints(listed, err=True)  # on stderr: stdout stays one CSV or JSON
+        return
+    rows = []
+    for r in listed:
+        counts = [f"{n} {what}" for n, what in ((r.n_failed, "failed"), (r.n_pending, "pending"))]
+        rows.append(
+            [
+                r.run_id,
+                r.status,
+                r.metric,
+                ", ".join([str(r.n_results), *(c for c in counts if not c.startswith("0 "))]),
+                f"{r.created_at:%Y-%m-%d %H:%M}",
+            ]
+        )
+    columns = [("run", NAME), ("status", WORD), ("metric", WORD), ("results", NAME)]
+    out = console()
+    columns.append(("started", WORD))
+    out.print(output.fitted_table("runs", columns, rows, out.width))
+    _interrupted_hints(listed)
+
+
+def _interrupted_hints(listed: list, err: bool = False) -> None:
+    """One line per interrupted run: the command that finishes it."""
+    from n4afs_core.runner import resume_hint
+
+    for r in listed:
+        if r.status != "interrupted":
+            continue
+        if "imported_from" in r.options:  # an import attempt: no plan to resume
+            echo(f"interrupted: {r.run_id}: import its bundle again", err=err)
+        else:
+            hint = resume_hint(r.run_id)
+            echo(f"interrupted: {r.run_id} ({r.n_pending} pending): {hint}", err=err)
+
+
+@click.command()
+@click.argument("dataset")
+@click.option("--metric", default=None, help="Rank by another metric (pooled CV scores).")
+@click.option("--top", default=20, show_default=True, help="How many results (every format).")
+@format_options
+@click.pass_context
+def results(ctx, dataset, metric, top, fmt) -> None:
+    """Every result on DATASET across runs, best first."""
+    ws = workspace(ctx.obj["workspace"])
+    ranked = ws.results(dataset, metric)
+    fmt = output.chosen_format(fmt)
+    if fmt != "table":
+        records = [output.result_record(r, rank) for rank, r in enumerate(ranked[:top], start=1)]
+        output.emit(fmt, records, output.RESULT_COLUMNS)
+        return
+    title = f"{dataset}: {len(ranked)} results" + (f", top {top}" if len(ranked) > top else "")
+    out = console()
+    out.print(_ranked_table(title, ranked[:top], out.width))
+
+
+@click.command()
+@click.argument("dataset")
+@click.option("--metric", default=None, help="Rank by another metric (pooled CV scores).")
+@format_options
+@click.pass_context
+def best(ctx, dataset, metric, fmt) -> None:
+    """The best result on DATASET: its folder name, run and scores."""
+    import shutil
+    import textwrap
+
+    ws = workspace(ctx.obj["workspace"])
+    result = ws.best(dataset, metric)
+    fmt = output.chosen_format(fmt)
+    if fmt != "table":
+        output.emit_one(fmt, output.result_record(result))
+        return
+    echo(f"{result.row.dataset}/{result.row.label}")
+    echo(f"  run {result.row.run_id}")
+    echo(f"  {_ranked_by(result.ranked_by)}: {score(result.ranked_value)}")
+    scores = {k: v for k, v in result.cv_scores().items() if isinstance(v, float)}
+    line = ", ".join(f"{k}={score(v)}" for k, v in scores.items())
+    width = shutil.get_terminal_size().columns
+    for wrapped in textwrap.wrap(line, width, initial_indent="  cv: ", subsequent_indent="  "):
+        echo(wrapped)
+
+
+@click.command()
+@click.argument("query")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
+@click.pass_context
+def sql(ctx, query, as_csv) -> None:
+    """Run a read-only SQL QUERY on the index (DuckDB), e.g.
+
+    n4afs sql "select name, score from results order by score limit 5"
+
+    Tables: datasets, runs, templates, results, models, artifacts, predictions, blobs,
+    imports. The query runs on a read-only snapshot of the index that cannot attach,
+    read or write other files: the workspace cannot be changed from here.
+    """
+    header, rows = workspace(ctx.obj["workspace"]).query(query)
+    if as_csv:
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow([visible(name) for name in header])
+        writer.writerows([None if v is None else visible(v) for v in row] for row in rows)
+        return
+    shown_table = table(*header)
+    for row in rows:
+        add_row(shown_table, *["" if v is None else v for v in row])
+    console().print(shown_table)
+
+
+COMMANDS = (init, datasets, run, runs, results, best, sql)
