@@ -74,3 +74,15 @@ def test_the_writer_checks_names_from_elsewhere(ws):
         writes.insert_imported_result(
             conn, "r" * 12, "run", "d" * 64, "Bad Name\x1b[2J", "h", [], 0, "rmse", 1.0
         )
+
+
+def test_the_cli_holds_no_sql_and_no_engine_maintenance():
+    """Each command is parsing + one Workspace call + printing: no query of its own."""
+    sql = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE)\b|\.execute\(|fetchall\(")
+    found = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in _sources("n4afs/cli")
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if sql.search(line) or "n4afs_core.maintenance" in line
+    ]
+    assert found == []
