@@ -1,10 +1,11 @@
 """Content-addressed blob store: immutable objects named by the sha256 of their bytes.
 
-Layout: `<root>/objects/ab/<sha256>` for objects, `<root>/tmp/` for writes in progress. A
-write goes to a temporary name, is length- and hash-checked, fsynced, renamed into place and
-the directory fsynced, so a crash never leaves a half object under a real name (only a
-temporary file that `verify` reports and `gc` removes). The same content written twice is
-stored once: the rename target already exists and the temporary is dropped.
+Layout: `<root>/<object_path>` for objects (`core.storage`: `objects/ab/<sha256>`),
+`<root>/tmp/` for writes in progress. A write goes to a temporary name, is length- and
+hash-checked, fsynced, renamed into place and the directory fsynced, so a crash never
+leaves a half object under a real name (only a temporary file that `verify` reports and
+`gc` removes). The same content written twice is stored once: the rename target already
+exists and the temporary is dropped.
 
 The store is addressed by an fsspec URL so it can later live on `s3://`; a local directory
 is the default and gets a fast path (plain `os` calls, zero-copy `path_of` for the mount).
@@ -12,7 +13,6 @@ is the default and gets a fast path (plain `os` calls, zero-copy `path_of` for t
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import shutil
@@ -24,20 +24,27 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from n4afs_core.errors import BlobCorrupt, BlobNotFound
-from n4afs_core.ids import BlobId
+from n4afs_core.ids import BlobId, Sha256, chunks_of, hash_stream
+from n4afs_core.storage import (
+    OBJECTS,
+    Source,
+    Store,
+    blob_id_at,
+    not_found,
+    object_path,
+    shard_folders,
+)
 
-CHUNK = 1 << 20
 _TEMP_SERIAL = itertools.count()
-Source = bytes | bytearray | memoryview | BinaryIO | str | os.PathLike
 Temporary = tuple[str, int]  # a written temporary's name and size
 
 
-class BlobStore:
+class BlobStore(Store):
     """A directory of immutable, content-addressed objects."""
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
-        self.objects_dir = self.root / "objects"
+        self.objects_dir = self.root / OBJECTS
         self.tmp_dir = self.root / "tmp"
         # inside batch(): the objects to publish on exit, and the thread writing them
         self._pending: dict[BlobId, Temporary | Future[Temporary]] | None = None
@@ -49,9 +56,10 @@ class BlobStore:
         their objects (~0.1 ms each, 175 of the reference sweep's 323 objects)."""
         self.objects_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        if not os.path.isdir(os.path.join(self.objects_dir, "ff")):
-            for shard in range(256):
-                os.makedirs(os.path.join(self.objects_dir, f"{shard:02x}"), exist_ok=True)
+        shards = shard_folders()
+        if not os.path.isdir(os.path.join(self.root, shards[-1])):
+            for shard in shards:
+                os.makedirs(os.path.join(self.root, shard), exist_ok=True)
             _fsync_dir(self.objects_dir)
 
     def spec(self) -> dict[str, str]:
@@ -68,19 +76,18 @@ class BlobStore:
 
         The id is validated first, so the path cannot escape the store.
         """
-        blob_id = BlobId(blob_id)
-        return self.objects_dir / blob_id.shard / blob_id
+        return self.root / object_path(blob_id)
 
     def _name(self, blob_id: BlobId) -> str:
-        """`path_of` as a string for an id already validated: the write path builds a few
-        names per blob, and pathlib costs ~10 µs a join."""
-        return os.path.join(self.objects_dir, blob_id[:2], blob_id)
+        """`path_of` as a string: the write path builds a few names per blob, and pathlib
+        costs ~10 µs a join."""
+        return os.path.join(self.root, object_path(blob_id))
 
     # -- writing ----------------------------------------------------------------------
     def put(self, source: Source) -> BlobId:
         """Store bytes, a binary stream or a file path; return the content id."""
         if isinstance(source, (bytes, bytearray, memoryview)):
-            known = BlobId(hashlib.sha256(source).hexdigest())
+            known = BlobId.of_bytes(source)
             if self._pending is not None and known in self._pending:
                 return known  # this batch already holds it
             if self._reusable(known, len(source)):  # nothing to write
@@ -267,25 +274,25 @@ class BlobStore:
         try:
             return self.path_of(blob_id).stat().st_mtime
         except FileNotFoundError as exc:
-            raise _not_found(blob_id) from exc
+            raise not_found(blob_id) from exc
 
     def size(self, blob_id: str) -> int:
         try:
             return self.path_of(blob_id).stat().st_size
         except FileNotFoundError as exc:
-            raise _not_found(blob_id) from exc
+            raise not_found(blob_id) from exc
 
     def open(self, blob_id: str) -> BinaryIO:
         try:
             return open(self.path_of(blob_id), "rb")
         except FileNotFoundError as exc:
-            raise _not_found(blob_id) from exc
+            raise not_found(blob_id) from exc
 
     def read(self, blob_id: str, verify: bool = True) -> bytes:
         """Whole content; hash-checked by default so nothing corrupt reaches joblib."""
         with self.open(blob_id) as stream:
             data = stream.read()
-        if verify and hashlib.sha256(data).hexdigest() != blob_id:
+        if verify and BlobId.of_bytes(data) != blob_id:
             raise BlobCorrupt(
                 f"blob {BlobId(blob_id).short} is corrupt: its bytes do not match its sha256; "
                 "run `n4afs verify` to find and repair affected results"
@@ -296,7 +303,7 @@ class BlobStore:
         """True when the object exists and hashes to its name."""
         try:
             with self.open(blob_id) as stream:
-                digest, _ = _hash_stream(stream)
+                digest = hash_stream(stream)
         except BlobNotFound:
             return False
         return digest == blob_id
@@ -306,17 +313,11 @@ class BlobStore:
         return self.verify(blob_id)
 
     def iter_ids(self) -> Iterator[BlobId]:
-        """Every object in the store (for gc and verify), skipping names that are not ids."""
-        if not self.objects_dir.is_dir():
-            return
-        for shard in sorted(self.objects_dir.iterdir()):
-            for entry in sorted(shard.iterdir()):
-                if len(entry.name) == 64 and entry.name.startswith(shard.name):
-                    yield BlobId(entry.name)
-
-    def temporaries(self) -> list[Path]:
-        """Leftovers of interrupted writes: never objects, safe to delete when no put runs."""
-        return sorted(self.tmp_dir.glob("put-*")) if self.tmp_dir.is_dir() else []
+        """Every object in the store (for gc and verify), skipping files that are not."""
+        for path in sorted(self.objects_dir.glob("*/*")):
+            blob_id = blob_id_at(path.relative_to(self.root).as_posix())
+            if blob_id is not None:
+                yield blob_id
 
     def remove(self, blob_id: str) -> None:
         self.path_of(blob_id).unlink(missing_ok=True)
@@ -327,13 +328,6 @@ class BlobStore:
         folder.mkdir(parents=True, exist_ok=True)
         with suppress(FileNotFoundError):
             shutil.move(self.path_of(blob_id), folder / BlobId(blob_id))
-
-    def corrupt_cache_copies(self) -> list[BlobId]:
-        """Cached copies whose bytes do not match their name: a local store has no cache."""
-        return []
-
-    def evict(self, blob_id: str) -> None:
-        """Drop a cached copy (none here: readers get the object itself)."""
 
 
 def _result(entry: Temporary | Future[Temporary]) -> Temporary:
@@ -351,12 +345,10 @@ def _tmp_name_of(entry: Temporary | Future[Temporary]) -> str | None:
 
 
 def _copy_hashing(stream: BinaryIO, fd: int) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    written = 0
-    while chunk := stream.read(CHUNK):
-        digest.update(chunk)
+    hashing, written = Sha256(), 0
+    for chunk in hashing.feed(chunks_of(stream)):
         written += _write_all(fd, memoryview(chunk))
-    return digest.hexdigest(), written
+    return hashing.hexdigest(), written
 
 
 def _write_all(fd: int, view: memoryview) -> int:
@@ -365,15 +357,6 @@ def _write_all(fd: int, view: memoryview) -> int:
     while view:
         view = view[os.write(fd, view) :]
     return total
-
-
-def _hash_stream(stream: BinaryIO) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    total = 0
-    while chunk := stream.read(CHUNK):
-        digest.update(chunk)
-        total += len(chunk)
-    return digest.hexdigest(), total
 
 
 def _sync_files(paths: list[str], directories: list[str | Path]) -> None:
@@ -433,10 +416,3 @@ def _fsync_dir(path: str | Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _not_found(blob_id: str) -> BlobNotFound:
-    return BlobNotFound(
-        f"blob {BlobId(blob_id).short} is referenced but missing from the store; "
-        "run `n4afs verify` to list affected results"
-    )

@@ -12,7 +12,6 @@ Design: docs/DESIGN.md, "Concepts".
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from n4afs_core.errors import DatasetError
+from n4afs_core.ids import sha256_hex
 
 SAMPLE_ID_NAMES = ("sample_id", "sample", "id", "sampleid", "sample id")
 CHEMOTOOLS_PREFIX = "chemotools:"
@@ -361,7 +361,7 @@ def load_csv(
         first_line=2,
     )
     spectra.source_path = str(path.resolve())
-    spectra.source_sha256 = hashlib.sha256(raw).hexdigest()
+    spectra.source_sha256 = sha256_hex(raw)
     spectra.source_size = len(raw)
     return spectra
 

@@ -4,6 +4,11 @@ A `BlobId` is validated on construction (64 lowercase hex characters), so a path
 built from an unchecked string: `objects/ab/<id>` cannot escape the store. `.short` is what
 people see (8 characters, like restic and git).
 
+The content hash lives here too, for every module: `sha256_hex` (or `BlobId.of_bytes`) for
+bytes in memory, `hash_stream` for a stream read only to be hashed (the standard library's
+loop), and `Sha256.feed` for bytes hashed on their way somewhere (a put, a fetch, an
+export, a bundle check): the one hashing loop of the code base.
+
 Design: docs/DESIGN.md, "Storage".
 """
 
@@ -11,11 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
 
 from n4afs_core.errors import InvalidBlobId
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 SHORT_LEN = 8
+CHUNK = 1 << 20  # bytes per read when content is streamed
 
 
 class BlobId(str):
@@ -34,8 +42,8 @@ class BlobId(str):
         return super().__new__(cls, value)
 
     @classmethod
-    def of_bytes(cls, data: bytes) -> BlobId:
-        return cls(hashlib.sha256(data).hexdigest())
+    def of_bytes(cls, data: bytes | bytearray | memoryview) -> BlobId:
+        return cls(sha256_hex(data))
 
     @property
     def short(self) -> str:
@@ -48,3 +56,52 @@ class BlobId(str):
 
     def __repr__(self) -> str:
         return f"BlobId({self.short}…)"
+
+
+def sha256_hex(data: bytes | bytearray | memoryview) -> str:
+    """The sha256 (hex) of bytes in memory (a plain `str`: manifests store it as text)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+class Sha256:
+    """The sha256 and length of the bytes streamed through `feed`.
+
+    `feed` passes the chunks on, so a copy hashes what it writes in the same pass:
+    `for chunk in hashing.feed(chunks_of(src)): dst.write(chunk)`.
+    """
+
+    __slots__ = ("_digest", "size")
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+        self.size = 0
+
+    def feed(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            self._digest.update(chunk)
+            self.size += len(chunk)
+            yield chunk
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+def chunks_of(stream: BinaryIO) -> Iterator[bytes]:
+    """A binary stream's bytes, `CHUNK` at a time, to its end."""
+    while chunk := stream.read(CHUNK):
+        yield chunk
+
+
+def hash_chunks(chunks: Iterable[bytes]) -> tuple[str, int]:
+    """The sha256 (hex) and length of the bytes of `chunks`."""
+    hashing = Sha256()
+    for _ in hashing.feed(chunks):
+        pass
+    return hashing.hexdigest(), hashing.size
+
+
+def hash_stream(stream: BinaryIO) -> str:
+    """The sha256 (hex) of a binary stream's bytes, read to its end: the standard
+    library's loop (`hashlib.file_digest`, reading into one reused buffer) where nothing
+    else is done with the bytes."""
+    return hashlib.file_digest(stream, "sha256").hexdigest()

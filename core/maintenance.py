@@ -5,7 +5,7 @@ objects (and leftover temporaries) that are unreferenced *and* older than the gr
 (default one hour) *and* older than the start of every run in flight (status `running`, an
 owner process alive: `core.liveness`), whatever the grace. Workers write a result's blobs
 before the coordinator commits its rows, and a worker that re-uses an existing object
-refreshes its mtime (`BlobStore.touch`), so anything an in-flight run may still reference is
+refreshes its mtime (`Store.touch`), so anything an in-flight run may still reference is
 younger than the run's start: `gc --grace 0` next to a running sweep removes none of its
 blobs. The mtime is checked again right before each unlink.
 
@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from n4afs_core import writes
-from n4afs_core.blobstore import BlobStore  # or core.remote_store.RemoteBlobStore: same calls
 from n4afs_core.index import Index
 from n4afs_core.liveness import live_runs
 from n4afs_core.names import result_label
+from n4afs_core.storage import Store
 
 DEFAULT_GRACE_S = 3600.0
 # Objects' mtimes come from the store's clock (S3's, for a remote store) and owners' start
@@ -52,7 +52,7 @@ def referenced_blobs(index: Index) -> set[str]:
 
 
 def gc(
-    index: Index, store: BlobStore, dry_run: bool = False, grace_s: float = DEFAULT_GRACE_S
+    index: Index, store: Store, dry_run: bool = False, grace_s: float = DEFAULT_GRACE_S
 ) -> GcReport:
     """Delete unreferenced objects (and temporaries) last written or re-used before the
     cutoff: `grace_s` ago, or earlier when a run is in flight.
@@ -165,7 +165,7 @@ _ROW_CHECKS = [
 
 
 def verify(
-    index: Index, store: BlobStore, repair: bool = False, grace_s: float = DEFAULT_GRACE_S
+    index: Index, store: Store, repair: bool = False, grace_s: float = DEFAULT_GRACE_S
 ) -> VerifyReport:
     """Hash every referenced blob (and a remote store's cached copies), check the index.
 
@@ -247,7 +247,7 @@ def _recreate_commands(index: Index, blob_ids: list[str]) -> list[str]:
     return commands
 
 
-def _repair(index: Index, store: BlobStore, report: VerifyReport, grace_s: float) -> None:
+def _repair(index: Index, store: Store, report: VerifyReport, grace_s: float) -> None:
     cutoff = time.time() - grace_s
     for tmp in report.temporaries:
         if os.path.exists(tmp) and os.path.getmtime(tmp) <= cutoff:
@@ -391,7 +391,7 @@ def _unique_bytes(index: Index, scope: UsageScope, key: str) -> dict[str, int]:
     return {k: int(size) for k, size in index.fetchall(sql, params * 3)}
 
 
-def usage(index: Index, store: BlobStore, top: int = 10, scope: UsageScope = EVERYTHING) -> dict:
+def usage(index: Index, store: Store, top: int = 10, scope: UsageScope = EVERYTHING) -> dict:
     """Logical bytes (the tree's views as plain copies) against bytes stored once.
 
     Logical counts each result twice (runs/ and by-run/) and its model bytes twice (the

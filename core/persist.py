@@ -20,10 +20,10 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import numpy as np
-from n4afs_core.blobstore import BlobStore
 from n4afs_core.cv import ConfigOutcome, FittedModel
 from n4afs_core.metrics import RegressionReference, get_metric, scores_for
 from n4afs_core.ranking import OUT_OF_FOLD, fold_model, is_out_of_fold_prediction
+from n4afs_core.storage import Store
 
 SUMMARY_KEY = b"n4a_summary"
 
@@ -227,7 +227,7 @@ def _joblib_bytes(obj: Any) -> bytes:
     return pickle.dumps(obj, protocol=5)
 
 
-def _put(store: BlobStore, payload: ResultPayload, data: bytes, media_type: str) -> str:
+def _put(store: Store, payload: ResultPayload, data: bytes, media_type: str) -> str:
     blob_id = store.put(data)
     payload.blobs.append((blob_id, len(data), media_type))
     return blob_id
@@ -238,7 +238,7 @@ StoredSteps = dict[int, tuple[str, int]]
 
 
 def _store_model(
-    store: BlobStore,
+    store: Store,
     payload: ResultPayload,
     model: FittedModel,
     step_names: list[str],
@@ -256,7 +256,7 @@ def _store_model(
     return ModelRow(model_id, role, None if model.fold < 0 else model.fold, artifacts)
 
 
-def _store_step(store: BlobStore, payload: ResultPayload, step: Any, stored: StoredSteps) -> str:
+def _store_step(store: Store, payload: ResultPayload, step: Any, stored: StoredSteps) -> str:
     """Pickle and store a fitted step once per object.
 
     A fitted prefix is one object shared by every config of its fold (`core.cv`'s memo),
@@ -344,7 +344,7 @@ def _values_array(values: np.ndarray) -> Any:
 
 
 def store_outcome(
-    store: BlobStore,
+    store: Store,
     result_id: str,
     outcome: ConfigOutcome,
     parts: Partitions,

@@ -18,18 +18,17 @@ config records only the URL.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from n4afs_core.blobstore import CHUNK, Source, _hash_stream, _not_found
 from n4afs_core.errors import BlobCorrupt, BlobNotFound
-from n4afs_core.ids import BlobId
+from n4afs_core.ids import BlobId, Sha256, chunks_of, hash_stream
+from n4afs_core.storage import OBJECTS, Source, Store, blob_id_at, not_found, object_path
 
 DEFAULT_CACHE_BYTES = 2 << 30
 # How stale a cached copy's mtime (its LRU rank) may get before a read refreshes it. Every
@@ -38,8 +37,8 @@ DEFAULT_CACHE_BYTES = 2 << 30
 RECENCY_S = 3600.0
 
 
-class RemoteBlobStore:
-    """Same calls as `BlobStore`; objects live at `<url>/objects/ab/<sha256>`."""
+class RemoteBlobStore(Store):
+    """Objects live at `<url>/<object_path>`, local copies at `<cache_dir>/<object_path>`."""
 
     def __init__(
         self,
@@ -72,14 +71,13 @@ class RemoteBlobStore:
         self.fs.makedirs(self.base, exist_ok=True)
 
     def key(self, blob_id: str) -> str:
-        blob_id = BlobId(blob_id)
-        return f"{self.base}/objects/{blob_id.shard}/{blob_id}"
+        return f"{self.base}/{object_path(blob_id)}"
 
     # -- writing ---------------------------------------------------------------------
     def put(self, source: Source) -> BlobId:
         if isinstance(source, (bytes, bytearray, memoryview)):
             data = bytes(source)
-            blob_id = BlobId(hashlib.sha256(data).hexdigest())
+            blob_id = BlobId.of_bytes(data)
             if self._reusable(blob_id, len(data)):
                 self._heal_cached_copy(blob_id, data)
                 return blob_id
@@ -95,13 +93,12 @@ class RemoteBlobStore:
         """Spool to a local temporary while hashing, then upload unless already there."""
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=self.tmp_dir, prefix="put-")
-        digest = hashlib.sha256()
+        hashing = Sha256()
         try:
             with os.fdopen(fd, "wb") as out:
-                while chunk := stream.read(CHUNK):
-                    digest.update(chunk)
+                for chunk in hashing.feed(chunks_of(stream)):
                     out.write(chunk)
-            blob_id = BlobId(digest.hexdigest())
+            blob_id = BlobId(hashing.hexdigest())
             if not self._reusable(blob_id, os.path.getsize(tmp_name)):
                 self.fs.put_file(tmp_name, self.key(blob_id))
                 self.evict(blob_id)  # a cached copy of a damaged object must not outlive it
@@ -130,17 +127,15 @@ class RemoteBlobStore:
         if found.st_size != len(data) or found.st_mode & 0o222:
             self._cache_bytes(blob_id, data)
 
-    @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Remote PUTs are atomic and durable once acknowledged: nothing to group."""
-        yield
+    # `batch`: the interface's; remote PUTs are atomic and durable once acknowledged
 
     def touch(self, blob_id: str) -> bool:
         """Refresh LastModified (a metadata-only copy onto itself, S3) so gc spares a
         re-used object. Where the store cannot do that, or the object vanished, False:
         the caller then uploads the object again, which refreshes it just as well."""
+        key = self.key(blob_id)  # an invalid id is an error, as for every call
         try:
-            self.fs.setxattr(self.key(blob_id), n4a_touched=str(time.time()))
+            self.fs.setxattr(key, n4a_touched=str(time.time()))
         except Exception:
             return False
         return True
@@ -164,12 +159,13 @@ class RemoteBlobStore:
         `export --link`) get these files, not the remote object, so `verify` hashes them
         too."""
         bad = []
-        for path in sorted((self.cache_dir / "objects").glob("*/*")):
-            if len(path.name) == 64 and path.is_file():
+        for path in sorted((self.cache_dir / OBJECTS).glob("*/*")):
+            blob_id = blob_id_at(path.relative_to(self.cache_dir).as_posix())
+            if blob_id is not None and path.is_file():
                 with open(path, "rb") as stream:
-                    digest, _ = _hash_stream(stream)
-                if digest != path.name:
-                    bad.append(BlobId(path.name))
+                    digest = hash_stream(stream)
+                if digest != blob_id:
+                    bad.append(blob_id)
         return bad
 
     def evict(self, blob_id: str) -> None:
@@ -191,13 +187,13 @@ class RemoteBlobStore:
         try:
             return int(self.fs.size(self._fresh(blob_id)))
         except FileNotFoundError as exc:
-            raise _not_found(blob_id) from exc
+            raise not_found(blob_id) from exc
 
     def mtime(self, blob_id: str) -> float:
         try:
             return self.fs.modified(self._fresh(blob_id)).timestamp()
         except FileNotFoundError as exc:
-            raise _not_found(blob_id) from exc
+            raise not_found(blob_id) from exc
 
     def path_of(self, blob_id: str) -> Path:
         """A local, hash-checked copy of the object (fetched once, then cached)."""
@@ -219,7 +215,7 @@ class RemoteBlobStore:
         """Whole content of the cached copy; hash-checked again by default (as a local
         store's read), as the copy may have changed on disk since it was fetched."""
         data = self.path_of(blob_id).read_bytes()
-        if verify and hashlib.sha256(data).hexdigest() != blob_id:
+        if verify and BlobId.of_bytes(data) != blob_id:
             raise BlobCorrupt(
                 f"cached copy of blob {BlobId(blob_id).short} does not match its sha256 "
                 f"(in {self.cache_dir}); run `n4afs verify`"
@@ -228,14 +224,12 @@ class RemoteBlobStore:
 
     def verify(self, blob_id: str) -> bool:
         """Hash the remote object itself (not the cached copy)."""
-        digest = hashlib.sha256()
         try:
             with self.fs.open(self.key(blob_id), "rb") as stream:
-                while chunk := stream.read(CHUNK):
-                    digest.update(chunk)
+                digest = hash_stream(stream)
         except FileNotFoundError:
             return False
-        return digest.hexdigest() == blob_id
+        return digest == blob_id
 
     def verify_copy(self, blob_id: str) -> bool:
         """Check the bytes readers will get: the local copy, hashed when it was fetched
@@ -244,41 +238,33 @@ class RemoteBlobStore:
             path = self.path_of(blob_id)
         except (BlobCorrupt, BlobNotFound):
             return False
-        digest = hashlib.sha256()
         with open(path, "rb") as stream:
-            while chunk := stream.read(CHUNK):
-                digest.update(chunk)
-        return digest.hexdigest() == blob_id
+            digest = hash_stream(stream)
+        return digest == blob_id
 
     def iter_ids(self) -> Iterator[BlobId]:
-        prefix = f"{self.base}/objects"
+        prefix = f"{self.base}/{OBJECTS}"
         self.fs.invalidate_cache(prefix)
         if not self.fs.exists(prefix):
             return
         for key in sorted(self.fs.find(prefix)):
-            name = key.rsplit("/", 1)[-1]
-            if len(name) == 64:
-                with suppress(Exception):
-                    yield BlobId(name)
-
-    def temporaries(self) -> list[Path]:
-        return sorted(self.tmp_dir.glob("put-*")) if self.tmp_dir.is_dir() else []
+            blob_id = blob_id_at(key[len(self.base) + 1 :])
+            if blob_id is not None:
+                yield blob_id
 
     # -- the local cache ---------------------------------------------------------------
     def _cache_path(self, blob_id: str) -> Path:
-        blob_id = BlobId(blob_id)
-        return self.cache_dir / "objects" / blob_id.shard / blob_id
+        return self.cache_dir / object_path(blob_id)
 
     def _fetch(self, blob_id: str, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".fetch-")
-        digest = hashlib.sha256()
+        hashing = Sha256()
         try:
             with os.fdopen(fd, "wb") as out, self.fs.open(self.key(blob_id), "rb") as src:
-                while chunk := src.read(CHUNK):
-                    digest.update(chunk)
+                for chunk in hashing.feed(chunks_of(src)):
                     out.write(chunk)
-            if digest.hexdigest() != blob_id:
+            if hashing.hexdigest() != blob_id:
                 raise BlobCorrupt(
                     f"remote blob {BlobId(blob_id).short} does not match its "
                     "sha256; run `n4afs verify`"
@@ -308,7 +294,7 @@ class RemoteBlobStore:
         """Least recently used first, until the cache fits its budget."""
         files = [
             (p.stat().st_mtime, p.stat().st_size, p)
-            for p in (self.cache_dir / "objects").rglob("*")
+            for p in (self.cache_dir / OBJECTS).rglob("*")
             if p.is_file()
         ]
         total = sum(size for _, size, _ in files)

@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 from n4afs_core import datasets as ds
-from n4afs_core.blobstore import BlobStore
 from n4afs_core.catalog import DatasetInfo, find_datasets, require_spectra
 from n4afs_core.cv import FitContext, FitStats, fit_group, step_key
 from n4afs_core.errors import DatasetError, RunError, full_path, is_disk_full
@@ -43,6 +42,7 @@ from n4afs_core.persist import (
     short_id,
     store_outcome,
 )
+from n4afs_core.storage import Store
 from n4afs_core.stores import open_store
 from n4afs_core.templates import Template
 from n4afs_core.versions import library_versions
@@ -441,7 +441,7 @@ def _group_configs(pending: list[tuple[str, str]]) -> list[list[tuple[str, str]]
 
 
 def execute_run(
-    index: Index, store: BlobStore, run_id: str, on_result: ResultCallback | None = None
+    index: Index, store: Store, run_id: str, on_result: ResultCallback | None = None
 ) -> FitStats:
     """Fit and persist every pending result of the run, then settle the run's status.
 
@@ -493,7 +493,7 @@ def _release(index: Index, run_id: str) -> None:
 
 
 def _execute(
-    index: Index, store: BlobStore, run_id: str, on_result: ResultCallback | None
+    index: Index, store: Store, run_id: str, on_result: ResultCallback | None
 ) -> tuple[FitStats, bool]:
     """Fit and commit every pending group; also say whether the run's status is settled.
 
@@ -538,7 +538,7 @@ def _execute(
 
 
 def _split(
-    store: BlobStore, spectra: ds.Spectra, sources: dict, options: RunOptions
+    store: Store, spectra: ds.Spectra, sources: dict, options: RunOptions
 ) -> tuple[ds.Spectra, Partitions]:
     """The dataset (with its separate test set appended) and its partitions; `RunError`
     when the run's options cannot split it (planning refused what it could foresee)."""
@@ -617,7 +617,7 @@ def _load_pending(index: Index, run_id: str):
     return options, pending, sources
 
 
-def _load_spectra(store: BlobStore, source: tuple[str, str]) -> ds.Spectra:
+def _load_spectra(store: Store, source: tuple[str, str]) -> ds.Spectra:
     blob_id, name = source
     spectra = ds.from_parquet_bytes(store.read(blob_id))
     spectra.name = name

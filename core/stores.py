@@ -13,11 +13,12 @@ from typing import Any
 import yaml
 from n4afs_core.blobstore import BlobStore
 from n4afs_core.errors import WorkspaceError
+from n4afs_core.storage import Store
 
 CONFIG_NAME = "n4a.yaml"
 
 
-def open_store(spec: dict[str, Any]) -> Any:
+def open_store(spec: dict[str, Any]) -> Store:
     if spec["kind"] == "local":
         return BlobStore(spec["root"])
     from n4afs_core.remote_store import RemoteBlobStore
@@ -46,7 +47,9 @@ def local_store_path(url: str) -> Path | None:
     return Path(unquote(parts.path))
 
 
-def workspace_store(workspace: Path, url: str | None = None, cache_bytes: int | None = None) -> Any:
+def workspace_store(
+    workspace: Path, url: str | None = None, cache_bytes: int | None = None
+) -> Store:
     """The store of a workspace; `url` is recorded on first use and must match after."""
     config_path = workspace / CONFIG_NAME
     config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}

@@ -10,15 +10,14 @@ read is found on the next one instead of being served for the rest of the sessio
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from n4afs_core.blobstore import _not_found
 from n4afs_core.errors import BlobCorrupt, BlobUnreadable
-from n4afs_core.ids import BlobId
+from n4afs_core.ids import BlobId, hash_stream
+from n4afs_core.storage import not_found
 
 Stamp = tuple[int, int, int, int]  # st_size, st_mtime_ns, st_ctime_ns, st_ino
 
@@ -62,9 +61,9 @@ class VerifiedBlobs:
         try:
             with open(path, "rb") as stream:
                 hashed = stamp_of(os.fstat(stream.fileno()))  # before reading: a write
-                digest = hashlib.file_digest(stream, "sha256").hexdigest()  # during it moves ctime
+                digest = hash_stream(stream)  # during it moves ctime
         except FileNotFoundError as exc:
-            raise _not_found(blob_id) from exc
+            raise not_found(blob_id) from exc
         except OSError as exc:
             raise unreadable(blob_id, exc) from exc
         with self._lock:

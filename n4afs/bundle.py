@@ -11,7 +11,6 @@ Design: docs/DESIGN.md, "Surfaces".
 
 from __future__ import annotations
 
-import hashlib
 import stat
 import zipfile
 from collections.abc import Iterator
@@ -21,9 +20,9 @@ from typing import Any, BinaryIO
 
 import yaml
 from n4afs_core.errors import BundleError
+from n4afs_core.ids import chunks_of, hash_chunks, sha256_hex
 from n4afs_core.names import CONTROL
 
-CHUNK = 1 << 20
 _READABLE_COMPRESSION = (
     zipfile.ZIP_STORED,
     zipfile.ZIP_DEFLATED,
@@ -63,7 +62,7 @@ class Bundle:
         self.export_info = self._yaml("EXPORT.yaml")
         manifest = self._yaml("MANIFEST.yaml")
         self.manifest = _manifest(manifest, self.sizes)
-        self.manifest_sha256 = hashlib.sha256(self.read("MANIFEST.yaml")).hexdigest()
+        self.manifest_sha256 = sha256_hex(self.read("MANIFEST.yaml"))
 
     def close(self) -> None:
         if self._zip is not None:
@@ -86,7 +85,7 @@ class Bundle:
         declared, seen = self.sizes[name], 0
         try:
             with self._raw(name) as stream:
-                while chunk := stream.read(CHUNK):
+                for chunk in chunks_of(stream):
                     seen += len(chunk)
                     if seen > declared:
                         raise BundleError(
@@ -119,10 +118,7 @@ class Bundle:
     def verify(self) -> None:
         """Hash every file against the manifest (streamed; nothing is kept)."""
         for name, (_size, digest) in self.manifest.items():
-            h = hashlib.sha256()
-            for chunk in self.chunks(name):
-                h.update(chunk)
-            if h.hexdigest() != digest:
+            if hash_chunks(self.chunks(name))[0] != digest:
                 raise BundleError(
                     f"{name}: sha256 does not match MANIFEST.yaml; the bundle "
                     "was altered or damaged, ask for a new export"

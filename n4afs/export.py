@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import os
 import secrets
 import shutil
@@ -36,13 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from n4afs_core.errors import N4AError
+from n4afs_core.ids import CHUNK, Sha256, sha256_hex
 
 from n4afs import renderers
 from n4afs.content import FILE_MODE, BlobContent, Node, TreePath
 from n4afs.tree import Tree
 
 FORMAT = "n4afs-export/1"
-CHUNK = 1 << 20
 LEVELS = ("minimal", "default", "with-data")
 STORED_SUFFIXES = (".png", ".zip", ".parquet", ".gz")  # already compressed
 NAME_MAX = 255  # bytes in one path component, on every common file system
@@ -257,17 +256,16 @@ class _ZipWriter:
         return info
 
     def add(self, entry: Entry, tree: Tree) -> dict[str, Any]:
-        digest = hashlib.sha256()
+        hashing = Sha256()
         info = self._info(entry.name, entry.node.mtime)
         with self.zip.open(info, "w", force_zip64=entry.node.size > (1 << 31)) as dst:
-            for chunk in _chunks(tree, entry.node):
-                digest.update(chunk)
+            for chunk in hashing.feed(_chunks(tree, entry.node)):
                 dst.write(chunk)
-        return _manifest_row(entry.name, entry.node.size, digest.hexdigest())
+        return _manifest_row(entry.name, entry.node.size, hashing.hexdigest())
 
     def add_bytes(self, name: str, data: bytes) -> dict[str, Any]:
         self.zip.writestr(self._info(name, datetime.now().timestamp()), data)
-        return _manifest_row(name, len(data), hashlib.sha256(data).hexdigest())
+        return _manifest_row(name, len(data), sha256_hex(data))
 
 
 class _DirWriter:
@@ -314,13 +312,12 @@ class _DirWriter:
         if self.link and isinstance(content, BlobContent):
             self._share(entry.node, content, target)
             return _manifest_row(entry.name, content.size, content.blob_id)
-        digest = hashlib.sha256()
+        hashing = Sha256()
         with open(target, "wb") as dst:
-            for chunk in _chunks(tree, entry.node):
-                digest.update(chunk)
+            for chunk in hashing.feed(_chunks(tree, entry.node)):
                 dst.write(chunk)
         os.utime(target, (entry.node.mtime, entry.node.mtime))
-        return _manifest_row(entry.name, entry.node.size, digest.hexdigest())
+        return _manifest_row(entry.name, entry.node.size, hashing.hexdigest())
 
     def _share(self, node: Node, content: BlobContent, target: Path) -> None:
         """The object's bytes without copying them, read-only (0444): a reflink where the
@@ -339,7 +336,7 @@ class _DirWriter:
 
     def add_bytes(self, name: str, data: bytes) -> dict[str, Any]:
         self._target(name).write_bytes(data)
-        return _manifest_row(name, len(data), hashlib.sha256(data).hexdigest())
+        return _manifest_row(name, len(data), sha256_hex(data))
 
 
 def _refuse_non_empty(out: Path) -> None:
