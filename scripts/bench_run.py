@@ -290,7 +290,7 @@ def artifact_bytes(ws: Any, run_id: str) -> tuple[int, int]:
 
 
 def object_files(ws: Any) -> int:
-    return sum(1 for p in ws.store.objects_dir.rglob("*") if p.is_file())
+    return sum(1 for _ in ws.store.iter_ids())  # the store interface: local or remote
 
 
 def index_bytes(ws: Any) -> int:
