@@ -34,7 +34,7 @@ def object_path(blob_id: str) -> str:
 
     The id is validated first, so the path cannot escape the store."""
     blob_id = BlobId(blob_id)
-    return f"{OBJECTS}/{blob_id[:2]}/{blob_id}"  # blob_id.shard, without a property call
+    return f"{OBJECTS}/{blob_id.shard}/{blob_id}"
 
 
 def shard_folders() -> list[str]:
