@@ -9,6 +9,8 @@ exists and the temporary is dropped.
 
 The store is addressed by an fsspec URL so it can later live on `s3://`; a local directory
 is the default and gets a fast path (plain `os` calls, zero-copy `path_of` for the mount).
+
+Design: docs/DESIGN.md, "Storage".
 """
 
 from __future__ import annotations

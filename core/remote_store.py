@@ -14,6 +14,8 @@ on its first read (ranges are not fetched separately).
 Credentials come from where fsspec/s3fs and botocore look (AWS_* variables, including
 AWS_ENDPOINT_URL for S3-compatible servers, profiles, instance roles); the workspace
 config records only the URL.
+
+Design: docs/DESIGN.md, "Storage" and "Scale-out".
 """
 
 from __future__ import annotations

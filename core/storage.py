@@ -9,6 +9,8 @@ store, and a new store joins by passing it.
 Every store keeps an object at the same relative place under its root, `object_path`:
 `objects/ab/<sha256>`, sharded by the id's first two characters so no folder holds
 millions of files.
+
+Design: docs/DESIGN.md, "Storage".
 """
 
 from __future__ import annotations

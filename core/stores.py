@@ -3,6 +3,8 @@
 The choice is made once, when the workspace is created, and remembered in
 `<workspace>/n4a.yaml` (the URL only: never credentials). Worker processes reopen the same
 store from `store.spec()`.
+
+Design: docs/DESIGN.md, "Storage".
 """
 
 from __future__ import annotations

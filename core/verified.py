@@ -6,6 +6,8 @@ to the file moves its mtime and ctime; a `chmod` (needed before a write: objects
 or an `os.utime` back to the old mtime still moves its ctime, which no user call can set.
 So one `os.stat` (~1-2 µs) per use stands for a re-hash, and a byte flipped after the first
 read is found on the next one instead of being served for the rest of the session.
+
+Design: docs/DESIGN.md, "Storage".
 """
 
 from __future__ import annotations

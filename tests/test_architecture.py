@@ -86,3 +86,35 @@ def test_the_cli_holds_no_sql_and_no_engine_maintenance():
         if sql.search(line) or "n4afs_core.maintenance" in line
     ]
     assert found == []
+
+
+def _calls_and_constants(folder: str):
+    """(module, node) for every call and string constant of a package's sources."""
+    for path in _sources(folder):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            yield path.relative_to(ROOT).as_posix(), node
+
+
+def test_one_streaming_hash_loop_and_one_object_layout():
+    """A streaming sha256 (`hashlib.sha256()` fed piece by piece) is made in core/ids.py
+    only; the object layout's folder name is spelled in core/storage.py only; callers
+    reach a store through `core.storage.Store`, never a concrete store's module."""
+    streaming, layout, concrete = set(), set(), set()
+    for folder in ("core", "n4afs"):
+        for module, node in _calls_and_constants(folder):
+            if (
+                isinstance(node, ast.Call)
+                and ast.unparse(node.func) in ("hashlib.sha256", "hashlib.file_digest")
+                and (not node.args or ast.unparse(node.func).endswith("file_digest"))
+            ):
+                streaming.add(module)
+            if isinstance(node, ast.Constant) and node.value == "objects":
+                layout.add(module)
+            if isinstance(node, ast.ImportFrom) and node.module in (
+                "n4afs_core.blobstore",
+                "n4afs_core.remote_store",
+            ):
+                concrete.add(module)
+    assert streaming == {"core/ids.py"}
+    assert layout == {"core/storage.py"}
+    assert concrete <= {"core/stores.py"}  # which store a workspace uses: it builds them
