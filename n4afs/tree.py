@@ -202,6 +202,12 @@ class Tree:
             self.refresh()
         return self._generation
 
+    @property
+    def views(self) -> Views:
+        """The folder names, groupings and rankings of the snapshot the tree serves now (what
+        benchmarks and diagnostics read; surfaces go through `list_dir`/`lookup`/`read`)."""
+        return self._current().views
+
     def mutable_paths(self, generation: _Generation | None) -> list[TreePath]:
         """Paths served from `generation` whose content or listing may change."""
         if generation is None:

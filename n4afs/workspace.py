@@ -7,7 +7,6 @@ write lock to migrate, so opening is cheap and never blocks a running sweep for 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 from n4afs_core import catalog, queries, writes
 from n4afs_core.catalog import BlobStats, DatasetInfo
 from n4afs_core.errors import DatasetError, N4AError, RunError, WorkspaceError
+from n4afs_core.ids import sha256_hex
 from n4afs_core.index import SCHEMA_DIR, Index, migrations_in
 from n4afs_core.stores import workspace_store
 from n4afs_core.trust import untrusted_runs
@@ -133,7 +133,7 @@ class Workspace:
         from n4afs_core import datasets
 
         data = datasets.to_parquet_bytes(spectra)
-        known = self.known_content(spectra, hashlib.sha256(data).hexdigest())
+        known = self.known_content(spectra, sha256_hex(data))
         if known is not None:
             return self._admit_known(known, spectra, data, explicit_name)
         self._refuse_other_spectra(spectra, explicit_name)

@@ -275,7 +275,7 @@ class Materializer:
 
     def _walk(self) -> None:
         """The whole tree, depth first; the by-run/ copies last, once runs/ is complete."""
-        views = self.tree._current().views  # private, but the very same objects the tree uses
+        views = self.tree.views  # the very same objects the tree uses
         by_label = {(views.dataset_dirs[r.dataset_id], r.label): r for r in views.snapshot.results}
         Path(self.placeholder).touch()
         # (path, dest, the result whose folder holds it or None, path inside that folder)

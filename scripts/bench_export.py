@@ -352,7 +352,7 @@ def measure(ws: Any, tree: Any, scratch: Path, repeats: int) -> dict[str, Any]:
         f"biggest {inventory['biggest'][0]} ({human(inventory['biggest'][1])})"
     )
 
-    views = tree._current().views  # noqa: SLF001 - a benchmark may peek
+    views = tree.views
     results = views.results_by_dataset[views.datasets[DATASET].dataset_id]
     small = min((r for r in results if r.label.split("_")[1].endswith("pls1")), key=lambda r: r.seq)
     big = [r for r in results if "-rf" in r.label]

@@ -646,7 +646,7 @@ def measure_recheck(args: argparse.Namespace, scratch: Path) -> str:
         scratch / "ws", args.results, 1, scratch, dataset_tag="bench-mount", log=log
     )
     tree = Tree(info.ws)
-    views = tree._current().views
+    views = tree.views
     pool = sorted(
         (d, r.label) for d, ds in views.datasets.items() for r in views.ranked(ds.dataset_id)
     )
@@ -775,7 +775,7 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear script, read top
         mat = Materializer(tree, disk_root, spare, link_copies=True, log=log)
         mat.run()
         mat_s = mat.seconds
-        views = tree._current().views
+        views = tree.views
         ds_dirs = sorted(views.datasets)
         by_id = {d.dataset_id: name for name, d in views.datasets.items()}
         labels = {r.result_id: (by_id[r.dataset_id], r.label) for r in views.snapshot.results}
