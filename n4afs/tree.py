@@ -21,6 +21,7 @@ Layout (docs/DESIGN.md, "The tree"):
 
 from __future__ import annotations
 
+import errno
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -532,6 +533,6 @@ class Tree:
 def parse_path(text: str) -> TreePath:
     """'/runs/wheat/' -> ('runs', 'wheat'); refuses '..' rather than resolving it."""
     parts = tuple(p for p in text.strip("/").split("/") if p and p != ".")
-    if any(p == ".." for p in parts):
-        raise FileNotFoundError(text)
+    if any(p == ".." for p in parts):  # ENOENT, like any other path the tree does not hold
+        raise FileNotFoundError(errno.ENOENT, "not in the tree (no '..' in tree paths)", text)
     return parts

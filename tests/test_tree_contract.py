@@ -7,7 +7,7 @@ byte range, and what "missing" and "read-only" look like there. The subclasses:
 
 - `TestTreeObject`: the `Tree` itself (`list_dir`, `lookup`, `open`, `read`); missing is None.
 - `TestFsspec`: `N4AFileSystem` (`ls`, `info`, `cat_file`, `open`); missing is
-  FileNotFoundError, a write is PermissionError(EROFS).
+  FileNotFoundError (ENOENT), a write is PermissionError(EROFS).
 - `TestMount`: a real FUSE mount read with plain `os` calls; missing is ENOENT, a write EROFS.
 
 A new surface (WebDAV) gets the whole contract by adding one adapter and one subclass.
@@ -245,8 +245,9 @@ class FsspecSurface(Surface):
         return bytes(got)
 
     def assert_missing(self, call: Callable[[str], Any], path: str) -> None:
-        with pytest.raises(FileNotFoundError):
+        with pytest.raises(FileNotFoundError) as info:
             call(path)
+        assert info.value.errno == errno.ENOENT  # `..` included (parse_path)
 
     def write_attempts(self, layout: Layout) -> list[Callable[[], Any]]:
         fs, scores = self.fs, f"/{layout.result_folder}/scores.yaml"
