@@ -176,14 +176,13 @@ def validate(spectra: Spectra, where: str, first_line: int | None = None) -> Spe
 def _check_unique_features(spectra: Spectra, where: str) -> None:
     """One column per wavelength: `428` twice, or `428` and `428.0`, would make the model's
     columns ambiguous when new spectra are matched to them."""
-    first_seen: dict[str, int] = {}
-    for position, name in enumerate(spectra.feature_names):
-        if name in first_seen:
-            raise DatasetError(
-                f"{where}: wavelength column {name!r} appears twice (spectra columns "
-                f"{first_seen[name] + 1} and {position + 1}); keep one of them"
-            )
-        first_seen[name] = position
+    repeated = _first_repeat(spectra.feature_names)
+    if repeated is not None:
+        first, second = repeated
+        raise DatasetError(
+            f"{where}: wavelength column {spectra.feature_names[first]!r} appears twice "
+            f"(spectra columns {first + 1} and {second + 1}); keep one of them"
+        )
     waves = wavelengths(spectra.feature_names)
     if waves is not None:
         _refuse_repeated_wavelengths(waves, spectra.feature_names, where)
@@ -215,15 +214,25 @@ def _check_targets(spectra: Spectra, where: str) -> None:
 
 
 def _check_unique_ids(spectra: Spectra, where: str, first_line: int | None) -> None:
-    seen: dict[str, int] = {}
+    repeated = _first_repeat(spectra.sample_ids)
+    if repeated is None:
+        return
+    first, second = repeated
     unit, offset = ("lines", first_line) if first_line is not None else ("rows", 1)
-    for row, sample_id in enumerate(spectra.sample_ids):
-        if sample_id in seen:
-            raise DatasetError(
-                f"{where}: sample id {sample_id!r} appears twice ({unit} "
-                f"{seen[sample_id] + offset} and {row + offset}); sample ids must be unique"
-            )
-        seen[sample_id] = row
+    raise DatasetError(
+        f"{where}: sample id {spectra.sample_ids[first]!r} appears twice ({unit} "
+        f"{first + offset} and {second + offset}); sample ids must be unique"
+    )
+
+
+def _first_repeat(values: Sequence[str]) -> tuple[int, int] | None:
+    """Positions of the first value seen twice (its first and second), or None."""
+    seen: dict[str, int] = {}
+    for position, value in enumerate(values):
+        if value in seen:
+            return seen[value], position
+        seen[value] = position
+    return None
 
 
 # -- sources ----------------------------------------------------------------------------

@@ -183,61 +183,40 @@ def result_record(result: Any, rank: int | None = None) -> Record:
     return record | {name: cv.get(name) for name in task_metrics(result.ranked_by)}
 
 
-RUN_COLUMNS = (
-    "run",
-    "name",
-    "status",
-    "metric",
-    "results",
-    "failed",
-    "pending",
-    "started",
-    "finished",
-)
+# column -> its value, one mapping per record kind: the columns (a CSV header even with no
+# rows) and the records come from the same place, so they cannot drift apart
+RUN_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "run": lambda r: r.run_id,
+    "name": lambda r: r.name,
+    "status": lambda r: r.status,
+    "metric": lambda r: r.metric,
+    "results": lambda r: r.n_results,
+    "failed": lambda r: r.n_failed,
+    "pending": lambda r: r.n_pending,
+    "started": lambda r: r.created_at,
+    "finished": lambda r: r.finished_at,
+}
+RUN_COLUMNS = tuple(RUN_FIELDS)
+
+DATASET_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "id": lambda d: d.dataset_id,
+    "name": lambda d: d.name,
+    "task": lambda d: d.task,
+    "samples": lambda d: d.n_samples,
+    "features": lambda d: d.n_features,
+    "wavelength_min": lambda d: d.wavelength_min,
+    "wavelength_max": lambda d: d.wavelength_max,
+    "wavelength_unit": lambda d: d.wavelength_unit,
+    "targets": lambda d: list(d.target_names),
+    "aliases": lambda d: list(d.aliases),
+    "has_spectra": lambda d: d.blob_id is not None,
+}
+DATASET_COLUMNS = tuple(DATASET_FIELDS)
 
 
 def run_record(run: Any) -> Record:
-    values = (
-        run.run_id,
-        run.name,
-        run.status,
-        run.metric,
-        run.n_results,
-        run.n_failed,
-        run.n_pending,
-        run.created_at,
-        run.finished_at,
-    )
-    return dict(zip(RUN_COLUMNS, values, strict=True))
-
-
-DATASET_COLUMNS = (
-    "id",
-    "name",
-    "task",
-    "samples",
-    "features",
-    "wavelength_min",
-    "wavelength_max",
-    "wavelength_unit",
-    "targets",
-    "aliases",
-    "has_spectra",
-)
+    return {column: value(run) for column, value in RUN_FIELDS.items()}
 
 
 def dataset_record(dataset: Any) -> Record:
-    values = (
-        dataset.dataset_id,
-        dataset.name,
-        dataset.task,
-        dataset.n_samples,
-        dataset.n_features,
-        dataset.wavelength_min,
-        dataset.wavelength_max,
-        dataset.wavelength_unit,
-        list(dataset.target_names),
-        list(dataset.aliases),
-        dataset.blob_id is not None,
-    )
-    return dict(zip(DATASET_COLUMNS, values, strict=True))
+    return {column: value(dataset) for column, value in DATASET_FIELDS.items()}

@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -69,6 +71,16 @@ class Mount:
                 self.proc.wait(timeout=10)
         if os.path.ismount(self.path) or _stale(self.path):
             subprocess.run(["fusermount3", "-uz", str(self.path)], check=False)
+
+    @contextmanager
+    def serving(self) -> Iterator[Mount]:
+        """The mount for a fixture's lifetime: started, then stopped, gone from the mount
+        table and its daemon's log free of tracebacks."""
+        self.start()
+        yield self
+        self.stop()
+        assert not os.path.ismount(self.path)
+        self.assert_clean_log()
 
     def assert_clean_log(self) -> None:
         assert "Traceback" not in self.output(), self.output()

@@ -174,10 +174,8 @@ def mounted(tmp_path_factory):
 
     ws = Workspace(tmp_path_factory.mktemp("changing") / "ws")
     ws.run(templates=[SWEEP], datasets=["chemotools:fermentation"], cv=2, test_size=0.2)
-    mount = Mount(ws.path, tmp_path_factory.mktemp("m") / "nirs").start()
-    yield ws, mount
-    mount.stop()
-    mount.assert_clean_log()
+    with Mount(ws.path, tmp_path_factory.mktemp("m") / "nirs").serving() as mount:
+        yield ws, mount
 
 
 def _remove(ws, rank: int) -> str:

@@ -172,11 +172,8 @@ def shared_mnt(ws):
     with --allow-other."""
     base = Path(tempfile.mkdtemp(prefix="n4afs-failwell-"))
     base.chmod(0o755)
-    mount = Mount(ws.path, base / "nirs", "--allow-other").start()
-    yield mount
-    mount.stop()
-    assert not os.path.ismount(mount.path)
-    mount.assert_clean_log()
+    with Mount(ws.path, base / "nirs", "--allow-other").serving() as mount:
+        yield mount
     shutil.rmtree(base)
 
 

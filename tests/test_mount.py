@@ -38,11 +38,8 @@ def ws(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mnt(ws, tmp_path_factory):
-    mount = Mount(ws.path, tmp_path_factory.mktemp("m") / "nirs").start()
-    yield mount
-    mount.stop()
-    assert not os.path.ismount(mount.path)
-    mount.assert_clean_log()
+    with Mount(ws.path, tmp_path_factory.mktemp("m") / "nirs").serving() as mount:
+        yield mount
 
 
 def sh(*args: str, **kwargs) -> subprocess.CompletedProcess:

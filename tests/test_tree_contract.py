@@ -473,11 +473,8 @@ class TestFsspec(TreeContract):
 
 @pytest.fixture(scope="module")
 def mnt(ws, tmp_path_factory):
-    mount = Mount(ws.path, tmp_path_factory.mktemp("contract-mnt") / "nirs").start()
-    yield mount
-    mount.stop()
-    assert not os.path.ismount(mount.path)
-    mount.assert_clean_log()
+    with Mount(ws.path, tmp_path_factory.mktemp("contract-mnt") / "nirs").serving() as mount:
+        yield mount
 
 
 class TestMount(TreeContract):
