@@ -3,7 +3,7 @@
 gc is mark-and-sweep with a grace period. Marked: every blob the index references. Swept:
 objects (and leftover temporaries) that are unreferenced *and* older than the grace period
 (default one hour) *and* older than the start of every run in flight (status `running`, an
-owner process alive: `core.liveness`), whatever the grace. Workers write a result's blobs
+owner process alive: `core.index.liveness`), whatever the grace. Workers write a result's blobs
 before the coordinator commits its rows, and a worker that re-uses an existing object
 refreshes its mtime (`Store.touch`), so anything an in-flight run may still reference is
 younger than the run's start: `gc --grace 0` next to a running sweep removes none of its
@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from n4afs_core import writes
-from n4afs_core.index import Index
-from n4afs_core.liveness import live_runs
-from n4afs_core.names import result_label
-from n4afs_core.storage import Store
+from n4afs_core.index import writes
+from n4afs_core.index.database import Index
+from n4afs_core.index.liveness import live_runs
+from n4afs_core.index.names import result_label
+from n4afs_core.store.storage import Store
 
 DEFAULT_GRACE_S = 3600.0
 # Objects' mtimes come from the store's clock (S3's, for a remote store) and owners' start
@@ -57,7 +57,7 @@ def gc(
     """Delete unreferenced objects (and temporaries) last written or re-used before the
     cutoff: `grace_s` ago, or earlier when a run is in flight.
 
-    A run in flight (status `running`, an owner process alive: `core.liveness`) writes its
+    A run in flight (status `running`, an owner process alive: `core.index.liveness`) writes its
     blobs before committing the rows that reference them, and re-uses old objects by
     touching them, so every unreferenced object written or touched since its owner took it
     may be one of its results: the cutoff moves back to the start of the oldest live run
@@ -314,7 +314,7 @@ def results_older_than(index: Index, seconds: float) -> list[str]:
 
 def results_beyond_best(index: Index, keep: int, metric: str | None) -> list[str]:
     """Per dataset, every result but the `keep` best (failed and broken ones included)."""
-    from n4afs_core.queries import rank_results
+    from n4afs_core.index.queries import rank_results
 
     doomed = []
     with index.read() as conn:

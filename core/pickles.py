@@ -4,7 +4,7 @@ Before 0.2 the engine was installed as a top-level package named `core`, so PLS-
 pickled then name `core.operators.PLSDAClassifier`. A user's own `core` package shadowed
 it, and loading failed. The engine is now installed under n4afs's own name; this unpickler
 reads the old name as the new one. It also reads `pickle.loads` inside a composed
-`pipeline.pkl` (n4afs.pipeline_pickle) as its own `loads`, so an old composed file loads too.
+`pipeline.pkl` (n4afs.tree.pipeline_pickle) as its own `loads`, so an old composed file loads too.
 
 Imports nothing heavy: `n4afs_core.pickles.loads` is what an old model's composed file calls.
 

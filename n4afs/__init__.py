@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Workspace", "predict", "__version__"]
+__all__ = ["N4AFileSystem", "Workspace", "predict", "__version__"]
 
 if TYPE_CHECKING:
+    from n4afs.surfaces.fs import N4AFileSystem
     from n4afs.workspace import Workspace
 
 
@@ -25,8 +26,8 @@ def predict(
     spectra; `source` is a bundle path, or a tree path of `workspace`."""
     from pathlib import Path
 
-    from n4afs import prediction as predicting
-    from n4afs.tree import parse_path
+    from n4afs.share import prediction as predicting
+    from n4afs.tree.tree import parse_path
     from n4afs.workspace import Workspace
 
     path = Path(source)
@@ -41,4 +42,8 @@ def __getattr__(name: str) -> Any:
         from n4afs.workspace import Workspace
 
         return Workspace
+    if name == "N4AFileSystem":
+        from n4afs.surfaces.fs import N4AFileSystem
+
+        return N4AFileSystem
     raise AttributeError(f"module 'n4afs' has no attribute {name!r}")

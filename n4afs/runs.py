@@ -13,10 +13,11 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from n4afs_core import queries, ranking
 from n4afs_core.errors import N4AError, RunError, UntrustedArchive
-from n4afs_core.queries import ResultRow
-from n4afs_core.trust import pickles_untrusted
+from n4afs_core.index import queries
+from n4afs_core.index.queries import ResultRow
+from n4afs_core.index.trust import pickles_untrusted
+from n4afs_core.metrics import ranking
 
 if TYPE_CHECKING:
     from n4afs.workspace import Workspace
@@ -67,7 +68,7 @@ class Result:
         return next(found, {})
 
     def is_untrusted_import(self) -> bool:
-        """Whether its models load only with `trust=True` (`core.trust.UNTRUSTED_PICKLES`)."""
+        """Whether its models load only with `trust=True` (`core.index.trust.UNTRUSTED_PICKLES`)."""
         with self.ws.index.read() as conn:
             return pickles_untrusted(conn, self.row.run_id)
 
@@ -155,7 +156,7 @@ class Run:
         """Compute the run's pending results, storing each as it finishes (`on_result` is
         called with each one's payload); a planned, interrupted or failed-midway run is
         finished this way. Returns the run."""
-        from n4afs_core.runner import execute_run
+        from n4afs_core.pipelines.runner import execute_run
 
         execute_run(self.ws.index, self.ws.store, self.run_id, on_result)
         return self

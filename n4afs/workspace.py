@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from n4afs_core import catalog, queries, writes
-from n4afs_core.catalog import BlobStats, DatasetInfo
 from n4afs_core.errors import DatasetError, N4AError, RunError, WorkspaceError
-from n4afs_core.ids import sha256_hex
-from n4afs_core.index import SCHEMA_DIR, Index, migrations_in
-from n4afs_core.stores import workspace_store
-from n4afs_core.trust import untrusted_runs
+from n4afs_core.index import catalog, queries, writes
+from n4afs_core.index.catalog import BlobStats, DatasetInfo
+from n4afs_core.index.database import SCHEMA_DIR, Index, migrations_in
+from n4afs_core.index.trust import untrusted_runs
+from n4afs_core.store.ids import sha256_hex
+from n4afs_core.store.stores import workspace_store
 
 from n4afs.runs import Result, Run, ranked_handles, undated
 
@@ -92,7 +92,7 @@ class Workspace:
     def tree(self) -> Any:
         """This workspace's tree (one per Workspace object, so renders are memoized)."""
         if getattr(self, "_tree", None) is None:
-            from n4afs.tree import Tree
+            from n4afs.tree.tree import Tree
 
             self._tree = Tree(self)
         return self._tree
@@ -105,7 +105,7 @@ class Workspace:
         """Load, validate and store a dataset once; adding the same data again is a no-op.
 
         `source` is a CSV path, `chemotools:fermentation` / `chemotools:coffee`, a pandas or
-        polars frame (with `targets=[...]`), or a `core.datasets.Spectra`. CSV options:
+        polars frame (with `targets=[...]`), or a `core.data.datasets.Spectra`. CSV options:
         `targets`, `sample_id`, `task`. Content already here under another name gains that
         name as an alias; the spectra of a dataset imported without them are attached
         (`admit_dataset` says which happened).
@@ -116,7 +116,7 @@ class Workspace:
         """`add_dataset`, with a sentence saying what it did when the content was known."""
         if name is not None and not isinstance(source, (str, Path)):
             options["name"] = name
-        from n4afs_core import datasets
+        from n4afs_core.data import datasets
 
         spectra = datasets.load_any(source, **options)
         if name:
@@ -124,13 +124,13 @@ class Workspace:
         return self._store_dataset(spectra, explicit_name=name is not None)
 
     def add_arrays(self, X: Any, y: Any, name: str, **options: Any) -> DatasetInfo:
-        """Spectra from numpy arrays (see `core.datasets.from_arrays` for options)."""
-        from n4afs_core import datasets
+        """Spectra from numpy arrays (see `core.data.datasets.from_arrays` for options)."""
+        from n4afs_core.data import datasets
 
         return self._store_dataset(datasets.from_arrays(X, y, name, **options)).info
 
     def _store_dataset(self, spectra: Any, explicit_name: bool = True) -> Admitted:
-        from n4afs_core import datasets
+        from n4afs_core.data import datasets
 
         data = datasets.to_parquet_bytes(spectra)
         known = self.known_content(spectra, sha256_hex(data))
@@ -145,10 +145,10 @@ class Workspace:
 
     def known_content(self, spectra: Any, dataset_id: str) -> DatasetInfo | None:
         """The dataset already holding these spectra: the same id, the same content
-        (`core.datasets.same_content`: rebuilt from a bundle's CSV, re-written by pandas),
+        (`core.data.datasets.same_content`: rebuilt from a bundle's CSV, re-written by pandas),
         or, for one imported without its spectra, the same source file (sha256), samples,
         wavelengths and targets."""
-        from n4afs_core import datasets
+        from n4afs_core.data import datasets
 
         with self.index.read() as conn:
             candidates = catalog.datasets_like(
@@ -220,8 +220,8 @@ class Workspace:
         raise DatasetError(f"{key!r} names {len(found)} datasets ({ids}): use an id prefix")
 
     def load_dataset(self, key: str) -> Any:
-        """The dataset's spectra as a `core.datasets.Spectra` (X, y, sample ids)."""
-        from n4afs_core import datasets
+        """The dataset's spectra as a `core.data.datasets.Spectra` (X, y, sample ids)."""
+        from n4afs_core.data import datasets
 
         info = self.dataset(key)
         catalog.require_spectra(info)
@@ -260,8 +260,8 @@ class Workspace:
         only plans: the run and its pending results are recorded (a metric or test set that
         does not fit is refused before that), and `Run.finish` computes them.
         """
-        from n4afs_core.runner import RunOptions, plan_run, splitter_spec
-        from n4afs_core.templates import load_templates
+        from n4afs_core.pipelines.runner import RunOptions, plan_run, splitter_spec
+        from n4afs_core.pipelines.templates import load_templates
 
         loaded = load_templates(list(templates))
         infos = [self.resolve_dataset(d) for d in datasets]
@@ -287,7 +287,7 @@ class Workspace:
         """A new run of a run's templates, datasets and options: the same fitted bytes,
         which is what recreates objects `verify --repair` quarantined. `compute=False`
         only plans it (as in `run`)."""
-        from n4afs_core.runner import plan_again
+        from n4afs_core.pipelines.runner import plan_again
 
         planned = Run(self, plan_again(self.index, self._run_id(run_id)))
         return planned.finish(on_result) if compute else planned
@@ -350,15 +350,15 @@ class Workspace:
     def import_bundle(
         self, source: str | os.PathLike, name: str | None = None, trust: bool = False, **limits
     ) -> Any:
-        """Import an export bundle (zip or folder); see `n4afs.importer`. `limits`: fields
-        of `n4afs.bundle.Limits` (max_total_bytes, max_ratio ...) to override."""
-        from n4afs.bundle import Limits
-        from n4afs.importer import import_bundle
+        """Import an export bundle (zip or folder); see `n4afs.share.importer`. `limits`: fields
+        of `n4afs.share.bundle.Limits` (max_total_bytes, max_ratio ...) to override."""
+        from n4afs.share.bundle import Limits
+        from n4afs.share.importer import import_bundle
 
         return import_bundle(self, Path(source).expanduser(), name, trust, Limits(**limits))
 
     def untrusted_runs(self) -> set[str]:
-        """Imported runs whose results may not be best (`core.trust.UNTRUSTED_RUNS`)."""
+        """Imported runs whose results may not be best (`core.index.trust.UNTRUSTED_RUNS`)."""
         with self.index.read() as conn:
             return untrusted_runs(conn)
 
@@ -366,7 +366,7 @@ class Workspace:
         """Trust an imported bundle, named by its run or by one of its results' tree paths
         (`runs/wheat/0047_...`): its results may then be best and its models loaded.
         Returns the import's run id."""
-        from n4afs.tree import parse_path
+        from n4afs.tree.tree import parse_path
 
         run_id = None
         if "/" in key:
@@ -393,8 +393,8 @@ class Workspace:
     ) -> Any:
         """Write a folder of the tree (e.g. `runs/wheat/0042_snv-pls15_x9y8z7`, or its parts)
         to a zip or a folder of real files, with EXPORT.yaml and MANIFEST.yaml; see
-        `n4afs.export`. `command`: what EXPORT.yaml records as having made the export."""
-        from n4afs.export import export
+        `n4afs.share.export`. `command`: what EXPORT.yaml records as having made the export."""
+        from n4afs.share.export import export
 
         if command is None:
             command = f"Workspace.export({path!r}, {str(out)!r}, level={level!r})"
@@ -402,9 +402,9 @@ class Workspace:
 
     def predict(self, path: TreePath, new_csv: PathLike, model: str = "final", trust=False) -> Any:
         """Predict a CSV of new spectra with the model of the result folder at `path`
-        (`runs/wheat/0042_...`); `model`: final, fold_<k> or avg. See `n4afs.prediction`
+        (`runs/wheat/0042_...`); `model`: final, fold_<k> or avg. See `n4afs.share.prediction`
         (`predict_bundle` does the same for an exported bundle, without a workspace)."""
-        from n4afs.prediction import predict_result
+        from n4afs.share.prediction import predict_result
 
         return predict_result(self, _tree_path(path), Path(new_csv), model, trust)
 
@@ -415,8 +415,8 @@ class Workspace:
         """Mount the tree read-only at `mountpoint` (FUSE), after the checks a user needs
         explained. In the background (a daemon; returns its log file once the mount is up)
         unless `foreground` (serves until unmounted or Ctrl-C; returns None). See
-        `n4afs.mount`; unmount with `n4afs.mount.unmount`."""
-        from n4afs import mount
+        `n4afs.surfaces.mount`; unmount with `n4afs.surfaces.mount.unmount`."""
+        from n4afs.surfaces import mount
 
         where = Path(mountpoint).expanduser().absolute()
         mount.check_fuse()
@@ -430,10 +430,10 @@ class Workspace:
     def query(self, sql: str) -> tuple[list[str], list[tuple]]:
         """(column names, rows) of a read-only SQL query on a snapshot of the index.
 
-        The query cannot change the workspace or touch other files (see `core.sql`);
+        The query cannot change the workspace or touch other files (see `core.index.sql`);
         a failed or refused query raises `QueryError`.
         """
-        from n4afs_core.sql import run_query
+        from n4afs_core.index.sql import run_query
 
         return run_query(self.index, sql)
 
@@ -547,6 +547,6 @@ class Removal:
 
 def _tree_path(path: TreePath) -> tuple[str, ...]:
     """A tree path given as text (`runs/wheat`) or as its parts."""
-    from n4afs.tree import parse_path
+    from n4afs.tree.tree import parse_path
 
     return parse_path(path) if isinstance(path, str) else tuple(path)

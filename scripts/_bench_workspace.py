@@ -321,7 +321,7 @@ class Materializer:
         return (path, dest, None, ())
 
     def _place_file(self, node: Any, dest: str) -> None:
-        from n4afs.content import BlobContent, BytesContent, LazyContent, SegmentsContent
+        from n4afs.tree.content import BlobContent, BytesContent, LazyContent, SegmentsContent
 
         self.files += 1
         content = node.content

@@ -12,7 +12,7 @@ result of the dataset, with its models, predictions, charts and YAML):
 - `n4afs export` to a zip, WARM: in this process, through a tree whose renders are already
   memoized (the one used to materialize). `export()` builds a new `Tree` per call, so a plain
   second `ws.export(...)` is NOT warm (see the render-count check); the warm variants hand
-  `export()` the warmed tree by swapping `n4afs.export.Tree` for the duration of the call.
+  `export()` the warmed tree by swapping `n4afs.share.export.Tree` for the duration of the call.
 - `-o DIR/` (a plain folder, every byte copied) and `-o DIR/ --link` (blob files hard-linked
   to the store), both warm like the warm zip.
 
@@ -120,7 +120,7 @@ def build_workspace(path: Path, n: int, p: int, max_components: int, rf_trees: i
 
 def materialize(tree: Any, path: tuple[str, ...], dest: Path) -> dict[str, Any]:
     """Write every file of the folder under `dest`: blobs hard-linked, the rest as bytes."""
-    from n4afs.content import BlobContent
+    from n4afs.tree.content import BlobContent
 
     files = tree.walk_files(path)
     biggest = ("", 0)
@@ -178,8 +178,8 @@ def run_child(cmd: list[str], cwd: Path | None = None) -> tuple[float, int]:
 
 @contextlib.contextmanager
 def tree_for_export(tree_factory: Callable[..., Any]):
-    """Make `n4afs.export.export` use `tree_factory(ws)` instead of `Tree(ws)`."""
-    import n4afs.export as export_module
+    """Make `n4afs.share.export.export` use `tree_factory(ws)` instead of `Tree(ws)`."""
+    import n4afs.share.export as export_module
 
     saved = export_module.Tree
     export_module.Tree = tree_factory
@@ -317,7 +317,7 @@ def check_outputs(outputs: dict[str, Path]) -> tuple[list[str], list[str]]:
 
 def render_count_check(ws: Any, folder: str, scratch: Path) -> list[int]:
     """Renders done by each of two `ws.export` calls of one folder in one process."""
-    import n4afs.export as export_module
+    import n4afs.share.export as export_module
 
     trees: list[Any] = []
     real_tree = export_module.Tree
@@ -337,7 +337,7 @@ def render_count_check(ws: Any, folder: str, scratch: Path) -> list[int]:
 
 # -- the benchmark ----------------------------------------------------------------------------
 def measure(ws: Any, tree: Any, scratch: Path, repeats: int) -> dict[str, Any]:
-    from n4afs.tree import Tree
+    from n4afs.tree.tree import Tree
 
     path = ("runs", DATASET)
     mat_root = scratch / "materialized"
@@ -364,8 +364,8 @@ def measure(ws: Any, tree: Any, scratch: Path, repeats: int) -> dict[str, Any]:
     log("timing EXPORT.yaml provenance alone (export._provenance) ...")
     import yaml
 
-    from n4afs import export as export_module
-    from n4afs import renderers
+    from n4afs.share import export as export_module
+    from n4afs.tree import renderers
 
     found = export_module._results_below(tree, path)  # noqa: SLF001
     settle()
@@ -549,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     scratch = Path(tempfile.mkdtemp(dir=ROOT, prefix=".bench_export-"))
     try:
-        from n4afs.tree import Tree
+        from n4afs.tree.tree import Tree
 
         log(f"building a workspace in {scratch}: synthetic {n} × {p} ...")
         ws = build_workspace(scratch / "ws", n, p, max_components, rf_trees)

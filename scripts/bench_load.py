@@ -93,9 +93,9 @@ def child_run(workspace: str, name: str) -> int:
     """Import everything, then time `ws.run` alone; print one JSON line."""
     import chemotools.derivative  # noqa: F401
     import chemotools.scatter  # noqa: F401
-    import n4afs_core.persist  # noqa: F401
-    import n4afs_core.runner  # noqa: F401
-    import n4afs_core.templates  # noqa: F401
+    import n4afs_core.pipelines.persist  # noqa: F401
+    import n4afs_core.pipelines.runner  # noqa: F401
+    import n4afs_core.pipelines.templates  # noqa: F401
     import pyarrow.parquet  # noqa: F401
     import sklearn.cross_decomposition  # noqa: F401
     import sklearn.model_selection  # noqa: F401
@@ -129,7 +129,7 @@ def child_run(workspace: str, name: str) -> int:
 # ---------------------------------------------------------------------------------------
 class FsspecSide:
     def __init__(self, workspace: str) -> None:
-        from n4afs.fs import N4AFileSystem
+        from n4afs.surfaces.fs import N4AFileSystem
 
         self.fs = N4AFileSystem(workspace=workspace)
 

@@ -611,7 +611,7 @@ def floor_extra_rows(
 # sending OPEN (no_open mode) and a blob is never looked at again once its pages are cached.
 NO_CHECK_DAEMON = """
 import errno, sys
-import n4afs.fuse_ops as ops
+import n4afs.surfaces.fuse_ops as ops
 def open_(self, path, flags):
     raise ops.mfusepy.FuseOSError(errno.ENOSYS)
 ops.TreeOperations.open = open_
@@ -637,10 +637,10 @@ def stat_micros(path: str, blob_id: str, checker: Any, rounds: int = 20_000) -> 
 
 def measure_recheck(args: argparse.Namespace, scratch: Path) -> str:
     """The `--recheck` table (see the module docstring)."""
-    from n4afs_core.verified import VerifiedBlobs
+    from n4afs_core.store.verified import VerifiedBlobs
 
-    from n4afs.content import BlobContent
-    from n4afs.tree import Tree
+    from n4afs.tree.content import BlobContent
+    from n4afs.tree.tree import Tree
 
     info = build_workspace(
         scratch / "ws", args.results, 1, scratch, dataset_tag="bench-mount", log=log
@@ -756,7 +756,7 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear script, read top
             args.out.write_text(table + "\n")
         return 0
 
-    from n4afs.tree import Tree
+    from n4afs.tree.tree import Tree
 
     scratch = Path(tempfile.mkdtemp(prefix=".bench_mount-", dir=REPO))
     mounts = make_mounts(scratch, scratch / "tree", not args.no_floor_levers)

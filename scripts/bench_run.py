@@ -176,7 +176,7 @@ def plain_steps() -> list[tuple[str, Callable[[], Any]]]:
 
 
 def check_same_operators(configs: list[tuple[str, Callable[[], Any]]]) -> None:
-    from n4afs_core.operators import build, get_operator
+    from n4afs_core.pipelines.operators import build, get_operator
 
     for (_, op, params), (_, factory) in zip(
         PREPROCESSING, configs[:: len(COMPONENTS)], strict=True

@@ -263,7 +263,7 @@ def read_back(
     path: Path, remote: bool, dataset: str, m: Measure, prefix: str, s3: S3Server
 ) -> None:
     """The three read-back passes on the workspace at `path` (timed: Tree(ws) + walk + reads)."""
-    from n4afs.tree import Tree
+    from n4afs.tree.tree import Tree
     from n4afs.workspace import Workspace
 
     settle()
@@ -361,7 +361,7 @@ def measure_dataset(
 
 def warm_up(scratch: Path, variants: list[str], clusters: dict[int, Any], s3: S3Server) -> None:
     """Import and exercise everything once (this process and every cluster worker)."""
-    from n4afs.tree import Tree
+    from n4afs.tree.tree import Tree
     from n4afs.workspace import Workspace
 
     rng = np.random.default_rng(1)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from n4afs_core.blobstore import BlobStore
+from n4afs_core.store.blobstore import BlobStore
 
 KIB = 1024
 MIB = 1024 * KIB

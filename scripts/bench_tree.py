@@ -2,7 +2,7 @@
 
 What a user does with the tree is list it, stat it and read files. This builds a workspace of
 `--results` results (default 10,000) and compares, in one run, the fsspec filesystem
-(`n4afs.fs.N4AFileSystem`) with a plain directory holding exactly the same files.
+(`n4afs.surfaces.fs.N4AFileSystem`) with a plain directory holding exactly the same files.
 
 The workspace is SYNTHETIC BUT REALISTIC IN SHAPE (scripts/_bench_workspace.py, shared with
 scripts/bench_mount.py): one real sweep (10 real results), then CLONED ROWS over 10 datasets
@@ -191,7 +191,7 @@ def measure_renders(
     ws: Any, dataset: str, result_dirs: list[str], repeats: int
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """First read (a render) and second read (memo) of every predictions CSV and chart."""
-    from n4afs.tree import Tree
+    from n4afs.tree.tree import Tree
 
     renders: dict[str, list[float]] = {"chart": [], "csv": []}
     memo_reads: dict[str, list[float]] = {"chart": [], "csv": []}
@@ -225,9 +225,9 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script, read top to botto
         args.results, args.big_mb, args.repeats = 1_000, 20, 2
     repeats = args.repeats
 
-    from n4afs.fs import N4AFileSystem
-    from n4afs.snapshot import load_snapshot
-    from n4afs.tree import Tree, Views
+    from n4afs.surfaces.fs import N4AFileSystem
+    from n4afs.tree.snapshot import load_snapshot
+    from n4afs.tree.tree import Tree, Views
 
     scratch = Path(tempfile.mkdtemp(prefix=".bench_tree-", dir=REPO))
     rows: list[tuple[str, str, str, str, str]] = []  # label, fsspec, disk, ratio, target

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from n4afs_core.names import InvalidName
+from n4afs_core.index.names import InvalidName
 
 ROOT = Path(__file__).resolve().parents[1]
 WRITE = re.compile(r"\b(INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM)\b", re.I)
@@ -37,7 +37,8 @@ def _sql_strings(path: Path) -> list[tuple[int, str]]:
 
 
 def test_only_the_writer_module_changes_index_rows():
-    allowed = {ROOT / "core" / "writes.py", ROOT / "core" / "index.py"}  # index: migrations
+    index = ROOT / "core" / "index"
+    allowed = {index / "writes.py", index / "database.py"}  # database: migrations
     writers = {
         f"{path.relative_to(ROOT)}:{line}"
         for folder in ("core", "n4afs")
@@ -49,7 +50,7 @@ def test_only_the_writer_module_changes_index_rows():
 
 
 def test_the_index_module_writes_only_its_schema_version():
-    statements = [sql for _, sql in _sql_strings(ROOT / "core" / "index.py")]
+    statements = [sql for _, sql in _sql_strings(ROOT / "core" / "index" / "database.py")]
     assert statements and all("schema_version" in sql for sql in statements)
 
 
@@ -68,7 +69,7 @@ def test_the_engine_never_imports_the_surface():
 
 def test_the_writer_checks_names_from_elsewhere(ws):
     """An imported result's name is checked where it is written, whatever produced it."""
-    from n4afs_core import writes
+    from n4afs_core.index import writes
 
     with pytest.raises(InvalidName), ws.index.write() as conn:
         writes.insert_imported_result(
@@ -96,9 +97,9 @@ def _calls_and_constants(folder: str):
 
 
 def test_one_streaming_hash_loop_and_one_object_layout():
-    """A streaming sha256 (`hashlib.sha256()` fed piece by piece) is made in core/ids.py
-    only; the object layout's folder name is spelled in core/storage.py only; callers
-    reach a store through `core.storage.Store`, never a concrete store's module."""
+    """A streaming sha256 (`hashlib.sha256()` fed piece by piece) is made in core/store/ids.py
+    only; the object layout's folder name is spelled in core/store/storage.py only; callers
+    reach a store through `core.store.storage.Store`, never a concrete store's module."""
     streaming, layout, concrete = set(), set(), set()
     for folder in ("core", "n4afs"):
         for module, node in _calls_and_constants(folder):
@@ -111,10 +112,10 @@ def test_one_streaming_hash_loop_and_one_object_layout():
             if isinstance(node, ast.Constant) and node.value == "objects":
                 layout.add(module)
             if isinstance(node, ast.ImportFrom) and node.module in (
-                "n4afs_core.blobstore",
-                "n4afs_core.remote_store",
+                "n4afs_core.store.blobstore",
+                "n4afs_core.store.remote_store",
             ):
                 concrete.add(module)
-    assert streaming == {"core/ids.py"}
-    assert layout == {"core/storage.py"}
-    assert concrete <= {"core/stores.py"}  # which store a workspace uses: it builds them
+    assert streaming == {"core/store/ids.py"}
+    assert layout == {"core/store/storage.py"}
+    assert concrete <= {"core/store/stores.py"}  # which store a workspace uses: it builds them

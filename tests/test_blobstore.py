@@ -7,8 +7,8 @@ import sys
 import time
 
 import pytest
-from n4afs_core.blobstore import BlobStore
 from n4afs_core.errors import BlobCorrupt, BlobNotFound, InvalidBlobId
+from n4afs_core.store.blobstore import BlobStore
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def test_corrupt_blob_is_detected_on_read(store):
 
 SLOW_WRITER = r"""
 import sys, time
-from n4afs_core.blobstore import BlobStore
+from n4afs_core.store.blobstore import BlobStore
 
 class Slow:
     def __init__(self): self.n = 0

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
-from n4afs_core import datasets
+from n4afs_core.data import datasets
 from n4afs_core.errors import DatasetError
 
 from tests.conftest import write_csv

@@ -14,9 +14,9 @@ from n4afs_core import maintenance
 from n4afs_core.errors import BundleError, N4AError, RunError, UntrustedArchive
 
 import n4afs
-from n4afs.bundle import Limits
-from n4afs.importer import import_bundle
-from n4afs.tree import Tree
+from n4afs.share.bundle import Limits
+from n4afs.share.importer import import_bundle
+from n4afs.tree.tree import Tree
 from n4afs.workspace import Workspace
 
 SWEEP = [{"_or_": ["snv", "msc"]}, {"pls": {"n_components": {"_or_": [3, 5]}}}]
@@ -168,7 +168,7 @@ def listing(folder: Path) -> list[str]:
 def test_export_refuses_a_name_outside_its_target_and_writes_nothing(
     origin, tmp_path, monkeypatch, name, out
 ):
-    from n4afs import export as export_module
+    from n4afs.share import export as export_module
 
     real = export_module._entries
 
@@ -184,7 +184,7 @@ def test_export_refuses_a_name_outside_its_target_and_writes_nothing(
 
 
 def test_the_resolved_path_check_refuses_a_link_out_of_the_folder(origin, tmp_path):
-    from n4afs.export import _DirWriter
+    from n4afs.share.export import _DirWriter
 
     writer = _DirWriter(tmp_path / "out", False, Tree(origin))
     with pytest.raises(N4AError, match="resolves outside"), writer:
@@ -222,7 +222,7 @@ def test_export_into_an_empty_folder_works_and_a_full_one_is_refused(origin, tmp
 
 
 def test_linking_falls_back_to_a_hard_link_where_the_fs_cannot_reflink(tmp_path):
-    from n4afs.export import _reflink
+    from n4afs.share.export import _reflink
 
     source = tmp_path / "source"
     source.write_bytes(b"bytes")

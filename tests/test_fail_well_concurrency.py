@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from n4afs_core.errors import WorkspaceLocked
-from n4afs_core.index import Index
-from n4afs_core.lock import WorkspaceLock
+from n4afs_core.index.database import Index
+from n4afs_core.index.lock import WorkspaceLock
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 # workspace's shared lock; once continued it prints what it still sees, then a fresh read.
 STOPPED_READER = r"""
 import os, signal, sys
-from n4afs_core.index import Index
+from n4afs_core.index.database import Index
 index = Index(sys.argv[1])
 with index.read() as conn:
     before = conn.execute("SELECT count(*) FROM blobs").fetchone()[0]
@@ -35,14 +35,14 @@ print(before, after, index.fetchall("SELECT count(*) FROM blobs")[0][0], flush=T
 # and stops there.
 STOPPED_LOCK_HOLDER = r"""
 import os, signal, sys
-from n4afs_core.lock import WorkspaceLock
+from n4afs_core.index.lock import WorkspaceLock
 with WorkspaceLock(sys.argv[1]).shared():
     os.kill(os.getpid(), signal.SIGSTOP)
 """
 
 STOPPED_WRITER = r"""
 import os, signal, sys
-from n4afs_core.index import Index
+from n4afs_core.index.database import Index
 with Index(sys.argv[1]).write() as conn:
     os.kill(os.getpid(), signal.SIGSTOP)
 """
@@ -215,7 +215,7 @@ def test_a_reader_of_a_changing_file_on_the_mount_reads_one_version(mounted):
 
 
 def test_a_reader_of_a_changing_file_through_fsspec_reads_one_version(mounted):
-    from n4afs.fs import N4AFileSystem
+    from n4afs.surfaces.fs import N4AFileSystem
 
     ws, _ = mounted
     fs = N4AFileSystem(workspace=ws.path)

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from chemotools import datasets as ct
-from n4afs_core.datasets import WAVELENGTH_RTOL
+from n4afs_core.data.datasets import WAVELENGTH_RTOL
 from n4afs_core.errors import DatasetError
 
-from n4afs.prediction import predict_bundle, predict_result
+from n4afs.share.prediction import predict_bundle, predict_result
 from n4afs.workspace import Workspace
 from tests.test_cli import run_cli
 

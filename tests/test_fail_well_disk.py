@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from n4afs_core import maintenance
 from n4afs_core.errors import RunError
-from n4afs_core.runner import RunOptions, execute_run, plan_run
-from n4afs_core.templates import load_templates
+from n4afs_core.pipelines.runner import RunOptions, execute_run, plan_run
+from n4afs_core.pipelines.templates import load_templates
 
 from n4afs.workspace import Workspace
 from tests.cli_process import cli

@@ -21,10 +21,10 @@ from fcntl import ioctl
 
 import pytest
 from n4afs_core.errors import N4AError
-from n4afs_core.runner import RunOptions, plan_run
-from n4afs_core.templates import load_templates
+from n4afs_core.pipelines.runner import RunOptions, plan_run
+from n4afs_core.pipelines.templates import load_templates
 
-from n4afs.terminal import visible
+from n4afs.cli.terminal import visible
 from n4afs.workspace import Workspace
 
 SWEEP = [

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from n4afs_core.errors import RunError
-from n4afs_core.liveness import process_start
+from n4afs_core.index.liveness import process_start
 
 from n4afs.workspace import Workspace
 from tests.cli_process import cli
@@ -151,7 +151,7 @@ def test_an_error_leaves_the_run_interrupted_even_while_its_process_lives(tmp_pa
 
 def test_an_exception_during_a_run_releases_it(tmp_path, monkeypatch):
     """Ctrl-C in a notebook (or any error) while the interpreter lives on: `interrupted`."""
-    from n4afs_core import runner
+    from n4afs_core.pipelines import runner
 
     ws = Workspace(tmp_path / "ws")
     ws.add_dataset("chemotools:fermentation")
@@ -224,7 +224,7 @@ def test_a_test_set_whose_wavelengths_differ_only_in_spelling_is_matched_as_numb
 def test_a_tree_open_before_the_kill_shows_the_run_interrupted(tmp_path):
     """A long-lived tree (the mount's, fsspec's) reloads when a run's process dies, though a
     killed run writes nothing to the index (found in review: RUN.yaml stayed `running`)."""
-    from n4afs.tree import Tree
+    from n4afs.tree.tree import Tree
 
     template = tmp_path / "big.yaml"
     template.write_text(BIG_SWEEP)

@@ -19,7 +19,7 @@ import fsspec
 import pytest
 import yaml
 
-from n4afs.fs import N4AFileSystem
+from n4afs.surfaces.fs import N4AFileSystem
 from n4afs.workspace import Workspace
 from tests.cli_process import cli as run_cli
 from tests.mount_fixture import Mount

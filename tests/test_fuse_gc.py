@@ -5,7 +5,7 @@ import weakref
 
 import pytest
 
-from n4afs.fuse_ops import IdleCollector
+from n4afs.surfaces.fuse_ops import IdleCollector
 
 
 class Cycle:
@@ -54,7 +54,7 @@ def test_a_replaced_tree_generation_is_freed_by_reference_counting(ws, gc_off):
     """The daemon runs without automatic GC and freezes what survives a collection, so a
     generation replaced by a refresh must not sit in a reference cycle: it would never be
     freed (found in review: views -> cached result folders -> render closures -> views)."""
-    from n4afs.tree import Tree
+    from n4afs.tree.tree import Tree
 
     template = [{"_or_": ["snv", "msc"]}, {"pls": {"n_components": 2}}]
     ws.run(templates=[template], datasets=["chemotools:fermentation"], cv=3, name="first")

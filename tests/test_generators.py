@@ -6,7 +6,7 @@ import random
 
 import pytest
 from n4afs_core.errors import TemplateError
-from n4afs_core.generators import (
+from n4afs_core.pipelines.generators import (
     MAX_VARIANTS,
     count_variants,
     expand,

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from n4afs_core.errors import BundleError, RunError
 
-from n4afs.importer import import_bundle
-from n4afs.tree import Tree
+from n4afs.share.importer import import_bundle
+from n4afs.tree.tree import Tree
 from n4afs.workspace import Workspace
 
 SWEEP = [{"_or_": ["snv", "msc"]}, {"pls": {"n_components": {"_or_": [3, 5]}}}]
@@ -337,7 +337,7 @@ def test_default_limits_accept_a_real_with_data_bundle(bundle, tmp_path):
 def test_gc_with_no_grace_during_an_import_spares_its_blobs(bundle, tmp_path, monkeypatch):
     from n4afs_core import maintenance
 
-    from n4afs import importer
+    from n4afs.share import importer
 
     ws = Workspace(tmp_path / "t")
     real_write = importer._write_rows
@@ -434,7 +434,7 @@ def test_a_bundle_listing_one_result_twice_is_refused_before_writing(bundle, tmp
 
 
 def test_a_killed_import_does_not_block_importing_the_bundle_again(bundle, tmp_path, monkeypatch):
-    from n4afs import importer
+    from n4afs.share import importer
 
     ws = Workspace(tmp_path / "t")
     real_put = ws.store.put
@@ -450,7 +450,7 @@ def test_a_killed_import_does_not_block_importing_the_bundle_again(bundle, tmp_p
 def test_run_again_refuses_an_imported_run(bundle, tmp_path):
     ws = Workspace(tmp_path / "t")
     summary = import_bundle(ws, bundle)
-    from n4afs_core.runner import plan_again
+    from n4afs_core.pipelines.runner import plan_again
 
     with pytest.raises(RunError, match="imported, not fitted"):
         plan_again(ws.index, summary.run_id)

@@ -2,7 +2,7 @@ import hashlib
 
 import pytest
 from n4afs_core.errors import InvalidBlobId, N4AError
-from n4afs_core.ids import BlobId
+from n4afs_core.store.ids import BlobId
 
 
 def test_valid_id_round_trips_and_has_short_form():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from n4afs_core.errors import SchemaError, WorkspaceLocked
-from n4afs_core.index import SCHEMA_DIR, Index, migrations_in
+from n4afs_core.index.database import SCHEMA_DIR, Index, migrations_in
 
 
 def copy_schema(tmp_path: Path, extra: dict[str, str] | None = None) -> Path:
@@ -86,7 +86,7 @@ def test_lock_wait_is_bounded_and_names_the_holder(tmp_path):
 
 KILLED_WRITER = r"""
 import sys, time
-from n4afs_core.index import Index
+from n4afs_core.index.database import Index
 index = Index(sys.argv[1])
 with index.write() as conn:
     conn.execute("INSERT INTO blobs VALUES (?, 1, 'raw', current_timestamp)", ["c" * 64])
@@ -174,7 +174,8 @@ def test_two_writers_and_a_reader_at_once(tmp_path):
 
 
 def test_a_version_1_workspace_with_data_upgrades_to_the_current_schema(tmp_path):
-    from n4afs_core import catalog, datasets, writes
+    from n4afs_core.data import datasets
+    from n4afs_core.index import catalog, writes
 
     only_first = tmp_path / "schema-1"
     only_first.mkdir()

@@ -6,7 +6,7 @@ import sys
 import threading
 
 import duckdb
-from n4afs_core.index import Index
+from n4afs_core.index.database import Index
 
 
 def make_index(path):

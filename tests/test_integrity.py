@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from n4afs_core.errors import BlobCorrupt
 
-from n4afs.fs import N4AFileSystem
-from n4afs.tree import Tree
+from n4afs.surfaces.fs import N4AFileSystem
+from n4afs.tree.tree import Tree
 from n4afs.workspace import Workspace
 from tests.mount_fixture import Mount
 
@@ -105,7 +105,7 @@ def test_mount_reads_eio_after_a_byte_flips_under_a_verified_blob(ws, tmp_path):
 @pytest.fixture
 def remote(tmp_path):
     """A remote store (any fsspec URL; fsspec's in-memory one here) and its local cache."""
-    from n4afs_core.remote_store import RemoteBlobStore
+    from n4afs_core.store.remote_store import RemoteBlobStore
 
     store = RemoteBlobStore(f"memory://{tmp_path.name}", tmp_path / "cache")
     store.create()
@@ -122,7 +122,7 @@ def test_remote_cache_copy_changed_after_fetch_is_never_read(remote):
 
 
 def test_reading_a_remote_blob_does_not_make_its_verified_copy_look_changed(remote):
-    from n4afs_core.verified import VerifiedBlobs
+    from n4afs_core.store.verified import VerifiedBlobs
 
     blob_id = remote.put(b"x" * 5000)
     verified = VerifiedBlobs(remote.path_of)
@@ -181,8 +181,8 @@ def test_a_missing_blob_is_eio_through_fsspec(ws):
 def planned_run(ws) -> str:
     """A run recorded as running by this (live) process, as a sweep is before its first
     commit: nothing of it is referenced yet."""
-    from n4afs_core.runner import RunOptions, plan_run
-    from n4afs_core.templates import load_template
+    from n4afs_core.pipelines.runner import RunOptions, plan_run
+    from n4afs_core.pipelines.templates import load_template
 
     ws.add_dataset("chemotools:coffee")
     info = ws.index.fetchall("SELECT dataset_id FROM datasets WHERE name = 'coffee'")[0][0]
@@ -195,7 +195,7 @@ def dead_owner() -> tuple[int, int]:
     import subprocess
     import sys
 
-    from n4afs_core.liveness import process_start
+    from n4afs_core.index.liveness import process_start
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     start = process_start(child.pid)
@@ -220,7 +220,7 @@ def test_gc_spares_blobs_of_a_run_whose_owner_is_alive_whatever_the_grace(ws):
 
 
 def test_a_reused_pid_is_not_the_owner():
-    from n4afs_core.liveness import Owner, current_owner, owner_alive
+    from n4afs_core.index.liveness import Owner, current_owner, owner_alive
 
     me = current_owner()
     assert owner_alive(me)

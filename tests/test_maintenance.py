@@ -14,7 +14,7 @@ import pytest
 from n4afs_core import maintenance
 from n4afs_core.errors import RunError
 
-from n4afs.tree import Tree
+from n4afs.tree.tree import Tree
 from n4afs.workspace import Workspace
 from tests.cli_process import cli
 from tests.mount_fixture import REPO, Mount, wait_for
@@ -208,7 +208,7 @@ def test_editing_a_hard_linked_export_is_caught_by_verify_and_healed_by_a_re_run
 # -- crash points ------------------------------------------------------------------------------
 KILL_BEFORE_COMMIT = r"""
 import sys, time
-import n4afs_core.runner as runner
+import n4afs_core.pipelines.runner as runner
 from n4afs.workspace import Workspace
 
 original = runner.commit_payloads

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 from n4afs_core.errors import N4AError
-from n4afs_core.metrics import (
+from n4afs_core.metrics.scores import (
     METRICS,
     Metric,
     best_index,
@@ -448,7 +448,7 @@ def test_scores_for_dispatches_on_task():
 def test_the_fast_mean_is_numpys_mean_to_the_bit():
     """Scores feed blob ids (the predictions table's footer): a faster mean must give the
     very same floats, or identical re-runs would stop deduplicating."""
-    from n4afs_core.metrics import _mean
+    from n4afs_core.metrics.scores import _mean
 
     rng = np.random.default_rng(7)
     for size in (1, 2, 3, 7, 17, 21, 128, 1000, 4097):

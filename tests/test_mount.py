@@ -19,8 +19,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from n4afs.fs import N4AFileSystem
-from n4afs.tree import Tree
+from n4afs.surfaces.fs import N4AFileSystem
+from n4afs.tree.tree import Tree
 from n4afs.workspace import Workspace
 from tests.mount_fixture import REPO, Mount, wait_for
 
@@ -336,7 +336,7 @@ def test_refusals_say_what_to_do(ws, tmp_path):
 def test_missing_dev_fuse_is_explained(monkeypatch):
     from n4afs_core.errors import MountError
 
-    from n4afs import mount as mounting
+    from n4afs.surfaces import mount as mounting
 
     real_exists = os.path.exists
     monkeypatch.setattr(

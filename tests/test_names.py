@@ -1,7 +1,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from n4afs.names import MAX_BYTES, safe_name, unique_names
+from n4afs.tree.names import MAX_BYTES, safe_name, unique_names
 
 HOSTILE = [
     "..",

@@ -2,8 +2,8 @@ import pickle
 
 import numpy as np
 import pytest
-from n4afs_core.datasets import load_chemotools
-from n4afs_core.nested_pls import fit_nested, is_plain_pls, small_pinv
+from n4afs_core.data.datasets import load_chemotools
+from n4afs_core.pipelines.nested_pls import fit_nested, is_plain_pls, small_pinv
 from sklearn.cross_decomposition import PLSRegression
 from sklearn.utils.validation import check_is_fitted
 

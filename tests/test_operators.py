@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from n4afs_core import operators
 from n4afs_core.errors import TemplateError, UnknownOperator
-from n4afs_core.operators import (
+from n4afs_core.pipelines import operators
+from n4afs_core.pipelines.operators import (
     build,
     get_operator,
     known_names,
@@ -185,7 +185,8 @@ def test_user_registration_by_path_and_conflicts(isolated_registry):
 
 def test_importing_the_modules_does_not_import_sklearn_or_chemotools():
     code = (
-        "import sys, core.operators, core.templates, core.generators; "
+        "import sys, n4afs_core.pipelines.operators, n4afs_core.pipelines.templates, "
+        "n4afs_core.pipelines.generators; "
         "print(sorted(m for m in ('sklearn', 'chemotools', 'numpy') if m in sys.modules))"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 from packaging.requirements import Requirement
 
-from n4afs.tree import Tree
+from n4afs.tree.tree import Tree
 from n4afs.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,8 +34,14 @@ CLASSIFICATION = ["plsda", "rf_clf", "svc", "logreg", "knn_clf", "lda"]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    source = tmp_path_factory.mktemp("source") / "n4afs"  # no stale build/ of earlier builds
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "tests"),
+    )
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(source)],
         check=True,
         capture_output=True,
         timeout=300,
@@ -46,7 +53,19 @@ def test_the_wheel_holds_n4afs_and_n4afs_core_and_no_core(wheel):
     tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
     assert {"n4afs", "n4afs_core"} <= tops
     assert "core" not in tops
-    assert "n4afs_core/schema/001_initial.sql" in zipfile.ZipFile(wheel).namelist()
+
+
+def test_the_wheel_holds_every_module_and_schema_file_of_the_source(wheel):
+    """Every subpackage is listed in pyproject: an editable install hides a forgotten one."""
+    installed = {
+        **{f"n4afs/{p.relative_to(ROOT / 'n4afs')}": p for p in (ROOT / "n4afs").rglob("*.py")},
+        **{f"n4afs_core/{p.relative_to(ROOT / 'core')}": p for p in (ROOT / "core").rglob("*.py")},
+        **{
+            f"n4afs_core/{p.relative_to(ROOT / 'core')}": p
+            for p in (ROOT / "core").rglob("schema/*.sql")
+        },
+    }
+    assert set(installed) - set(zipfile.ZipFile(wheel).namelist()) == set()
 
 
 def _closure(names: list[str]) -> set[str]:
@@ -222,3 +241,24 @@ def test_a_workspace_holding_old_name_models_serves_files_that_load(
     assert old in served and b"n4afs_core.pickles" in served  # the old bytes, wrapped
     assert old in files["pipeline.pkl"].read_bytes()
     assert ws.results("beans")[0].load_model("final").predict(X).tolist() == expected
+
+
+def test_public_names_survive_the_move_into_subpackages():
+    """The names users and pickles use: `n4afs.N4AFileSystem` is the `n4a://` class, and
+    n4afs's own estimator is pickled as `n4afs_core.operators`, its name before the move, so
+    models pickled before and after load in either version."""
+    import pickle
+    import pickletools
+
+    import fsspec
+    import n4afs_core.operators
+    from n4afs_core.pipelines import operators
+
+    import n4afs
+
+    assert n4afs.N4AFileSystem is fsspec.get_filesystem_class("n4a")
+    assert n4afs_core.operators.PLSDAClassifier is operators.PLSDAClassifier
+    data = pickle.dumps(operators.PLSDAClassifier(n_components=3))
+    names = [arg for op, arg, _ in pickletools.genops(data) if op.name == "SHORT_BINUNICODE"]
+    assert "n4afs_core.operators" in names and "n4afs_core.pipelines.operators" not in names
+    assert pickle.loads(data).n_components == 3

@@ -1,4 +1,4 @@
-"""core.ranking: one definition of "best", whose SQL and Python forms order alike."""
+"""core.metrics.ranking: one definition of "best", whose SQL and Python forms order alike."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import NamedTuple
 
 import duckdb
 import pytest
-from n4afs_core import ranking, trust
-from n4afs_core.names import result_label
+from n4afs_core.index import trust
+from n4afs_core.index.names import result_label
+from n4afs_core.metrics import ranking
 
 
 class Row(NamedTuple):  # the fields of a ResultRow that ranking reads

@@ -6,9 +6,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from n4afs import renderers
-from n4afs.renderers import _block_yaml, _pyyaml, yaml_bytes
-from n4afs.tree import Tree
+from n4afs.tree import renderers
+from n4afs.tree.renderers import _block_yaml, _pyyaml, yaml_bytes
+from n4afs.tree.tree import Tree
 
 
 def test_every_yaml_file_of_a_real_tree_is_written_directly_and_as_pyyaml_would(ws, monkeypatch):

@@ -13,9 +13,9 @@ import yaml
 from n4afs_core import maintenance
 from n4afs_core.errors import BlobCorrupt, BundleError, UntrustedArchive
 
-from n4afs.fs import N4AFileSystem
-from n4afs.importer import import_bundle
-from n4afs.tree import Tree
+from n4afs.share.importer import import_bundle
+from n4afs.surfaces.fs import N4AFileSystem
+from n4afs.tree.tree import Tree
 from n4afs.workspace import Workspace
 
 

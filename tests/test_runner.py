@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from n4afs_core.operators import register_operator
+from n4afs_core.pipelines.operators import register_operator
 from sklearn.base import BaseEstimator, TransformerMixin
 
 SWEEP = [
@@ -158,10 +158,11 @@ def test_bad_options_are_refused_before_anything_is_written(ws):
 
 CRASHING_RUN = r"""
 import sys, time
-import n4afs_core.runner
+import n4afs_core.pipelines.runner
 from n4afs.workspace import Workspace
 
-n4afs_core.runner.COMMIT_EVERY_S = 0  # one transaction per group, so the kill lands between them
+# one transaction per group, so the kill lands between them
+n4afs_core.pipelines.runner.COMMIT_EVERY_S = 0
 ws = Workspace(sys.argv[1])
 done = []
 
@@ -255,7 +256,7 @@ def test_held_out_test_set_gives_rmsep_and_fold_ensembles(ws):
 
 
 def test_separate_test_dataset_and_custom_splitter(ws, tmp_path):
-    from n4afs_core.datasets import load_chemotools
+    from n4afs_core.data.datasets import load_chemotools
     from sklearn.model_selection import KFold
 
     spectra = load_chemotools("chemotools:fermentation")
@@ -280,7 +281,7 @@ def test_separate_test_dataset_and_custom_splitter(ws, tmp_path):
 
 
 def test_test_dataset_with_other_wavelengths_is_refused(ws, tmp_path):
-    from n4afs_core.datasets import load_chemotools
+    from n4afs_core.data.datasets import load_chemotools
     from n4afs_core.errors import RunError
 
     spectra = load_chemotools("chemotools:fermentation")
@@ -293,7 +294,7 @@ def test_test_dataset_with_other_wavelengths_is_refused(ws, tmp_path):
 
 def test_committing_a_result_twice_is_a_no_op(ws):
     """Two processes resuming one run: the second commit of a result changes nothing."""
-    from n4afs_core.writes import commit_payloads
+    from n4afs_core.index.writes import commit_payloads
 
     payloads = []
     ws.run(
@@ -312,9 +313,9 @@ def test_committing_a_result_twice_is_a_no_op(ws):
 def test_groups_finishing_together_commit_together(ws, monkeypatch, interval, first_visible):
     """Three groups of 10 configs: committed one by one, or in one transaction when they
     finish within COMMIT_EVERY_S of each other; results are whole either way."""
-    import n4afs_core.runner
+    import n4afs_core.pipelines.runner
 
-    monkeypatch.setattr(n4afs_core.runner, "COMMIT_EVERY_S", interval)
+    monkeypatch.setattr(n4afs_core.pipelines.runner, "COMMIT_EVERY_S", interval)
     seen: list[int] = []
 
     def on_result(payload):

@@ -14,9 +14,9 @@ import pytest
 import yaml
 from n4afs_core import maintenance
 from n4afs_core.errors import WorkspaceError
-from n4afs_core.remote_store import RemoteBlobStore
+from n4afs_core.store.remote_store import RemoteBlobStore
 
-from n4afs.tree import Tree
+from n4afs.tree.tree import Tree
 from n4afs.workspace import Workspace
 from tests.mount_fixture import Mount
 

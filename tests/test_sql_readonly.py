@@ -106,7 +106,7 @@ def test_a_slow_query_does_not_hold_the_workspace_lock(swept):
     """A writer gets the exclusive lock while a long query is still running on its snapshot."""
     import threading
 
-    from n4afs_core.lock import WorkspaceLock
+    from n4afs_core.index.lock import WorkspaceLock
 
     slow = "SELECT sum(hash(range)) FROM range(500000000)"  # a second or two of CPU
     started, finished = threading.Event(), threading.Event()

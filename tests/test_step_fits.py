@@ -2,12 +2,12 @@
 
 import pickle
 
-import n4afs_core.step_fits as step_fits
+import n4afs_core.pipelines.step_fits as step_fits
 import numpy as np
 import pytest
 from chemotools.datasets import load_coffee, load_fermentation_train
 from chemotools.scatter import MultiplicativeScatterCorrection
-from n4afs_core.step_fits import fit_step
+from n4afs_core.pipelines.step_fits import fit_step
 
 
 def _spectra() -> dict[str, np.ndarray]:

@@ -1,4 +1,4 @@
-"""One suite every blob store passes (`core.storage.Store`): what callers may rely on.
+"""One suite every blob store passes (`core.store.storage.Store`): what callers may rely on.
 
 `StoreContract` holds the tests; each store joins with a subclass that says how to open
 it (`make`) and how to plant raw bytes under its root (`plant`, to damage an object or
@@ -21,12 +21,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from n4afs_core.blobstore import BlobStore
 from n4afs_core.errors import BlobCorrupt, BlobNotFound, InvalidBlobId
-from n4afs_core.ids import BlobId
-from n4afs_core.remote_store import RemoteBlobStore
-from n4afs_core.storage import OBJECTS, Store, blob_id_at, object_path
-from n4afs_core.stores import open_store
+from n4afs_core.store.blobstore import BlobStore
+from n4afs_core.store.ids import BlobId
+from n4afs_core.store.remote_store import RemoteBlobStore
+from n4afs_core.store.storage import OBJECTS, Store, blob_id_at, object_path
+from n4afs_core.store.stores import open_store
 
 from tests.test_scaleout import s3  # noqa: F401 - the moto S3 server fixture
 

@@ -7,7 +7,13 @@ import json
 import numpy as np
 import pytest
 from n4afs_core.errors import TemplateError, UnknownOperator
-from n4afs_core.templates import PipelineConfig, Step, Template, load_template, load_templates
+from n4afs_core.pipelines.templates import (
+    PipelineConfig,
+    Step,
+    Template,
+    load_template,
+    load_templates,
+)
 
 SAVGOL = {"savgol": {"deriv": 1, "window_length": 15, "polyorder": 2}}
 SWEEP = [

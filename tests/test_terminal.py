@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from n4afs.terminal import visible
+from n4afs.cli.terminal import visible
 from n4afs.workspace import Workspace
 
 MARKUP = "barley [red]x[/red]"

@@ -9,13 +9,13 @@ import joblib
 import numpy as np
 import pytest
 import yaml
-from n4afs_core.metrics import METRICS
-from n4afs_core.names import InvalidName
-from n4afs_core.templates import load_template
+from n4afs_core.index.names import InvalidName
+from n4afs_core.metrics.scores import METRICS
+from n4afs_core.pipelines.templates import load_template
 
-from n4afs.content import FilesListing, directory, file_node
-from n4afs.fs import N4AFileSystem
-from n4afs.tree import Tree
+from n4afs.surfaces.fs import N4AFileSystem
+from n4afs.tree.content import FilesListing, directory, file_node
+from n4afs.tree.tree import Tree
 from n4afs.workspace import Workspace
 
 REGRESSION = [
@@ -383,7 +383,7 @@ def test_hostile_dataset_names_stay_single_components(tmp_path):
 def test_a_refresh_adopts_loaded_rows_and_reads_only_new_results(tmp_path, monkeypatch):
     """Model and score rows of a visible result never change: a new snapshot keeps the
     ones already loaded and reads the rest for the new results only."""
-    from n4afs import snapshot as snapshot_module
+    from n4afs.tree import snapshot as snapshot_module
 
     ws = Workspace(tmp_path / "ws")
     template = [{"_or_": ["snv", "msc"]}, {"pls": {"n_components": 2}}]

@@ -30,9 +30,9 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from n4afs.content import DIR_MODE, FILE_MODE
-from n4afs.fs import N4AFileSystem
-from n4afs.tree import Tree, parse_path
+from n4afs.surfaces.fs import N4AFileSystem
+from n4afs.tree.content import DIR_MODE, FILE_MODE
+from n4afs.tree.tree import Tree, parse_path
 from n4afs.workspace import Workspace
 from tests.mount_fixture import Mount
 

@@ -1,8 +1,8 @@
 """Work the write path no longer repeats: a blob queued in a batch is not written twice, a
 shared fitted prefix is pickled once per group, every shard folder exists up front."""
 
-import n4afs_core.persist as persist
-from n4afs_core.blobstore import BlobStore
+import n4afs_core.pipelines.persist as persist
+from n4afs_core.store.blobstore import BlobStore
 
 
 def test_a_blob_already_queued_in_the_batch_is_not_written_again(tmp_path, monkeypatch):
@@ -49,7 +49,7 @@ def test_a_batch_writes_in_the_background_and_raises_its_write_errors_on_exit(
     import errno
     import threading
 
-    import n4afs_core.blobstore as blobstore
+    import n4afs_core.store.blobstore as blobstore
     import pytest
 
     store = BlobStore(tmp_path / "store")

@@ -23,7 +23,7 @@ from n4afs import __version__
 from n4afs.cli import maintenance, runs, share, tree
 from n4afs.cli.common import WORKSPACE_HELP, echo
 from n4afs.cli.runs import FAILED_CONFIGS_EXIT
-from n4afs.terminal import visible
+from n4afs.cli.terminal import visible
 
 __all__ = ["FAILED_CONFIGS_EXIT", "cli", "main"]
 

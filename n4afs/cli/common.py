@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from n4afs.terminal import shown, visible
+from n4afs.cli.terminal import shown, visible
 
 WORKSPACE_HELP = "Workspace directory (default: $N4AFS_WORKSPACE, else ~/.n4afs/workspace)."
 
@@ -69,7 +69,7 @@ def parse_age(text: str) -> float:
 # -- tree paths ---------------------------------------------------------------------------------
 def parsed(path: str) -> tuple[str, ...]:
     """A tree path; `..` is refused as a missing path (one line, exit 2), never resolved."""
-    from n4afs.tree import parse_path
+    from n4afs.tree.tree import parse_path
 
     try:
         return parse_path(path)
@@ -92,7 +92,7 @@ def tree_and_path(ctx: click.Context, path: str):
 
 def workspace_and_tree_path(ctx: click.Context, path: str):
     """A path inside a live n4afs mount, or a tree path in the -w workspace."""
-    from n4afs.mount import locate
+    from n4afs.surfaces.mount import locate
 
     mounted = locate(Path(path).expanduser()) if Path(path).expanduser().exists() else None
     if mounted is not None:

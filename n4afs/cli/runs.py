@@ -8,10 +8,10 @@ from contextlib import contextmanager
 
 import click
 
-from n4afs import output
+from n4afs.cli import output
 from n4afs.cli.common import add_row, console, echo, human_bytes, score, table, workspace
-from n4afs.output import NAME, NUMBER, WORD, format_options
-from n4afs.terminal import shown, visible
+from n4afs.cli.output import NAME, NUMBER, WORD, format_options
+from n4afs.cli.terminal import shown, visible
 
 FAILED_CONFIGS_EXIT = 3  # `run` finished, but some configs failed (status partial / failed)
 
@@ -120,7 +120,7 @@ BETTER = {"lower": "lower is better", "higher": "higher is better", "zero": "clo
 
 def _ranked_by(metric: str | None) -> str:
     """`ranked by r2 (pooled CV, higher is better)`: what a ranking's order follows."""
-    from n4afs_core.metrics import METRICS
+    from n4afs_core.metrics.scores import METRICS
 
     if metric is None:
         return "nothing to rank"
@@ -131,7 +131,7 @@ def _ranked_table(title: str, results: list, width: int, show_run: bool = True):
     """Best first: the ranking metric's pooled CV score, its test score when there is a test
     set (in place of the last other score), then a few others of the task. Run ids lose their
     date (`runs` shows it); the status column appears when a result did not complete."""
-    from n4afs_core.metrics import METRICS
+    from n4afs_core.metrics.scores import METRICS
 
     from n4afs.runs import undated
 
@@ -179,7 +179,7 @@ def _progress_callback(progress, task_id, state: dict):
 
 def _finish_with_progress(run) -> None:
     """`Run.finish` under a progress bar: done of pending, the best score so far, failures."""
-    from n4afs_core.metrics import is_better
+    from n4afs_core.metrics.scores import is_better
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     pending, metric = run.pending()
@@ -225,7 +225,7 @@ def _resumable(run_id: str) -> Iterator[None]:
     """Whatever stops the run from here says how to finish it: Ctrl-C prints the command
     and exits 130, a user error gets it appended, a bug's traceback gets it as a note."""
     from n4afs_core.errors import N4AError
-    from n4afs_core.runner import resume_hint
+    from n4afs_core.pipelines.runner import resume_hint
 
     hint = resume_hint(run_id)
     try:
@@ -386,7 +386,7 @@ def runs(ctx, fmt) -> None:
 
 def _interrupted_hints(listed: list, err: bool = False) -> None:
     """One line per interrupted run: the command that finishes it."""
-    from n4afs_core.runner import resume_hint
+    from n4afs_core.pipelines.runner import resume_hint
 
     for r in listed:
         if r.status != "interrupted":

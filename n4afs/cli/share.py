@@ -148,7 +148,7 @@ def predict(ctx, source, new_csv, out, model, result, trust) -> None:
     """
     path = Path(source).expanduser()
     if path.exists() and (path.suffix == ".zip" or (path / "EXPORT.yaml").exists()):
-        from n4afs.prediction import predict_bundle  # a bundle needs no workspace
+        from n4afs.share.prediction import predict_bundle  # a bundle needs no workspace
 
         done = predict_bundle(path, Path(new_csv), model, trust, result)
     else:

@@ -124,7 +124,7 @@ def mount(ctx, paths, foreground, allow_other) -> None:
 @click.argument("mountpoint")
 def umount(mountpoint) -> None:
     """Unmount an n4afs mount (also clears a stale one left by a killed daemon)."""
-    from n4afs.mount import unmount
+    from n4afs.surfaces.mount import unmount
 
     echo(f"{unmount(Path(mountpoint).expanduser().absolute())}: {mountpoint}")
 

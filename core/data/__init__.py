@@ -1,0 +1,1 @@
+"""Datasets: files and arrays in, one validated Spectra record out, stored by content."""

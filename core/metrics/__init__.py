@@ -1,0 +1,1 @@
+"""Metrics and their direction, and the one ranking rule built on them."""

@@ -1,0 +1,1 @@
+"""Pipelines: templates expanded into configs, fitted under cross-validation, persisted."""

@@ -1,0 +1,183 @@
+"""Cross-validated fitting of many pipeline configs on one dataset, sharing work.
+
+Configs arrive as lists of `(operator, params)` steps; the last step is the model. Two
+kinds of work are shared:
+
+* Preprocessing prefixes. In each fit context (one CV fold, or the final refit) a prefix
+  such as `[snv]` or `[snv, savgol]` is fitted once on the training rows and its output kept
+  (memoized by the canonical JSON of the steps: params + position). Every config starting
+  with that prefix reuses the same fitted objects and the same transformed matrix.
+* PLS component counts. Configs that differ only in `n_components` of a plain
+  PLSRegression after the same prefix are fitted once with the largest count
+  (`core.pipelines.nested_pls`).
+
+The memo lives for one `fit_group` call; a group holds the configs whose first step is the
+same, so every shared prefix falls inside one group and groups run in parallel.
+
+Design: docs/DESIGN.md, "Scale-out".
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from n4afs_core.pipelines.nested_pls import fit_nested, is_plain_pls, predict_plain_pls
+from n4afs_core.pipelines.step_fits import fit_step
+
+Step = tuple[str, dict[str, Any]]
+
+
+def step_key(steps: list[Step]) -> str:
+    return json.dumps([[op, params] for op, params in steps], sort_keys=True, default=str)
+
+
+@dataclass
+class FitContext:
+    """Rows to fit on and rows to predict, for one fold (or the final refit: fold -1)."""
+
+    fold: int
+    train_idx: np.ndarray
+    predict_idx: dict[str, np.ndarray]  # partition -> rows
+
+
+@dataclass
+class FittedModel:
+    fold: int
+    steps: list[Any]  # fitted step objects, in order
+    predictions: dict[str, np.ndarray]  # partition -> y_pred (aligned with context rows)
+    probabilities: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class ConfigOutcome:
+    key: str
+    models: list[FittedModel] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class FitStats:
+    """How much work was really done: what the memo tests and benchmarks count."""
+
+    prefix_fits: int = 0
+    prefix_hits: int = 0
+    model_fits: int = 0
+    nested_pls_fits: int = 0
+
+
+class _PrefixMemo:
+    """Fitted prefixes of one context: key -> (fitted steps, transformed X of all rows)."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, stats: FitStats):
+        self.X, self.y, self.train_idx, self.stats = X, y, train_idx, stats
+        self.memo: dict[str, tuple[list[Any], np.ndarray]] = {"[]": ([], X)}
+
+    def get(self, steps: list[Step], build: Any) -> tuple[list[Any], np.ndarray]:
+        key = step_key(steps)
+        if key in self.memo:
+            self.stats.prefix_hits += 1
+            return self.memo[key]
+        fitted, X_prev = self.get(steps[:-1], build)
+        step = build(*steps[-1])
+        fit_step(step, X_prev[self.train_idx], self.y[self.train_idx])
+        self.stats.prefix_fits += 1
+        result = ([*fitted, step], step.transform(X_prev))
+        self.memo[key] = result
+        return result
+
+    def peek(self, steps: list[Step]) -> tuple[list[Any], np.ndarray]:
+        """A prefix already fitted for a model of this context (not counted as reuse)."""
+        return self.memo[step_key(steps)]
+
+
+def fit_group(
+    X: np.ndarray,
+    y: np.ndarray,
+    contexts: list[FitContext],
+    configs: list[tuple[str, list[Step]]],
+    build: Any,
+    stats: FitStats | None = None,
+) -> list[ConfigOutcome]:
+    """Fit every config in every context; a config that raises is recorded, not fatal."""
+    stats = stats or FitStats()
+    outcomes = {key: ConfigOutcome(key) for key, _ in configs}
+    for context in contexts:
+        memo = _PrefixMemo(X, y, context.train_idx, stats)
+        pending = [(k, s) for k, s in configs if outcomes[k].error is None]
+        steps_of = dict(pending)
+        for key, model in _fit_models(pending, memo, build, stats, outcomes):
+            try:
+                prefix, X_pre = memo.peek(steps_of[key][:-1])
+                outcomes[key].models.append(_predict([*prefix, model], X_pre, context))
+            except Exception:
+                outcomes[key].error = traceback.format_exc()
+    return [outcomes[key] for key, _ in configs]
+
+
+def _fit_models(pending, memo, build, stats, outcomes):
+    """Yield (key, fitted model) per config, batching nested PLS fits."""
+    batches: dict[str, list[tuple[str, list[Step]]]] = {}
+    for key, steps in pending:
+        model_op, params = steps[-1]
+        try:
+            template = build(model_op, params)
+            if is_plain_pls(template):
+                other = {k: v for k, v in params.items() if k != "n_components"}
+                batch_key = step_key([*steps[:-1], (model_op, other)])
+                batches.setdefault(batch_key, []).append((key, steps))
+                continue
+            _, X_pre = memo.get(steps[:-1], build)
+            stats.model_fits += 1
+            yield key, template.fit(X_pre[memo.train_idx], memo.y[memo.train_idx])
+        except Exception:
+            outcomes[key].error = traceback.format_exc()
+    for members in batches.values():
+        yield from _fit_pls_batch(members, memo, build, stats, outcomes)
+
+
+def _fit_pls_batch(members, memo, build, stats, outcomes):
+    steps = members[0][1]
+    try:
+        _, X_pre = memo.get(steps[:-1], build)
+        ks = {key: int(build(*s[-1]).n_components) for key, s in members}
+        fitted = fit_nested(
+            build(*steps[-1]), X_pre[memo.train_idx], memo.y[memo.train_idx], ks.values()
+        )
+        stats.nested_pls_fits += 1
+    except Exception:
+        if len(members) == 1:
+            outcomes[members[0][0]].error = traceback.format_exc()
+            return
+        # one count may be impossible (more components than samples): fit each on its own
+        for member in members:
+            yield from _fit_pls_batch([member], memo, build, stats, outcomes)
+        return
+    for key, _ in members:
+        yield key, fitted[ks[key]]
+
+
+def _predict(chain: list[Any], X_pre: np.ndarray, context: FitContext) -> FittedModel:
+    """Predictions of the fitted chain for every partition of the context."""
+    from sklearn.base import is_classifier
+
+    model = chain[-1]
+    result = FittedModel(context.fold, chain, {})
+    plain_pls = is_plain_pls(model)
+    for partition, rows in context.predict_idx.items():
+        if len(rows) == 0:
+            continue
+        if plain_pls:  # X_pre[rows] is a fresh copy: the fast path may center it in place
+            y_pred = np.asarray(predict_plain_pls(model, X_pre[rows]))
+        else:
+            y_pred = np.asarray(model.predict(X_pre[rows]))
+        if is_classifier(model):
+            result.predictions[partition] = y_pred
+            if hasattr(model, "predict_proba"):
+                result.probabilities[partition] = np.asarray(model.predict_proba(X_pre[rows]))
+        else:
+            result.predictions[partition] = y_pred.reshape(len(rows), -1)[:, 0]
+    return result

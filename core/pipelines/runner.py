@@ -1,0 +1,651 @@
+"""Runs: templates x datasets, cross-validated, persisted result by result.
+
+A run is planned before anything is fitted: the run row, its templates (before expansion)
+and one `pending` results row per (dataset, config), each with its per-dataset sequence
+number, all in one transaction. Execution then fits groups of configs (`core.pipelines.cv`) in
+parallel with joblib, workers write blobs, and the coordinator commits each group's results
+in one transaction (pending -> completed | failed). A crash leaves pending rows and no half
+result; `execute_run` on the same run id finishes only what is still pending.
+
+What can be checked without fitting is checked before the plan is written (options, enough
+samples for the folds), so a refused run leaves nothing behind. A run that stops anyway
+(an error, Ctrl-C, a full disk) releases its ownership: listings show it `interrupted`
+(`core.index.liveness`), and every such error names `n4afs run --resume RUN`. Workers end when
+their coordinator dies (`_exit_with_coordinator`): nobody would commit what they write.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from n4afs_core.data import datasets as ds
+from n4afs_core.errors import DatasetError, RunError, full_path, is_disk_full
+from n4afs_core.index.catalog import DatasetInfo, find_datasets, require_spectra
+from n4afs_core.index.database import Index
+from n4afs_core.index.names import checked_text
+from n4afs_core.index.writes import (
+    commit_payloads,
+    insert_run,
+    insert_run_dataset,
+    insert_template,
+    plan_results,
+    record_owner,
+    release_owner,
+    set_run_status,
+)
+from n4afs_core.metrics.scores import get_metric, ranking_metric
+from n4afs_core.pipelines.cv import FitContext, FitStats, fit_group, step_key
+from n4afs_core.pipelines.persist import (
+    Partitions,
+    ResultPayload,
+    short_id,
+    store_outcome,
+)
+from n4afs_core.pipelines.templates import Template
+from n4afs_core.pipelines.versions import library_versions
+from n4afs_core.store.storage import Store
+from n4afs_core.store.stores import open_store
+
+DEFAULT_METRIC = {"regression": "rmse", "classification": "accuracy"}
+
+
+# Finished groups are committed together when they finish within this long of the last
+# commit: each index transaction costs ~25 ms, a small sweep's groups take less than that to
+# fit, and a result is still committed whole (a crash loses at most this much work).
+COMMIT_EVERY_S = 0.5
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything needed to reproduce (and resume) a run's splits and ranking."""
+
+    cv: int = 5
+    seed: int = 42
+    metric: str | None = None  # default: rmse (regression) / accuracy (classification)
+    test_size: float = 0.0  # fraction held out as a test set before CV
+    test_dataset: str | None = None  # or a separate dataset (id) as the test set
+    splitter: dict[str, Any] | None = None  # {"class": path, "params": {...}}; default K-fold
+    n_jobs: int = 1
+    backend: str = "joblib"  # or "dask": groups run on a dask.distributed cluster
+    scheduler: str | None = None  # dask scheduler address, e.g. tcp://10.0.0.5:8786
+
+    def validate(self) -> None:
+        if self.backend not in ("joblib", "dask"):
+            raise RunError(f"unknown backend {self.backend!r}: use joblib or dask")
+        if self.backend == "dask" and not self.scheduler:
+            raise RunError("the dask backend needs a scheduler address (--scheduler tcp://...)")
+        if self.test_size and self.test_dataset:
+            raise RunError("give a test_size or a test dataset, not both")
+        if self.cv < 2:
+            raise RunError(f"cv must be at least 2 folds (got {self.cv})")
+        if not 0.0 <= self.test_size < 0.9:
+            raise RunError(f"test_size must be in [0, 0.9) (got {self.test_size})")
+        if self.metric is not None:
+            get_metric(self.metric)
+
+
+ResultCallback = Callable[[ResultPayload], None]
+
+
+def slug(text: str) -> str:
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9]+", "-", text.lower())).strip("-")[:40] or "run"
+
+
+def metric_for(options: RunOptions, dataset: DatasetInfo) -> str:
+    """The metric that ranks the run's results on `dataset`: the one asked for, which must
+    fit the dataset's task (`core.metrics.scores.ranking_metric` refuses it otherwise, before
+    anything is planned), else the task's default."""
+    if options.metric:
+        return ranking_metric(options.metric, dataset.task, f"dataset {dataset.name!r}").name
+    return DEFAULT_METRIC[dataset.task]
+
+
+# -- planning ---------------------------------------------------------------------------
+# (pid, run id) of the runs this process is recorded as owning (`core.index.liveness`): a run
+# planned here is executed without a second index write to say so. The pid makes a forked
+# child record itself.
+_OWNED: set[tuple[int, str]] = set()
+
+
+def plan_run(
+    index: Index,
+    templates: Sequence[Template],
+    datasets: Sequence[DatasetInfo],
+    options: RunOptions,
+    name: str,
+) -> str:
+    """Record the run, its templates and every pending result; return the run id."""
+    name = checked_text("run name", name)
+    options.validate()
+    if not templates or not datasets:
+        raise RunError("a run needs at least one template and one dataset")
+    test = _test_dataset(index, options)
+    for dataset in [*datasets, *([test] if test is not None else [])]:
+        require_spectra(dataset)  # a dataset imported without them: say how to attach them
+    for dataset in datasets:
+        check_folds(dataset.name, n_training(dataset.n_samples, options), options.cv)
+        if test is not None:
+            check_test_set(dataset, test)
+    expanded = [t.expand(f"templates[{i}]") for i, t in enumerate(templates)]
+    by_dataset = [
+        [[c.for_task(d.task, d.name) for c in configs] for configs in expanded] for d in datasets
+    ]
+    metrics = [metric_for(options, dataset) for dataset in datasets]
+    run_metric = ",".join(dict.fromkeys(metrics))  # two only when tasks mix with no --metric
+    now = datetime.now()
+    identity = json.dumps(
+        [
+            name,
+            [t.body for t in templates],
+            [d.dataset_id for d in datasets],
+            asdict(options),
+            now.isoformat(),
+            os.getpid(),
+        ],
+        default=str,
+    )
+    run_id = f"{now:%Y-%m-%d}_{slug(name)}_{short_id(identity, length=6)}"
+    with index.write() as conn:
+        insert_run(conn, run_id, name, run_metric, _run_options(options), now)
+        for position, (template, configs) in enumerate(zip(templates, expanded, strict=True)):
+            insert_template(conn, run_id, position, template.name, template.body, len(configs))
+        for position, (dataset, metric) in enumerate(zip(datasets, metrics, strict=True)):
+            insert_run_dataset(conn, run_id, dataset.dataset_id, position)
+            plan_results(conn, run_id, dataset, by_dataset[position], metric)
+    _OWNED.add((os.getpid(), run_id))
+    return run_id
+
+
+def plan_again(index: Index, run_id: str) -> str:
+    """A new run of `run_id`'s templates on its datasets with its options; its id.
+
+    The one way to get the same fitted bytes again (what recreates an object `verify
+    --repair` quarantined): the same seed gives the same folds and the same config groups
+    share the same prefix fits. Fitting a single config alone pickles other bytes than the
+    sweep did (measured: its PLS models differ), so a partial re-run does not heal.
+    """
+
+    with index.read() as conn:
+        row = conn.execute("SELECT name, options FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        if row is None:
+            raise RunError(f"no run {run_id!r}: list them with `n4afs runs`")
+        bodies = conn.execute(
+            "SELECT name, body FROM templates WHERE run_id = ? ORDER BY position", [run_id]
+        ).fetchall()
+        dataset_ids = conn.execute(
+            "SELECT dataset_id FROM run_datasets WHERE run_id = ? ORDER BY position", [run_id]
+        ).fetchall()
+        infos = [find_datasets(conn, dataset_id)[0] for (dataset_id,) in dataset_ids]
+    imported = index.fetchall("SELECT 1 FROM imports WHERE run_id = ?", [run_id])
+    if imported or not bodies:
+        raise RunError(f"run {run_id} was imported, not fitted: import its bundle again")
+    recorded = json.loads(row[1])
+    fields = RunOptions.__dataclass_fields__
+    options = RunOptions(**{k: v for k, v in recorded.items() if k in fields})
+    templates = [Template(name, json.loads(body)) for name, body in bodies]
+    return plan_run(index, templates, infos, options, row[0])
+
+
+def _run_options(options: RunOptions) -> dict[str, Any]:
+    """Options plus where and with what they ran: MANIFEST.yaml and export cite these."""
+    return {**asdict(options), "host": socket.gethostname(), "versions": library_versions()}
+
+
+# -- splits -----------------------------------------------------------------------------
+def n_training(n_samples: int, options: RunOptions) -> int:
+    """Samples left for CV once the test fraction is held out (as train_test_split takes
+    it: the test part rounded up); a separate test dataset takes none."""
+    return n_samples - math.ceil(n_samples * options.test_size) if options.test_size else n_samples
+
+
+def _test_dataset(index: Index, options: RunOptions) -> DatasetInfo | None:
+
+    if not options.test_dataset:
+        return None
+    with index.read() as conn:
+        found = find_datasets(conn, options.test_dataset)
+    if len(found) != 1:
+        raise RunError(f"no test dataset {options.test_dataset!r} in the workspace")
+    return found[0]
+
+
+def check_test_set(train: DatasetInfo, test: DatasetInfo) -> None:
+    """Refuse, before planning, a test dataset the index already shows unfit: other
+    targets, or other wavelengths (count and range). `with_test_set` compares every
+    column name once the data are loaded."""
+    if train.task != test.task or train.target_names != test.target_names:
+        raise RunError(f"test dataset {test.name!r} has other targets than {train.name!r}")
+    same_range = all(
+        a == b or (a is not None and b is not None and ds.same_wavelength(a, b))
+        for a, b in (
+            (train.wavelength_min, test.wavelength_min),
+            (train.wavelength_max, test.wavelength_max),
+        )
+    )
+    if train.n_features != test.n_features or not same_range:
+        raise RunError(
+            f"test dataset {test.name!r} has other wavelength columns than {train.name!r}: "
+            f"{test.n_features} from {test.wavelength_min} to {test.wavelength_max}, not "
+            f"{train.n_features} from {train.wavelength_min} to {train.wavelength_max}"
+        )
+
+
+def check_folds(name: str, n_train: int, cv: int) -> None:
+    """Refuse a dataset too small for the run's folds (planning asks before it writes)."""
+    if n_train < cv:
+        raise RunError(
+            f"dataset {name!r}: {n_train} training samples cannot make {cv} folds; lower --cv"
+        )
+
+
+def make_partitions(spectra: ds.Spectra, options: RunOptions, n_test: int = 0) -> Partitions:
+    """Deterministic splits from the run's seed: test hold-out first, then K folds.
+
+    `n_test` > 0: the last rows are a separate test dataset appended to the training one.
+    Data the run's options cannot split (sklearn's ValueError) is a `RunError` naming it.
+    """
+    try:
+        return _partitions(spectra, options, n_test)
+    except ValueError as exc:  # e.g. fewer members of every class than folds
+        raise RunError(f"dataset {spectra.name!r} cannot be split for this run: {exc}") from exc
+
+
+def _partitions(spectra: ds.Spectra, options: RunOptions, n_test: int) -> Partitions:
+    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+
+    y = spectra.target()
+    rows = np.arange(spectra.n_samples)
+    classify = spectra.task == "classification"
+    if n_test:
+        train_idx, test_idx = rows[:-n_test], rows[-n_test:]
+    elif options.test_size > 0:
+        train_idx, test_idx = train_test_split(
+            rows,
+            test_size=options.test_size,
+            random_state=options.seed,
+            stratify=y if classify else None,
+        )
+        train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
+    else:
+        train_idx, test_idx = rows, rows[:0]
+    check_folds(spectra.name, len(train_idx), options.cv)
+    if options.splitter:
+        splitter = build_splitter(options.splitter)
+    else:
+        splitter_cls = StratifiedKFold if classify else KFold
+        splitter = splitter_cls(n_splits=options.cv, shuffle=True, random_state=options.seed)
+    folds = [(train_idx[a], train_idx[b]) for a, b in splitter.split(train_idx, y[train_idx])]
+    return Partitions(spectra.sample_ids, y, spectra.task, folds, test_idx, train_idx)
+
+
+def splitter_spec(splitter: Any) -> dict[str, Any]:
+    """An sklearn CV splitter as JSON (class path + constructor params), so resume rebuilds it."""
+    import inspect
+
+    cls = type(splitter)
+    names = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    params = {name: getattr(splitter, name) for name in names if hasattr(splitter, name)}
+    return {"class": f"{cls.__module__}.{cls.__qualname__}", "params": params}
+
+
+def build_splitter(spec: dict[str, Any]) -> Any:
+    import importlib
+
+    module, _, name = spec["class"].rpartition(".")
+    return getattr(importlib.import_module(module), name)(**spec["params"])
+
+
+def with_test_set(train: ds.Spectra, test: ds.Spectra) -> ds.Spectra:
+    """The training spectra with a separate test set appended. Wavelengths match as numbers
+    (`428` and `428.0` are one column, in any order: predict's rule, `ds.match_wavelength_
+    columns`); a grid that differs is refused saying how."""
+    if train.task != test.task or train.target_names != test.target_names:
+        raise RunError(f"test dataset {test.name!r} has other targets than {train.name!r}")
+    try:
+        columns = ds.match_wavelength_columns(
+            test.feature_names,
+            range(len(test.feature_names)),
+            list(train.feature_names),
+            f"test dataset {test.name!r} against {train.name!r}",
+        )
+    except DatasetError as exc:
+        raise RunError(str(exc)) from exc
+    test_X = test.X[:, columns]
+    taken = set(train.sample_ids)
+    ids = [f"test:{s}" if s in taken else s for s in test.sample_ids]
+    return ds.Spectra(
+        train.name,
+        np.vstack([train.X, test_X]),
+        np.concatenate([train.y, test.y]),
+        train.sample_ids + ids,
+        train.feature_names,
+        train.target_names,
+        train.task,
+    )
+
+
+def fit_contexts(parts: Partitions) -> list[FitContext]:
+    contexts = [
+        FitContext(k, train, {"train": train, "val": val, "test": parts.test_idx})
+        for k, (train, val) in enumerate(parts.folds)
+    ]
+    contexts.append(
+        FitContext(-1, parts.train_idx, {"train": parts.train_idx, "test": parts.test_idx})
+    )
+    return contexts
+
+
+# -- execution --------------------------------------------------------------------------
+def build_step(op: str, params: dict[str, Any]) -> Any:
+    from n4afs_core.pipelines.operators import build, get_operator
+
+    return build(get_operator(op), dict(params))
+
+
+def step_names(steps: list[tuple[str, dict]]) -> list[str]:
+    """Semantic artifact names: snv, savgol, pls_model; repeats get _2, _3."""
+    from n4afs_core.pipelines.operators import get_operator
+
+    names, seen = [], {}
+    for i, (op, _) in enumerate(steps):
+        base = get_operator(op).label + ("_model" if i == len(steps) - 1 else "")
+        seen[base] = seen.get(base, 0) + 1
+        names.append(base if seen[base] == 1 else f"{base}_{seen[base]}")
+    return names
+
+
+def _steps_of(config_json: str) -> list[tuple[str, dict[str, Any]]]:
+    return [next(iter(step.items())) for step in json.loads(config_json)]
+
+
+def run_group(
+    store_spec: dict[str, Any],
+    X: np.ndarray,
+    parts: Partitions,
+    configs: list[tuple[str, str]],
+    metric: str,
+    coordinator: int | None = None,
+) -> tuple[list[ResultPayload], FitStats]:
+    """Worker: fit a group of configs on one dataset, write their blobs, return payloads.
+
+    `coordinator`: the PID of the process that will commit them; a worker it started ends
+    when it dies.
+    """
+    _exit_with_coordinator(coordinator)
+    started = time.perf_counter()
+    steps = {result_id: _steps_of(config) for result_id, config in configs}
+    stats = FitStats()
+    outcomes = fit_group(X, parts.y, fit_contexts(parts), list(steps.items()), build_step, stats)
+    store = open_store(store_spec)
+    payloads, stored = [], {}  # stored: shared fitted prefixes are pickled once
+    with store.batch():  # durable together, before the coordinator commits their rows
+        for outcome in outcomes:
+            names = step_names(steps[outcome.key])
+            payloads.append(
+                store_outcome(store, outcome.key, outcome, parts, names, metric, stored)
+            )
+    elapsed = (time.perf_counter() - started) / max(len(payloads), 1)
+    for payload in payloads:
+        payload.duration_s = elapsed
+    return payloads, stats
+
+
+# PIDs of the worker processes already watching their coordinator (a fork copies the set).
+_WATCHING: set[int] = set()
+WATCH_EVERY_S = 0.2
+
+
+def _exit_with_coordinator(coordinator: int | None) -> None:
+    """In a worker process the coordinator started (joblib's loky workers are its
+    children), a daemon thread that ends the worker as soon as the coordinator is gone.
+
+    A coordinator killed with SIGKILL cannot stop its workers, and loky's would go on
+    fitting queued groups and writing blobs nobody commits (measured: 113 -> 219 objects
+    in the minute after a `kill -9`). The thread polls the parent PID: once the coordinator
+    dies the worker is re-parented and the PID changes (no reuse can fake it), within
+    `WATCH_EVERY_S`. A worker that is not the coordinator's child is left alone: joblib's
+    sequential backend runs in the coordinator itself, dask workers belong to their cluster.
+    """
+    pid = os.getpid()
+    if coordinator is None or pid in _WATCHING or os.getppid() != coordinator:
+        return
+    _WATCHING.add(pid)
+
+    def watch() -> None:
+        while os.getppid() == coordinator:
+            time.sleep(WATCH_EVERY_S)
+        os._exit(1)  # at once: a half-written blob stays a temporary, which gc removes
+
+    threading.Thread(target=watch, name="n4afs-coordinator-watch", daemon=True).start()
+
+
+def _group_configs(pending: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """Configs sharing a first step go together: every shared prefix is inside one group."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for result_id, config in pending:
+        steps = _steps_of(config)
+        key = step_key(steps[:1]) if len(steps) > 1 else "model:" + steps[0][0]
+        groups.setdefault(key, []).append((result_id, config))
+    return list(groups.values())
+
+
+def execute_run(
+    index: Index, store: Store, run_id: str, on_result: ResultCallback | None = None
+) -> FitStats:
+    """Fit and persist every pending result of the run, then settle the run's status.
+
+    A full disk stops the run with a message saying how to go on; whatever committed before
+    stays, and nothing half-written becomes visible (blobs are published before their rows,
+    rows commit whole). Any exception (Ctrl-C included) releases this process's ownership
+    first, so the run reads `interrupted` even while this process lives on.
+    """
+    if (os.getpid(), run_id) not in _OWNED:  # a resume: gc must see the run alive
+        with index.write() as conn:
+            record_owner(conn, run_id)
+        _OWNED.add((os.getpid(), run_id))
+    try:
+        totals, settled = _execute(index, store, run_id, on_result)
+    except BaseException as exc:
+        _release(index, run_id)
+        if is_disk_full(exc):
+            raise RunError(disk_full_message(run_id, full_path(exc) or store.url)) from exc
+        raise
+    _OWNED.discard((os.getpid(), run_id))
+    if not settled:  # nothing was pending, or a concurrent resume committed last
+        _settle_status(index, run_id)
+    return totals
+
+
+def resume_hint(run_id: str) -> str:
+    """What finishes a run that stopped: the one wording every message uses."""
+    return f"`n4afs run --resume {run_id}`"
+
+
+def disk_full_message(run_id: str, where: str) -> str:
+    """The one message of a run stopped by a full disk, wherever it filled (blobs, cache,
+    index); `where` is the file or store that could not be written."""
+    return (
+        f"disk full while storing results of run {run_id} ({where}): free some space "
+        f"(`n4afs gc` reclaims removed results), then {resume_hint(run_id)}"
+    )
+
+
+def _release(index: Index, run_id: str) -> None:
+    """This process no longer executes the run. Best effort: on a full disk or a stuck
+    lock the row stays, and the run reads `interrupted` once this process exits."""
+    _OWNED.discard((os.getpid(), run_id))
+    try:
+        with index.write() as conn:
+            release_owner(conn, run_id)
+    except Exception:  # noqa: BLE001 - already failing; the original error matters
+        pass
+
+
+def _execute(
+    index: Index, store: Store, run_id: str, on_result: ResultCallback | None
+) -> tuple[FitStats, bool]:
+    """Fit and commit every pending group; also say whether the run's status is settled.
+
+    The commit of the run's last group also settles the run's status: finishing a run then
+    costs no index transaction of its own. (Committing in a background thread while the
+    next group fits was measured slower on the reference sweep: 0.62 s against 0.52 s.)
+    """
+    options, pending, sources = _load_pending(index, run_id)
+    totals, settled = FitStats(), False
+    for position, (dataset_id, items) in enumerate(pending.items(), start=1):
+        spectra = _load_spectra(store, sources[dataset_id])
+        metric = items[0][2]
+        try:
+            spectra, parts = _split(store, spectra, sources, options)
+        except RunError as exc:  # these data and options never split: every config fails
+            tasks = [([r for r, _, _ in items], metric)]
+            results = iter(
+                [([ResultPayload(r, "failed", error=str(exc)) for r, _, _ in items], FitStats())]
+            )
+        else:
+            tasks = [(group, metric) for group in _group_configs([(r, c) for r, c, _ in items])]
+            results = _parallel(store, spectra.X, parts, tasks, options)
+        held: list[ResultPayload] = []
+        last_commit = time.monotonic()
+        for done, (payloads, stats) in enumerate(results, start=1):
+            held += payloads
+            for name in asdict(stats):
+                setattr(totals, name, getattr(totals, name) + getattr(stats, name))
+            last = done == len(tasks)
+            if not last and time.monotonic() - last_commit < COMMIT_EVERY_S:
+                continue
+            with index.write() as conn:
+                commit_payloads(conn, held)
+                if position == len(pending) and last:
+                    settled = _settle(conn, run_id) != "running"
+            last_commit = time.monotonic()
+            for payload in held:
+                if on_result:
+                    on_result(payload)
+            held = []
+    return totals, settled
+
+
+def _split(
+    store: Store, spectra: ds.Spectra, sources: dict, options: RunOptions
+) -> tuple[ds.Spectra, Partitions]:
+    """The dataset (with its separate test set appended) and its partitions; `RunError`
+    when the run's options cannot split it (planning refused what it could foresee)."""
+    n_test = 0
+    if options.test_dataset:
+        test = _load_spectra(store, sources[options.test_dataset])
+        spectra, n_test = with_test_set(spectra, test), test.n_samples
+    return spectra, make_partitions(spectra, options, n_test)
+
+
+def _parallel(store, X, parts, tasks, options: RunOptions):
+    """Groups in parallel, yielded as they finish: local joblib, or a dask cluster."""
+    if options.backend == "dask":
+        return _on_dask(store, X, parts, tasks, options.scheduler)
+    from joblib import Parallel, delayed
+
+    coordinator = os.getpid()
+    jobs = (
+        delayed(run_group)(store.spec(), X, parts, group, metric, coordinator)
+        for group, metric in tasks
+    )
+    return Parallel(n_jobs=options.n_jobs, return_as="generator_unordered")(jobs)
+
+
+def _on_dask(store, X, parts, tasks, scheduler: str):
+    """Workers fit and write blobs to the shared store; results come back to be committed
+    here. A worker that dies takes its tasks with it and dask runs them again elsewhere."""
+    from distributed import Client, as_completed
+
+    with Client(scheduler) as client:
+        X_shared = client.scatter(X, broadcast=True)
+        parts_shared = client.scatter(parts, broadcast=True)
+        futures = [
+            client.submit(
+                run_group,
+                store.spec(),
+                X_shared,
+                parts_shared,
+                group,
+                metric,
+                pure=False,
+                retries=2,
+            )
+            for group, metric in tasks
+        ]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def _load_pending(index: Index, run_id: str):
+    """The run's options, its pending results by dataset, and where each dataset's data is
+    stored (name, blob): one read for everything execution needs from the index."""
+    with index.read() as conn:
+        row = conn.execute("SELECT options FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        if row is None:
+            raise RunError(f"no run {run_id!r}: list runs with `n4afs runs`")
+        rows = conn.execute(
+            "SELECT r.result_id, r.config, r.metric, r.dataset_id FROM results r "
+            "JOIN run_datasets d USING (run_id, dataset_id) WHERE r.run_id = ? "
+            "AND r.status = 'pending' ORDER BY d.position, r.seq",
+            [run_id],
+        ).fetchall()
+        stored = json.loads(row[0])
+        options = RunOptions(**{k: stored[k] for k in asdict(RunOptions()) if k in stored})
+        wanted = {r[3] for r in rows}
+        if wanted and options.test_dataset:
+            wanted.add(options.test_dataset)
+        found = conn.execute(
+            "SELECT dataset_id, blob_id, name FROM datasets WHERE list_contains(?, dataset_id)",
+            [sorted(wanted)],
+        ).fetchall()
+    sources = {dataset_id: (blob_id, name) for dataset_id, blob_id, name in found}
+    pending: dict[str, list[tuple[str, str, str]]] = {}
+    for result_id, config, metric, dataset_id in rows:
+        pending.setdefault(dataset_id, []).append((result_id, config, metric))
+    return options, pending, sources
+
+
+def _load_spectra(store: Store, source: tuple[str, str]) -> ds.Spectra:
+    blob_id, name = source
+    spectra = ds.from_parquet_bytes(store.read(blob_id))
+    spectra.name = name
+    return spectra
+
+
+def _settle_status(index: Index, run_id: str) -> str:
+    with index.write() as conn:
+        return _settle(conn, run_id, force=True)
+
+
+def _settle(conn: Any, run_id: str, force: bool = False) -> str:
+    """The run's status from its results' (the caller holds the transaction).
+
+    Written with the finish time once nothing is pending; `force` writes it even while
+    results are still pending (another process may be resuming the run).
+    """
+    counts = dict(
+        conn.execute(
+            "SELECT status, count(*) FROM results WHERE run_id = ? GROUP BY status", [run_id]
+        ).fetchall()
+    )
+    if counts.get("pending"):
+        status = "running"
+    elif not counts.get("failed"):
+        status = "completed"
+    else:
+        status = "failed" if not counts.get("completed") else "partial"
+    if force or status != "running":
+        set_run_status(conn, run_id, status)
+    return status

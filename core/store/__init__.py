@@ -1,0 +1,1 @@
+"""The blob store: content ids, the Store interface, the local and the remote store."""

@@ -1,0 +1,1 @@
+"""Sharing: export bundles, read and import them, predict with stored models."""

@@ -1,0 +1,1 @@
+"""Surfaces that serve the tree: fsspec (`n4a://`) and FUSE (mount)."""

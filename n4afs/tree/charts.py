@@ -1,0 +1,109 @@
+"""Which charts a result folder holds, and the inputs each is drawn from.
+
+Each entry is (file name, render function, input ids); the ids (predictions blob, dataset
+blob) key the render memo, so `spectra.png` is drawn once per dataset however many results
+show it. Nothing is read until a chart is rendered: listing `charts/` costs nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from n4afs_core.metrics.ranking import out_of_fold_predictions
+
+from n4afs.tree import renderers
+
+Chart = tuple[str, Callable[[], bytes], tuple]
+REGRESSION_CHARTS = ("predictions_scatter.png", "residuals.png")
+CLASSIFICATION_CHARTS = ("confusion_matrix.png",)
+COMMON_CHARTS = ("spectra.png", "y_distribution.png", "folds.png")
+
+
+def result_charts(files: Any, r: Any, dataset: Any, cv: dict[str, Any]) -> list[Chart]:
+    title = f"{dataset.name} / {r.label}"
+    pblob, dblob = r.predictions_blob, dataset.blob_id
+
+    def parts() -> tuple[Any, Any]:
+        table = files.predictions(pblob)
+        oof = out_of_fold_predictions(table)
+        test = table.filter((table["model"] == "final") & (table["partition"] == "test"))
+        return oof, test
+
+    def scatter() -> bytes:
+        oof, test = parts()
+        shown = oof.vstack(test) if test.height else oof
+        labels = {"rmse": "RMSECV", "r2": "R² (cv)", "rpd": "RPD (cv)", "bias": "bias (cv)"}
+        scores = {label: cv.get(k) for k, label in labels.items()}
+        return renderers.scatter_chart(
+            shown["y_true"].to_list(),
+            shown["y_pred"].to_list(),
+            shown["partition"].to_list(),
+            title,
+            scores,
+        )
+
+    def residuals() -> bytes:
+        oof, _ = parts()
+        return renderers.residuals_chart(
+            oof["y_true"].to_list(),
+            (oof["y_pred"] - oof["y_true"]).to_list(),
+            f"{title}: out-of-fold residuals",
+        )
+
+    def confusion() -> bytes:
+        oof, _ = parts()
+        return renderers.confusion_chart(
+            oof["y_true"].to_list(), oof["y_pred"].to_list(), f"{title}: out-of-fold"
+        )
+
+    def distribution() -> bytes:
+        oof, test = parts()
+        values = {"cross-validation": oof["y_true"].to_list()}
+        if test.height:
+            values["test"] = test["y_true"].to_list()
+        return renderers.distribution_chart(
+            values, dataset.task, f"{dataset.name}: target by partition"
+        )
+
+    def folds() -> bytes:
+        oof, test = parts()
+        return _folds(files, dataset, oof, test)
+
+    # every input a chart shows (its title names the result and the dataset) keys its memo
+    shown = (pblob, r.label, dataset.name)
+    drawn = {
+        "predictions_scatter.png": (scatter, shown),
+        "residuals.png": (residuals, shown),
+        "confusion_matrix.png": (confusion, shown),
+        "spectra.png": (lambda: _spectra(files, dataset), (dblob, dataset.name)),
+        "y_distribution.png": (distribution, (pblob, dataset.name)),
+        "folds.png": (folds, (pblob, dblob, dataset.name)),
+    }
+    return [(name, *drawn[name]) for name in chart_names(dataset.task)]
+
+
+def chart_names(task: str) -> tuple[str, ...]:
+    """The charts of a result on a dataset of `task`, in listing order: a listing needs
+    the names alone."""
+    if task == "regression":
+        return (*REGRESSION_CHARTS, *COMMON_CHARTS)
+    return (*CLASSIFICATION_CHARTS, *COMMON_CHARTS)
+
+
+def _spectra(files: Any, dataset: Any) -> bytes:
+    from n4afs_core.data.datasets import wavelengths
+
+    s = files.spectra(dataset.blob_id)
+    waves = wavelengths(s.feature_names)
+    x = waves if waves is not None else list(range(s.n_features))
+    return renderers.spectra_chart(x, s.X, dataset.wavelength_unit, f"{dataset.name}: spectra")
+
+
+def _folds(files: Any, dataset: Any, oof: Any, test: Any) -> bytes:
+    s = files.spectra(dataset.blob_id)
+    fold_of = dict(zip(oof["sample_id"].to_list(), oof["fold"].to_list(), strict=True))
+    fold_of.update({sid: -1 for sid in test["sample_id"].to_list()})
+    order = [sid for sid in s.sample_ids if sid in fold_of]
+    order += [sid for sid in fold_of if sid not in set(order)]
+    return renderers.folds_chart(order, fold_of, f"{dataset.name}: fold assignment")

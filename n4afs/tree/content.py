@@ -1,0 +1,305 @@
+"""Nodes of the tree and where their bytes come from.
+
+A file's content is one of: a whole blob (artifacts: served straight from the object file,
+zero copy), bytes rendered in memory (YAML, CSV, PNG; memoized by content), or segments
+(`pipeline.pkl`: glue bytes around whole blobs). Each knows its exact size without reading.
+
+Design: docs/DESIGN.md, "The tree".
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections import OrderedDict
+from collections.abc import Callable, ItemsView, Iterator, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from itertools import repeat
+from operator import attrgetter
+from typing import Any, NamedTuple
+
+from n4afs.tree.pipeline_pickle import (
+    BlobSegment,
+    Segment,
+    compose,
+    segment_size,
+    total_size,
+    wrap_legacy,
+)
+
+TreePath = tuple[str, ...]
+
+# The modes every surface shows (the mount's `stat`, fsspec's `info`, export's zip entries):
+# those a copy should get. `cp -r` and `rsync -a` keep them, and a copy with 0555 folders
+# could not be deleted by the user who made it. The tree is no less read-only for it: the
+# mount is mounted `ro` (writes are EROFS whatever the mode) and fsspec refuses every write.
+DIR_MODE = stat.S_IFDIR | 0o755
+FILE_MODE = stat.S_IFREG | 0o644
+
+
+class RenderMemo:
+    """Rendered bytes by (render version, renderer, input ids), least recently used out."""
+
+    def __init__(self, max_bytes: int = 256 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple, bytes] = OrderedDict()
+        self._bytes = 0
+        self.renders = 0  # how many times a renderer really ran (tests count it)
+
+    def get(self, key: tuple, render: Callable[[], bytes]) -> bytes:
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        data = render()
+        self.renders += 1
+        self._items[key] = data
+        self._bytes += len(data)
+        while self._bytes > self.max_bytes and len(self._items) > 1:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= len(old)
+        return data
+
+
+class BlobContent(NamedTuple):
+    """A whole blob. A named tuple, as `Node`: built by the hundred thousand per walk."""
+
+    blob_id: str
+    size: int
+
+
+@dataclass(frozen=True)
+class BytesContent:
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@dataclass(frozen=True)
+class SegmentsContent:
+    """A composed `pipeline.pkl`: (step name, blob id, size, legacy) per step; or, with
+    `single`, one step's `.pkl` pickled under the engine's old name, wrapped to load under
+    the new one. The segments are built on first stat or read, not when `models/<id>/` is
+    listed (a cold `find` lists 120,000 of them at 10,000 results)."""
+
+    steps: tuple[tuple[str, str, int, bool], ...]
+    single: bool = False
+
+    @cached_property
+    def segments(self) -> tuple[Segment, ...]:
+        if self.single:
+            _, blob_id, size, _ = self.steps[0]
+            return tuple(wrap_legacy(blob_id, size))
+        return tuple(compose(list(self.steps)))
+
+    @cached_property
+    def size(self) -> int:
+        return total_size(list(self.segments))
+
+
+class LazyContent:
+    """Rendered on first need (a size or a read), then memoized by content key.
+
+    Listing a folder never renders: only `stat` (size) and reads do, so a `find` over ten
+    thousand results draws no chart.
+    """
+
+    __slots__ = ("memo", "key", "render")
+
+    def __init__(self, memo: RenderMemo, key: tuple, render: Callable[[], bytes]) -> None:
+        self.memo, self.key, self.render = memo, key, render
+
+    @property
+    def data(self) -> bytes:
+        return self.memo.get(self.key, self.render)
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+Content = BlobContent | BytesContent | SegmentsContent | LazyContent
+
+
+class Node(NamedTuple):
+    """A directory or a file of the tree, with everything `stat` needs.
+
+    `mutable` marks what may change while the index changes (listings, RESULTS.csv,
+    best_*.csv, RUN.yaml); everything else is content-addressed and never changes.
+    Immutable, as the views share nodes; a named tuple rather than a frozen dataclass
+    because a cold walk of 10,000 results builds a million of them (~0.25 µs each
+    instead of ~0.65 µs).
+    """
+
+    name: str
+    is_dir: bool
+    mtime: float
+    content: Content | None = None
+    mutable: bool = False
+
+    @property
+    def size(self) -> int:
+        return self.content.size if self.content is not None else 0
+
+    @property
+    def mode(self) -> int:
+        """`st_mode`: type and permission bits (`DIR_MODE`, `FILE_MODE`)."""
+        return DIR_MODE if self.is_dir else FILE_MODE
+
+
+class FilesListing(Mapping[str, "Node"]):
+    """A folder of immutable files whose names are known before its nodes.
+
+    A cold `find` lists every folder of every result (models/<id>/, predictions/, charts/,
+    logs/: about 800,000 files at 10,000 results) and looks none of their files up, so
+    building a node and a content object per file there was wasted work, and the larger
+    part of the mount's cold `readdir`. `names` answers a listing; the nodes are built from
+    `build` on the first lookup of a listed name or iteration of items, and checked then.
+    """
+
+    __slots__ = ("names", "_build", "_nodes")
+
+    def __init__(self, names: tuple[str, ...], build: Callable[[], dict[str, Node]]) -> None:
+        self.names = names
+        self._build: Callable[[], dict[str, Node]] | None = build
+        self._nodes: dict[str, Node] | None = None
+
+    def nodes(self) -> dict[str, Node]:
+        """Built once. Two threads (an fsspec instance shared by a thread pool) may both
+        build; `_nodes` is set before `_build` is dropped, so a thread that finds `_build`
+        gone finds `_nodes` set."""
+        nodes = self._nodes
+        if nodes is None:
+            build = self._build
+            if build is None:  # another thread has just built them
+                return self._nodes
+            nodes = build()
+            if tuple(nodes) != self.names:
+                raise RuntimeError(f"listing {self.names} built as {tuple(nodes)}")
+            if any(n.is_dir or n.mutable for n in nodes.values()):
+                raise RuntimeError(f"listing {self.names} holds a folder or a changing file")
+            self._nodes, self._build = nodes, None  # the closure is not needed again
+        return nodes
+
+    @property
+    def is_built(self) -> bool:
+        return self._nodes is not None
+
+    def __getitem__(self, name: str) -> Node:
+        return self.nodes()[name]
+
+    def get(self, name: str, default: Any = None) -> Node | Any:
+        """A name not listed is answered without building (lookups of missing names are
+        not cached by the kernel: the mount sets `negative_timeout=0`)."""
+        if name not in self.names:
+            return default
+        return self.nodes()[name]
+
+    def items(self) -> ItemsView[str, Node]:
+        return self.nodes().items()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
+
+
+Listing = dict[str, Node] | FilesListing
+
+
+def kinds(entries: Listing) -> Iterator[tuple[str, bool]]:
+    """(name, is a directory) per entry, without building the nodes of a `FilesListing`.
+
+    Iterators made of builtins (zip, map): a generator here added a Python frame per entry
+    to every `readdir`, ~20 % of a warm walk's listing time."""
+    if isinstance(entries, FilesListing):
+        return zip(entries.names, repeat(False))
+    return zip(entries.keys(), map(_IS_DIR, entries.values()), strict=True)
+
+
+_IS_DIR = attrgetter("is_dir")
+
+
+def directory(name: str, mtime: float, mutable: bool = True) -> Node:
+    return Node(name, True, mtime, None, mutable)
+
+
+def file_node(name: str, mtime: float, content: Content, mutable: bool = False) -> Node:
+    return Node(name, False, mtime, content, mutable)
+
+
+def read_range(
+    node: Node, offset: int, size: int, path_of: Callable[[str], Any]
+) -> bytes | bytearray:
+    """Bytes [offset, offset + size) of a file node; blobs are read with pread, no copy.
+
+    A read of 1 MiB or more of a composed file comes back as the `bytearray` it was
+    assembled in (copying 200 MiB into `bytes` once more costs as much as reading it);
+    smaller reads, which is every FUSE read, are `bytes`."""
+    content = node.content
+    if content is None:
+        raise IsADirectoryError(node.name)
+    end = min(offset + size, content.size)
+    if offset >= end:
+        return b""
+    if isinstance(content, (BytesContent, LazyContent)):
+        return content.data[offset:end]
+    if isinstance(content, BlobContent):
+        return _pread(path_of(content.blob_id), offset, end - offset)
+    return _read_segments(content.segments, offset, end, path_of)
+
+
+def _pread(path: Any, offset: int, length: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
+
+
+def _read_segments(segments, offset: int, end: int, path_of) -> bytes | bytearray:
+    """Fill one preallocated buffer: joining per-segment `bytes` copied every byte twice
+    (a 200 MiB `pipeline.pkl` read at half of `open()`'s speed). A range inside one blob
+    (most chunks of a streamed big model) is one `pread`, with no zero-filled buffer."""
+    position = 0
+    for segment in segments:
+        length = segment_size(segment)
+        if position <= offset and end <= position + length and isinstance(segment, BlobSegment):
+            return _pread(path_of(segment.blob_id), offset - position, end - offset)
+        if position + length > offset:
+            break
+        position += length
+    out = bytearray(end - offset)
+    view, position, filled = memoryview(out), 0, 0
+    for segment in segments:
+        length = segment_size(segment)
+        lo, hi = max(offset, position), min(end, position + length)
+        if lo < hi:
+            target = view[filled : filled + hi - lo]
+            if isinstance(segment, BlobSegment):
+                _preadinto(path_of(segment.blob_id), target, lo - position)
+            else:
+                target[:] = segment[lo - position : hi - position]
+            filled += hi - lo
+        position += length
+        if position >= end:
+            break
+    return bytes(out) if len(out) < (1 << 20) else out
+
+
+def _preadinto(path: Any, target: memoryview, offset: int) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        while len(target):
+            got = os.preadv(fd, [target], offset)
+            if not got:
+                raise OSError(f"{path}: blob shorter than the index says")
+            target, offset = target[got:], offset + got
+    finally:
+        os.close(fd)

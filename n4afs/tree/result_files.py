@@ -1,0 +1,510 @@
+"""The files inside the tree's folders: what each one shows and how it is rendered.
+
+`Tree` decides where folders are; this module decides what is in them. Every rendered file
+goes through the tree's `RenderMemo`, keyed by RENDER_VERSION, the file's kind and the ids of
+what it shows (blob ids are content hashes, result ids never change), so the same bytes are
+produced once per process however many views show them.
+"""
+
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+from typing import Any
+
+from n4afs_core.index.catalog import DatasetInfo
+from n4afs_core.index.queries import ResultRow, RunRow
+from n4afs_core.metrics import ranking
+from n4afs_core.metrics.scores import METRICS
+from n4afs_core.pickles import names_legacy_module
+
+from n4afs.tree import renderers
+from n4afs.tree.content import (
+    BlobContent,
+    BytesContent,
+    FilesListing,
+    LazyContent,
+    Listing,
+    Node,
+    RenderMemo,
+    SegmentsContent,
+    TreePath,
+    directory,
+    file_node,
+)
+from n4afs.tree.names import safe_name
+from n4afs.tree.renderers import RENDER_VERSION
+
+README = """\
+n4afs workspace — how to read this tree
+========================================
+
+Everything here is a view of one workspace, built on demand from its index. The same
+result appears under several folders without being stored twice. The tree is read-only.
+
+runs/<dataset>/                 one folder per dataset (start here)
+    DATASET.yaml                what the dataset is: shape, targets, wavelengths, source
+    RESULTS.csv                 every result on it, best first (metric and direction inside)
+    best_<NNNN>_<name>_<h>.csv  predictions of the best result (exactly one such file)
+    <NNNN>_<name>_<hash6>/      one result: one pipeline config on this dataset
+        pipeline.yaml           the concrete pipeline; `n4afs run pipeline.yaml` re-runs it
+        scores.yaml             scores per fold and partition; cv = pooled out-of-fold
+        predictions/            cv.csv (out-of-fold), fold_<k>.csv, train.csv, test.csv,
+                                avg.csv, w_avg.csv (fold ensembles on the test set)
+        charts/                 PNG charts
+        models/<role>_<id>/     <step>.pkl per fitted step, pipeline.pkl (the whole chain:
+                                joblib.load(...).predict(X)), MANIFEST.yaml
+        logs/                   timing.yaml, or error.log for a failed result
+by-run/<date>_<name>_<hash6>/   the same results grouped by run: RUN.yaml, templates/
+best/<dataset>.csv              the best predictions of every dataset
+datasets/<dataset>/             DATASET.yaml, spectra.csv, targets.csv
+
+NNNN is the result's number on its dataset (never reused); hash6 identifies its config.
+CSV files: comma separated, '.' decimal point, UTF-8, one row per sample. residual is
+y_pred - y_true. Pickle files run code when loaded: only load those you trust.
+"""
+
+
+class ResultFiles:
+    def __init__(self, workspace: Any, memo: RenderMemo) -> None:
+        self.ws = workspace
+        self.memo = memo
+
+    # -- loading inputs (cached: each blob parsed once) ---------------------------------
+    @lru_cache(maxsize=64)  # noqa: B019 - one ResultFiles per Tree, lives as long
+    def predictions(self, blob_id: str) -> Any:
+        import polars as pl
+
+        return pl.read_parquet(io.BytesIO(self.ws.store.read(blob_id)))
+
+    @lru_cache(maxsize=8)  # noqa: B019
+    def spectra(self, blob_id: str) -> Any:
+        from n4afs_core.data.datasets import from_parquet_bytes
+
+        return from_parquet_bytes(self.ws.store.read(blob_id))
+
+    def _render(self, key: tuple, render) -> LazyContent:
+        return LazyContent(self.memo, (RENDER_VERSION, *key), render)
+
+    # -- dataset-level files ------------------------------------------------------------
+    def dataset_yaml(self, d: DatasetInfo) -> LazyContent:
+        def render() -> bytes:
+            return renderers.yaml_bytes(
+                {
+                    "name": d.name,
+                    "id": str(d.dataset_id),
+                    "task": d.task,
+                    "n_samples": d.n_samples,
+                    "n_features": d.n_features,
+                    "targets": d.target_names,
+                    "target_stats": d.target_stats,
+                    "wavelengths": {
+                        "min": d.wavelength_min,
+                        "max": d.wavelength_max,
+                        "unit": d.wavelength_unit,
+                    },
+                    "source": {
+                        "path": d.source_path,
+                        "sha256": d.source_sha256,
+                        "size": d.source_size,
+                    },
+                    "added": d.created_at.isoformat(timespec="seconds"),
+                }
+            )
+
+        return self._render(("dataset.yaml", d.dataset_id, d.name), render)
+
+    def results_csv(self, views: Any, ranked: list[ResultRow], metric: str) -> LazyContent:
+        """No bare hash6 column: spreadsheets read hex such as `4878e2` as 487800 (the
+        `result` label carries the hash as text)."""
+        extra = [m for m, spec in METRICS.items() if spec.task == METRICS[metric].task]
+
+        def render() -> bytes:
+            rows = []
+            for rank, r in enumerate(ranked, start=1):
+                cv = views.snapshot.cv_scores(r.result_id)
+                rows.append(
+                    [
+                        rank,
+                        r.label,
+                        r.seq,
+                        r.name,
+                        r.run_id,
+                        r.status,
+                        views.snapshot.origin(r),
+                        ranking.ranked_value(metric, cv, r.metric, r.score),
+                        *[cv.get(m) for m in extra],
+                    ]
+                )
+            header = [
+                "rank",
+                "result",
+                "seq",
+                "name",
+                "run",
+                "status",
+                "origin",
+                f"{metric} ({METRICS[metric].direction} is better)",
+                *[f"cv_{m}" for m in extra],
+            ]
+            return renderers.csv_bytes(header, rows)
+
+        key = (
+            "results.csv",
+            metric,
+            tuple((r.result_id, r.status, views.snapshot.origin(r)) for r in ranked),
+        )
+        return self._render(key, render)
+
+    def best_csv(self, best: ResultRow, dataset: DatasetInfo, views: Any) -> LazyContent:
+        """One row per sample: out-of-fold predictions, plus the final model on the test set."""
+        imported = views.snapshot.imported.get(best.result_id)
+        if imported is not None:
+            return self._render(
+                ("best.csv", "imported", best.result_id),
+                lambda: self._imported_best(imported, dataset.task),
+            )
+
+        def render() -> bytes:
+            table = self.predictions(best.predictions_blob)
+            chosen = table.filter(
+                ranking.out_of_fold_mask(table)
+                | ((table["model"] == "final") & (table["partition"] == "test"))
+            )
+            return renderers.predictions_csv(chosen, dataset.task)
+
+        return self._render(("best.csv", best.predictions_blob, dataset.task), render)
+
+    def _imported_best(self, files: dict[str, tuple[str, int]], task: str) -> bytes:
+        """cv.csv then the rows of test.csv, as exported (header once)."""
+        parts = [
+            self.ws.store.read(files[p][0])
+            for p in ("predictions/cv.csv", "predictions/test.csv")
+            if p in files
+        ]
+        if not parts:
+            header = (
+                renderers.PREDICTION_COLUMNS
+                if task == "regression"
+                else ("sample_id", "y_true", "y_pred", "correct", "partition", "fold")
+            )
+            return renderers.csv_bytes(header, [])
+        return parts[0] + b"".join(p.split(b"\r\n", 1)[1] for p in parts[1:])
+
+    def dataset_files(self, d: DatasetInfo) -> dict[str, Node]:
+        t = d.created_at.timestamp()
+        if d.blob_id is None:  # imported without its data: only the description
+            return {"DATASET.yaml": file_node("DATASET.yaml", t, self.dataset_yaml(d))}
+
+        def spectra_csv() -> bytes:
+            s = self.spectra(d.blob_id)
+            return renderers.csv_bytes(
+                ["sample_id", *s.feature_names],
+                ([sid, *row] for sid, row in zip(s.sample_ids, s.X.tolist(), strict=True)),
+            )
+
+        def targets_csv() -> bytes:
+            s = self.spectra(d.blob_id)
+            return renderers.csv_bytes(
+                ["sample_id", *s.target_names],
+                ([sid, *row] for sid, row in zip(s.sample_ids, s.y.tolist(), strict=True)),
+            )
+
+        nodes = [
+            file_node("DATASET.yaml", t, self.dataset_yaml(d)),
+            file_node("spectra.csv", t, self._render(("spectra.csv", d.blob_id), spectra_csv)),
+            file_node("targets.csv", t, self._render(("targets.csv", d.blob_id), targets_csv)),
+        ]
+        return {n.name: n for n in nodes}
+
+    # -- run-level files ----------------------------------------------------------------
+    def run_yaml(self, views: Any, run: RunRow) -> BytesContent:
+        datasets = [views.dataset_dirs[d] for d in views.snapshot.run_datasets.get(run.run_id, [])]
+        templates = [name for _, name, _ in views.snapshot.templates.get(run.run_id, [])]
+        data = {
+            "run": run.run_id,
+            "name": run.name,
+            "status": run.status,
+            "metric": run.metric,
+            "results": run.n_results,
+            "failed": run.n_failed,
+            "pending": run.n_pending,
+            "started": run.created_at.isoformat(timespec="seconds"),
+            "finished": run.finished_at.isoformat(timespec="seconds") if run.finished_at else None,
+            "datasets": datasets,
+            "templates": templates,
+            "options": run.options,
+        }
+        return BytesContent(renderers.yaml_bytes(data))  # small and changing: not memoized
+
+    def templates_dir(self, views: Any, run: RunRow) -> dict[str, Node]:
+        t = run.created_at.timestamp()
+        nodes = {}
+        for position, name, body in views.snapshot.templates.get(run.run_id, []):
+            file_name = safe_name(f"{position + 1:02d}_{name}.yaml")  # whatever the index holds
+            content = BytesContent(renderers.yaml_bytes(body))
+            nodes[file_name] = file_node(file_name, t, content)
+        return nodes
+
+    # -- one result ---------------------------------------------------------------------
+    def result_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
+        t = r.created_at.timestamp()
+        if r.result_id in views.snapshot.imported:
+            nodes = self.imported_dir(views.snapshot.imported[r.result_id], rest, t)
+            if not rest and nodes is not None:  # its scores as recomputed, not as claimed
+                nodes["scores.yaml"] = file_node("scores.yaml", t, self.scores_yaml(views, r))
+            return nodes
+        if not rest:
+            nodes = [
+                file_node("pipeline.yaml", t, self.pipeline_yaml(r)),
+                directory("logs", t, mutable=False),
+            ]
+            if r.status == "completed":
+                nodes += [file_node("scores.yaml", t, self.scores_yaml(views, r))]
+                nodes += [
+                    directory(n, t, mutable=False) for n in ("predictions", "charts", "models")
+                ]
+            return {n.name: n for n in nodes}
+        if r.status != "completed" and rest[0] != "logs":
+            return None
+        builder = {
+            "predictions": self.predictions_dir,
+            "charts": self.charts_dir,
+            "models": self.models_dir,
+            "logs": self.logs_dir,
+        }.get(rest[0])
+        return builder(views, r, rest[1:]) if builder else None
+
+    def imported_dir(
+        self, files: dict[str, tuple[str, int]], rest: TreePath, mtime: float
+    ) -> dict[str, Node] | None:
+        """An imported result's folder: the files it was exported with (`result_dir`
+        replaces its scores.yaml with the scores n4afs recomputed)."""
+        prefix = "/".join(rest) + "/" if rest else ""
+        nodes: dict[str, Node] = {}
+        for path, (blob_id, size) in files.items():
+            if not path.startswith(prefix):
+                continue
+            head, _, tail = path[len(prefix) :].partition("/")
+            if tail:
+                nodes.setdefault(head, directory(head, mtime, mutable=False))
+            else:
+                nodes[head] = file_node(head, mtime, BlobContent(blob_id, size))
+        return nodes or None
+
+    def pipeline_yaml(self, r: ResultRow) -> LazyContent:
+        def render() -> bytes:
+            choices = ", ".join(f"{k}={v}" for k, v in r.choices.items())
+            return renderers.yaml_bytes(
+                {
+                    "name": r.name,
+                    "description": f"result {r.label} of run {r.run_id}"
+                    + (f"; generator choices: {choices}" if choices else ""),
+                    "steps": r.config,
+                }
+            )
+
+        return self._render(("pipeline.yaml", r.result_id), render)
+
+    def scores_yaml(self, views: Any, r: ResultRow) -> LazyContent:
+        origin = views.snapshot.origin(r)
+
+        def render() -> bytes:
+            rows = views.snapshot.scores_of(r.result_id)
+            by_model: dict[str, dict[str, Any]] = {}
+            for row in rows:
+                scores = {k: v for k, v in row.items() if k not in ("model", "partition", "fold")}
+                by_model.setdefault(row["model"], {})[row["partition"]] = scores
+            return renderers.yaml_bytes(
+                {
+                    "result": r.label,
+                    "metric": r.metric,
+                    "direction": METRICS[r.metric].direction,
+                    "score": r.score,
+                    "score_is": "pooled out-of-fold (cv/val) when cross-validated, else final/test",
+                    "models": by_model,
+                    "directions": {m: spec.direction for m, spec in METRICS.items()},
+                    **(
+                        {}
+                        if origin == "workspace"
+                        else {
+                            "origin": origin,
+                            "origin_note": "imported: scores recomputed by n4afs from the "
+                            "bundle's prediction tables; only trusted imports can be best",
+                        }
+                    ),
+                }
+            )
+
+        return self._render(("scores.yaml", r.result_id, origin), render)
+
+    def predictions_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
+        """Which files exist comes from the index (score rows); the blob is read on demand."""
+        if rest:
+            return None
+        present = views.snapshot.prediction_sets(r.result_id)
+        wanted = [
+            ("cv.csv", *ranking.OUT_OF_FOLD),
+            ("train.csv", "final", "train"),
+            ("test.csv", "final", "test"),
+            ("avg.csv", "avg", "test"),
+            ("w_avg.csv", "w_avg", "test"),
+        ]
+        folds = sorted({m for m, _ in present if ranking.is_fold_model(m)}, key=_fold_number)
+        wanted += [(f"{m}.csv", m, None) for m in folds]
+        wanted = [w for w in wanted if w[2] is None or (w[1], w[2]) in present]
+
+        def build() -> dict[str, Node]:
+            task = self._task(views, r)
+            t = r.created_at.timestamp()
+            nodes = {}
+            for name, model, partition in wanted:
+                render = self._predictions_renderer(r.predictions_blob, model, partition, task)
+                content = self._render(("predictions", r.predictions_blob, name, task), render)
+                nodes[name] = file_node(name, t, content)
+            return nodes
+
+        return FilesListing(tuple(name for name, _, _ in wanted), build)
+
+    def _predictions_renderer(self, blob_id: str, model: str, partition: str | None, task: str):
+        def render() -> bytes:
+            table = self.predictions(blob_id)
+            if (model, partition) == ranking.OUT_OF_FOLD:  # the fold models' val rows, pooled
+                return renderers.predictions_csv(ranking.out_of_fold_predictions(table), task)
+            if partition is None:
+                mask = table["model"] == model
+            else:
+                mask = (table["model"] == model) & (table["partition"] == partition)
+            return renderers.predictions_csv(table.filter(mask), task)
+
+        return render
+
+    def _task(self, views: Any, r: ResultRow) -> str:
+        return views.datasets_by_id[r.dataset_id].task
+
+    def charts_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
+        from n4afs.tree import charts
+
+        if rest:
+            return None
+        dataset = views.datasets_by_id[r.dataset_id]
+
+        def build() -> dict[str, Node]:
+            t = r.created_at.timestamp()
+            nodes = {}
+            for name, render, inputs in charts.result_charts(
+                self, r, dataset, views.snapshot.cv_scores(r.result_id)
+            ):
+                content = self._render(("chart", name, *inputs), render)
+                nodes[name] = file_node(name, t, content)
+            return nodes
+
+        return FilesListing(charts.chart_names(dataset.task), build)
+
+    def models_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
+        models = views.snapshot.models_of(r.result_id)
+        if not rest:
+            return {
+                label: directory(label, m.created_at.timestamp(), mutable=False)
+                for label, m in models.items()
+            }
+        model = models.get(rest[0])
+        if model is None or len(rest) > 1:
+            return None
+        names = (*(f"{a.step_name}.pkl" for a in model.artifacts), "pipeline.pkl", "MANIFEST.yaml")
+
+        def build() -> dict[str, Node]:
+            t = model.created_at.timestamp()
+            steps = tuple(
+                (a.step_name, a.blob_id, a.size, names_legacy_module(a.class_path))
+                for a in model.artifacts
+            )
+            nodes = {
+                name: file_node(name, t, _step_content(step))
+                for name, step in zip(names, steps, strict=False)  # steps first
+            }
+            nodes["pipeline.pkl"] = file_node("pipeline.pkl", t, SegmentsContent(steps))
+            nodes["MANIFEST.yaml"] = file_node("MANIFEST.yaml", t, self.manifest(views, r, model))
+            return nodes
+
+        return FilesListing(names, build)
+
+    def manifest(self, views: Any, r: ResultRow, model: Any) -> LazyContent:
+        run = views.runs_by_id[r.run_id]
+
+        def render() -> bytes:
+            return renderers.yaml_bytes(
+                {
+                    "model": model.model_id,
+                    "role": model.role,
+                    "fold": model.fold,
+                    "result": r.label,
+                    "run": r.run_id,
+                    "steps": [
+                        {
+                            "file": f"{a.step_name}.pkl",
+                            "class": a.class_path,
+                            "sha256": a.blob_id,
+                            "size": a.size,
+                        }
+                        for a in model.artifacts
+                    ],
+                    "pipeline": "pipeline.pkl = sklearn Pipeline of the steps above, in order",
+                    "versions": run.options.get("versions", {}),
+                }
+            )
+
+        return self._render(("manifest", model.model_id), render)
+
+    def logs_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
+        if rest:
+            return None
+        if r.status != "completed":  # failed, or broken (found by verify)
+            return FilesListing(("error.log",), lambda: self._error_log(r))
+
+        run = views.runs_by_id.get(r.run_id)
+        started = run.created_at.isoformat(timespec="seconds") if run is not None else None
+
+        def build() -> dict[str, Node]:
+            def render() -> bytes:
+                return renderers.yaml_bytes(timing_yaml(r, started))
+
+            timing = self._render(("timing.yaml", r.result_id, r.status, started), render)
+            return {"timing.yaml": file_node("timing.yaml", r.created_at.timestamp(), timing)}
+
+        return FilesListing(("timing.yaml",), build)
+
+    @staticmethod
+    def _error_log(r: ResultRow) -> dict[str, Node]:
+        content = BytesContent((r.error or "").encode("utf-8"))
+        return {"error.log": file_node("error.log", r.created_at.timestamp(), content)}
+
+
+# What `seconds` in timing.yaml measures (core.pipelines.runner.run_group): the index keeps one
+# duration per result, no separate fit and predict times.
+# Results are fit in groups that share preprocessing fits; each gets an equal share.
+TIMING_NOTE = "wall time to fit, predict and store every model: an equal share of its group's"
+
+
+def timing_yaml(r: ResultRow, run_started: str | None) -> dict[str, Any]:
+    """logs/timing.yaml of a computed result: the times the index holds for it."""
+    return {
+        "result": r.label,
+        "status": r.status,
+        "seconds": None if r.duration_s is None else round(r.duration_s, 6),
+        "seconds_measure": TIMING_NOTE,
+        "run": r.run_id,
+        "run_started": run_started,
+        "finished": r.created_at.isoformat(timespec="seconds"),
+    }
+
+
+def _step_content(step: tuple[str, str, int, bool]) -> BlobContent | SegmentsContent:
+    """A step's `.pkl`: its blob as stored, or wrapped when pickled under the old name."""
+    _, blob_id, size, legacy = step
+    return SegmentsContent((step,), single=True) if legacy else BlobContent(blob_id, size)
+
+
+def _fold_number(model: str) -> int:
+    """`fold_12` -> 12: fold files sort by number, not as text."""
+    return int(model[len(ranking.FOLD_PREFIX) :])

@@ -1,0 +1,538 @@
+"""The browsable tree: a pure function of the index, built one directory at a time.
+
+Nouns: a *path* is a tuple of components (strings only at the edges); a *node* is a file or
+directory with its exact size and mtime (`n4afs.tree.content`). The tree answers three calls —
+`list_dir(path)`, `lookup(path)`, `read(node, offset, size)` — plus `list_kinds(path)`, a
+listing's names and types without its nodes; both surfaces (fsspec, FUSE) only translate
+them. It never writes.
+
+It holds a `Snapshot` of the index and a cache of built directories, both dropped when the
+index's change token moves (one `stat`), so new results appear and `best_*` never goes
+stale. Rendered bytes live in a memo keyed by content, which survives refreshes: a result
+rendered once is never rendered again.
+
+Layout (docs/DESIGN.md, "The tree"):
+  README.txt
+  runs/<dataset>/{DATASET.yaml, RESULTS.csv, best_<label>.csv, <label>/...}
+  by-run/<run>/{RUN.yaml, templates/, <dataset>/<label>/...}
+  best/<dataset>.csv
+  datasets/<dataset>/{DATASET.yaml, spectra.csv, targets.csv}
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+from n4afs_core.errors import BlobNotFound, BlobUnreadable
+from n4afs_core.index.catalog import DatasetInfo
+from n4afs_core.index.queries import ResultRow
+from n4afs_core.maintenance import UsageScope
+from n4afs_core.metrics import ranking
+from n4afs_core.store.verified import VerifiedBlobs
+
+from n4afs.tree import result_files
+from n4afs.tree.content import (
+    BlobContent,
+    BytesContent,
+    FilesListing,
+    LazyContent,
+    Listing,
+    Node,
+    RenderMemo,
+    SegmentsContent,
+    TreePath,
+    directory,
+    file_node,
+    kinds,
+    read_range,
+)
+from n4afs.tree.names import unique_names
+from n4afs.tree.pipeline_pickle import BlobSegment
+from n4afs.tree.snapshot import Snapshot, an_owner_died, load_snapshot
+
+
+class Views:
+    """Lookups derived once per snapshot: folder names, groupings, the best per dataset."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.dataset_dirs = unique_names(
+            (d.dataset_id, d.name) for d in sorted(snapshot.datasets, key=lambda d: d.created_at)
+        )
+        self.datasets = {self.dataset_dirs[d.dataset_id]: d for d in snapshot.datasets}
+        self.run_dirs = unique_names((r.run_id, r.run_id) for r in snapshot.runs)
+        self.runs = {self.run_dirs[r.run_id]: r for r in snapshot.runs}
+        self.datasets_by_id = {d.dataset_id: d for d in snapshot.datasets}
+        self.runs_by_id = {r.run_id: r for r in snapshot.runs}
+        self.by_label = {(r.dataset_id, r.label): r for r in snapshot.results}
+        self.results_by_dataset: dict[str, list[ResultRow]] = defaultdict(list)
+        self.results_by_run: dict[tuple[str, str], list[ResultRow]] = defaultdict(list)
+        for result in snapshot.results:
+            self.results_by_dataset[result.dataset_id].append(result)
+            self.results_by_run[(result.run_id, result.dataset_id)].append(result)
+        self._ranked: dict[str, list[ResultRow]] = {}
+        # run id -> {dataset folder: dataset id}, for by-run/<run>/
+        self.run_dataset_dirs = {
+            run_id: {self.dataset_dirs[d]: d for d in dataset_ids}
+            for run_id, dataset_ids in snapshot.run_datasets.items()
+        }
+        # the workspace's creation: the time of what never changes in it (README.txt) and
+        # the least of any folder's, so nothing shows 1970, an empty workspace included
+        self.created = _ts(snapshot.created)
+        times = [_ts(r.created_at) for r in snapshot.results]
+        times += [_ts(d.created_at) for d in snapshot.datasets]
+        self.latest = max(times, default=self.created)
+
+    def metric_of(self, results: list[ResultRow]) -> str:
+        """What 'best' means on the dataset now (`core.metrics.ranking.metric_of`)."""
+        return ranking.metric_of(results, self.snapshot.untrusted_runs)
+
+    def ranked(self, dataset_id: str) -> list[ResultRow]:
+        """A dataset's results, best first (`core.metrics.ranking.rank`); ranked on first use (one
+        dataset per listing)."""
+        ranked = self._ranked.get(dataset_id)
+        if ranked is None:
+            results = self.results_by_dataset.get(dataset_id, [])
+            ranked = self._ranked[dataset_id] = self._rank(results) if results else []
+        return ranked
+
+    def _rank(self, results: list[ResultRow]) -> list[ResultRow]:
+        snapshot = self.snapshot
+        metric = self.metric_of(results)
+        return ranking.rank(results, metric, snapshot.untrusted_runs, snapshot.cv_scores)
+
+    def best(self, dataset_id: str) -> ResultRow | None:
+        """The top of the ranking when it may be best (`core.metrics.ranking.may_be_best`)."""
+        ranked = self.ranked(dataset_id)
+        if not ranked:
+            return None
+        top = ranked[0]
+        untrusted = top.run_id in self.snapshot.untrusted_runs
+        return top if ranking.may_be_best(top.status, untrusted) else None
+
+    def result(self, dataset_id: str, label: str) -> ResultRow | None:
+        return self.by_label.get((dataset_id, label))
+
+
+class _Generation:
+    """One snapshot's views and the directories built from them: replaced together.
+
+    Nothing reachable from `views` may hold a built node: rendered files' closures refer to
+    the views, so a node cached there would make a reference cycle, and the mount daemon
+    frees a replaced generation by reference counting alone (its cyclic GC is off).
+    """
+
+    def __init__(self, views: Views) -> None:
+        self.views = views
+        self.dirs: dict[TreePath, Listing] = {}
+        # (result id, path inside its folder) -> listing: a result's folder shows under
+        # runs/ and by-run/ alike, built once for both (a cold walk built each twice)
+        self.result_dirs: dict[tuple[str, TreePath], Listing] = {}
+
+
+def _ts(value: Any) -> float:
+    return value.timestamp() if value is not None else 0.0
+
+
+class Tree:
+    """The read interface shared by the fsspec filesystem, the FUSE mount and export."""
+
+    def __init__(self, workspace: Any, auto_refresh: bool = True) -> None:
+        """`auto_refresh`: check the change token on every call (fsspec, CLI). The mount
+        turns it off and calls `refresh()` from a watcher thread instead, so no callback
+        ever waits for a snapshot load."""
+        self.ws = workspace
+        self.auto_refresh = auto_refresh
+        self.memo = RenderMemo()
+        self.files = result_files.ResultFiles(workspace, self.memo)
+        self.verified = VerifiedBlobs(workspace.store.path_of)  # re-hashed when changed
+        self._generation: _Generation | None = None
+        self.previous: _Generation | None = None  # the one replaced by the last refresh
+        self.refreshes = 0
+
+    # -- freshness --------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Reload the snapshot if the index changed since; one stat when it did not.
+
+        Returns whether it reloaded. The new snapshot and an empty directory cache replace
+        the old pair in one assignment, so a concurrent reader sees one or the other whole.
+        """
+        token = self.ws.index.change_token()
+        current = self._generation
+        unchanged = current is not None and current.views.snapshot.token == token
+        if unchanged and not an_owner_died(current.views.snapshot):  # killed: `interrupted`
+            return False
+        self.previous = current
+        old = current.views.snapshot if current is not None else None
+        self._generation = _Generation(Views(load_snapshot(self.ws.index, previous=old)))
+        self.refreshes += 1
+        return True
+
+    def prepare(self) -> None:
+        """Do now what the first reads would otherwise wait for: read every result's model
+        and score rows, rank every dataset, import the library predictions render with.
+        The mount calls this before the kernel sees it. Inside a callback, the row load
+        stalled the first `models/` or `scores.yaml` of a session (~0.5 s at 10,000
+        results), ranking the first listing of a dataset (~15 ms per 1,000 results) and
+        the polars import the first predictions CSV (~0.2 s). Done in the watcher after
+        mounting, the same work competed with the first callbacks (bench_mount, a cold
+        `ls -la` of 1,003 entries: 0.19 s without it, 0.42 s with it)."""
+        self._load_ahead(self._current().views)
+        import polars  # noqa: F401
+
+    def top_up(self) -> None:
+        """After a refresh, read the new results' model and score rows and rank the
+        datasets again now, if `prepare` ran before, so no reader waits for them: the
+        mount's watcher calls this."""
+        views = self._current().views
+        if views.snapshot.rows_loaded:
+            self._load_ahead(views)
+
+    @staticmethod
+    def _load_ahead(views: Views) -> None:
+        """Every result's rows (only those missing) and every dataset's ranking."""
+        views.snapshot.preload()
+        for dataset_id in views.results_by_dataset:
+            views.ranked(dataset_id)
+
+    def _current(self) -> _Generation:
+        if self.auto_refresh or self._generation is None:
+            self.refresh()
+        return self._generation
+
+    @property
+    def views(self) -> Views:
+        """The folder names, groupings and rankings of the snapshot the tree serves now (what
+        benchmarks and diagnostics read; surfaces go through `list_dir`/`lookup`/`read`)."""
+        return self._current().views
+
+    def mutable_paths(self, generation: _Generation | None) -> list[TreePath]:
+        """Paths served from `generation` whose content or listing may change."""
+        if generation is None:
+            return []
+        paths: list[TreePath] = [()]
+        for dir_path, entries in list(generation.dirs.items()):
+            if isinstance(entries, FilesListing):  # immutable files only, maybe never built
+                continue
+            paths += [(*dir_path, name) for name, node in entries.items() if node.mutable]
+        return paths
+
+    def removed_paths(self, previous: _Generation | None) -> list[TreePath]:
+        """Paths `previous` served that the current generation no longer has (a removed
+        result, run or dataset, a `best_*.csv` renamed), each with every path below it: the
+        kernel may still hold their entries and attributes, cached for long, so the mount
+        invalidates them. Names only ever go from changing folders (`node.mutable`), so
+        only those are compared; the ones a generation lists stay in its cache, and each
+        is built once, when the generation is current."""
+        if previous is None:
+            return []
+        current = self._current()
+        gone: list[TreePath] = []
+        stack: list[TreePath] = [()]
+        while stack:
+            path = stack.pop()
+            old, new = self._listing(previous, path), self._listing(current, path)
+            for name, node in (old or {}).items():
+                now = None if new is None else new.get(name)
+                if now is None or now.is_dir != node.is_dir:
+                    gone += self._paths_below(previous, (*path, name), node.is_dir)
+                elif node.is_dir and node.mutable:
+                    stack.append((*path, name))
+        return gone
+
+    def _paths_below(self, generation: _Generation, path: TreePath, is_dir: bool) -> list[TreePath]:
+        """`path` and, for a folder, every path under it as `generation` serves them."""
+        found = [path]
+        for name, child_is_dir in kinds(self._listing(generation, path) or {}) if is_dir else ():
+            found += self._paths_below(generation, (*path, name), child_is_dir)
+        return found
+
+    # -- the three calls ----------------------------------------------------------------
+    def list_dir(self, path: TreePath) -> Listing | None:
+        return self._listing(self._current(), tuple(path))
+
+    def _listing(self, generation: _Generation, path: TreePath) -> Listing | None:
+        entries = generation.dirs.get(path)
+        if entries is None:
+            entries = self._build(generation, path)
+            if entries is None:
+                return None
+            generation.dirs[path] = entries
+        return entries
+
+    def list_kinds(self, path: TreePath) -> Iterator[tuple[str, bool]] | None:
+        """(name, is a directory) per entry: what a directory listing shows (readdir,
+        a names-only `find`), without building the nodes of folders of files."""
+        entries = self.list_dir(path)
+        return None if entries is None else kinds(entries)
+
+    def lookup(self, path: TreePath) -> Node | None:
+        if not path:
+            return directory("", self._root_mtime(self._current().views))
+        parent = self.list_dir(path[:-1])
+        return None if parent is None else parent.get(path[-1])
+
+    def result_at(self, path: TreePath) -> tuple[ResultRow, int] | None:
+        """The result whose folder is at or above `path`, and that folder's depth."""
+        views = self._current().views
+        if len(path) >= 3 and path[0] == "runs" and path[1] in views.datasets:
+            result = views.result(views.datasets[path[1]].dataset_id, path[2])
+            return (result, 3) if result is not None else None
+        if len(path) >= 4 and path[0] == "by-run" and path[2] in views.datasets:
+            result = views.result(views.datasets[path[2]].dataset_id, path[3])
+            if result is not None and views.run_dirs.get(result.run_id) == path[1]:
+                return result, 4
+        return None
+
+    def usage_scope(self, path: TreePath) -> UsageScope | None:
+        """The results `du` counts for a folder of the tree: all of them for the root,
+        runs/ and by-run/; a dataset's for runs/<dataset>; a run's for by-run/<run> (and
+        its results on one dataset for by-run/<run>/<dataset>); one result for its folder.
+        None for anything else (a file, best/, datasets/, a folder inside a result, or no
+        such path): the caller says which."""
+        path = tuple(path)
+        shown = "/".join(path) or "/"
+        if path in ((), ("runs",), ("by-run",)):
+            return UsageScope(shown)
+        found = self.result_at(path)
+        if found is not None:
+            result, depth = found
+            return UsageScope(shown, result_id=result.result_id) if len(path) == depth else None
+        views = self._current().views
+        if path[0] == "runs" and len(path) == 2 and path[1] in views.datasets:
+            return UsageScope(shown, dataset_id=views.datasets[path[1]].dataset_id)
+        run = views.runs.get(path[1]) if path[0] == "by-run" else None
+        if run is None or len(path) > 3:
+            return None
+        if len(path) == 2:
+            return UsageScope(shown, run_id=run.run_id)
+        dataset_id = views.run_dataset_dirs.get(run.run_id, {}).get(path[2])
+        if dataset_id is None:
+            return None
+        return UsageScope(shown, dataset_id=dataset_id, run_id=run.run_id)
+
+    def dataset_named(self, folder: str) -> DatasetInfo | None:
+        return self._current().views.datasets.get(folder)
+
+    def dataset_folder(self, dataset_id: str) -> str:
+        return self._current().views.dataset_dirs[dataset_id]
+
+    def walk_files(self, path: TreePath) -> list[tuple[TreePath, Node]]:
+        """Every file at or below `path` (paths relative to it), in listing order."""
+        node = self.lookup(path)
+        if node is None:
+            return []
+        if not node.is_dir:
+            return [((path[-1],), node)]
+        found: list[tuple[TreePath, Node]] = []
+        for name, child in (self.list_dir(path) or {}).items():
+            if child.is_dir:
+                found += [((name, *rel), n) for rel, n in self.walk_files((*path, name))]
+            else:
+                found.append(((name,), child))
+        return found
+
+    def read(self, node: Node, offset: int = 0, size: int = -1) -> bytes | bytearray:
+        """Bytes of a file; the blobs behind it are checked first: hashed on first use, then
+        one `stat` each while unchanged. Every failure to serve a blob is an `N4AError`
+        (BlobCorrupt, BlobNotFound, BlobUnreadable), which the surfaces turn into EIO: an
+        OSError here would read as "no such file" or "permission denied" for a path that
+        exists and is readable."""
+        if node.is_dir:
+            raise IsADirectoryError(node.name)
+        self.check(node)
+        if size < 0:
+            size = node.size
+        try:
+            return read_range(node, offset, size, self.ws.store.path_of)
+        except FileNotFoundError as exc:  # removed since the check
+            raise BlobNotFound(f"{node.name}: its blob vanished; run `n4afs verify`") from exc
+        except OSError as exc:
+            raise BlobUnreadable(
+                f"{node.name}: its blob cannot be read ({exc.strerror or exc}); run `n4afs verify`"
+            ) from exc
+
+    def open(self, node: Node) -> Node:
+        """The file as it is now, for a reader that reads it in several calls: every
+        surface reads an open file from this node, never from its path again. A changing
+        file (RESULTS.csv, best_*.csv, RUN.yaml...) is rendered once here and its bytes
+        kept, so a result that lands mid-read cannot splice two versions; the other
+        files are content-addressed and never change under a node. Blobs are checked."""
+        self.check(node)
+        if node.mutable and isinstance(node.content, LazyContent):
+            return node._replace(content=BytesContent(bytes(node.content.data)))
+        return node
+
+    def check(self, node: Node) -> None:
+        """Check every blob behind a file, so no surface (fsspec, FUSE, export) ever serves
+        bytes that do not match their name: hashed once per tree, and again whenever the
+        blob's file changed since (`core.store.verified`). Rendered files need no check: their
+        inputs were verified when read from the store."""
+        content = node.content
+        if isinstance(content, BlobContent):
+            self.verified.check(content.blob_id)
+        elif isinstance(content, SegmentsContent):
+            for segment in content.segments:
+                if isinstance(segment, BlobSegment):
+                    self.verified.check(segment.blob_id)
+
+    def real_path(self, node: Node) -> str | None:
+        """The blob file behind a node, for tools that want a path (read-only!)."""
+        if isinstance(node.content, BlobContent):
+            return str(self.ws.store.path_of(node.content.blob_id))
+        return None
+
+    # -- directory builders ---------------------------------------------------------------
+    def _build(self, generation: _Generation, path: TreePath) -> Listing | None:
+        views = generation.views
+        if not path:
+            return self._root(views)
+        top, rest = path[0], path[1:]
+        if top == "runs":
+            return self._runs_view(generation, rest)
+        if top == "by-run":
+            return self._by_run_view(generation, rest)
+        if top == "best":
+            return self._best_view(views, rest)
+        if top == "datasets":
+            return self._datasets_view(views, rest)
+        return None
+
+    def _root_mtime(self, views: Views) -> float:
+        return views.latest
+
+    def _root(self, views: Views) -> dict[str, Node]:
+        mtime = self._root_mtime(views)
+        readme = BytesContent(result_files.README.encode("utf-8"))
+        nodes = [file_node("README.txt", views.created, readme)]
+        nodes += [directory(name, mtime) for name in ("runs", "by-run", "best", "datasets")]
+        return {n.name: n for n in nodes}
+
+    def _runs_view(self, generation: _Generation, rest: TreePath) -> Listing | None:
+        views = generation.views
+        if not rest:
+            return {
+                name: directory(name, self._dataset_mtime(views, d))
+                for name, d in views.datasets.items()
+            }
+        dataset = views.datasets.get(rest[0])
+        if dataset is None:
+            return None
+        if len(rest) == 1:
+            return self._dataset_dir(views, dataset)
+        result = views.result(dataset.dataset_id, rest[1])
+        return None if result is None else self._result_dir(generation, result, rest[2:])
+
+    def _result_dir(
+        self, generation: _Generation, result: ResultRow, rest: TreePath
+    ) -> Listing | None:
+        key = (result.result_id, rest)
+        entries = generation.result_dirs.get(key)
+        if entries is None:
+            entries = self.files.result_dir(generation.views, result, rest)
+            if entries is not None:  # misses are not kept: a prober could grow them forever
+                generation.result_dirs[key] = entries
+        return entries
+
+    def _dataset_mtime(self, views: Views, dataset: DatasetInfo) -> float:
+        results = views.results_by_dataset.get(dataset.dataset_id, [])
+        return max([_ts(dataset.created_at)] + [_ts(r.created_at) for r in results])
+
+    def _dataset_dir(self, views: Views, dataset: DatasetInfo) -> dict[str, Node]:
+        results = views.results_by_dataset.get(dataset.dataset_id, [])
+        mtime = self._dataset_mtime(views, dataset)
+        nodes = [
+            file_node(
+                "DATASET.yaml",
+                _ts(dataset.created_at),
+                self.files.dataset_yaml(dataset),
+                mutable=False,
+            )
+        ]
+        if results:
+            ranked = views.ranked(dataset.dataset_id)
+            metric = views.metric_of(results)
+            nodes.append(
+                file_node(
+                    "RESULTS.csv",
+                    mtime,
+                    self.files.results_csv(views, ranked, metric),
+                    mutable=True,
+                )
+            )
+            best = views.best(dataset.dataset_id)
+            if best is not None:
+                nodes.append(
+                    file_node(
+                        f"best_{best.label}.csv",
+                        _ts(best.created_at),
+                        self.files.best_csv(best, dataset, views),
+                        mutable=True,
+                    )
+                )
+        nodes += [directory(r.label, _ts(r.created_at), mutable=False) for r in results]
+        return {n.name: n for n in nodes}
+
+    def _by_run_view(self, generation: _Generation, rest: TreePath) -> Listing | None:
+        views = generation.views
+        if not rest:
+            return {name: directory(name, _ts(r.created_at)) for name, r in views.runs.items()}
+        run = views.runs.get(rest[0])
+        if run is None:
+            return None
+        by_dir = views.run_dataset_dirs.get(run.run_id, {})
+        if len(rest) == 1:
+            mtime = max([_ts(run.created_at), _ts(run.finished_at)])
+            nodes = [
+                file_node("RUN.yaml", mtime, self.files.run_yaml(views, run), mutable=True),
+                directory("templates", _ts(run.created_at), mutable=False),
+            ]
+            nodes += [directory(name, mtime) for name in by_dir]
+            return {n.name: n for n in nodes}
+        if rest[1] == "templates" and len(rest) == 2:
+            return self.files.templates_dir(views, run)
+        dataset_id = by_dir.get(rest[1])
+        if dataset_id is None:
+            return None
+        results = views.results_by_run.get((run.run_id, dataset_id), [])
+        if len(rest) == 2:
+            return {r.label: directory(r.label, _ts(r.created_at), mutable=False) for r in results}
+        result = views.result(dataset_id, rest[2])
+        if result is not None and result.run_id != run.run_id:
+            result = None
+        return None if result is None else self._result_dir(generation, result, rest[3:])
+
+    def _best_view(self, views: Views, rest: TreePath) -> dict[str, Node] | None:
+        if rest:
+            return None
+        nodes = {}
+        for name, dataset in views.datasets.items():
+            best = views.best(dataset.dataset_id)
+            if best is not None:
+                content = self.files.best_csv(best, dataset, views)
+                nodes[f"{name}.csv"] = file_node(
+                    f"{name}.csv", _ts(best.created_at), content, mutable=True
+                )
+        return nodes
+
+    def _datasets_view(self, views: Views, rest: TreePath) -> dict[str, Node] | None:
+        if not rest:
+            return {
+                name: directory(name, _ts(d.created_at), mutable=False)
+                for name, d in views.datasets.items()
+            }
+        dataset = views.datasets.get(rest[0])
+        if dataset is None or len(rest) > 1:
+            return None
+        return self.files.dataset_files(dataset)
+
+
+def parse_path(text: str) -> TreePath:
+    """'/runs/wheat/' -> ('runs', 'wheat'); refuses '..' rather than resolving it."""
+    parts = tuple(p for p in text.strip("/").split("/") if p and p != ".")
+    if any(p == ".." for p in parts):  # ENOENT, like any other path the tree does not hold
+        raise FileNotFoundError(errno.ENOENT, "not in the tree (no '..' in tree paths)", text)
+    return parts
