@@ -187,3 +187,58 @@ def test_a_quarantined_object_is_written_fresh_by_the_next_put(store, tmp_path):
     assert not store.exists(blob_id) and (tmp_path / "quarantine" / blob_id).exists()
     store.put(data)
     assert store.verify(blob_id)
+
+
+def test_a_blob_already_queued_in_the_batch_is_not_written_again(tmp_path, monkeypatch):
+    store = BlobStore(tmp_path / "store")
+    store.create()
+    writes = []
+    original = store._put_bytes
+    monkeypatch.setattr(
+        store, "_put_bytes", lambda data, blob_id: writes.append(blob_id) or original(data, blob_id)
+    )
+    with store.batch():
+        first = store.put(b"fitted snv")
+        again = store.put(b"fitted snv")
+    assert first == again and writes == [first]
+    assert store.read(first) == b"fitted snv" and store.temporaries() == []
+
+
+def test_every_shard_folder_exists_after_create(tmp_path):
+    store = BlobStore(tmp_path / "store")
+    store.create()
+    shards = sorted(p.name for p in store.objects_dir.iterdir())
+    assert shards == [f"{i:02x}" for i in range(256)]
+    store.create()  # idempotent on an existing store
+
+
+def test_a_batch_writes_in_the_background_and_raises_its_write_errors_on_exit(
+    tmp_path, monkeypatch
+):
+    """Bytes put in a batch are written by the batch's thread; a write that fails there
+    (a full disk) fails the batch when it ends: nothing published, no temporary left."""
+    import errno
+    import threading
+
+    import n4afs_core.store.blobstore as blobstore
+    import pytest
+
+    store = BlobStore(tmp_path / "store")
+    store.create()
+    writers = set()
+    original = blobstore._write_all
+
+    def failing_write(fd, view):
+        writers.add(threading.current_thread().name)
+        if bytes(view) == b"second":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(fd, view)
+
+    monkeypatch.setattr(blobstore, "_write_all", failing_write)
+    with pytest.raises(OSError, match="No space left"), store.batch():
+        store.put(b"first")
+        store.put(b"second")
+        store.put(b"third")
+    assert all(name.startswith("n4a-put") for name in writers)
+    assert store.temporaries() == []
+    assert [p for p in store.objects_dir.rglob("*") if p.is_file()] == []

@@ -274,3 +274,24 @@ def test_gc_grace_0_in_a_loop_during_a_real_sweep_breaks_no_result(tmp_path):
         for rel, node in tree.walk_files(folder):
             if rel[0] != "charts":  # charts render slowly; their inputs are read by the CSVs
                 tree.read(node)
+
+
+def test_fsspec_and_export_refuse_a_corrupt_blob(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    ws.run(templates=[["snv", "pls"]], datasets=["chemotools:fermentation"], name="c")
+    label = ws.best("fermentation").row.label
+    fs = N4AFileSystem(workspace=ws.path)
+    final = next(
+        p for p in fs.ls(f"/runs/fermentation/{label}/models", detail=False) if "final_" in p
+    )
+    blob = Path(fs.real_path(f"{final}/pls_model.pkl"))
+    os.chmod(blob, 0o644)
+    blob.write_bytes(b"tampered")
+    with pytest.raises(OSError) as info:  # the path exists: EIO, as through the mount
+        N4AFileSystem(workspace=ws.path, skip_instance_cache=True).cat_file(
+            f"{final}/pls_model.pkl"
+        )
+    assert info.value.errno == errno.EIO and isinstance(info.value.__cause__, BlobCorrupt)
+    with pytest.raises(BlobCorrupt):
+        Workspace(ws.path).export(f"runs/fermentation/{label}", tmp_path / "x.zip")
+    assert not (tmp_path / "x.zip").exists()

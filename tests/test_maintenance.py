@@ -338,3 +338,21 @@ def test_two_runs_a_mount_and_queries_at_once(tmp_path):
         mount.stop()
     mount.assert_clean_log()
     assert maintenance.verify(ws.index, ws.store).ok
+
+
+def test_gc_keeps_rows_of_an_object_re_used_during_the_sweep(ws, monkeypatch):
+    blob = ws.store.put(b"old garbage about to be re-used")
+    old = 1_000_000.0
+    os.utime(ws.store.path_of(blob), (old, old))
+    seen = []
+    real_mtime = ws.store.mtime
+
+    def mtime(blob_id):
+        seen.append(blob_id)
+        if blob_id == blob and seen.count(blob) == 2:  # re-used between the two looks
+            ws.store.touch(blob)
+        return real_mtime(blob_id)
+
+    monkeypatch.setattr(ws.store, "mtime", mtime)
+    report = maintenance.gc(ws.index, ws.store)
+    assert blob not in report.removed and ws.store.exists(blob)

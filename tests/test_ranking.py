@@ -9,9 +9,13 @@ from typing import NamedTuple
 
 import duckdb
 import pytest
+from n4afs_core import maintenance
 from n4afs_core.index import trust
 from n4afs_core.index.names import result_label
 from n4afs_core.metrics import ranking
+
+from n4afs.tree.tree import Tree
+from n4afs.workspace import Workspace
 
 
 class Row(NamedTuple):  # the fields of a ResultRow that ranking reads
@@ -142,3 +146,17 @@ def test_out_of_fold_names():
 def test_result_label_is_one_safe_component():
     assert result_label(42, "snv-pls15", "x9y8z7abc") == "0042_snv-pls15_x9y8z7"
     assert result_label(7, "../Evil Name", "abcdef0123") == "0007_evilname_abcdef"
+
+
+def test_best_follows_the_newest_metric_everywhere(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    template = [{"_or_": ["snv", "msc"]}, {"pls": {"n_components": {"_or_": [1, 4]}}}]
+    ws.run(templates=[template], datasets=["chemotools:fermentation"], cv=4, metric="rmse")
+    ws.run(templates=[template], datasets=["fermentation"], cv=4, metric="r2")
+    best = ws.best("fermentation")
+    r2 = [r.cv_scores()["r2"] for r in ws.results("fermentation")]
+    assert r2 == sorted(r2, reverse=True) and best.cv_scores()["r2"] == max(r2)
+    tree_best = [n for n in Tree(ws).list_dir(("runs", "fermentation")) if n.startswith("best_")]
+    assert tree_best == [f"best_{best.row.label}.csv"]
+    doomed = maintenance.results_beyond_best(ws.index, 1, None)
+    assert best.row.result_id not in doomed and len(doomed) == 7

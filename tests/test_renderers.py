@@ -106,3 +106,34 @@ def test_long_keys_are_left_to_pyyaml():
 def test_floats_as_pyyaml_writes_them():
     values = [1e17, 5e-324, -0.0, 0.1, math.nan, math.inf, -math.inf, 12345.678]
     assert _block_yaml({"v": values}) == _pyyaml({"v": values})
+
+
+def test_charts_of_results_sharing_predictions_name_their_own_result(ws):
+    """Two results sharing one predictions blob: each chart is memoized under its own result."""
+    origin = ws
+    origin.run(
+        templates=[["snv", {"pls": {"n_components": {"_or_": [2, 3]}}}]],
+        datasets=["chemotools:fermentation"],
+        cv=4,
+        name="origin",
+    )
+    again = origin.run(
+        templates=[["snv", {"pls": {"n_components": 2}}]],
+        datasets=["fermentation"],
+        cv=4,
+        name="again",
+    )
+    (second,) = again.results
+    first = next(
+        r
+        for r in origin.results("fermentation")
+        if r.row.config_hash == second.row.config_hash and r.row.seq != second.row.seq
+    )
+    assert first.row.predictions_blob == second.row.predictions_blob
+    paths = [
+        ("runs", "fermentation", r.row.label, "charts", "residuals.png") for r in (first, second)
+    ]
+    forward, backward = Tree(origin), Tree(origin)
+    a = [forward.read(forward.lookup(p)) for p in paths]
+    b = [backward.read(backward.lookup(p)) for p in reversed(paths)][::-1]
+    assert a == b and a[0] != a[1]

@@ -1,31 +1,8 @@
-"""Work the write path no longer repeats: a blob queued in a batch is not written twice, a
-shared fitted prefix is pickled once per group, every shard folder exists up front."""
+"""core/pipelines/persist.py: fitted configs become blobs and rows doing each piece of work
+once: a shared fitted prefix is pickled once per group, label columns once per fold layout,
+and partitions sent to workers leave their caches behind."""
 
 import n4afs_core.pipelines.persist as persist
-from n4afs_core.store.blobstore import BlobStore
-
-
-def test_a_blob_already_queued_in_the_batch_is_not_written_again(tmp_path, monkeypatch):
-    store = BlobStore(tmp_path / "store")
-    store.create()
-    writes = []
-    original = store._put_bytes
-    monkeypatch.setattr(
-        store, "_put_bytes", lambda data, blob_id: writes.append(blob_id) or original(data, blob_id)
-    )
-    with store.batch():
-        first = store.put(b"fitted snv")
-        again = store.put(b"fitted snv")
-    assert first == again and writes == [first]
-    assert store.read(first) == b"fitted snv" and store.temporaries() == []
-
-
-def test_every_shard_folder_exists_after_create(tmp_path):
-    store = BlobStore(tmp_path / "store")
-    store.create()
-    shards = sorted(p.name for p in store.objects_dir.iterdir())
-    assert shards == [f"{i:02x}" for i in range(256)]
-    store.create()  # idempotent on an existing store
 
 
 def test_shared_prefix_steps_are_pickled_once_per_group(ws, monkeypatch):
@@ -39,38 +16,6 @@ def test_shared_prefix_steps_are_pickled_once_per_group(ws, monkeypatch):
     # 2 groups (snv, msc) x (3 folds + final): one pickle per fitted prefix, not per config
     assert len(preprocessing) == 2 * 4
     assert len(pickled) - len(preprocessing) == 6 * 4  # one PLS model per config and fold
-
-
-def test_a_batch_writes_in_the_background_and_raises_its_write_errors_on_exit(
-    tmp_path, monkeypatch
-):
-    """Bytes put in a batch are written by the batch's thread; a write that fails there
-    (a full disk) fails the batch when it ends: nothing published, no temporary left."""
-    import errno
-    import threading
-
-    import n4afs_core.store.blobstore as blobstore
-    import pytest
-
-    store = BlobStore(tmp_path / "store")
-    store.create()
-    writers = set()
-    original = blobstore._write_all
-
-    def failing_write(fd, view):
-        writers.add(threading.current_thread().name)
-        if bytes(view) == b"second":
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return original(fd, view)
-
-    monkeypatch.setattr(blobstore, "_write_all", failing_write)
-    with pytest.raises(OSError, match="No space left"), store.batch():
-        store.put(b"first")
-        store.put(b"second")
-        store.put(b"third")
-    assert all(name.startswith("n4a-put") for name in writers)
-    assert store.temporaries() == []
-    assert [p for p in store.objects_dir.rglob("*") if p.is_file()] == []
 
 
 def test_predictions_label_columns_are_built_once_per_fold_layout(ws, monkeypatch):
