@@ -119,3 +119,61 @@ def test_one_streaming_hash_loop_and_one_object_layout():
     assert streaming == {"core/store/ids.py"}
     assert layout == {"core/store/storage.py"}
     assert concrete <= {"core/store/stores.py"}  # which store a workspace uses: it builds them
+
+
+def _design() -> str:
+    return (ROOT / "docs" / "DESIGN.md").read_text(encoding="utf-8")
+
+
+def test_every_module_has_a_line_in_the_design_package_map():
+    """docs/DESIGN.md's package map names every module: the map is where a newcomer looks."""
+    design = _design()
+    modules = [
+        path.relative_to(ROOT).as_posix()
+        for folder in ("core", "n4afs")
+        for path in _sources(folder)
+        if not path.relative_to(ROOT).as_posix().startswith("n4afs/cli/")  # one line: cli/
+        and not (path.name == "__init__.py" and path.parent.name != "core")
+    ]
+    assert [m for m in modules if f"`{m}`" not in design] == []
+
+
+def test_every_source_path_the_design_names_exists():
+    """A path in docs/DESIGN.md that no longer exists sends a reader nowhere."""
+    named = set(re.findall(r"\b((?:core|n4afs|tests|scripts)/[\w/]+\.(?:py|sql))", _design()))
+    missing = [p for p in sorted(named) if "NNN" not in p and not (ROOT / p).exists()]
+    assert named and missing == []
+
+
+def test_the_engine_sits_in_subpackages_that_name_the_architecture():
+    """core/ holds store, index, data, pipelines, metrics; its top level only what they
+    share. n4afs/ holds tree, surfaces, share, cli; its top level only the Python API."""
+    top = {
+        folder: sorted(p.name for p in (ROOT / folder).iterdir() if p.suffix == ".py")
+        for folder in ("core", "n4afs")
+    }
+    subpackages = {
+        folder: sorted(p.name for p in (ROOT / folder).iterdir() if (p / "__init__.py").exists())
+        for folder in ("core", "n4afs")
+    }
+    assert subpackages == {
+        "core": ["data", "index", "metrics", "pipelines", "store"],
+        "n4afs": ["cli", "share", "surfaces", "tree"],
+    }
+    assert top == {
+        "core": ["__init__.py", "errors.py", "maintenance.py", "operators.py", "pickles.py"],
+        "n4afs": ["__init__.py", "runs.py", "workspace.py"],
+    }
+
+
+def test_every_module_attribute_the_design_names_is_defined_there():
+    """`core/index/queries.shown_status` in docs/DESIGN.md: that module defines that name."""
+    wrong = []
+    for module, name in set(re.findall(r"\b((?:core|n4afs)/[\w/]+)\.([A-Za-z_]\w*)", _design())):
+        path = ROOT / f"{module}.py"
+        if name in ("py", "sql"):
+            continue
+        defined = re.compile(rf"^\s*(?:def|class)\s+{name}\b|^\s*{name}\s*[:=]", re.M)
+        if not path.exists() or not defined.search(path.read_text(encoding="utf-8")):
+            wrong.append(f"{module}.{name}")
+    assert sorted(wrong) == []
