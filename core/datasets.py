@@ -149,8 +149,11 @@ def _type_of(values: np.ndarray) -> str:
 def describe_columns(spectra: Spectra) -> dict[str, Any]:
     """The roles as DATASET.yaml shows them: id column, targets, spectra count, then only
     what this dataset has of metadata (with types), group, ignored columns, numbers not
-    made targets, and the references file of two joined files."""
+    made targets, and the references file of two joined files. Empty for a dataset read
+    without roles and without metadata (arrays, chemotools): nothing to say."""
     roles = spectra.roles
+    if not roles and not spectra.metadata:
+        return {}
     described: dict[str, Any] = {
         "sample_id": roles.get("sample_id"),
         "targets": list(spectra.target_names),
