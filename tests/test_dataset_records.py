@@ -9,6 +9,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from n4afs_core import datasets
@@ -219,3 +220,15 @@ def test_a_bundle_with_data_brings_the_metadata_back(tmp_path, wheat):
     assert back.group_column == "sample_no" and list(back.metadata) == list(
         info.columns["metadata"]
     )
+
+
+def test_the_example_file_is_two_targets_metadata_and_replicate_groups():
+    path = REPO / "examples" / "fermentation_multi.csv"
+    assert path.stat().st_size < 300_000
+    s = datasets.load_csv(path)
+    assert s.target_names == ["glucose", "ethanol"] and s.task == "regression"
+    assert datasets.metadata_types(s) == {"sample_no": "text", "operator": "text"}
+    assert s.group_column == "sample_no"
+    groups, counts = np.unique(s.groups, return_counts=True)
+    assert len(groups) == 34 and set(counts) == {3}
+    assert np.all(s.X.std(axis=1) > 0)  # no flat scan: SNV divides by it
