@@ -36,6 +36,20 @@ class Admitted:
     note: str | None = None  # None: a new dataset
 
 
+def _kept_description(admitted: Admitted, meta: dict[str, Any]) -> Admitted:
+    """Known content keeps the note and keys of its first add (its DATASET.yaml never
+    changes under its name): a later add that says otherwise is told so."""
+    info = admitted.info
+    asked = (meta["note"], meta["keys"])
+    if asked == (None, {}) or asked == (info.note, info.keys):
+        return admitted
+    kept = "note and keys of the first add are kept"
+    if info.note is not None or info.keys:
+        kept += f" (note {info.note!r}, keys {info.keys})"
+    kept += "; this add's were not recorded"
+    return Admitted(info, f"{admitted.note}; {kept}" if admitted.note else kept)
+
+
 def _same_source(info: DatasetInfo, spectra: Any) -> bool:
     """A dataset imported without its spectra and spectra loaded from the file it recorded
     (same bytes), read the same way (same samples, wavelengths and targets)."""
@@ -104,16 +118,21 @@ class Workspace:
     def add_dataset(self, source: Any, name: str | None = None, **options: Any) -> DatasetInfo:
         """Load, validate and store a dataset once; adding the same data again is a no-op.
 
-        `source` is a CSV path, `chemotools:fermentation` / `chemotools:coffee`, a pandas or
-        polars frame (with `targets=[...]`), or a `core.data.datasets.Spectra`. CSV options:
-        `targets`, `sample_id`, `task`. Content already here under another name gains that
-        name as an alias; the spectra of a dataset imported without them are attached
+        `source` is a CSV or spreadsheet path, `chemotools:fermentation` /
+        `chemotools:coffee`, a pandas or polars frame (with `targets=[...]`), or a
+        `core.data.datasets.Spectra`. Column roles (`core/data/columns.py`): `targets=[...]`,
+        `sample_id=`, `meta=[...]`, `ignore=[...]`, `group=`; also `task`; for files
+        `sheet=`, `encoding=`, and `references=FILE, on=COLUMN` to join reference values
+        kept in a second file. `note="..."` and `keys={"instrument": "DS2500"}` describe the
+        dataset (kept from its first add). Content already here under another name gains
+        that name as an alias; the spectra of a dataset imported without them are attached
         (`admit_dataset` says which happened).
         """
         return self.admit_dataset(source, name, **options).info
 
     def admit_dataset(self, source: Any, name: str | None = None, **options: Any) -> Admitted:
         """`add_dataset`, with a sentence saying what it did when the content was known."""
+        described = {"note": options.pop("note", None), "keys": options.pop("keys", None) or {}}
         if name is not None and not isinstance(source, (str, Path)):
             options["name"] = name
         from n4afs_core.data import datasets
@@ -121,7 +140,7 @@ class Workspace:
         spectra = datasets.load_any(source, **options)
         if name:
             spectra.name = name
-        return self._store_dataset(spectra, explicit_name=name is not None)
+        return self._store_dataset(spectra, explicit_name=name is not None, **described)
 
     def add_arrays(self, X: Any, y: Any, name: str, **options: Any) -> DatasetInfo:
         """Spectra from numpy arrays (see `core.data.datasets.from_arrays` for options)."""
@@ -129,18 +148,26 @@ class Workspace:
 
         return self._store_dataset(datasets.from_arrays(X, y, name, **options)).info
 
-    def _store_dataset(self, spectra: Any, explicit_name: bool = True) -> Admitted:
+    def _store_dataset(
+        self,
+        spectra: Any,
+        explicit_name: bool = True,
+        note: str | None = None,
+        keys: dict[str, str] | None = None,
+    ) -> Admitted:
         from n4afs_core.data import datasets
 
+        meta = {**datasets.metadata(spectra), "note": note, "keys": writes.user_keys(keys or {})}
         data = datasets.to_parquet_bytes(spectra)
         known = self.known_content(spectra, sha256_hex(data))
         if known is not None:
-            return self._admit_known(known, spectra, data, explicit_name)
+            admitted = self._admit_known(known, spectra, data, explicit_name)
+            return _kept_description(admitted, meta)
         self._refuse_other_spectra(spectra, explicit_name)
         blob_id = self.store.put(data)
         with self.index.write() as conn:
             writes.register_blob(conn, blob_id, len(data), "parquet")
-            writes.add_dataset(conn, datasets.metadata(spectra), blob_id, blob_id)
+            writes.add_dataset(conn, meta, blob_id, blob_id)
         return Admitted(self.dataset(blob_id))
 
     def known_content(self, spectra: Any, dataset_id: str) -> DatasetInfo | None:

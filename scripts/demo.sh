@@ -17,6 +17,9 @@ fi
 rm -rf "$ws"
 $n4afs init "$ws"
 $n4afs -w "$ws" datasets add chemotools:fermentation chemotools:coffee
+# a lab-style file: two targets, a text metadata column, 3 replicate scans per sample
+$n4afs -w "$ws" datasets add examples/fermentation_multi.csv --note "on-line NIR probe" \
+  --set instrument=on-line
 $n4afs -w "$ws" run examples/regression_sweep.yaml --dataset fermentation --name "glucose sweep"
 $n4afs -w "$ws" run examples/classification_sweep.yaml --dataset coffee --name "coffee origin"
 $n4afs -w "$ws" runs

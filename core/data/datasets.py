@@ -1,31 +1,36 @@
-"""Datasets: spectra X (one column per wavelength), targets y, sample ids, and their metadata.
+"""Datasets: spectra X (one column per wavelength), targets y, sample ids, metadata columns
+(one of them possibly the group of replicate scans), and their description.
 
-A dataset enters the workspace from a CSV file, numpy arrays, a pandas or polars frame, or
-chemotools' bundled real spectra (`chemotools:fermentation`, `chemotools:coffee`). Whatever
-the source, it is normalized into one `Spectra` record, validated (every error names the
-file, row and column so the user can fix the cell), then written as a Parquet blob whose
-sha256 is the dataset id: the same data used by ten runs is stored once.
+A dataset enters the workspace from a CSV or spreadsheet file (`core/data/readers.py`; two files
+joined on a sample id), numpy arrays, a pandas or polars frame, or chemotools' bundled real
+spectra (`chemotools:fermentation`, `chemotools:coffee`). Which column is what is
+`core/data/columns.py`'s rule. Whatever the source, it is normalized into one `Spectra` record,
+validated (every error names the file, row and column so the user can fix the cell), then
+written as a Parquet blob whose sha256 is the dataset id: the same data used by ten runs is
+stored once. A dataset without metadata is written exactly as before metadata existed, so
+its id did not change.
 
 Design: docs/DESIGN.md, "Concepts".
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from n4afs_core.data import readers
+from n4afs_core.data.columns import SAMPLE_ID_NAMES, Asked, Roles, assign, kind_of_cells
+from n4afs_core.data.readers import Table
 from n4afs_core.errors import DatasetError
-from n4afs_core.store.ids import sha256_hex
 
-SAMPLE_ID_NAMES = ("sample_id", "sample", "id", "sampleid", "sample id")
 CHEMOTOOLS_PREFIX = "chemotools:"
+METADATA_TYPES = ("integer", "number", "text")
 
 
 @dataclass
@@ -44,6 +49,21 @@ class Spectra:
     source_size: int | None = None
     wavelength_unit: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # name -> one value per sample: int64 (integer), float64 with NaN gaps (number), or an
+    # object array of str / None (text); file order. Part of the content.
+    metadata: dict[str, np.ndarray] = field(default_factory=dict)
+    group_column: str | None = None  # the metadata column naming each scan's physical sample
+    # how the file's columns were read (id column, ignored, numbers not made targets, the
+    # references file): a description, not content
+    roles: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def groups(self) -> np.ndarray | None:
+        """The physical sample of each scan, as text (`3` for a group 3), or None when the
+        dataset has no group column: scans of one group must stay in one fold."""
+        if self.group_column is None:
+            return None
+        return np.array([_label(v) for v in self.metadata[self.group_column]], dtype=object)
 
     @property
     def n_samples(self) -> int:
@@ -111,7 +131,49 @@ def metadata(spectra: Spectra) -> dict[str, Any]:
         "wavelength_min": float(waves.min()) if waves is not None else None,
         "wavelength_max": float(waves.max()) if waves is not None else None,
         "wavelength_unit": spectra.wavelength_unit or guess_unit(waves),
+        "columns": describe_columns(spectra),
     }
+
+
+def metadata_types(spectra: Spectra) -> dict[str, str]:
+    """Each metadata column's type: integer, number or text."""
+    return {name: _type_of(values) for name, values in spectra.metadata.items()}
+
+
+def _type_of(values: np.ndarray) -> str:
+    if values.dtype.kind in "iu":
+        return "integer"
+    return "number" if values.dtype.kind == "f" else "text"
+
+
+def describe_columns(spectra: Spectra) -> dict[str, Any]:
+    """The roles as DATASET.yaml shows them: id column, targets, spectra count, then only
+    what this dataset has of metadata (with types), group, ignored columns, numbers not
+    made targets, and the references file of two joined files. Empty for a dataset read
+    without roles and without metadata (arrays, chemotools): nothing to say."""
+    roles = spectra.roles
+    if not roles and not spectra.metadata:
+        return {}
+    described: dict[str, Any] = {
+        "sample_id": roles.get("sample_id"),
+        "targets": list(spectra.target_names),
+        "spectra": spectra.n_features,
+    }
+    if spectra.metadata:
+        described["metadata"] = metadata_types(spectra)
+    if spectra.group_column is not None:
+        described["group"] = spectra.group_column
+    for key in ("ignored", "not_targets", "references"):
+        if roles.get(key):
+            described[key] = roles[key]
+    return described
+
+
+def _label(value: Any) -> str:
+    """A group value as text: 3 -> '3', 3.0 -> '3', 'P1' -> 'P1'."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def same_content(a: Spectra, b: Spectra) -> bool:
@@ -134,7 +196,20 @@ def same_content(a: Spectra, b: Spectra) -> bool:
         if a.task == "regression"
         else np.array_equal(a.y.astype(str), b.y.astype(str))
     )
-    return same_y and np.array_equal(a.X, b.X)
+    return same_y and _same_metadata(a, b) and np.array_equal(a.X, b.X)
+
+
+def _same_metadata(a: Spectra, b: Spectra) -> bool:
+    if a.group_column != b.group_column or metadata_types(a) != metadata_types(b):
+        return False
+    for name, values in a.metadata.items():
+        other = b.metadata[name]
+        if values.dtype.kind == "f":
+            if not np.array_equal(values, other, equal_nan=True):
+                return False
+        elif values.tolist() != other.tolist():
+            return False
+    return True
 
 
 def _same_features(a: Sequence[str], b: Sequence[str]) -> bool:
@@ -169,8 +244,33 @@ def validate(spectra: Spectra, where: str, first_line: int | None = None) -> Spe
     _check_unique_features(spectra, where)
     _check_finite_spectra(spectra, where)
     _check_targets(spectra, where)
+    _check_metadata(spectra, where)
     _check_unique_ids(spectra, where, first_line)
     return spectra
+
+
+def _check_metadata(spectra: Spectra, where: str) -> None:
+    for name, values in spectra.metadata.items():
+        if len(values) != spectra.n_samples:
+            raise DatasetError(
+                f"{where}: metadata column {name!r} has {len(values)} values for "
+                f"{spectra.n_samples} samples; they must line up"
+            )
+    group = spectra.group_column
+    if group is None:
+        return
+    if group not in spectra.metadata:
+        raise DatasetError(
+            f"{where}: group {group!r} is not one of the metadata columns "
+            f"({', '.join(spectra.metadata) or 'none'})"
+        )
+    values = spectra.metadata[group]
+    gaps = [i for i, v in enumerate(values.tolist()) if v is None or v != v]
+    if gaps:
+        raise DatasetError(
+            f"{where}: sample {spectra.sample_ids[gaps[0]]!r}: no group in column {group!r} "
+            f"({len(gaps)} sample(s)); every scan needs the physical sample it was taken from"
+        )
 
 
 def _check_unique_features(spectra: Spectra, where: str) -> None:
@@ -219,9 +319,15 @@ def _check_unique_ids(spectra: Spectra, where: str, first_line: int | None) -> N
         return
     first, second = repeated
     unit, offset = ("lines", first_line) if first_line is not None else ("rows", 1)
+    id_column = spectra.roles.get("sample_id")
+    hint = (
+        f"; if these are replicate scans of one sample, use --group {id_column}"
+        if id_column and spectra.group_column is None
+        else ""
+    )
     raise DatasetError(
         f"{where}: sample id {spectra.sample_ids[first]!r} appears twice ({unit} "
-        f"{first + offset} and {second + offset}); sample ids must be unique"
+        f"{first + offset} and {second + offset}); sample ids must be unique{hint}"
     )
 
 
@@ -247,8 +353,32 @@ def from_arrays(
     wavelength_unit: str | None = None,
     where: str | None = None,
     first_line: int | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    group: str | None = None,
 ) -> Spectra:
-    """From numpy-like arrays; names default to column numbers and `y`, `y1`, ..."""
+    """From numpy-like arrays; names default to column numbers and `y`, `y1`, ...
+
+    `metadata` maps column names to one value per sample (ints: integer, floats: number,
+    anything else: text, None a gap); `group` names the one of them holding each scan's
+    physical sample."""
+    spectra = _assemble(
+        X, y, name, sample_ids, feature_names, target_names, task, wavelength_unit, metadata
+    )
+    spectra.group_column = group
+    return validate(spectra, where or f"dataset {name!r}", first_line)
+
+
+def _assemble(
+    X: Any,
+    y: Any,
+    name: str,
+    sample_ids: Sequence[Any] | None,
+    feature_names: Sequence[Any] | None,
+    target_names: Sequence[str] | None,
+    task: str | None,
+    wavelength_unit: str | None,
+    metadata: Mapping[str, Any] | None,
+) -> Spectra:
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
     if y.ndim == 1:
@@ -256,7 +386,7 @@ def from_arrays(
     task = task or infer_task(y)
     y = y.astype(np.float64) if task == "regression" else y.astype(str)
     n_features = X.shape[1] if X.ndim == 2 else 0
-    spectra = Spectra(
+    return Spectra(
         name=name,
         X=X,
         y=y,
@@ -267,8 +397,26 @@ def from_arrays(
         target_names=list(target_names) if target_names else _default_targets(y.shape[1]),
         task=task,
         wavelength_unit=wavelength_unit,
+        metadata={str(k): _metadata_array(v) for k, v in (metadata or {}).items()},
     )
-    return validate(spectra, where or f"dataset {name!r}", first_line)
+
+
+def _metadata_array(values: Any) -> np.ndarray:
+    """int64 (integer), float64 (number, NaN for a gap) or an object array of str / None."""
+    if hasattr(values, "to_numpy"):
+        values = values.to_numpy()
+    array = np.asarray(values)
+    if array.dtype.kind in "iu":
+        return array.astype(np.int64)
+    if array.dtype.kind == "f":
+        return array.astype(np.float64)
+    return np.array([_text_or_none(v) for v in array.tolist()], dtype=object)
+
+
+def _text_or_none(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return readers.cell_text(value)
 
 
 def from_frame(
@@ -277,8 +425,13 @@ def from_frame(
     targets: Sequence[str],
     sample_id: str | None = None,
     task: str | None = None,
+    meta: Sequence[str] | None = None,
+    ignore: Sequence[str] | None = None,
+    group: str | None = None,
 ) -> Spectra:
-    """From a pandas or polars frame: the named target columns, the rest are spectra."""
+    """From a pandas or polars frame: the named target columns, wavelength columns (numeric
+    names) as spectra, every other column metadata (`core/data/columns.py`'s rule). A frame with
+    no wavelength name at all keeps its other columns as (named) spectra."""
     if hasattr(frame, "to_pandas"):
         frame = frame.to_pandas()
     columns = [str(c) for c in frame.columns]
@@ -286,13 +439,35 @@ def from_frame(
     missing = [t for t in targets if t not in columns]
     if missing:
         raise DatasetError(f"dataset {name!r}: no target column {missing[0]!r}; columns: {columns}")
-    spectra_cols = [c for c in columns if c not in targets and c != sample_id]
-    ids = frame[sample_id].astype(str).tolist() if sample_id else None
+    asked = Asked.of(targets, sample_id, meta, ignore, group)
+    where = f"dataset {name!r}"
+
+    def kind_of(i: int):
+        series = frame[columns[i]]
+        if series.dtype.kind in "iuf":
+            return kind_of_cells([] if series.isna().all() else [0.0], readers.is_missing, float)
+        return kind_of_cells(series.tolist(), readers.is_missing, _frame_number)
+
+    roles = assign(columns, kind_of, asked, where, readers.is_wavelength, task=task)
+    spectra_cols = [columns[i] for i in roles.spectra]
     try:
         X = frame[spectra_cols].to_numpy(dtype=np.float64)
     except (ValueError, TypeError) as exc:
         raise DatasetError(f"dataset {name!r}: non-numeric spectra ({exc})") from exc
-    return from_arrays(X, frame[list(targets)].to_numpy(), name, ids, spectra_cols, targets, task)
+    ids = frame[columns[roles.id]].astype(str).tolist() if roles.id is not None else None
+    meta_data = {columns[i]: frame[columns[i]] for i in roles.metadata}
+    spectra = _assemble(
+        X, frame[list(targets)].to_numpy(), name, ids, spectra_cols, targets, task, None, meta_data
+    )
+    spectra.group_column = columns[roles.group] if roles.group is not None else None
+    spectra.roles = _roles_description(roles, columns)
+    return validate(spectra, where)
+
+
+def _frame_number(cell: Any) -> float:
+    if isinstance(cell, bool):
+        raise ValueError(cell)
+    return float(cell)
 
 
 def load_chemotools(spec: str) -> Spectra:
@@ -333,207 +508,186 @@ def _format_name(value: Any) -> str:
     return str(value)
 
 
-# -- CSV --------------------------------------------------------------------------------
+# -- files ------------------------------------------------------------------------------
 def load_csv(
     path: str | Path,
     targets: Sequence[str] | None = None,
     sample_id: str | None = None,
     name: str | None = None,
     task: str | None = None,
+    meta: Sequence[str] | None = None,
+    ignore: Sequence[str] | None = None,
+    group: str | None = None,
+    encoding: str | None = None,
+    sheet: str | None = None,
+    references: str | Path | None = None,
+    on: str | None = None,
 ) -> Spectra:
-    """Read a spectra CSV: numeric headers are wavelengths, other columns targets or ids.
+    """Read a dataset file (CSV or spreadsheet, `core/data/readers.py`): numeric headers are
+    wavelengths; targets, sample id, metadata, group and ignored columns by
+    `core/data/columns.py`'s rule, or as asked.
 
     Errors name the file, the line (1 = header) and the column, so the user can fix the cell.
-    Comma, semicolon and tab separators are recognised; with `;`, a decimal comma is too.
+    Comma, semicolon and tab separators are recognised; with `;` or tab, decimal commas too.
+    `references` (with `on`): a second file of reference values and metadata, joined to
+    this one's spectra on the sample id column `on`.
     """
     path = Path(path)
-    raw = _read_bytes(path)
-    rows, delimiter = _parse_rows(raw, path)
-    header, body = rows[0], rows[1:]
-    roles = _column_roles(header, targets, sample_id, path)
-    X = _numeric_block(body, roles["spectra"], header, path, delimiter)
-    y = _target_block(body, roles["targets"], header, path, task, delimiter)
-    ids = (
-        [body[r][roles["id"]].strip() for r in range(len(body))]
-        if roles["id"] is not None
-        else None
+    table = readers.read_table(path, sheet, encoding)
+    if references is not None or on is not None:
+        if references is None or on is None:
+            raise DatasetError("two files are joined with both --targets FILE and --on COLUMN")
+        table = readers.join(table, readers.read_table(Path(references), None, encoding), on)
+        sample_id = sample_id or on
+    asked = Asked.of(targets, sample_id, meta, ignore, group)
+    return from_table(table, name or path.stem, asked, task)
+
+
+def from_table(table: Table, name: str, asked: Asked, task: str | None = None) -> Spectra:
+    """A `Spectra` from a file's table: roles decided (`core/data/columns.assign`), then each
+    block read with errors naming the cell."""
+
+    def kind_of(i: int):
+        number = (lambda c: readers.cell_number(c, True)) if table.decimal_comma else _number
+        return kind_of_cells(table.column(i), readers.is_missing, number)
+
+    roles = assign(
+        table.header,
+        kind_of,
+        asked,
+        table.where,
+        readers.is_wavelength,
+        lambda row: f"{table.unit} {row + table.first_line}",
+        task,
     )
-    spectra = from_arrays(
+    X = _numeric_block(table, roles.spectra)
+    y = _target_block(table, roles.targets, task)
+    ids = [readers.cell_text(r[roles.id]) for r in table.rows] if roles.id is not None else None
+    spectra = _assemble(
         X,
         y,
-        name or path.stem,
+        name,
         ids,
-        [header[c] for c in roles["spectra"]],
-        [header[c] for c in roles["targets"]],
+        [table.header[c] for c in roles.spectra],
+        [table.header[c] for c in roles.targets],
         task or infer_task(y),
-        where=str(path),
-        first_line=2,
+        None,
+        {table.header[c]: _typed_column(table, c, roles) for c in roles.metadata},
     )
-    spectra.source_path = str(path.resolve())
-    spectra.source_sha256 = sha256_hex(raw)
-    spectra.source_size = len(raw)
+    spectra.group_column = table.header[roles.group] if roles.group is not None else None
+    spectra.roles = _roles_description(roles, table.header)
+    if len(table.sources) > 1:
+        spectra.roles["references"] = table.sources[1]
+    validate(spectra, table.where, table.first_line)
+    spectra.source_path = table.source_path
+    spectra.source_sha256 = table.source_sha256
+    spectra.source_size = table.source_size
     return spectra
 
 
-def _read_bytes(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DatasetError(f"{path}: is a directory, expected a CSV file") from None
-    if not raw.strip():
-        raise DatasetError(f"{path}: the file is empty; expected a header row and spectra")
-    return raw
+def _number(cell: Any) -> float:
+    return readers.cell_number(cell, False)
 
 
-def _parse_rows(raw: bytes, path: Path) -> tuple[list[list[str]], str]:
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DatasetError(
-            f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8 CSV"
-        ) from None
-    first = text.split("\n", 1)[0]
-    delimiter = max([",", ";", "\t"], key=first.count)
-    rows = [row for row in csv.reader(io.StringIO(text), delimiter=delimiter) if row]
-    header = [h.strip() for h in rows[0]]
-    _check_unique_header(header, path)
-    if len(rows) < 2:
-        raise DatasetError(f"{path}: only a header row; expected one row per sample below it")
-    for line, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise DatasetError(
-                f"{path}, line {line}: {len(row)} fields but the header has {len(header)}; "
-                "every row needs one value per column"
-            )
-    return [header, *rows[1:]], delimiter
+def _roles_description(roles: Roles, header: Sequence[str]) -> dict[str, Any]:
+    return {
+        "sample_id": header[roles.id] if roles.id is not None else None,
+        "ignored": [n for n in roles.ignored if n],
+        "not_targets": list(roles.not_targets),
+    }
 
 
-def _check_unique_header(header: list[str], path: Path) -> None:
-    """A column name given twice is ambiguous (which `428` is the spectrum?): refused."""
-    first_seen: dict[str, int] = {}
-    for position, name in enumerate(header):
-        if name in first_seen:
-            raise DatasetError(
-                f"{path}, line 1: column {name!r} appears twice (columns "
-                f"{first_seen[name] + 1} and {position + 1}); every column needs its own name"
-            )
-        first_seen[name] = position
+def _typed_column(table: Table, c: int, roles: Roles) -> np.ndarray:
+    """A metadata column typed: integer when every cell is a whole number, number when
+    every non-empty cell is a number (NaN for an empty one), else text (None if empty)."""
+    cells = table.column(c)
+    if roles.kinds[c].kind == "number":
+        values = np.array(
+            [
+                math.nan if readers.is_missing(v) else readers.cell_number(v, table.decimal_comma)
+                for v in cells
+            ],
+            dtype=np.float64,
+        )
+        whole = np.all(np.isfinite(values)) and np.all(values == np.round(values))
+        if whole and np.all(np.abs(values) < 2**53):
+            return values.astype(np.int64)
+        return values
+    return np.array(
+        [None if readers.cell_text(v) == "" else readers.cell_text(v) for v in cells],
+        dtype=object,
+    )
 
 
-def _column_roles(
-    header: list[str], targets: Sequence[str] | None, sample_id: str | None, path: Path
-) -> dict[str, Any]:
-    """Decide which columns are spectra, targets and the sample id."""
-    id_col = _find_id_column(header, sample_id, path)
-    if targets:
-        missing = [t for t in targets if t not in header]
-        if missing:
-            raise DatasetError(
-                f"{path}: no target column {missing[0]!r}; columns are {header[:8]}…"
-            )
-        target_cols = [header.index(t) for t in targets]
-    else:
-        target_cols = [i for i, h in enumerate(header) if i != id_col and wavelengths([h]) is None]
-        if not target_cols:
-            raise DatasetError(
-                f"{path}: every column header is a number, so no target column was found; "
-                "name the target with --target NAME"
-            )
-    spectra_cols = [i for i in range(len(header)) if i != id_col and i not in target_cols]
-    if not spectra_cols:
-        raise DatasetError(f"{path}: no spectra columns besides the targets {targets}")
-    return {"id": id_col, "targets": target_cols, "spectra": spectra_cols}
-
-
-def _find_id_column(header: list[str], sample_id: str | None, path: Path) -> int | None:
-    if sample_id is not None:
-        if sample_id not in header:
-            raise DatasetError(
-                f"{path}: no sample id column {sample_id!r}; columns are {header[:8]}…"
-            )
-        return header.index(sample_id)
-    for i, h in enumerate(header):
-        if h.strip().lower() in SAMPLE_ID_NAMES:
-            return i
-    return None
-
-
-def _to_float(cell: str, delimiter: str) -> float:
-    cell = cell.strip()
-    if delimiter == ";":
-        cell = cell.replace(",", ".")
-    return float(cell)
-
-
-def _numeric_block(
-    body: list[list[str]], cols: list[int], header: list[str], path: Path, delimiter: str
-) -> np.ndarray:
-    X = np.empty((len(body), len(cols)), dtype=np.float64)
-    for r, row in enumerate(body):
+def _numeric_block(table: Table, cols: list[int]) -> np.ndarray:
+    X = np.empty((len(table.rows), len(cols)), dtype=np.float64)
+    for r, row in enumerate(table.rows):
         for j, c in enumerate(cols):
             try:
-                X[r, j] = _to_float(row[c], delimiter)
+                X[r, j] = readers.cell_number(row[c], table.decimal_comma)
             except ValueError:
                 raise DatasetError(
-                    f"{path}, line {r + 2}, column {header[c]!r}: {row[c]!r} is not a number; "
-                    "spectra must be numeric"
+                    f"{table.place(r, c)}: {row[c]!r} is not a number; spectra must be numeric"
                 ) from None
             if not math.isfinite(X[r, j]):
                 raise DatasetError(
-                    f"{path}, line {r + 2}, column {header[c]!r}: {row[c]!r} is not a finite "
-                    "number; fill or drop that sample"
+                    f"{table.place(r, c)}: {row[c]!r} is not a finite number; fill or drop "
+                    "that sample"
                 )
     return X
 
 
-def _target_block(
-    body: list[list[str]],
-    cols: list[int],
-    header: list[str],
-    path: Path,
-    task: str | None,
-    delimiter: str,
-) -> np.ndarray:
-    cells = [[row[c].strip() for c in cols] for row in body]
-    for r, row in enumerate(cells):
-        for j, value in enumerate(row):
-            if value == "" or value.lower() in ("nan", "na", "null"):
+def _target_block(table: Table, cols: list[int], task: str | None) -> np.ndarray:
+    for r, row in enumerate(table.rows):
+        for c in cols:
+            if readers.is_missing(row[c]):
                 raise DatasetError(
-                    f"{path}, line {r + 2}, column {header[cols[j]]!r}: missing target; "
-                    "drop that sample or fill the target"
+                    f"{table.place(r, c)}: missing target; drop that sample or fill the target"
                 )
     if task == "classification":
-        return np.array(cells, dtype=str)
+        return np.array([[readers.cell_text(row[c]) for c in cols] for row in table.rows], str)
     try:
-        return np.array([[_to_float(v, delimiter) for v in row] for row in cells])
+        return np.array(
+            [[readers.cell_number(row[c], table.decimal_comma) for c in cols] for row in table.rows]
+        )
     except ValueError:
+        r, c = _first_non_number(table, cols)
         if task == "regression":
-            r, j = _first_non_number(cells, delimiter)
             raise DatasetError(
-                f"{path}, line {r + 2}, column {header[cols[j]]!r}: {cells[r][j]!r} is not a "
-                "number but the task is regression"
+                f"{table.place(r, c)}: {table.rows[r][c]!r} is not a number but the task is "
+                "regression"
             ) from None
-        return np.array(cells, dtype=str)
+        if any(roles_kind == "number" for roles_kind in _kinds(table, cols)):
+            raise DatasetError(
+                f"{table.where}: the targets mix numbers and text ({table.place(r, c)}: "
+                f"{table.rows[r][c]!r}); ask for the numeric or the text targets, not both"
+            ) from None
+        return np.array([[readers.cell_text(row[c]) for c in cols] for row in table.rows], str)
 
 
-def _first_non_number(cells: list[list[str]], delimiter: str) -> tuple[int, int]:
-    for r, row in enumerate(cells):
-        for j, value in enumerate(row):
+def _kinds(table: Table, cols: list[int]) -> list[str]:
+    number = (lambda c: readers.cell_number(c, True)) if table.decimal_comma else _number
+    return [kind_of_cells(table.column(c), readers.is_missing, number).kind for c in cols]
+
+
+def _first_non_number(table: Table, cols: list[int]) -> tuple[int, int]:
+    for r, row in enumerate(table.rows):
+        for c in cols:
             try:
-                _to_float(value, delimiter)
+                readers.cell_number(row[c], table.decimal_comma)
             except ValueError:
-                return r, j
-    return 0, 0
+                return r, c
+    return 0, cols[0]
 
 
 # -- Parquet ----------------------------------------------------------------------------
 def to_parquet_bytes(spectra: Spectra) -> bytes:
-    """Deterministic Parquet: sample_id, targets, then one `spectrum` list column.
+    """Deterministic Parquet: sample_id, targets, metadata, then one `spectrum` list column.
 
     A fixed-size list keeps thousands of wavelengths in one column (fast, compact); the
     feature names, target names and task ride in the schema metadata under `n4a_dataset`.
+    Metadata columns (`meta:<name>`: int64, float64 or string) and the group's name are
+    written only when the dataset has them: a dataset without is the same bytes as before.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -541,6 +695,13 @@ def to_parquet_bytes(spectra: Spectra) -> bytes:
     columns = {"sample_id": pa.array(spectra.sample_ids, type=pa.string())}
     for index, target in enumerate(spectra.target_names):
         columns[f"target:{target}"] = pa.array(spectra.target(index))
+    for name, values in spectra.metadata.items():
+        kind = _type_of(values)
+        if kind == "text":
+            columns[f"meta:{name}"] = pa.array(values.tolist(), type=pa.string())
+        else:
+            arrow_type = pa.int64() if kind == "integer" else pa.float64()
+            columns[f"meta:{name}"] = pa.array(values, type=arrow_type)
     flat = pa.array(spectra.X.reshape(-1), type=pa.float64())
     columns["spectrum"] = pa.FixedSizeListArray.from_arrays(flat, spectra.n_features)
     info = {  # no dataset name: identity is the content; names live in the index
@@ -549,6 +710,9 @@ def to_parquet_bytes(spectra: Spectra) -> bytes:
         "task": spectra.task,
         "wavelength_unit": spectra.wavelength_unit,
     }
+    if spectra.metadata:
+        info["metadata"] = list(spectra.metadata)
+        info["group"] = spectra.group_column
     table = pa.table(columns).replace_schema_metadata({"n4a_dataset": json.dumps(info)})
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")
@@ -556,6 +720,7 @@ def to_parquet_bytes(spectra: Spectra) -> bytes:
 
 
 def from_parquet_bytes(data: bytes) -> Spectra:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pq.read_table(io.BytesIO(data))
@@ -563,6 +728,13 @@ def from_parquet_bytes(data: bytes) -> Spectra:
     n_features = len(info["feature_names"])
     flat = table.column("spectrum").combine_chunks().flatten().to_numpy()
     targets = [table.column(f"target:{t}").to_numpy() for t in info["target_names"]]
+    metadata = {}
+    for name in info.get("metadata", []):
+        column = table.column(f"meta:{name}")
+        if pa.types.is_string(column.type):
+            metadata[name] = np.array(column.to_pylist(), dtype=object)
+        else:
+            metadata[name] = column.to_numpy()
     return Spectra(
         name="",
         X=flat.reshape(-1, n_features),
@@ -572,14 +744,22 @@ def from_parquet_bytes(data: bytes) -> Spectra:
         target_names=info["target_names"],
         task=info["task"],
         wavelength_unit=info["wavelength_unit"],
+        metadata=metadata,
+        group_column=info.get("group"),
     )
 
 
 def load_any(source: Any, **options: Any) -> Spectra:
-    """One entry point for the API and CLI: a path, `chemotools:NAME`, or a frame."""
+    """One entry point for the API and CLI: a path (CSV, spreadsheet; `references=` and
+    `on=` join a second file), `chemotools:NAME`, or a frame."""
     if isinstance(source, Spectra):
         return source
     if isinstance(source, str) and source.startswith(CHEMOTOOLS_PREFIX):
+        asked = {k for k, v in options.items() if v not in (None, (), [])}
+        if asked - {"name"}:
+            raise DatasetError(
+                f"{source} has fixed columns: options {', '.join(sorted(asked))} do not apply"
+            )
         return load_chemotools(source)
     if isinstance(source, (str, Path)):
         return load_csv(source, **options)
@@ -618,38 +798,41 @@ def load_for_prediction(
     model's `target` column, whose values become `y_true`.
     """
     path = Path(path)
-    rows, delimiter = _parse_rows(_read_bytes(path), path)
-    header, body = rows[0], rows[1:]
-    id_col = _find_id_column(header, None, path)
+    table = readers.read_table(path)
+    header = table.header
+    readers.check_unique_header(header, table.where, table.unit)
+    id_col = next((i for i, h in enumerate(header) if h.lower() in SAMPLE_ID_NAMES), None)
     target_col = header.index(target) if target in header else None
     candidates = [i for i in range(len(header)) if i not in (id_col, target_col)]
-    columns = match_wavelength_columns(header, candidates, list(feature_names), str(path))
-    X = _numeric_block(body, columns, header, path, delimiter)
-    ids = [row[id_col].strip() for row in body] if id_col is not None else _default_ids(len(body))
+    columns = match_wavelength_columns(header, candidates, list(feature_names), table.where)
+    X = _numeric_block(table, columns)
+    ids = (
+        [readers.cell_text(row[id_col]) for row in table.rows]
+        if id_col is not None
+        else _default_ids(len(table.rows))
+    )
     if target_col is None:
         return PredictionInput(ids, X)
-    y_true = _reference_values(body, target_col, header, path, delimiter, task)
-    return PredictionInput(ids, X, header[target_col], y_true)
+    return PredictionInput(ids, X, header[target_col], _reference_values(table, target_col, task))
 
 
-def _reference_values(
-    body: list[list[str]], col: int, header: list[str], path: Path, delimiter: str, task: str
-) -> np.ndarray:
+def _reference_values(table: Table, col: int, task: str) -> np.ndarray:
     """The target column of new spectra: an empty cell is a sample without a reference
     value (predicted, not scored), a text cell in a regression target is an error."""
-    cells = [row[col].strip() for row in body]
-    empty = [c == "" or c.lower() in ("nan", "na", "null") for c in cells]
+    cells = table.column(col)
+    empty = [readers.is_missing(c) for c in cells]
     if task == "classification":
-        return np.array(["" if e else c for c, e in zip(cells, empty, strict=True)], dtype=str)
+        texts = [readers.cell_text(c) for c in cells]
+        return np.array(["" if e else c for c, e in zip(texts, empty, strict=True)], dtype=str)
     values = np.full(len(cells), np.nan)
     for r, (cell, is_empty) in enumerate(zip(cells, empty, strict=True)):
         if is_empty:
             continue
         try:
-            values[r] = _to_float(cell, delimiter)
+            values[r] = readers.cell_number(cell, table.decimal_comma)
         except ValueError:
             raise DatasetError(
-                f"{path}, line {r + 2}, column {header[col]!r}: {cell!r} is not a number, "
+                f"{table.place(r, col)}: {cell!r} is not a number, "
                 "but it is the model's target column"
             ) from None
     return values

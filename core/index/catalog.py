@@ -9,7 +9,7 @@ Design: docs/DESIGN.md, "Storage".
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +37,10 @@ class DatasetInfo:
     source_size: int | None
     blob_id: BlobId | None  # None: imported without its data
     created_at: datetime
+    # how its columns were read (core.data.datasets.describe_columns); {} before schema 006
+    columns: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None  # `datasets add --note`
+    keys: dict[str, str] = field(default_factory=dict)  # `datasets add --set KEY=VALUE`
     aliases: tuple[str, ...] = ()  # other names of the same content (dataset_aliases)
 
     @property
@@ -65,7 +69,7 @@ class BlobStats:
 DATASET_COLUMNS = (
     "dataset_id, name, task, n_samples, n_features, target_names, target_stats, "
     "wavelength_min, wavelength_max, wavelength_unit, source_path, source_sha256, "
-    "source_size, blob_id, created_at"
+    "source_size, blob_id, created_at, columns, note, user_keys"
 )
 
 
@@ -103,6 +107,9 @@ def _dataset_from_row(row: tuple, aliases: dict[str, tuple[str, ...]]) -> Datase
     values["blob_id"] = BlobId(values["blob_id"]) if values["blob_id"] else None
     values["target_stats"] = json.loads(values["target_stats"])
     values["target_names"] = list(values["target_names"])
+    values["columns"] = json.loads(values["columns"]) if values["columns"] else {}
+    keys = values.pop("user_keys")
+    values["keys"] = json.loads(keys) if keys else {}
     return DatasetInfo(**values)
 
 

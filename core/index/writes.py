@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 from n4afs_core.errors import DatasetError
-from n4afs_core.index.catalog import DATASET_COLUMNS, find_datasets
+from n4afs_core.index.catalog import find_datasets
 from n4afs_core.index.liveness import OWNER_COLUMNS, Owner, current_owner
 from n4afs_core.index.names import checked_result_name, checked_text
 from n4afs_core.pipelines.persist import short_id
@@ -55,11 +55,20 @@ def add_dataset(
     """Insert a dataset row; False when the same content is already indexed.
 
     The dataset id is its Parquet blob's id; an imported dataset whose data did not come
-    with the bundle keeps its original id and has no blob (`blob_id=None`).
+    with the bundle keeps its original id and has no blob (`blob_id=None`). `meta` may carry
+    `columns` (the roles), `note` and `keys` (user text): they describe the dataset as first
+    added, so an existing row keeps its own.
     """
     name = checked_text("dataset name", meta["name"])
     for target in meta["target_names"]:
         checked_text("target name", target)
+    note = meta.get("note")
+    if note is not None:
+        note = checked_text("dataset note", note)
+    keys = user_keys(meta.get("keys") or {})
+    columns = meta.get("columns")
+    for column in (columns or {}).get("metadata", {}):
+        checked_text("metadata column name", column)
     known = conn.execute("SELECT blob_id FROM datasets WHERE dataset_id = ?", [dataset_id])
     row = known.fetchone()
     if row is not None:
@@ -68,27 +77,49 @@ def add_dataset(
                 "UPDATE datasets SET blob_id = ? WHERE dataset_id = ?", [blob_id, dataset_id]
             )
         return False
+    row = {
+        "dataset_id": dataset_id,
+        "name": name,
+        "task": meta["task"],
+        "n_samples": meta["n_samples"],
+        "n_features": meta["n_features"],
+        "target_names": meta["target_names"],
+        "target_stats": json.dumps(meta["target_stats"]),
+        "wavelength_min": meta["wavelength_min"],
+        "wavelength_max": meta["wavelength_max"],
+        "wavelength_unit": meta["wavelength_unit"],
+        "source_path": meta["source_path"],
+        "source_sha256": meta["source_sha256"],
+        "source_size": meta["source_size"],
+        "blob_id": blob_id,
+        # 006: written only when the dataset has them (an index of an older schema takes
+        # a dataset that has none)
+        "columns": json.dumps(columns) if columns else None,
+        "note": note,
+        "user_keys": json.dumps(keys) if keys else None,
+    }
+    names = [k for k, v in row.items() if v is not None or k not in _SINCE_006]
     conn.execute(
-        f"INSERT INTO datasets ({DATASET_COLUMNS}) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp)",
-        [
-            dataset_id,
-            name,
-            meta["task"],
-            meta["n_samples"],
-            meta["n_features"],
-            meta["target_names"],
-            json.dumps(meta["target_stats"]),
-            meta["wavelength_min"],
-            meta["wavelength_max"],
-            meta["wavelength_unit"],
-            meta["source_path"],
-            meta["source_sha256"],
-            meta["source_size"],
-            blob_id,
-        ],
+        f"INSERT INTO datasets ({', '.join(names)}, created_at) "
+        f"VALUES ({', '.join('?' for _ in names)}, current_timestamp)",
+        [row[k] for k in names],
     )
     return True
+
+
+_SINCE_006 = ("columns", "note", "user_keys")
+
+
+def user_keys(keys: dict[str, Any]) -> dict[str, str]:
+    """`--set KEY=VALUE` pairs as the index keeps them: text keys (no `=`, not empty) and
+    text values, each checked like any user text."""
+    checked = {}
+    for key, value in keys.items():
+        key = checked_text("dataset key", str(key)).strip()
+        if not key or "=" in key:
+            raise DatasetError(f"dataset key {key!r}: give --set KEY=VALUE with a KEY")
+        checked[key] = checked_text(f"dataset key {key!r}", str(value))
+    return checked
 
 
 def attach_spectra(conn: duckdb.DuckDBPyConnection, dataset_id: str, blob_id: str) -> None:

@@ -39,36 +39,112 @@ def datasets() -> None:
 
 
 @datasets.command("add")
-@click.argument("sources", nargs=-1, required=True)
+@click.argument("sources", nargs=-1)
 @click.option("--name", help="Name shown in the tree (default: the file name).")
 @click.option("--target", "targets", multiple=True, help="Target column (repeatable).")
-@click.option("--sample-id", help="Column holding sample ids (default: sample_id/id/sample).")
+@click.option(
+    "--id",
+    "--sample-id",
+    "sample_id",
+    help="Column holding sample ids (default: sample_id/id/sample).",
+)
+@click.option("--meta", multiple=True, help="Keep this column as metadata (repeatable).")
+@click.option("--ignore", multiple=True, help="Leave this column out (repeatable).")
+@click.option(
+    "--group",
+    help="Metadata column naming the physical sample of replicate scans "
+    "(default: a column named group/sample_group/sample_no).",
+)
 @click.option("--task", type=click.Choice(["regression", "classification"]), default=None)
+@click.option("--sheet", help="Spreadsheet sheet to read (when the workbook has several).")
+@click.option("--encoding", help="Text encoding of a CSV that is not UTF-8, e.g. cp1252.")
+@click.option("--spectra", "spectra_file", help="File of spectra, joined to --targets FILE.")
+@click.option("--targets", "references", help="File of reference values (and metadata).")
+@click.option("--on", help="Sample id column joining --spectra and --targets.")
+@click.option("--note", help='A note on the dataset, e.g. "harvest 2025, FOSS DS2500".')
+@click.option("--set", "keys", multiple=True, metavar="KEY=VALUE", help="A user key (repeatable).")
 @click.pass_context
-def datasets_add(ctx, sources, name, targets, sample_id, task) -> None:
-    """Add CSV files or bundled spectra (chemotools:fermentation, chemotools:coffee).
+def datasets_add(
+    ctx, sources, name, targets, sample_id, meta, ignore, group, task, sheet, encoding,
+    spectra_file, references, on, note, keys,
+) -> None:  # fmt: skip
+    """Add dataset files (CSV, .xlsx/.xls) or bundled spectra (chemotools:fermentation,
+    chemotools:coffee).
 
-    In a CSV, columns whose header is a number are wavelengths; the others are targets,
-    except a sample id column. Comma, semicolon (with decimal comma) and tab work.
+    Columns whose header is a number are wavelengths; a column named sample_id/id/sample
+    holds sample ids; other number columns are targets, text columns metadata (a text
+    column is a target only with --target, or as the one label of a classification file).
+    With --target, the other columns are metadata, never spectra. Set any column's role
+    with --target/--id/--meta/--ignore/--group. Comma, semicolon and tab separators work;
+    with ; or tab, decimal commas too. Spectra and reference values in two files:
+    --spectra X.csv --targets Y.csv --on sample_id.
     Content already in the workspace is not added again: a new --name becomes another name
     of it, and a dataset imported without its spectra gets them attached.
     """
-    ws = workspace(ctx.obj["workspace"], create=True)
+    if spectra_file is not None:
+        if sources:
+            raise click.UsageError("give FILE or --spectra FILE --targets FILE, not both")
+        sources = (spectra_file,)
+    if not sources:
+        raise click.UsageError("give a file to add (or --spectra FILE --targets FILE --on ID)")
+    if (references is None) != (on is None) or (references and spectra_file is None):
+        raise click.UsageError("two files are joined with --spectra FILE --targets FILE --on ID")
     options = {
         k: v
-        for k, v in {"targets": list(targets) or None, "sample_id": sample_id, "task": task}.items()
+        for k, v in {
+            "targets": list(targets) or None,
+            "sample_id": sample_id,
+            "meta": list(meta) or None,
+            "ignore": list(ignore) or None,
+            "group": group,
+            "task": task,
+            "sheet": sheet,
+            "encoding": encoding,
+            "references": references,
+            "on": on,
+        }.items()
         if v is not None
     }
+    described = {"note": note, "keys": _key_values(keys)}
+    ws = workspace(ctx.obj["workspace"], create=True)
     for source in sources:
         is_bundled = source.startswith("chemotools:")
-        admitted = ws.admit_dataset(source, name=name, **({} if is_bundled else options))
+        chosen = {} if is_bundled else options
+        admitted = ws.admit_dataset(source, name=name, **chosen, **described)
         info = admitted.info
         echo(
             f"{info.short_id}  {info.name}: {info.n_samples} samples x {info.n_features} "
             f"features, {info.task}, targets {', '.join(info.target_names)}"
         )
+        for line in _roles_lines(info.columns):
+            echo(f"  {line}")
         if admitted.note:
             echo(f"  {admitted.note}")
+
+
+def _key_values(pairs: tuple[str, ...]) -> dict[str, str]:
+    found = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r}: give --set KEY=VALUE", param_hint="--set")
+        found[key.strip()] = value
+    return found
+
+
+def _roles_lines(columns: dict) -> list[str]:
+    """What `datasets add` says about columns that are not spectra or targets."""
+    lines = []
+    group = columns.get("group")
+    if columns.get("metadata"):
+        shown = [f"{m} (group)" if m == group else m for m in columns["metadata"]]
+        lines.append(f"metadata {', '.join(shown)}")
+    if columns.get("not_targets"):
+        not_targets = ", ".join(columns["not_targets"])
+        lines.append(f"not targets (kept as metadata, as --target asked): {not_targets}")
+    if columns.get("ignored"):
+        lines.append(f"ignored {', '.join(columns['ignored'])}")
+    return lines
 
 
 @datasets.command("list")

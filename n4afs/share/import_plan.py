@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Any
 
+import numpy as np
 from n4afs_core.data import datasets
 from n4afs_core.errors import BundleError, N4AError
 from n4afs_core.index.names import checked_result_name, checked_text
@@ -202,6 +203,7 @@ def _spectra_from_csv(bundle: Bundle, folder: str, entry: dict[str, Any]) -> dat
     X = [[float(v) for v in row[1:]] for row in spectra_rows[1:]]
     y = [row[1:] for row in target_rows[1:]]
     task = entry["task"]
+    metadata, group = _metadata_from_csv(bundle, folder, ids)
     return datasets.from_arrays(
         X,
         [[float(v) for v in row] for row in y] if task == "regression" else y,
@@ -211,7 +213,44 @@ def _spectra_from_csv(bundle: Bundle, folder: str, entry: dict[str, Any]) -> dat
         target_rows[0][1:],
         task,
         entry.get("wavelength_unit"),
+        metadata=metadata,
+        group=group,
     )
+
+
+def _metadata_from_csv(
+    bundle: Bundle, folder: str, ids: list[str]
+) -> tuple[dict[str, Any], str | None]:
+    """The dataset's metadata columns from metadata.csv, typed as its DATASET.yaml says
+    (integer, number, text), so the rebuilt dataset is the content that was exported."""
+    if f"{folder}/metadata.csv" not in bundle.sizes:
+        return {}, None
+    described = bundle.yaml(f"{folder}/DATASET.yaml")
+    columns = described.get("columns") if isinstance(described, dict) else None
+    types = columns.get("metadata") if isinstance(columns, dict) else None
+    if not isinstance(types, dict):
+        raise BundleError(f"{folder}/DATASET.yaml does not type the columns of metadata.csv")
+    rows = _csv_rows(bundle, f"{folder}/metadata.csv")
+    if rows[0][1:] != list(types) or [r[0] for r in rows[1:]] != ids:
+        raise BundleError(f"{folder}/metadata.csv does not match DATASET.yaml and spectra.csv")
+    parse = {
+        "integer": lambda v: int(v),
+        "number": lambda v: float(v) if v != "" else float("nan"),
+        "text": lambda v: v if v != "" else None,
+    }
+    metadata: dict[str, Any] = {}
+    for k, (name, kind) in enumerate(types.items(), start=1):
+        if kind not in parse:
+            raise BundleError(f"{folder}/DATASET.yaml: metadata type {kind!r} is unknown")
+        try:
+            values = [parse[kind](row[k]) for row in rows[1:]]
+        except ValueError as exc:
+            raise BundleError(f"{folder}/metadata.csv, column {name!r}: {exc}") from None
+        metadata[checked_text("metadata column name", name)] = (
+            np.array(values, dtype=object) if kind == "text" else values
+        )
+    group = columns.get("group")
+    return metadata, group if isinstance(group, str) else None
 
 
 def _csv_rows(bundle: Bundle, name: str) -> list[list[str]]:

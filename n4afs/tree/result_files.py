@@ -43,7 +43,8 @@ Everything here is a view of one workspace, built on demand from its index. The 
 result appears under several folders without being stored twice. The tree is read-only.
 
 runs/<dataset>/                 one folder per dataset (start here)
-    DATASET.yaml                what the dataset is: shape, targets, wavelengths, source
+    DATASET.yaml                what the dataset is: shape, targets, column roles,
+                                wavelengths, source, note
     RESULTS.csv                 every result on it, best first (metric and direction inside)
     best_<NNNN>_<name>_<h>.csv  predictions of the best result (exactly one such file)
     <NNNN>_<name>_<hash6>/      one result: one pipeline config on this dataset
@@ -57,7 +58,8 @@ runs/<dataset>/                 one folder per dataset (start here)
         logs/                   timing.yaml, or error.log for a failed result
 by-run/<date>_<name>_<hash6>/   the same results grouped by run: RUN.yaml, templates/
 best/<dataset>.csv              the best predictions of every dataset
-datasets/<dataset>/             DATASET.yaml, spectra.csv, targets.csv
+datasets/<dataset>/             DATASET.yaml, spectra.csv, targets.csv, and metadata.csv
+                                (sample_id + metadata columns) when it has metadata
 
 NNNN is the result's number on its dataset (never reused); hash6 identifies its config.
 CSV files: comma separated, '.' decimal point, UTF-8, one row per sample. residual is
@@ -88,29 +90,37 @@ class ResultFiles:
 
     # -- dataset-level files ------------------------------------------------------------
     def dataset_yaml(self, d: DatasetInfo) -> LazyContent:
+        """Columns, note and keys appear when the dataset has them (datasets added before
+        schema 006 render as they did)."""
+
         def render() -> bytes:
-            return renderers.yaml_bytes(
-                {
-                    "name": d.name,
-                    "id": str(d.dataset_id),
-                    "task": d.task,
-                    "n_samples": d.n_samples,
-                    "n_features": d.n_features,
-                    "targets": d.target_names,
-                    "target_stats": d.target_stats,
-                    "wavelengths": {
-                        "min": d.wavelength_min,
-                        "max": d.wavelength_max,
-                        "unit": d.wavelength_unit,
-                    },
-                    "source": {
-                        "path": d.source_path,
-                        "sha256": d.source_sha256,
-                        "size": d.source_size,
-                    },
-                    "added": d.created_at.isoformat(timespec="seconds"),
-                }
-            )
+            doc: dict[str, Any] = {
+                "name": d.name,
+                "id": str(d.dataset_id),
+                "task": d.task,
+                "n_samples": d.n_samples,
+                "n_features": d.n_features,
+                "targets": d.target_names,
+            }
+            if d.columns:
+                doc["columns"] = d.columns
+            doc["target_stats"] = d.target_stats
+            doc["wavelengths"] = {
+                "min": d.wavelength_min,
+                "max": d.wavelength_max,
+                "unit": d.wavelength_unit,
+            }
+            doc["source"] = {
+                "path": d.source_path,
+                "sha256": d.source_sha256,
+                "size": d.source_size,
+            }
+            if d.note is not None:
+                doc["note"] = d.note
+            if d.keys:
+                doc["keys"] = d.keys
+            doc["added"] = d.created_at.isoformat(timespec="seconds")
+            return renderers.yaml_bytes(doc)
 
         return self._render(("dataset.yaml", d.dataset_id, d.name), render)
 
@@ -210,11 +220,22 @@ class ResultFiles:
                 ([sid, *row] for sid, row in zip(s.sample_ids, s.y.tolist(), strict=True)),
             )
 
+        def metadata_csv() -> bytes:
+            s = self.spectra(d.blob_id)
+            columns = [s.metadata[m].tolist() for m in s.metadata]
+            return renderers.csv_bytes(
+                ["sample_id", *s.metadata],
+                ([sid, *values] for sid, *values in zip(s.sample_ids, *columns, strict=True)),
+            )
+
         nodes = [
             file_node("DATASET.yaml", t, self.dataset_yaml(d)),
             file_node("spectra.csv", t, self._render(("spectra.csv", d.blob_id), spectra_csv)),
             file_node("targets.csv", t, self._render(("targets.csv", d.blob_id), targets_csv)),
         ]
+        if d.columns.get("metadata"):  # the index says so: no blob read to list the folder
+            key = ("metadata.csv", d.blob_id)
+            nodes.append(file_node("metadata.csv", t, self._render(key, metadata_csv)))
         return {n.name: n for n in nodes}
 
     # -- run-level files ----------------------------------------------------------------

@@ -16,7 +16,7 @@ Layout (docs/DESIGN.md, "The tree"):
   runs/<dataset>/{DATASET.yaml, RESULTS.csv, best_<label>.csv, <label>/...}
   by-run/<run>/{RUN.yaml, templates/, <dataset>/<label>/...}
   best/<dataset>.csv
-  datasets/<dataset>/{DATASET.yaml, spectra.csv, targets.csv}
+  datasets/<dataset>/{DATASET.yaml, spectra.csv, targets.csv[, metadata.csv]}
 """
 
 from __future__ import annotations
