@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-RENDER_VERSION = 1
+RENDER_VERSION = 2
 PREDICTION_COLUMNS = ("sample_id", "y_true", "y_pred", "residual", "partition", "fold")
 
 
