@@ -270,3 +270,97 @@ def test_classification_models_each_class_column_with_its_own_folds(ws):
         assert set(table["y_true"].to_list()) <= set(
             (blend if result.row.target == "blend" else labels).tolist()
         )
+
+
+def test_export_names_the_target_and_import_keeps_it(both, tmp_path):
+    from n4afs.workspace import Workspace
+
+    ws, run = both
+    best = ws.best("ferm2", target="band_1700")
+    folder = f"runs/ferm2/band_1700/{best.row.label}"
+    out = tmp_path / "bundle.zip"
+    ws.export(folder, out, level="with-data")
+    import zipfile
+
+    with zipfile.ZipFile(out) as bundle:
+        export = yaml.safe_load(
+            bundle.read(next(n for n in bundle.namelist() if n.endswith("EXPORT.yaml")))
+        )
+    assert [e["target"] for e in export["results"]] == ["band_1700"]
+    other = Workspace(tmp_path / "other")
+    other.import_bundle(out, trust=True)
+    (imported,) = other.results("ferm2", target="band_1700")
+    assert imported.row.target == "band_1700"
+    assert imported.ranked_value == pytest.approx(best.ranked_value)
+    assert listing(other, "runs/ferm2/band_1700") == sorted(
+        ["RESULTS.csv", f"best_{imported.row.label}.csv", imported.row.label]
+    )
+    assert other.results("ferm2", target="glucose") == []
+
+
+def _old_workspace(path, add):
+    """A workspace as the code before several targets left it: schema 005, results without
+    a target column. Datasets go in through today's writer (their rows did not change);
+    results rows as that code wrote them (failed ones: no blobs needed to show them)."""
+    import hashlib
+    import shutil
+
+    from n4afs_core import datasets, writes
+    from n4afs_core.index import SCHEMA_DIR, Index, migrations_in
+
+    schema = path.parent / "schema-005"
+    schema.mkdir()
+    for migration in migrations_in(SCHEMA_DIR):
+        if migration.version <= 5:
+            shutil.copy(migration.path, schema / migration.path.name)
+    index = Index(path)
+    assert index.migrate(schema) == 5
+    with index.write() as conn:
+        for name, spectra in add:
+            data = datasets.to_parquet_bytes(spectra)
+            blob = hashlib.sha256(data).hexdigest()
+            writes.add_dataset(conn, datasets.metadata(spectra), blob, None)
+            conn.execute(
+                "INSERT INTO runs VALUES ('2026-01-01_old_abcdef', 'old', 'failed', 'rmse', "
+                "'{}', TIMESTAMP '2026-01-01 10:00', TIMESTAMP '2026-01-01 10:01') "
+                "ON CONFLICT DO NOTHING"
+            )
+            conn.execute("INSERT INTO run_datasets VALUES ('2026-01-01_old_abcdef', ?, 0)", [blob])
+            for seq in (1, 2):
+                conn.execute(
+                    "INSERT INTO results VALUES (?, '2026-01-01_old_abcdef', ?, ?, ?, ?, "
+                    "'[{\"pls\": {\"n_components\": 2}}]', '{}', 0, 'failed', 'rmse', NULL, "
+                    "NULL, 'boom', NULL, TIMESTAMP '2026-01-01 10:01')",
+                    [f"{name}{seq}", blob, seq, f"pls{seq}", f"{seq:064x}"],
+                )
+            conn.execute("INSERT INTO dataset_seq VALUES (?, 2)", [blob])
+    return index
+
+
+def test_a_workspace_from_before_opens_with_the_same_tree(tmp_path):
+    from n4afs_core import datasets
+
+    from n4afs.workspace import Workspace
+
+    X, refs, waves, ids = two_targets()
+    one = datasets.from_arrays(X, refs[:, 0], "ferm", ids, waves, ["glucose"])
+    two = datasets.from_arrays(X, refs, "ferm2", ids, waves, TARGETS)
+    path = tmp_path / "ws"
+    _old_workspace(path, [("a", one), ("b", two)])
+    ws = Workspace(path)  # migrates to 006
+    assert ws.index.schema_version() == 6
+    targets = dict(ws.query("SELECT result_id, target FROM results ORDER BY 1")[1])
+    assert targets == {"a1": "glucose", "a2": "glucose", "b1": "glucose", "b2": "glucose"}
+    labels = ["0001_pls1_000000", "0002_pls2_000000"]
+    # the one-target dataset: today's paths exactly
+    assert listing(ws, "runs/ferm") == sorted(["DATASET.yaml", "RESULTS.csv", *labels])
+    assert listing(ws, "by-run/2026-01-01_old_abcdef/ferm") == labels
+    assert listing(ws, "by-run/2026-01-01_old_abcdef/ferm2") == ["glucose"]
+    assert listing(ws, "runs/ferm/0001_pls1_000000") == ["logs", "pipeline.yaml"]
+    # the two-target dataset: its old results modelled its first target, and say so
+    assert listing(ws, "runs/ferm2") == ["DATASET.yaml", "band_1700", "glucose"]
+    assert listing(ws, "runs/ferm2/glucose") == sorted(["RESULTS.csv", *labels])
+    assert listing(ws, "runs/ferm2/band_1700") == []
+    assert ws.results("ferm2", target="glucose")[0].row.target == "glucose"
+    run_yaml = yaml.safe_load(read(ws, "by-run/2026-01-01_old_abcdef/RUN.yaml"))
+    assert run_yaml["targets"] == {"ferm": ["glucose"], "ferm2": ["glucose"]}
