@@ -91,11 +91,18 @@ class _PrefixMemo:
     ):
         self.X, self.ys, self.train_idx, self.stats = X, ys, train_idx, stats
         self.y_free = y_free
+        self.free: dict[str, bool] = {}  # op -> y_free(op), asked once per context
         self.memo: dict[str, tuple[list[Any], np.ndarray]] = {"[]": ([], X)}
 
     def key(self, steps: list[Step], column: int) -> str:
         key = step_key(steps)
-        return key if all(self.y_free(op) for op, _ in steps) else f"{key}|y{column}"
+        return key if all(self._free(op) for op, _ in steps) else f"{key}|y{column}"
+
+    def _free(self, op: str) -> bool:
+        free = self.free.get(op)
+        if free is None:
+            free = self.free[op] = self.y_free(op)
+        return free
 
     def y(self, column: int) -> np.ndarray:
         """The training rows of one target column."""
