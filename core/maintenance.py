@@ -313,13 +313,16 @@ def results_older_than(index: Index, seconds: float) -> list[str]:
 
 
 def results_beyond_best(index: Index, keep: int, metric: str | None) -> list[str]:
-    """Per dataset, every result but the `keep` best (failed and broken ones included)."""
+    """Per dataset and target (`core.metrics.ranking.GroupKey`), every result but the `keep` best
+    (failed and broken ones included)."""
     from n4afs_core.index.queries import rank_results
+    from n4afs_core.metrics.ranking import GROUP_COLUMNS, GroupKey
 
     doomed = []
     with index.read() as conn:
-        for (dataset_id,) in conn.execute("SELECT DISTINCT dataset_id FROM results").fetchall():
-            ranked = rank_results(conn, dataset_id, metric).rows
+        found = conn.execute(f"SELECT DISTINCT {GROUP_COLUMNS} FROM results r").fetchall()
+        for group in found:
+            ranked = rank_results(conn, GroupKey(*group), metric).rows
             completed = [r for r in ranked if r.status == "completed"]
             kept = {r.result_id for r in completed[:keep]}
             doomed += [r.result_id for r in ranked if r.result_id not in kept]
@@ -337,6 +340,7 @@ class UsageScope:
     dataset_id: str | None = None
     run_id: str | None = None
     result_id: str | None = None
+    target: str | None = None  # `runs/wheat/protein`: one target of a dataset
 
     def where(self) -> tuple[str, list[str]]:
         """A WHERE clause on `results r` (and its parameters) keeping the scope's results."""
@@ -346,6 +350,7 @@ class UsageScope:
                 ("dataset_id", self.dataset_id),
                 ("run_id", self.run_id),
                 ("result_id", self.result_id),
+                ("target", self.target),
             )
             if value is not None
         ]

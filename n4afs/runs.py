@@ -161,19 +161,37 @@ class Run:
         execute_run(self.ws.index, self.ws.store, self.run_id, on_result)
         return self
 
-    def ranked(self, dataset: str, metric: str | None = None) -> list[Result]:
-        """The run's results on `dataset`, best first (`Workspace.results`' rule)."""
-        info = self.ws.dataset(dataset)
+    @property
+    def targets(self) -> dict[str, list[str]]:
+        """The targets the run models, per dataset name, in the dataset's order."""
         with self.ws.index.read() as conn:
-            ranking = queries.rank_results(conn, info.dataset_id, metric, run_id=self.run_id)
-        return ranked_handles(self.ws, ranking)
+            return queries.run_targets(conn, self.run_id)
 
-    def best(self, dataset: str, metric: str | None = None) -> Result:
-        """Best validation score of the run's metric on that dataset."""
+    def ranked(
+        self, dataset: str, metric: str | None = None, target: str | None = None
+    ) -> list[Result]:
+        """The run's results on `dataset`, best first (`Workspace.results`' rule: each
+        target's ranking in turn unless `target` names one)."""
+        from n4afs.workspace import target_groups
+
+        info = self.ws.dataset(dataset)
+        found: list[Result] = []
+        with self.ws.index.read() as conn:
+            for group in target_groups(info, target, every=True):
+                ranked = queries.rank_results(conn, group, metric, run_id=self.run_id)
+                found += ranked_handles(self.ws, ranked)
+        return found
+
+    def best(self, dataset: str, metric: str | None = None, target: str | None = None) -> Result:
+        """Best validation score of the run's metric on that dataset (and `target`, which a
+        dataset with several targets needs)."""
+        from n4afs.workspace import target_groups
+
         untrusted = self.ws.untrusted_runs()  # once, not per result
+        (group,) = target_groups(self.ws.dataset(dataset), target)
         ranked = [
             r
-            for r in self.ranked(dataset, metric)
+            for r in self.ranked(dataset, metric, group.target)
             if ranking.may_be_best(r.row.status, r.row.run_id in untrusted)
         ]
         if not ranked:

@@ -273,6 +273,7 @@ class Workspace:
         scheduler: Any = None,
         on_result: Any = None,
         compute: bool = True,
+        targets: str | Sequence[str] | None = None,
     ) -> Run:
         """Run templates x datasets with K-fold CV; results are persisted as they finish.
 
@@ -283,11 +284,13 @@ class Workspace:
         `splitter` is any scikit-learn CV splitter (default: shuffled K-fold, stratified
         for classification, seeded). `backend="dask"` with `scheduler` (an address such as
         tcp://host:8786, or a distributed Client / cluster) runs on a dask cluster.
+        `targets`: the target(s) modelled on each dataset, one result per config x target:
+        names (each dataset must have them), "all", or None for each dataset's first target.
         `on_result` is called with each result's payload as it is stored. `compute=False`
         only plans: the run and its pending results are recorded (a metric or test set that
         does not fit is refused before that), and `Run.finish` computes them.
         """
-        from n4afs_core.pipelines.runner import RunOptions, plan_run, splitter_spec
+        from n4afs_core.pipelines.runner import RunOptions, plan_run, splitter_spec, targets_asked
         from n4afs_core.pipelines.templates import load_templates
 
         loaded = load_templates(list(templates))
@@ -302,6 +305,7 @@ class Workspace:
             splitter=splitter_spec(splitter) if splitter is not None else None,
             backend=backend,
             scheduler=getattr(scheduler, "scheduler_address", scheduler),
+            targets=targets_asked(targets),
         )
         planned = Run(self, plan_run(self.index, loaded, infos, options, name))
         return planned.finish(on_result) if compute else planned
@@ -348,29 +352,42 @@ class Workspace:
         return Run(self, self._run_id(key))
 
     def results(
-        self, dataset: str, metric: str | None = None, limit: int | None = None
+        self,
+        dataset: str,
+        metric: str | None = None,
+        limit: int | None = None,
+        target: str | None = None,
     ) -> list[Result]:
         """Every result on a dataset, across runs, best first.
 
         `metric`: rank by another metric than the runs' (pooled CV scores); it must fit the
-        dataset's task, else `MetricError` names those that do.
+        dataset's task, else `MetricError` names those that do. `target`: one target of a
+        dataset with several; without it, each target's ranking in turn (results of two
+        targets are never ranked against each other: `core.metrics.ranking.GroupKey`).
         """
-        return self._ranked(dataset, metric, limit=limit)
+        info = self.dataset(dataset)
+        found: list[Result] = []
+        for group in target_groups(info, target, every=True):
+            found += self._ranked(group, metric, limit=limit)
+        return found
 
-    def best(self, dataset: str, metric: str | None = None) -> Result:
-        """Best validation score across every run on that dataset (`metric` as in `results`)."""
-        ranked = self._ranked(dataset, metric, limit=1, best_only=True)
+    def best(self, dataset: str, metric: str | None = None, target: str | None = None) -> Result:
+        """Best validation score across every run on that dataset (`metric` as in
+        `results`); on a dataset with several targets, of the `target` named."""
+        info = self.dataset(dataset)
+        (group,) = target_groups(info, target)
+        ranked = self._ranked(group, metric, limit=1, best_only=True)
         if not ranked:
+            on = f" target {group.target!r} of" if target is not None else ""
             raise RunError(
-                f"no completed result on dataset {dataset!r} that may be best: run a sweep, "
-                "or trust an imported bundle (`n4afs trust RUN`)"
+                f"no completed result on{on} dataset {dataset!r} that may be best: run a "
+                "sweep, or trust an imported bundle (`n4afs trust RUN`)"
             )
         return ranked[0]
 
-    def _ranked(self, dataset: str, metric: str | None, **options: Any) -> list[Result]:
-        info = self.dataset(dataset)
+    def _ranked(self, group: Any, metric: str | None, **options: Any) -> list[Result]:
         with self.index.read() as conn:
-            ranking = queries.rank_results(conn, info.dataset_id, metric, **options)
+            ranking = queries.rank_results(conn, group, metric, **options)
         return ranked_handles(self, ranking)
 
     # -- sharing ----------------------------------------------------------------------
@@ -570,6 +587,26 @@ class Removal:
     @property
     def done(self) -> bool:
         return self.runs_removed is not None
+
+
+def target_groups(info: DatasetInfo, target: str | None, every: bool = False) -> list[Any]:
+    """What a ranking of `info` covers (`core.metrics.ranking.GroupKey`s): its target `target`, its
+    only target, or, with `every`, each of its targets; a dataset with several targets needs
+    one named otherwise (a best across targets means nothing)."""
+    from n4afs_core.metrics.ranking import GroupKey
+
+    known = list(info.target_names)
+    if target is not None:
+        if target not in known:
+            raise RunError(
+                f"dataset {info.name!r} has no target {target!r}; its targets: {', '.join(known)}"
+            )
+        return [GroupKey(info.dataset_id, target)]
+    if len(known) <= 1 or every:
+        return [GroupKey(info.dataset_id, t) for t in known or [None]]
+    raise RunError(
+        f"dataset {info.name!r} has several targets ({', '.join(known)}): name one (--target)"
+    )
 
 
 def _tree_path(path: TreePath) -> tuple[str, ...]:

@@ -105,7 +105,7 @@ def test_csv_polars_and_joblib_on_mounted_files(ws, mnt):
 
 SPREADSHEET = shutil.which("libreoffice") or shutil.which("soffice")
 XLSX = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
-TEXT_COLUMNS = {"sample_id", "partition", "result", "name", "run", "status", "origin"}
+TEXT_COLUMNS = {"sample_id", "partition", "result", "name", "run", "status", "origin", "target"}
 
 
 def convert_to_xlsx(csv_paths: list[Path], outdir: Path) -> list[Path]:

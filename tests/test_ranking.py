@@ -26,6 +26,8 @@ class Row(NamedTuple):  # the fields of a ResultRow that ranking reads
     metric: str
     score: float | None
     created_at: datetime
+    dataset_id: str = "d1"
+    target: str | None = "protein"
 
 
 def _index(seed: int) -> tuple[duckdb.DuckDBPyConnection, list[Row]]:
@@ -35,7 +37,7 @@ def _index(seed: int) -> tuple[duckdb.DuckDBPyConnection, list[Row]]:
     conn = duckdb.connect()
     conn.execute(
         "CREATE TABLE results (result_id VARCHAR, run_id VARCHAR, seq INTEGER, status VARCHAR, "
-        "metric VARCHAR, score DOUBLE, created_at TIMESTAMP)"
+        "metric VARCHAR, score DOUBLE, created_at TIMESTAMP, dataset_id VARCHAR, target VARCHAR)"
     )
     conn.execute(
         "CREATE TABLE imports (run_id VARCHAR, bundle_sha256 VARCHAR, trusted BOOLEAN, "
@@ -61,9 +63,11 @@ def _index(seed: int) -> tuple[duckdb.DuckDBPyConnection, list[Row]]:
             metric,
             value,
             start + timedelta(minutes=rng.choice([1, 2, 3, seq])),
+            rng.choice(["d1", "d2"]),
+            rng.choice(["protein", "moisture", None]),
         )
         rows.append(row)
-        conn.execute("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?)", list(row))
+        conn.execute("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", list(row))
         if rng.random() < 0.7:  # cross-validated: its out-of-fold row has scores
             scores = {"rmse": rng.choice([None, 0.3, abs(value or 0)]), "r2": rng.uniform(0, 1)}
             model, partition = ranking.OUT_OF_FOLD
@@ -124,6 +128,39 @@ def test_sql_and_python_choose_the_same_metric_and_best(seed):
     assert may == {
         r.result_id for r in rows if ranking.may_be_best(r.status, r.run_id in untrusted)
     }
+
+
+def test_every_group_field_has_its_sql_term():
+    assert list(ranking._GROUP_SQL) == list(ranking.GroupKey._fields)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_sql_and_python_group_alike_and_rank_each_group_alike(seed):
+    """Results are ranked per (dataset, target): the groups, each group's metric of best and
+    its order are the same in SQL (`GROUP_SQL`, `GROUP_COLUMNS`) and in Python (`groups`)."""
+    conn, rows = _index(seed)
+    cv = _out_of_fold(conn)
+    untrusted = trust.untrusted_runs(conn)
+    in_python = ranking.groups(rows)
+    found = conn.execute(f"SELECT DISTINCT {ranking.GROUP_COLUMNS} FROM results r").fetchall()
+    assert {ranking.GroupKey(*g) for g in found} == set(in_python)
+    assert len(in_python) == 6  # two datasets x (two targets and a NULL one)
+    for group, members in in_python.items():
+        (metric,) = conn.execute(
+            f"SELECT r.metric FROM results r WHERE {ranking.GROUP_SQL} "
+            f"ORDER BY {ranking.NEWEST_METRIC} LIMIT 1",
+            list(group),
+        ).fetchone()
+        assert ranking.metric_of(members, untrusted) == metric
+        value = ranking.ranked_value_sql(metric, "p")
+        sql = (
+            f"SELECT r.result_id FROM results r LEFT JOIN predictions p ON p.result_id = "
+            f"r.result_id AND {ranking.out_of_fold_sql('p')} WHERE {ranking.GROUP_SQL} "
+            f"{ranking.order_by(metric, value)}"
+        )
+        in_sql = [rid for (rid,) in conn.execute(sql, list(group)).fetchall()]
+        ranked = ranking.rank(members, metric, untrusted, lambda i: cv.get(i, {}))
+        assert [r.result_id for r in ranked] == in_sql
 
 
 def test_pickles_trust_is_the_trusted_flag_alone():

@@ -51,6 +51,16 @@ class DatasetInfo:
     def names(self) -> tuple[str, ...]:
         return (self.name, *self.aliases)
 
+    @property
+    def several_targets(self) -> bool:
+        """Whether its results are shown one folder per target (`runs/<dataset>/<target>/`):
+        fixed by its content, so a path never changes (`SEVERAL_TARGETS_SQL` in SQL)."""
+        return len(self.target_names) > 1
+
+
+# `DatasetInfo.several_targets` over the dataset row `d`
+SEVERAL_TARGETS_SQL = "len(d.target_names) > 1"
+
 
 @dataclass(frozen=True)
 class BlobStats:

@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any
 
 import duckdb
+from n4afs_core.index.catalog import SEVERAL_TARGETS_SQL
 from n4afs_core.index.liveness import live_runs
 from n4afs_core.index.names import result_label
 from n4afs_core.metrics import ranking
@@ -53,6 +54,7 @@ class ResultRow:
     error: str | None
     created_at: datetime
     duration_s: float | None = None
+    target: str | None = None  # the target modelled: one of the dataset's target names
 
     @cached_property
     def config(self) -> list[dict[str, Any]]:
@@ -76,7 +78,7 @@ class ResultRow:
 RESULT_COLUMNS = (  # `ResultRow`'s fields, in order
     "r.result_id, r.run_id, r.dataset_id, d.name, r.seq, r.name, r.config_hash, "
     "r.config, r.choices, r.status, r.metric, r.score, r.predictions_blob, r.error, "
-    "r.created_at, r.duration_s"
+    "r.created_at, r.duration_s, r.target"
 )
 RESULT_FROM = "FROM results r JOIN datasets d USING (dataset_id)"
 RESULT_SELECT = f"SELECT {RESULT_COLUMNS} {RESULT_FROM}"
@@ -136,6 +138,19 @@ def run_dataset_names(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[str]
     return [name for (name,) in rows]
 
 
+def run_targets(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, list[str]]:
+    """dataset name -> the targets the run models on it (planned ones too), in the run's
+    dataset order and each dataset's target order."""
+    rows = conn.execute(
+        "SELECT d.name, list_sort(list(DISTINCT r.target), 'ASC'), any_value(d.target_names) "
+        "FROM results r JOIN datasets d USING (dataset_id) JOIN run_datasets u "
+        "USING (run_id, dataset_id) WHERE r.run_id = ? GROUP BY d.name, u.position "
+        "ORDER BY u.position",
+        [run_id],
+    ).fetchall()
+    return {name: [t for t in known if t in set(found)] for name, found, known in rows}
+
+
 def pending_results(conn: duckdb.DuckDBPyConnection, run_id: str) -> tuple[int, str | None]:
     """(how many of a run's results are still to compute, the metric they are scored by)."""
     count, metric = conn.execute(
@@ -157,21 +172,23 @@ class Ranking:
 
 def rank_results(
     conn: duckdb.DuckDBPyConnection,
-    dataset_id: str,
+    group: ranking.GroupKey,
     metric: str | None = None,
     run_id: str | None = None,
     limit: int | None = None,
     best_only: bool = False,
 ) -> Ranking:
-    """A dataset's results, best first, by the stored metric or by another one.
+    """The results of a dataset on one target (`core.metrics.ranking.GroupKey`: what is ranked
+    together), best first, by the stored metric or by another one.
 
     Another metric must fit the dataset's task (`core.metrics.scores.ranking_metric`).
     `best_only`: only results that may be `best` (completed, and not an untrusted import).
     """
-    params: list[Any] = [dataset_id]
-    where = f"r.dataset_id = ? AND r.status IN {VISIBLE}"
+    dataset_id = group.dataset_id
+    params: list[Any] = list(group)
+    where = f"{ranking.GROUP_SQL} AND r.status IN {VISIBLE}"
     if best_only:
-        where = f"r.dataset_id = ? AND {ranking.MAY_BE_BEST_SQL}"
+        where = f"{ranking.GROUP_SQL} AND {ranking.MAY_BE_BEST_SQL}"
     tail = f" LIMIT {int(limit)}" if limit is not None else ""
     if run_id:
         where += " AND r.run_id = ?"
@@ -213,14 +230,18 @@ def _ranking_metric_name(
 
 
 def result_paths(conn: duckdb.DuckDBPyConnection, result_ids: list[str]) -> dict[str, str]:
-    """result id -> `<dataset>/<label>` (`wheat/0042_snv-pls15_x9y8z7`, as under runs/) of
-    those of `result_ids` the index holds."""
+    """result id -> `<dataset>/<label>` (`wheat/0042_snv-pls15_x9y8z7`, as under runs/), or
+    `<dataset>/<target>/<label>` on a dataset with several targets, of those of
+    `result_ids` the index holds."""
     rows = conn.execute(
-        "SELECT r.result_id, d.name, r.seq, r.name, r.config_hash "
-        f"{RESULT_FROM} WHERE r.result_id IN (SELECT unnest(?))",
+        f"SELECT r.result_id, d.name, {SEVERAL_TARGETS_SQL}, r.target, r.seq, r.name, "
+        f"r.config_hash {RESULT_FROM} WHERE r.result_id IN (SELECT unnest(?))",
         [list(result_ids)],
     ).fetchall()
-    return {rid: f"{dataset}/{result_label(seq, name, h)}" for rid, dataset, seq, name, h in rows}
+    return {
+        rid: "/".join([dataset, *([target] if several else []), result_label(seq, name, h)])
+        for rid, dataset, several, target, seq, name, h in rows
+    }
 
 
 def score_rows(conn: duckdb.DuckDBPyConnection, result_id: str) -> list[dict[str, Any]]:

@@ -243,8 +243,12 @@ def release_owner(conn: Any, run_id: str, pid: int | None = None) -> None:
 
 
 # -- results --------------------------------------------------------------------------------
-def plan_results(conn: Any, run_id: str, dataset: Any, expanded: list, metric: str) -> None:
-    """Pending rows with their sequence numbers, assigned once, in template order.
+def plan_results(
+    conn: Any, run_id: str, dataset: Any, expanded: list, metric: str, targets: list[str]
+) -> None:
+    """Pending rows with their sequence numbers, assigned once, target by target, in template
+    order: one result per (target, config). The dataset's numbers are shared by its targets,
+    so a label stays unique on the dataset. A target must be one of the dataset's.
 
     The rows go in as one Arrow table: a DuckDB `execute` per row cost ~1 ms each.
     """
@@ -254,35 +258,41 @@ def plan_results(conn: Any, run_id: str, dataset: Any, expanded: list, metric: s
         "SELECT last_seq FROM dataset_seq WHERE dataset_id = ?", [dataset.dataset_id]
     ).fetchall()
     seq = rows[0][0] if rows else 0
-    seen: set[str] = set()
     planned: list[tuple] = []
-    for position, configs in enumerate(expanded):
-        for config in configs:
-            if config.hash in seen:
-                continue
-            seen.add(config.hash)
-            seq += 1
-            planned.append(
-                (
-                    short_id(run_id, dataset.dataset_id, config.hash, length=12),
-                    seq,
-                    config.name,
-                    config.hash,
-                    json.dumps(config.to_template()),
-                    json.dumps(config.choices, default=str),
-                    position,
+    for target in targets:
+        if target not in dataset.target_names:
+            raise DatasetError(f"dataset {dataset.name!r} has no target {target!r}")
+        first = target == dataset.target_names[0]  # its ids as before several targets
+        seen: set[str] = set()
+        for position, configs in enumerate(expanded):
+            for config in configs:
+                if config.hash in seen:
+                    continue
+                seen.add(config.hash)
+                seq += 1
+                identity = (run_id, dataset.dataset_id, config.hash, *(() if first else (target,)))
+                planned.append(
+                    (
+                        short_id(*identity, length=12),
+                        seq,
+                        config.name,
+                        config.hash,
+                        json.dumps(config.to_template()),
+                        json.dumps(config.choices, default=str),
+                        position,
+                        target,
+                    )
                 )
-            )
-    names = ("result_id", "seq", "name", "config_hash", "config", "choices", "position")
+    names = ("result_id", "seq", "name", "config_hash", "config", "choices", "position", "target")
     conn.register(
         "planned", rows_table(names, planned, {"seq": pa.int32(), "position": pa.int32()})
     )
     try:
         conn.execute(
             "INSERT INTO results (result_id, run_id, dataset_id, seq, name, config_hash, "
-            "config, choices, template_position, status, metric, created_at) "
+            "config, choices, template_position, status, metric, created_at, target) "
             "SELECT result_id, ?, ?, seq, name, config_hash, config, choices, position, "
-            "'pending', ?, current_timestamp FROM planned ORDER BY seq",
+            "'pending', ?, current_timestamp, target FROM planned ORDER BY seq",
             [run_id, dataset.dataset_id, metric],
         )
     finally:
@@ -412,14 +422,25 @@ def insert_imported_result(
     position: int,
     metric: str,
     score: float | None,
+    target: str | None = None,
 ) -> None:
     """A completed result from a bundle, numbered next on its dataset. Its name obeys the
-    result-name rule here too: a bundle is input from elsewhere."""
+    result-name rule here too: a bundle is input from elsewhere. `target`: the one it
+    modelled (checked against the dataset's), by default the dataset's first."""
     seq = next_seq(conn, dataset_id)
+    found = conn.execute(
+        "SELECT name, target_names FROM datasets WHERE dataset_id = ?", [dataset_id]
+    ).fetchone()
+    known = list(found[1]) if found is not None else []
+    if target is None:
+        target = known[0] if known else None
+    elif target not in known:
+        name = found[0] if found is not None else dataset_id
+        raise DatasetError(f"dataset {name!r} has no target {target!r}")
     conn.execute(
         "INSERT INTO results (result_id, run_id, dataset_id, seq, name, config_hash, config, "
-        "choices, template_position, status, metric, score, created_at) VALUES "
-        "(?, ?, ?, ?, ?, ?, ?, '{}', ?, 'completed', ?, ?, current_timestamp)",
+        "choices, template_position, status, metric, score, created_at, target) VALUES "
+        "(?, ?, ?, ?, ?, ?, ?, '{}', ?, 'completed', ?, ?, current_timestamp, ?)",
         [
             result_id,
             run_id,
@@ -431,6 +452,7 @@ def insert_imported_result(
             position,
             metric,
             score,
+            target,
         ],
     )
 

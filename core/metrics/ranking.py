@@ -14,6 +14,9 @@ rank an in-memory snapshot): each rule below is written once and both forms come
   number (stable ties).
 - The metric "best" follows on a dataset (`NewestKey`, `NEWEST_METRIC`): that of the newest
   result that may be best, else of the newest result.
+- What is ranked together (`GroupKey`, `GROUP_SQL`): the results of one dataset on one
+  target. Each reference value is its own calibration with its own units: a ranking, a
+  metric of "best" and a best result are per (dataset, target), never across targets.
 
 Design: docs/DESIGN.md, "Rules every view obeys" (Best and ranking).
 """
@@ -68,6 +71,37 @@ def out_of_fold_mask(table: Any) -> Any:
 def out_of_fold_predictions(table: Any) -> Any:
     """`is_out_of_fold_prediction`'s rows of a predictions table, in their order."""
     return table.filter(out_of_fold_mask(table))
+
+
+# -- what is ranked together ---------------------------------------------------------------
+class GroupKey(NamedTuple):
+    """The results ranked together: one dataset, one target. `GROUP_SQL` (a WHERE over the
+    result `r`, one parameter per field, in this order) is generated from these fields."""
+
+    dataset_id: str
+    target: str | None  # None only for a dataset with no target names (nothing to model)
+
+
+_GROUP_SQL = {"dataset_id": "r.dataset_id = ?", "target": "r.target IS NOT DISTINCT FROM ?"}
+
+# the results of one `GroupKey` (its fields as parameters, in order: `list(key)`)
+GROUP_SQL = " AND ".join(_GROUP_SQL[f] for f in GroupKey._fields)
+# the columns of `results r` that make a `GroupKey`, for a SELECT DISTINCT or GROUP BY
+GROUP_COLUMNS = ", ".join(f"r.{f}" for f in GroupKey._fields)
+
+
+def group_of(result: Any) -> GroupKey:
+    """The group a result (a `core.index.queries.ResultRow` or any row with these fields) is
+    ranked in."""
+    return GroupKey(result.dataset_id, result.target)
+
+
+def groups(results: Iterable[Any]) -> dict[GroupKey, list[Any]]:
+    """`results` by the group each is ranked in, each group in the given order."""
+    grouped: dict[GroupKey, list[Any]] = {}
+    for result in results:
+        grouped.setdefault(group_of(result), []).append(result)
+    return grouped
 
 
 # -- the ranked value -----------------------------------------------------------------------

@@ -14,6 +14,11 @@ kinds of work are shared:
 The memo lives for one `fit_group` call; a group holds the configs whose first step is the
 same, so every shared prefix falls inside one group and groups run in parallel.
 
+Several targets: each config names the target column it models. A prefix whose steps never
+read y (`y_free`, from `core.operators.fits_without_y`: SNV, SG, MSC...) is one memo entry for
+every target, fitted once; from the first step that may read y on, the prefix is memoized
+per target, and models are always fitted per target.
+
 Design: docs/DESIGN.md, "Scale-out".
 """
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import json
 import traceback
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,69 +76,106 @@ class FitStats:
 
 
 class _PrefixMemo:
-    """Fitted prefixes of one context: key -> (fitted steps, transformed X of all rows)."""
+    """Fitted prefixes of one context: key -> (fitted steps, transformed X of all rows).
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, train_idx: np.ndarray, stats: FitStats):
-        self.X, self.y, self.train_idx, self.stats = X, y, train_idx, stats
+    A key is the prefix's steps, plus the target column once a step may read y: the output
+    of a prefix that never reads y is the same for every target."""
+
+    def __init__(
+        self,
+        X: np.ndarray,
+        ys: Mapping[int, np.ndarray],
+        train_idx: np.ndarray,
+        stats: FitStats,
+        y_free: Callable[[str], bool],
+    ):
+        self.X, self.ys, self.train_idx, self.stats = X, ys, train_idx, stats
+        self.y_free = y_free
+        self.free: dict[str, bool] = {}  # op -> y_free(op), asked once per context
         self.memo: dict[str, tuple[list[Any], np.ndarray]] = {"[]": ([], X)}
 
-    def get(self, steps: list[Step], build: Any) -> tuple[list[Any], np.ndarray]:
+    def key(self, steps: list[Step], column: int) -> str:
         key = step_key(steps)
+        return key if all(self._free(op) for op, _ in steps) else f"{key}|y{column}"
+
+    def _free(self, op: str) -> bool:
+        free = self.free.get(op)
+        if free is None:
+            free = self.free[op] = self.y_free(op)
+        return free
+
+    def y(self, column: int) -> np.ndarray:
+        """The training rows of one target column."""
+        return self.ys[column][self.train_idx]
+
+    def get(self, steps: list[Step], build: Any, column: int) -> tuple[list[Any], np.ndarray]:
+        key = self.key(steps, column)
         if key in self.memo:
             self.stats.prefix_hits += 1
             return self.memo[key]
-        fitted, X_prev = self.get(steps[:-1], build)
+        fitted, X_prev = self.get(steps[:-1], build, column)
         step = build(*steps[-1])
-        fit_step(step, X_prev[self.train_idx], self.y[self.train_idx])
+        fit_step(step, X_prev[self.train_idx], self.y(column))
         self.stats.prefix_fits += 1
         result = ([*fitted, step], step.transform(X_prev))
         self.memo[key] = result
         return result
 
-    def peek(self, steps: list[Step]) -> tuple[list[Any], np.ndarray]:
+    def peek(self, steps: list[Step], column: int) -> tuple[list[Any], np.ndarray]:
         """A prefix already fitted for a model of this context (not counted as reuse)."""
-        return self.memo[step_key(steps)]
+        return self.memo[self.key(steps, column)]
+
+
+def _may_read_y(op: str) -> bool:
+    """Without `y_free`, every step may read y: nothing is shared across targets."""
+    return True
 
 
 def fit_group(
     X: np.ndarray,
-    y: np.ndarray,
+    ys: Mapping[int, np.ndarray],
     contexts: list[FitContext],
-    configs: list[tuple[str, list[Step]]],
+    configs: list[tuple[str, list[Step], int]],
     build: Any,
     stats: FitStats | None = None,
+    y_free: Callable[[str], bool] | None = None,
 ) -> list[ConfigOutcome]:
-    """Fit every config in every context; a config that raises is recorded, not fatal."""
+    """Fit every config in every context; a config that raises is recorded, not fatal.
+
+    `ys`: target column -> y (all rows); each config is (key, steps, the column it models).
+    `y_free(op)`: whether that step's fit never reads y (default: every step may)."""
     stats = stats or FitStats()
-    outcomes = {key: ConfigOutcome(key) for key, _ in configs}
+    y_free = y_free or (lambda op: not _may_read_y(op))
+    outcomes = {key: ConfigOutcome(key) for key, _, _ in configs}
     for context in contexts:
-        memo = _PrefixMemo(X, y, context.train_idx, stats)
-        pending = [(k, s) for k, s in configs if outcomes[k].error is None]
-        steps_of = dict(pending)
+        memo = _PrefixMemo(X, ys, context.train_idx, stats, y_free)
+        pending = [c for c in configs if outcomes[c[0]].error is None]
+        of = {key: (steps, column) for key, steps, column in pending}
         for key, model in _fit_models(pending, memo, build, stats, outcomes):
             try:
-                prefix, X_pre = memo.peek(steps_of[key][:-1])
+                steps, column = of[key]
+                prefix, X_pre = memo.peek(steps[:-1], column)
                 outcomes[key].models.append(_predict([*prefix, model], X_pre, context))
             except Exception:
                 outcomes[key].error = traceback.format_exc()
-    return [outcomes[key] for key, _ in configs]
+    return [outcomes[key] for key, _, _ in configs]
 
 
 def _fit_models(pending, memo, build, stats, outcomes):
-    """Yield (key, fitted model) per config, batching nested PLS fits."""
-    batches: dict[str, list[tuple[str, list[Step]]]] = {}
-    for key, steps in pending:
+    """Yield (key, fitted model) per config, batching nested PLS fits (per target)."""
+    batches: dict[str, list[tuple[str, list[Step], int]]] = {}
+    for key, steps, column in pending:
         model_op, params = steps[-1]
         try:
             template = build(model_op, params)
             if is_plain_pls(template):
                 other = {k: v for k, v in params.items() if k != "n_components"}
-                batch_key = step_key([*steps[:-1], (model_op, other)])
-                batches.setdefault(batch_key, []).append((key, steps))
+                batch_key = f"{step_key([*steps[:-1], (model_op, other)])}|y{column}"
+                batches.setdefault(batch_key, []).append((key, steps, column))
                 continue
-            _, X_pre = memo.get(steps[:-1], build)
+            _, X_pre = memo.get(steps[:-1], build, column)
             stats.model_fits += 1
-            yield key, template.fit(X_pre[memo.train_idx], memo.y[memo.train_idx])
+            yield key, template.fit(X_pre[memo.train_idx], memo.y(column))
         except Exception:
             outcomes[key].error = traceback.format_exc()
     for members in batches.values():
@@ -140,13 +183,11 @@ def _fit_models(pending, memo, build, stats, outcomes):
 
 
 def _fit_pls_batch(members, memo, build, stats, outcomes):
-    steps = members[0][1]
+    _, steps, column = members[0]
     try:
-        _, X_pre = memo.get(steps[:-1], build)
-        ks = {key: int(build(*s[-1]).n_components) for key, s in members}
-        fitted = fit_nested(
-            build(*steps[-1]), X_pre[memo.train_idx], memo.y[memo.train_idx], ks.values()
-        )
+        _, X_pre = memo.get(steps[:-1], build, column)
+        ks = {key: int(build(*s[-1]).n_components) for key, s, _ in members}
+        fitted = fit_nested(build(*steps[-1]), X_pre[memo.train_idx], memo.y(column), ks.values())
         stats.nested_pls_fits += 1
     except Exception:
         if len(members) == 1:
@@ -156,7 +197,7 @@ def _fit_pls_batch(members, memo, build, stats, outcomes):
         for member in members:
             yield from _fit_pls_batch([member], memo, build, stats, outcomes)
         return
-    for key, _ in members:
+    for key, _, _ in members:
         yield key, fitted[ks[key]]
 
 

@@ -40,10 +40,14 @@ class Operator:
     label: str
     key_param: str | None = None  # its value joins the label: pls + n_components=10 -> "pls10"
     key_default: Any = None  # shown when the step leaves key_param unset (savgol deriv -> "sg1")
+    # whether fitting may learn from y: a step that cannot is fitted once for every target of
+    # a run (`core.pipelines.cv`); unknown classes are assumed to (fitted per target, never wrong)
+    uses_y: bool = True
 
 
 def _op(name, path, kind, task="any", label=None, key=None, default=None) -> Operator:
-    return Operator(name, path, kind, task, label or name, key, default)
+    """A built-in: every built-in transform is unsupervised (its fit never reads y)."""
+    return Operator(name, path, kind, task, label or name, key, default, kind == "model")
 
 
 _CT = "chemotools."
@@ -196,6 +200,12 @@ def _label_for(text: str) -> str:
     return re.sub(r"[^a-z0-9]", "", text.lower()) or "op"
 
 
+def fits_without_y(name_or_class_path: str) -> bool:
+    """Whether a step's fit never reads y (`Operator.uses_y`): such a prefix is shared by
+    every target of a run."""
+    return not get_operator(name_or_class_path).uses_y
+
+
 # --------------------------------------------------------------------------- tasks
 
 # Models that exist for both tasks under two names. A template says `rf` whether the dataset
@@ -291,8 +301,12 @@ def register_operator(
     key_param: str | None = None,
     key_default: Any = None,
     replace: bool = False,
+    uses_y: bool = True,
 ) -> None:
-    """Add a user operator. A class object is remembered, so even local classes can be built."""
+    """Add a user operator. A class object is remembered, so even local classes can be built.
+
+    `uses_y=False` declares a transform whose fit never reads y (a scatter correction, a
+    smoother): a run over several targets fits it once for all of them."""
     key = name.lower() if isinstance(name, str) else name
     if not isinstance(key, str) or not _NAME_RE.fullmatch(key):
         raise ValueError(f"operator name {name!r}: use lowercase letters, digits and _ only")
@@ -307,7 +321,7 @@ def register_operator(
     if isinstance(cls_or_path, type):
         _classes[class_path] = cls_or_path
     _registry[key] = Operator(
-        key, class_path, kind, task, _label_for(label or key), key_param, key_default
+        key, class_path, kind, task, _label_for(label or key), key_param, key_default, uses_y
     )
 
 

@@ -79,6 +79,8 @@ class RunOptions:
     n_jobs: int = 1
     backend: str = "joblib"  # or "dask": groups run on a dask.distributed cluster
     scheduler: str | None = None  # dask scheduler address, e.g. tcp://10.0.0.5:8786
+    # the targets modelled on each dataset: names, "all", or None = each one's first target
+    targets: list[str] | str | None = None
 
     def validate(self) -> None:
         if self.backend not in ("joblib", "dask"):
@@ -93,6 +95,53 @@ class RunOptions:
             raise RunError(f"test_size must be in [0, 0.9) (got {self.test_size})")
         if self.metric is not None:
             get_metric(self.metric)
+        named = self.targets not in (None, ALL_TARGETS)
+        if named and (isinstance(self.targets, str) or not self.targets):
+            raise RunError(f"targets: a list of target names or {ALL_TARGETS!r}")
+
+
+ALL_TARGETS = "all"
+FIRST_TARGET = "each dataset's first target (the default: no target was asked for)"
+
+
+def targets_asked(targets: Any) -> list[str] | str | None:
+    """What a user gave as targets, as `RunOptions.targets` holds it: None (the default, each
+    dataset's first target), "all", or the names in order without repeats."""
+    if targets is None:
+        return None
+    names = [targets] if isinstance(targets, str) else [str(t) for t in targets]
+    if not names:
+        return None
+    if ALL_TARGETS in names:
+        if len(names) > 1:
+            raise RunError(f"give target names or {ALL_TARGETS!r}, not both")
+        return ALL_TARGETS
+    return list(dict.fromkeys(names))
+
+
+def targets_for(dataset: DatasetInfo, asked: list[str] | str | None) -> list[str]:
+    """The targets a run models on `dataset`, in the dataset's order: its first one by
+    default, all of them, or those asked for, each of which it must have."""
+    known = list(dataset.target_names)
+    if asked is None:
+        return known[:1]
+    if asked == ALL_TARGETS:
+        return known
+    for name in asked:
+        if name not in known:
+            raise RunError(
+                f"dataset {dataset.name!r} has no target {name!r}; its targets: {', '.join(known)}"
+            )
+    return [t for t in known if t in asked]
+
+
+def describe_targets(asked: list[str] | str | None) -> str:
+    """RUN.yaml's `targets_chosen`: how the run's targets were chosen."""
+    if asked is None:
+        return FIRST_TARGET
+    if asked == ALL_TARGETS:
+        return "every target of each dataset (asked: all)"
+    return "asked: " + ", ".join(asked)
 
 
 ResultCallback = Callable[[ResultPayload], None]
@@ -133,6 +182,7 @@ def plan_run(
     test = _test_dataset(index, options)
     for dataset in [*datasets, *([test] if test is not None else [])]:
         require_spectra(dataset)  # a dataset imported without them: say how to attach them
+    targets = [targets_for(dataset, options.targets) for dataset in datasets]
     for dataset in datasets:
         check_folds(dataset.name, n_training(dataset.n_samples, options), options.cv)
         if test is not None:
@@ -162,7 +212,7 @@ def plan_run(
             insert_template(conn, run_id, position, template.name, template.body, len(configs))
         for position, (dataset, metric) in enumerate(zip(datasets, metrics, strict=True)):
             insert_run_dataset(conn, run_id, dataset.dataset_id, position)
-            plan_results(conn, run_id, dataset, by_dataset[position], metric)
+            plan_results(conn, run_id, dataset, by_dataset[position], metric, targets[position])
     _OWNED.add((os.getpid(), run_id))
     return run_id
 
@@ -249,22 +299,33 @@ def check_folds(name: str, n_train: int, cv: int) -> None:
         )
 
 
-def make_partitions(spectra: ds.Spectra, options: RunOptions, n_test: int = 0) -> Partitions:
-    """Deterministic splits from the run's seed: test hold-out first, then K folds.
+def make_partitions(
+    spectra: ds.Spectra, options: RunOptions, n_test: int = 0, column: int = 0
+) -> Partitions:
+    """Deterministic splits from the run's seed: test hold-out first, then K folds; `y` is
+    target `column`.
 
+    The splits of a regression dataset are the same for all its targets (they are drawn
+    from the first target, which shuffled K-fold ignores), so its targets share fitted
+    preprocessing; a classification target is stratified on its own classes.
     `n_test` > 0: the last rows are a separate test dataset appended to the training one.
     Data the run's options cannot split (sklearn's ValueError) is a `RunError` naming it.
     """
     try:
-        return _partitions(spectra, options, n_test)
+        return _partitions(spectra, options, n_test, column)
     except ValueError as exc:  # e.g. fewer members of every class than folds
         raise RunError(f"dataset {spectra.name!r} cannot be split for this run: {exc}") from exc
 
 
-def _partitions(spectra: ds.Spectra, options: RunOptions, n_test: int) -> Partitions:
+def split_column(task: str, column: int) -> int:
+    """The target column a dataset's splits are drawn from when modelling `column`."""
+    return column if task == "classification" else 0
+
+
+def _partitions(spectra: ds.Spectra, options: RunOptions, n_test: int, column: int) -> Partitions:
     from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
-    y = spectra.target()
+    y = spectra.target(split_column(spectra.task, column))
     rows = np.arange(spectra.n_samples)
     classify = spectra.task == "classification"
     if n_test:
@@ -286,7 +347,8 @@ def _partitions(spectra: ds.Spectra, options: RunOptions, n_test: int) -> Partit
         splitter_cls = StratifiedKFold if classify else KFold
         splitter = splitter_cls(n_splits=options.cv, shuffle=True, random_state=options.seed)
     folds = [(train_idx[a], train_idx[b]) for a, b in splitter.split(train_idx, y[train_idx])]
-    return Partitions(spectra.sample_ids, y, spectra.task, folds, test_idx, train_idx)
+    modelled = spectra.target(column)
+    return Partitions(spectra.sample_ids, modelled, spectra.task, folds, test_idx, train_idx)
 
 
 def splitter_spec(splitter: Any) -> dict[str, Any]:
@@ -372,29 +434,36 @@ def _steps_of(config_json: str) -> list[tuple[str, dict[str, Any]]]:
 def run_group(
     store_spec: dict[str, Any],
     X: np.ndarray,
-    parts: Partitions,
-    configs: list[tuple[str, str]],
+    parts: dict[int, Partitions],
+    configs: list[tuple[str, str, int]],
     metric: str,
     coordinator: int | None = None,
 ) -> tuple[list[ResultPayload], FitStats]:
     """Worker: fit a group of configs on one dataset, write their blobs, return payloads.
 
+    `parts`: target column -> its partitions (the same splits: `make_partitions`); each
+    config is (result id, config JSON, the target column it models).
     `coordinator`: the PID of the process that will commit them; a worker it started ends
     when it dies.
     """
+    from n4afs_core.pipelines.operators import fits_without_y
+
     _exit_with_coordinator(coordinator)
     started = time.perf_counter()
-    steps = {result_id: _steps_of(config) for result_id, config in configs}
+    steps = {result_id: _steps_of(config) for result_id, config, _ in configs}
+    column_of = {result_id: column for result_id, _, column in configs}
     stats = FitStats()
-    outcomes = fit_group(X, parts.y, fit_contexts(parts), list(steps.items()), build_step, stats)
+    contexts = fit_contexts(next(iter(parts.values())))
+    ys = {column: p.y for column, p in parts.items()}
+    keyed = [(key, steps[key], column_of[key]) for key in steps]
+    outcomes = fit_group(X, ys, contexts, keyed, build_step, stats, fits_without_y)
     store = open_store(store_spec)
     payloads, stored = [], {}  # stored: shared fitted prefixes are pickled once
     with store.batch():  # durable together, before the coordinator commits their rows
         for outcome in outcomes:
             names = step_names(steps[outcome.key])
-            payloads.append(
-                store_outcome(store, outcome.key, outcome, parts, names, metric, stored)
-            )
+            part = parts[column_of[outcome.key]]
+            payloads.append(store_outcome(store, outcome.key, outcome, part, names, metric, stored))
     elapsed = (time.perf_counter() - started) / max(len(payloads), 1)
     for payload in payloads:
         payload.duration_s = elapsed
@@ -430,13 +499,14 @@ def _exit_with_coordinator(coordinator: int | None) -> None:
     threading.Thread(target=watch, name="n4afs-coordinator-watch", daemon=True).start()
 
 
-def _group_configs(pending: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
-    """Configs sharing a first step go together: every shared prefix is inside one group."""
-    groups: dict[str, list[tuple[str, str]]] = {}
-    for result_id, config in pending:
+def _group_configs(pending: list[tuple[str, str, int]]) -> list[list[tuple[str, str, int]]]:
+    """Configs sharing a first step go together, whatever target they model: every shared
+    prefix is inside one group."""
+    groups: dict[str, list[tuple[str, str, int]]] = {}
+    for result_id, config, column in pending:
         steps = _steps_of(config)
         key = step_key(steps[:1]) if len(steps) > 1 else "model:" + steps[0][0]
-        groups.setdefault(key, []).append((result_id, config))
+        groups.setdefault(key, []).append((result_id, config, column))
     return list(groups.values())
 
 
@@ -503,18 +573,20 @@ def _execute(
     """
     options, pending, sources = _load_pending(index, run_id)
     totals, settled = FitStats(), False
-    for position, (dataset_id, items) in enumerate(pending.items(), start=1):
-        spectra = _load_spectra(store, sources[dataset_id])
+    for position, (key, items) in enumerate(pending.items(), start=1):
+        spectra = _load_spectra(store, sources[key[0]])
         metric = items[0][2]
+        columns = [column for _, _, _, column in items]
         try:
-            spectra, parts = _split(store, spectra, sources, options)
+            spectra, parts = _split(store, spectra, sources, options, set(columns))
         except RunError as exc:  # these data and options never split: every config fails
-            tasks = [([r for r, _, _ in items], metric)]
+            tasks = [([r for r, _, _, _ in items], metric)]
             results = iter(
-                [([ResultPayload(r, "failed", error=str(exc)) for r, _, _ in items], FitStats())]
+                [([ResultPayload(r, "failed", error=str(exc)) for r, *_ in items], FitStats())]
             )
         else:
-            tasks = [(group, metric) for group in _group_configs([(r, c) for r, c, _ in items])]
+            configs = [(r, c, column) for (r, c, _, _), column in zip(items, columns, strict=True)]
+            tasks = [(group, metric) for group in _group_configs(configs)]
             results = _parallel(store, spectra.X, parts, tasks, options)
         held: list[ResultPayload] = []
         last_commit = time.monotonic()
@@ -538,15 +610,16 @@ def _execute(
 
 
 def _split(
-    store: Store, spectra: ds.Spectra, sources: dict, options: RunOptions
-) -> tuple[ds.Spectra, Partitions]:
-    """The dataset (with its separate test set appended) and its partitions; `RunError`
-    when the run's options cannot split it (planning refused what it could foresee)."""
+    store: Store, spectra: ds.Spectra, sources: dict, options: RunOptions, columns: set[int]
+) -> tuple[ds.Spectra, dict[int, Partitions]]:
+    """The dataset (with its separate test set appended) and, per target column modelled,
+    its partitions; `RunError` when the run's options cannot split it (planning refused
+    what it could foresee)."""
     n_test = 0
     if options.test_dataset:
         test = _load_spectra(store, sources[options.test_dataset])
         spectra, n_test = with_test_set(spectra, test), test.n_samples
-    return spectra, make_partitions(spectra, options, n_test)
+    return spectra, {c: make_partitions(spectra, options, n_test, c) for c in sorted(columns)}
 
 
 def _parallel(store, X, parts, tasks, options: RunOptions):
@@ -596,7 +669,7 @@ def _load_pending(index: Index, run_id: str):
         if row is None:
             raise RunError(f"no run {run_id!r}: list runs with `n4afs runs`")
         rows = conn.execute(
-            "SELECT r.result_id, r.config, r.metric, r.dataset_id FROM results r "
+            "SELECT r.result_id, r.config, r.metric, r.dataset_id, r.target FROM results r "
             "JOIN run_datasets d USING (run_id, dataset_id) WHERE r.run_id = ? "
             "AND r.status = 'pending' ORDER BY d.position, r.seq",
             [run_id],
@@ -607,13 +680,22 @@ def _load_pending(index: Index, run_id: str):
         if wanted and options.test_dataset:
             wanted.add(options.test_dataset)
         found = conn.execute(
-            "SELECT dataset_id, blob_id, name FROM datasets WHERE list_contains(?, dataset_id)",
+            "SELECT dataset_id, blob_id, name, task, target_names FROM datasets "
+            "WHERE list_contains(?, dataset_id)",
             [sorted(wanted)],
         ).fetchall()
-    sources = {dataset_id: (blob_id, name) for dataset_id, blob_id, name in found}
-    pending: dict[str, list[tuple[str, str, str]]] = {}
-    for result_id, config, metric, dataset_id in rows:
-        pending.setdefault(dataset_id, []).append((result_id, config, metric))
+    sources = {dataset_id: (blob_id, name) for dataset_id, blob_id, name, _, _ in found}
+    tasks = {dataset_id: task for dataset_id, _, _, task, _ in found}
+    targets = {dataset_id: list(names) for dataset_id, _, _, _, names in found}
+    # by dataset, and by target too where targets are split apart (classification: each
+    # class column has its own stratified folds); a regression dataset's targets share
+    # their splits, so one group fits their shared preprocessing once
+    # (the column of a target: its place in the dataset's target names, as planned)
+    pending: dict[tuple[str, str | None], list[tuple[str, str, str, int]]] = {}
+    for result_id, config, metric, dataset_id, target in rows:
+        key = (dataset_id, target if tasks.get(dataset_id) == "classification" else None)
+        column = targets[dataset_id].index(target) if target in targets[dataset_id] else 0
+        pending.setdefault(key, []).append((result_id, config, metric, column))
     return options, pending, sources
 
 

@@ -159,7 +159,17 @@ def task_metrics(metric: str | None) -> list[str]:
     return [name for name, spec in METRICS.items() if spec.task == task]
 
 
-RESULT_COLUMNS = ("rank", "dataset", "result", "run", "status", "metric", "score", "test_score")
+RESULT_COLUMNS = (
+    "rank",
+    "dataset",
+    "target",
+    "result",
+    "run",
+    "status",
+    "metric",
+    "score",
+    "test_score",
+)
 
 
 def result_record(result: Any, rank: int | None = None) -> Record:
@@ -173,6 +183,7 @@ def result_record(result: Any, rank: int | None = None) -> Record:
     record: Record = {} if rank is None else {"rank": rank}
     record |= {
         "dataset": row.dataset,
+        "target": row.target,
         "result": row.label,
         "run": row.run_id,
         "status": row.status,

@@ -277,12 +277,21 @@ def _finish_with_progress(run) -> None:
         run.finish(_progress_callback(progress, task_id, state))
 
 
+def _on(dataset: str, target: str | None, several: bool) -> str:
+    """`wheat` or, on a dataset with several targets, `wheat / protein`: what a ranked
+    table ranks (results of two targets are never ranked together)."""
+    return f"{dataset} / {target}" if several else dataset
+
+
 def _show_run_summary(run, limit: int) -> None:
     run_id = run.run_id
     out = console()
-    for name in run.datasets:
-        title = f"{name}: best of run {run_id}"
-        out.print(_ranked_table(title, run.ranked(name)[:limit], out.width, False))
+    for name, targets in run.targets.items():
+        several = len(run.ws.dataset(name).target_names) > 1
+        for target in targets:
+            title = f"{_on(name, target, several)}: best of run {run_id}"
+            ranked = run.ranked(name, target=target if several else None)
+            out.print(_ranked_table(title, ranked[:limit], out.width, False))
     info = run.info
     out.print(
         shown(f"run {run_id}: {info.status}, {info.n_results} results ({info.n_failed} failed)")
@@ -365,6 +374,13 @@ def _resumable(run_id: str) -> Iterator[None]:
     help="A new run of RUN's templates, datasets and options (the same fitted bytes: "
     "recreates blobs `verify --repair` quarantined).",
 )
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    help="Target to model (repeatable; `all`: every target of each dataset). One result per "
+    "config and target. Default: each dataset's first target.",
+)
 @click.option("--top", default=10, show_default=True, help="Rows of the ranked table.")
 @click.pass_context
 def run(
@@ -382,6 +398,7 @@ def run(
     scheduler,
     resume_id,
     again_id,
+    targets,
     top,
 ):
     """Run a sweep: every config of every TEMPLATE (YAML/JSON) on every --dataset.
@@ -418,6 +435,7 @@ def run(
             backend=backend,
             scheduler=scheduler,
             compute=False,
+            targets=list(targets) or None,
         )
     echo(f"run {planned.run_id}")
     with _resumable(planned.run_id):
@@ -474,43 +492,62 @@ def _interrupted_hints(listed: list, err: bool = False) -> None:
             echo(f"interrupted: {r.run_id} ({r.n_pending} pending): {hint}", err=err)
 
 
+TARGET_HELP = "On a dataset with several targets: the one to rank (default: each in turn)."
+
+
 @click.command()
 @click.argument("dataset")
 @click.option("--metric", default=None, help="Rank by another metric (pooled CV scores).")
+@click.option("--target", default=None, help=TARGET_HELP)
 @click.option("--top", default=20, show_default=True, help="How many results (every format).")
 @format_options
 @click.pass_context
-def results(ctx, dataset, metric, top, fmt) -> None:
-    """Every result on DATASET across runs, best first."""
+def results(ctx, dataset, metric, target, top, fmt) -> None:
+    """Every result on DATASET across runs, best first (per target: results of two targets
+    are never ranked against each other)."""
     ws = workspace(ctx.obj["workspace"])
-    ranked = ws.results(dataset, metric)
+    ranked = ws.results(dataset, metric, target=target)
+    by_target: dict = {}
+    for result in ranked:
+        by_target.setdefault(result.row.target, []).append(result)
     fmt = output.chosen_format(fmt)
     if fmt != "table":
-        records = [output.result_record(r, rank) for rank, r in enumerate(ranked[:top], start=1)]
+        records = [
+            output.result_record(r, rank)
+            for shown in by_target.values()
+            for rank, r in enumerate(shown[:top], start=1)
+        ]
         output.emit(fmt, records, output.RESULT_COLUMNS)
         return
-    title = f"{dataset}: {len(ranked)} results" + (f", top {top}" if len(ranked) > top else "")
+    several = len(ws.dataset(dataset).target_names) > 1
     out = console()
-    out.print(_ranked_table(title, ranked[:top], out.width))
+    for name, listed in (by_target or {target: []}).items():
+        title = f"{_on(dataset, name, several)}: {len(listed)} results"
+        title += f", top {top}" if len(listed) > top else ""
+        out.print(_ranked_table(title, listed[:top], out.width))
 
 
 @click.command()
 @click.argument("dataset")
 @click.option("--metric", default=None, help="Rank by another metric (pooled CV scores).")
+@click.option("--target", default=None, help="The target, on a dataset with several.")
 @format_options
 @click.pass_context
-def best(ctx, dataset, metric, fmt) -> None:
-    """The best result on DATASET: its folder name, run and scores."""
+def best(ctx, dataset, metric, target, fmt) -> None:
+    """The best result on DATASET (and --target, on a dataset with several): its folder
+    name, run and scores."""
     import shutil
     import textwrap
 
     ws = workspace(ctx.obj["workspace"])
-    result = ws.best(dataset, metric)
+    result = ws.best(dataset, metric, target=target)
     fmt = output.chosen_format(fmt)
     if fmt != "table":
         output.emit_one(fmt, output.result_record(result))
         return
-    echo(f"{result.row.dataset}/{result.row.label}")
+    several = len(ws.dataset(dataset).target_names) > 1
+    row = result.row
+    echo(f"{row.dataset}/{row.target}/{row.label}" if several else f"{row.dataset}/{row.label}")
     echo(f"  run {result.row.run_id}")
     echo(f"  {_ranked_by(result.ranked_by)}: {score(result.ranked_value)}")
     scores = {k: v for k, v in result.cv_scores().items() if isinstance(v, float)}

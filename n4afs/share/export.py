@@ -169,6 +169,7 @@ def _provenance(ws, tree, path, level, results, command) -> dict[str, Any]:
                 "metric": result.metric,
                 "score": result.score,
                 "config_hash": result.config_hash,
+                "target": result.target,
                 "targets": dataset.target_names,
                 "wavelength_unit": dataset.wavelength_unit,
                 "versions_at_fit": runs[result.run_id].options.get("versions", {}),

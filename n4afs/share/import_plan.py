@@ -119,8 +119,10 @@ def _result_entries(bundle: Bundle) -> list[dict[str, Any]]:
     for key in ("path", "result_id"):
         if len({e[key] for e in entries}) != len(entries):
             raise BundleError(f"EXPORT.yaml lists one result {key} twice: refusing the bundle")
-    if len({(e["dataset_id"], e["config_hash"]) for e in entries}) != len(entries):
-        raise BundleError("EXPORT.yaml lists one config twice on a dataset: refusing the bundle")
+    if len({(e["dataset_id"], e.get("target"), e["config_hash"]) for e in entries}) != len(entries):
+        raise BundleError(
+            "EXPORT.yaml lists one config twice on a dataset's target: refusing the bundle"
+        )
     return entries
 
 
@@ -139,6 +141,11 @@ def _check_entry(entry: Any) -> None:
         checked_text("result label", entry["result"])
         if entry["task"] not in ("regression", "classification"):
             raise ValueError(f"task {entry['task']!r}")
+        target = entry.get("target")  # absent from bundles made before several targets
+        if target is not None:
+            checked_text("target name", target)
+            if target not in (entry.get("targets") or [target]):
+                raise ValueError(f"target {target!r} is not one of the dataset's")
         ranking_metric(entry["metric"], entry["task"], f"result {entry['path']!r}")
     except (KeyError, TypeError, ValueError, N4AError) as exc:
         raise BundleError(

@@ -215,6 +215,7 @@ def _write_result(conn, stored, run_id, position, result: PlannedResult, dataset
         position,
         entry["metric"],
         result.score,
+        entry.get("target"),
     )
     for path, (blob_id, size) in stored.items():
         if path.startswith(folder + "/"):

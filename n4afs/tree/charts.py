@@ -20,8 +20,14 @@ CLASSIFICATION_CHARTS = ("confusion_matrix.png",)
 COMMON_CHARTS = ("spectra.png", "y_distribution.png", "folds.png")
 
 
+def chart_title(r: Any, dataset: Any) -> str:
+    """`wheat / protein / 0042_snv-pls15_x9y8z7`: the dataset, the target modelled, the
+    result."""
+    return f"{dataset.name} / {r.target} / {r.label}"
+
+
 def result_charts(files: Any, r: Any, dataset: Any, cv: dict[str, Any]) -> list[Chart]:
-    title = f"{dataset.name} / {r.label}"
+    title = chart_title(r, dataset)
     pblob, dblob = r.predictions_blob, dataset.blob_id
 
     def parts() -> tuple[Any, Any]:
@@ -63,7 +69,7 @@ def result_charts(files: Any, r: Any, dataset: Any, cv: dict[str, Any]) -> list[
         if test.height:
             values["test"] = test["y_true"].to_list()
         return renderers.distribution_chart(
-            values, dataset.task, f"{dataset.name}: target by partition"
+            values, dataset.task, f"{dataset.name}: {r.target} by partition"
         )
 
     def folds() -> bytes:
@@ -71,13 +77,13 @@ def result_charts(files: Any, r: Any, dataset: Any, cv: dict[str, Any]) -> list[
         return _folds(files, dataset, oof, test)
 
     # every input a chart shows (its title names the result and the dataset) keys its memo
-    shown = (pblob, r.label, dataset.name)
+    shown = (pblob, r.label, dataset.name, r.target)
     drawn = {
         "predictions_scatter.png": (scatter, shown),
         "residuals.png": (residuals, shown),
         "confusion_matrix.png": (confusion, shown),
         "spectra.png": (lambda: _spectra(files, dataset), (dblob, dataset.name)),
-        "y_distribution.png": (distribution, (pblob, dataset.name)),
+        "y_distribution.png": (distribution, (pblob, dataset.name, r.target)),
         "folds.png": (folds, (pblob, dblob, dataset.name)),
     }
     return [(name, *drawn[name]) for name in chart_names(dataset.task)]

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-RENDER_VERSION = 2  # 2: DATASET.yaml columns/note/keys, datasets/<d>/metadata.csv
+RENDER_VERSION = 3  # 2: DATASET.yaml columns/note/keys, metadata.csv; 3: targets
 PREDICTION_COLUMNS = ("sample_id", "y_true", "y_pred", "residual", "partition", "fold")
 
 

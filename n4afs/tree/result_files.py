@@ -61,6 +61,11 @@ best/<dataset>.csv              the best predictions of every dataset
 datasets/<dataset>/             DATASET.yaml, spectra.csv, targets.csv, and metadata.csv
                                 (sample_id + metadata columns) when it has metadata
 
+A dataset with several targets (protein, moisture...) has one folder per target where the
+others have their results: runs/<dataset>/<target>/ holds that target's RESULTS.csv,
+best_*.csv and result folders; by-run/<run>/<dataset>/<target>/; best/<dataset>/<target>.csv.
+Each target is its own calibration: results are ranked per target, never across targets.
+
 NNNN is the result's number on its dataset (never reused); hash6 identifies its config.
 CSV files: comma separated, '.' decimal point, UTF-8, one row per sample. residual is
 y_pred - y_true. Pickle files run code when loaded: only load those you trust.
@@ -139,6 +144,7 @@ class ResultFiles:
                         r.label,
                         r.seq,
                         r.name,
+                        r.target,
                         r.run_id,
                         r.status,
                         views.snapshot.origin(r),
@@ -151,6 +157,7 @@ class ResultFiles:
                 "result",
                 "seq",
                 "name",
+                "target",
                 "run",
                 "status",
                 "origin",
@@ -240,8 +247,19 @@ class ResultFiles:
 
     # -- run-level files ----------------------------------------------------------------
     def run_yaml(self, views: Any, run: RunRow) -> BytesContent:
-        datasets = [views.dataset_dirs[d] for d in views.snapshot.run_datasets.get(run.run_id, [])]
+        from n4afs_core.pipelines.runner import describe_targets
+
+        dataset_ids = views.snapshot.run_datasets.get(run.run_id, [])
+        datasets = [views.dataset_dirs[d] for d in dataset_ids]
         templates = [name for _, name, _ in views.snapshot.templates.get(run.run_id, [])]
+        targets = {
+            views.dataset_dirs[d]: [
+                t
+                for t in views.datasets_by_id[d].target_names
+                if t in views.snapshot.run_targets.get((run.run_id, d), ())
+            ]
+            for d in dataset_ids
+        }
         data = {
             "run": run.run_id,
             "name": run.name,
@@ -253,6 +271,10 @@ class ResultFiles:
             "started": run.created_at.isoformat(timespec="seconds"),
             "finished": run.finished_at.isoformat(timespec="seconds") if run.finished_at else None,
             "datasets": datasets,
+            "targets": targets,
+            "targets_chosen": "as in the bundle"
+            if "imported_from" in run.options
+            else describe_targets(run.options.get("targets")),
             "templates": templates,
             "options": run.options,
         }
@@ -319,8 +341,8 @@ class ResultFiles:
             return renderers.yaml_bytes(
                 {
                     "name": r.name,
-                    "description": f"result {r.label} of run {r.run_id}"
-                    + (f"; generator choices: {choices}" if choices else ""),
+                    "description": f"result {r.label} of run {r.run_id}, modelling target "
+                    f"{r.target}" + (f"; generator choices: {choices}" if choices else ""),
                     "steps": r.config,
                 }
             )
@@ -339,6 +361,7 @@ class ResultFiles:
             return renderers.yaml_bytes(
                 {
                     "result": r.label,
+                    "target": r.target,
                     "metric": r.metric,
                     "direction": METRICS[r.metric].direction,
                     "score": r.score,
@@ -460,6 +483,7 @@ class ResultFiles:
                     "role": model.role,
                     "fold": model.fold,
                     "result": r.label,
+                    "target": r.target,
                     "run": r.run_id,
                     "steps": [
                         {

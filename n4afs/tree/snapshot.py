@@ -71,6 +71,8 @@ class Snapshot:
     results: list[ResultRow]  # visible (completed/failed), ordered by dataset then seq
     run_datasets: dict[str, list[str]]  # run id -> dataset ids in order
     templates: dict[str, list[tuple[int, str, Any]]]  # run id -> (position, name, body)
+    # (run id, dataset id) -> the targets the run models there (pending results included)
+    run_targets: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     cv_json: dict[str, str] = field(default_factory=dict)  # result id -> pooled cv scores
     imported: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
     untrusted_runs: set[str] = field(default_factory=set)  # core.index.trust.UNTRUSTED_RUNS
@@ -170,6 +172,7 @@ def load_snapshot(index: Any, previous: Snapshot | None = None) -> Snapshot:
             results=_all_results(conn),
             run_datasets=_run_datasets(conn),
             templates=_templates(conn),
+            run_targets=_run_targets(conn),
             cv_json=_cv_json(conn),
             imported=_imported(conn),
             created=conn.execute("SELECT min(applied_at) FROM schema_version").fetchone()[0],
@@ -213,6 +216,15 @@ def _run_datasets(conn: Any) -> dict[str, list[str]]:
         "SELECT run_id, dataset_id FROM run_datasets ORDER BY run_id, position"
     ).fetchall():
         grouped[run_id].append(dataset_id)
+    return dict(grouped)
+
+
+def _run_targets(conn: Any) -> dict[tuple[str, str], set[str]]:
+    grouped: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for run_id, dataset_id, target in conn.execute(
+        "SELECT DISTINCT run_id, dataset_id, target FROM results"
+    ).fetchall():
+        grouped[(run_id, dataset_id)].add(target)
     return dict(grouped)
 
 

@@ -17,6 +17,9 @@ Layout (docs/DESIGN.md, "The tree"):
   by-run/<run>/{RUN.yaml, templates/, <dataset>/<label>/...}
   best/<dataset>.csv
   datasets/<dataset>/{DATASET.yaml, spectra.csv, targets.csv[, metadata.csv]}
+A dataset with several targets has one folder per target where a one-target dataset has its
+results: runs/<dataset>/{DATASET.yaml, <target>/{RESULTS.csv, best_<label>.csv, <label>/}},
+by-run/<run>/<dataset>/<target>/<label>/, best/<dataset>/<target>.csv.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from n4afs_core.index.catalog import DatasetInfo
 from n4afs_core.index.queries import ResultRow
 from n4afs_core.maintenance import UsageScope
 from n4afs_core.metrics import ranking
+from n4afs_core.metrics.ranking import GroupKey
 from n4afs_core.store.verified import VerifiedBlobs
 
 from n4afs.tree import result_files
@@ -55,7 +59,8 @@ from n4afs.tree.snapshot import Snapshot, an_owner_died, load_snapshot
 
 
 class Views:
-    """Lookups derived once per snapshot: folder names, groupings, the best per dataset."""
+    """Lookups derived once per snapshot: folder names, groupings, the best per dataset and
+    target (`core.metrics.ranking.GroupKey`: what is ranked together)."""
 
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
@@ -69,11 +74,21 @@ class Views:
         self.runs_by_id = {r.run_id: r for r in snapshot.runs}
         self.by_label = {(r.dataset_id, r.label): r for r in snapshot.results}
         self.results_by_dataset: dict[str, list[ResultRow]] = defaultdict(list)
+        self.results_by_group: dict[GroupKey, list[ResultRow]] = defaultdict(list)
         self.results_by_run: dict[tuple[str, str], list[ResultRow]] = defaultdict(list)
         for result in snapshot.results:
             self.results_by_dataset[result.dataset_id].append(result)
+            self.results_by_group[ranking.group_of(result)].append(result)
             self.results_by_run[(result.run_id, result.dataset_id)].append(result)
-        self._ranked: dict[str, list[ResultRow]] = {}
+        # dataset id -> {folder: target}, for the datasets shown one folder per target
+        self.target_dirs = {
+            d.dataset_id: {
+                folder: t for t, folder in unique_names((t, t) for t in d.target_names).items()
+            }
+            for d in snapshot.datasets
+            if d.several_targets
+        }
+        self._ranked: dict[GroupKey, list[ResultRow]] = {}
         # run id -> {dataset folder: dataset id}, for by-run/<run>/
         self.run_dataset_dirs = {
             run_id: {self.dataset_dirs[d]: d for d in dataset_ids}
@@ -90,13 +105,38 @@ class Views:
         """What 'best' means on the dataset now (`core.metrics.ranking.metric_of`)."""
         return ranking.metric_of(results, self.snapshot.untrusted_runs)
 
-    def ranked(self, dataset_id: str) -> list[ResultRow]:
-        """A dataset's results, best first (`core.metrics.ranking.rank`); ranked on first use (one
-        dataset per listing)."""
-        ranked = self._ranked.get(dataset_id)
+    def groups(self, dataset: DatasetInfo) -> dict[str | None, GroupKey]:
+        """target folder -> what it ranks, for a dataset with several targets; else
+        {None: its one group}, its results showing in the dataset's own folder."""
+        folders = self.target_dirs.get(dataset.dataset_id)
+        if folders is None:
+            first = dataset.target_names[0] if dataset.target_names else None
+            return {None: GroupKey(dataset.dataset_id, first)}
+        return {folder: GroupKey(dataset.dataset_id, t) for folder, t in folders.items()}
+
+    def scope(self, dataset: DatasetInfo, rest: TreePath) -> tuple[GroupKey, int] | None:
+        """The group shown at `rest` below the dataset's folder, and how many components
+        name it (a target folder: 1; none for a one-target dataset); None: no such folder."""
+        folders = self.groups(dataset)
+        if None in folders:
+            return folders[None], 0
+        group = folders.get(rest[0]) if rest else None
+        return None if group is None else (group, 1)
+
+    def target_folder(self, group: GroupKey) -> str | None:
+        """The folder of a group's target, None for a one-target dataset."""
+        for folder, target in self.target_dirs.get(group.dataset_id, {}).items():
+            if target == group.target:
+                return folder
+        return None
+
+    def ranked(self, group: GroupKey) -> list[ResultRow]:
+        """A group's results, best first (`core.metrics.ranking.rank`); ranked on first use (one
+        group per listing)."""
+        ranked = self._ranked.get(group)
         if ranked is None:
-            results = self.results_by_dataset.get(dataset_id, [])
-            ranked = self._ranked[dataset_id] = self._rank(results) if results else []
+            results = self.results_by_group.get(group, [])
+            ranked = self._ranked[group] = self._rank(results) if results else []
         return ranked
 
     def _rank(self, results: list[ResultRow]) -> list[ResultRow]:
@@ -104,9 +144,9 @@ class Views:
         metric = self.metric_of(results)
         return ranking.rank(results, metric, snapshot.untrusted_runs, snapshot.cv_scores)
 
-    def best(self, dataset_id: str) -> ResultRow | None:
+    def best(self, group: GroupKey) -> ResultRow | None:
         """The top of the ranking when it may be best (`core.metrics.ranking.may_be_best`)."""
-        ranked = self.ranked(dataset_id)
+        ranked = self.ranked(group)
         if not ranked:
             return None
         top = ranked[0]
@@ -195,8 +235,8 @@ class Tree:
     def _load_ahead(views: Views) -> None:
         """Every result's rows (only those missing) and every dataset's ranking."""
         views.snapshot.preload()
-        for dataset_id in views.results_by_dataset:
-            views.ranked(dataset_id)
+        for group in views.results_by_group:
+            views.ranked(group)
 
     def _current(self) -> _Generation:
         if self.auto_refresh or self._generation is None:
@@ -279,13 +319,27 @@ class Tree:
         """The result whose folder is at or above `path`, and that folder's depth."""
         views = self._current().views
         if len(path) >= 3 and path[0] == "runs" and path[1] in views.datasets:
-            result = views.result(views.datasets[path[1]].dataset_id, path[2])
-            return (result, 3) if result is not None else None
+            result, depth = self._result_below(views, path[1], path[2:])
+            return (result, 2 + depth) if result is not None else None
         if len(path) >= 4 and path[0] == "by-run" and path[2] in views.datasets:
-            result = views.result(views.datasets[path[2]].dataset_id, path[3])
+            result, depth = self._result_below(views, path[2], path[3:])
             if result is not None and views.run_dirs.get(result.run_id) == path[1]:
-                return result, 4
+                return result, 3 + depth
         return None
+
+    @staticmethod
+    def _result_below(views: Views, folder: str, rest: TreePath) -> tuple[ResultRow | None, int]:
+        """The result whose folder is `rest` (or above it) inside the dataset's folder, and
+        how many components name it: its label, after its target's folder if it has one."""
+        dataset = views.datasets[folder]
+        found = views.scope(dataset, rest)
+        if found is None or len(rest) <= found[1]:
+            return None, 0
+        group, skip = found
+        result = views.result(dataset.dataset_id, rest[skip])
+        if result is None or ranking.group_of(result) != group:
+            return None, 0
+        return result, skip + 1
 
     def usage_scope(self, path: TreePath) -> UsageScope | None:
         """The results `du` counts for a folder of the tree: all of them for the root,
@@ -302,17 +356,31 @@ class Tree:
             result, depth = found
             return UsageScope(shown, result_id=result.result_id) if len(path) == depth else None
         views = self._current().views
-        if path[0] == "runs" and len(path) == 2 and path[1] in views.datasets:
-            return UsageScope(shown, dataset_id=views.datasets[path[1]].dataset_id)
+        if path[0] == "runs" and len(path) in (2, 3) and path[1] in views.datasets:
+            return self._dataset_usage(views, shown, views.datasets[path[1]], path[2:])
         run = views.runs.get(path[1]) if path[0] == "by-run" else None
-        if run is None or len(path) > 3:
+        if run is None or len(path) > 4:
             return None
         if len(path) == 2:
             return UsageScope(shown, run_id=run.run_id)
         dataset_id = views.run_dataset_dirs.get(run.run_id, {}).get(path[2])
         if dataset_id is None:
             return None
-        return UsageScope(shown, dataset_id=dataset_id, run_id=run.run_id)
+        dataset = views.datasets_by_id[dataset_id]
+        return self._dataset_usage(views, shown, dataset, path[3:], run.run_id)
+
+    @staticmethod
+    def _dataset_usage(
+        views: Views, shown: str, dataset: DatasetInfo, rest: TreePath, run_id: str | None = None
+    ) -> UsageScope | None:
+        """A dataset's folder (`rest` empty), or one of its target folders."""
+        if not rest:
+            return UsageScope(shown, dataset_id=dataset.dataset_id, run_id=run_id)
+        found = views.scope(dataset, rest)
+        if found is None or found[1] != len(rest):
+            return None
+        target = found[0].target
+        return UsageScope(shown, dataset_id=dataset.dataset_id, run_id=run_id, target=target)
 
     def dataset_named(self, folder: str) -> DatasetInfo | None:
         return self._current().views.datasets.get(folder)
@@ -423,8 +491,16 @@ class Tree:
             return None
         if len(rest) == 1:
             return self._dataset_dir(views, dataset)
-        result = views.result(dataset.dataset_id, rest[1])
-        return None if result is None else self._result_dir(generation, result, rest[2:])
+        found = views.scope(dataset, rest[1:])
+        if found is None:
+            return None
+        group, skip = found
+        if skip and len(rest) == 2:
+            return self._group_dir(views, dataset, group)
+        result = views.result(dataset.dataset_id, rest[1 + skip])
+        if result is None or ranking.group_of(result) != group:
+            return None
+        return self._result_dir(generation, result, rest[2 + skip :])
 
     def _result_dir(
         self, generation: _Generation, result: ResultRow, rest: TreePath
@@ -441,9 +517,12 @@ class Tree:
         results = views.results_by_dataset.get(dataset.dataset_id, [])
         return max([_ts(dataset.created_at)] + [_ts(r.created_at) for r in results])
 
+    def _group_mtime(self, views: Views, dataset: DatasetInfo, group: GroupKey) -> float:
+        results = views.results_by_group.get(group, [])
+        return max([_ts(dataset.created_at)] + [_ts(r.created_at) for r in results])
+
     def _dataset_dir(self, views: Views, dataset: DatasetInfo) -> dict[str, Node]:
-        results = views.results_by_dataset.get(dataset.dataset_id, [])
-        mtime = self._dataset_mtime(views, dataset)
+        """DATASET.yaml, then its results (one target), or one folder per target."""
         nodes = [
             file_node(
                 "DATASET.yaml",
@@ -452,8 +531,24 @@ class Tree:
                 mutable=False,
             )
         ]
+        groups = views.groups(dataset)
+        if None in groups:
+            entries = {n.name: n for n in nodes}
+            return entries | self._group_dir(views, dataset, groups[None])
+        nodes += [
+            directory(folder, self._group_mtime(views, dataset, group))
+            for folder, group in groups.items()
+        ]
+        return {n.name: n for n in nodes}
+
+    def _group_dir(self, views: Views, dataset: DatasetInfo, group: GroupKey) -> dict[str, Node]:
+        """The results of one dataset on one target: RESULTS.csv, best_*.csv, one folder
+        each (in the dataset's folder, or in its target's)."""
+        results = views.results_by_group.get(group, [])
+        nodes = []
         if results:
-            ranked = views.ranked(dataset.dataset_id)
+            mtime = self._group_mtime(views, dataset, group)
+            ranked = views.ranked(group)
             metric = views.metric_of(results)
             nodes.append(
                 file_node(
@@ -463,7 +558,7 @@ class Tree:
                     mutable=True,
                 )
             )
-            best = views.best(dataset.dataset_id)
+            best = views.best(group)
             if best is not None:
                 nodes.append(
                     file_node(
@@ -497,25 +592,66 @@ class Tree:
         dataset_id = by_dir.get(rest[1])
         if dataset_id is None:
             return None
+        dataset = views.datasets_by_id[dataset_id]
         results = views.results_by_run.get((run.run_id, dataset_id), [])
-        if len(rest) == 2:
-            return {r.label: directory(r.label, _ts(r.created_at), mutable=False) for r in results}
-        result = views.result(dataset_id, rest[2])
-        if result is not None and result.run_id != run.run_id:
+        found = views.scope(dataset, rest[2:])
+        if len(rest) == 2 and (found is None or found[1]):  # a folder per target it modelled
+            mtime = max([_ts(run.created_at), _ts(run.finished_at)])
+            modelled = {ranking.group_of(r) for r in results}
+            return {
+                folder: directory(folder, mtime)
+                for folder, group in views.groups(dataset).items()
+                if group in modelled
+            }
+        if found is None:
+            return None
+        group, skip = found
+        if len(rest) == 2 + skip:
+            shown = [r for r in results if ranking.group_of(r) == group]
+            if skip and not shown:  # a target the run did not model: not listed above
+                return None
+            return {r.label: directory(r.label, _ts(r.created_at), mutable=False) for r in shown}
+        result = views.result(dataset_id, rest[2 + skip])
+        if result is not None and (
+            result.run_id != run.run_id or ranking.group_of(result) != group
+        ):
             result = None
-        return None if result is None else self._result_dir(generation, result, rest[3:])
+        return None if result is None else self._result_dir(generation, result, rest[3 + skip :])
 
     def _best_view(self, views: Views, rest: TreePath) -> dict[str, Node] | None:
-        if rest:
+        if len(rest) > 1:
             return None
+        if rest:  # best/<dataset>/: one file per target of a dataset with several
+            dataset = views.datasets.get(rest[0])
+            if dataset is None or None in views.groups(dataset):
+                return None
+            return self._best_files(views, dataset)
         nodes = {}
         for name, dataset in views.datasets.items():
-            best = views.best(dataset.dataset_id)
+            groups = views.groups(dataset)
+            if None not in groups:
+                files = self._best_files(views, dataset)
+                if files:
+                    mtime = max(node.mtime for node in files.values())
+                    nodes[name] = directory(name, mtime)
+                continue
+            best = views.best(groups[None])
             if best is not None:
                 content = self.files.best_csv(best, dataset, views)
                 nodes[f"{name}.csv"] = file_node(
                     f"{name}.csv", _ts(best.created_at), content, mutable=True
                 )
+        return nodes
+
+    def _best_files(self, views: Views, dataset: DatasetInfo) -> dict[str, Node]:
+        """`<target>.csv` per target of the dataset that has a best result."""
+        nodes = {}
+        for folder, group in views.groups(dataset).items():
+            best = views.best(group)
+            if best is not None:
+                content = self.files.best_csv(best, dataset, views)
+                name = f"{folder}.csv"
+                nodes[name] = file_node(name, _ts(best.created_at), content, mutable=True)
         return nodes
 
     def _datasets_view(self, views: Views, rest: TreePath) -> dict[str, Node] | None:
