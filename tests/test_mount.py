@@ -343,7 +343,10 @@ def test_missing_dev_fuse_is_explained(monkeypatch):
         mounting.os.path, "exists", lambda p: False if p == "/dev/fuse" else real_exists(p)
     )
     with pytest.raises(MountError, match="/dev/fuse does not exist.*--device /dev/fuse"):
-        mounting.check_fuse()
+        mounting.check_fuse("linux")
+    mounting.check_fuse("darwin")  # macFUSE and FUSE-T have no /dev/fuse: mfusepy finds them
+    with pytest.raises(MountError, match="n4afs serve"):
+        mounting.check_fuse("win32")
 
 
 def test_corrupt_blob_reads_as_eio_never_wrong_bytes(tmp_path):

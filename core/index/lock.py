@@ -3,7 +3,8 @@
 DuckDB lets one process open a database read-write, or several open it read-only, never
 both at once (a reader that meets a writer gets "database is locked"). So nobody keeps a
 connection open: every index access is a short transaction that opens its own connection
-behind `fcntl.flock` locks on two files of the workspace:
+behind whole-file locks (`flock` on POSIX, `LockFileEx` on Windows: `core.index.file_locks`)
+on two files of the workspace:
 
 * `n4a.lock` — shared by readers while they have the file attached, exclusive for a writer
   that writes the file in place;
@@ -16,18 +17,17 @@ writes a copy of the file and renames it over the original (`core.index.database
 still attached keep the version they opened, as a snapshot, and the next ones open the new
 one. Readers never starve writers; only another writer can, and a writer's wait is bounded:
 past the timeout, `WorkspaceLocked` names the processes that hold the lock, read from
-`/proc/locks` (the kernel's list of who holds which lock), not from a note the last
-writer left.
+`/proc/locks` (the kernel's list of who holds which lock) where there is one, not from a
+note the last writer left.
 
-flock locks belong to an open file description, so two threads of one process opening the
-lock file separately exclude each other exactly as two processes do.
+Both kinds of lock belong to an open file (description or handle), so two threads of one
+process opening the lock file separately exclude each other exactly as two processes do.
 
 Design: docs/DESIGN.md, "Storage".
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import time
 from collections.abc import Iterator
@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from n4afs_core.errors import WorkspaceLocked
+from n4afs_core.index import file_locks
 
 DEFAULT_TIMEOUT_S = 120.0
 READERS_GRACE_S = 1.0  # a query batch takes milliseconds; past this, write a copy instead
@@ -52,7 +53,7 @@ class WorkspaceLock:
     @contextmanager
     def shared(self) -> Iterator[None]:
         """A reader's lock: no writer writes the file in place while it is held."""
-        with self._held(self.path, fcntl.LOCK_SH, "a writer"):
+        with self._held(self.path, False, "a writer"):
             yield
 
     @contextmanager
@@ -60,15 +61,15 @@ class WorkspaceLock:
         """A writer's turn. Yields True when readers are shut out too (write the file in
         place), False when some reader held on past `READERS_GRACE_S` (write a copy and
         rename it over the file: that reader keeps the version it opened)."""
-        with self._held(self.writer_path, fcntl.LOCK_EX, "another writer"):
+        with self._held(self.writer_path, True, "another writer"):
             fd = _open(self.path)
             try:
-                in_place = _acquire(fd, fcntl.LOCK_EX, min(READERS_GRACE_S, self.timeout_s))
+                in_place = _acquire(fd, True, min(READERS_GRACE_S, self.timeout_s))
                 try:
                     yield in_place
                 finally:
                     if in_place:
-                        fcntl.flock(fd, fcntl.LOCK_UN)
+                        file_locks.LOCKS.unlock(fd)
             finally:
                 os.close(fd)
 
@@ -76,21 +77,21 @@ class WorkspaceLock:
     def exclusive(self) -> Iterator[None]:
         """Writers and readers both shut out, waiting up to the timeout for each."""
         with (
-            self._held(self.writer_path, fcntl.LOCK_EX, "another writer"),
-            self._held(self.path, fcntl.LOCK_EX, "a reader or writer"),
+            self._held(self.writer_path, True, "another writer"),
+            self._held(self.path, True, "a reader or writer"),
         ):
             yield
 
     @contextmanager
-    def _held(self, path: Path, mode: int, whom: str) -> Iterator[None]:
+    def _held(self, path: Path, exclusive: bool, whom: str) -> Iterator[None]:
         fd = _open(path)
         try:
-            if not _acquire(fd, mode, self.timeout_s):
+            if not _acquire(fd, exclusive, self.timeout_s):
                 raise WorkspaceLocked(self._locked_message(path, whom))
             try:
                 yield
             finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                file_locks.LOCKS.unlock(fd)
         finally:
             os.close(fd)
 
@@ -107,20 +108,17 @@ def _open(path: Path) -> int:
     return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
 
 
-def _acquire(fd: int, mode: int, timeout_s: float) -> bool:
+def _acquire(fd: int, exclusive: bool, timeout_s: float) -> bool:
     """Poll with a growing sleep: fair enough for transactions of tens of ms. False when
     the lock was not had within `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     delay = 0.001
-    while True:
-        try:
-            fcntl.flock(fd, mode | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+    while not file_locks.LOCKS.try_lock(fd, exclusive):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return True
 
 
 def lock_holders(path: str | os.PathLike) -> list[int]:

@@ -23,7 +23,6 @@ copy-on-write clone: a separate file, safe to edit) where the file system has th
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import secrets
 import shutil
@@ -347,7 +346,12 @@ def _refuse_non_empty(out: Path) -> None:
 
 def _reflink(source: str | Path, target: Path) -> bool:
     """Clone `source` into a new read-only `target` (Linux FICLONE). False, with nothing
-    left at `target`, where the file system cannot (ext4, tmpfs, across file systems)."""
+    left at `target`, where the file system cannot (ext4, tmpfs, across file systems) or
+    the platform has no `fcntl` (Windows: a hard link is made instead)."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
     src_fd = os.open(source, os.O_RDONLY)
     try:
         dst_fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)

@@ -24,8 +24,20 @@ from n4afs_core.errors import MountError
 START_TIMEOUT_S = 30.0
 
 
-def check_fuse() -> None:
-    """FUSE needs the kernel device, libfuse 3, and (unless root) fusermount3."""
+def check_fuse(platform: str = sys.platform) -> None:
+    """FUSE needs the kernel device, libfuse 3, and (unless root) fusermount3 on Linux;
+    on macOS, macFUSE or FUSE-T (neither has /dev/fuse: mfusepy finds their library);
+    Windows has no FUSE n4afs can use: `n4afs serve` is the way there."""
+    if platform == "win32":
+        raise MountError(
+            "Windows has no FUSE mount for n4afs: serve the tree with `n4afs serve` and map "
+            "it as a network drive, or mount it inside WSL2 (see the README)"
+        )
+    if platform == "darwin":
+        _load_libfuse(
+            "install macFUSE (https://osxfuse.github.io) or FUSE-T (https://www.fuse-t.org)"
+        )
+        return
     if not os.path.exists("/dev/fuse"):
         raise MountError(
             "FUSE is unavailable: /dev/fuse does not exist; load the module (`modprobe fuse`) "
@@ -35,16 +47,18 @@ def check_fuse() -> None:
         raise MountError(
             "not permitted to use /dev/fuse: run as a user of the `fuse` group or as root"
         )
-    try:
-        import n4afs.surfaces.fuse_ops  # noqa: F401  (loads libfuse through mfusepy)
-    except OSError as exc:
-        raise MountError(
-            f"libfuse was not found ({exc}): install Debian's fuse3 (`sudo apt-get install fuse3`)"
-        ) from exc
+    _load_libfuse("install Debian's fuse3 (`sudo apt-get install fuse3`)")
     if os.geteuid() != 0 and shutil.which("fusermount3") is None:
         raise MountError(
             "fusermount3 is missing: install Debian's fuse3 (`sudo apt-get install fuse3`)"
         )
+
+
+def _load_libfuse(how: str) -> None:
+    try:
+        import n4afs.surfaces.fuse_ops  # noqa: F401  (loads libfuse through mfusepy)
+    except OSError as exc:
+        raise MountError(f"libfuse was not found ({exc}): {how}") from exc
 
 
 def is_stale(path: str | os.PathLike) -> bool:
