@@ -278,6 +278,9 @@ class ResultFiles:
             "templates": templates,
             "options": run.options,
         }
+        recorded = run.options.get("groups")
+        if isinstance(recorded, dict):  # runs from before groups were recorded say nothing
+            data["groups"] = {views.dataset_dirs[d]: recorded.get(d) for d in dataset_ids}
         return BytesContent(renderers.yaml_bytes(data))  # small and changing: not memoized
 
     def templates_dir(self, views: Any, run: RunRow) -> dict[str, Node]:
