@@ -324,3 +324,21 @@ def test_classification_groups_are_stratified_and_voted(ws):
     scores = yaml.safe_load(read(ws, f"{folder}/scores.yaml"))["cv_by_group"]["scores"]
     correct = np.mean([r["correct"] == "1" for r in by_group])
     assert scores["accuracy"] == pytest.approx(correct)
+
+
+def test_an_exported_grouped_result_imports_with_its_scores(grouped, tmp_path):
+    from n4afs.workspace import Workspace
+
+    ws, _, folder = grouped
+    out = tmp_path / "bundle.zip"
+    ws.export(folder, out, level="with-data")
+    other = Workspace(tmp_path / "other")
+    other.import_bundle(out, trust=True)
+    (imported,) = other.results("ferm3", target="glucose")
+    (original,) = ws.results("ferm3", target="glucose")
+    assert imported.ranked_value == pytest.approx(original.ranked_value)
+    copy = result_folder(other, "runs/ferm3/glucose")
+    assert read(other, f"{copy}/predictions/cv.csv") == read(ws, f"{folder}/predictions/cv.csv")
+    assert read(other, f"{copy}/predictions/cv_by_group.csv") == read(
+        ws, f"{folder}/predictions/cv_by_group.csv"
+    )
