@@ -274,6 +274,7 @@ class Workspace:
         on_result: Any = None,
         compute: bool = True,
         targets: str | Sequence[str] | None = None,
+        group: str | bool | None = None,
     ) -> Run:
         """Run templates x datasets with K-fold CV; results are persisted as they finish.
 
@@ -286,6 +287,9 @@ class Workspace:
         tcp://host:8786, or a distributed Client / cluster) runs on a dask cluster.
         `targets`: the target(s) modelled on each dataset, one result per config x target:
         names (each dataset must have them), "all", or None for each dataset's first target.
+        `group`: the metadata column whose scans (replicates of one physical sample) stay
+        together in every split: None (default) for each dataset's own group column, a
+        column name, or False to split scans independently.
         `on_result` is called with each result's payload as it is stored. `compute=False`
         only plans: the run and its pending results are recorded (a metric or test set that
         does not fit is refused before that), and `Run.finish` computes them.
@@ -306,8 +310,9 @@ class Workspace:
             backend=backend,
             scheduler=getattr(scheduler, "scheduler_address", scheduler),
             targets=targets_asked(targets),
+            group=group,
         )
-        planned = Run(self, plan_run(self.index, loaded, infos, options, name))
+        planned = Run(self, plan_run(self.index, loaded, infos, options, name, self.store))
         return planned.finish(on_result) if compute else planned
 
     def resume(self, run_id: str, on_result: Any = None) -> Run:
@@ -320,7 +325,7 @@ class Workspace:
         only plans it (as in `run`)."""
         from n4afs_core.pipelines.runner import plan_again
 
-        planned = Run(self, plan_again(self.index, self._run_id(run_id)))
+        planned = Run(self, plan_again(self.index, self._run_id(run_id), self.store))
         return planned.finish(on_result) if compute else planned
 
     def resolve_dataset(self, source: Any) -> DatasetInfo:

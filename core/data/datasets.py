@@ -63,7 +63,14 @@ class Spectra:
         dataset has no group column: scans of one group must stay in one fold."""
         if self.group_column is None:
             return None
-        return np.array([_label(v) for v in self.metadata[self.group_column]], dtype=object)
+        return self.labels(self.group_column)
+
+    def labels(self, column: str) -> np.ndarray:
+        """A metadata column's values as group labels (text: `3` for 3 or 3.0; a gap is
+        None), as `groups` gives them for the group column."""
+        return np.array(
+            [None if _is_gap(v) else _label(v) for v in self.metadata[column]], dtype=object
+        )
 
     @property
     def n_samples(self) -> int:
@@ -167,6 +174,10 @@ def describe_columns(spectra: Spectra) -> dict[str, Any]:
         if roles.get(key):
             described[key] = roles[key]
     return described
+
+
+def _is_gap(value: Any) -> bool:
+    return value is None or (isinstance(value, (float, np.floating)) and math.isnan(value))
 
 
 def _label(value: Any) -> str:

@@ -81,6 +81,10 @@ class RunOptions:
     scheduler: str | None = None  # dask scheduler address, e.g. tcp://10.0.0.5:8786
     # the targets modelled on each dataset: names, "all", or None = each one's first target
     targets: list[str] | str | None = None
+    # the metadata column naming each scan's physical sample, kept together in every split:
+    # None = each dataset's own group column (if any), a column name, or False = none (scans
+    # split independently)
+    group: str | bool | None = None
 
     def validate(self) -> None:
         if self.backend not in ("joblib", "dask"):
@@ -98,6 +102,8 @@ class RunOptions:
         named = self.targets not in (None, ALL_TARGETS)
         if named and (isinstance(self.targets, str) or not self.targets):
             raise RunError(f"targets: a list of target names or {ALL_TARGETS!r}")
+        if self.group is True or (isinstance(self.group, str) and not self.group.strip()):
+            raise RunError("group: a metadata column name, None (the dataset's) or False (none)")
 
 
 ALL_TARGETS = "all"
@@ -173,8 +179,12 @@ def plan_run(
     datasets: Sequence[DatasetInfo],
     options: RunOptions,
     name: str,
+    store: Store | None = None,
 ) -> str:
-    """Record the run, its templates and every pending result; return the run id."""
+    """Record the run, its templates and every pending result; return the run id.
+
+    `store`: where the datasets' data is, to count the groups of replicate scans before
+    planning (without it a run with too few groups fails when it is executed)."""
     name = checked_text("run name", name)
     options.validate()
     if not templates or not datasets:
@@ -183,10 +193,17 @@ def plan_run(
     for dataset in [*datasets, *([test] if test is not None else [])]:
         require_spectra(dataset)  # a dataset imported without them: say how to attach them
     targets = [targets_for(dataset, options.targets) for dataset in datasets]
+    groups = {d.dataset_id: group_column(options, d.name, *_group_facts(d)) for d in datasets}
     for dataset in datasets:
         check_folds(dataset.name, n_training(dataset.n_samples, options), options.cv)
         if test is not None:
             check_test_set(dataset, test)
+        column = groups[dataset.dataset_id]
+        if column is not None and store is not None and dataset.blob_id is not None:
+            labels = _load_spectra(store, (dataset.blob_id, dataset.name)).labels(column)
+            check_groups(dataset.name, column, labels)
+            n_groups = len(set(labels.tolist()))
+            check_group_folds(dataset.name, column, n_training(n_groups, options), options.cv)
     expanded = [t.expand(f"templates[{i}]") for i, t in enumerate(templates)]
     by_dataset = [
         [[c.for_task(d.task, d.name) for c in configs] for configs in expanded] for d in datasets
@@ -207,7 +224,7 @@ def plan_run(
     )
     run_id = f"{now:%Y-%m-%d}_{slug(name)}_{short_id(identity, length=6)}"
     with index.write() as conn:
-        insert_run(conn, run_id, name, run_metric, _run_options(options), now)
+        insert_run(conn, run_id, name, run_metric, _run_options(options, groups), now)
         for position, (template, configs) in enumerate(zip(templates, expanded, strict=True)):
             insert_template(conn, run_id, position, template.name, template.body, len(configs))
         for position, (dataset, metric) in enumerate(zip(datasets, metrics, strict=True)):
@@ -217,7 +234,7 @@ def plan_run(
     return run_id
 
 
-def plan_again(index: Index, run_id: str) -> str:
+def plan_again(index: Index, run_id: str, store: Store | None = None) -> str:
     """A new run of `run_id`'s templates on its datasets with its options; its id.
 
     The one way to get the same fitted bytes again (what recreates an object `verify
@@ -244,12 +261,19 @@ def plan_again(index: Index, run_id: str) -> str:
     fields = RunOptions.__dataclass_fields__
     options = RunOptions(**{k: v for k, v in recorded.items() if k in fields})
     templates = [Template(name, json.loads(body)) for name, body in bodies]
-    return plan_run(index, templates, infos, options, row[0])
+    return plan_run(index, templates, infos, options, row[0], store)
 
 
-def _run_options(options: RunOptions) -> dict[str, Any]:
-    """Options plus where and with what they ran: MANIFEST.yaml and export cite these."""
-    return {**asdict(options), "host": socket.gethostname(), "versions": library_versions()}
+def _run_options(options: RunOptions, groups: dict[str, str | None]) -> dict[str, Any]:
+    """Options plus where and with what they ran (MANIFEST.yaml and export cite these), and
+    the group column each dataset's splits kept together (`groups`: dataset id -> column or
+    None; RUN.yaml shows it)."""
+    return {
+        **asdict(options),
+        "groups": groups,
+        "host": socket.gethostname(),
+        "versions": library_versions(),
+    }
 
 
 # -- splits -----------------------------------------------------------------------------
@@ -299,6 +323,50 @@ def check_folds(name: str, n_train: int, cv: int) -> None:
         )
 
 
+def _group_facts(dataset: DatasetInfo) -> tuple[list[str], str | None]:
+    """A dataset's metadata column names and group column, as the index describes them."""
+    columns = dataset.columns or {}
+    return list(columns.get("metadata") or {}), columns.get("group")
+
+
+def group_column(
+    options: RunOptions, name: str, metadata: Sequence[str], own: str | None
+) -> str | None:
+    """The metadata column whose values keep scans together in the run's splits of dataset
+    `name`: the one asked for (`--group`), which it must have, none (`--no-group`), or by
+    default its own group column (`datasets add --group`, or a column named like one)."""
+    if options.group is False:
+        return None
+    if options.group is None:
+        return own
+    if options.group not in metadata:
+        has = ", ".join(metadata) if metadata else "none"
+        raise RunError(
+            f"dataset {name!r} has no metadata column {options.group!r} to group by; "
+            f"its metadata columns: {has}"
+        )
+    return str(options.group)
+
+
+def check_groups(name: str, column: str, labels: np.ndarray) -> None:
+    """Every scan needs a group: a gap in the column would make its own group silently."""
+    gaps = [i for i, v in enumerate(labels.tolist()) if v is None]
+    if gaps:
+        raise RunError(
+            f"dataset {name!r}: column {column!r} has no value for {len(gaps)} scans "
+            f"(row {gaps[0] + 1} first) to group by; fill it or use --no-group"
+        )
+
+
+def check_group_folds(name: str, column: str, n_groups: int, cv: int) -> None:
+    """Refuse a dataset with fewer groups of replicate scans (for training) than folds."""
+    if n_groups < cv:
+        raise RunError(
+            f"dataset {name!r}: {n_groups} groups of replicate scans (column {column!r}) "
+            f"cannot make {cv} folds; lower --cv, or split scans independently with --no-group"
+        )
+
+
 def make_partitions(
     spectra: ds.Spectra, options: RunOptions, n_test: int = 0, column: int = 0
 ) -> Partitions:
@@ -308,6 +376,10 @@ def make_partitions(
     The splits of a regression dataset are the same for all its targets (they are drawn
     from the first target, which shuffled K-fold ignores), so its targets share fitted
     preprocessing; a classification target is stratified on its own classes.
+    With a group column (`group_column`), every split keeps the scans of one physical
+    sample together: the test hold-out draws whole groups (stratified on each group's
+    class for classification), the folds are `GroupKFold` (shuffled with the run's seed) or
+    `StratifiedGroupKFold`; a splitter of the user's gets the groups too.
     `n_test` > 0: the last rows are a separate test dataset appended to the training one.
     Data the run's options cannot split (sklearn's ValueError) is a `RunError` naming it.
     """
@@ -328,8 +400,11 @@ def _partitions(spectra: ds.Spectra, options: RunOptions, n_test: int, column: i
     y = spectra.target(split_column(spectra.task, column))
     rows = np.arange(spectra.n_samples)
     classify = spectra.task == "classification"
+    groups = split_groups(spectra, options, n_test)
     if n_test:
         train_idx, test_idx = rows[:-n_test], rows[-n_test:]
+    elif options.test_size > 0 and groups is not None:
+        train_idx, test_idx = _group_test_split(rows, groups, y if classify else None, options)
     elif options.test_size > 0:
         train_idx, test_idx = train_test_split(
             rows,
@@ -341,14 +416,68 @@ def _partitions(spectra: ds.Spectra, options: RunOptions, n_test: int, column: i
     else:
         train_idx, test_idx = rows, rows[:0]
     check_folds(spectra.name, len(train_idx), options.cv)
+    if groups is not None:
+        column_name = str(split_group_name(spectra, options))
+        check_group_folds(spectra.name, column_name, len(set(groups[train_idx])), options.cv)
     if options.splitter:
         splitter = build_splitter(options.splitter)
+    elif groups is not None:
+        splitter = _group_splitter(classify, options)
     else:
         splitter_cls = StratifiedKFold if classify else KFold
         splitter = splitter_cls(n_splits=options.cv, shuffle=True, random_state=options.seed)
-    folds = [(train_idx[a], train_idx[b]) for a, b in splitter.split(train_idx, y[train_idx])]
+    train_groups = None if groups is None else groups[train_idx]
+    split = splitter.split(train_idx, y[train_idx], train_groups)
+    folds = [(train_idx[a], train_idx[b]) for a, b in split]
     modelled = spectra.target(column)
     return Partitions(spectra.sample_ids, modelled, spectra.task, folds, test_idx, train_idx)
+
+
+def split_group_name(spectra: ds.Spectra, options: RunOptions) -> str | None:
+    """The group column of the run's splits of these (loaded) spectra."""
+    return group_column(options, spectra.name, list(spectra.metadata), spectra.group_column)
+
+
+def split_groups(spectra: ds.Spectra, options: RunOptions, n_test: int = 0) -> np.ndarray | None:
+    """Each scan's group label for the run's splits, or None when scans split
+    independently; the `n_test` rows of an appended test dataset get none (they are never
+    split)."""
+    column = split_group_name(spectra, options)
+    if column is None:
+        return None
+    n_train = spectra.n_samples - n_test
+    labels = spectra.labels(column)
+    check_groups(spectra.name, column, labels[:n_train])
+    labels[n_train:] = ""
+    return labels
+
+
+def _group_test_split(
+    rows: np.ndarray, groups: np.ndarray, classes: np.ndarray | None, options: RunOptions
+) -> tuple[np.ndarray, np.ndarray]:
+    """The test hold-out as whole groups: `test_size` of the groups (rounded up, as
+    `train_test_split` takes it), stratified on each group's class (its first scan's)."""
+    from sklearn.model_selection import train_test_split
+
+    names, first = np.unique(groups.astype(str), return_index=True)
+    test_groups = train_test_split(
+        names,
+        test_size=options.test_size,
+        random_state=options.seed,
+        stratify=None if classes is None else classes[first],
+    )[1]
+    in_test = np.isin(groups.astype(str), test_groups)
+    return rows[~in_test], rows[in_test]
+
+
+def _group_splitter(classify: bool, options: RunOptions) -> Any:
+    """K folds of whole groups: `StratifiedGroupKFold` for classes, else `GroupKFold`,
+    both shuffled with the run's seed (`GroupKFold` shuffles since scikit-learn 1.6)."""
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+
+    if classify:
+        return StratifiedGroupKFold(n_splits=options.cv, shuffle=True, random_state=options.seed)
+    return GroupKFold(n_splits=options.cv, shuffle=True, random_state=options.seed)
 
 
 def splitter_spec(splitter: Any) -> dict[str, Any]:
@@ -386,6 +515,7 @@ def with_test_set(train: ds.Spectra, test: ds.Spectra) -> ds.Spectra:
     test_X = test.X[:, columns]
     taken = set(train.sample_ids)
     ids = [f"test:{s}" if s in taken else s for s in test.sample_ids]
+    gaps = np.full(test.n_samples, None, dtype=object)
     return ds.Spectra(
         train.name,
         np.vstack([train.X, test_X]),
@@ -394,6 +524,8 @@ def with_test_set(train: ds.Spectra, test: ds.Spectra) -> ds.Spectra:
         train.feature_names,
         train.target_names,
         train.task,
+        metadata={k: np.concatenate([v.astype(object), gaps]) for k, v in train.metadata.items()},
+        group_column=train.group_column,
     )
 
 

@@ -381,6 +381,16 @@ def _resumable(run_id: str) -> Iterator[None]:
     help="Target to model (repeatable; `all`: every target of each dataset). One result per "
     "config and target. Default: each dataset's first target.",
 )
+@click.option(
+    "--group",
+    "group",
+    default=None,
+    help="Metadata column naming each scan's physical sample: its scans stay together in "
+    "every split. Default: the dataset's group column (datasets add --group).",
+)
+@click.option(
+    "--no-group", is_flag=True, help="Split scans independently, even with a group column."
+)
 @click.option("--top", default=10, show_default=True, help="Rows of the ranked table.")
 @click.pass_context
 def run(
@@ -399,6 +409,8 @@ def run(
     resume_id,
     again_id,
     targets,
+    group,
+    no_group,
     top,
 ):
     """Run a sweep: every config of every TEMPLATE (YAML/JSON) on every --dataset.
@@ -415,6 +427,8 @@ def run(
     ws = workspace(ctx.obj["workspace"], create=True)
     if resume_id and again_id:
         raise click.UsageError("give --resume or --again, not both")
+    if group is not None and no_group:
+        raise click.UsageError("give --group COLUMN or --no-group, not both")
     if resume_id:
         planned = ws.get_run(resume_id)
     elif again_id:
@@ -436,6 +450,7 @@ def run(
             scheduler=scheduler,
             compute=False,
             targets=list(targets) or None,
+            group=False if no_group else group,
         )
     echo(f"run {planned.run_id}")
     with _resumable(planned.run_id):

@@ -319,23 +319,28 @@ def _score_rows(bundle: Bundle, folder: str, task: str) -> list[ScoreRow]:
 
 
 def _prediction_columns(bundle: Bundle, path: str, task: str) -> dict[str, tuple[list, list]]:
-    """partition -> (y_true, y_pred) of one prediction CSV, checked row by row."""
+    """partition -> (y_true, y_pred) of one prediction CSV, checked row by row. The
+    dataset's metadata columns may stand between sample_id and y_true (shown, not read)."""
     table = _csv_rows(bundle, path)
     third = "residual" if task == "regression" else "correct"
     expected = ["sample_id", "y_true", "y_pred", third, "partition", "fold"]
-    if not table or table[0] != expected:
-        raise BundleError(f"{path}: header is not {','.join(expected)}")
+    head = table[0] if table else []
+    if len(head) < len(expected) or head[0] != expected[0] or head[-5:] != expected[1:]:
+        raise BundleError(
+            f"{path}: header is not {expected[0]},[metadata columns,]{','.join(expected[1:])}"
+        )
+    skip = len(head) - len(expected)  # metadata columns
     by_partition: dict[str, tuple[list, list]] = {}
     for number, row in enumerate(table[1:], start=2):
-        if len(row) != len(expected) or row[4] not in ("train", "val", "test"):
+        if len(row) != len(head) or row[4 + skip] not in ("train", "val", "test"):
             raise BundleError(f"{path}, line {number}: not a prediction row")
-        y_true, y_pred = row[1], row[2]
+        y_true, y_pred = row[1 + skip], row[2 + skip]
         if task == "regression":
             try:
                 y_true, y_pred = float(y_true), float(y_pred)
             except ValueError:
                 raise BundleError(f"{path}, line {number}: y_true/y_pred not numbers") from None
-        pair = by_partition.setdefault(row[4], ([], []))
+        pair = by_partition.setdefault(row[4 + skip], ([], []))
         pair[0].append(y_true)
         pair[1].append(y_pred)
     return by_partition

@@ -23,7 +23,9 @@ from typing import Any
 
 import yaml
 
-RENDER_VERSION = 3  # 2: DATASET.yaml columns/note/keys, metadata.csv; 3: targets
+# 2: DATASET.yaml columns/note/keys, metadata.csv; 3: targets; 4: metadata columns in
+# prediction CSVs, cv_by_group.csv, scores.yaml's cv_by_group, RUN.yaml's groups
+RENDER_VERSION = 4
 PREDICTION_COLUMNS = ("sample_id", "y_true", "y_pred", "residual", "partition", "fold")
 
 
@@ -209,25 +211,38 @@ def _float_text(value: float) -> str:
     return text
 
 
-def prediction_rows(table: Any, task: str) -> list[tuple]:
-    """Rows of a predictions table (polars) as CSV rows: residual = y_pred - y_true."""
+def prediction_rows(table: Any, task: str, metadata: Metadata | None = None) -> list[tuple]:
+    """Rows of a predictions table (polars) as CSV rows: residual = y_pred - y_true; the
+    sample's metadata values after its id (empty for a sample the dataset has not: rows of
+    a separate test dataset)."""
     rows = []
+    values = metadata[1] if metadata else {}
+    blank = (None,) * len(metadata[0]) if metadata else ()
     for sample, y_true, y_pred, partition, fold in table.select(
         "sample_id", "y_true", "y_pred", "partition", "fold"
     ).iter_rows():
         # classification: 1 when correct instead of a residual
         residual = y_pred - y_true if task == "regression" else int(y_pred == y_true)
-        rows.append((sample, y_true, y_pred, residual, partition, "" if fold < 0 else fold))
+        meta = values.get(sample, blank) if metadata else ()
+        rows.append((sample, *meta, y_true, y_pred, residual, partition, "" if fold < 0 else fold))
     return rows
 
 
-def predictions_csv(table: Any, task: str) -> bytes:
+Metadata = tuple[tuple[str, ...], dict[str, tuple]]
+"""A dataset's metadata column names and, per sample id, its values in that order."""
+
+
+def predictions_csv(table: Any, task: str, metadata: Metadata | None = None) -> bytes:
+    """A prediction table as CSV: sample_id, the dataset's metadata columns (when it has
+    some), y_true, y_pred, residual (classification: correct), partition, fold."""
     header = (
         PREDICTION_COLUMNS
         if task == "regression"
         else ("sample_id", "y_true", "y_pred", "correct", "partition", "fold")
     )
-    return csv_bytes(header, prediction_rows(table, task))
+    if metadata:
+        header = (header[0], *metadata[0], *header[1:])
+    return csv_bytes(header, prediction_rows(table, task, metadata))
 
 
 # -- charts ---------------------------------------------------------------------------

@@ -51,7 +51,9 @@ runs/<dataset>/                 one folder per dataset (start here)
         pipeline.yaml           the concrete pipeline; `n4afs run pipeline.yaml` re-runs it
         scores.yaml             scores per fold and partition; cv = pooled out-of-fold
         predictions/            cv.csv (out-of-fold), fold_<k>.csv, train.csv, test.csv,
-                                avg.csv, w_avg.csv (fold ensembles on the test set)
+                                avg.csv, w_avg.csv (fold ensembles on the test set);
+                                cv_by_group.csv: out-of-fold, one row per physical
+                                sample when the run kept replicate scans together
         charts/                 PNG charts
         models/<role>_<id>/     <step>.pkl per fitted step, pipeline.pkl (the whole chain:
                                 joblib.load(...).predict(X)), MANIFEST.yaml
@@ -89,6 +91,56 @@ class ResultFiles:
         from n4afs_core.data.datasets import from_parquet_bytes
 
         return from_parquet_bytes(self.ws.store.read(blob_id))
+
+    @lru_cache(maxsize=8)  # noqa: B019
+    def metadata(self, blob_id: str) -> renderers.Metadata:
+        """A dataset's metadata columns and each sample's values, for prediction CSVs."""
+        s = self.spectra(blob_id)
+        columns = [s.metadata[m].tolist() for m in s.metadata]
+        values = dict(zip(s.sample_ids, zip(*columns, strict=True), strict=True))
+        return tuple(s.metadata), values
+
+    def _metadata_of(self, d: DatasetInfo) -> tuple[str | None, Any]:
+        """(the dataset blob whose metadata prediction CSVs show, a loader of it), or
+        (None, None) for a dataset without metadata (or without its data): its CSVs render
+        as they did before metadata existed."""
+        if d.blob_id is None or not (d.columns or {}).get("metadata"):
+            return None, lambda: None
+        return d.blob_id, lambda: self.metadata(d.blob_id)
+
+    @staticmethod
+    def group_column(views: Any, r: ResultRow) -> str | None:
+        """The group column the result's run kept scans together by on its dataset."""
+        run = views.runs_by_id.get(r.run_id)
+        recorded = run.options.get("groups") if run is not None else None
+        if not isinstance(recorded, dict) or not isinstance(recorded.get(r.dataset_id), str):
+            return None
+        return recorded[r.dataset_id]
+
+    def by_group(self, views: Any, r: ResultRow) -> Any:
+        """The result's pooled out-of-fold predictions per group (`core.metrics.replicates`),
+        or None when its run kept no groups on its dataset (or the data is not here)."""
+        from n4afs_core.metrics.replicates import by_group
+
+        column = self.group_column(views, r)
+        d = views.datasets_by_id[r.dataset_id]
+        if column is None or d.blob_id is None or r.predictions_blob is None:
+            return None
+        s = self.spectra(d.blob_id)
+        if column not in s.metadata:
+            return None
+        group_of = dict(zip(s.sample_ids, s.labels(column).tolist(), strict=True))
+        oof = ranking.out_of_fold_predictions(self.predictions(r.predictions_blob))
+        if oof.height == 0:
+            return None
+        ids = oof["sample_id"].to_list()
+        return by_group(
+            d.task,
+            [group_of.get(i) for i in ids],
+            oof["y_true"].to_list(),
+            oof["y_pred"].to_list(),
+            oof["fold"].to_list(),
+        )
 
     def _render(self, key: tuple, render) -> LazyContent:
         return LazyContent(self.memo, (RENDER_VERSION, *key), render)
@@ -182,15 +234,18 @@ class ResultFiles:
                 lambda: self._imported_best(imported, dataset.task),
             )
 
+        meta_blob, metadata = self._metadata_of(dataset)
+
         def render() -> bytes:
             table = self.predictions(best.predictions_blob)
             chosen = table.filter(
                 ranking.out_of_fold_mask(table)
                 | ((table["model"] == "final") & (table["partition"] == "test"))
             )
-            return renderers.predictions_csv(chosen, dataset.task)
+            return renderers.predictions_csv(chosen, dataset.task, metadata())
 
-        return self._render(("best.csv", best.predictions_blob, dataset.task), render)
+        key = ("best.csv", best.predictions_blob, dataset.task, meta_blob)
+        return self._render(key, render)
 
     def _imported_best(self, files: dict[str, tuple[str, int]], task: str) -> bytes:
         """cv.csv then the rows of test.csv, as exported (header once)."""
@@ -278,6 +333,9 @@ class ResultFiles:
             "templates": templates,
             "options": run.options,
         }
+        recorded = run.options.get("groups")
+        if isinstance(recorded, dict):  # runs from before groups were recorded say nothing
+            data["groups"] = {views.dataset_dirs[d]: recorded.get(d) for d in dataset_ids}
         return BytesContent(renderers.yaml_bytes(data))  # small and changing: not memoized
 
     def templates_dir(self, views: Any, run: RunRow) -> dict[str, Node]:
@@ -351,6 +409,8 @@ class ResultFiles:
 
     def scores_yaml(self, views: Any, r: ResultRow) -> LazyContent:
         origin = views.snapshot.origin(r)
+        column = self.group_column(views, r)
+        meta_blob = views.datasets_by_id[r.dataset_id].blob_id if column else None
 
         def render() -> bytes:
             rows = views.snapshot.scores_of(r.result_id)
@@ -368,6 +428,7 @@ class ResultFiles:
                     "score_is": "pooled out-of-fold (cv/val) when cross-validated, else final/test",
                     "models": by_model,
                     "directions": {m: spec.direction for m, spec in METRICS.items()},
+                    **self._by_group_scores(views, r, column),
                     **(
                         {}
                         if origin == "workspace"
@@ -380,7 +441,29 @@ class ResultFiles:
                 }
             )
 
-        return self._render(("scores.yaml", r.result_id, origin), render)
+        key = ("scores.yaml", r.result_id, origin, column, meta_blob)
+        return self._render(key, render)
+
+    def _by_group_scores(self, views: Any, r: ResultRow, column: str | None) -> dict[str, Any]:
+        """scores.yaml's `cv_by_group:` block: the per-group scores of a run that kept
+        replicate scans together (none otherwise). Never ranked."""
+        from n4afs_core.metrics.replicates import HOW
+        from n4afs_core.pipelines.persist import clean_scores
+
+        grouped = self.by_group(views, r) if column is not None else None
+        if grouped is None:
+            return {}
+        task = views.datasets_by_id[r.dataset_id].task
+        return {
+            "cv_by_group": {
+                "group_column": column,
+                "n_groups": len(grouped.groups),
+                "predictions": "predictions/cv_by_group.csv: pooled out-of-fold, " + HOW[task],
+                "scores": clean_scores(grouped.scores()),
+                "directions": {m: s.direction for m, s in METRICS.items() if s.task == task},
+                "ranked": False,
+            }
+        }
 
     def predictions_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
         """Which files exist comes from the index (score rows); the blob is read on demand."""
@@ -398,33 +481,56 @@ class ResultFiles:
         wanted += [(f"{m}.csv", m, None) for m in folds]
         wanted = [w for w in wanted if w[2] is None or (w[1], w[2]) in present]
 
+        dataset = views.datasets_by_id[r.dataset_id]
+        column = self.group_column(views, r)
+        by_group = column is not None and dataset.blob_id is not None
+        by_group = by_group and ranking.OUT_OF_FOLD in present
+        names = tuple(name for name, _, _ in wanted)
+        if by_group:
+            names = (names[0], "cv_by_group.csv", *names[1:]) if names else names
+
         def build() -> dict[str, Node]:
-            task = self._task(views, r)
+            task = dataset.task
             t = r.created_at.timestamp()
+            meta_blob, metadata = self._metadata_of(dataset)
             nodes = {}
             for name, model, partition in wanted:
-                render = self._predictions_renderer(r.predictions_blob, model, partition, task)
-                content = self._render(("predictions", r.predictions_blob, name, task), render)
-                nodes[name] = file_node(name, t, content)
-            return nodes
+                render = self._predictions_renderer(
+                    r.predictions_blob, model, partition, task, metadata
+                )
+                key = ("predictions", r.predictions_blob, name, task, meta_blob)
+                nodes[name] = file_node(name, t, self._render(key, render))
+            if by_group:
 
-        return FilesListing(tuple(name for name, _, _ in wanted), build)
+                def render_by_group() -> bytes:
+                    from n4afs_core.metrics.replicates import COLUMNS
 
-    def _predictions_renderer(self, blob_id: str, model: str, partition: str | None, task: str):
+                    grouped = self.by_group(views, r)
+                    return renderers.csv_bytes(COLUMNS[task], grouped.rows() if grouped else [])
+
+                key = ("cv_by_group", r.predictions_blob, dataset.blob_id, column, task)
+                content = self._render(key, render_by_group)
+                nodes["cv_by_group.csv"] = file_node("cv_by_group.csv", t, content)
+            return {name: nodes[name] for name in names}
+
+        return FilesListing(names, build)
+
+    def _predictions_renderer(
+        self, blob_id: str, model: str, partition: str | None, task: str, metadata: Any
+    ):
         def render() -> bytes:
             table = self.predictions(blob_id)
+            meta = metadata()
             if (model, partition) == ranking.OUT_OF_FOLD:  # the fold models' val rows, pooled
-                return renderers.predictions_csv(ranking.out_of_fold_predictions(table), task)
+                oof = ranking.out_of_fold_predictions(table)
+                return renderers.predictions_csv(oof, task, meta)
             if partition is None:
                 mask = table["model"] == model
             else:
                 mask = (table["model"] == model) & (table["partition"] == partition)
-            return renderers.predictions_csv(table.filter(mask), task)
+            return renderers.predictions_csv(table.filter(mask), task, meta)
 
         return render
-
-    def _task(self, views: Any, r: ResultRow) -> str:
-        return views.datasets_by_id[r.dataset_id].task
 
     def charts_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
         from n4afs.tree import charts
