@@ -28,6 +28,8 @@ if $test_tools; then
     need_apt_lean+=(libreoffice-calc-nogui)  # mount test: a mounted CSV opened as a spreadsheet
   command -v mkfs.xfs >/dev/null 2>&1 ||
     need_apt_lean+=(xfsprogs)  # export test: --link reflinks on a loop-mounted XFS image
+  command -v localedef >/dev/null 2>&1 ||
+    need_apt_lean+=(locales)  # spreadsheet tests open the .xlsx under de_DE and fr_FR
 fi
 missing=("${need_apt[@]}" "${need_apt_lean[@]}")
 if [ ${#missing[@]} -gt 0 ]; then
@@ -42,6 +44,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ ${#need_apt_lean[@]} -gt 0 ]; then
     "${apt_install[@]}" --no-install-recommends "${need_apt_lean[@]}" >/dev/null
   fi
+fi
+
+if $test_tools; then  # the comma-decimal locales the spreadsheet tests open files under
+  for loc in de_DE fr_FR; do
+    if ! locale -a 2>/dev/null | grep -qi "^${loc}\.utf-\?8$"; then
+      echo "setup: generating the ${loc}.UTF-8 locale"
+      sudo_cmd=""
+      [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+      $sudo_cmd localedef -i "$loc" -c -f UTF-8 "${loc}.UTF-8"
+    fi
+  done
 fi
 
 python=${PYTHON:-python3}

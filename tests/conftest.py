@@ -48,3 +48,8 @@ def small_tmpfs(tmp_path):
     yield make
     for where in mounted:
         subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def best_csvs(names) -> list[str]:
+    """The `best_*.csv` among folder entries (each has a `.xlsx` twin beside it)."""
+    return [str(n) for n in names if str(n).startswith("best_") and str(n).endswith(".csv")]

@@ -16,6 +16,7 @@ from n4afs_core.errors import BundleError, RunError
 from n4afs.share.importer import import_bundle
 from n4afs.tree.tree import Tree
 from n4afs.workspace import Workspace
+from tests.conftest import best_csvs
 
 SWEEP = [{"_or_": ["snv", "msc"]}, {"pls": {"n_components": {"_or_": [3, 5]}}}]
 
@@ -116,7 +117,7 @@ def test_a_forged_score_claim_is_recomputed_and_never_best(origin, bundle, tmp_p
 
     tree = Tree(ws)
     listing = list(tree.list_dir(("runs", "fermentation")))
-    assert [n for n in listing if n.startswith("best_")] == [f"best_{own_best.label}.csv"]
+    assert best_csvs(listing) == [f"best_{own_best.label}.csv"]
     (imported,) = [r for r in ws.results("fermentation") if r.row.run_id == summary.run_id]
     claimed = origin.best("fermentation").row.score
     assert imported.row.score == pytest.approx(claimed, rel=1e-9)  # recomputed, not 0.001
@@ -410,7 +411,7 @@ def test_an_untrusted_import_does_not_choose_the_metric_of_best(bundle, tmp_path
     import_bundle(ws, resigned(bundle, tmp_path / "bias.zip", by_bias))
     tree = Tree(ws)
     listing = list(tree.list_dir(("runs", "fermentation")))
-    assert [n for n in listing if n.startswith("best_")] == [f"best_{own.label}.csv"]
+    assert best_csvs(listing) == [f"best_{own.label}.csv"]
     header = tree.read(tree.lookup(("runs", "fermentation", "RESULTS.csv"))).split(b"\r\n")[0]
     assert b"rmse (lower is better)" in header
     assert ws.best("fermentation").row.result_id == own.result_id

@@ -22,6 +22,7 @@ import pytest
 from n4afs.surfaces.fs import N4AFileSystem
 from n4afs.tree.tree import Tree
 from n4afs.workspace import Workspace
+from tests.conftest import best_csvs
 from tests.mount_fixture import REPO, Mount, wait_for
 
 SWEEP = [{"_or_": ["snv", "msc"]}, {"pls": {"n_components": {"_range_": [2, 4]}}}]
@@ -88,7 +89,7 @@ def test_cp_rsync_zip_of_a_result_folder_match_fsspec(ws, mnt, tmp_path):
 
 def test_csv_polars_and_joblib_on_mounted_files(ws, mnt):
     runs = mnt.path / "runs" / "fermentation"
-    (best_csv,) = [p for p in runs.iterdir() if p.name.startswith("best_")]
+    (best_csv,) = [p for p in runs.iterdir() if best_csvs([p.name])]
     with open(best_csv, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 21 and rows[0].keys() >= {"sample_id", "y_true", "y_pred", "residual"}
@@ -108,15 +109,16 @@ XLSX = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 TEXT_COLUMNS = {"sample_id", "partition", "result", "name", "run", "status", "origin", "target"}
 
 
-def convert_to_xlsx(csv_paths: list[Path], outdir: Path) -> list[Path]:
+def convert_to_xlsx(csv_paths: list[Path], outdir: Path, locale: str = "C.UTF-8") -> list[Path]:
     """Run `libreoffice --headless --convert-to xlsx` as a user would, in a throwaway profile.
 
     The locale is pinned because LibreOffice takes the decimal separator from it (under
     de_DE.UTF-8 every `13.5` of our CSVs reads as text): the test checks our bytes, not the
     machine's locale. Its own session, so a hung start is killed whole (soffice.bin included).
     """
+    outdir.mkdir(parents=True, exist_ok=True)
     profile = (outdir / "lo-profile").as_uri()
-    env = {**os.environ, "HOME": str(outdir), "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+    env = {**os.environ, "HOME": str(outdir), "LC_ALL": locale, "LANG": locale}
     command = [SPREADSHEET, f"-env:UserInstallation={profile}", "--headless"]
     command += ["--convert-to", "xlsx", "--outdir", str(outdir), *map(str, csv_paths)]
     proc = subprocess.Popen(
@@ -195,7 +197,7 @@ def assert_sheet_matches_csv(xlsx: Path, csv_path: Path) -> int:
 )
 def test_mounted_csvs_open_in_a_spreadsheet_with_numbers_as_numbers(ws, mnt, tmp_path):
     runs = mnt.path / "runs" / "fermentation"
-    (best_csv,) = [p for p in runs.iterdir() if p.name.startswith("best_")]
+    (best_csv,) = [p for p in runs.iterdir() if best_csvs([p.name])]
     results_csv = runs / "RESULTS.csv"
     best_xlsx, results_xlsx = convert_to_xlsx([best_csv, results_csv], tmp_path)
     # y_true, y_pred, residual of 21 samples and the fold of the cross-validated ones
@@ -205,6 +207,49 @@ def test_mounted_csvs_open_in_a_spreadsheet_with_numbers_as_numbers(ws, mnt, tmp
     results_rows = len(ws.results("fermentation"))
     numbers = assert_sheet_matches_csv(results_xlsx, results_csv)
     assert numbers >= results_rows * 3
+
+
+@pytest.mark.skipif(
+    SPREADSHEET is None,
+    reason="LibreOffice is not installed (bash scripts/setup.sh --test-tools installs it)",
+)
+@pytest.mark.parametrize("locale", ["de_DE.UTF-8", "fr_FR.UTF-8", "C.UTF-8"])
+def test_mounted_xlsx_keep_every_number_in_comma_decimal_locales(ws, mnt, tmp_path, locale):
+    """The `.xlsx` twins are what a spreadsheet user opens: LibreOffice, in a locale whose
+    decimal point is a comma, reads and saves every number cell as the same number (a CSV
+    turns `13.014` into 13014 there), and every text cell as text."""
+    short = locale.split(".")[0]
+    installed = subprocess.run(["locale", "-a"], capture_output=True, text=True).stdout
+    assert short == "C" or f"{short.lower()}.utf8" in installed.lower(), "run setup.sh --test-tools"
+    runs = mnt.path / "runs" / "fermentation"
+    (best_csv,) = [p for p in runs.iterdir() if best_csvs([p.name])]
+    originals = [runs / "RESULTS.xlsx", best_csv.with_suffix(".xlsx")]
+    saved = convert_to_xlsx(originals, tmp_path / short, locale)
+    for original, again in zip(originals, saved, strict=True):
+        before, after = xlsx_cells(original), xlsx_cells(again)
+        numbers = [k for k, (kind, _) in before.items() if kind == "n"]
+        assert len(numbers) >= 21 * 3 or original.stem == "RESULTS"
+        for key, (kind, value) in before.items():
+            got = after.get(key)
+            assert got is not None and got[0] == kind, f"{original.name} {key}: {value} -> {got}"
+            if kind == "n":
+                assert float(got[1]) == pytest.approx(float(value), rel=1e-14, abs=0)
+            else:
+                assert got[1] == value
+    if short != "C":  # the locale took effect: the same numbers as CSV do not survive it
+        (from_csv,) = convert_to_xlsx([best_csv], tmp_path / f"{short}-csv", locale)
+        with open(best_csv, newline="", encoding="utf-8") as handle:
+            header, *rows = list(csv.reader(handle))
+        column, cells = header.index("y_true"), xlsx_cells(from_csv)
+        kept = [
+            cells.get((r, column)) == ("n", row[column])
+            or (
+                cells.get((r, column), ("", ""))[0] == "n"
+                and float(cells[(r, column)][1]) == float(row[column])
+            )
+            for r, row in enumerate(rows, start=1)
+        ]
+        assert not all(kept), f"LibreOffice did not apply {locale}: the CSV test proves nothing"
 
 
 def test_writes_are_refused_read_only(mnt):
@@ -262,7 +307,7 @@ def test_a_run_writing_while_mounted_shows_whole_results_and_fresh_best(ws, mnt)
     label = ws.best("fermentation").row.label
     assert label.split("_")[1].startswith("sg1-pls")
     assert (runs / f"best_{label}.csv").exists()
-    assert sum(p.name.startswith("best_") for p in runs.iterdir()) == 1
+    assert len(best_csvs(p.name for p in runs.iterdir())) == 1
 
 
 def test_sigterm_unmounts_cleanly(ws, tmp_path):

@@ -16,6 +16,7 @@ from n4afs_core.metrics import ranking
 
 from n4afs.tree.tree import Tree
 from n4afs.workspace import Workspace
+from tests.conftest import best_csvs
 
 
 class Row(NamedTuple):  # the fields of a ResultRow that ranking reads
@@ -193,7 +194,8 @@ def test_best_follows_the_newest_metric_everywhere(tmp_path):
     best = ws.best("fermentation")
     r2 = [r.cv_scores()["r2"] for r in ws.results("fermentation")]
     assert r2 == sorted(r2, reverse=True) and best.cv_scores()["r2"] == max(r2)
-    tree_best = [n for n in Tree(ws).list_dir(("runs", "fermentation")) if n.startswith("best_")]
+    listing = Tree(ws).list_dir(("runs", "fermentation"))
+    tree_best = best_csvs(listing)
     assert tree_best == [f"best_{best.row.label}.csv"]
     doomed = maintenance.results_beyond_best(ws.index, 1, None)
     assert best.row.result_id not in doomed and len(doomed) == 7

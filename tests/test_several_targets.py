@@ -18,6 +18,8 @@ from n4afs_core.errors import RunError
 from n4afs_core.pipelines.operators import register_operator
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from tests.conftest import best_csvs
+
 SWEEP = [{"_or_": ["snv", None]}, {"pls": {"n_components": {"_range_": [2, 3]}}}]
 TARGETS = ["glucose", "band_1700"]
 
@@ -98,7 +100,7 @@ def test_several_targets_get_one_folder_each(both):
     for target in TARGETS:
         inside = listing(ws, f"runs/ferm2/{target}")
         assert "RESULTS.csv" in inside
-        assert sum(name.startswith("best_") for name in inside) == 1
+        assert len(best_csvs(inside)) == 1
         table = rows(read(ws, f"runs/ferm2/{target}/RESULTS.csv"))
         assert len(table) == 4 and {row["target"] for row in table} == {target}
         labels = [name for name in inside if name[:4].isdigit()]

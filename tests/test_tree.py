@@ -17,6 +17,7 @@ from n4afs.surfaces.fs import N4AFileSystem
 from n4afs.tree.content import FilesListing, directory, file_node
 from n4afs.tree.tree import Tree
 from n4afs.workspace import Workspace
+from tests.conftest import best_csvs
 
 REGRESSION = [
     {"_or_": ["snv", {"savgol": {"deriv": 1, "window_length": 11, "polyorder": 2}}]},
@@ -84,7 +85,12 @@ def test_top_level_layout_and_readme(ws):
     assert list(tree.list_dir(())) == ["README.txt", "runs", "by-run", "best", "datasets"]
     assert b"runs/<dataset>/" in tree.read(tree.lookup(("README.txt",)))
     assert set(tree.list_dir(("runs",))) == {"fermentation", "coffee"}
-    assert set(tree.list_dir(("best",))) == {"fermentation.csv", "coffee.csv"}
+    assert set(tree.list_dir(("best",))) == {
+        "fermentation.csv",
+        "fermentation.xlsx",
+        "coffee.csv",
+        "coffee.xlsx",
+    }
     assert set(tree.list_dir(("datasets", "coffee"))) == {
         "DATASET.yaml",
         "spectra.csv",
@@ -107,9 +113,10 @@ def test_results_csv_follows_the_metric_direction_and_one_best(ws, dataset):
     higher = METRICS[metric].direction == "higher"
     assert values == sorted(values, reverse=higher)
     assert [r["status"] for r in rows] == sorted([r["status"] for r in rows])  # failed last
-    best_files = [n for n in tree.list_dir(("runs", dataset)) if n.startswith("best_")]
-    assert best_files == [f"best_{ws.best(dataset).row.label}.csv"]
-    assert best_files == [f"best_{completed[0]['result']}.csv"]
+    best_files = sorted(n for n in tree.list_dir(("runs", dataset)) if n.startswith("best_"))
+    label = ws.best(dataset).row.label
+    assert best_files == [f"best_{label}.csv", f"best_{label}.xlsx"]  # one best, two forms
+    assert label == completed[0]["result"]
     best = tree.read(tree.lookup(("runs", dataset, best_files[0])))
     assert best == tree.read(tree.lookup(("best", f"{dataset}.csv")))
 
@@ -186,6 +193,11 @@ def test_result_folder_contents(ws):
         "test.csv",
         "avg.csv",
         "w_avg.csv",
+        "cv.xlsx",
+        "train.xlsx",
+        "test.xlsx",
+        "avg.xlsx",
+        "w_avg.xlsx",
         "fold_0.csv",
         "fold_1.csv",
         "fold_2.csv",
@@ -251,17 +263,17 @@ def test_new_results_appear_without_a_new_tree(ws, tmp_path):
     )
     tree = Tree(local)
     fs = N4AFileSystem(workspace=local.path)
-    assert len(fs.ls("/runs/fermentation", detail=False)) == 4
+    assert len(fs.ls("/runs/fermentation", detail=False)) == 6  # RESULTS, best: csv + xlsx
     old_best = tree.lookup(("best", "fermentation.csv"))
-    old_name = next(n for n in tree.list_dir(("runs", "fermentation")) if n.startswith("best_"))
+    old_name = best_csvs(tree.list_dir(("runs", "fermentation")))[0]
     better = [
         {"savgol": {"deriv": 1, "window_length": 15, "polyorder": 2}},
         {"pls": {"n_components": 4}},
     ]
     local.run(templates=[better], datasets=["fermentation"], name="better")
     listing = fs.ls("/runs/fermentation", detail=False)
-    assert len(listing) == 5
-    new_name = next(n for n in tree.list_dir(("runs", "fermentation")) if n.startswith("best_"))
+    assert len(listing) == 7
+    new_name = best_csvs(tree.list_dir(("runs", "fermentation")))[0]
     assert old_name == "best_0001_pls1_" + old_name.split("_")[-1]
     assert new_name.startswith("best_0002_sg1-pls4_")
     new_best = tree.lookup(("best", "fermentation.csv"))

@@ -145,6 +145,13 @@ class ResultFiles:
     def _render(self, key: tuple, render) -> LazyContent:
         return LazyContent(self.memo, (RENDER_VERSION, *key), render)
 
+    def _tables(self, key: tuple, table, about=()) -> tuple[LazyContent, LazyContent]:
+        """One table, two files: CSV for machines, `.xlsx` for spreadsheets (numbers right
+        in every locale). `table()` gives (header, rows); both renders share its key."""
+        as_csv = self._render(("csv", *key), lambda: renderers.csv_bytes(*table()))
+        as_xlsx = self._render(("xlsx", *key), lambda: renderers.xlsx_bytes(*table(), about))
+        return as_csv, as_xlsx
+
     # -- dataset-level files ------------------------------------------------------------
     def dataset_yaml(self, d: DatasetInfo) -> LazyContent:
         """Columns, note and keys appear when the dataset has them (datasets added before
@@ -181,12 +188,15 @@ class ResultFiles:
 
         return self._render(("dataset.yaml", d.dataset_id, d.name), render)
 
-    def results_csv(self, views: Any, ranked: list[ResultRow], metric: str) -> LazyContent:
-        """No bare hash6 column: spreadsheets read hex such as `4878e2` as 487800 (the
-        `result` label carries the hash as text)."""
+    def results_tables(
+        self, views: Any, ranked: list[ResultRow], metric: str
+    ) -> tuple[LazyContent, LazyContent]:
+        """RESULTS.csv and RESULTS.xlsx. No bare hash6 column: spreadsheets read hex such as
+        `4878e2` as 487800 (the `result` label carries the hash as text)."""
         extra = [m for m, spec in METRICS.items() if spec.task == METRICS[metric].task]
+        direction = METRICS[metric].direction
 
-        def render() -> bytes:
+        def table() -> tuple[list[str], list[list[Any]]]:
             rows = []
             for rank, r in enumerate(ranked, start=1):
                 cv = views.snapshot.cv_scores(r.result_id)
@@ -213,39 +223,64 @@ class ResultFiles:
                 "run",
                 "status",
                 "origin",
-                f"{metric} ({METRICS[metric].direction} is better)",
+                f"{metric} ({direction} is better)",
                 *[f"cv_{m}" for m in extra],
             ]
-            return renderers.csv_bytes(header, rows)
+            return header, rows
 
         key = (
-            "results.csv",
+            "results",
             metric,
             tuple((r.result_id, r.status, views.snapshot.origin(r)) for r in ranked),
         )
-        return self._render(key, render)
+        about = [
+            ("table", "every result, best first"),
+            ("metric", metric),
+            ("direction", f"{direction} is better"),
+            ("ranked by", "pooled out-of-fold (cv) score when cross-validated, else final/test"),
+        ]
+        return self._tables(key, table, about)
 
-    def best_csv(self, best: ResultRow, dataset: DatasetInfo, views: Any) -> LazyContent:
-        """One row per sample: out-of-fold predictions, plus the final model on the test set."""
+    def best_tables(
+        self, best: ResultRow, dataset: DatasetInfo, views: Any
+    ) -> tuple[LazyContent, LazyContent]:
+        """The best result's predictions as CSV and .xlsx, one row per sample: out-of-fold
+        predictions, plus the final model on the test set."""
+        about = [
+            ("table", "predictions of the best result: pooled out-of-fold, then test"),
+            ("result", best.label),
+            ("target", best.target),
+            ("metric", best.metric),
+            ("direction", f"{METRICS[best.metric].direction} is better"),
+        ]
         imported = views.snapshot.imported.get(best.result_id)
         if imported is not None:
-            return self._render(
+
+            def imported_table() -> tuple[list[str], list[list[Any]]]:
+                return renderers.typed_csv_rows(self._imported_best(imported, dataset.task))
+
+            as_csv = self._render(
                 ("best.csv", "imported", best.result_id),
                 lambda: self._imported_best(imported, dataset.task),
             )
+            as_xlsx = self._render(
+                ("best.xlsx", "imported", best.result_id),
+                lambda: renderers.xlsx_bytes(*imported_table(), about),
+            )
+            return as_csv, as_xlsx
 
         meta_blob, metadata = self._metadata_of(dataset)
 
-        def render() -> bytes:
-            table = self.predictions(best.predictions_blob)
-            chosen = table.filter(
-                ranking.out_of_fold_mask(table)
-                | ((table["model"] == "final") & (table["partition"] == "test"))
+        def table() -> tuple[tuple[str, ...], list[tuple]]:
+            predictions = self.predictions(best.predictions_blob)
+            chosen = predictions.filter(
+                ranking.out_of_fold_mask(predictions)
+                | ((predictions["model"] == "final") & (predictions["partition"] == "test"))
             )
-            return renderers.predictions_csv(chosen, dataset.task, metadata())
+            return renderers.predictions_table(chosen, dataset.task, metadata())
 
-        key = ("best.csv", best.predictions_blob, dataset.task, meta_blob)
-        return self._render(key, render)
+        key = ("best", best.predictions_blob, dataset.task, meta_blob, best.label, best.metric)
+        return self._tables(key, table, about)
 
     def _imported_best(self, files: dict[str, tuple[str, int]], task: str) -> bytes:
         """cv.csv then the rows of test.csv, as exported (header once)."""
@@ -488,6 +523,7 @@ class ResultFiles:
         names = tuple(name for name, _, _ in wanted)
         if by_group:
             names = (names[0], "cv_by_group.csv", *names[1:]) if names else names
+        names = tuple(n for name in names for n in (name, *_spreadsheet_twin(name)))
 
         def build() -> dict[str, Node]:
             task = dataset.task
@@ -495,42 +531,51 @@ class ResultFiles:
             meta_blob, metadata = self._metadata_of(dataset)
             nodes = {}
             for name, model, partition in wanted:
-                render = self._predictions_renderer(
+                table = self._predictions_table(
                     r.predictions_blob, model, partition, task, metadata
                 )
                 key = ("predictions", r.predictions_blob, name, task, meta_blob)
-                nodes[name] = file_node(name, t, self._render(key, render))
+                about = [("table", f"predictions of {r.label}: {name}"), ("target", r.target)]
+                self._add_tables(nodes, name, t, self._tables(key, table, about))
             if by_group:
 
-                def render_by_group() -> bytes:
+                def table_by_group() -> tuple[Any, list]:
                     from n4afs_core.metrics.replicates import COLUMNS
 
                     grouped = self.by_group(views, r)
-                    return renderers.csv_bytes(COLUMNS[task], grouped.rows() if grouped else [])
+                    return COLUMNS[task], grouped.rows() if grouped else []
 
                 key = ("cv_by_group", r.predictions_blob, dataset.blob_id, column, task)
-                content = self._render(key, render_by_group)
-                nodes["cv_by_group.csv"] = file_node("cv_by_group.csv", t, content)
+                about = [("table", f"pooled out-of-fold predictions of {r.label} per {column}")]
+                tables = self._tables(key, table_by_group, about)
+                self._add_tables(nodes, "cv_by_group.csv", t, tables)
             return {name: nodes[name] for name in names}
 
         return FilesListing(names, build)
 
-    def _predictions_renderer(
+    @staticmethod
+    def _add_tables(nodes: dict, name: str, mtime: float, tables: tuple) -> None:
+        """`name` (a CSV) and, where a spreadsheet user opens it, its `.xlsx` twin."""
+        nodes[name] = file_node(name, mtime, tables[0])
+        for twin in _spreadsheet_twin(name):
+            nodes[twin] = file_node(twin, mtime, tables[1])
+
+    def _predictions_table(
         self, blob_id: str, model: str, partition: str | None, task: str, metadata: Any
     ):
-        def render() -> bytes:
-            table = self.predictions(blob_id)
+        def table() -> tuple[tuple[str, ...], list[tuple]]:
+            predictions = self.predictions(blob_id)
             meta = metadata()
             if (model, partition) == ranking.OUT_OF_FOLD:  # the fold models' val rows, pooled
-                oof = ranking.out_of_fold_predictions(table)
-                return renderers.predictions_csv(oof, task, meta)
+                oof = ranking.out_of_fold_predictions(predictions)
+                return renderers.predictions_table(oof, task, meta)
             if partition is None:
-                mask = table["model"] == model
+                mask = predictions["model"] == model
             else:
-                mask = (table["model"] == model) & (table["partition"] == partition)
-            return renderers.predictions_csv(table.filter(mask), task, meta)
+                mask = (predictions["model"] == model) & (predictions["partition"] == partition)
+            return renderers.predictions_table(predictions.filter(mask), task, meta)
 
-        return render
+        return table
 
     def charts_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
         from n4afs.tree import charts
@@ -654,6 +699,12 @@ def _step_content(step: tuple[str, str, int, bool]) -> BlobContent | SegmentsCon
     """A step's `.pkl`: its blob as stored, or wrapped when pickled under the old name."""
     _, blob_id, size, legacy = step
     return SegmentsContent((step,), single=True) if legacy else BlobContent(blob_id, size)
+
+
+def _spreadsheet_twin(name: str) -> tuple[str, ...]:
+    """The `.xlsx` twin a predictions CSV has: every one but the per-fold tables (the
+    pooled cv table holds their rows, with the fold)."""
+    return () if name.startswith("fold") else (name.removesuffix(".csv") + ".xlsx",)
 
 
 def _fold_number(model: str) -> int:

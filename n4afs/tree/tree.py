@@ -550,24 +550,12 @@ class Tree:
             mtime = self._group_mtime(views, dataset, group)
             ranked = views.ranked(group)
             metric = views.metric_of(results)
-            nodes.append(
-                file_node(
-                    "RESULTS.csv",
-                    mtime,
-                    self.files.results_csv(views, ranked, metric),
-                    mutable=True,
-                )
-            )
+            listing = self.files.results_tables(views, ranked, metric)
+            nodes += _table_nodes("RESULTS", mtime, listing)
             best = views.best(group)
             if best is not None:
-                nodes.append(
-                    file_node(
-                        f"best_{best.label}.csv",
-                        _ts(best.created_at),
-                        self.files.best_csv(best, dataset, views),
-                        mutable=True,
-                    )
-                )
+                tables = self.files.best_tables(best, dataset, views)
+                nodes += _table_nodes(f"best_{best.label}", _ts(best.created_at), tables)
         nodes += [directory(r.label, _ts(r.created_at), mutable=False) for r in results]
         return {n.name: n for n in nodes}
 
@@ -637,21 +625,18 @@ class Tree:
                 continue
             best = views.best(groups[None])
             if best is not None:
-                content = self.files.best_csv(best, dataset, views)
-                nodes[f"{name}.csv"] = file_node(
-                    f"{name}.csv", _ts(best.created_at), content, mutable=True
-                )
+                tables = self.files.best_tables(best, dataset, views)
+                nodes |= {n.name: n for n in _table_nodes(name, _ts(best.created_at), tables)}
         return nodes
 
     def _best_files(self, views: Views, dataset: DatasetInfo) -> dict[str, Node]:
-        """`<target>.csv` per target of the dataset that has a best result."""
+        """`<target>.csv` and `.xlsx` per target of the dataset that has a best result."""
         nodes = {}
         for folder, group in views.groups(dataset).items():
             best = views.best(group)
             if best is not None:
-                content = self.files.best_csv(best, dataset, views)
-                name = f"{folder}.csv"
-                nodes[name] = file_node(name, _ts(best.created_at), content, mutable=True)
+                tables = self.files.best_tables(best, dataset, views)
+                nodes |= {n.name: n for n in _table_nodes(folder, _ts(best.created_at), tables)}
         return nodes
 
     def _datasets_view(self, views: Views, rest: TreePath) -> dict[str, Node] | None:
@@ -664,6 +649,15 @@ class Tree:
         if dataset is None or len(rest) > 1:
             return None
         return self.files.dataset_files(dataset)
+
+
+def _table_nodes(stem: str, mtime: float, tables: tuple) -> list[Node]:
+    """`<stem>.csv` and `<stem>.xlsx`: one changing table (RESULTS, best) in both forms."""
+    as_csv, as_xlsx = tables
+    return [
+        file_node(f"{stem}.csv", mtime, as_csv, mutable=True),
+        file_node(f"{stem}.xlsx", mtime, as_xlsx, mutable=True),
+    ]
 
 
 def parse_path(text: str) -> TreePath:
