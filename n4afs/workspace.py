@@ -397,14 +397,25 @@ class Workspace:
 
     # -- sharing ----------------------------------------------------------------------
     def import_bundle(
-        self, source: str | os.PathLike, name: str | None = None, trust: bool = False, **limits
+        self,
+        source: str | os.PathLike,
+        name: str | None = None,
+        trust: bool = False,
+        data: dict[str, str] | None = None,
+        dry_run: bool = False,
+        **limits,
     ) -> Any:
-        """Import an export bundle (zip or folder); see `n4afs.share.importer`. `limits`: fields
-        of `n4afs.share.bundle.Limits` (max_total_bytes, max_ratio ...) to override."""
+        """Import an n4afs export (zip or folder), a nirs4all workspace or a nirs4all `.n4a`
+        bundle; see `n4afs.share.importer`. `data`: {nirs4all dataset name: CSV path} to
+        attach the spectra nirs4all did not keep; `dry_run`: list what would come in (the
+        summary's `dry_run` lines) and write nothing. `limits`: fields of
+        `n4afs.share.bundle.Limits` (max_total_bytes, max_ratio ...) to override."""
         from n4afs.share.bundle import Limits
         from n4afs.share.importer import import_bundle
 
-        return import_bundle(self, Path(source).expanduser(), name, trust, Limits(**limits))
+        return import_bundle(
+            self, Path(source).expanduser(), name, trust, Limits(**limits), data, dry_run
+        )
 
     def untrusted_runs(self) -> set[str]:
         """Imported runs whose results may not be best (`core.index.trust.UNTRUSTED_RUNS`)."""

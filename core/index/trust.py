@@ -37,16 +37,34 @@ def pickles_untrusted(conn: Any, run_id: str) -> bool:
 def import_origins(conn: Any) -> dict[str, str]:
     """run id -> `origin_label` of every import (results not listed come from here)."""
     rows = conn.execute(
-        "SELECT run_id, bundle_sha256, trusted, scores_recomputed FROM imports"
+        "SELECT run_id, bundle_sha256, trusted, scores_recomputed, "
+        "coalesce(json_extract_string(export_info, '$.cv_comparable') = 'false', false) "
+        "FROM imports"
     ).fetchall()
-    return {run_id: origin_label(sha, trusted, done) for run_id, sha, trusted, done in rows}
+    return {
+        run_id: origin_label(sha, trusted, done, bool(not_comparable))
+        for run_id, sha, trusted, done, not_comparable in rows
+    }
 
 
-def origin_label(bundle_sha256: str | None, trusted: bool = False, recomputed: bool = True) -> str:
+CV_NOT_COMPARABLE = "CV not comparable: preprocessing fitted before cross-validation"
+
+
+def origin_label(
+    bundle_sha256: str | None,
+    trusted: bool = False,
+    recomputed: bool = True,
+    cv_not_comparable: bool = False,
+) -> str:
     """Where a result comes from, as RESULTS.csv and scores.yaml say it: `workspace`, or
-    the bundle and how far it is trusted (the module's rule)."""
+    the bundle and how far it is trusted (the module's rule). An import whose
+    cross-validation fitted preprocessing before splitting (nirs4all's legacy engine:
+    EXPORT.yaml `cv_comparable: false`) says so: its RMSECV is not n4afs's."""
     if bundle_sha256 is None:
         return "workspace"
     if not recomputed:
         return f"bundle {bundle_sha256[:12]} (scores as claimed by the bundle)"
-    return f"bundle {bundle_sha256[:12]} ({'trusted' if trusted else 'untrusted'})"
+    trust = "trusted" if trusted else "untrusted"
+    if cv_not_comparable:
+        trust += "; " + CV_NOT_COMPARABLE
+    return f"bundle {bundle_sha256[:12]} ({trust})"

@@ -69,6 +69,22 @@ def export(ctx, path, out, level, link) -> None:
     "run code when loaded): only for bundles from people you trust. Or later: n4afs trust.",
 )
 @click.option(
+    "--data",
+    "data",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="nirs4all workspaces: the spectra of nirs4all's dataset NAME (a CSV in nirs4all's "
+    "row order), checked against nirs4all's dataset hash. Repeatable.",
+)
+@click.option(
+    "--data-target",
+    "data_targets",
+    multiple=True,
+    metavar="NAME=COLUMN",
+    help="The target column of --data NAME when n4afs cannot tell (class names are text).",
+)
+@click.option("--dry-run", is_flag=True, help="List what would come in; write nothing.")
+@click.option(
     "--max-bytes",
     type=click.IntRange(min=1),
     default=None,
@@ -81,26 +97,54 @@ def export(ctx, path, out, level, link) -> None:
     help="Refuse files that inflate more than this many times (default 100).",
 )
 @click.pass_context
-def import_cmd(ctx, bundle, name, trust, max_bytes, max_ratio) -> None:
-    """Import an export bundle (zip or folder): verified, stored once, shown in the tree.
+def import_cmd(ctx, bundle, name, trust, data, data_targets, dry_run, max_bytes, max_ratio) -> None:
+    """Import an n4afs export (zip or folder), a nirs4all workspace or a nirs4all .n4a bundle.
 
     Refused with the reason, and nothing written, when the bundle has unsafe paths or
     names, links, a bad manifest hash, malformed metadata, is truncated, or inflates past
     its declared size or the limits. Scores are recomputed from the bundle's prediction
-    tables; untrusted imports are never best.
+    tables; untrusted imports are never best. A nirs4all workspace comes in as one import
+    run per nirs4all call; its spectra only with --data.
     """
     limits = {"max_total_bytes": max_bytes, "max_ratio": max_ratio}
+    attached = {}
+    for item in data:
+        key, sep, path = item.partition("=")
+        if not sep or not key or not path:
+            raise click.BadParameter(f"{item!r} is not NAME=path.csv", param_hint="--data")
+        attached[key] = path
+    for item in data_targets:
+        key, sep, column = item.partition("=")
+        if not sep or key not in attached or not column:
+            raise click.BadParameter(
+                f"{item!r}: give NAME=COLUMN for a --data NAME", param_hint="--data-target"
+            )
+        attached[key] += f"#target={column}"
     ws = workspace(ctx.obj["workspace"], create=True)
     summary = ws.import_bundle(
-        bundle, name=name, trust=trust, **{k: v for k, v in limits.items() if v is not None}
+        bundle,
+        name=name,
+        trust=trust,
+        data=attached or None,
+        dry_run=dry_run,
+        **{k: v for k, v in limits.items() if v is not None},
     )
-    if summary.already_imported:
-        echo(f"already imported as run {summary.run_id}: nothing new stored")
+    if dry_run:
+        for line in summary.dry_run:
+            echo(line)
+        echo("dry run: nothing written")
         return
+    if summary.already_imported:
+        echo(
+            f"already imported as run {', '.join(summary.runs or [summary.run_id])}: "
+            "nothing new stored"
+        )
+        return
+    runs = summary.runs or [summary.run_id]
     echo(
-        f"imported {len(summary.results)} result(s) as run {summary.run_id} "
-        f"({summary.new_blobs} new blobs); see by-run/{summary.run_id}/"
-        + ("" if trust else f"; untrusted: never best until `n4afs trust {summary.run_id}`")
+        f"imported {len(summary.results)} result(s) as run {', '.join(runs)} "
+        f"({summary.new_blobs} new blobs); see by-run/{runs[0]}/"
+        + ("" if trust else f"; untrusted: never best until `n4afs trust {runs[0]}`")
     )
 
 

@@ -47,8 +47,10 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-class Bundle:
-    """A verified export: its metadata and a way to stream each file's bytes."""
+class Archive:
+    """A zip or folder whose entries passed the checks above (names, links, sizes, ratios),
+    and a way to stream each file's bytes within its declared size. `Bundle` is an n4afs
+    export; `n4afs.share.nirs4all_source` reads nirs4all's `.n4a` bundles through it too."""
 
     def __init__(self, source: Path, limits: Limits = DEFAULT_LIMITS) -> None:
         self.source = Path(source)
@@ -59,16 +61,12 @@ class Bundle:
         else:
             self._zip = _open_zip(self.source)
             self.sizes = _zip_entries(self._zip, limits)
-        self.export_info = self._yaml("EXPORT.yaml")
-        manifest = self._yaml("MANIFEST.yaml")
-        self.manifest = _manifest(manifest, self.sizes)
-        self.manifest_sha256 = sha256_hex(self.read("MANIFEST.yaml"))
 
     def close(self) -> None:
         if self._zip is not None:
             self._zip.close()
 
-    def __enter__(self) -> Bundle:
+    def __enter__(self) -> Archive:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -103,17 +101,32 @@ class Bundle:
     def read(self, name: str) -> bytes:
         return b"".join(self.chunks(name))
 
-    def _yaml(self, name: str) -> Any:
-        if name not in self.sizes:
-            raise BundleError(f"{self.source} has no {name}: not an n4afs export")
-        return self.yaml(name)
+    def metadata(self, name: str) -> bytes:
+        """A metadata file's bytes, within the metadata size limit."""
+        if self.sizes.get(name, 0) > self.limits.max_metadata_bytes:
+            raise BundleError(f"{name} is implausibly large ({self.sizes[name]} bytes)")
+        return self.read(name)
 
     def yaml(self, name: str) -> Any:
         """A YAML file of the bundle, parsed without alias expansion (a few hundred bytes of
         nested aliases expand to megabytes) and within the metadata size limit."""
-        if self.sizes.get(name, 0) > self.limits.max_metadata_bytes:
-            raise BundleError(f"{name} is implausibly large ({self.sizes[name]} bytes)")
-        return load_untrusted_yaml(self.read(name), name)
+        return load_untrusted_yaml(self.metadata(name), name)
+
+
+class Bundle(Archive):
+    """A verified n4afs export: its metadata and a way to stream each file's bytes."""
+
+    def __init__(self, source: Path, limits: Limits = DEFAULT_LIMITS) -> None:
+        super().__init__(source, limits)
+        self.export_info = self._yaml("EXPORT.yaml")
+        manifest = self._yaml("MANIFEST.yaml")
+        self.manifest = _manifest(manifest, self.sizes)
+        self.manifest_sha256 = sha256_hex(self.read("MANIFEST.yaml"))
+
+    def _yaml(self, name: str) -> Any:
+        if name not in self.sizes:
+            raise BundleError(f"{self.source} has no {name}: not an n4afs export")
+        return self.yaml(name)
 
     def verify(self) -> None:
         """Hash every file against the manifest (streamed; nothing is kept)."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from n4afs_core.index import writes
 from n4afs_core.pipelines.persist import short_id
 from n4afs_core.pipelines.runner import slug
 
+from n4afs.share import nirs4all_source
 from n4afs.share.bundle import DEFAULT_LIMITS, Bundle, Limits
 from n4afs.share.import_plan import ImportPlan, PlannedDataset, PlannedResult, plan_import
 
@@ -40,6 +41,12 @@ class ImportSummary:
     results: list[str]
     new_blobs: int
     already_imported: bool = False
+    runs: list[str] = field(
+        default_factory=list
+    )  # every import run (a nirs4all source: one per call)
+    dry_run: list[str] = field(
+        default_factory=list
+    )  # what `--dry-run` would bring in, one line each
 
 
 def import_bundle(
@@ -48,28 +55,85 @@ def import_bundle(
     name: str | None = None,
     trust: bool = False,
     limits: Limits = DEFAULT_LIMITS,
+    data: dict[str, str] | None = None,
+    dry_run: bool = False,
 ) -> ImportSummary:
+    """Import an n4afs export, a nirs4all workspace or a nirs4all `.n4a` bundle
+    (`n4afs.share.nirs4all_source` makes the latter two bundles like an export)."""
+    kind = nirs4all_source.kind_of(Path(source))
+    if kind is not None:
+        bundles = nirs4all_source.read_source(Path(source), kind, name, data, limits)
+        plan_name = name if kind == "n4a" else None
+        return _import_all(
+            ws, [(b, plan_import(b, plan_name)) for b in bundles], source, name, trust, dry_run
+        )
+    if data:
+        raise BundleError("--data applies to nirs4all workspaces, not to n4afs exports")
     with Bundle(source, limits) as bundle:
         plan = plan_import(bundle, name)
         bundle.verify()
-        existing = _already_imported(ws, bundle.manifest_sha256)
-        if existing:
-            return ImportSummary(existing, [], 0, already_imported=True)
-        before = ws.blob_stats().n_blobs
+        return _import_all(ws, [(bundle, plan)], source, name, trust, dry_run)
+
+
+def _import_all(ws, planned, source, name, trust, dry_run) -> ImportSummary:
+    """Bundles already imported are skipped; the others' blobs are stored, then all their
+    rows written in one transaction: all of them come in, or none."""
+    todo = [(b, p) for b, p in planned if not _already_imported(ws, b.manifest_sha256)]
+    if dry_run:
+        return ImportSummary("", [], 0, not todo, dry_run=_dry_run_lines(planned, todo, ws))
+    if not todo:
+        existing = [_already_imported(ws, b.manifest_sha256) for b, _ in planned]
+        return ImportSummary(existing[0], [], 0, already_imported=True, runs=existing)
+    before = ws.blob_stats().n_blobs
+    for _, plan in todo:
         _fit_to_index(ws, plan)
-        run_id = _begin(ws, bundle, plan, source, name)
-        try:
+    run_ids: list[str] = []
+    try:
+        stored = []
+        for bundle, plan in todo:
+            run_ids.append(_begin(ws, bundle, plan, source, name))
             with ws.store.batch():
-                stored = _store_files(ws, bundle)
+                stored.append(_store_files(ws, bundle))
                 for dataset in plan.datasets.values():
                     if dataset.parquet is not None:
                         ws.store.put(dataset.parquet)
-            _write_rows(ws, bundle, plan, stored, run_id, source, trust)
-        except BaseException:
+        _write_rows(
+            ws,
+            [(b, p, s, r) for (b, p), s, r in zip(todo, stored, run_ids, strict=True)],
+            source,
+            trust,
+        )
+    except BaseException:
+        for run_id in run_ids:
             _abandon(ws, run_id)
-            raise
-    labels = [r.entry["result"] for r in plan.results]
-    return ImportSummary(run_id, labels, ws.blob_stats().n_blobs - before)
+        raise
+    labels = [r.entry["result"] for _, plan in todo for r in plan.results]
+    return ImportSummary(run_ids[0], labels, ws.blob_stats().n_blobs - before, runs=run_ids)
+
+
+def _dry_run_lines(planned, todo, ws) -> list[str]:
+    lines = []
+    for bundle, plan in planned:
+        info = bundle.export_info
+        head = info.get("nirs4all", {}).get("call") or Path(str(bundle.source)).name
+        if (bundle, plan) not in todo:
+            lines.append(
+                f"run {head}: already imported as {_already_imported(ws, bundle.manifest_sha256)}"
+            )
+            continue
+        flag = "" if info.get("cv_comparable", True) else " (legacy engine: CV not comparable)"
+        lines.append(f"run {head}: {len(plan.results)} result(s){flag}")
+        for result in plan.results:
+            models = "model" if result.models else "score-only"
+            lines.append(f"  {result.entry['dataset']}/{result.entry['result']}  {models}")
+        for dataset in plan.datasets.values():
+            state = (
+                "attached"
+                if dataset.parquet is not None or dataset.spectra is not None
+                else "missing (--data NAME=path.csv)"
+            )
+            lines.append(f"  dataset {dataset.meta['name']}: spectra {state}")
+    return lines
 
 
 def _already_imported(ws: Any, manifest_sha: str) -> str | None:
@@ -152,10 +216,13 @@ def _begin(ws, bundle, plan: ImportPlan, source, name) -> str:
     """The import's run row, `running` and owned by this process while its blobs are
     stored, so `gc` spares them whatever its grace (as for a run: core.index.liveness)."""
     now = datetime.now()
-    label = slug(name or Path(source).stem)
+    origin = bundle.export_info.get("nirs4all") or {}
+    label = slug(name or origin.get("call") or Path(source).stem)
     attempt = short_id(bundle.manifest_sha256, now.isoformat(), os.getpid(), length=6)
     run_id = f"{now:%Y-%m-%d}_import-{label}_{attempt}"  # a killed attempt's row stays apart
     options = {"imported_from": str(source), "versions": bundle.export_info.get("versions")}
+    if origin:
+        options["nirs4all"] = origin
     with ws.index.write() as conn:
         writes.insert_run(conn, run_id, f"import {label}", plan.metric, options, now)
     return run_id
@@ -167,12 +234,13 @@ def _abandon(ws, run_id: str) -> None:
         writes.delete_running_run(conn, run_id)
 
 
-def _write_rows(ws, bundle, plan: ImportPlan, stored, run_id, source, trust) -> None:
+def _write_rows(ws, items, source, trust) -> None:
     """Every row of the import in one transaction: datasets, results, scores, models, and
-    the run marked completed."""
+    the runs marked completed. `items`: (bundle, plan, stored files, run id)."""
     try:
         with ws.index.write() as conn:
-            _write_all_rows(conn, bundle, plan, stored, run_id, source, trust)
+            for bundle, plan, stored, run_id in items:
+                _write_all_rows(conn, bundle, plan, stored, run_id, source, trust)
     except duckdb.Error as exc:  # a constraint the plan missed: refused, nothing committed
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BundleError(f"the bundle does not fit this workspace's index ({first})") from exc
