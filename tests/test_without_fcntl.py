@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from n4afs_core.errors import WorkspaceLocked
-from n4afs_core.index.database import file_locks
+from n4afs_core.index import file_locks
 from n4afs_core.index.database import Index
 from n4afs_core.index.lock import WorkspaceLock
 
@@ -102,7 +102,7 @@ sys.modules["fcntl"] = None  # `import fcntl` now raises ImportError, as on Wind
 for name in [m for m in sys.modules if m.startswith(("n4afs", "n4afs_core"))]:
     del sys.modules[name]
 
-from n4afs_core.index.database import file_locks
+from n4afs_core.index import file_locks
 assert file_locks.fcntl is None and isinstance(file_locks.LOCKS, file_locks.NoLocks)
 file_locks.LOCKS = FlockPlaysLockFileEx()
 

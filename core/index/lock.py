@@ -3,7 +3,7 @@
 DuckDB lets one process open a database read-write, or several open it read-only, never
 both at once (a reader that meets a writer gets "database is locked"). So nobody keeps a
 connection open: every index access is a short transaction that opens its own connection
-behind whole-file locks (`flock` on POSIX, `LockFileEx` on Windows: `core.index.database.file_locks`)
+behind whole-file locks (`flock` on POSIX, `LockFileEx` on Windows: `core.index.file_locks`)
 on two files of the workspace:
 
 * `n4a.lock` — shared by readers while they have the file attached, exclusive for a writer
@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from n4afs_core.errors import WorkspaceLocked
-from n4afs_core.index.database import file_locks
+from n4afs_core.index import file_locks
 
 DEFAULT_TIMEOUT_S = 120.0
 READERS_GRACE_S = 1.0  # a query batch takes milliseconds; past this, write a copy instead

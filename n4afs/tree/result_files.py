@@ -118,9 +118,9 @@ class ResultFiles:
         return recorded[r.dataset_id]
 
     def by_group(self, views: Any, r: ResultRow) -> Any:
-        """The result's pooled out-of-fold predictions per group (`core.metrics.scores.replicates`),
+        """The result's pooled out-of-fold predictions per group (`core.metrics.replicates`),
         or None when its run kept no groups on its dataset (or the data is not here)."""
-        from n4afs_core.metrics.scores.replicates import by_group
+        from n4afs_core.metrics.replicates import by_group
 
         column = self.group_column(views, r)
         d = views.datasets_by_id[r.dataset_id]
@@ -482,7 +482,7 @@ class ResultFiles:
     def _by_group_scores(self, views: Any, r: ResultRow, column: str | None) -> dict[str, Any]:
         """scores.yaml's `cv_by_group:` block: the per-group scores of a run that kept
         replicate scans together (none otherwise). Never ranked."""
-        from n4afs_core.metrics.scores.replicates import HOW
+        from n4afs_core.metrics.replicates import HOW
         from n4afs_core.pipelines.persist import clean_scores
 
         grouped = self.by_group(views, r) if column is not None else None
@@ -540,7 +540,7 @@ class ResultFiles:
             if by_group:
 
                 def table_by_group() -> tuple[Any, list]:
-                    from n4afs_core.metrics.scores.replicates import COLUMNS
+                    from n4afs_core.metrics.replicates import COLUMNS
 
                     grouped = self.by_group(views, r)
                     return COLUMNS[task], grouped.rows() if grouped else []
