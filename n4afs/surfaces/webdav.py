@@ -40,6 +40,7 @@ from wsgidav.dav_error import (
     PRECONDITION_CODE_PropfindFiniteDepth,
 )
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
+from wsgidav.mw.base_mw import BaseMiddleware
 
 from n4afs.tree.content import BlobContent, BytesContent, LazyContent, Node, SegmentsContent
 from n4afs.tree.pipeline_pickle import BlobSegment
@@ -286,6 +287,23 @@ class _TreeReader(io.RawIOBase):
         return len(data)
 
 
+class MkcolRefusal(BaseMiddleware):
+    """MKCOL where nothing exists is 403, RFC 4918's "the server does not allow the creation
+    of collections at the given location" (WsgiDAV answers a read-only share's MKCOL with
+    405, which RFC 4918 gives to "already exists": webdav4's `mkdir` then says so); MKCOL on
+    an existing name stays 405. After authentication, before anything else."""
+
+    def __call__(self, environ: dict, start_response: Any) -> Any:
+        if environ["REQUEST_METHOD"] == "MKCOL":
+            provider = environ["wsgidav.provider"]
+            if (
+                provider is not None
+                and provider.get_resource_inst(environ["PATH_INFO"], environ) is None
+            ):
+                raise DAVError(HTTP_FORBIDDEN, context_info="read-only: nothing can be created")
+        return self.next_app(environ, start_response)
+
+
 def make_app(tree: Tree, user: str | None = None, password: str | None = None) -> Any:
     """The WSGI application: WsgiDAV over `TreeProvider`, read-only, with its HTML folder
     listing for browsers; with `user`/`password`, every request authenticates (Digest is
@@ -296,8 +314,14 @@ def make_app(tree: Tree, user: str | None = None, password: str | None = None) -
         users: Any = {"*": {user: {"password": password}}}
     else:
         users = {"*": True}  # anonymous: loopback only (serve.py decides)
+    from wsgidav.default_conf import DEFAULT_CONFIG
+    from wsgidav.http_authenticator import HTTPAuthenticator
+
+    stack = list(DEFAULT_CONFIG["middleware_stack"])
+    stack.insert(stack.index(HTTPAuthenticator) + 1, MkcolRefusal)
     config = {
         "provider_mapping": {"/": TreeProvider(tree)},
+        "middleware_stack": stack,
         "simple_dc": {"user_mapping": users},
         "http_authenticator": {
             "domain_controller": None,  # SimpleDomainController on `simple_dc`
