@@ -393,6 +393,10 @@ def test_the_server_stops_cleanly_on_ctrl_c(ws, tmp_path):
     state = tmp_path  # a record of its own: the module's server serves this workspace too
     running = Server(ws.path, state).start()
     started = time.monotonic()
-    assert running.stop(signal.SIGINT) == 0, running.output()
+    try:
+        status = running.stop(signal.SIGINT)
+    finally:
+        running.stop(signal.SIGKILL)  # no-op when it has exited
+    assert status == 0, running.output()
     assert time.monotonic() - started < 15
     assert "Traceback" not in running.output() and not answers(running.url)

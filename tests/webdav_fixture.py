@@ -82,8 +82,11 @@ class Server:
         """The server for a fixture's lifetime: started, then stopped by SIGTERM, exit
         status 0, no traceback in its output, its port closed."""
         self.start()
-        yield self
-        assert self.stop() == 0, self.output()
+        try:
+            yield self
+        finally:  # a failing test must not leave its server running
+            status = self.stop()
+        assert status == 0, self.output()
         assert "Traceback" not in self.output(), self.output()
         assert not answers(self.url)
 
