@@ -252,6 +252,7 @@ def stop(workspace: Path) -> Served:
                 f"{START_TIMEOUT_S:.0f} s; see {workspace / 'logs' / 'serve.log'}"
             )
         time.sleep(0.05)
+    record_path(workspace).unlink(missing_ok=True)  # where SIGTERM ends it at once (Windows)
     return Served(
         workspace=workspace,
         url=found["url"],
@@ -307,13 +308,14 @@ def claim_record(workspace: Path) -> None:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    """The PID exists (asked the way run liveness asks: `core/index/liveness.py` knows the
+    platforms where `os.kill(pid, 0)` is no question) and is not a zombie (a child not yet
+    reaped is not serving)."""
+    from n4afs_core.index.liveness import _pid_exists
+
+    if not _pid_exists(pid):
         return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):  # a zombie (a child not yet reaped) is not serving
+    with contextlib.suppress(OSError):
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         return state != "Z"
     return True
