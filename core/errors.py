@@ -75,6 +75,10 @@ class MountError(N4AError):
     """FUSE is unavailable, the mountpoint is unusable, or unmounting failed."""
 
 
+class ServeError(N4AError):
+    """The WebDAV server cannot start (address, credentials, certificate) or stop."""
+
+
 class BundleError(N4AError):
     """An export bundle that is malformed, tampered with, or unsafe: nothing was written."""
 

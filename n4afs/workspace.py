@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -485,6 +485,49 @@ class Workspace:
             mount.serve(self, where, allow_other)
             return None
         return mount.start_background(self.path.absolute(), where, allow_other)
+
+    def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 4918,
+        foreground: bool = False,
+        user: str | None = None,
+        password: str | None = None,
+        token: bool = False,
+        certfile: PathLike | None = None,
+        keyfile: PathLike | None = None,
+        announce: Callable[[Any], None] | None = None,
+    ) -> Any:
+        """Serve the tree read-only over WebDAV at http(s)://host:port/, after the checks a
+        user needs explained. Anonymous on loopback; beyond it (or with `user`, `password`
+        or `token`) every request authenticates, with a password generated when none is
+        given. In the background (a daemon, stopped by `stop_serving`) unless `foreground`
+        (serves until SIGTERM or Ctrl-C). `announce(served)` is called once it listens, with
+        a `n4afs.surfaces.serve.Served` (its `password` set only when generated here);
+        returns the same. See `n4afs.surfaces.serve`."""
+        from n4afs.surfaces import serve
+
+        user, password, generated = serve.credentials(host, user, password, token)
+        certfile, keyfile = (None if f is None else str(f) for f in (certfile, keyfile))
+        serve.check_tls(certfile, keyfile)
+        if foreground:
+            return serve.serve_foreground(
+                self, host, port, user, password, generated, certfile, keyfile, announce
+            )
+        served = serve.start_background(
+            self.path.absolute(), host, port, user, password, certfile, keyfile
+        )
+        if generated:
+            served = replace(served, password=password)
+        if announce is not None:
+            announce(served)
+        return served
+
+    def stop_serving(self) -> Any:
+        """Stop this workspace's background WebDAV server; the `Served` it was."""
+        from n4afs.surfaces import serve
+
+        return serve.stop(self.path.absolute())
 
     # -- queries ----------------------------------------------------------------------
     def query(self, sql: str) -> tuple[list[str], list[tuple]]:

@@ -7,6 +7,7 @@
 # --test-tools (the test command passes it; the demo does not) also installs LibreOffice Calc
 # without a GUI: a mount test converts a mounted CSV to xlsx with it, the spreadsheet case of
 # the mount. About 90 MB to download, 265 MB on disk, ~30 s to install (measured on Debian 12).
+# And the WebDAV clients the `n4afs serve` tests use: curl, rclone, davfs2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +31,10 @@ if $test_tools; then
     need_apt_lean+=(xfsprogs)  # export test: --link reflinks on a loop-mounted XFS image
   command -v localedef >/dev/null 2>&1 ||
     need_apt_lean+=(locales)  # spreadsheet tests open the .xlsx under de_DE and fr_FR
+  # `n4afs serve` tests browse the WebDAV server with real clients
+  command -v curl >/dev/null 2>&1 || need_apt_lean+=(curl)  # refusals, ranges, ETags, auth
+  command -v rclone >/dev/null 2>&1 || need_apt_lean+=(rclone)  # rclone copy of a result
+  command -v mount.davfs >/dev/null 2>&1 || need_apt_lean+=(davfs2)  # a kernel mount of it
 fi
 missing=("${need_apt[@]}" "${need_apt_lean[@]}")
 if [ ${#missing[@]} -gt 0 ]; then

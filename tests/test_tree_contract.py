@@ -9,8 +9,12 @@ byte range, and what "missing" and "read-only" look like there. The subclasses:
 - `TestFsspec`: `N4AFileSystem` (`ls`, `info`, `cat_file`, `open`); missing is
   FileNotFoundError (ENOENT), a write is PermissionError(EROFS).
 - `TestMount`: a real FUSE mount read with plain `os` calls; missing is ENOENT, a write EROFS.
+- `TestWebDAV`: a real `n4afs serve` read with webdav4's fsspec client; missing is 404
+  (FileNotFoundError), a write 403/405. Three tests are restated for the protocol: WebDAV
+  has no modes (kinds only), its dates are whole seconds, and `..` in a URL is resolved before
+  the tree sees a path (by the client, else by WsgiDAV), as the kernel does for the mount.
 
-A new surface (WebDAV) gets the whole contract by adding one adapter and one subclass.
+A new surface gets the whole contract by adding one adapter and one subclass.
 Every expected byte comes from the workspace's own `ws.tree`, the reference. The workspace
 (a real sweep: chemotools fermentation with a held-out test set, chemotools coffee, a second
 run on fermentation) is built once per module. Design: docs/DESIGN.md, "The tree".
@@ -25,6 +29,7 @@ import os
 import re
 import shutil
 import stat
+import subprocess
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -35,6 +40,7 @@ from n4afs.tree.content import DIR_MODE, FILE_MODE
 from n4afs.tree.tree import Tree, parse_path
 from n4afs.workspace import Workspace
 from tests.mount_fixture import Mount
+from tests.webdav_fixture import Server
 
 REGRESSION = [{"_or_": ["snv", "msc"]}, {"pls": {"n_components": {"_or_": [2, 3]}}}]
 CLASSIFICATION = [{"_or_": ["snv", "msc"]}, "lda"]
@@ -319,6 +325,69 @@ class MountSurface(Surface):
         assert info.value.errno == errno.EROFS
 
 
+class WebDAVSurface(Surface):
+    """A real `n4afs serve`, read with webdav4's fsspec filesystem (`ls`, `info`,
+    `cat_file`, `open`); missing is FileNotFoundError (404), a write an HTTP 403 or 405.
+    WebDAV has no file modes (`mode` is None) and its dates are whole seconds."""
+
+    def __init__(self, url: str) -> None:
+        from webdav4.fsspec import WebdavFileSystem
+
+        self.url = url
+        self.fs = WebdavFileSystem(url)
+
+    def listdir(self, path: str) -> list[str]:
+        infos = self.fs.ls("/" + path, detail=True)
+        return [info["name"].rstrip("/").rsplit("/", 1)[-1] for info in infos]
+
+    def stat(self, path: str) -> Stat:
+        info = self.fs.info("/" + path)
+        is_dir = info["type"] == "directory"
+        return Stat(is_dir, 0 if is_dir else info["size"], None, info["modified"].timestamp())
+
+    def read(self, path: str) -> bytes:
+        whole = self.fs.cat_file("/" + path)
+        with self.fs.open("/" + path, "rb") as handle:
+            assert handle.read() == whole, f"open().read() and cat_file differ on {path}"
+        return bytes(whole)
+
+    def read_range(self, path: str, start: int, length: int) -> bytes:
+        """Through `open` + `seek` + `read`, checked against `cat_file(start, end)` (one
+        HTTP Range request each)."""
+        with self.fs.open("/" + path, "rb") as handle:
+            handle.seek(start)
+            got = handle.read(length)
+        sliced = self.fs.cat_file("/" + path, start=start, end=start + length)
+        assert bytes(sliced) == bytes(got), f"cat_file and open differ on {path}[{start}:]"
+        return bytes(got)
+
+    def assert_missing(self, call: Callable[[str], Any], path: str) -> None:
+        with pytest.raises(FileNotFoundError) as info:
+            call(path)
+        assert info.value.errno == errno.ENOENT
+
+    def write_attempts(self, layout: Layout) -> list[Callable[[], Any]]:
+        fs, scores = self.fs, f"/{layout.result_folder}/scores.yaml"
+        return [
+            lambda: fs.pipe_file(scores, b"x"),  # PUT over a file
+            lambda: fs.pipe_file("/runs/new.txt", b"x"),
+            lambda: fs.mkdir("/runs/newdir"),
+            lambda: fs.rm(scores),
+            lambda: fs.rm(f"/{layout.result_folder}", recursive=True),
+            lambda: fs.mv(scores, "/runs/moved.yaml"),
+            lambda: fs.cp_file(scores, "/runs/copied.yaml"),
+        ]
+
+    def assert_read_only(self, attempt: Callable[[], Any]) -> None:
+        """403 or 405: webdav4 raises HTTPError with the status, or, for a MKCOL refused with
+        403, ForbiddenOperation."""
+        from webdav4.client import ForbiddenOperation, HTTPError
+
+        with pytest.raises((HTTPError, ForbiddenOperation)) as info:
+            attempt()
+        assert isinstance(info.value, ForbiddenOperation) or info.value.status_code in (403, 405)
+
+
 # -- the contract ---------------------------------------------------------------------------
 def results_csv_labels(data: bytes) -> list[str]:
     return [row["result"] for row in csv.DictReader(io.StringIO(data.decode("utf-8")))]
@@ -493,3 +562,52 @@ class TestMount(TreeContract):
         assert os.stat(surface.at("..")).st_dev != root.st_dev
         assert surface.read("runs/../README.txt") == surface.read("README.txt")
         surface.assert_missing(surface.stat, "runs/../nosuch")
+
+
+@pytest.fixture(scope="module")
+def dav(ws, tmp_path_factory):
+    with Server(ws.path, tmp_path_factory.mktemp("contract-dav-state")).serving() as server:
+        yield server
+
+
+class TestWebDAV(TreeContract):
+    @pytest.fixture
+    def surface(self, dav) -> Surface:
+        return WebDAVSurface(dav.url)
+
+    def test_folders_and_files_have_their_kinds_and_modes(self, surface, layout):
+        """WebDAV has no modes (no property carries them): the kinds only."""
+        for path in layout.folders:
+            assert surface.stat(path).is_dir, path
+        for path in layout.files:
+            assert not surface.stat(path).is_dir, path
+
+    def test_mtimes_are_the_trees(self, surface, layout):
+        """HTTP dates (`getlastmodified`, RFC 1123) are whole seconds: the tree's, truncated."""
+        for path in layout.folders + layout.files:
+            want = layout.node(path).mtime
+            assert surface.stat(path).mtime == int(want), path
+            assert want > 365 * 86400, path
+
+    def test_dotdot_is_refused(self, surface, layout):
+        """`..` never reaches the tree: clients remove dot segments from a URL before sending
+        it (RFC 3986; webdav4, browsers), and WsgiDAV does the same to a path sent raw
+        (`curl --path-as-is`) before routing and authorizing it, as the kernel does for the
+        mount: `runs/..` is the root, and a `..` above the root is refused (400)."""
+
+        def raw(path: str, method: str = "GET") -> tuple[str, bytes]:
+            done = subprocess.run(
+                ["curl", "-s", "-w", "\n%{http_code}", "--path-as-is", "-X", method]
+                + (["-H", "Depth: 1"] if method == "PROPFIND" else [])
+                + [surface.url + path],
+                capture_output=True,
+            )
+            body, _, status = done.stdout.rpartition(b"\n")
+            return status.decode(), body
+
+        assert raw("runs/../README.txt") == ("200", layout.bytes_of("README.txt"))
+        assert raw("runs/fermentation/../../README.txt")[1] == layout.bytes_of("README.txt")
+        assert raw("runs/..", "PROPFIND")[1] == raw("", "PROPFIND")[1]
+        assert raw("runs/../nosuch")[0] == "404"
+        for path in ("..", "../README.txt", "runs/../../README.txt"):
+            assert raw(path)[0] == "400", path

@@ -7,7 +7,7 @@ Heavy modules (sklearn, matplotlib, chemotools) are imported inside the commands
 them, so `n4afs --help` answers at once.
 
 The commands live by topic: `cli.runs` (init, datasets, run, runs, results, best, sql),
-`cli.tree` (ls, tree, cat, open, mount, umount), `cli.share` (export, import, trust,
+`cli.tree` (ls, tree, cat, open, mount, umount, serve), `cli.share` (export, import, trust,
 predict), `cli.maintenance` (du, rm, gc, verify); `cli.common` holds what they share. Each
 command is argument parsing, one call of the Python API (`n4afs.workspace.Workspace`, a
 `Run` or the tree), and printing.

@@ -1,4 +1,4 @@
-"""Browsing the tree: `ls`, `tree`, `cat`, `open`, and serving it: `mount`, `umount`."""
+"""Browsing the tree: `ls`, `tree`, `cat`, `open`, and serving it: `mount`, `umount`, `serve`."""
 
 from __future__ import annotations
 
@@ -129,4 +129,68 @@ def umount(mountpoint) -> None:
     echo(f"{unmount(Path(mountpoint).expanduser().absolute())}: {mountpoint}")
 
 
-COMMANDS = (ls_cmd, tree_cmd, cat_cmd, open_cmd, mount, umount)
+@click.command()
+@click.argument("workspace_path", required=False, metavar="[WORKSPACE]")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=4918, show_default=True, help="Port (0: any free port).")
+@click.option("--foreground", is_flag=True, help="Stay attached (Ctrl-C stops).")
+@click.option("--user", help="User name clients log in with (default n4afs).")
+@click.option(
+    "--password",
+    envvar="N4AFS_SERVE_PASSWORD",
+    help="Their password (default: $N4AFS_SERVE_PASSWORD; --token generates one).",
+)
+@click.option("--token", is_flag=True, help="Generate a password and show it once.")
+@click.option("--certfile", type=click.Path(dir_okay=False), help="Serve HTTPS: certificate.")
+@click.option("--keyfile", type=click.Path(dir_okay=False), help="Serve HTTPS: its key.")
+@click.option("--stop", is_flag=True, help="Stop the workspace's background server.")
+@click.pass_context
+def serve(
+    ctx, workspace_path, host, port, foreground, user, password, token, certfile, keyfile, stop
+):
+    """Serve the workspace tree read-only over WebDAV.
+
+    Windows Explorer (Map network drive), macOS Finder (Connect to Server), Linux file
+    managers, rclone and fsspec's webdav4 browse it with nothing to install. Listens on
+    127.0.0.1 only unless --host; beyond loopback every request needs a user and password
+    (generated and shown once unless given), sent in clear over plain HTTP unless
+    --certfile/--keyfile. Runs in the background unless --foreground; stop it with
+    `n4afs serve --stop`.
+    """
+    ws = workspace(workspace_path or ctx.obj["workspace"])
+    if stop:
+        stopped = ws.stop_serving()
+        echo(f"stopped the WebDAV server of {ws.path} at {stopped.url} (PID {stopped.pid})")
+        return
+
+    def announce(served) -> None:
+        echo(f"serving {served.workspace} read-only at {served.url}")
+        if served.user is not None:
+            shown = served.password if served.generated else "(the one you gave)"
+            echo(f"log in as user {served.user}, password {shown}")
+            if served.generated:
+                echo("  (shown once: note it now)")
+        if served.in_clear:
+            echo(
+                "warning: plain HTTP: the password and every file cross the network "
+                "unencrypted; give --certfile and --keyfile to serve HTTPS"
+            )
+        if served.log_path is not None:
+            echo(f"log: {served.log_path}   stop it: n4afs serve --stop {served.workspace}")
+        else:
+            echo("Ctrl-C stops it")
+
+    ws.serve(
+        host=host,
+        port=port,
+        foreground=foreground,
+        user=user,
+        password=password,
+        token=token,
+        certfile=certfile,
+        keyfile=keyfile,
+        announce=announce,
+    )
+
+
+COMMANDS = (ls_cmd, tree_cmd, cat_cmd, open_cmd, mount, umount, serve)

@@ -15,13 +15,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from n4afs_core.errors import MountError
 
-START_TIMEOUT_S = 30.0
+from n4afs.surfaces.daemon import start_detached, state_dir
 
 
 def check_fuse(platform: str = sys.platform) -> None:
@@ -97,30 +96,14 @@ def check_mountpoint(path: Path) -> None:
 def start_background(workspace: Path, mountpoint: Path, allow_other: bool) -> Path:
     """Start the daemon detached; return its log file once the mount is up."""
     log_path = workspace / "logs" / "mount.log"
-    log_path.parent.mkdir(exist_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "n4afs.cli",
-        "mount",
-        str(workspace),
-        str(mountpoint),
-        "--foreground",
-    ] + (["--allow-other"] if allow_other else [])
-    with open(log_path, "ab") as log:
-        daemon = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-        )
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not os.path.ismount(mountpoint):
-        if daemon.poll() is not None:
-            raise MountError(f"the mount daemon stopped: {_tail(log_path)}")
-        if time.monotonic() > deadline:
-            daemon.terminate()
-            raise MountError(
-                f"the mount did not come up within {START_TIMEOUT_S:.0f} s; see {log_path}"
-            )
-        time.sleep(0.05)
+    arguments = ["mount", str(workspace), str(mountpoint), "--foreground"]
+    start_detached(
+        arguments + (["--allow-other"] if allow_other else []),
+        log_path,
+        is_up=lambda daemon: os.path.ismount(mountpoint),
+        error=MountError,
+        what="mount daemon",
+    )
     return log_path
 
 
@@ -146,11 +129,6 @@ def serve(ws: Any, mountpoint: Path, allow_other: bool) -> None:
         serve_fuse(tree, str(mountpoint), allow_other=allow_other)
     finally:
         record.unlink(missing_ok=True)
-
-
-def _tail(path: Path, lines: int = 5) -> str:
-    text = path.read_text(errors="replace").strip().splitlines()
-    return " | ".join(text[-lines:]) or "(no output)"
 
 
 def unmount(mountpoint: Path) -> str:
@@ -181,7 +159,7 @@ def _unmount_command(mountpoint: Path, lazy: bool) -> list[str]:
 
 # -- which workspace is mounted where ----------------------------------------------------
 def registry_dir() -> Path:
-    return Path(os.environ.get("N4AFS_STATE", Path.home() / ".n4afs")) / "mounts"
+    return state_dir() / "mounts"
 
 
 def _record_path(mountpoint: Path) -> Path:
