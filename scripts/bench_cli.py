@@ -52,7 +52,8 @@ def build_workspace(path: Path, n_results: int) -> None:
     conn.execute(
         "INSERT INTO results SELECT 'syn' || i, '2026-11-25_synthetic_000000', ?, 1000 + i, "
         "'snv-pls' || (i % 15), sha256(i::VARCHAR), '[]', '{}', 0, 'completed', 'rmse', "
-        "5 + random() * 10, NULL, NULL, 0.1, now() FROM range(?) t(i)",
+        "5 + random() * 10, NULL, NULL, 0.1, now(), "
+        "(SELECT any_value(target) FROM results) FROM range(?) t(i)",  # schema 007: the target
         [dataset_id, n_results - 45],
     )
     conn.execute(

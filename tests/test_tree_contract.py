@@ -410,8 +410,9 @@ class TreeContract:
             names = set(surface.listdir(f"runs/{dataset}"))
             labels = {n for n in names if LABEL.match(n)}
             assert labels == set(layout.results[dataset]), dataset
-            best = f"best_{layout.best[dataset]}.csv"
-            assert names - labels == {"DATASET.yaml", "RESULTS.csv", best}, dataset
+            best = f"best_{layout.best[dataset]}"
+            tables = {"RESULTS.csv", "RESULTS.xlsx", f"{best}.csv", f"{best}.xlsx"}
+            assert names - labels == {"DATASET.yaml", *tables}, dataset
             assert all(surface.stat(f"runs/{dataset}/{n}").is_dir for n in labels)
             ranked = results_csv_labels(surface.read(f"runs/{dataset}/RESULTS.csv"))
             assert sorted(ranked) == sorted(labels) and ranked[0] == layout.best[dataset]
@@ -479,7 +480,8 @@ class TreeContract:
             if "test.csv" in files:
                 expected += surface.read(f"{predictions}/test.csv").split(b"\n", 1)[1]
             assert best == expected, dataset
-        assert set(surface.listdir("best")) == {f"{d}.csv" for d in layout.datasets}
+        shown = set(surface.listdir("best"))
+        assert shown == {f"{d}.{kind}" for d in layout.datasets for kind in ("csv", "xlsx")}
 
     def test_by_run_shows_the_runs_result_folders(self, surface, layout):
         assert sorted(surface.listdir("by-run")) == layout.runs
