@@ -186,7 +186,7 @@ def clone_rows(ws: Any, real_run: str, dataset_ids: list[str], clone_map: Any) -
         conn.execute(
             "INSERT INTO results SELECT m.new_id, ?, m.dataset_id, m.seq, r.name, "
             "sha256(m.new_id), r.config, r.choices, r.template_position, r.status, r.metric, "
-            "r.score, r.predictions_blob, r.error, r.duration_s, now() "
+            "r.score, r.predictions_blob, r.error, r.duration_s, now(), r.target "
             "FROM clone_map m JOIN results r ON r.result_id = m.src_id",
             [CLONE_RUN],
         )
