@@ -123,7 +123,7 @@ def test_tree_shows_readable_names_and_the_legacy_flag(ws, source):
     logs = ws.tree.read(
         ws.tree.lookup(parse_path(_path("fermentation", best) + "/logs/import.txt"))
     )
-    assert b"score-only" in logs and b"legacy engine" in logs
+    assert b"final model: converted" in logs and b"legacy engine" in logs
 
 
 def test_twice_is_nothing_new(ws, source):
