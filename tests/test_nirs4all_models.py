@@ -50,9 +50,10 @@ def _spectra(dataset: str) -> tuple[np.ndarray, list[str]]:
     return np.array([[float(v) for v in r[3:]] for r in rows]), [r[2] for r in rows]
 
 
-def _stored(engine: str, pipeline: str, fold: str, partitions: tuple[str, ...]):
-    """(row positions, y_pred) nirs4all stored for one model of a pipeline."""
-    ws = FIXTURES / engine
+def _stored(source: Path, engine: str, pipeline: str, fold: str, partitions: tuple[str, ...]):
+    """(row positions, y_pred) nirs4all stored for one model of a pipeline, read from the
+    test's copy (SQLite adds a -shm beside a WAL store even when it reads)."""
+    ws = source / engine
     conn = sqlite3.connect(f"file:{ws / 'store.sqlite'}?mode=ro", uri=True)
     found = conn.execute(
         "SELECT pr.prediction_id, pr.dataset_name FROM predictions pr JOIN pipelines p "
@@ -116,10 +117,10 @@ def test_converted_models_predict_nirs4alls_stored_rows(ws, source, engine, data
     ws.import_bundle(source / engine, data=data, trust=True)
     best = FACTS["workspaces"][engine]["best"][dataset]
     result = _result_of(ws, dataset, best)
-    positions, stored = _stored(engine, best, "final", ("train",))
+    positions, stored = _stored(source, engine, best, "final", ("train",))
     _assert_reproduces(result.load_model("final", trust=True), dataset, positions, stored, task)
     for k in folds:  # legacy keeps every fold's model (shared transformers + the fold's)
-        positions, stored = _stored(engine, best, str(k), ("train", "val"))
+        positions, stored = _stored(source, engine, best, str(k), ("train", "val"))
         _assert_reproduces(result.load_model(k, trust=True), dataset, positions, stored, task)
     log = _import_log(ws, result)
     assert "final model: converted to n4afs's classes; checked:" in log
@@ -156,7 +157,7 @@ def test_bundle_models_predict_what_nirs4all_stored(ws, source, bundle, pipeline
     engine = "legacy" if bundle.startswith("legacy") else "dagml"
     ws.import_bundle(source / bundle, trust=True)
     (result,) = ws.results(Path(bundle).stem)
-    positions, stored = _stored(engine, pipeline, "final", ("train",))
+    positions, stored = _stored(source, engine, pipeline, "final", ("train",))
     model = result.load_model("final", trust=True)
     _assert_reproduces(model, dataset, positions, stored, "regression")
     assert "not checked" in _import_log(ws, result)
