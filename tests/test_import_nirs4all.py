@@ -123,7 +123,7 @@ def test_tree_shows_readable_names_and_the_legacy_flag(ws, source):
     logs = ws.tree.read(
         ws.tree.lookup(parse_path(_path("fermentation", best) + "/logs/import.txt"))
     )
-    assert b"score-only" in logs and b"legacy engine" in logs
+    assert b"final model: converted" in logs and b"legacy engine" in logs
 
 
 def test_twice_is_nothing_new(ws, source):
@@ -233,3 +233,23 @@ def test_tampered_artifact_is_refused(ws, source, tmp_path):
     with pytest.raises(BundleError, match="differs from its manifest"):
         ws.import_bundle(tampered)
     _nothing_written(ws)
+
+
+# -- what nirs4all did not keep ---------------------------------------------------------------
+def test_predict_without_the_spectra_says_what_is_missing(ws, source):
+    from n4afs_core.errors import N4AError
+
+    ws.import_bundle(source / "dagml", trust=True)
+    best = ws.results("fermentation")[0]
+    with pytest.raises(N4AError, match="keeps no spectra and no wavelengths.*--data"):
+        ws.predict(_path("fermentation", best), source / "data" / "fermentation.csv")
+
+
+def test_data_on_a_later_import_is_refused_clearly_not_doubled(ws, source):
+    ws.import_bundle(source / "legacy")
+    results = _count(ws, "results")
+    data = {"fermentation": str(source / "data" / "fermentation.csv")}
+    with pytest.raises(BundleError, match="imported already as run .*n4afs rm"):
+        ws.import_bundle(source / "legacy", data=data)
+    assert _count(ws, "results") == results
+    assert ws.dataset("fermentation").blob_id is None

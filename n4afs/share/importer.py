@@ -79,6 +79,8 @@ def _import_all(ws, planned, source, name, trust, dry_run) -> ImportSummary:
     """Bundles already imported are skipped; the others' blobs are stored, then all their
     rows written in one transaction: all of them come in, or none."""
     todo = [(b, p) for b, p in planned if not _already_imported(ws, b.manifest_sha256)]
+    for bundle, _ in todo:
+        _refuse_a_second_copy(ws, bundle)
     if dry_run:
         return ImportSummary("", [], 0, not todo, dry_run=_dry_run_lines(planned, todo, ws))
     if not todo:
@@ -134,6 +136,26 @@ def _dry_run_lines(planned, todo, ws) -> list[str]:
             )
             lines.append(f"  dataset {dataset.meta['name']}: spectra {state}")
     return lines
+
+
+def _refuse_a_second_copy(ws: Any, bundle: Any) -> None:
+    """A nirs4all call imported before with other `--data` (or none) would come in again as
+    other results: its spectra are not attached to the earlier import, and saying so is
+    better than showing every result twice."""
+    origin = bundle.export_info.get("nirs4all") or {}
+    runs = origin.get("runs")
+    if not runs:
+        return
+    import json
+
+    for run_id, info in ws.index.fetchall("SELECT run_id, export_info FROM imports"):
+        earlier = (json.loads(info) or {}).get("nirs4all") or {}
+        if earlier.get("runs") == runs:
+            raise BundleError(
+                f"nirs4all call {origin.get('call')!r} is imported already as run {run_id}, "
+                "with other --data than now; --data does not attach spectra to an earlier "
+                f"import: remove it first (`n4afs rm {run_id}`), then import again with --data"
+            )
 
 
 def _already_imported(ws: Any, manifest_sha: str) -> str | None:

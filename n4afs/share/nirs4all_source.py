@@ -25,8 +25,13 @@ nirs4all call, every row in one transaction, scores recomputed by n4afs's metric
   its cross-validated scores are not comparable with n4afs's per-fold fits. Such an import
   says so in EXPORT.yaml (`cv_comparable: false`), which `core.index.trust.origin_label`
   shows in RESULTS.csv's and scores.yaml's `origin`.
-- Models: nirs4all's pickles are not loaded here (see `nirs4all_models`); a result whose
-  model is not converted is imported score-only and its `logs/import.txt` says why.
+- Models: nirs4all's fitted models (dag-ml: the winning config's refit; legacy: each fold's
+  model with the shared transformers, and the refit; a bundle's artifacts) are read and
+  converted by `nirs4all_models` (a restricted unpickler, never nirs4all), checked against
+  the training predictions nirs4all stored when `--data` gives the spectra, and laid out as
+  an export's `models/<final|fold<k>>_<id>/`; a model that is not converted leaves its result
+  score-only, and every model's fate is a line of the result's `logs/import.txt`. A bundle's
+  config is its converted model's (its `pipeline.json` may name the model class only).
 
 Design: docs/DESIGN.md, "Import and bundles".
 """
@@ -37,6 +42,7 @@ import hashlib
 import io
 import itertools
 import json
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -51,6 +57,7 @@ import yaml
 from n4afs_core.errors import BundleError, N4AError
 from n4afs_core.pipelines.templates import PipelineConfig, Step
 
+from n4afs.share import nirs4all_models
 from n4afs.share.bundle import DEFAULT_LIMITS, Archive, Limits, load_untrusted_yaml
 
 STORE_VERSION = 5  # PRAGMA user_version of nirs4all 1.4.x stores
@@ -66,7 +73,10 @@ _HIGHER = {"r2", "accuracy", "balanced_accuracy", "f1", "rpd", "pearson_r", "spe
 _OPERATORS = {
     "StandardNormalVariate": ("snv", {}),
     "MultiplicativeScatterCorrection": ("msc", {}),
-    "SavitzkyGolay": ("savgol", {"window_length": 11, "polyorder": 3, "mode": "interp"}),
+    "SavitzkyGolay": (
+        "savgol",
+        {"window_length": 11, "polyorder": 3, "deriv": 0, "mode": "interp"},  # nirs4all's
+    ),
     "PLSRegression": ("pls", {}),
     "PLSDA": ("plsda", {}),
 }
@@ -333,8 +343,6 @@ class _Arrays:
 
 
 def _sanitized(name: str) -> str:
-    import re
-
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
@@ -440,9 +448,8 @@ def _pipeline_result(store, arrays, pipeline, refit, engine, attached, position)
     notes = []
     if data is not None:
         notes.append(f"dataset {dataset}: {_check_hash(data, pipeline['dataset_hash'])}")
-        dataset_id = "0" * 64  # replaced by the content's id when the plan reads data/
-    else:
-        dataset_id = _dataset_id(dataset, pipeline["dataset_hash"])
+    # with --data, replaced by the content's id when the plan reads data/
+    dataset_id = _dataset_id(dataset, pipeline["dataset_hash"])
     steps, choices, how = _concrete_config(pipeline)
     notes.append(how)
     translated = translate(steps)
@@ -460,7 +467,16 @@ def _pipeline_result(store, arrays, pipeline, refit, engine, attached, position)
         }
     )
     files["nirs4all.yaml"] = _yaml_bytes(_provenance(pipeline, chain, predictions, engine))
-    notes.append("model: not converted (nirs4all's pickles are not loaded); imported score-only")
+    refit_chains = (
+        store.rows("SELECT * FROM chains WHERE pipeline_id = ?", (refit["pipeline_id"],))
+        if refit
+        else []
+    )
+    model_files, model_notes = _models(
+        store, arrays, [*chains, *refit_chains], predictions, task, data, dataset
+    )
+    files.update(model_files)
+    notes += model_notes
     if engine == "legacy":
         notes.append(LEGACY_NOTE)
     files["logs/import.txt"] = ("\n".join(notes) + "\n").encode("utf-8")
@@ -482,6 +498,112 @@ def _pipeline_result(store, arrays, pipeline, refit, engine, attached, position)
         "nirs4all_dataset_hash": pipeline["dataset_hash"],
     }
     return _Result(entry["path"], entry, files)
+
+
+# -- models ---------------------------------------------------------------------------------
+def _models(store, arrays, chains, predictions, task, data, dataset) -> tuple[dict, list[str]]:
+    """nirs4all's fitted models of one pipeline converted (`nirs4all_models`): dag-ml's refit
+    (`final`), legacy's folds (shared transformers + each fold's model) and its refit. The
+    files of the converted ones, and one line per model for logs/import.txt."""
+    wanted = []  # (role, fold, artifact ids in pipeline order, (fold id, partitions) checked)
+    for chain in chains:
+        folds = _json(chain["fold_artifacts"], {}) or {}
+        shared = _json(chain["shared_artifacts"], {}) or {}
+        prefix = [a for _, ids in sorted(shared.items(), key=lambda kv: int(kv[0])) for a in ids]
+        for key, artifact in sorted(folds.items()):
+            if key in ("final", "fold_final"):
+                wanted.append(("final", None, [*prefix, artifact], ("final", ("train",))))
+            elif key.startswith("fold_") and key[5:].isdigit():
+                k = int(key[5:])
+                wanted.append(("fold", k, [*prefix, artifact], (str(k), ("train", "val"))))
+    if not wanted:
+        return {}, [
+            "model: nirs4all kept no fitted model for this config (its default engine keeps "
+            "the refit of the winning config only): imported score-only"
+        ]
+    labels = (
+        sorted({str(v) for v in np.asarray(data.spectra.y).ravel()})
+        if (data is not None and task == "classification")
+        else None
+    )
+    files: dict[str, bytes] = {}
+    notes: list[str] = []
+    for role, fold, artifact_ids, rows in wanted:
+        what = "final model" if role == "final" else f"fold {fold} model"
+        try:
+            converted = _convert_model(store, artifact_ids, labels)
+            checked = _check_model(
+                converted, arrays, predictions, rows, task, data, dataset, labels
+            )
+        except nirs4all_models.NotConvertible as exc:
+            notes.append(f"{what}: not converted ({exc}): imported score-only")
+            continue
+        files.update(nirs4all_models.model_files(converted, role, fold, [checked]))
+        notes.append(f"{what}: converted to n4afs's classes; {checked}")
+    return files, notes
+
+
+def _convert_model(store, artifact_ids: list[str], labels) -> nirs4all_models.Converted:
+    objects, sources = [], []
+    for artifact_id in artifact_ids:
+        name, data = _artifact_bytes(store, artifact_id)
+        objects += nirs4all_models.estimator_of(nirs4all_models.load_restricted(data, name), name)
+        sources.append(name)
+    converted = nirs4all_models.convert(objects, labels)
+    converted.sources = sources
+    return converted
+
+
+def _artifact_bytes(store, artifact_id: str) -> tuple[str, bytes]:
+    """An artifact file of the workspace, inside its artifacts/ folder, with the sha256 the
+    store recorded for it."""
+    found = store.rows("SELECT * FROM artifacts WHERE artifact_id = ?", (artifact_id,))
+    if not found:
+        raise nirs4all_models.NotConvertible(f"artifact {artifact_id} is not in the store")
+    relative = str(found[0]["artifact_path"])
+    base = (store.root / "artifacts").resolve()
+    path = (base / relative).resolve()
+    name = f"artifacts/{relative}"
+    if base not in path.parents:
+        raise BundleError(f"{store.root}/store.sqlite names an artifact outside artifacts/: {name}")
+    if not path.is_file():
+        raise nirs4all_models.NotConvertible(
+            f"nirs4all did not keep {name} (it writes the files of configs that improved its "
+            "running best only)"
+        )
+    if path.stat().st_size > nirs4all_models.MAX_UNPICKLED_BYTES:
+        raise nirs4all_models.NotConvertible(f"{name} is larger than n4afs reads")
+    data = path.read_bytes()
+    recorded = str(found[0]["content_hash"] or "").removeprefix("sha256:")
+    if recorded and hashlib.sha256(data).hexdigest() != recorded:
+        raise nirs4all_models.NotConvertible(f"{name} differs from the sha256 nirs4all recorded")
+    return name, data
+
+
+def _check_model(converted, arrays, predictions, rows, task, data, dataset, labels) -> str:
+    """Predict the rows nirs4all stored for this model again; NotConvertible when they differ."""
+    if data is None:
+        return "not checked: nirs4all kept no spectra (give them with --data NAME=path.csv)"
+    fold_id, partitions = rows
+    by_id = arrays.rows(dataset)
+    positions: list[int] = []
+    stored: list[float] = []
+    for prediction in predictions:
+        if str(prediction["fold_id"]) != fold_id or prediction["partition"] not in partitions:
+            continue
+        row = by_id.get(prediction["prediction_id"])
+        if row is None:
+            continue
+        values = _values(row, "y_pred")
+        positions += list(row["sample_indices"] or range(len(values)))
+        stored += values.tolist()
+    if not stored:
+        return "not checked: nirs4all stored no training predictions for it"
+    X = np.asarray(data.spectra.X)[positions]
+    result = nirs4all_models.check(converted, X, np.asarray(stored), task, labels)
+    if not result.passed:
+        raise nirs4all_models.NotConvertible(f"it does not reproduce nirs4all's: {result.line()}")
+    return f"checked: {result.line()}"
 
 
 def _dataset_name(name: str) -> str:
@@ -732,10 +854,16 @@ def read_n4a(source: Path, name: str | None, limits: Limits = DEFAULT_LIMITS) ->
     )
     label_name = name or Path(source).stem
     steps = _bundle_steps(pipeline, model_class)
-    try:
-        translated = translate(steps)
-    except BundleError:
-        translated = translate([model_class if "." in model_class else f"nirs4all.{model_class}"])
+    model_files, model_notes, fitted = _bundle_models(members)
+    if fitted is not None:  # what was fitted, whatever pipeline.json says
+        translated = fitted.config()
+    else:
+        try:
+            translated = translate(steps)
+        except BundleError:
+            translated = translate(
+                [model_class if "." in model_class else f"nirs4all.{model_class}"]
+            )
     config = PipelineConfig(tuple(Step(op, params) for op, params in translated))
     label = f"0001_{config.name}_{config.hash6}"
     digest = hashlib.sha256(
@@ -745,8 +873,8 @@ def read_n4a(source: Path, name: str | None, limits: Limits = DEFAULT_LIMITS) ->
     notes = [
         f"imported from the nirs4all bundle {Path(source).name} ({flavour})",
         "a nirs4all bundle holds no predictions: the result is unscored (ranks last)",
-        "model: not converted (nirs4all's pickles are not loaded); kept as the bundle's files",
     ]
+    notes += model_notes
     files = {
         "pipeline.yaml": _yaml_bytes(
             {"name": config.name, "steps": config.to_template(), "nirs4all_steps": steps}
@@ -755,6 +883,7 @@ def read_n4a(source: Path, name: str | None, limits: Limits = DEFAULT_LIMITS) ->
         "logs/import.txt": ("\n".join(notes) + "\n").encode(),
     }
     files.update({f"nirs4all/{n}": b for n, b in members.items()})
+    files.update(model_files)
     entry = {
         "path": f"results/{label}",
         "result": label,
@@ -777,6 +906,53 @@ def read_n4a(source: Path, name: str | None, limits: Limits = DEFAULT_LIMITS) ->
         "datasets_attached": [],
     }
     return SourceBundle({f"{entry['path']}/{n}": b for n, b in files.items()}, info, source, limits)
+
+
+_BUNDLE_STEP = re.compile(r"artifacts/step_(\d+)_(?:fold(\d+|final)(?:_.*)?|.*)\.joblib")
+
+
+def _bundle_models(members: dict[str, bytes]) -> tuple[dict, list[str], Any]:
+    """A bundle's model: its shared transformers (`step_<i>_<Class>…`) in step order, then
+    each fold's model (`step_<i>_fold<k>_…`, `…_foldfinal…`). One fold file is the refit
+    (`final`); several are fold models. Nothing to check against: not checked. Returns the
+    files, the log lines and the last converted model (None when none converted)."""
+    shared, folds = [], {}
+    for name in sorted(members):
+        found = _BUNDLE_STEP.fullmatch(name)
+        if found is None:
+            continue
+        step, fold = int(found.group(1)), found.group(2)
+        if fold is None:
+            shared.append((step, name))
+        else:
+            folds[fold] = name
+    if not folds:
+        return {}, ["model: the bundle holds no fitted model: imported score-only"], None
+    prefix = [name for _, name in sorted(shared)]
+    wanted = (
+        [("final", None, [*prefix, *folds.values()])]
+        if len(folds) == 1
+        else [("fold", int(k), [*prefix, n]) for k, n in sorted(folds.items()) if k.isdigit()]
+    )
+    files: dict[str, bytes] = {}
+    notes: list[str] = []
+    fitted = None
+    for role, fold, names in wanted:
+        what = "final model" if role == "final" else f"fold {fold} model"
+        try:
+            objects = []
+            for name in names:
+                loaded = nirs4all_models.load_restricted(members[name], name)
+                objects += nirs4all_models.estimator_of(loaded, name)
+            converted = nirs4all_models.convert(objects, None)
+        except nirs4all_models.NotConvertible as exc:
+            notes.append(f"{what}: not converted ({exc}): imported score-only")
+            continue
+        converted.sources, fitted = names, converted
+        checked = "not checked: a nirs4all bundle holds no predictions to compare with"
+        files.update(nirs4all_models.model_files(converted, role, fold, [checked]))
+        notes.append(f"{what}: converted to n4afs's classes; {checked}")
+    return files, notes, fitted
 
 
 def _json_member(archive: Archive, name: str) -> Any:

@@ -153,7 +153,15 @@ def _features_of(ws: Any, row: Any) -> list[str]:
     export_info = json.loads(exported[0][0])
     for entry in export_info["results"]:
         if entry["dataset_id"] == row.dataset_id:
-            return dataset_record(export_info, entry)["features"]
+            features = dataset_record(export_info, entry).get("features")
+            if features:
+                return features
+    if str(export_info.get("format", "")).endswith("/nirs4all"):
+        raise N4AError(
+            f"{row.label} was imported from nirs4all, which keeps no spectra and no "
+            "wavelengths, so n4afs cannot tell which columns of the new file its model reads: "
+            "import the nirs4all workspace with --data DATASET=path.csv (the spectra it ran on)"
+        )
     raise N4AError(f"the wavelength columns of {row.label} are unknown")
 
 
