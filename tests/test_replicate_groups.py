@@ -11,7 +11,6 @@ predictions as the tree shows them, never from the splitter.
 from __future__ import annotations
 
 import csv
-import io
 import math
 from collections import Counter
 from pathlib import Path
@@ -23,36 +22,11 @@ from n4afs_core.errors import RunError
 
 from tests.cli_process import cli
 from tests.conftest import best_csvs
+from tests.tree_reading import header, listing, read, rows
 
 REPO = Path(__file__).resolve().parents[1]
 MULTI = REPO / "examples" / "fermentation_multi.csv"
 TEMPLATE = [{"snv": {}}, {"pls": {"n_components": 3}}]
-
-
-def read(ws, path: str) -> bytes:
-    from n4afs.tree.tree import parse_path
-
-    node = ws.tree.lookup(parse_path(path))
-    assert node is not None, f"no {path} in the tree"
-    data = bytes(ws.tree.read(node))
-    assert len(data) == node.size  # exact sizes
-    return data
-
-
-def listing(ws, path: str) -> list[str]:
-    from n4afs.tree.tree import parse_path
-
-    found = ws.tree.list_dir(parse_path(path))
-    assert found is not None, f"no folder {path} in the tree"
-    return sorted(found)
-
-
-def rows(data: bytes) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
-
-
-def header(data: bytes) -> list[str]:
-    return next(csv.reader(io.StringIO(data.decode("utf-8"))))
 
 
 def file_columns() -> dict[str, dict[str, str]]:

@@ -8,9 +8,6 @@ config x target), named in every view, and a one-target dataset keeps today's pa
 
 from __future__ import annotations
 
-import csv
-import io
-
 import numpy as np
 import pytest
 import yaml
@@ -19,6 +16,7 @@ from n4afs_core.pipelines.operators import register_operator
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from tests.conftest import best_csvs
+from tests.tree_reading import listing, read, rows
 
 SWEEP = [{"_or_": ["snv", None]}, {"pls": {"n_components": {"_range_": [2, 3]}}}]
 TARGETS = ["glucose", "band_1700"]
@@ -44,26 +42,6 @@ def add_two_target_dataset(ws, name="ferm2"):
         X, refs, name, sample_ids=ids, feature_names=waves, target_names=TARGETS
     )
     return ws._store_dataset(spectra).info
-
-
-def read(ws, path: str) -> bytes:
-    from n4afs.tree.tree import parse_path
-
-    node = ws.tree.lookup(parse_path(path))
-    assert node is not None, f"no {path} in the tree"
-    return bytes(ws.tree.read(node))
-
-
-def listing(ws, path: str) -> list[str]:
-    from n4afs.tree.tree import parse_path
-
-    found = ws.tree.list_dir(parse_path(path))
-    assert found is not None, f"no folder {path} in the tree"
-    return sorted(found)
-
-
-def rows(data: bytes) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
 
 
 @pytest.fixture(scope="module")

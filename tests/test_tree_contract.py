@@ -325,10 +325,11 @@ class MountSurface(Surface):
         assert info.value.errno == errno.EROFS
 
 
-class WebDAVSurface(Surface):
+class WebDAVSurface(FsspecSurface):
     """A real `n4afs serve`, read with webdav4's fsspec filesystem (`ls`, `info`,
-    `cat_file`, `open`); missing is FileNotFoundError (404), a write an HTTP 403 or 405.
-    WebDAV has no file modes (`mode` is None) and its dates are whole seconds."""
+    `cat_file`, `open`: reads, ranges - one HTTP Range request each - and not-found as for
+    any fsspec filesystem); a write is an HTTP 403 or 405. WebDAV has no file modes (`mode`
+    is None) and its dates are whole seconds."""
 
     def __init__(self, url: str) -> None:
         from webdav4.fsspec import WebdavFileSystem
@@ -344,27 +345,6 @@ class WebDAVSurface(Surface):
         info = self.fs.info("/" + path)
         is_dir = info["type"] == "directory"
         return Stat(is_dir, 0 if is_dir else info["size"], None, info["modified"].timestamp())
-
-    def read(self, path: str) -> bytes:
-        whole = self.fs.cat_file("/" + path)
-        with self.fs.open("/" + path, "rb") as handle:
-            assert handle.read() == whole, f"open().read() and cat_file differ on {path}"
-        return bytes(whole)
-
-    def read_range(self, path: str, start: int, length: int) -> bytes:
-        """Through `open` + `seek` + `read`, checked against `cat_file(start, end)` (one
-        HTTP Range request each)."""
-        with self.fs.open("/" + path, "rb") as handle:
-            handle.seek(start)
-            got = handle.read(length)
-        sliced = self.fs.cat_file("/" + path, start=start, end=start + length)
-        assert bytes(sliced) == bytes(got), f"cat_file and open differ on {path}[{start}:]"
-        return bytes(got)
-
-    def assert_missing(self, call: Callable[[str], Any], path: str) -> None:
-        with pytest.raises(FileNotFoundError) as info:
-            call(path)
-        assert info.value.errno == errno.ENOENT
 
     def write_attempts(self, layout: Layout) -> list[Callable[[], Any]]:
         fs, scores = self.fs, f"/{layout.result_folder}/scores.yaml"
