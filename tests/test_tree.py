@@ -106,10 +106,10 @@ def read_csv(tree, path):
 def test_results_csv_follows_the_metric_direction_and_one_best(ws, dataset):
     tree = Tree(ws)
     rows = read_csv(tree, ("runs", dataset, "RESULTS.csv"))
-    metric_column = [c for c in rows[0] if "is better" in c][0]
-    metric = metric_column.split()[0]
+    (metric,) = {r["metric"] for r in rows}
+    assert {r["direction"] for r in rows} == {METRICS[metric].direction}
     completed = [r for r in rows if r["status"] == "completed"]
-    values = [float(r[metric_column]) for r in completed]
+    values = [float(r["score"]) for r in completed]
     higher = METRICS[metric].direction == "higher"
     assert values == sorted(values, reverse=higher)
     assert [r["status"] for r in rows] == sorted([r["status"] for r in rows])  # failed last

@@ -30,8 +30,9 @@ import yaml
 
 # 2: DATASET.yaml columns/note/keys, metadata.csv; 3: targets; 4: metadata columns in
 # prediction CSVs, cv_by_group.csv, scores.yaml's cv_by_group, RUN.yaml's groups;
-# 5: .xlsx twins of RESULTS, best and predictions tables
-RENDER_VERSION = 5
+# 5: .xlsx twins of RESULTS, best and predictions tables; 6: RESULTS' stable columns (metric,
+# direction, score; preprocessing, model, n_components, other choices; RMSEC/RMSECV/RMSEP)
+RENDER_VERSION = 6
 PREDICTION_COLUMNS = ("sample_id", "y_true", "y_pred", "residual", "partition", "fold")
 
 

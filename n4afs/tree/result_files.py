@@ -191,43 +191,7 @@ class ResultFiles:
     def results_tables(
         self, views: Any, ranked: list[ResultRow], metric: str
     ) -> tuple[LazyContent, LazyContent]:
-        """RESULTS.csv and RESULTS.xlsx. No bare hash6 column: spreadsheets read hex such as
-        `4878e2` as 487800 (the `result` label carries the hash as text)."""
-        extra = [m for m, spec in METRICS.items() if spec.task == METRICS[metric].task]
-        direction = METRICS[metric].direction
-
-        def table() -> tuple[list[str], list[list[Any]]]:
-            rows = []
-            for rank, r in enumerate(ranked, start=1):
-                cv = views.snapshot.cv_scores(r.result_id)
-                rows.append(
-                    [
-                        rank,
-                        r.label,
-                        r.seq,
-                        r.name,
-                        r.target,
-                        r.run_id,
-                        r.status,
-                        views.snapshot.origin(r),
-                        ranking.ranked_value(metric, cv, r.metric, r.score),
-                        *[cv.get(m) for m in extra],
-                    ]
-                )
-            header = [
-                "rank",
-                "result",
-                "seq",
-                "name",
-                "target",
-                "run",
-                "status",
-                "origin",
-                f"{metric} ({direction} is better)",
-                *[f"cv_{m}" for m in extra],
-            ]
-            return header, rows
-
+        """RESULTS.csv and RESULTS.xlsx: `results_table`'s rows."""
         key = (
             "results",
             metric,
@@ -236,10 +200,13 @@ class ResultFiles:
         about = [
             ("table", "every result, best first"),
             ("metric", metric),
-            ("direction", f"{direction} is better"),
-            ("ranked by", "pooled out-of-fold (cv) score when cross-validated, else final/test"),
+            ("direction", f"{METRICS[metric].direction} is better"),
+            ("score", "the metric's pooled out-of-fold (cv) score, else final/test"),
+            ("rmsec, rmsecv, rmsep", "RMSE of the final model on train, pooled out-of-fold, test"),
+            ("accuracy_c, _cv, _p", "the same for classification: accuracy"),
+            ("cv_<metric>", "every other pooled out-of-fold score"),
         ]
-        return self._tables(key, table, about)
+        return self._tables(key, lambda: results_table(views, ranked, metric), about)
 
     def best_tables(
         self, best: ResultRow, dataset: DatasetInfo, views: Any
@@ -693,6 +660,76 @@ def timing_yaml(r: ResultRow, run_started: str | None) -> dict[str, Any]:
         "run_started": run_started,
         "finished": r.created_at.isoformat(timespec="seconds"),
     }
+
+
+# RESULTS.csv's columns: the same for every dataset, task and metric (a DuckDB or polars glob
+# over datasets reads them as one table), then one column per other generator choice
+# (`core.pipelines.templates.choice_columns`), sorted by name.
+RESULTS_IDENTITY = ("rank", "result", "seq", "name", "target", "run", "status", "origin")
+RESULTS_CONFIG = ("preprocessing", "model", "n_components")
+RESULTS_RANKING = ("metric", "direction", "score")
+# per task, its main score on calibration (train, final model), pooled out-of-fold, test
+RESULTS_TRIOS = {
+    "regression": ("rmse", ("rmsec", "rmsecv", "rmsep")),
+    "classification": ("accuracy", ("accuracy_c", "accuracy_cv", "accuracy_p")),
+}
+RESULTS_CV = tuple(f"cv_{m}" for m in METRICS if m not in {m for m, _ in RESULTS_TRIOS.values()})
+RESULTS_COLUMNS = (
+    *RESULTS_IDENTITY,
+    *RESULTS_CONFIG,
+    *RESULTS_RANKING,
+    *(c for _, trio in RESULTS_TRIOS.values() for c in trio),
+    *RESULTS_CV,
+)
+RESULTS_TYPES = {  # typed columns (Parquet); the rest of the fixed ones are text
+    **dict.fromkeys(("rank", "seq", "n_components"), "int"),
+    **dict.fromkeys((c for c in RESULTS_COLUMNS[RESULTS_COLUMNS.index("score") :]), "float"),
+}
+
+
+def results_table(views: Any, ranked: list[ResultRow], metric: str) -> tuple[list, list]:
+    """Every result of one dataset's target, best first (`ranked`): who it is, what it is
+    (preprocessing, model, components, other choices), the ranking metric, its direction and
+    its ranked value (`core.metrics.ranking.ranked_value`), RMSEC/RMSECV/RMSEP (accuracy for
+    classes; the other task's columns empty) and every pooled out-of-fold score."""
+    from n4afs_core.pipelines.templates import choice_columns, describe_config
+
+    snapshot = views.snapshot
+    direction = METRICS[metric].direction
+    choices = [choice_columns(r.config, r.choices) for r in ranked]
+    extra = sorted({c for found in choices for c in found} - set(RESULTS_COLUMNS))
+    rows = []
+    for rank, (r, chosen) in enumerate(zip(ranked, choices, strict=True), start=1):
+        cv = snapshot.cv_scores(r.result_id)
+        task = views.datasets_by_id[r.dataset_id].task
+        trios: list[Any] = []
+        for trio_task, (main, _) in RESULTS_TRIOS.items():
+            if trio_task != task:
+                trios += [None, None, None]
+                continue
+            train = snapshot.final_scores(r.result_id, ranking.CALIBRATION[1])
+            test = snapshot.final_scores(r.result_id, ranking.TEST[1])
+            trios += [train.get(main), cv.get(main), test.get(main)]
+        rows.append(
+            [
+                rank,
+                r.label,
+                r.seq,
+                r.name,
+                r.target,
+                r.run_id,
+                r.status,
+                snapshot.origin(r),
+                *describe_config(r.config),
+                metric,
+                direction,
+                ranking.ranked_value(metric, cv, r.metric, r.score),
+                *trios,
+                *[cv.get(c.removeprefix("cv_")) for c in RESULTS_CV],
+                *[chosen.get(c) for c in extra],
+            ]
+        )
+    return [*RESULTS_COLUMNS, *extra], rows
 
 
 def _step_content(step: tuple[str, str, int, bool]) -> BlobContent | SegmentsContent:
