@@ -54,6 +54,11 @@ def read(ws, path: str) -> bytes:
     return bytes(ws.tree.read(node))
 
 
+def forms(*stems: str) -> list[str]:
+    """The files of one table (RESULTS, best): CSV, spreadsheet and Parquet."""
+    return [f"{stem}.{suffix}" for stem in stems for suffix in ("csv", "xlsx", "parquet")]
+
+
 def listing(ws, path: str) -> list[str]:
     from n4afs.tree.tree import parse_path
 
@@ -113,7 +118,7 @@ def test_several_targets_get_one_folder_each(both):
         by_run = f"by-run/{run.run_id}/ferm2/{target}/{labels[0]}/scores.yaml"
         assert yaml.safe_load(read(ws, by_run))["target"] == target
     assert listing(ws, "best") == ["ferm2"]
-    assert listing(ws, "best/ferm2") == sorted(f"{t}.csv" for t in TARGETS)
+    assert listing(ws, "best/ferm2") == sorted(forms(*TARGETS))
     assert listing(ws, f"by-run/{run.run_id}/ferm2") == sorted(TARGETS)
     run_yaml = yaml.safe_load(read(ws, f"by-run/{run.run_id}/RUN.yaml"))
     assert run_yaml["targets"] == {"ferm2": TARGETS}
@@ -245,7 +250,7 @@ def test_a_one_target_dataset_keeps_todays_paths(ws):
     assert all(r.row.target == "glucose" for r in run.results)
     inside = listing(ws, "runs/fermentation")
     assert set(labels) <= set(inside) and "RESULTS.csv" in inside
-    assert listing(ws, "best") == ["fermentation.csv"]
+    assert listing(ws, "best") == sorted(forms("fermentation"))
     assert listing(ws, f"by-run/{run.run_id}/fermentation") == labels
     assert rows(read(ws, "runs/fermentation/RESULTS.csv"))[0]["target"] == "glucose"
 
@@ -295,7 +300,7 @@ def test_export_names_the_target_and_import_keeps_it(both, tmp_path):
     assert imported.row.target == "band_1700"
     assert imported.ranked_value == pytest.approx(best.ranked_value)
     assert listing(other, "runs/ferm2/band_1700") == sorted(
-        ["RESULTS.csv", f"best_{imported.row.label}.csv", imported.row.label]
+        [*forms("RESULTS", f"best_{imported.row.label}"), imported.row.label]
     )
     assert other.results("ferm2", target="glucose") == []
 
@@ -356,13 +361,13 @@ def test_a_workspace_from_before_opens_with_the_same_tree(tmp_path):
     assert targets == {"a1": "glucose", "a2": "glucose", "b1": "glucose", "b2": "glucose"}
     labels = ["0001_pls1_000000", "0002_pls2_000000"]
     # the one-target dataset: today's paths exactly
-    assert listing(ws, "runs/ferm") == sorted(["DATASET.yaml", "RESULTS.csv", *labels])
+    assert listing(ws, "runs/ferm") == sorted(["DATASET.yaml", *forms("RESULTS"), *labels])
     assert listing(ws, "by-run/2026-01-01_old_abcdef/ferm") == labels
     assert listing(ws, "by-run/2026-01-01_old_abcdef/ferm2") == ["glucose"]
     assert listing(ws, "runs/ferm/0001_pls1_000000") == ["logs", "pipeline.yaml"]
     # the two-target dataset: its old results modelled its first target, and say so
     assert listing(ws, "runs/ferm2") == ["DATASET.yaml", "band_1700", "glucose"]
-    assert listing(ws, "runs/ferm2/glucose") == sorted(["RESULTS.csv", *labels])
+    assert listing(ws, "runs/ferm2/glucose") == sorted([*forms("RESULTS"), *labels])
     assert listing(ws, "runs/ferm2/band_1700") == []
     assert ws.results("ferm2", target="glucose")[0].row.target == "glucose"
     run_yaml = yaml.safe_load(read(ws, "by-run/2026-01-01_old_abcdef/RUN.yaml"))

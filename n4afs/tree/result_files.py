@@ -45,7 +45,8 @@ result appears under several folders without being stored twice. The tree is rea
 runs/<dataset>/                 one folder per dataset (start here)
     DATASET.yaml                what the dataset is: shape, targets, column roles,
                                 wavelengths, source, note
-    RESULTS.csv                 every result on it, best first (metric and direction inside)
+    RESULTS.csv                 every result on it, best first (metric and direction inside);
+                                RESULTS.xlsx for spreadsheets, RESULTS.parquet typed
     best_<NNNN>_<name>_<h>.csv  predictions of the best result (exactly one such file)
     <NNNN>_<name>_<hash6>/      one result: one pipeline config on this dataset
         pipeline.yaml           the concrete pipeline; `n4afs run pipeline.yaml` re-runs it
@@ -53,13 +54,14 @@ runs/<dataset>/                 one folder per dataset (start here)
         predictions/            cv.csv (out-of-fold), fold_<k>.csv, train.csv, test.csv,
                                 avg.csv, w_avg.csv (fold ensembles on the test set);
                                 cv_by_group.csv: out-of-fold, one row per physical
-                                sample when the run kept replicate scans together
+                                sample when the run kept replicate scans together;
+                                predictions.parquet: every prediction, typed, as stored
         charts/                 PNG charts
         models/<role>_<id>/     <step>.pkl per fitted step, pipeline.pkl (the whole chain:
                                 joblib.load(...).predict(X)), MANIFEST.yaml
         logs/                   timing.yaml, or error.log for a failed result
 by-run/<date>_<name>_<hash6>/   the same results grouped by run: RUN.yaml, templates/
-best/<dataset>.csv              the best predictions of every dataset
+best/<dataset>.csv              the best predictions of every dataset (.xlsx, .parquet)
 datasets/<dataset>/             DATASET.yaml, spectra.csv, targets.csv, and metadata.csv
                                 (sample_id + metadata columns) when it has metadata
 
@@ -72,6 +74,9 @@ NNNN is the result's number on its dataset (never reused); hash6 identifies its 
 CSV files: comma separated, '.' decimal point, UTF-8, one row per sample. residual is
 y_pred - y_true. Pickle files run code when loaded: only load those you trust.
 """
+
+
+PREDICTIONS_PARQUET = "predictions.parquet"  # a result's predictions blob, shown as stored
 
 
 class ResultFiles:
@@ -145,12 +150,21 @@ class ResultFiles:
     def _render(self, key: tuple, render) -> LazyContent:
         return LazyContent(self.memo, (RENDER_VERSION, *key), render)
 
-    def _tables(self, key: tuple, table, about=()) -> tuple[LazyContent, LazyContent]:
+    def _tables(
+        self, key: tuple, table, about=(), parquet: dict[str, str] | None = None
+    ) -> tuple[LazyContent, ...]:
         """One table, two files: CSV for machines, `.xlsx` for spreadsheets (numbers right
-        in every locale). `table()` gives (header, rows); both renders share its key."""
+        in every locale); and a third, Parquet with typed columns for the data stack, when
+        `parquet` is given (the types of the columns it names; the others are inferred).
+        `table()` gives (header, rows); the renders share its key."""
         as_csv = self._render(("csv", *key), lambda: renderers.csv_bytes(*table()))
         as_xlsx = self._render(("xlsx", *key), lambda: renderers.xlsx_bytes(*table(), about))
-        return as_csv, as_xlsx
+        if parquet is None:
+            return as_csv, as_xlsx
+        as_parquet = self._render(
+            ("parquet", *key), lambda: renderers.parquet_bytes(*table(), about, parquet)
+        )
+        return as_csv, as_xlsx, as_parquet
 
     # -- dataset-level files ------------------------------------------------------------
     def dataset_yaml(self, d: DatasetInfo) -> LazyContent:
@@ -190,8 +204,8 @@ class ResultFiles:
 
     def results_tables(
         self, views: Any, ranked: list[ResultRow], metric: str
-    ) -> tuple[LazyContent, LazyContent]:
-        """RESULTS.csv and RESULTS.xlsx: `results_table`'s rows."""
+    ) -> tuple[LazyContent, ...]:
+        """RESULTS.csv, RESULTS.xlsx and RESULTS.parquet: `results_table`'s rows."""
         key = (
             "results",
             metric,
@@ -206,13 +220,14 @@ class ResultFiles:
             ("accuracy_c, _cv, _p", "the same for classification: accuracy"),
             ("cv_<metric>", "every other pooled out-of-fold score"),
         ]
-        return self._tables(key, lambda: results_table(views, ranked, metric), about)
+        table = lambda: results_table(views, ranked, metric)  # noqa: E731
+        return self._tables(key, table, about, parquet=RESULTS_TYPES)
 
     def best_tables(
         self, best: ResultRow, dataset: DatasetInfo, views: Any
-    ) -> tuple[LazyContent, LazyContent]:
-        """The best result's predictions as CSV and .xlsx, one row per sample: out-of-fold
-        predictions, plus the final model on the test set."""
+    ) -> tuple[LazyContent, ...]:
+        """The best result's predictions as CSV, .xlsx and Parquet, one row per sample:
+        out-of-fold predictions, plus the final model on the test set."""
         about = [
             ("table", "predictions of the best result: pooled out-of-fold, then test"),
             ("result", best.label),
@@ -234,7 +249,11 @@ class ResultFiles:
                 ("best.xlsx", "imported", best.result_id),
                 lambda: renderers.xlsx_bytes(*imported_table(), about),
             )
-            return as_csv, as_xlsx
+            as_parquet = self._render(
+                ("best.parquet", "imported", best.result_id),
+                lambda: renderers.parquet_bytes(*imported_table(), about),
+            )
+            return as_csv, as_xlsx, as_parquet
 
         meta_blob, metadata = self._metadata_of(dataset)
 
@@ -247,7 +266,7 @@ class ResultFiles:
             return renderers.predictions_table(chosen, dataset.task, metadata())
 
         key = ("best", best.predictions_blob, dataset.task, meta_blob, best.label, best.metric)
-        return self._tables(key, table, about)
+        return self._tables(key, table, about, parquet={})
 
     def _imported_best(self, files: dict[str, tuple[str, int]], task: str) -> bytes:
         """cv.csv then the rows of test.csv, as exported (header once)."""
@@ -491,6 +510,9 @@ class ResultFiles:
         if by_group:
             names = (names[0], "cv_by_group.csv", *names[1:]) if names else names
         names = tuple(n for name in names for n in (name, *_spreadsheet_twin(name)))
+        size = views.snapshot.predictions_size(r.predictions_blob) if r.predictions_blob else None
+        if size is not None:  # every prediction above, typed: the stored blob as it is
+            names += (PREDICTIONS_PARQUET,)
 
         def build() -> dict[str, Node]:
             task = dataset.task
@@ -516,6 +538,9 @@ class ResultFiles:
                 about = [("table", f"pooled out-of-fold predictions of {r.label} per {column}")]
                 tables = self._tables(key, table_by_group, about)
                 self._add_tables(nodes, "cv_by_group.csv", t, tables)
+            if size is not None:
+                content = BlobContent(r.predictions_blob, size)
+                nodes[PREDICTIONS_PARQUET] = file_node(PREDICTIONS_PARQUET, t, content)
             return {name: nodes[name] for name in names}
 
         return FilesListing(names, build)

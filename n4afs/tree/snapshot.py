@@ -86,6 +86,7 @@ class Snapshot:
     _rows_complete: bool = field(default=False, repr=False)
     _models: dict[str, dict[str, ModelInfo]] = field(default_factory=dict, repr=False)
     _final_json: dict[tuple[str, str], str] | None = field(default=None, repr=False)
+    _predictions_sizes: dict[str, int] | None = field(default=None, repr=False)
 
     def origin(self, result: ResultRow) -> str:
         """`core.index.trust.origin_label` of the result: this workspace, or which bundle."""
@@ -108,6 +109,19 @@ class Snapshot:
                 self._final_json = _final_json(conn)
         text = self._final_json.get((result_id, partition))
         return json.loads(text) if text else {}
+
+    def predictions_size(self, blob_id: str) -> int | None:
+        """The size of a result's predictions blob (`predictions/predictions.parquet`, the
+        blob as stored); the sizes of all load in one query on first use."""
+        if self._predictions_sizes is None:
+            with self.index.read() as conn:
+                self._predictions_sizes = dict(
+                    conn.execute(
+                        "SELECT b.blob_id, b.size FROM blobs b "
+                        "JOIN results r ON r.predictions_blob = b.blob_id"
+                    ).fetchall()
+                )
+        return self._predictions_sizes.get(blob_id)
 
     def models_of(self, result_id: str) -> dict[str, ModelInfo]:
         """A result's models by folder label (final first, then folds in order); the

@@ -652,11 +652,11 @@ class Tree:
 
 
 def _table_nodes(stem: str, mtime: float, tables: tuple) -> list[Node]:
-    """`<stem>.csv` and `<stem>.xlsx`: one changing table (RESULTS, best) in both forms."""
-    as_csv, as_xlsx = tables
+    """`<stem>.csv`, `<stem>.xlsx` and `<stem>.parquet`: one changing table (RESULTS, best)
+    in each form."""
     return [
-        file_node(f"{stem}.csv", mtime, as_csv, mutable=True),
-        file_node(f"{stem}.xlsx", mtime, as_xlsx, mutable=True),
+        file_node(f"{stem}.{suffix}", mtime, content, mutable=True)
+        for suffix, content in zip(("csv", "xlsx", "parquet"), tables, strict=False)
     ]
 
 
