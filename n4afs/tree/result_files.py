@@ -336,9 +336,10 @@ class ResultFiles:
             ]
             for d in dataset_ids
         }
-        data = {
-            "run": run.run_id,
-            "name": run.name,
+        data: dict[str, Any] = {"run": run.run_id, "name": run.name}
+        if run.note is not None:  # runs without one render as before notes existed
+            data["note"] = run.note
+        data |= {
             "status": run.status,
             "metric": run.metric,
             "results": run.n_results,

@@ -569,8 +569,9 @@ class Tree:
         by_dir = views.run_dataset_dirs.get(run.run_id, {})
         if len(rest) == 1:
             mtime = max([_ts(run.created_at), _ts(run.finished_at)])
+            changed = max(mtime, _ts(run.noted_at))  # a note set later is a change
             nodes = [
-                file_node("RUN.yaml", mtime, self.files.run_yaml(views, run), mutable=True),
+                file_node("RUN.yaml", changed, self.files.run_yaml(views, run), mutable=True),
                 directory("templates", _ts(run.created_at), mutable=False),
             ]
             nodes += [directory(name, mtime) for name in by_dir]
