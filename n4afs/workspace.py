@@ -275,6 +275,7 @@ class Workspace:
         compute: bool = True,
         targets: str | Sequence[str] | None = None,
         group: str | bool | None = None,
+        note: str | None = None,
     ) -> Run:
         """Run templates x datasets with K-fold CV; results are persisted as they finish.
 
@@ -292,7 +293,8 @@ class Workspace:
         column name, or False to split scans independently.
         `on_result` is called with each result's payload as it is stored. `compute=False`
         only plans: the run and its pending results are recorded (a metric or test set that
-        does not fit is refused before that), and `Run.finish` computes them.
+        does not fit is refused before that), and `Run.finish` computes them. `note`: what
+        you want to remember about the run (RUN.yaml shows it; `note` replaces it later).
         """
         from n4afs_core.pipelines.runner import RunOptions, plan_run, splitter_spec, targets_asked
         from n4afs_core.pipelines.templates import load_templates
@@ -312,8 +314,17 @@ class Workspace:
             targets=targets_asked(targets),
             group=group,
         )
-        planned = Run(self, plan_run(self.index, loaded, infos, options, name, self.store))
+        planned = Run(self, plan_run(self.index, loaded, infos, options, name, self.store, note))
         return planned.finish(on_result) if compute else planned
+
+    def note(self, run: str, text: str) -> str:
+        """Set a run's note (one line, replacing the one it had): RUN.yaml shows it. `run`
+        is a run id, a unique prefix of one or its name. Returns the run id."""
+        run_id = self._run_id(run)
+        with self.index.write() as conn:
+            if not writes.set_run_note(conn, run_id, text):
+                raise RunError(f"no run {run!r} in {self.path}: list them with `n4afs runs`")
+        return run_id
 
     def resume(self, run_id: str, on_result: Any = None) -> Run:
         """Finish an interrupted run: only results still pending are computed."""

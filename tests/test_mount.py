@@ -107,6 +107,7 @@ def test_csv_polars_and_joblib_on_mounted_files(ws, mnt):
 SPREADSHEET = shutil.which("libreoffice") or shutil.which("soffice")
 XLSX = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 TEXT_COLUMNS = {"sample_id", "partition", "result", "name", "run", "status", "origin", "target"}
+TEXT_COLUMNS |= {"preprocessing", "model", "metric", "direction"}  # RESULTS.csv
 
 
 def convert_to_xlsx(csv_paths: list[Path], outdir: Path, locale: str = "C.UTF-8") -> list[Path]:

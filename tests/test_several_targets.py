@@ -44,6 +44,11 @@ def add_two_target_dataset(ws, name="ferm2"):
     return ws._store_dataset(spectra).info
 
 
+def forms(*stems: str) -> list[str]:
+    """The files of one table (RESULTS, best): CSV, spreadsheet and Parquet."""
+    return [f"{stem}.{suffix}" for stem in stems for suffix in ("csv", "xlsx", "parquet")]
+
+
 @pytest.fixture(scope="module")
 def both(tmp_path_factory):
     """One run modelling both targets of the two-target dataset."""
@@ -91,7 +96,7 @@ def test_several_targets_get_one_folder_each(both):
         by_run = f"by-run/{run.run_id}/ferm2/{target}/{labels[0]}/scores.yaml"
         assert yaml.safe_load(read(ws, by_run))["target"] == target
     assert listing(ws, "best") == ["ferm2"]
-    assert listing(ws, "best/ferm2") == sorted(f"{t}.{k}" for t in TARGETS for k in ("csv", "xlsx"))
+    assert listing(ws, "best/ferm2") == sorted(forms(*TARGETS))
     assert listing(ws, f"by-run/{run.run_id}/ferm2") == sorted(TARGETS)
     run_yaml = yaml.safe_load(read(ws, f"by-run/{run.run_id}/RUN.yaml"))
     assert run_yaml["targets"] == {"ferm2": TARGETS}
@@ -223,7 +228,7 @@ def test_a_one_target_dataset_keeps_todays_paths(ws):
     assert all(r.row.target == "glucose" for r in run.results)
     inside = listing(ws, "runs/fermentation")
     assert set(labels) <= set(inside) and "RESULTS.csv" in inside
-    assert listing(ws, "best") == ["fermentation.csv", "fermentation.xlsx"]
+    assert listing(ws, "best") == sorted(forms("fermentation"))
     assert listing(ws, f"by-run/{run.run_id}/fermentation") == labels
     assert rows(read(ws, "runs/fermentation/RESULTS.csv"))[0]["target"] == "glucose"
 
@@ -272,9 +277,8 @@ def test_export_names_the_target_and_import_keeps_it(both, tmp_path):
     (imported,) = other.results("ferm2", target="band_1700")
     assert imported.row.target == "band_1700"
     assert imported.ranked_value == pytest.approx(best.ranked_value)
-    best_file = f"best_{imported.row.label}"
     assert listing(other, "runs/ferm2/band_1700") == sorted(
-        ["RESULTS.csv", "RESULTS.xlsx", f"{best_file}.csv", f"{best_file}.xlsx", imported.row.label]
+        [*forms("RESULTS", f"best_{imported.row.label}"), imported.row.label]
     )
     assert other.results("ferm2", target="glucose") == []
 
@@ -321,6 +325,7 @@ def _old_workspace(path, add):
 
 def test_a_workspace_from_before_opens_with_the_same_tree(tmp_path):
     from n4afs_core.data import datasets
+    from n4afs_core.index.database import SCHEMA_DIR, migrations_in
 
     from n4afs.workspace import Workspace
 
@@ -329,21 +334,19 @@ def test_a_workspace_from_before_opens_with_the_same_tree(tmp_path):
     two = datasets.from_arrays(X, refs, "ferm2", ids, waves, TARGETS)
     path = tmp_path / "ws"
     _old_workspace(path, [("a", one), ("b", two)])
-    ws = Workspace(path)  # migrates to 007
-    assert ws.index.schema_version() == 7
+    ws = Workspace(path)  # migrates past 007 (results' targets), to the latest
+    assert ws.index.schema_version() == max(m.version for m in migrations_in(SCHEMA_DIR)) >= 7
     targets = dict(ws.query("SELECT result_id, target FROM results ORDER BY 1")[1])
     assert targets == {"a1": "glucose", "a2": "glucose", "b1": "glucose", "b2": "glucose"}
     labels = ["0001_pls1_000000", "0002_pls2_000000"]
     # the one-target dataset: today's paths exactly
-    assert listing(ws, "runs/ferm") == sorted(
-        ["DATASET.yaml", "RESULTS.csv", "RESULTS.xlsx", *labels]
-    )
+    assert listing(ws, "runs/ferm") == sorted(["DATASET.yaml", *forms("RESULTS"), *labels])
     assert listing(ws, "by-run/2026-01-01_old_abcdef/ferm") == labels
     assert listing(ws, "by-run/2026-01-01_old_abcdef/ferm2") == ["glucose"]
     assert listing(ws, "runs/ferm/0001_pls1_000000") == ["logs", "pipeline.yaml"]
     # the two-target dataset: its old results modelled its first target, and say so
     assert listing(ws, "runs/ferm2") == ["DATASET.yaml", "band_1700", "glucose"]
-    assert listing(ws, "runs/ferm2/glucose") == sorted(["RESULTS.csv", "RESULTS.xlsx", *labels])
+    assert listing(ws, "runs/ferm2/glucose") == sorted([*forms("RESULTS"), *labels])
     assert listing(ws, "runs/ferm2/band_1700") == []
     assert ws.results("ferm2", target="glucose")[0].row.target == "glucose"
     run_yaml = yaml.safe_load(read(ws, "by-run/2026-01-01_old_abcdef/RUN.yaml"))

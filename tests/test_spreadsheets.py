@@ -13,6 +13,8 @@ from n4afs_core.data import datasets
 
 from n4afs.tree.tree import Tree
 
+TEXT_COLUMNS = ("sample_id", "result", "name", "run", "status", "partition")
+TEXT_COLUMNS += ("preprocessing", "model", "metric", "direction")  # RESULTS' text columns
 IDS = ["0001", "=1+2", "Blé_3", *[f"{i:04d}" for i in range(4, 22)]]
 
 
@@ -68,7 +70,7 @@ def test_every_table_has_an_xlsx_twin_with_the_same_cells_typed(ws):
             for field, cell, column in zip(row, cell_row, text[0], strict=True):
                 if field == "":
                     assert cell is None
-                elif column in ("sample_id", "result", "name", "run", "status", "partition"):
+                elif column in TEXT_COLUMNS:
                     assert cell == field and isinstance(cell, str), (xlsx_path, column)
                 elif column not in ("origin", "target"):
                     assert isinstance(cell, int | float) and cell == pytest.approx(float(field))
@@ -89,7 +91,8 @@ def test_results_values_are_the_index_scores_and_the_sheet_says_the_metric(ws):
     tree = Tree(ws)
     data = read(tree, "runs", "ferm", "RESULTS.xlsx")
     header, *rows = sheet_rows(data)
-    column = header.index("rmse (lower is better)")
+    column = header.index("score")
+    assert {row[header.index("metric")] for row in rows} == {"rmse"}
     by_label = {r.row.label: r.cv_scores()["rmse"] for r in ws.results("ferm")}
     assert {row[1]: row[column] for row in rows} == pytest.approx(by_label, rel=1e-15)
     about = dict(sheet_rows(data, "about"))

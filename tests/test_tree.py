@@ -88,8 +88,10 @@ def test_top_level_layout_and_readme(ws):
     assert set(tree.list_dir(("best",))) == {
         "fermentation.csv",
         "fermentation.xlsx",
+        "fermentation.parquet",
         "coffee.csv",
         "coffee.xlsx",
+        "coffee.parquet",
     }
     assert set(tree.list_dir(("datasets", "coffee"))) == {
         "DATASET.yaml",
@@ -106,16 +108,17 @@ def read_csv(tree, path):
 def test_results_csv_follows_the_metric_direction_and_one_best(ws, dataset):
     tree = Tree(ws)
     rows = read_csv(tree, ("runs", dataset, "RESULTS.csv"))
-    metric_column = [c for c in rows[0] if "is better" in c][0]
-    metric = metric_column.split()[0]
+    (metric,) = {r["metric"] for r in rows}
+    assert {r["direction"] for r in rows} == {METRICS[metric].direction}
     completed = [r for r in rows if r["status"] == "completed"]
-    values = [float(r[metric_column]) for r in completed]
+    values = [float(r["score"]) for r in completed]
     higher = METRICS[metric].direction == "higher"
     assert values == sorted(values, reverse=higher)
     assert [r["status"] for r in rows] == sorted([r["status"] for r in rows])  # failed last
     best_files = sorted(n for n in tree.list_dir(("runs", dataset)) if n.startswith("best_"))
     label = ws.best(dataset).row.label
-    assert best_files == [f"best_{label}.csv", f"best_{label}.xlsx"]  # one best, two forms
+    forms = [f"best_{label}.{suffix}" for suffix in ("csv", "parquet", "xlsx")]
+    assert best_files == forms  # one best, three forms
     assert label == completed[0]["result"]
     best = tree.read(tree.lookup(("runs", dataset, best_files[0])))
     assert best == tree.read(tree.lookup(("best", f"{dataset}.csv")))
@@ -202,6 +205,7 @@ def test_result_folder_contents(ws):
         "fold_1.csv",
         "fold_2.csv",
         "fold_3.csv",
+        "predictions.parquet",
     }
     charts = tree.list_dir((*base, "charts"))
     assert set(charts) == {
@@ -263,7 +267,8 @@ def test_new_results_appear_without_a_new_tree(ws, tmp_path):
     )
     tree = Tree(local)
     fs = N4AFileSystem(workspace=local.path)
-    assert len(fs.ls("/runs/fermentation", detail=False)) == 6  # RESULTS, best: csv + xlsx
+    # RESULTS, best: csv + xlsx + parquet
+    assert len(fs.ls("/runs/fermentation", detail=False)) == 8
     old_best = tree.lookup(("best", "fermentation.csv"))
     old_name = best_csvs(tree.list_dir(("runs", "fermentation")))[0]
     better = [
@@ -272,7 +277,7 @@ def test_new_results_appear_without_a_new_tree(ws, tmp_path):
     ]
     local.run(templates=[better], datasets=["fermentation"], name="better")
     listing = fs.ls("/runs/fermentation", detail=False)
-    assert len(listing) == 7
+    assert len(listing) == 9
     new_name = best_csvs(tree.list_dir(("runs", "fermentation")))[0]
     assert old_name == "best_0001_pls1_" + old_name.split("_")[-1]
     assert new_name.startswith("best_0002_sg1-pls4_")

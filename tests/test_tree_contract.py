@@ -46,6 +46,7 @@ REGRESSION = [{"_or_": ["snv", "msc"]}, {"pls": {"n_components": {"_or_": [2, 3]
 CLASSIFICATION = [{"_or_": ["snv", "msc"]}, "lda"]
 AGAIN = ["snv", {"pls": {"n_components": 4}}]
 TOP = {"README.txt", "runs", "by-run", "best", "datasets"}
+TABLE_FORMS = ("csv", "xlsx", "parquet")  # RESULTS and best: one table, three files
 LABEL = re.compile(r"^\d{4}_[a-z0-9-]+_[0-9a-f]{6}$")
 
 
@@ -390,8 +391,8 @@ class TreeContract:
             names = set(surface.listdir(f"runs/{dataset}"))
             labels = {n for n in names if LABEL.match(n)}
             assert labels == set(layout.results[dataset]), dataset
-            best = f"best_{layout.best[dataset]}"
-            tables = {"RESULTS.csv", "RESULTS.xlsx", f"{best}.csv", f"{best}.xlsx"}
+            tables = {f"{stem}.{suffix}" for stem in ("RESULTS", f"best_{layout.best[dataset]}")
+                      for suffix in TABLE_FORMS}  # fmt: skip
             assert names - labels == {"DATASET.yaml", *tables}, dataset
             assert all(surface.stat(f"runs/{dataset}/{n}").is_dir for n in labels)
             ranked = results_csv_labels(surface.read(f"runs/{dataset}/RESULTS.csv"))
@@ -460,8 +461,8 @@ class TreeContract:
             if "test.csv" in files:
                 expected += surface.read(f"{predictions}/test.csv").split(b"\n", 1)[1]
             assert best == expected, dataset
-        shown = set(surface.listdir("best"))
-        assert shown == {f"{d}.{kind}" for d in layout.datasets for kind in ("csv", "xlsx")}
+        forms = {f"{d}.{suffix}" for d in layout.datasets for suffix in TABLE_FORMS}
+        assert set(surface.listdir("best")) == forms
 
     def test_by_run_shows_the_runs_result_folders(self, surface, layout):
         assert sorted(surface.listdir("by-run")) == layout.runs

@@ -34,6 +34,8 @@ class RunRow:
     n_results: int
     n_pending: int
     n_failed: int
+    note: str | None = None  # the user's note (`run --note`, `n4afs note`)
+    noted_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def list_runs(conn: duckdb.DuckDBPyConnection) -> list[RunRow]:
         "SELECT u.run_id, u.name, u.status, u.metric, u.options, u.created_at, u.finished_at, "
         "count(r.result_id) FILTER (WHERE r.status IN " + VISIBLE + "), "
         "count(r.result_id) FILTER (WHERE r.status = 'pending'), "
-        "count(r.result_id) FILTER (WHERE r.status = 'failed') "
+        "count(r.result_id) FILTER (WHERE r.status = 'failed'), u.note, u.noted_at "
         "FROM runs u LEFT JOIN results r USING (run_id) GROUP BY ALL ORDER BY u.created_at"
     ).fetchall()
     return [

@@ -159,14 +159,42 @@ def trust_import(conn: duckdb.DuckDBPyConnection, run_id: str) -> bool:
 
 # -- runs ---------------------------------------------------------------------------------
 def insert_run(
-    conn: Any, run_id: str, name: str, metric: str, options: dict[str, Any], created: datetime
+    conn: Any,
+    run_id: str,
+    name: str,
+    metric: str,
+    options: dict[str, Any],
+    created: datetime,
+    note: str | None = None,
 ) -> None:
-    """A new run, `running`, with the process that writes it as its owner."""
+    """A new run, `running`, with the process that writes it as its owner, and the user's
+    note about it (`run --note`), if any."""
     conn.execute(
-        "INSERT INTO runs VALUES (?, ?, 'running', ?, ?, ?, NULL)",
-        [run_id, checked_text("run name", name), metric, json.dumps(options, default=str), created],
+        "INSERT INTO runs (run_id, name, status, metric, options, created_at, finished_at, "
+        "note, noted_at) VALUES (?, ?, 'running', ?, ?, ?, NULL, ?, ?)",
+        [
+            run_id,
+            checked_text("run name", name),
+            metric,
+            json.dumps(options, default=str),
+            created,
+            None if note is None else checked_text("run note", note),
+            None if note is None else created,
+        ],
     )
     record_owner(conn, run_id)  # gc spares the blobs of a run whose owner is alive
+
+
+def set_run_note(conn: Any, run_id: str, note: str) -> bool:
+    """Replace a run's note (`n4afs note RUN`); False when there is no such run."""
+    text = checked_text("run note", note)
+    found = conn.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()[0]
+    if not found:
+        return False
+    conn.execute(
+        "UPDATE runs SET note = ?, noted_at = current_timestamp WHERE run_id = ?", [text, run_id]
+    )
+    return True
 
 
 def insert_template(

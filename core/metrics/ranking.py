@@ -35,6 +35,10 @@ COMPLETED = "completed"
 # -- out of fold ----------------------------------------------------------------------------
 OUT_OF_FOLD = ("cv", "val")  # (model, partition) of the pooled out-of-fold score row
 FOLD_PREFIX = "fold_"  # fold models are `fold_<k>`; their `val` rows are out of fold
+# the other score rows a report shows beside the out-of-fold one (never ranked): the final
+# model on its own training rows (RMSEC) and on the test set (RMSEP)
+CALIBRATION = ("final", "train")
+TEST = ("final", "test")
 
 
 def is_out_of_fold(model: str, partition: str) -> bool:

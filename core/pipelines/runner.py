@@ -180,12 +180,15 @@ def plan_run(
     options: RunOptions,
     name: str,
     store: Store | None = None,
+    note: str | None = None,
 ) -> str:
     """Record the run, its templates and every pending result; return the run id.
 
     `store`: where the datasets' data is, to count the groups of replicate scans before
-    planning (without it a run with too few groups fails when it is executed)."""
+    planning (without it a run with too few groups fails when it is executed). `note`:
+    what the user says about the run (`run --note`), checked before anything is planned."""
     name = checked_text("run name", name)
+    note = None if note is None else checked_text("run note", note)
     options.validate()
     if not templates or not datasets:
         raise RunError("a run needs at least one template and one dataset")
@@ -224,7 +227,7 @@ def plan_run(
     )
     run_id = f"{now:%Y-%m-%d}_{slug(name)}_{short_id(identity, length=6)}"
     with index.write() as conn:
-        insert_run(conn, run_id, name, run_metric, _run_options(options, groups), now)
+        insert_run(conn, run_id, name, run_metric, _run_options(options, groups), now, note)
         for position, (template, configs) in enumerate(zip(templates, expanded, strict=True)):
             insert_template(conn, run_id, position, template.name, template.body, len(configs))
         for position, (dataset, metric) in enumerate(zip(datasets, metrics, strict=True)):

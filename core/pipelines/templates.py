@@ -559,3 +559,57 @@ def load_templates(sources: Sequence[Any]) -> list[Template]:
         seen[template.name] = i
         templates.append(template)
     return templates
+
+
+# --------------------------------------------------------------------------- config columns
+# What a config is, as the columns of a table a user pivots (RESULTS.csv): every result has
+# a preprocessing, a model and (for latent-variable models) a number of components, whatever
+# template produced it, so these three columns exist for every dataset and task; any other
+# generator choice gets a column of its own, named `<operator>.<parameter>`.
+NO_PREPROCESSING = "none"
+_PARAMETER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+
+
+def _steps_of(config: Sequence[dict[str, Any]]) -> list[Step]:
+    return [Step(op, dict(params or {})) for step in config for op, params in step.items()]
+
+
+def describe_config(config: Sequence[dict[str, Any]]) -> tuple[str, str | None, int | None]:
+    """(preprocessing, model, n_components) of a config (`PipelineConfig.to_template()`,
+    a result's `config`): the preprocessing steps' labels joined as in the result's name
+    (`snv-sg1`, `none` without any), the model's operator label (`pls`), and its number of
+    latent variables when it has one (set or default), else None."""
+    steps = _steps_of(config)
+    if not steps:
+        return NO_PREPROCESSING, None, None
+    *before, last = steps
+    preprocessing = "-".join(_step_label(s) for s in before) or NO_PREPROCESSING
+    operator = get_operator(last.op)
+    components = last.params.get("n_components")
+    if components is None and operator.key_param == "n_components":
+        components = operator.key_default
+    if isinstance(components, bool) or not isinstance(components, int):
+        components = None
+    return preprocessing, operator.label, components
+
+
+def choice_columns(config: Sequence[dict[str, Any]], choices: dict[str, Any]) -> dict[str, Any]:
+    """The generator choices `describe_config` does not show, as `{"savgol.window_length": 11}`:
+    a choice of one parameter of one operator (its path ends `<operator>.<parameter>`). Choices
+    of whole steps (`steps[0]`, `_or_[1]`) are the preprocessing and model columns, and the
+    model's `n_components` is its own column. Values: numbers and text as they are, anything
+    else as compact JSON."""
+    steps = _steps_of(config)
+    model = steps[-1].op if steps else None
+    columns: dict[str, Any] = {}
+    for path, value in choices.items():
+        parts = path.split(".")
+        if len(parts) < 2 or not all(_PARAMETER.match(p) for p in parts[-2:]):
+            continue
+        operator, parameter = parts[-2:]
+        if operator == model and parameter == "n_components":
+            continue
+        if not isinstance(value, _SCALARS):
+            value = json.dumps(value, sort_keys=True, separators=(",", ":"))
+        columns[f"{operator}.{parameter}"] = value
+    return columns

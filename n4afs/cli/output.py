@@ -206,6 +206,7 @@ RUN_FIELDS: dict[str, Callable[[Any], Any]] = {
     "pending": lambda r: r.n_pending,
     "started": lambda r: r.created_at,
     "finished": lambda r: r.finished_at,
+    "note": lambda r: r.note,
 }
 RUN_COLUMNS = tuple(RUN_FIELDS)
 

@@ -391,6 +391,11 @@ def _resumable(run_id: str) -> Iterator[None]:
 @click.option(
     "--no-group", is_flag=True, help="Split scans independently, even with a group column."
 )
+@click.option(
+    "--note",
+    default=None,
+    help="What to remember about this run (one line; RUN.yaml shows it; `n4afs note` replaces it).",
+)
 @click.option("--top", default=10, show_default=True, help="Rows of the ranked table.")
 @click.pass_context
 def run(
@@ -411,6 +416,7 @@ def run(
     targets,
     group,
     no_group,
+    note,
     top,
 ):
     """Run a sweep: every config of every TEMPLATE (YAML/JSON) on every --dataset.
@@ -451,11 +457,27 @@ def run(
             compute=False,
             targets=list(targets) or None,
             group=False if no_group else group,
+            note=note,
         )
+    if note is not None and (resume_id or again_id):
+        ws.note(planned.run_id, note)
     echo(f"run {planned.run_id}")
     with _resumable(planned.run_id):
         _finish_with_progress(planned)
     _show_run_summary(planned, top)
+
+
+@click.command()
+@click.argument("run_key", metavar="RUN")
+@click.argument("text")
+@click.pass_context
+def note(ctx, run_key, text) -> None:
+    """Set RUN's note to TEXT (one line; it replaces the note RUN had). RUN.yaml shows it.
+
+    RUN: a run id, a unique prefix of one, or its name.
+    """
+    ws = workspace(ctx.obj["workspace"])
+    echo(f"noted run {ws.note(run_key, text)}")
 
 
 @click.command()
@@ -599,4 +621,4 @@ def sql(ctx, query, as_csv) -> None:
     console().print(shown_table)
 
 
-COMMANDS = (init, datasets, run, runs, results, best, sql)
+COMMANDS = (init, datasets, run, note, runs, results, best, sql)

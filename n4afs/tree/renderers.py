@@ -30,8 +30,10 @@ import yaml
 
 # 2: DATASET.yaml columns/note/keys, metadata.csv; 3: targets; 4: metadata columns in
 # prediction CSVs, cv_by_group.csv, scores.yaml's cv_by_group, RUN.yaml's groups;
-# 5: .xlsx twins of RESULTS, best and predictions tables
-RENDER_VERSION = 5
+# 5: .xlsx twins of RESULTS, best and predictions tables; 6: RESULTS' stable columns (metric,
+# direction, score; preprocessing, model, n_components, other choices; RMSEC/RMSECV/RMSEP),
+# Parquet twins of RESULTS and best tables
+RENDER_VERSION = 6
 PREDICTION_COLUMNS = ("sample_id", "y_true", "y_pred", "residual", "partition", "fold")
 
 
@@ -94,6 +96,70 @@ def xlsx_bytes(
         notes.set_column(1, 1, XLSX_MAX_WIDTH * 2)
     book.close()
     return sink.getvalue()
+
+
+# What pyarrow is asked to write, every option that shapes the bytes pinned (its defaults may
+# move between versions). What it cannot be asked not to write: the footer's `created_by`
+# (`parquet-cpp-arrow version X`), so the bytes are the same for the same table within a
+# pyarrow version, not across versions (as matplotlib's PNGs).
+PARQUET_OPTIONS = {
+    "version": "2.6",
+    "compression": "snappy",
+    "use_dictionary": True,
+    "write_statistics": True,
+    "data_page_version": "1.0",
+    "store_schema": True,  # ARROW:schema (no version in it); without it `n4a_about` is dropped
+    "write_page_index": False,
+    "write_page_checksum": False,
+}
+_PARQUET_TYPES = {"int": "int64", "float": "float64", "text": "string", "bool": "bool_"}
+
+
+def parquet_bytes(
+    header: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    about: Sequence[tuple[str, Any]] = (),
+    types: dict[str, str] | None = None,
+) -> bytes:
+    """A table as Parquet with typed columns: `types` names a column's type (int, float,
+    text, bool); the others are inferred from their values (all ints: int, all numbers:
+    float, all bools: bool, else text; `TEXT_HEADERS` stay text). Empty cells ("" or None)
+    are nulls. `about` goes into the footer as `n4a_about` (JSON)."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = [list(c) for c in zip(*rows, strict=True)] or [[] for _ in header]
+    fields, arrays = [], []
+    for name, values in zip(header, columns, strict=True):
+        values = [None if v == "" else v for v in values]
+        kind = (types or {}).get(name) or _column_type(name, values)
+        if kind == "text":
+            values = [None if v is None else str(v) for v in values]
+        elif kind == "float":
+            values = [None if v is None else float(v) for v in values]
+        kind_type = getattr(pa, _PARQUET_TYPES[kind])()
+        fields.append(pa.field(name, kind_type))
+        arrays.append(pa.array(values, type=kind_type))
+    schema = pa.schema(fields)
+    if about:
+        text = json.dumps({str(k): v for k, v in about}, sort_keys=True, default=str)
+        schema = schema.with_metadata({"n4a_about": text})
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_arrays(arrays, schema=schema), sink, **PARQUET_OPTIONS)
+    return sink.getvalue()
+
+
+def _column_type(name: str, values: list) -> str:
+    present = [v for v in values if v is not None]
+    if name in TEXT_HEADERS or not present:
+        return "text"
+    if all(isinstance(v, bool) for v in present):
+        return "bool"
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Real) for v in present):
+        return "text"
+    return "int" if all(isinstance(v, numbers.Integral) for v in present) else "float"
 
 
 def _write_cell(sheet: Any, row: int, column: int, value: Any) -> None:

@@ -45,7 +45,8 @@ result appears under several folders without being stored twice. The tree is rea
 runs/<dataset>/                 one folder per dataset (start here)
     DATASET.yaml                what the dataset is: shape, targets, column roles,
                                 wavelengths, source, note
-    RESULTS.csv                 every result on it, best first (metric and direction inside)
+    RESULTS.csv                 every result on it, best first (metric and direction inside);
+                                RESULTS.xlsx for spreadsheets, RESULTS.parquet typed
     best_<NNNN>_<name>_<h>.csv  predictions of the best result (exactly one such file)
     <NNNN>_<name>_<hash6>/      one result: one pipeline config on this dataset
         pipeline.yaml           the concrete pipeline; `n4afs run pipeline.yaml` re-runs it
@@ -53,13 +54,14 @@ runs/<dataset>/                 one folder per dataset (start here)
         predictions/            cv.csv (out-of-fold), fold_<k>.csv, train.csv, test.csv,
                                 avg.csv, w_avg.csv (fold ensembles on the test set);
                                 cv_by_group.csv: out-of-fold, one row per physical
-                                sample when the run kept replicate scans together
+                                sample when the run kept replicate scans together;
+                                predictions.parquet: every prediction, typed, as stored
         charts/                 PNG charts
         models/<role>_<id>/     <step>.pkl per fitted step, pipeline.pkl (the whole chain:
                                 joblib.load(...).predict(X)), MANIFEST.yaml
         logs/                   timing.yaml, or error.log for a failed result
 by-run/<date>_<name>_<hash6>/   the same results grouped by run: RUN.yaml, templates/
-best/<dataset>.csv              the best predictions of every dataset
+best/<dataset>.csv              the best predictions of every dataset (.xlsx, .parquet)
 datasets/<dataset>/             DATASET.yaml, spectra.csv, targets.csv, and metadata.csv
                                 (sample_id + metadata columns) when it has metadata
 
@@ -72,6 +74,9 @@ NNNN is the result's number on its dataset (never reused); hash6 identifies its 
 CSV files: comma separated, '.' decimal point, UTF-8, one row per sample. residual is
 y_pred - y_true. Pickle files run code when loaded: only load those you trust.
 """
+
+
+PREDICTIONS_PARQUET = "predictions.parquet"  # a result's predictions blob, shown as stored
 
 
 class ResultFiles:
@@ -145,12 +150,21 @@ class ResultFiles:
     def _render(self, key: tuple, render) -> LazyContent:
         return LazyContent(self.memo, (RENDER_VERSION, *key), render)
 
-    def _tables(self, key: tuple, table, about=()) -> tuple[LazyContent, LazyContent]:
+    def _tables(
+        self, key: tuple, table, about=(), parquet: dict[str, str] | None = None
+    ) -> tuple[LazyContent, ...]:
         """One table, two files: CSV for machines, `.xlsx` for spreadsheets (numbers right
-        in every locale). `table()` gives (header, rows); both renders share its key."""
+        in every locale); and a third, Parquet with typed columns for the data stack, when
+        `parquet` is given (the types of the columns it names; the others are inferred).
+        `table()` gives (header, rows); the renders share its key."""
         as_csv = self._render(("csv", *key), lambda: renderers.csv_bytes(*table()))
         as_xlsx = self._render(("xlsx", *key), lambda: renderers.xlsx_bytes(*table(), about))
-        return as_csv, as_xlsx
+        if parquet is None:
+            return as_csv, as_xlsx
+        as_parquet = self._render(
+            ("parquet", *key), lambda: renderers.parquet_bytes(*table(), about, parquet)
+        )
+        return as_csv, as_xlsx, as_parquet
 
     # -- dataset-level files ------------------------------------------------------------
     def dataset_yaml(self, d: DatasetInfo) -> LazyContent:
@@ -190,44 +204,8 @@ class ResultFiles:
 
     def results_tables(
         self, views: Any, ranked: list[ResultRow], metric: str
-    ) -> tuple[LazyContent, LazyContent]:
-        """RESULTS.csv and RESULTS.xlsx. No bare hash6 column: spreadsheets read hex such as
-        `4878e2` as 487800 (the `result` label carries the hash as text)."""
-        extra = [m for m, spec in METRICS.items() if spec.task == METRICS[metric].task]
-        direction = METRICS[metric].direction
-
-        def table() -> tuple[list[str], list[list[Any]]]:
-            rows = []
-            for rank, r in enumerate(ranked, start=1):
-                cv = views.snapshot.cv_scores(r.result_id)
-                rows.append(
-                    [
-                        rank,
-                        r.label,
-                        r.seq,
-                        r.name,
-                        r.target,
-                        r.run_id,
-                        r.status,
-                        views.snapshot.origin(r),
-                        ranking.ranked_value(metric, cv, r.metric, r.score),
-                        *[cv.get(m) for m in extra],
-                    ]
-                )
-            header = [
-                "rank",
-                "result",
-                "seq",
-                "name",
-                "target",
-                "run",
-                "status",
-                "origin",
-                f"{metric} ({direction} is better)",
-                *[f"cv_{m}" for m in extra],
-            ]
-            return header, rows
-
+    ) -> tuple[LazyContent, ...]:
+        """RESULTS.csv, RESULTS.xlsx and RESULTS.parquet: `results_table`'s rows."""
         key = (
             "results",
             metric,
@@ -236,16 +214,20 @@ class ResultFiles:
         about = [
             ("table", "every result, best first"),
             ("metric", metric),
-            ("direction", f"{direction} is better"),
-            ("ranked by", "pooled out-of-fold (cv) score when cross-validated, else final/test"),
+            ("direction", f"{METRICS[metric].direction} is better"),
+            ("score", "the metric's pooled out-of-fold (cv) score, else final/test"),
+            ("rmsec, rmsecv, rmsep", "RMSE of the final model on train, pooled out-of-fold, test"),
+            ("accuracy_c, _cv, _p", "the same for classification: accuracy"),
+            ("cv_<metric>", "every other pooled out-of-fold score"),
         ]
-        return self._tables(key, table, about)
+        table = lambda: results_table(views, ranked, metric)  # noqa: E731
+        return self._tables(key, table, about, parquet=RESULTS_TYPES)
 
     def best_tables(
         self, best: ResultRow, dataset: DatasetInfo, views: Any
-    ) -> tuple[LazyContent, LazyContent]:
-        """The best result's predictions as CSV and .xlsx, one row per sample: out-of-fold
-        predictions, plus the final model on the test set."""
+    ) -> tuple[LazyContent, ...]:
+        """The best result's predictions as CSV, .xlsx and Parquet, one row per sample:
+        out-of-fold predictions, plus the final model on the test set."""
         about = [
             ("table", "predictions of the best result: pooled out-of-fold, then test"),
             ("result", best.label),
@@ -267,7 +249,11 @@ class ResultFiles:
                 ("best.xlsx", "imported", best.result_id),
                 lambda: renderers.xlsx_bytes(*imported_table(), about),
             )
-            return as_csv, as_xlsx
+            as_parquet = self._render(
+                ("best.parquet", "imported", best.result_id),
+                lambda: renderers.parquet_bytes(*imported_table(), about),
+            )
+            return as_csv, as_xlsx, as_parquet
 
         meta_blob, metadata = self._metadata_of(dataset)
 
@@ -280,7 +266,7 @@ class ResultFiles:
             return renderers.predictions_table(chosen, dataset.task, metadata())
 
         key = ("best", best.predictions_blob, dataset.task, meta_blob, best.label, best.metric)
-        return self._tables(key, table, about)
+        return self._tables(key, table, about, parquet={})
 
     def _imported_best(self, files: dict[str, tuple[str, int]], task: str) -> bytes:
         """cv.csv then the rows of test.csv, as exported (header once)."""
@@ -350,9 +336,10 @@ class ResultFiles:
             ]
             for d in dataset_ids
         }
-        data = {
-            "run": run.run_id,
-            "name": run.name,
+        data: dict[str, Any] = {"run": run.run_id, "name": run.name}
+        if run.note is not None:  # runs without one render as before notes existed
+            data["note"] = run.note
+        data |= {
             "status": run.status,
             "metric": run.metric,
             "results": run.n_results,
@@ -524,6 +511,9 @@ class ResultFiles:
         if by_group:
             names = (names[0], "cv_by_group.csv", *names[1:]) if names else names
         names = tuple(n for name in names for n in (name, *_spreadsheet_twin(name)))
+        size = views.snapshot.predictions_size(r.predictions_blob) if r.predictions_blob else None
+        if size is not None:  # every prediction above, typed: the stored blob as it is
+            names += (PREDICTIONS_PARQUET,)
 
         def build() -> dict[str, Node]:
             task = dataset.task
@@ -549,6 +539,9 @@ class ResultFiles:
                 about = [("table", f"pooled out-of-fold predictions of {r.label} per {column}")]
                 tables = self._tables(key, table_by_group, about)
                 self._add_tables(nodes, "cv_by_group.csv", t, tables)
+            if size is not None:
+                content = BlobContent(r.predictions_blob, size)
+                nodes[PREDICTIONS_PARQUET] = file_node(PREDICTIONS_PARQUET, t, content)
             return {name: nodes[name] for name in names}
 
         return FilesListing(names, build)
@@ -693,6 +686,76 @@ def timing_yaml(r: ResultRow, run_started: str | None) -> dict[str, Any]:
         "run_started": run_started,
         "finished": r.created_at.isoformat(timespec="seconds"),
     }
+
+
+# RESULTS.csv's columns: the same for every dataset, task and metric (a DuckDB or polars glob
+# over datasets reads them as one table), then one column per other generator choice
+# (`core.pipelines.templates.choice_columns`), sorted by name.
+RESULTS_IDENTITY = ("rank", "result", "seq", "name", "target", "run", "status", "origin")
+RESULTS_CONFIG = ("preprocessing", "model", "n_components")
+RESULTS_RANKING = ("metric", "direction", "score")
+# per task, its main score on calibration (train, final model), pooled out-of-fold, test
+RESULTS_TRIOS = {
+    "regression": ("rmse", ("rmsec", "rmsecv", "rmsep")),
+    "classification": ("accuracy", ("accuracy_c", "accuracy_cv", "accuracy_p")),
+}
+RESULTS_CV = tuple(f"cv_{m}" for m in METRICS if m not in {m for m, _ in RESULTS_TRIOS.values()})
+RESULTS_COLUMNS = (
+    *RESULTS_IDENTITY,
+    *RESULTS_CONFIG,
+    *RESULTS_RANKING,
+    *(c for _, trio in RESULTS_TRIOS.values() for c in trio),
+    *RESULTS_CV,
+)
+RESULTS_TYPES = {  # typed columns (Parquet); the rest of the fixed ones are text
+    **dict.fromkeys(("rank", "seq", "n_components"), "int"),
+    **dict.fromkeys((c for c in RESULTS_COLUMNS[RESULTS_COLUMNS.index("score") :]), "float"),
+}
+
+
+def results_table(views: Any, ranked: list[ResultRow], metric: str) -> tuple[list, list]:
+    """Every result of one dataset's target, best first (`ranked`): who it is, what it is
+    (preprocessing, model, components, other choices), the ranking metric, its direction and
+    its ranked value (`core.metrics.ranking.ranked_value`), RMSEC/RMSECV/RMSEP (accuracy for
+    classes; the other task's columns empty) and every pooled out-of-fold score."""
+    from n4afs_core.pipelines.templates import choice_columns, describe_config
+
+    snapshot = views.snapshot
+    direction = METRICS[metric].direction
+    choices = [choice_columns(r.config, r.choices) for r in ranked]
+    extra = sorted({c for found in choices for c in found} - set(RESULTS_COLUMNS))
+    rows = []
+    for rank, (r, chosen) in enumerate(zip(ranked, choices, strict=True), start=1):
+        cv = snapshot.cv_scores(r.result_id)
+        task = views.datasets_by_id[r.dataset_id].task
+        trios: list[Any] = []
+        for trio_task, (main, _) in RESULTS_TRIOS.items():
+            if trio_task != task:
+                trios += [None, None, None]
+                continue
+            train = snapshot.final_scores(r.result_id, ranking.CALIBRATION[1])
+            test = snapshot.final_scores(r.result_id, ranking.TEST[1])
+            trios += [train.get(main), cv.get(main), test.get(main)]
+        rows.append(
+            [
+                rank,
+                r.label,
+                r.seq,
+                r.name,
+                r.target,
+                r.run_id,
+                r.status,
+                snapshot.origin(r),
+                *describe_config(r.config),
+                metric,
+                direction,
+                ranking.ranked_value(metric, cv, r.metric, r.score),
+                *trios,
+                *[cv.get(c.removeprefix("cv_")) for c in RESULTS_CV],
+                *[chosen.get(c) for c in extra],
+            ]
+        )
+    return [*RESULTS_COLUMNS, *extra], rows
 
 
 def _step_content(step: tuple[str, str, int, bool]) -> BlobContent | SegmentsContent:

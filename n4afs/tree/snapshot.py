@@ -85,6 +85,8 @@ class Snapshot:
     _score_rows: dict[str, list[tuple]] | None = field(default=None, repr=False)
     _rows_complete: bool = field(default=False, repr=False)
     _models: dict[str, dict[str, ModelInfo]] = field(default_factory=dict, repr=False)
+    _final_json: dict[tuple[str, str], str] | None = field(default=None, repr=False)
+    _predictions_sizes: dict[str, int] | None = field(default=None, repr=False)
 
     def origin(self, result: ResultRow) -> str:
         """`core.index.trust.origin_label` of the result: this workspace, or which bundle."""
@@ -97,6 +99,29 @@ class Snapshot:
             text = self.cv_json.get(result_id)
             scores = self._cv[result_id] = json.loads(text) if text else {}
         return scores
+
+    def final_scores(self, result_id: str, partition: str) -> dict[str, Any]:
+        """The final model's scores on `partition` (`ranking.CALIBRATION`, `ranking.TEST`),
+        {} when it has none. Every result's rows load in one query on first use (what
+        RESULTS.csv shows), without the bulk of `preload`."""
+        if self._final_json is None:
+            with self.index.read() as conn:
+                self._final_json = _final_json(conn)
+        text = self._final_json.get((result_id, partition))
+        return json.loads(text) if text else {}
+
+    def predictions_size(self, blob_id: str) -> int | None:
+        """The size of a result's predictions blob (`predictions/predictions.parquet`, the
+        blob as stored); the sizes of all load in one query on first use."""
+        if self._predictions_sizes is None:
+            with self.index.read() as conn:
+                self._predictions_sizes = dict(
+                    conn.execute(
+                        "SELECT b.blob_id, b.size FROM blobs b "
+                        "JOIN results r ON r.predictions_blob = b.blob_id"
+                    ).fetchall()
+                )
+        return self._predictions_sizes.get(blob_id)
 
     def models_of(self, result_id: str) -> dict[str, ModelInfo]:
         """A result's models by folder label (final first, then folds in order); the
@@ -191,6 +216,14 @@ def _cv_json(conn: Any) -> dict[str, str]:
     row per result at most, the key of `predictions` says)."""
     sql = f"SELECT result_id, scores FROM predictions p WHERE {ranking.out_of_fold_sql('p')}"
     return dict(conn.execute(sql).fetchall())
+
+
+def _final_json(conn: Any) -> dict[tuple[str, str], str]:
+    """(result id, partition) -> the JSON of the final model's scores there."""
+    model = ranking.CALIBRATION[0]
+    assert ranking.TEST[0] == model
+    sql = "SELECT result_id, partition, scores FROM predictions WHERE model = ?"
+    return {(r, p): text for r, p, text in conn.execute(sql, [model]).fetchall()}
 
 
 def _imported(conn: Any) -> dict[str, dict[str, tuple[str, int]]]:

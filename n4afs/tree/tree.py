@@ -569,8 +569,9 @@ class Tree:
         by_dir = views.run_dataset_dirs.get(run.run_id, {})
         if len(rest) == 1:
             mtime = max([_ts(run.created_at), _ts(run.finished_at)])
+            changed = max(mtime, _ts(run.noted_at))  # a note set later is a change
             nodes = [
-                file_node("RUN.yaml", mtime, self.files.run_yaml(views, run), mutable=True),
+                file_node("RUN.yaml", changed, self.files.run_yaml(views, run), mutable=True),
                 directory("templates", _ts(run.created_at), mutable=False),
             ]
             nodes += [directory(name, mtime) for name in by_dir]
@@ -652,11 +653,11 @@ class Tree:
 
 
 def _table_nodes(stem: str, mtime: float, tables: tuple) -> list[Node]:
-    """`<stem>.csv` and `<stem>.xlsx`: one changing table (RESULTS, best) in both forms."""
-    as_csv, as_xlsx = tables
+    """`<stem>.csv`, `<stem>.xlsx` and `<stem>.parquet`: one changing table (RESULTS, best)
+    in each form."""
     return [
-        file_node(f"{stem}.csv", mtime, as_csv, mutable=True),
-        file_node(f"{stem}.xlsx", mtime, as_xlsx, mutable=True),
+        file_node(f"{stem}.{suffix}", mtime, content, mutable=True)
+        for suffix, content in zip(("csv", "xlsx", "parquet"), tables, strict=False)
     ]
 
 
