@@ -147,9 +147,14 @@ class ResultFiles:
 
     def _tables(self, key: tuple, table, about=()) -> tuple[LazyContent, LazyContent]:
         """One table, two files: CSV for machines, `.xlsx` for spreadsheets (numbers right
-        in every locale). `table()` gives (header, rows); both renders share its key."""
+        in every locale). `table()` gives (header, rows); both renders share its key, and
+        the workbook's key holds its about sheet too (results sharing a predictions blob
+        share the table, not the workbook, which names its result)."""
         as_csv = self._render(("csv", *key), lambda: renderers.csv_bytes(*table()))
-        as_xlsx = self._render(("xlsx", *key), lambda: renderers.xlsx_bytes(*table(), about))
+        about_key = tuple(tuple(pair) for pair in about)
+        as_xlsx = self._render(
+            ("xlsx", *key, about_key), lambda: renderers.xlsx_bytes(*table(), about)
+        )
         return as_csv, as_xlsx
 
     # -- dataset-level files ------------------------------------------------------------
