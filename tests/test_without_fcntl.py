@@ -3,7 +3,9 @@
 The workspace lock runs on `LockFileEx` there (`core/index/file_locks.py`). Windows is not
 available to the tests, so its backend runs here with its two system calls played by the
 kernel's `flock`, whose semantics are LockFileEx's (shared or exclusive, per open handle,
-released when the holder dies); everything above those two calls is the real code."""
+released when the holder dies); everything above those two calls is the real code. The
+API, CLI, fsspec, export and `serve` then run in a process where `import fcntl` fails; the
+serving daemons' Windows-only paths (detaching, unmounting) are checked by their choices."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from n4afs_core.errors import WorkspaceLocked
+from n4afs_core.errors import N4AError, WorkspaceLocked
 from n4afs_core.index import file_locks
 from n4afs_core.index.database import Index
 from n4afs_core.index.lock import WorkspaceLock
@@ -122,12 +124,69 @@ ws.export(f"runs/fermentation/{label}", sys.argv[1] + "/r.zip")
 ws.export(f"runs/fermentation/{label}", sys.argv[1] + "/r", link=True)
 main(["-w", str(ws.path), "results", "fermentation"])
 main(["-w", str(ws.path), "cat", f"runs/fermentation/{label}/scores.yaml"])
+
+# serve: `n4afs serve --foreground` in this process's main thread, browsed over HTTP from
+# another thread, then stopped by SIGTERM as `n4afs serve --stop` stops it
+import http.client
+import os
+import signal
+import threading
+import time
+from urllib.parse import unquote
+from xml.etree import ElementTree
+
+from n4afs.surfaces.serve import read_record
+
+os.environ["N4AFS_STATE"] = sys.argv[1] + "/state"
+result = f"runs/fermentation/{label}"
+tree = ws.tree
+names = {name for name, _ in tree.list_kinds(tuple(result.split("/")))}
+
+
+def files_below(path):
+    for name, is_dir in tree.list_kinds(path):
+        yield from files_below((*path, name)) if is_dir else [(*path, name)]
+
+
+files = sorted(files_below(tuple(result.split("/"))))
+browsed = {}
+
+
+def browse():
+    try:
+        deadline = time.monotonic() + 60
+        while (record := read_record(ws.path.absolute())) is None:
+            assert time.monotonic() < deadline, "the server never recorded itself"
+            time.sleep(0.05)
+        conn = http.client.HTTPConnection("127.0.0.1", record["port"], timeout=60)
+        conn.request("PROPFIND", f"/{result}/", headers={"Depth": "1"})
+        answer = conn.getresponse()
+        body = answer.read()
+        assert answer.status == 207, answer.status
+        hrefs = [unquote(e.text) for e in ElementTree.fromstring(body).iter("{DAV:}href")]
+        browsed["listed"] = {h.rstrip("/").rsplit("/", 1)[-1] for h in hrefs[1:]}
+        for path in files:  # every file of the result, its bytes as the tree's
+            conn.request("GET", "/" + "/".join(path))
+            answer = conn.getresponse()
+            got = answer.read()
+            want = bytes(tree.read(tree.open(tree.lookup(path))))
+            assert answer.status == 200 and got == want, (path, answer.status)
+        browsed["read"] = len(files)
+    finally:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+threading.Thread(target=browse).start()
+main(["-w", str(ws.path), "serve", "--foreground", "--port", "0"])
+assert browsed.get("listed") == names, (browsed, names)
+assert browsed["read"] == len(files) >= 5, browsed
+assert read_record(ws.path.absolute()) is None  # stopped cleanly: its record is gone
 assert sys.modules.get("fcntl") is None
 print("ok")
 """
 
 
-def test_api_cli_fsspec_and_export_work_without_fcntl(tmp_path):
+def test_api_cli_fsspec_export_and_serve_work_without_fcntl(tmp_path):
     done = subprocess.run(
         [sys.executable, "-c", WITHOUT_FCNTL, str(tmp_path), str(REPO)],
         capture_output=True,
@@ -137,3 +196,43 @@ def test_api_cli_fsspec_and_export_work_without_fcntl(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.splitlines()[-1] == "ok"
     assert (tmp_path / "r.zip").stat().st_size > 0
+
+
+class Started:
+    pid = 4242
+
+    def poll(self):
+        return None
+
+
+def test_a_windows_daemon_gets_no_console_and_a_process_group_of_its_own(tmp_path, monkeypatch):
+    """`start_new_session` means nothing on Windows (subprocess ignores it there): the
+    daemon would stay attached to the terminal, and closing it would stop the server."""
+    from n4afs.surfaces import daemon
+
+    asked = {}
+
+    def popen(command, **options):
+        asked.update(options)
+        return Started()
+
+    monkeypatch.setattr(daemon.subprocess, "Popen", popen)
+    monkeypatch.setattr(sys, "platform", "win32")
+    daemon.start_detached(["serve"], tmp_path / "serve.log", lambda d: True, N4AError, "x")
+    assert "start_new_session" not in asked
+    assert asked["creationflags"] == 0x00000008 | 0x00000200  # DETACHED, NEW_PROCESS_GROUP
+    monkeypatch.setattr(sys, "platform", "linux")
+    daemon.start_detached(["serve"], tmp_path / "serve.log", lambda d: True, N4AError, "x")
+    assert asked["start_new_session"] is True
+
+
+def test_umount_points_windows_to_serve_and_uses_umount_on_macos(tmp_path):
+    from n4afs.surfaces import mount
+
+    with pytest.raises(N4AError, match="n4afs serve --stop"):
+        mount._unmount_command(tmp_path, lazy=False, platform="win32")
+    assert mount._unmount_command(tmp_path, lazy=False, platform="darwin") == [
+        "umount",
+        str(tmp_path),
+    ]
+    assert mount._unmount_command(tmp_path, lazy=True, platform="darwin")[:2] == ["umount", "-f"]

@@ -3,6 +3,9 @@
 Both start the same command with `--foreground` as a detached process (its own session, its
 output in a log file under the workspace's `logs/`), and wait until it serves: the command
 returns once the tree is reachable, or with the daemon's last log lines if it stopped.
+Windows has no sessions (`start_new_session` is ignored there): the daemon gets no console
+and a process group of its own instead, so closing the terminal or a Ctrl-C typed in it
+later does not stop it.
 
 Design: docs/DESIGN.md, "Surfaces".
 """
@@ -19,6 +22,15 @@ from pathlib import Path
 from n4afs_core.errors import N4AError
 
 START_TIMEOUT_S = 30.0
+DETACHED_PROCESS = 0x00000008  # Windows process creation flags (subprocess has them only
+CREATE_NEW_PROCESS_GROUP = 0x00000200  # on Windows); values from the Win32 API
+
+
+def detach_options(platform: str | None = None) -> dict:
+    """How `subprocess.Popen` detaches a daemon from the terminal that started it."""
+    if (platform or sys.platform) == "win32":
+        return {"creationflags": DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP}
+    return {"start_new_session": True}
 
 
 def start_detached(
@@ -40,7 +52,7 @@ def start_detached(
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
-            start_new_session=True,
+            **detach_options(),
             env=None if env is None else {**os.environ, **env},
         )
     deadline = time.monotonic() + START_TIMEOUT_S

@@ -147,7 +147,16 @@ def unmount(mountpoint: Path) -> str:
     return "cleared stale mount" if stale else "unmounted"
 
 
-def _unmount_command(mountpoint: Path, lazy: bool) -> list[str]:
+def _unmount_command(mountpoint: Path, lazy: bool, platform: str = sys.platform) -> list[str]:
+    """Linux: fusermount3 (or umount as root); macOS: umount (macFUSE and FUSE-T let the
+    user who mounted unmount); Windows has no n4afs mounts."""
+    if platform == "win32":
+        raise MountError(
+            "Windows has no FUSE mount for n4afs; a server started by `n4afs serve` stops "
+            "with `n4afs serve --stop`"
+        )
+    if platform == "darwin":
+        return ["umount", *(["-f"] if lazy else []), str(mountpoint)]
     if shutil.which("fusermount3"):
         return ["fusermount3", "-u", *(["-z"] if lazy else []), str(mountpoint)]
     if os.geteuid() == 0:

@@ -238,7 +238,9 @@ def start_background(
 
 
 def stop(workspace: Path) -> Served:
-    """Stop the server of `workspace` (SIGTERM) and wait until it has exited."""
+    """Stop the server of `workspace` (SIGTERM) and wait until it has exited. On Windows
+    `os.kill` with SIGTERM is TerminateProcess: the server ends at once (a response in
+    flight is cut; nothing is written, so nothing is left half-done)."""
     found = read_record(workspace)
     if found is None or not _alive(found["pid"]):
         record_path(workspace).unlink(missing_ok=True)

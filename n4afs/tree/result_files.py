@@ -156,13 +156,19 @@ class ResultFiles:
         """One table, two files: CSV for machines, `.xlsx` for spreadsheets (numbers right
         in every locale); and a third, Parquet with typed columns for the data stack, when
         `parquet` is given (the types of the columns it names; the others are inferred).
-        `table()` gives (header, rows); the renders share its key."""
+        `table()` gives (header, rows); the renders share its key, and the workbook's and
+        the Parquet file's keys hold their about notes too (results sharing a predictions
+        blob share the table, not the notes, which name their result)."""
         as_csv = self._render(("csv", *key), lambda: renderers.csv_bytes(*table()))
-        as_xlsx = self._render(("xlsx", *key), lambda: renderers.xlsx_bytes(*table(), about))
+        about_key = tuple(tuple(pair) for pair in about)
+        as_xlsx = self._render(
+            ("xlsx", *key, about_key), lambda: renderers.xlsx_bytes(*table(), about)
+        )
         if parquet is None:
             return as_csv, as_xlsx
         as_parquet = self._render(
-            ("parquet", *key), lambda: renderers.parquet_bytes(*table(), about, parquet)
+            ("parquet", *key, about_key),
+            lambda: renderers.parquet_bytes(*table(), about, parquet),
         )
         return as_csv, as_xlsx, as_parquet
 
