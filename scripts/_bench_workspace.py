@@ -393,3 +393,12 @@ class Materializer:
         if self.files >= self._next_log:
             self.log(f"  materialized {self.files:,} files, {self.dirs:,} dirs ...")
             self._next_log += 200_000
+
+
+def add_workspace_arguments(parser) -> None:
+    """The size and repeat options every benchmark on a built workspace takes."""
+    parser.add_argument("--results", type=int, default=10_000)
+    parser.add_argument("--big-mb", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--quick", action="store_true", help="1,000 results, 20 MiB, 2 repeats")

@@ -61,7 +61,7 @@ from xml.etree import ElementTree
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from _bench_workspace import BIG_STEP, CHUNK, build_workspace  # noqa: E402
+from _bench_workspace import BIG_STEP, CHUNK, add_workspace_arguments, build_workspace  # noqa: E402
 from bench_mount import Mount, fmt_time, in_turn, loadavg, log, op_big, op_read, timed  # noqa: E402
 
 SMALL_RESULTS = 100
@@ -168,11 +168,7 @@ def table(
 
 def main() -> int:  # noqa: PLR0915 - one linear script, read top to bottom
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=int, default=10_000)
-    parser.add_argument("--big-mb", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--quick", action="store_true", help="1,000 results, 20 MiB, 2 repeats")
+    add_workspace_arguments(parser)
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args()
     if args.quick:

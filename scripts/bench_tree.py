@@ -64,7 +64,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from _bench_workspace import BIG_STEP, CHUNK, Materializer, build_workspace  # noqa: E402
+from _bench_workspace import BIG_STEP, CHUNK, Materializer, add_workspace_arguments, build_workspace  # noqa: E402
 
 SUBSET_RESULTS = 200
 SEED = 2026
@@ -213,11 +213,7 @@ def measure_renders(
 # -- the benchmark ----------------------------------------------------------------------------
 def main() -> int:  # noqa: C901, PLR0915 - one linear script, read top to bottom
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=int, default=10_000)
-    parser.add_argument("--big-mb", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--quick", action="store_true", help="1,000 results, 20 MiB, 2 repeats")
+    add_workspace_arguments(parser)
     parser.add_argument("--profile", action="store_true", help="cProfile the cold operations")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args()
