@@ -42,6 +42,7 @@ from wsgidav.dav_error import (
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 from wsgidav.mw.base_mw import BaseMiddleware
 
+from n4afs.surfaces import propfind
 from n4afs.tree.content import BlobContent, BytesContent, LazyContent, Node, SegmentsContent
 from n4afs.tree.pipeline_pickle import BlobSegment
 from n4afs.tree.tree import Tree, parse_path
@@ -109,6 +110,7 @@ class TreeProvider(DAVProvider):
     def __init__(self, tree: Tree) -> None:
         super().__init__()
         self.tree = tree
+        self.propfinds = propfind.PropfindCache()
 
     def is_readonly(self) -> bool:
         return True
@@ -159,7 +161,31 @@ class TreeProvider(DAVProvider):
                 "ask with Depth: 1",
                 err_condition=PRECONDITION_CODE_PropfindFiniteDepth,
             )
-        return default(environ, start_response)
+        answer = self._propfind(environ, start_response)
+        return default(environ, start_response) if answer is None else answer
+
+    def _propfind(self, environ: dict, start_response: Any) -> list[bytes] | None:
+        """`Depth: 0`/`1` in one pass, the finished answer kept while the listing is the
+        same (n4afs/surfaces/propfind.py); None: WsgiDAV answers (404, `propname`, a body
+        it refuses)."""
+        try:
+            asked = propfind.requested(propfind.read_body(environ))
+        except ValueError:  # a Content-Length WsgiDAV refuses itself (400)
+            return None
+        path, depth = environ["PATH_INFO"], environ["HTTP_DEPTH"]
+        res = self.get_resource_inst(path, environ) if asked is not None else None
+        if res is None or depth not in ("0", "1"):
+            return None
+        if depth == "1" and res.is_collection:
+            entries = res._entries()
+            sources: tuple = (res.node, entries)
+            members = lambda: [res, *res.members(entries)]  # noqa: E731
+        else:
+            sources, members = (res.node,), lambda: [res]
+        data = self.propfinds.get(
+            (path, depth, asked), sources, lambda: propfind.document(members(), asked)
+        )
+        return propfind.send(start_response, data)
 
 
 class TreeFolder(DAVCollection):
@@ -193,10 +219,14 @@ class TreeFolder(DAVCollection):
 
     def get_member_list(self) -> list[Any]:
         """One tree listing, not a lookup per member."""
+        return self.members(self._entries())
+
+    def members(self, entries: Any) -> list[Any]:
+        """The resources of a listing's entries."""
         base = self.path.rstrip("/")
         members: list[Any] = []
         try:
-            for name, node in self._entries().items():
+            for name, node in entries.items():
                 path, parts = f"{base}/{name}", (*self.parts, name)
                 if node.is_dir:
                     members.append(TreeFolder(path, self.environ, self.provider, parts, node))
