@@ -20,7 +20,10 @@ per operation: PROPFIND, then all the GETs of the small files from one config fi
 connection, then the big GET to /dev/null; the process start is in its time), `mount` (the
 FUSE mount, `n4afs mount --foreground`) and `folder` (`n4afs export --link` of the dataset
 folder: a plain folder on the same ext4 file system, blob files hard links to the store's
-objects, so the same page cache). The server is `n4afs serve` started in the background,
+objects, so the same page cache), and `floor`: WsgiDAV's own FilesystemProvider serving
+that folder in a process of its own, read with webdav4 (scripts/_webdav_floor.py: the same
+server library and settings with no n4afs code, so `webdav4 / floor` is n4afs's share and
+`floor / mount` the protocol's). The server is `n4afs serve` started in the background,
 as a user starts it, on 127.0.0.1 and a free port.
 
 Warm figures: per operation, each side gets an unmeasured first pass (the mount's and the
@@ -48,10 +51,14 @@ import argparse
 import os
 import random
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -68,7 +75,7 @@ SMALL_RESULTS = 100
 SEED = 2026
 GOALS = {"list": 3.0, "small": 3.0}  # max WebDAV / mount time
 BIG_GOAL = 0.5  # min WebDAV MB/s as a fraction of the mount's
-SIDES = ("folder", "mount", "webdav4", "curl")
+SIDES = ("folder", "mount", "webdav4", "curl", "floor")
 
 
 # -- the operations: the same three on every side ------------------------------------------
@@ -78,7 +85,11 @@ def op_list(root: str) -> int:
         return len([(e.name, e.is_dir(), e.stat().st_size, e.stat().st_mtime) for e in entries])
 
 
-def webdav_ops(fs: Any, base: str, small: list[str], big: str) -> dict[str, Callable[[], int]]:
+def webdav_ops(
+    fs: Any, base: str, small: list[str], big: str, extra: int = 0
+) -> dict[str, Callable[[], int]]:
+    """`extra`: entries of the served folder that are not the dataset's (an export's own)."""
+
     def big_read() -> int:
         total = 0
         with fs.open(f"{base}/{big}", "rb", block_size=CHUNK) as f:
@@ -87,7 +98,7 @@ def webdav_ops(fs: Any, base: str, small: list[str], big: str) -> dict[str, Call
         return total
 
     return {
-        "list": lambda: len(fs.ls(base, detail=True)),
+        "list": lambda: len(fs.ls(base, detail=True)) - extra,
         "small": lambda: sum(len(fs.cat_file(f"{base}/{rel}")) for rel in small),
         "big": big_read,
     }
@@ -117,6 +128,34 @@ def curl_ops(url: str, small: list[str], big: str, config: Path) -> dict[str, Ca
     return {"list": listing, "small": small_reads, "big": big_read}
 
 
+class Floor:
+    """scripts/_webdav_floor.py in its own process, as `n4afs serve` runs in its own."""
+
+    def __init__(self, folder: Path, log_path: Path) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/"
+        command = [sys.executable, str(REPO / "scripts" / "_webdav_floor.py"), str(folder)]
+        with open(log_path, "wb") as out:
+            self.proc = subprocess.Popen([*command, str(port)], stdout=out, stderr=out)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(self.url, timeout=1).close()
+                return
+            except urllib.error.HTTPError:
+                return  # any status is an answer
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"the WebDAV floor did not start: {log_path}") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
 # -- the run ----------------------------------------------------------------------------------
 def measure(
     ops: dict[str, dict[str, Callable[[], int]]], repeats: int
@@ -142,26 +181,30 @@ def table(
     med = {key: statistics.median(values) for key, values in seconds.items()}
     rows = [
         "| operation | folder (export --link) | FUSE mount | webdav4 | curl "
-        "| webdav4 / mount | curl / mount | goal | met |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+        "| WsgiDAV floor (webdav4) | webdav4 / mount | curl / mount | floor / mount "
+        "| webdav4 / floor | goal | met |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     ratios: dict[str, float] = {}
     for name in ("list", "small"):
         cells = [fmt_time(med[side, name]) for side in SIDES]
         w, c = med["webdav4", name] / med["mount", name], med["curl", name] / med["mount", name]
+        f, wf = med["floor", name] / med["mount", name], med["webdav4", name] / med["floor", name]
         ratios[name] = w
         met = "met" if w <= GOALS[name] else f"NOT met ({w / GOALS[name]:.1f}x over)"
         rows.append(
-            f"| {labels[name]} | {' | '.join(cells)} | {w:.2f}x | {c:.2f}x "
-            f"| <= {GOALS[name]:.0f}x | {met} |"
+            f"| {labels[name]} | {' | '.join(cells)} | {w:.2f}x | {c:.2f}x | {f:.2f}x "
+            f"| {wf:.2f}x | <= {GOALS[name]:.0f}x | {met} |"
         )
     mbs = {side: big_size / med[side, "big"] / 1e6 for side in SIDES}
     w, c = mbs["webdav4"] / mbs["mount"], mbs["curl"] / mbs["mount"]
+    f, wf = mbs["floor"] / mbs["mount"], mbs["webdav4"] / mbs["floor"]
     ratios["big"] = w
     met = "met" if w >= BIG_GOAL else f"NOT met ({w:.0%} of the mount)"
     cells = [f"{mbs[side]:,.0f} MB/s" for side in SIDES]
     rows.append(
-        f"| {labels['big']} | {' | '.join(cells)} | {w:.0%} | {c:.0%} | >= {BIG_GOAL:.0%} | {met} |"
+        f"| {labels['big']} | {' | '.join(cells)} | {w:.0%} | {c:.0%} | {f:.0%} | {wf:.0%} "
+        f"| >= {BIG_GOAL:.0%} | {met} |"
     )
     return "\n".join(rows), ratios
 
@@ -181,7 +224,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script, read top to bottom
     ws_dir, mnt = scratch / "ws", scratch / "mnt"
     n4afs = [sys.executable, "-m", "n4afs.cli"]
     mount = Mount([*n4afs, "mount", str(ws_dir), str(mnt), "--foreground"], mnt, scratch / "m.log")
-    ws = None
+    ws = floor = None
     try:
         info = build_workspace(
             ws_dir, args.results, args.big_mb, scratch, dataset_tag="bench-serve", log=log
@@ -224,6 +267,8 @@ def main() -> int:  # noqa: PLR0915 - one linear script, read top to bottom
         mount.start()
         log(f"n4afs mount: {mnt} ({mount.started_s:.1f} s to mount)")
         fs = WebdavFileSystem(served.url)
+        floor = Floor(folder, scratch / "floor.log")
+        log(f"WebDAV floor (WsgiDAV over the folder): {floor.url}")
         base = f"runs/{dataset}"
         m = f"{mnt}/{base}"
         ops = {
@@ -239,6 +284,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script, read top to bottom
             },
             "webdav4": webdav_ops(fs, base, small, big),
             "curl": curl_ops(f"{served.url}{quote(base)}/", small, big, scratch / "curl.cfg"),
+            "floor": webdav_ops(WebdavFileSystem(floor.url), "", small, big, extra),
         }
         loads = [f"before {loadavg()}"]
         log(f"warm, sides in turns ({', '.join(SIDES)}), {args.repeats} repeats ...")
@@ -283,6 +329,8 @@ def main() -> int:  # noqa: PLR0915 - one linear script, read top to bottom
         return 0
     finally:
         mount.stop()
+        if floor is not None:
+            floor.stop()
         if ws is not None and (scratch / "state" / "servers").is_dir():
             try:
                 ws.stop_serving()
