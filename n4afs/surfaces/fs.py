@@ -23,7 +23,7 @@ import io
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from fsspec import AbstractFileSystem
@@ -76,6 +76,18 @@ class N4AFile(AbstractBufferedFile):
             raise _eio(self.path, exc) from exc
 
 
+def local_path(parts: tuple[str, ...], windows: bool = os.name == "nt") -> str:
+    """The local folder the leading parts of an `n4a://` path name: `/home/ana/ws` on
+    POSIX; on Windows `n4a://C:/Users/ana/ws` (or `n4a:///C:/...`) names `C:\\Users\\ana\\ws`,
+    where joining the parts under "/" would give `/C:/Users/...`, no path at all."""
+    if windows:
+        drive, *rest = parts
+        if len(drive) == 2 and drive[1] == ":" and drive[0].isalpha():
+            return str(PureWindowsPath(drive + "\\", *rest))
+        return str(PureWindowsPath("\\", *parts))
+    return "/" + "/".join(parts)
+
+
 class N4AFileSystem(AbstractFileSystem):
     protocol = "n4a"
     root_marker = "/"
@@ -91,6 +103,8 @@ class N4AFileSystem(AbstractFileSystem):
         if isinstance(path, list):
             return [cls._strip_protocol(p) for p in path]
         path = str(path)
+        if os.name == "nt":  # `n4a://C:\\Users\\ana\\ws`, as Explorer copies a path
+            path = path.replace("\\", "/")
         if path.startswith("n4a://"):
             path = path[len("n4a://") :]
         return "/" + path.strip("/")
@@ -120,7 +134,7 @@ class N4AFileSystem(AbstractFileSystem):
 
         parts = parse_path(path)
         for cut in range(len(parts), 0, -1):
-            root = "/" + "/".join(parts[:cut])
+            root = local_path(parts[:cut])
             if os.path.isfile(os.path.join(root, WORKSPACE_MARKER)):
                 return self._tree(root), parts[cut:]
         from_env = os.environ.get(ENV_VAR)
