@@ -77,8 +77,10 @@ class Mount:
         """The mount for a fixture's lifetime: started, then stopped, gone from the mount
         table and its daemon's log free of tracebacks."""
         self.start()
-        yield self
-        self.stop()
+        try:
+            yield self
+        finally:  # a failing test must not leave its daemon mounted
+            self.stop()
         assert not os.path.ismount(self.path)
         self.assert_clean_log()
 
