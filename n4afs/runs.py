@@ -152,13 +152,15 @@ class Run:
         with self.ws.index.read() as conn:
             return queries.pending_results(conn, self.run_id)
 
-    def finish(self, on_result: Any = None) -> Run:
+    def finish(self, on_result: Any = None, **execution: Any) -> Run:
         """Compute the run's pending results, storing each as it finishes (`on_result` is
         called with each one's payload); a planned, interrupted or failed-midway run is
-        finished this way. Returns the run."""
+        finished this way. `execution`: where to compute them this time (`backend`,
+        `scheduler`, `n_jobs`, `worker_cache`) instead of where the run was started: a run
+        whose cluster is gone finishes on another one, or here. Returns the run."""
         from n4afs_core.pipelines.runner import execute_run
 
-        execute_run(self.ws.index, self.ws.store, self.run_id, on_result)
+        execute_run(self.ws.index, self.ws.store, self.run_id, on_result, execution)
         return self
 
     @property

@@ -271,6 +271,7 @@ class Workspace:
         n_jobs: int = 1,
         backend: str = "joblib",
         scheduler: Any = None,
+        worker_cache: str | os.PathLike | None = None,
         on_result: Any = None,
         compute: bool = True,
         targets: str | Sequence[str] | None = None,
@@ -285,7 +286,8 @@ class Workspace:
         is either a held-out fraction (`test_size`) or a separate dataset (`test_dataset`);
         `splitter` is any scikit-learn CV splitter (default: shuffled K-fold, stratified
         for classification, seeded). `backend="dask"` with `scheduler` (an address such as
-        tcp://host:8786, or a distributed Client / cluster) runs on a dask cluster.
+        tcp://host:8786, or a distributed Client / cluster) runs on a dask cluster; its
+        workers cache the store's objects in `worker_cache` (default: their temp folder).
         `targets`: the target(s) modelled on each dataset, one result per config x target:
         names (each dataset must have them), "all", or None for each dataset's first target.
         `group`: the metadata column whose scans (replicates of one physical sample) stay
@@ -311,6 +313,7 @@ class Workspace:
             splitter=splitter_spec(splitter) if splitter is not None else None,
             backend=backend,
             scheduler=getattr(scheduler, "scheduler_address", scheduler),
+            worker_cache=str(worker_cache) if worker_cache is not None else None,
             targets=targets_asked(targets),
             group=group,
         )
@@ -326,9 +329,11 @@ class Workspace:
                 raise RunError(f"no run {run!r} in {self.path}: list them with `n4afs runs`")
         return run_id
 
-    def resume(self, run_id: str, on_result: Any = None) -> Run:
-        """Finish an interrupted run: only results still pending are computed."""
-        return self.get_run(run_id).finish(on_result)
+    def resume(self, run_id: str, on_result: Any = None, **execution: Any) -> Run:
+        """Finish an interrupted run: only results still pending are computed. `execution`
+        (`backend`, `scheduler`, `n_jobs`, `worker_cache`) moves it elsewhere: another
+        dask scheduler, or `backend="joblib"` here."""
+        return self.get_run(run_id).finish(on_result, **execution)
 
     def run_again(self, run_id: str, on_result: Any = None, compute: bool = True) -> Run:
         """A new run of a run's templates, datasets and options: the same fitted bytes,

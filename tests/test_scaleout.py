@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import tempfile
 import threading
 import urllib.request
 import zipfile
@@ -236,3 +237,161 @@ def test_putting_the_same_bytes_again_replaces_a_damaged_remote_object(s3, tmp_p
     assert not store.exists(blob_id) and (tmp_path / "quarantine" / blob_id).exists()
     store.put(data)
     assert store.verify(blob_id) and store.read(blob_id) == data
+
+
+# -- a cluster that parallelizes, and a run that outlives its cluster (#22) ----------------
+def test_a_sweep_is_split_into_enough_tasks_to_keep_every_worker_busy():
+    import json
+
+    from n4afs_core.pipelines.runner import split_tasks
+
+    def config(first: str, second: str, k: int) -> str:
+        return json.dumps([{first: {}}, {second: {}}, {"pls": {"n_components": k}}])
+
+    group = [(f"r{i}", config("snv", ["savgol", "detrend"][i % 2], i), 0) for i in range(12)]
+    tasks = [(group, "rmse")]
+    assert split_tasks(tasks, 1) == tasks  # one slot: each shared prefix fitted once
+    split = split_tasks(tasks, 2)
+    assert len(split) >= 4
+    assert sorted(r for g, _ in split for r, _, _ in g) == sorted(r for r, _, _ in group)
+    seconds = [{next(iter(json.loads(c)[1])) for _, c, _ in g} for g, _ in split]
+    assert all(len(s) == 1 for s in seconds)  # configs sharing a second step stay together
+    single = [([("only", config("snv", "msc", 1), 0)], "rmse")]
+    assert split_tasks(single, 8) == single  # nothing to split
+
+
+def test_dask_workers_cache_the_store_in_their_own_folder(s3, cluster, tmp_path):
+    from n4afs_core.store.stores import worker_cache_dir
+
+    ws = Workspace(tmp_path / "ws", store="s3://n4a-bucket/worker-cache")
+    worker_cache = tmp_path / "worker-cache"
+    run = ws.run(
+        templates=[SWEEP],
+        datasets=["chemotools:fermentation"],
+        cv=3,
+        backend="dask",
+        scheduler=cluster.scheduler_address,
+        worker_cache=worker_cache,
+    )
+    assert run.status == "completed" and len(run.results) == 16
+    cached = [p for p in (worker_cache / "objects").rglob("*") if p.is_file()]
+    assert cached, "the workers cached nothing in --worker-cache"
+    assert not (ws.store.cache_dir / "tmp").exists() or not any(
+        p.name.startswith("put-") for p in (ws.store.cache_dir / "tmp").iterdir()
+    )
+    default = worker_cache_dir("s3://n4a-bucket/worker-cache")
+    assert str(default).startswith(tempfile.gettempdir()) and "n4afs-cache-" in str(default)
+
+
+def test_an_unreachable_scheduler_ends_the_run_in_one_line_and_it_finishes_here(tmp_path):
+    from tests.cli_process import cli
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    ws_dir = tmp_path / "ws"
+    template = tmp_path / "sweep.yaml"
+    template.write_text(yaml.safe_dump(SWEEP))
+    started = cli(
+        "-w",
+        str(ws_dir),
+        "run",
+        str(template),
+        "-d",
+        "chemotools:fermentation",
+        "--cv",
+        "3",
+        "--backend",
+        "dask",
+        "--scheduler",
+        closed,
+    )
+    assert started.returncode == 2, started.stderr
+    assert "Traceback" not in started.stderr
+    message = started.stderr.strip().splitlines()
+    assert len(message) == 1 and "cannot reach the dask scheduler" in message[0], message
+    assert "n4afs run --resume" in message[0] and "--backend joblib" in message[0]
+    run_id = message[0].split("n4afs run --resume ")[1].split("`")[0]
+
+    finished = cli("-w", str(ws_dir), "run", "--resume", run_id, "--backend", "joblib")
+    assert finished.returncode == 0, finished.stderr
+    ws = Workspace(ws_dir)
+    run = ws.get_run(run_id)
+    assert run.status == "completed" and len(run.results) == 16
+
+
+def test_a_scheduler_lost_mid_run_keeps_what_landed_and_the_run_finishes_elsewhere(tmp_path):
+    import subprocess
+    import sys
+
+    from n4afs_core.errors import RunError
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dashboard-address",
+            ":0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_worker",
+            address,
+            "--nthreads",
+            "1",
+            "--no-dashboard",
+            "--local-directory",
+            str(tmp_path / "dask"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        ws = Workspace(tmp_path / "ws")
+        template = [
+            {"_or_": ["snv", "msc", "detrend", "standard", "minmax"]},
+            {"pls": {"n_components": {"_range_": [1, 10]}}},
+        ]
+        landed = []
+
+        def on_result(payload) -> None:
+            landed.append(payload.result_id)
+            if len(landed) == 1:
+                scheduler.kill()
+
+        with pytest.raises(RunError) as refused:
+            ws.run(
+                templates=[template],
+                datasets=["chemotools:fermentation"],
+                cv=5,
+                backend="dask",
+                scheduler=address,
+                on_result=on_result,
+            )
+        message = str(refused.value)
+        assert "\n" not in message and "lost the dask scheduler" in message, message
+        assert "n4afs run --resume" in message
+        run = ws.runs()[0]
+        done = [r for r in ws.get_run(run.run_id).results if r.status == "completed"]
+        assert len(done) >= 1  # what landed before the loss stays
+        finished = ws.resume(run.run_id, backend="joblib")
+        assert finished.status == "completed" and len(finished.results) == 50
+        assert maintenance.verify(ws.index, ws.store).ok
+    finally:
+        for proc in (worker, scheduler):
+            proc.kill()
+            proc.wait(timeout=30)

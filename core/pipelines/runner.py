@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -85,6 +85,9 @@ class RunOptions:
     # None = each dataset's own group column (if any), a column name, or False = none (scans
     # split independently)
     group: str | bool | None = None
+    # where dask workers cache the store's objects: None = a folder in each worker's own
+    # temporary directory (the coordinator's cache path means nothing on another machine)
+    worker_cache: str | None = None
 
     def validate(self) -> None:
         if self.backend not in ("joblib", "dask"):
@@ -645,10 +648,28 @@ def _group_configs(pending: list[tuple[str, str, int]]) -> list[list[tuple[str, 
     return list(groups.values())
 
 
+# What may be changed when a run is finished elsewhere (`--resume RUN --backend ...`):
+# where it executes, never what it computes.
+EXECUTION_OPTIONS = ("backend", "scheduler", "n_jobs", "worker_cache")
+
+
+class ClusterLost(Exception):
+    """The dask scheduler cannot be reached, or went away mid-run (no result is wrong:
+    what was committed stays, the rest is pending)."""
+
+
 def execute_run(
-    index: Index, store: Store, run_id: str, on_result: ResultCallback | None = None
+    index: Index,
+    store: Store,
+    run_id: str,
+    on_result: ResultCallback | None = None,
+    execution: dict[str, Any] | None = None,
 ) -> FitStats:
     """Fit and persist every pending result of the run, then settle the run's status.
+
+    `execution`: where to run it this time (`EXECUTION_OPTIONS`: backend, scheduler,
+    n_jobs, worker_cache), over the options the run was planned with; the splits, metric
+    and configs never change, so a run started on one cluster finishes on another or here.
 
     A full disk stops the run with a message saying how to go on; whatever committed before
     stays, and nothing half-written becomes visible (blobs are published before their rows,
@@ -660,9 +681,14 @@ def execute_run(
             record_owner(conn, run_id)
         _OWNED.add((os.getpid(), run_id))
     try:
-        totals, settled = _execute(index, store, run_id, on_result)
+        totals, settled = _execute(index, store, run_id, on_result, execution or {})
     except BaseException as exc:
         _release(index, run_id)
+        if isinstance(exc, ClusterLost):
+            raise RunError(
+                f"{exc}; the results stored so far are kept: {resume_hint(run_id)} finishes "
+                "the run (add `--backend joblib` to finish it on this machine)"
+            ) from exc
         if is_disk_full(exc):
             raise RunError(disk_full_message(run_id, full_path(exc) or store.url)) from exc
         raise
@@ -698,7 +724,11 @@ def _release(index: Index, run_id: str) -> None:
 
 
 def _execute(
-    index: Index, store: Store, run_id: str, on_result: ResultCallback | None
+    index: Index,
+    store: Store,
+    run_id: str,
+    on_result: ResultCallback | None,
+    execution: dict[str, Any],
 ) -> tuple[FitStats, bool]:
     """Fit and commit every pending group; also say whether the run's status is settled.
 
@@ -707,6 +737,11 @@ def _execute(
     next group fits was measured slower on the reference sweep: 0.62 s against 0.52 s.)
     """
     options, pending, sources = _load_pending(index, run_id)
+    unknown = set(execution) - set(EXECUTION_OPTIONS)
+    if unknown:
+        raise RunError(f"a run is finished with new {', '.join(EXECUTION_OPTIONS)} only")
+    options = replace(options, **{k: v for k, v in execution.items() if v is not None})
+    options.validate()
     totals, settled = FitStats(), False
     for position, (key, items) in enumerate(pending.items(), start=1):
         spectra = _load_spectra(store, sources[key[0]])
@@ -760,40 +795,81 @@ def _split(
 def _parallel(store, X, parts, tasks, options: RunOptions):
     """Groups in parallel, yielded as they finish: local joblib, or a dask cluster."""
     if options.backend == "dask":
-        return _on_dask(store, X, parts, tasks, options.scheduler)
-    from joblib import Parallel, delayed
+        return _on_dask(store, X, parts, tasks, options)
+    from joblib import Parallel, cpu_count, delayed
 
+    slots = cpu_count() if options.n_jobs < 0 else options.n_jobs
     coordinator = os.getpid()
     jobs = (
         delayed(run_group)(store.spec(), X, parts, group, metric, coordinator)
-        for group, metric in tasks
+        for group, metric in split_tasks(tasks, slots)
     )
     return Parallel(n_jobs=options.n_jobs, return_as="generator_unordered")(jobs)
 
 
-def _on_dask(store, X, parts, tasks, scheduler: str):
-    """Workers fit and write blobs to the shared store; results come back to be committed
-    here. A worker that dies takes its tasks with it and dask runs them again elsewhere."""
-    from distributed import Client, as_completed
+# Each worker slot gets at least this many tasks, so one slow task does not leave the
+# others idle at the end of a run (dask hands tasks out as slots free up).
+TASKS_PER_SLOT = 2
 
-    with Client(scheduler) as client:
-        X_shared = client.scatter(X, broadcast=True)
-        parts_shared = client.scatter(parts, broadcast=True)
-        futures = [
-            client.submit(
-                run_group,
-                store.spec(),
-                X_shared,
-                parts_shared,
-                group,
-                metric,
-                pure=False,
-                retries=2,
-            )
-            for group, metric in tasks
-        ]
-        for future in as_completed(futures):
-            yield future.result()
+
+def split_tasks(tasks: list, slots: int) -> list:
+    """Tasks enough to keep `slots` workers busy: while there are fewer than
+    `TASKS_PER_SLOT` per slot, the largest group is halved. Its configs are ordered by their
+    first two steps first, so configs sharing a second step stay together and a halved group
+    refits only its first step (SNV, MSC...: the cheapest) once more per fold. One slot:
+    the groups as they are, each shared prefix fitted once."""
+    tasks = [(list(group), metric) for group, metric in tasks]
+    while slots > 1 and len(tasks) < TASKS_PER_SLOT * slots:
+        largest = max(range(len(tasks)), key=lambda i: len(tasks[i][0]))
+        group, metric = tasks[largest]
+        if len(group) < 2:
+            break
+        ordered = sorted(group, key=lambda item: step_key(_steps_of(item[1])[:2]))
+        half = len(ordered) // 2
+        tasks[largest : largest + 1] = [(ordered[:half], metric), (ordered[half:], metric)]
+    return tasks
+
+
+def worker_store_spec(store: Store, options: RunOptions) -> dict[str, Any]:
+    """The store as a dask worker opens it: a remote store's cache in the worker's own
+    folder (`options.worker_cache`, else its temporary directory), never the
+    coordinator's path, which another machine may not have or share."""
+    spec = store.spec()
+    if spec.get("kind") == "remote":
+        spec = {**spec, "cache_dir": options.worker_cache}
+    return spec
+
+
+def _on_dask(store, X, parts, tasks, options: RunOptions):
+    """Workers fit and write blobs to the shared store; results come back to be committed
+    here. A worker that dies takes its tasks with it and dask runs them again elsewhere; a
+    scheduler that cannot be reached, or goes away, ends the run (`ClusterLost`)."""
+    from concurrent.futures import CancelledError
+
+    from distributed import Client, as_completed
+    from distributed.comm.core import CommClosedError
+
+    scheduler = options.scheduler
+    try:
+        client = Client(scheduler, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise ClusterLost(f"cannot reach the dask scheduler {scheduler}: {exc}") from exc
+    with client:
+        try:
+            slots = sum(client.nthreads().values()) or 1
+            X_shared = client.scatter(X, broadcast=True)
+            parts_shared = client.scatter(parts, broadcast=True)
+            spec = worker_store_spec(store, options)
+            futures = [
+                client.submit(
+                    run_group, spec, X_shared, parts_shared, group, metric, pure=False, retries=2
+                )
+                for group, metric in split_tasks(tasks, slots)
+            ]
+            for future in as_completed(futures):
+                yield future.result()
+        except (CancelledError, TimeoutError, CommClosedError) as exc:
+            raise ClusterLost(f"lost the dask scheduler {scheduler} mid-run ({exc!r})") from exc
 
 
 def _load_pending(index: Index, run_id: str):

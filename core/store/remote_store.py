@@ -21,6 +21,7 @@ Design: docs/DESIGN.md, "Storage" and "Scale-out".
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -293,12 +294,17 @@ class RemoteBlobStore(Store):
         self._evict()
 
     def _evict(self) -> None:
-        """Least recently used first, until the cache fits its budget."""
-        files = [
-            (p.stat().st_mtime, p.stat().st_size, p)
-            for p in (self.cache_dir / OBJECTS).rglob("*")
-            if p.is_file()
-        ]
+        """Least recently used first, until the cache fits its budget. Other processes (the
+        workers of one machine share a cache) evict and fetch at the same time: a copy gone
+        between listing and `stat` is simply not counted."""
+        files = []
+        for p in (self.cache_dir / OBJECTS).rglob("*"):
+            try:
+                found = p.stat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(found.st_mode):
+                files.append((found.st_mtime, found.st_size, p))
         total = sum(size for _, size, _ in files)
         for _, size, path in sorted(files):
             if total <= self.cache_bytes:

@@ -25,9 +25,22 @@ def open_store(spec: dict[str, Any]) -> Store:
         return BlobStore(spec["root"])
     from n4afs_core.store.remote_store import RemoteBlobStore
 
+    cache_dir = spec["cache_dir"] or worker_cache_dir(spec["url"])
     return RemoteBlobStore(
-        spec["url"], spec["cache_dir"], spec["cache_bytes"], **spec.get("storage_options", {})
+        spec["url"], cache_dir, spec["cache_bytes"], **spec.get("storage_options", {})
     )
+
+
+def worker_cache_dir(url: str) -> Path:
+    """A remote store's cache on a machine that has no workspace (a dask worker): in its
+    temporary directory, per user and per store, so two stores never mix their copies and
+    every worker process of one machine shares them (eviction tolerates the others)."""
+    import getpass
+    import hashlib
+    import tempfile
+
+    tag = hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"n4afs-cache-{getpass.getuser()}" / tag
 
 
 def local_store_path(url: str) -> Path | None:

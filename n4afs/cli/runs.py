@@ -253,7 +253,20 @@ def _progress_callback(progress, task_id, state: dict):
     return on_result
 
 
-def _finish_with_progress(run) -> None:
+def _execution_given(ctx, **values) -> dict:
+    """The execution options given on this command line (not their defaults): where a
+    resumed run executes this time."""
+    from click.core import ParameterSource
+
+    names = {"n_jobs": "jobs"}
+    return {
+        key: value
+        for key, value in values.items()
+        if ctx.get_parameter_source(names.get(key, key)) is not ParameterSource.DEFAULT
+    }
+
+
+def _finish_with_progress(run, execution: dict | None = None) -> None:
     """`Run.finish` under a progress bar: done of pending, the best score so far, failures."""
     from n4afs_core.metrics.scores import is_better
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -274,7 +287,7 @@ def _finish_with_progress(run) -> None:
         transient=False,
     ) as progress:
         task_id = progress.add_task("starting", total=pending)
-        run.finish(_progress_callback(progress, task_id, state))
+        run.finish(_progress_callback(progress, task_id, state), **(execution or {}))
 
 
 def _on(dataset: str, target: str | None, several: bool) -> str:
@@ -366,7 +379,19 @@ def _resumable(run_id: str) -> Iterator[None]:
     help="Where results are computed.",
 )
 @click.option("--scheduler", default=None, help="dask scheduler address (tcp://host:8786).")
-@click.option("--resume", "resume_id", default=None, help="Finish an interrupted run (its id).")
+@click.option(
+    "--worker-cache",
+    default=None,
+    help="Where dask workers cache the store's objects (default: a folder in each worker's "
+    "temporary directory).",
+)
+@click.option(
+    "--resume",
+    "resume_id",
+    default=None,
+    help="Finish an interrupted run (its id); with --backend/--scheduler/--jobs/--worker-cache "
+    "it finishes there instead of where it started.",
+)
 @click.option(
     "--again",
     "again_id",
@@ -411,6 +436,7 @@ def run(
     jobs,
     backend,
     scheduler,
+    worker_cache,
     resume_id,
     again_id,
     targets,
@@ -435,8 +461,12 @@ def run(
         raise click.UsageError("give --resume or --again, not both")
     if group is not None and no_group:
         raise click.UsageError("give --group COLUMN or --no-group, not both")
+    execution = {}
     if resume_id:
         planned = ws.get_run(resume_id)
+        execution = _execution_given(
+            ctx, backend=backend, scheduler=scheduler, n_jobs=jobs, worker_cache=worker_cache
+        )
     elif again_id:
         planned = ws.run_again(again_id, compute=False)
     else:
@@ -454,6 +484,7 @@ def run(
             n_jobs=jobs,
             backend=backend,
             scheduler=scheduler,
+            worker_cache=worker_cache,
             compute=False,
             targets=list(targets) or None,
             group=False if no_group else group,
@@ -463,7 +494,7 @@ def run(
         ws.note(planned.run_id, note)
     echo(f"run {planned.run_id}")
     with _resumable(planned.run_id):
-        _finish_with_progress(planned)
+        _finish_with_progress(planned, execution)
     _show_run_summary(planned, top)
 
 
