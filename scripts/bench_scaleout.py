@@ -51,7 +51,7 @@ On a 2-core machine 2 dask workers cannot do much better than 1: the coordinator
 process) also needs CPU, and the sweep has only 6 groups (configs sharing their first step).
 
 Run from a checkout: `.venv/bin/python scripts/bench_scaleout.py [--repeats 3]
-[--synthetic] [--synthetic-size 500,1000] [--s3-dask] [--blas-threads 1] [--out FILE]
+[--synthetic] [--synthetic-size 500,1000] [--s3-dask] [--wide] [--blas-threads 1] [--out FILE]
 [--quick]`. `--quick`: a smoke run (6 configs, 1 repeat, a 100 x 300 synthetic set included).
 """
 
@@ -87,6 +87,24 @@ SAVGOL = {"deriv": 1, "window_length": 15, "polyorder": 2}
 TEMPLATE = [
     {"_or_": ["snv", "msc", "detrend", "standard", "minmax", {"savgol": SAVGOL}]},
     {"pls": {"n_components": {"_range_": [1, 10]}}},
+]
+# `--wide` (#22's goal sweep): 10 preprocessings x PLS 1..20 = 200 configs
+WIDE_TEMPLATE = [
+    {
+        "_or_": [
+            "snv",
+            "msc",
+            "detrend",
+            "standard",
+            "minmax",
+            {"savgol": SAVGOL},
+            {"savgol": {"deriv": 2, "window_length": 15, "polyorder": 2}},
+            {"savgol": {"deriv": 1, "window_length": 25, "polyorder": 2}},
+            {"savgol": {"deriv": 0, "window_length": 11, "polyorder": 2}},
+            {"savgol": {"deriv": 1, "window_length": 9, "polyorder": 3}},
+        ]
+    },
+    {"pls": {"n_components": {"_range_": [1, 20]}}},
 ]
 QUICK_TEMPLATE = [
     {"_or_": ["snv", "msc"]},
@@ -486,6 +504,12 @@ def main(argv: list[str] | None = None) -> int:
         "--s3-dask", action="store_true", help="also run the S3 store on the 2-worker cluster"
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 6 configs, 1 repeat")
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help="#22's sweep: 200 configs (10 preprocessings x PLS 1..20) on a 1000 x 1000 "
+        "synthetic set only, local store, joblib vs dask 1 vs 2 workers",
+    )
     parser.add_argument("--out", help="also write the Markdown tables to this file")
     parser.add_argument(
         "--blas-threads",
@@ -495,15 +519,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 3)
-    template = QUICK_TEMPLATE if args.quick else TEMPLATE
-    n_configs = 6 if args.quick else 60
-    size_text = args.synthetic_size or ("100,300" if args.quick else "500,1000")
-    with_synthetic = args.synthetic or args.quick or args.synthetic_size is not None
+    template = QUICK_TEMPLATE if args.quick else WIDE_TEMPLATE if args.wide else TEMPLATE
+    n_configs = 6 if args.quick else 200 if args.wide else 60
+    default_size = "100,300" if args.quick else "1000,1000" if args.wide else "500,1000"
+    size_text = args.synthetic_size or default_size
+    with_synthetic = args.synthetic or args.quick or args.wide or args.synthetic_size is not None
     synthetic = tuple(int(v) for v in size_text.split(",")) if with_synthetic else None
     variants = ["joblib", "dask1", "dask2", "s3"] + (["s3_dask2"] if args.s3_dask else [])
+    if args.wide:
+        variants = ["joblib", "dask1", "dask2"]
 
     load_before = os.getloadavg()[0]
     data = load_data(synthetic)
+    if args.wide:
+        data = data[1:]  # the synthetic set only
     scratch = Path(tempfile.mkdtemp(dir=".", prefix=".bench_scaleout-")).resolve()
     limits = contextlib.nullcontext()
     if args.blas_threads > 0:

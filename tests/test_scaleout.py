@@ -256,6 +256,12 @@ def test_a_sweep_is_split_into_enough_tasks_to_keep_every_worker_busy():
     assert sorted(r for g, _ in split for r, _, _ in g) == sorted(r for r, _, _ in group)
     seconds = [{next(iter(json.loads(c)[1])) for _, c, _ in g} for g, _ in split]
     assert all(len(s) == 1 for s in seconds)  # configs sharing a second step stay together
+    pls = [
+        (f"p{k}", json.dumps([{"snv": {}}, {"pls": {"n_components": k}}]), 0) for k in range(1, 13)
+    ]
+    halves = split_tasks([(pls, "rmse")], 1 + 1)
+    counts = [sorted(json.loads(c)[1]["pls"]["n_components"] for _, c, _ in g) for g, _ in halves]
+    assert sorted(counts) == [[1, 2, 3], [4, 5, 6], [7, 8, 9], [10, 11, 12]]  # runs of counts
     single = [([("only", config("snv", "msc", 1), 0)], "rmse")]
     assert split_tasks(single, 8) == single  # nothing to split
 

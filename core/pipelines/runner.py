@@ -815,19 +815,29 @@ TASKS_PER_SLOT = 2
 def split_tasks(tasks: list, slots: int) -> list:
     """Tasks enough to keep `slots` workers busy: while there are fewer than
     `TASKS_PER_SLOT` per slot, the largest group is halved. Its configs are ordered by their
-    first two steps first, so configs sharing a second step stay together and a halved group
-    refits only its first step (SNV, MSC...: the cheapest) once more per fold. One slot:
-    the groups as they are, each shared prefix fitted once."""
+    shared steps first (a three-step config by its first two), then naturally by their
+    numbers, so configs sharing a second step stay together, PLS component counts stay in
+    runs (a half fits PLS once, to its own largest count), and a halved group refits only
+    its first step (SNV, MSC...: the cheapest) once more per fold. One slot: the groups as
+    they are, each shared prefix fitted once."""
     tasks = [(list(group), metric) for group, metric in tasks]
     while slots > 1 and len(tasks) < TASKS_PER_SLOT * slots:
         largest = max(range(len(tasks)), key=lambda i: len(tasks[i][0]))
         group, metric = tasks[largest]
         if len(group) < 2:
             break
-        ordered = sorted(group, key=lambda item: step_key(_steps_of(item[1])[:2]))
+        ordered = sorted(group, key=lambda item: _split_order(item[1]))
         half = len(ordered) // 2
         tasks[largest : largest + 1] = [(ordered[:half], metric), (ordered[half:], metric)]
     return tasks
+
+
+def _split_order(config: str) -> tuple:
+    """Shared steps, then the config's numbers as numbers (n_components 2 before 10)."""
+    steps = _steps_of(config)
+    shared = step_key(steps[: min(2, len(steps) - 1)])
+    pieces = re.split(r"(\d+)", config)
+    return shared, [int(p) if p.isdigit() else p for p in pieces[1::2]], pieces[::2]
 
 
 def worker_store_spec(store: Store, options: RunOptions) -> dict[str, Any]:
