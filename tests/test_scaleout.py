@@ -266,6 +266,34 @@ def test_a_sweep_is_split_into_enough_tasks_to_keep_every_worker_busy():
     assert split_tasks(single, 8) == single  # nothing to split
 
 
+ONE_GROUP = [{"snv": {}}, {"pls": {"n_components": {"_range_": [1, 8]}}}]  # cut into tasks
+
+
+def test_a_run_cut_into_more_tasks_than_groups_commits_every_result(tmp_path, monkeypatch):
+    from n4afs_core.pipelines import runner
+
+    monkeypatch.setattr(runner, "COMMIT_EVERY_S", 3600.0)  # one commit, at the end
+    ws = Workspace(tmp_path / "ws")
+    run = ws.run(templates=[ONE_GROUP], datasets=["chemotools:fermentation"], cv=3, n_jobs=2)
+    assert run.status == "completed" and len(run.results) == 8
+    alone = Workspace(tmp_path / "alone")
+    one = alone.run(templates=[ONE_GROUP], datasets=["chemotools:fermentation"], cv=3)
+    assert {r.label: r.score for r in run.results} == {r.label: r.score for r in one.results}
+
+
+def test_a_single_group_sweep_runs_on_every_dask_worker(cluster, tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    run = ws.run(
+        templates=[ONE_GROUP],
+        datasets=["chemotools:fermentation"],
+        cv=3,
+        backend="dask",
+        scheduler=cluster.scheduler_address,
+    )
+    assert run.status == "completed" and len(run.results) == 8
+    assert maintenance.verify(ws.index, ws.store).ok
+
+
 def test_dask_workers_cache_the_store_in_their_own_folder(s3, cluster, tmp_path):
     from n4afs_core.store.stores import worker_cache_dir
 

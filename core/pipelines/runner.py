@@ -750,7 +750,6 @@ def _execute(
         try:
             spectra, parts = _split(store, spectra, sources, options, set(columns))
         except RunError as exc:  # these data and options never split: every config fails
-            tasks = [([r for r, _, _, _ in items], metric)]
             results = iter(
                 [([ResultPayload(r, "failed", error=str(exc)) for r, *_ in items], FitStats())]
             )
@@ -760,23 +759,37 @@ def _execute(
             results = _parallel(store, spectra.X, parts, tasks, options)
         held: list[ResultPayload] = []
         last_commit = time.monotonic()
-        for done, (payloads, stats) in enumerate(results, start=1):
+        for payloads, stats in results:  # however many tasks the backend cut the groups into
             held += payloads
             for name in asdict(stats):
                 setattr(totals, name, getattr(totals, name) + getattr(stats, name))
-            last = done == len(tasks)
-            if not last and time.monotonic() - last_commit < COMMIT_EVERY_S:
+            if time.monotonic() - last_commit < COMMIT_EVERY_S:
                 continue
-            with index.write() as conn:
-                commit_payloads(conn, held)
-                if position == len(pending) and last:
-                    settled = _settle(conn, run_id) != "running"
-            last_commit = time.monotonic()
-            for payload in held:
-                if on_result:
-                    on_result(payload)
-            held = []
+            _commit(index, held, None, on_result)
+            last_commit, held = time.monotonic(), []
+        if held or position == len(pending):  # the last one settles the run too
+            state = _commit(index, held, run_id if position == len(pending) else None, on_result)
+            settled = state is not None and state != "running"
     return totals, settled
+
+
+def _commit(
+    index: Index,
+    held: list[ResultPayload],
+    settle_run: str | None,
+    on_result: ResultCallback | None,
+) -> str | None:
+    """One transaction: the payloads' rows, and the run's status when `settle_run` names it
+    (returned); then each payload is announced."""
+    state = None
+    with index.write() as conn:
+        commit_payloads(conn, held)
+        if settle_run is not None:
+            state = _settle(conn, settle_run)
+    for payload in held:
+        if on_result:
+            on_result(payload)
+    return state
 
 
 def _split(
