@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import pickle
 import shutil
 import sqlite3
@@ -97,7 +98,7 @@ def _spectra(dataset: str) -> tuple[np.ndarray, list[str]]:
 # -- configs n4afs has no operator for: score-only, with the reason --------------------------
 def test_an_unknown_nirs4all_operator_imports_score_only_and_says_why(ws, source):
     summary = ws.import_bundle(source / "edge", data=DATA)
-    assert len(summary.results) == 5  # nothing refused: one result per nirs4all pipeline
+    assert len(summary.results) == 5  # nothing refused: one per pipeline (FIXTURES.json)
     gauss = _by_call(ws, "fermentation_thin")["gauss"]
     assert gauss.row.name == "gaussian-pls3"
     assert "nirs4all operator Gaussian" in _log(ws, gauss)
@@ -280,3 +281,24 @@ def test_arrays_whose_data_do_not_fit_their_shape_are_not_loaded():
     fine = np.arange(6.0).reshape(2, 3)
     loaded = nirs4all_models.load_restricted(pickle.dumps({"a": fine}, protocol=4), "ok.joblib")
     assert np.array_equal(loaded["a"], fine)
+
+
+def test_each_edge_pipeline_becomes_one_result(ws, source):
+    facts = json.loads((FIXTURES / "FIXTURES.json").read_text())["workspaces"]
+    for engine in ("edge", "edge_dagml"):
+        summary = ws.import_bundle(source / engine)
+        assert len(summary.results) == facts[engine]["pipelines"], engine
+
+
+def test_a_score_only_result_round_trips_through_an_export(ws, source, tmp_path):
+    from n4afs.workspace import Workspace
+
+    ws.import_bundle(source / "edge", trust=True)
+    gauss = _by_call(ws, "fermentation_thin")["gauss"]
+    ws.export(f"runs/fermentation_thin/{gauss.row.label}", tmp_path / "gauss.zip")
+    other = Workspace(tmp_path / "other")
+    other.import_bundle(tmp_path / "gauss.zip", trust=True)
+    (again,) = other.results("fermentation_thin")
+    assert (again.row.name, again.row.config_hash) == (gauss.row.name, gauss.row.config_hash)
+    assert again.cv_scores()["rmse"] == pytest.approx(gauss.cv_scores()["rmse"], abs=1e-12)
+    assert "nirs4all operator Gaussian" in _log(other, again)
