@@ -302,3 +302,25 @@ def test_a_score_only_result_round_trips_through_an_export(ws, source, tmp_path)
     assert (again.row.name, again.row.config_hash) == (gauss.row.name, gauss.row.config_hash)
     assert again.cv_scores()["rmse"] == pytest.approx(gauss.cv_scores()["rmse"], abs=1e-12)
     assert "nirs4all operator Gaussian" in _log(other, again)
+
+
+def test_a_bundle_whose_config_holds_an_unknown_step_keeps_no_model(ws, source, tmp_path):
+    """A step without fitted files (nirs4all's stateless ones) would be missing from a model
+    built from the bundle's artifacts: the config says so, the model is not kept."""
+    import zipfile
+
+    odd = tmp_path / "odd.n4a"
+    with zipfile.ZipFile(source / "legacy.n4a") as good, zipfile.ZipFile(odd, "w") as z:
+        for member in good.namelist():
+            body = good.read(member)
+            if member == "pipeline.json":
+                pipeline = json.loads(body)
+                pipeline["steps"].insert(0, "nirs4all.operators.transforms.signal.Gaussian")
+                body = json.dumps(pipeline).encode()
+            z.writestr(member, body)
+    ws.import_bundle(odd)
+    (result,) = ws.results("odd")
+    assert result.row.name == "gaussian-sg1-pls2"
+    log = _log(ws, result)
+    assert "nirs4all operator Gaussian" in log and "imported score-only" in log
+    assert not _has_models(ws, "odd", result)

@@ -961,6 +961,14 @@ def read_n4a(source: Path, name: str | None, limits: Limits = DEFAULT_LIMITS) ->
     label_name = name or Path(source).stem
     steps = _bundle_steps(pipeline, model_class)
     model_files, model_notes, fitted = _bundle_models(members)
+    declared = _declared_unconverted(steps)
+    if fitted is not None and declared:
+        # a step without fitted files (a stateless one) would be missing from the model
+        model_files, fitted = {}, None
+        model_notes = [
+            "model: not converted, the bundle's pipeline.json holds steps n4afs has no "
+            "operator for (above): imported score-only"
+        ]
     if fitted is not None:  # what was fitted, whatever pipeline.json says
         translated, unconverted = fitted.config(), []
     else:
@@ -1012,6 +1020,15 @@ def read_n4a(source: Path, name: str | None, limits: Limits = DEFAULT_LIMITS) ->
         "datasets_attached": [],
     }
     return SourceBundle({f"{entry['path']}/{n}": b for n, b in files.items()}, info, source, limits)
+
+
+def _declared_unconverted(steps: list) -> list[str]:
+    """Why the concrete steps a bundle's pipeline.json lists are not all n4afs's (none when it
+    names its model class only, or does not read)."""
+    try:
+        return translate(steps)[1]
+    except BundleError:
+        return []
 
 
 _BUNDLE_STEP = re.compile(r"artifacts/step_(\d+)_(?:fold(\d+|final)(?:_.*)?|.*)\.joblib")
