@@ -324,3 +324,33 @@ def test_a_bundle_whose_config_holds_an_unknown_step_keeps_no_model(ws, source, 
     log = _log(ws, result)
     assert "nirs4all operator Gaussian" in log and "imported score-only" in log
     assert not _has_models(ws, "odd", result)
+
+
+def test_a_config_naming_another_library_never_imports_it(ws, source, tmp_path, monkeypatch):
+    """A store may name any class path in a config: only scikit-learn and chemotools modules
+    are imported to read it; anything else is kept as text, score-only."""
+    witness = tmp_path / "imported"
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "i21_witness.py").write_text(
+        f"open({str(witness)!r}, 'w').close()\nclass Thing:\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
+    conn = sqlite3.connect(source / "legacy" / "store.sqlite")
+    for pipeline_id, config in conn.execute(
+        "SELECT pipeline_id, expanded_config FROM pipelines WHERE name LIKE 'glucose%'"
+    ).fetchall():
+        steps = json.loads(config)
+        conn.execute(
+            "UPDATE pipelines SET expanded_config = ? WHERE pipeline_id = ?",
+            (json.dumps(["i21_witness.Thing", *steps]), pipeline_id),
+        )
+    conn.commit()
+    conn.close()
+    ws.import_bundle(source / "legacy")
+    assert not witness.exists()
+    for result in ws.results("fermentation"):
+        assert result.row.name.startswith("thing-")
+        assert "i21_witness.Thing: n4afs reads scikit-learn and chemotools" in _log(ws, result)
+        assert not _has_models(ws, "fermentation", result)
+    __import__("i21_witness")  # the module does write its witness when imported
+    assert witness.exists()
