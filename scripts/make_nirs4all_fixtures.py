@@ -40,10 +40,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--venv", default="/tmp/n4all-venv", help="throw-away venv (made once)")
     parser.add_argument("--out", default=str(DEFAULT_OUT))
+    parser.add_argument(
+        "--only-edge",
+        action="store_true",
+        help="(re)make only edge/ and edge_dagml/ (the cases n4afs imports score-only or "
+        "converts specially), leaving the other fixtures as they are",
+    )
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner:
-        make_fixtures(Path(args.out))
+        if args.only_edge:
+            make_edge_fixtures(Path(args.out))
+        else:
+            make_fixtures(Path(args.out))
         return
     venv = Path(args.venv)
     if REPO in venv.resolve().parents:
@@ -53,7 +62,8 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", *PACKAGES], check=True)
     env = {**os.environ, "PYTHONHASHSEED": "0", "NIRS4ALL_WORKSPACE": str(Path(args.out))}
-    subprocess.run([str(python), __file__, "--inner", "--out", args.out], check=True, env=env)
+    inner = [str(python), __file__, "--inner", "--out", args.out]
+    subprocess.run(inner + (["--only-edge"] if args.only_edge else []), check=True, env=env)
 
 
 # -- inside the nirs4all venv ---------------------------------------------------------------
@@ -200,6 +210,74 @@ def make_fixtures(out: Path) -> None:
     (out / "FIXTURES.json").write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")
     for ws in (dagml, legacy):
         (ws / "store.sqlite-shm").unlink(missing_ok=True)  # rebuilt by SQLite; the -wal stays
+    make_edge_fixtures(out)
+
+
+def _checkpoint(ws: Path) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(ws / "store.sqlite")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    (ws / "store.sqlite-shm").unlink(missing_ok=True)
+
+
+def make_edge_fixtures(out: Path) -> None:
+    """edge/ (legacy engine) and edge_dagml/ (default engine): one config per call, so nirs4all
+    keeps each one's fitted files (legacy writes those of configs that improved its running
+    best only): an operator n4afs does not know (nirs4all's Gaussian), Savitzky-Golay with
+    delta 2 (first derivative: not expressible by chemotools' SG; smoothing: delta has no
+    effect), a y transform (MinMaxScaler on y), binary PLS-DA (two coffee origins). On
+    fermentation_thin and coffee_binary (every 4th / 8th wavelength, two of the three
+    origins), so their fitted files stay small."""
+    import nirs4all
+    import numpy as np
+    from nirs4all.operators.models import PLSDA
+    from nirs4all.operators.transforms import Gaussian, SavitzkyGolay
+    from nirs4all.operators.transforms import StandardNormalVariate as Snv
+    from sklearn.cross_decomposition import PLSRegression
+    from sklearn.model_selection import KFold, StratifiedKFold
+    from sklearn.preprocessing import MinMaxScaler
+
+    for folder in ("edge", "edge_dagml"):
+        shutil.rmtree(out / folder, ignore_errors=True)
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    # every 4th (8th) wavelength: the fitted files stay small (the fixtures a few MB)
+    regression, wavelengths, coffee, coffee_wl = _datasets()
+    thin = tuple(a[:, ::4] if a.ndim == 2 else a for a in regression["fermentation"])
+    _write_csv(out / "data" / "fermentation_thin.csv", wavelengths[::4], thin)
+    ferm = _spec("fermentation_thin", thin)
+    two = np.isin(coffee[1], (0.0, 1.0)), np.isin(coffee[3], (0.0, 1.0))
+    binary = (
+        coffee[0][two[0]][:, ::8],
+        coffee[1][two[0]],
+        coffee[2][two[1]][:, ::8],
+        coffee[3][two[1]],
+        coffee[4][two[0]],
+        coffee[5][two[1]],
+    )
+    _write_csv(out / "data" / "coffee_binary.csv", coffee_wl[::8], binary, labels=binary[4:])
+    options = {"verbose": 0, "random_state": 0, "save_charts": False}
+    legacy = {"workspace_path": str(out / "edge"), "engine": "legacy", **options}
+    pls3 = {"model": PLSRegression(n_components=3)}
+    calls = {
+        "gauss": [Gaussian(), KFold(n_splits=3), pls3],
+        "sgdelta1": [SavitzkyGolay(11, 2, deriv=1, delta=2.0), KFold(n_splits=3), pls3],
+        "sgdelta0": [SavitzkyGolay(11, 2, deriv=0, delta=2.0), KFold(n_splits=3), pls3],
+        "yminmax": [Snv(), {"y_processing": MinMaxScaler()}, KFold(n_splits=3), pls3],
+    }
+    for name, steps in calls.items():
+        nirs4all.run(steps, ferm, name=name, **legacy)
+    binary_steps = [Snv(), StratifiedKFold(n_splits=3), {"model": PLSDA(n_components=2)}]
+    nirs4all.run(binary_steps, _spec("coffee_binary", binary), name="binary", **legacy)
+    yproc = [Snv(), {"y_processing": MinMaxScaler()}, KFold(n_splits=3), pls3]
+    nirs4all.run(yproc, ferm, name="yminmax", workspace_path=str(out / "edge_dagml"), **options)
+    facts_path = out / "FIXTURES.json"
+    facts = json.loads(facts_path.read_text()) if facts_path.exists() else {"workspaces": {}}
+    for folder in ("edge", "edge_dagml"):
+        facts["workspaces"][folder] = _best(out / folder)
+        _checkpoint(out / folder)
+    facts_path.write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":

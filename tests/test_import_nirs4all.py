@@ -245,11 +245,11 @@ def test_predict_without_the_spectra_says_what_is_missing(ws, source):
         ws.predict(_path("fermentation", best), source / "data" / "fermentation.csv")
 
 
-def test_data_on_a_later_import_is_refused_clearly_not_doubled(ws, source):
+def test_data_on_a_later_import_attaches_it_not_doubled(ws, source):
     ws.import_bundle(source / "legacy")
     results = _count(ws, "results")
     data = {"fermentation": str(source / "data" / "fermentation.csv")}
-    with pytest.raises(BundleError, match="imported already as run .*n4afs rm"):
-        ws.import_bundle(source / "legacy", data=data)
+    summary = ws.import_bundle(source / "legacy", data=data)
+    assert summary.already_imported and summary.attached
     assert _count(ws, "results") == results
-    assert ws.dataset("fermentation").blob_id is None
+    assert ws.dataset("fermentation").blob_id is not None

@@ -258,3 +258,19 @@ def test_a_model_of_a_class_n4afs_does_not_convert_imports_score_only(ws, source
     assert "sklearn.svm._classes.SVR, which n4afs does not convert" in log
     assert "imported score-only" in log
     assert "models" not in ws.tree.list_dir(("runs", "svr", result.row.label))
+
+
+def test_a_converted_model_round_trips_through_an_export(ws, source, tmp_path):
+    from n4afs.workspace import Workspace
+
+    ws.import_bundle(source / "legacy", data={"fermentation": DATA["fermentation"]}, trust=True)
+    result = _result_of(ws, "fermentation", FACTS["workspaces"]["legacy"]["best"]["fermentation"])
+    ws.export(f"runs/fermentation/{result.row.label}", tmp_path / "best.zip")
+    other = Workspace(tmp_path / "other")
+    other.import_bundle(tmp_path / "best.zip", trust=True)
+    (again,) = other.results("fermentation")
+    X, _ = _spectra("fermentation")
+    for model in ("final", 0, 2):
+        expected = result.load_model(model, trust=True).predict(X)
+        assert np.array_equal(again.load_model(model, trust=True).predict(X), expected)
+    assert _import_log(other, again) == _import_log(ws, result)

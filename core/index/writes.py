@@ -132,6 +132,52 @@ def attach_spectra(conn: duckdb.DuckDBPyConnection, dataset_id: str, blob_id: st
     )
 
 
+def attach_imported_data(
+    conn: duckdb.DuckDBPyConnection,
+    dataset_id: str,
+    blob_id: str,
+    meta: dict[str, Any],
+    old_target: str | None,
+) -> bool:
+    """Give a dataset imported without its spectra or its description (a nirs4all import:
+    nirs4all keeps neither) the blob of its spectra and what they say (shape, targets,
+    wavelengths, source), and its results the target name the spectra give the placeholder
+    `old_target`. False when it holds spectra already (nothing changed)."""
+    for target in meta["target_names"]:
+        checked_text("target name", target)
+    columns = meta.get("columns")
+    changed = conn.execute(
+        "UPDATE datasets SET blob_id = ?, n_samples = ?, n_features = ?, target_names = ?, "
+        "target_stats = ?, wavelength_min = ?, wavelength_max = ?, wavelength_unit = ?, "
+        "source_path = ?, source_sha256 = ?, source_size = ?, columns = ? "
+        "WHERE dataset_id = ? AND blob_id IS NULL RETURNING dataset_id",
+        [
+            BlobId(blob_id),
+            meta["n_samples"],
+            meta["n_features"],
+            list(meta["target_names"]),
+            json.dumps(meta["target_stats"]),
+            meta["wavelength_min"],
+            meta["wavelength_max"],
+            meta["wavelength_unit"],
+            meta["source_path"],
+            meta["source_sha256"],
+            meta["source_size"],
+            json.dumps(columns) if columns else None,
+            dataset_id,
+        ],
+    ).fetchall()
+    if not changed:
+        return False
+    new_target = meta["target_names"][0]
+    if old_target is not None and old_target != new_target:
+        conn.execute(
+            "UPDATE results SET target = ? WHERE dataset_id = ? AND target = ?",
+            [new_target, dataset_id, old_target],
+        )
+    return True
+
+
 def add_alias(conn: duckdb.DuckDBPyConnection, dataset_id: str, name: str) -> bool:
     """Record `name` as another name of the dataset; False when it is one of its names
     already. A name that belongs to another dataset is refused."""

@@ -365,6 +365,35 @@ def _public_path(cls: type) -> str:
 # --------------------------------------------------------------------------- PLS-DA
 
 
+UNCONVERTED = "n4afs_core.pipelines.operators.Unconverted"
+
+
+class Unconverted:
+    """A step of a foreign pipeline that n4afs has no operator for (an imported nirs4all
+    config: a nirs4all class, a y transform), kept in the config so the result says what ran
+    and its config hash is its own. `params` hold the step as the other tool wrote it. It is
+    never fitted: such a result is imported score-only."""
+
+    def __init__(self, **params: Any) -> None:
+        self.params = params
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return dict(self.params)
+
+    def set_params(self, **params: Any) -> Unconverted:
+        self.params.update(params)
+        return self
+
+    def fit(self, X: Any, y: Any = None) -> Unconverted:
+        raise TemplateError(
+            f"step {self.params.get('nirs4all', self.params)!r} came from another tool and has "
+            "no n4afs operator: a config holding it cannot be fitted"
+        )
+
+    def transform(self, X: Any) -> Any:
+        return self.fit(X)
+
+
 PICKLED_AS = "n4afs_core.operators"  # the module name pickles give n4afs's own estimators
 
 

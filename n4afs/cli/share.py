@@ -104,7 +104,8 @@ def import_cmd(ctx, bundle, name, trust, data, data_targets, dry_run, max_bytes,
     names, links, a bad manifest hash, malformed metadata, is truncated, or inflates past
     its declared size or the limits. Scores are recomputed from the bundle's prediction
     tables; untrusted imports are never best. A nirs4all workspace comes in as one import
-    run per nirs4all call; its spectra only with --data.
+    run per nirs4all call; its spectra only with --data (given on a later import, they are
+    attached to the results imported before).
     """
     limits = {"max_total_bytes": max_bytes, "max_ratio": max_ratio}
     attached = {}
@@ -134,10 +135,12 @@ def import_cmd(ctx, bundle, name, trust, data, data_targets, dry_run, max_bytes,
             echo(line)
         echo("dry run: nothing written")
         return
+    for line in summary.attached:
+        echo(line)
     if summary.already_imported:
         echo(
             f"already imported as run {', '.join(summary.runs or [summary.run_id])}: "
-            "nothing new stored"
+            + ("no result new" if summary.new_blobs else "nothing new stored")
         )
         return
     runs = summary.runs or [summary.run_id]

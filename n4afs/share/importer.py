@@ -21,6 +21,7 @@ import io
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,28 @@ class ImportSummary:
     dry_run: list[str] = field(
         default_factory=list
     )  # what `--dry-run` would bring in, one line each
+    attached: list[str] = field(
+        default_factory=list
+    )  # spectra given with --data to results imported before without them, one line each
+
+
+@dataclass
+class _Attachment:
+    """Spectra given (`--data`) for a nirs4all dataset whose results came in before without
+    them: its dataset row gets them (`writes.attach_imported_data`), nothing else is added."""
+
+    dataset_id: str  # the index's
+    name: str
+    parquet: bytes | None  # None: attached already
+    meta: dict[str, Any]
+    old_target: str | None
+    run_id: str  # the earlier import
+
+    def line(self, dry_run: bool) -> str:
+        if self.parquet is None:
+            return f"dataset {self.name}: spectra attached already (run {self.run_id})"
+        verb = "would be attached" if dry_run else "attached"
+        return f"dataset {self.name}: spectra {verb} to the results of run {self.run_id}"
 
 
 def import_bundle(
@@ -76,16 +99,32 @@ def import_bundle(
 
 
 def _import_all(ws, planned, source, name, trust, dry_run) -> ImportSummary:
-    """Bundles already imported are skipped; the others' blobs are stored, then all their
+    """Bundles already imported are skipped; a nirs4all call imported before with other
+    `--data` only attaches the spectra given now; the others' blobs are stored, then all their
     rows written in one transaction: all of them come in, or none."""
-    todo = [(b, p) for b, p in planned if not _already_imported(ws, b.manifest_sha256)]
-    for bundle, _ in todo:
-        _refuse_a_second_copy(ws, bundle)
+    todo, attachments = [], []
+    for bundle, plan in planned:
+        if _already_imported(ws, bundle.manifest_sha256):
+            continue
+        earlier = _earlier_import(ws, bundle)
+        if earlier is None:
+            todo.append((bundle, plan))
+        else:
+            attachments += _attachments(ws, bundle, plan, *earlier)
+    attach = [a for a in attachments if a.parquet is not None]
+    lines = [a.line(dry_run) for a in attachments]
     if dry_run:
-        return ImportSummary("", [], 0, not todo, dry_run=_dry_run_lines(planned, todo, ws))
-    if not todo:
-        existing = [_already_imported(ws, b.manifest_sha256) for b, _ in planned]
-        return ImportSummary(existing[0], [], 0, already_imported=True, runs=existing)
+        return ImportSummary(
+            "", [], 0, not todo, dry_run=_dry_run_lines(planned, todo, ws, attachments)
+        )
+    if not todo and not attach:
+        existing = [
+            _already_imported(ws, b.manifest_sha256) or _earlier_import(ws, b)[0]
+            for b, _ in planned
+        ]
+        return ImportSummary(
+            existing[0], [], 0, already_imported=True, runs=existing, attached=lines
+        )
     before = ws.blob_stats().n_blobs
     for _, plan in todo:
         _fit_to_index(ws, plan)
@@ -99,29 +138,41 @@ def _import_all(ws, planned, source, name, trust, dry_run) -> ImportSummary:
                 for dataset in plan.datasets.values():
                     if dataset.parquet is not None:
                         ws.store.put(dataset.parquet)
+        with ws.store.batch():
+            for attachment in attach:
+                ws.store.put(attachment.parquet)
         _write_rows(
             ws,
             [(b, p, s, r) for (b, p), s, r in zip(todo, stored, run_ids, strict=True)],
             source,
             trust,
+            attach,
         )
     except BaseException:
         for run_id in run_ids:
             _abandon(ws, run_id)
         raise
     labels = [r.entry["result"] for _, plan in todo for r in plan.results]
-    return ImportSummary(run_ids[0], labels, ws.blob_stats().n_blobs - before, runs=run_ids)
+    new_blobs = ws.blob_stats().n_blobs - before
+    if not todo:
+        runs = sorted({a.run_id for a in attach})
+        return ImportSummary(runs[0], [], new_blobs, True, runs=runs, attached=lines)
+    return ImportSummary(run_ids[0], labels, new_blobs, runs=run_ids, attached=lines)
 
 
-def _dry_run_lines(planned, todo, ws) -> list[str]:
+def _dry_run_lines(planned, todo, ws, attachments) -> list[str]:
     lines = []
     for bundle, plan in planned:
         info = bundle.export_info
         head = info.get("nirs4all", {}).get("call") or Path(str(bundle.source)).name
-        if (bundle, plan) not in todo:
-            lines.append(
-                f"run {head}: already imported as {_already_imported(ws, bundle.manifest_sha256)}"
-            )
+        if not any(bundle is b for b, _ in todo):
+            earlier = _already_imported(ws, bundle.manifest_sha256)
+            if earlier is not None:
+                lines.append(f"run {head}: already imported as {earlier}")
+                continue
+            run_id = _earlier_import(ws, bundle)[0]
+            lines.append(f"run {head}: imported before as {run_id}, with other --data")
+            lines += [f"  {a.line(True)}" for a in attachments if a.run_id == run_id]
             continue
         flag = "" if info.get("cv_comparable", True) else " (legacy engine: CV not comparable)"
         lines.append(f"run {head}: {len(plan.results)} result(s){flag}")
@@ -138,24 +189,57 @@ def _dry_run_lines(planned, todo, ws) -> list[str]:
     return lines
 
 
-def _refuse_a_second_copy(ws: Any, bundle: Any) -> None:
-    """A nirs4all call imported before with other `--data` (or none) would come in again as
-    other results: its spectra are not attached to the earlier import, and saying so is
-    better than showing every result twice."""
+def _earlier_import(ws: Any, bundle: Any) -> tuple[str, dict] | None:
+    """(run id, export info) of an earlier import of the same nirs4all call made with other
+    `--data` (or none): its bundle differs (sample ids, class names, checked models), the
+    call does not, and its results must not come in twice."""
     origin = bundle.export_info.get("nirs4all") or {}
     runs = origin.get("runs")
     if not runs:
-        return
+        return None
     import json
 
     for run_id, info in ws.index.fetchall("SELECT run_id, export_info FROM imports"):
-        earlier = (json.loads(info) or {}).get("nirs4all") or {}
-        if earlier.get("runs") == runs:
+        earlier = json.loads(info) or {}
+        if (earlier.get("nirs4all") or {}).get("runs") == runs:
+            return run_id, earlier
+    return None
+
+
+def _attachments(ws: Any, bundle: Any, plan: ImportPlan, run_id: str, earlier: dict) -> list:
+    """The spectra this import gives (`--data`, checked against nirs4all's dataset hash when
+    the bundle was read) for datasets of the earlier import `run_id`. Class names are refused:
+    the earlier results show nirs4all's class codes, which the names would contradict."""
+    out = []
+    for key, planned in plan.datasets.items():
+        if planned.spectra is None:
+            continue
+        entries = [e for e in earlier.get("results") or [] if e.get("dataset_id") == key]
+        if not entries:
+            continue
+        ids = [short_id(run_id, e["result_id"], length=12) for e in entries]
+        found = ws.index.fetchall(
+            "SELECT DISTINCT d.dataset_id, d.name, d.task, d.blob_id FROM results r "
+            f"JOIN datasets d USING (dataset_id) WHERE r.result_id IN ({','.join('?' * len(ids))})",
+            ids,
+        )
+        if len(found) != 1:
+            continue  # its results were removed since (`n4afs rm`)
+        dataset_id, name, task, blob_id = found[0]
+        if blob_id is None and task == "classification":
             raise BundleError(
-                f"nirs4all call {origin.get('call')!r} is imported already as run {run_id}, "
-                "with other --data than now; --data does not attach spectra to an earlier "
-                f"import: remove it first (`n4afs rm {run_id}`), then import again with --data"
+                f"--data {entries[0]['dataset']}: run {run_id} imported its results without "
+                "the spectra, so they show nirs4all's class codes (0, 1, ...), not the class "
+                f"names; to have the names, remove that run (`n4afs rm {run_id}`) and import "
+                "again with --data"
             )
+        parquet = planned.parquet if blob_id is None else None
+        out.append(
+            _Attachment(
+                str(dataset_id), name, parquet, planned.meta, entries[0].get("target"), run_id
+            )
+        )
+    return out
 
 
 def _already_imported(ws: Any, manifest_sha: str) -> str | None:
@@ -256,13 +340,20 @@ def _abandon(ws, run_id: str) -> None:
         writes.delete_running_run(conn, run_id)
 
 
-def _write_rows(ws, items, source, trust) -> None:
+def _write_rows(ws, items, source, trust, attach=()) -> None:
     """Every row of the import in one transaction: datasets, results, scores, models, and
-    the runs marked completed. `items`: (bundle, plan, stored files, run id)."""
+    the runs marked completed; spectra attached to datasets imported before without them.
+    `items`: (bundle, plan, stored files, run id)."""
     try:
         with ws.index.write() as conn:
             for bundle, plan, stored, run_id in items:
                 _write_all_rows(conn, bundle, plan, stored, run_id, source, trust)
+            for attachment in attach:
+                blob_id = sha256(attachment.parquet).hexdigest()
+                writes.register_blob(conn, blob_id, len(attachment.parquet), "parquet")
+                writes.attach_imported_data(
+                    conn, attachment.dataset_id, blob_id, attachment.meta, attachment.old_target
+                )
     except duckdb.Error as exc:  # a constraint the plan missed: refused, nothing committed
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BundleError(f"the bundle does not fit this workspace's index ({first})") from exc

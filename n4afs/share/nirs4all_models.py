@@ -6,16 +6,20 @@ pickle) whose `find_class` hands back only the globals listed in `ALLOWED`: nump
 scalar reconstruction, joblib's array wrapper, a few builtin number types, the scikit-learn
 and chemotools classes nirs4all's models hold, and nirs4all's own class names, each mapped to
 an inert stand-in defined here (it keeps the pickled state and runs nothing). nirs4all is never
-imported and none of its code runs. Any other global refuses the file, naming the global:
-under `nirs4all.`, `sklearn.` or `chemotools.` the model is only not convertible (the result
-is imported score-only, and its `logs/import.txt` says which class); anything else (`os.system`,
-`builtins.eval`, ...) is no part of a nirs4all model and refuses the whole import
-(`UnsafePickle`), before anything is written.
+imported and none of its code runs. Any other global refuses the file, naming the global (it is
+never imported): a class (CamelCase name) under `nirs4all.`, `sklearn.`, `chemotools.`,
+`numpy.` or `scipy.` makes the model only not convertible (the result is imported score-only,
+and its `logs/import.txt` says which class); anything else (`os.system`, `builtins.eval`,
+`subprocess.Popen`, a library's function) is no part of a nirs4all model and refuses the whole
+import (`UnsafePickle`), before anything is written. So do arrays declared beyond
+`MAX_ARRAY_BYTES` (numpy's `_reconstruct` and an array's state can declare any shape without
+its bytes): every array's shape and data are checked before numpy sees them.
 
 The stand-ins are then converted to the classes n4afs itself fits: nirs4all's SNV → chemotools
 `StandardNormalVariate`, MSC → chemotools `MultiplicativeScatterCorrection` (its reference
 spectrum kept), Savitzky–Golay → chemotools `SavitzkyGolay` with nirs4all's `mode="interp"`
-(delta 1 only), multi-class PLS-DA → n4afs's `PLSDAClassifier` (its fitted PLS kept), while
+(delta 1, or any delta without a derivative: chemotools has no delta), PLS-DA → n4afs's
+`PLSDAClassifier` (its fitted PLS kept; binary: the one score column read as two), while
 scikit-learn's PLS and LDA stay as they are; class codes (nirs4all encodes classes 0..k-1)
 become the class names when the dataset is given, else the codes as text, as the imported
 prediction tables show them. Each converted model is checked by predicting the training rows
@@ -29,11 +33,13 @@ Design: docs/DESIGN.md, "Package map" (n4afs/share).
 
 from __future__ import annotations
 
+import copy
 import gzip
 import hashlib
 import importlib
 import io
 import pickle
+import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +48,11 @@ import numpy as np
 import yaml
 from n4afs_core.errors import BundleError
 
-MAX_UNPICKLED_BYTES = 1 << 30  # decompressed pickle + arrays of one nirs4all joblib file
+MAX_UNPICKLED_BYTES = 1 << 28  # decompressed pickle + arrays of one nirs4all joblib file
+# every array one file declares, together (a fitted PLS of 2,000 wavelengths holds ~1 MB): a
+# pickle may declare an array's shape without its bytes (numpy's _reconstruct + BUILD), which
+# numpy would allocate (or, for objects, leave unset and crash on): checked before numpy sees it
+MAX_ARRAY_BYTES = 1 << 28
 # a converted regression model must reproduce nirs4all's stored predictions to this relative
 # difference (of the predictions' range): nirs4all stores float32-rounded values (~6e-8)
 REGRESSION_RTOL = 1e-5
@@ -118,7 +128,7 @@ ALLOWED: dict[tuple[str, str], Any] = {
         "chemotools.derivative:SavitzkyGolay"
     ),
 }
-_LIBRARIES = ("nirs4all.", "sklearn.", "chemotools.")
+_LIBRARIES = ("nirs4all.", "sklearn.", "chemotools.", "numpy.", "scipy.")
 
 
 def _resolve(module: str, name: str) -> Any:
@@ -141,20 +151,66 @@ def _safe_unpickler_class() -> type:
     class _SafeUnpickler(NumpyUnpickler):
         dispatch = NumpyUnpickler.dispatch.copy()
 
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            self.array_bytes = 0  # declared by every array so far (MAX_ARRAY_BYTES)
+
         def find_class(self, module: str, name: str) -> Any:
             if (module, name) not in ALLOWED:
                 raise _Refused(f"{module}.{name}")
+            if name == "_reconstruct":
+                return self.reconstruct
+            if name == "scalar":
+                return self.scalar
             return _resolve(module, name)
 
         def persistent_load(self, pid: Any) -> Any:
             raise _Refused("a persistent id")
 
+        def charge(self, shape: Any, dtype: Any) -> int:
+            """Count an array's bytes against MAX_ARRAY_BYTES before numpy allocates it;
+            returns its number of elements."""
+            if not isinstance(dtype, np.dtype):
+                raise pickle.UnpicklingError("an array without a numpy dtype")
+            shape = (shape,) if isinstance(shape, (int, np.integer)) else shape
+            if not isinstance(shape, tuple) or not all(
+                isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 0
+                for n in shape
+            ):
+                raise pickle.UnpicklingError(f"an array of shape {str(shape)[:40]}")
+            count = 1
+            for n in shape:  # Python ints: no overflow
+                count *= int(n)
+            size = count * max(dtype.itemsize, 1)
+            self.array_bytes += size
+            if self.array_bytes > MAX_ARRAY_BYTES:
+                raise _TooLarge(f"an array of shape {shape} ({size:,} bytes)")
+            return count
+
+        def reconstruct(self, subtype: Any, shape: Any, dtype: Any) -> Any:
+            # numpy's ndarray pickles call _reconstruct(ndarray, (0,), b'b'), then BUILD
+            if subtype is not np.ndarray:
+                raise pickle.UnpicklingError("an array of another class than numpy.ndarray")
+            self.charge(shape, np.dtype("b" if isinstance(dtype, bytes) else dtype))
+            return _resolve("numpy._core.multiarray", "_reconstruct")(subtype, shape, dtype)
+
+        def scalar(self, dtype: Any, *value: Any) -> Any:
+            self.charge((), dtype)
+            if dtype.hasobject or len(value) != 1 or not isinstance(value[0], bytes):
+                raise pickle.UnpicklingError("a numpy scalar of another kind than plain bytes")
+            if len(value[0]) != dtype.itemsize:
+                raise pickle.UnpicklingError("a numpy scalar whose bytes do not fit its dtype")
+            return _resolve("numpy._core.multiarray", "scalar")(dtype, value[0])
+
         def load_build(self) -> None:
-            # joblib reads an array's bytes on the wrapper's BUILD: check what it would
-            # allocate, and that it is a plain array, before it reads anything
+            # joblib reads an array's bytes on the wrapper's BUILD, numpy sets an array's
+            # shape and data on its own: check what either would allocate first
             state = self.stack[-1]
-            if isinstance(self.stack[-2] if len(self.stack) > 1 else None, NumpyArrayWrapper):
-                _check_wrapper_state(state)
+            target = self.stack[-2] if len(self.stack) > 1 else None
+            if isinstance(target, NumpyArrayWrapper):
+                _check_wrapper_state(state, self)
+            elif isinstance(target, np.ndarray):
+                _check_array_state(state, self)
             NumpyUnpickler.load_build(self)
 
         dispatch[pickle.BUILD[0]] = load_build
@@ -162,19 +218,32 @@ def _safe_unpickler_class() -> type:
     return _SafeUnpickler
 
 
-def _check_wrapper_state(state: Any) -> None:
+class _TooLarge(Exception):
+    """A pickle declaring arrays beyond MAX_ARRAY_BYTES: no nirs4all model is that large."""
+
+
+def _check_wrapper_state(state: Any, unpickler: Any) -> None:
     if not isinstance(state, dict):
         raise pickle.UnpicklingError("a joblib array wrapper without state")
     if state.get("subclass") is not np.ndarray:
         raise pickle.UnpicklingError("a joblib array of another class than numpy.ndarray")
-    dtype, shape = state.get("dtype"), state.get("shape")
-    if not isinstance(dtype, np.dtype) or not isinstance(shape, tuple):
-        raise pickle.UnpicklingError("a joblib array without dtype or shape")
-    count = int(np.prod([int(n) for n in shape], dtype=np.int64)) if shape else 1
-    if count < 0 or count * max(dtype.itemsize, 1) > MAX_UNPICKLED_BYTES:
-        raise pickle.UnpicklingError(f"a joblib array of shape {shape}: too large")
+    unpickler.charge(state.get("shape"), state.get("dtype"))
     if "allow_mmap" in state:
         state["allow_mmap"] = False
+
+
+def _check_array_state(state: Any, unpickler: Any) -> None:
+    """numpy's ndarray state, (version,) shape, dtype, is_fortran, data: the data must be
+    exactly the declared shape's (bytes, or a list of as many objects)."""
+    if not isinstance(state, tuple) or len(state) not in (4, 5):
+        raise pickle.UnpicklingError("an array state numpy does not write")
+    shape, dtype, _, data = state[-4:]
+    count = unpickler.charge(shape, dtype)
+    if dtype.hasobject:
+        if not isinstance(data, list) or len(data) != count:
+            raise pickle.UnpicklingError("an object array whose items do not fit its shape")
+    elif not isinstance(data, (bytes, bytearray)) or len(data) != count * dtype.itemsize:
+        raise pickle.UnpicklingError("an array whose bytes do not fit its shape")
 
 
 def _decompressed(data: bytes, name: str) -> bytes:
@@ -203,8 +272,13 @@ def load_restricted(data: bytes, name: str) -> Any:
     unpickler = _safe_unpickler_class()(name, io.BytesIO(raw), True)
     try:
         return unpickler.load()
+    except _TooLarge as large:
+        raise UnsafePickle(
+            f"{name}: its pickle declares {large}, more than the {MAX_ARRAY_BYTES:,} bytes of "
+            "arrays a nirs4all model file may hold: refusing the import (nothing was allocated)"
+        ) from None
     except _Refused as refused:
-        if refused.global_name.startswith(_LIBRARIES):
+        if _library_class(refused.global_name):
             raise NotConvertible(
                 f"{name} holds {refused.global_name}, which n4afs does not convert"
             ) from None
@@ -212,8 +286,33 @@ def load_restricted(data: bytes, name: str) -> Any:
             f"{name}: its pickle names the global {refused.global_name}, which no nirs4all "
             "model holds: refusing the import (nothing was loaded or run)"
         ) from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
-        raise NotConvertible(f"{name} is not a model pickle n4afs reads ({exc})") from None
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        MemoryError,
+        RecursionError,
+    ) as exc:
+        text = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise NotConvertible(f"{name} is not a model pickle n4afs reads ({text})") from None
+
+
+def _library_class(global_name: str) -> bool:
+    """A class of the libraries nirs4all models are made of (`nirs4all.…`, `sklearn.…`,
+    `chemotools.…`, `numpy.…`, `scipy.…`) that n4afs does not convert: a model that is not
+    carried over, not an attack. By name only (it is never imported): a CamelCase class name
+    in one of those packages. Anything else (os.system, builtins.eval, subprocess.Popen, a
+    library's function) is no part of a nirs4all model and refuses the import."""
+    module, _, name = global_name.rpartition(".")
+    return (
+        global_name.startswith(_LIBRARIES)
+        and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", module) is not None
+        and re.fullmatch(r"_?[A-Z][A-Za-z0-9_]*", name) is not None
+    )
 
 
 # -- conversion -----------------------------------------------------------------------------
@@ -306,8 +405,13 @@ def _convert_step(obj: Any, n_features: int) -> tuple[str, Any]:
             raise NotConvertible("nirs4all MSC without a fitted reference spectrum")
         return "msc", MultiplicativeScatterCorrection().fit(reference.reshape(1, -1))
     if cls.endswith(".SavitzkyGolay"):
-        if float(state.get("delta", 1.0)) != 1.0:
-            raise NotConvertible(f"nirs4all Savitzky-Golay with delta {state['delta']}: only 1")
+        # scipy divides the derivative by delta**deriv; chemotools' SG has no delta: only
+        # smoothing (deriv 0), where delta changes nothing, or delta 1 are the same filter
+        if float(state.get("delta", 1.0)) != 1.0 and int(state.get("deriv", 0)) != 0:
+            raise NotConvertible(
+                f"nirs4all Savitzky-Golay with delta {state['delta']} and deriv "
+                f"{state.get('deriv')}: chemotools' SG has no delta"
+            )
         step = SavitzkyGolay(
             window_length=int(state.get("window_length", 11)),
             polyorder=int(state.get("polyorder", 3)),
@@ -341,14 +445,20 @@ def _convert_model(obj: Any, labels: list[str] | None) -> tuple[str, Any]:
 def _plsda(state: dict, labels: list[str] | None) -> Any:
     from n4afs_core.pipelines.operators import PLSDAClassifier
     from sklearn.cross_decomposition import PLSRegression
-    from sklearn.preprocessing import OneHotEncoder
+    from sklearn.preprocessing import LabelEncoder, OneHotEncoder
 
     classes, pls, encoder = state.get("classes_"), state.get("pls_"), state.get("encoder_")
     if not isinstance(classes, np.ndarray) or not isinstance(pls, PLSRegression):
         raise NotConvertible("nirs4all PLS-DA without its fitted PLS")
-    if len(classes) < 3 or not isinstance(encoder, OneHotEncoder):
-        raise NotConvertible("binary nirs4all PLS-DA (one score column): not converted yet")
-    if not np.array_equal(np.asarray(encoder.categories_[0], dtype=float), classes.astype(float)):
+    if len(classes) == 2:
+        if not isinstance(encoder, LabelEncoder) or not np.array_equal(
+            np.asarray(encoder.classes_, dtype=float), classes.astype(float)
+        ):
+            raise NotConvertible("binary nirs4all PLS-DA without its label encoder")
+        pls = _two_columns(pls)
+    elif not isinstance(encoder, OneHotEncoder):
+        raise NotConvertible("nirs4all PLS-DA of several classes without its one-hot encoder")
+    elif not np.array_equal(np.asarray(encoder.categories_[0], dtype=float), classes.astype(float)):
         raise NotConvertible("nirs4all PLS-DA whose encoder's classes differ from its classes")
     model = PLSDAClassifier(
         n_components=int(pls.n_components), scale=pls.scale, max_iter=pls.max_iter, tol=pls.tol
@@ -358,6 +468,24 @@ def _plsda(state: dict, labels: list[str] | None) -> Any:
     model.n_features_in_ = int(state.get("n_features_in_", pls.n_features_in_))
     model.n_iter_ = pls.n_iter_
     return model
+
+
+def _two_columns(pls: Any) -> Any:
+    """Binary nirs4all PLS-DA fitted one PLS column y in {0, 1} and predicts class 1 when its
+    score exceeds 0.5; n4afs's PLS-DA takes the larger of one score per class. The same PLS
+    read as two columns, (1 - score, score), makes the two rules one (score > 0.5 exactly
+    when it is the larger), with the same latent variables: its y side is mirrored."""
+    if getattr(pls, "coef_", None) is None or pls.coef_.shape[0] != 1:
+        raise NotConvertible("binary nirs4all PLS-DA whose PLS is not one column")
+    two = copy.deepcopy(pls)
+    for name in ("coef_", "y_loadings_", "y_weights_"):
+        value = getattr(pls, name)
+        setattr(two, name, np.vstack([-value, value]))
+    mean, std = np.ravel(pls._y_mean), np.ravel(pls._y_std)  # noqa: SLF001 - sklearn's state
+    two._y_mean, two._y_std = np.array([1 - mean[0], mean[0]]), np.array([std[0], std[0]])
+    two.intercept_ = np.array([1 - np.ravel(pls.intercept_)[0], np.ravel(pls.intercept_)[0]])
+    two._predict_1d = False
+    return two
 
 
 def _relabelled(classes: np.ndarray, labels: list[str] | None) -> np.ndarray:

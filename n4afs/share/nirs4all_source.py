@@ -16,7 +16,11 @@ nirs4all call, every row in one transaction, scores recomputed by n4afs's metric
   default engine stored the template there, so it is expanded again and the variant whose
   nirs4all hash (`sha256(json.dumps(steps, sort_keys=True, separators=(",", ":")))[:8]`) is
   the pipeline name's suffix is the config. The config is translated to n4afs's operators
-  (SG with nirs4all's defaults made explicit: window 11, polyorder 3, mode interp).
+  (SG with nirs4all's defaults made explicit: window 11, polyorder 3, mode interp). A step
+  n4afs has no operator for (a nirs4all class it does not know, a y transform, SG with a
+  delta on a derivative, another library's class) stays in the config as an `Unconverted`
+  step holding nirs4all's text: the result is score-only and its `logs/import.txt` says why.
+  Only scikit-learn and chemotools class paths are ever imported.
 - Predictions: fold k → `fold_k.csv` (train/val/test), the folds' val rows pooled →
   `cv.csv`, `final` → `train.csv`/`test.csv`, `avg`/`w_avg` test rows → `avg.csv`/`w_avg.csv`.
   Sample ids are the dataset's when `--data` gives it, else nirs4all's row positions.
@@ -38,6 +42,7 @@ Design: docs/DESIGN.md, "Import and bundles".
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import itertools
@@ -55,6 +60,8 @@ from typing import Any
 import numpy as np
 import yaml
 from n4afs_core.errors import BundleError, N4AError
+from n4afs_core.index.names import result_name
+from n4afs_core.pipelines.operators import UNCONVERTED
 from n4afs_core.pipelines.templates import PipelineConfig, Step
 
 from n4afs.share import nirs4all_models
@@ -452,14 +459,15 @@ def _pipeline_result(store, arrays, pipeline, refit, engine, attached, position)
     dataset_id = _dataset_id(dataset, pipeline["dataset_hash"])
     steps, choices, how = _concrete_config(pipeline)
     notes.append(how)
-    translated = translate(steps)
-    config = PipelineConfig(tuple(Step(op, params) for op, params in translated))
+    translated, unconverted = translate(steps)
+    config, name = config_of(translated)
+    notes += [f"config: {reason}" for reason in unconverted]
     metric = "rmse" if task == "regression" else "balanced_accuracy"
-    label = f"{position + 1:04d}_{config.name}_{config.hash6}"
+    label = f"{position + 1:04d}_{name}_{config.hash6}"
     files = _prediction_files(arrays, dataset, predictions, task, data)
     files["pipeline.yaml"] = _yaml_bytes(
         {
-            "name": config.name,
+            "name": name,
             "description": f"imported from nirs4all pipeline {pipeline['name']} ({engine} engine)",
             "steps": config.to_template(),
             "choices": choices,
@@ -473,7 +481,7 @@ def _pipeline_result(store, arrays, pipeline, refit, engine, attached, position)
         else []
     )
     model_files, model_notes = _models(
-        store, arrays, [*chains, *refit_chains], predictions, task, data, dataset
+        store, arrays, [*chains, *refit_chains], predictions, task, data, dataset, unconverted
     )
     files.update(model_files)
     notes += model_notes
@@ -501,10 +509,14 @@ def _pipeline_result(store, arrays, pipeline, refit, engine, attached, position)
 
 
 # -- models ---------------------------------------------------------------------------------
-def _models(store, arrays, chains, predictions, task, data, dataset) -> tuple[dict, list[str]]:
+def _models(
+    store, arrays, chains, predictions, task, data, dataset, unconverted
+) -> tuple[dict, list[str]]:
     """nirs4all's fitted models of one pipeline converted (`nirs4all_models`): dag-ml's refit
     (`final`), legacy's folds (shared transformers + each fold's model) and its refit. The
-    files of the converted ones, and one line per model for logs/import.txt."""
+    files of the converted ones, and one line per model for logs/import.txt. A config with
+    `unconverted` steps keeps no model, but its files are still read by the restricted
+    loader: a pickle naming a hostile global refuses the import whatever the config."""
     wanted = []  # (role, fold, artifact ids in pipeline order, (fold id, partitions) checked)
     for chain in chains:
         folds = _json(chain["fold_artifacts"], {}) or {}
@@ -530,6 +542,11 @@ def _models(store, arrays, chains, predictions, task, data, dataset) -> tuple[di
     notes: list[str] = []
     for role, fold, artifact_ids, rows in wanted:
         what = "final model" if role == "final" else f"fold {fold} model"
+        if unconverted:
+            # read all the same: a hostile pickle refuses the import (UnsafePickle)
+            with contextlib.suppress(nirs4all_models.NotConvertible):
+                _read_model(store, artifact_ids)
+            continue
         try:
             converted = _convert_model(store, artifact_ids, labels)
             checked = _check_model(
@@ -540,15 +557,26 @@ def _models(store, arrays, chains, predictions, task, data, dataset) -> tuple[di
             continue
         files.update(nirs4all_models.model_files(converted, role, fold, [checked]))
         notes.append(f"{what}: converted to n4afs's classes; {checked}")
+    if unconverted:
+        notes.append(
+            f"models ({len(wanted)} kept by nirs4all): not converted, the config holds steps "
+            "n4afs has no operator for (above): imported score-only"
+        )
     return files, notes
 
 
-def _convert_model(store, artifact_ids: list[str], labels) -> nirs4all_models.Converted:
+def _read_model(store, artifact_ids: list[str]) -> tuple[list[Any], list[str]]:
+    """The fitted steps of a model's artifact files (restricted loader) and their names."""
     objects, sources = [], []
     for artifact_id in artifact_ids:
         name, data = _artifact_bytes(store, artifact_id)
         objects += nirs4all_models.estimator_of(nirs4all_models.load_restricted(data, name), name)
         sources.append(name)
+    return objects, sources
+
+
+def _convert_model(store, artifact_ids: list[str], labels) -> nirs4all_models.Converted:
+    objects, sources = _read_model(store, artifact_ids)
     converted = nirs4all_models.convert(objects, labels)
     converted.sources = sources
     return converted
@@ -715,36 +743,114 @@ def expand_nirs4all(node: Any) -> list[tuple[Any, list]]:
     return [(node, [])]
 
 
-def translate(steps: list) -> list[tuple[str, dict]]:
-    """nirs4all's concrete steps as n4afs's (operator, params): splitters dropped (the folds
-    are in the predictions), known operators by their n4afs name, others by class path."""
-    out = []
-    for step in steps:
-        if isinstance(step, dict) and "model" in step:
-            step = step["model"]
+def translate(steps: list) -> tuple[list[tuple[str, dict]], list[str]]:
+    """nirs4all's concrete steps as n4afs's (operator, params), and why the config is not
+    n4afs's own (one reason per step it has no operator for). Splitters are dropped (the
+    folds are in the predictions); known operators become their n4afs name; scikit-learn and
+    chemotools classes stay class paths; anything else (a nirs4all class n4afs does not know,
+    a y transform, another library's class, a keyword step) is kept as an `Unconverted` step
+    holding the step as nirs4all wrote it, so the result says what ran, and makes the result
+    score-only. Nothing named here is imported but scikit-learn and chemotools modules."""
+    out: list[tuple[str, dict]] = []
+    reasons: list[str] = []
+
+    def unconverted(raw: Any, reason: str) -> None:
+        out.append((UNCONVERTED, {"nirs4all": raw}))
+        reasons.append(reason)
+
+    for raw in steps:
+        step = raw["model"] if isinstance(raw, dict) and "model" in raw else raw
         if isinstance(step, dict) and set(step) == {"step"} and str(step["step"]).startswith("<"):
             continue  # a runtime object's repr (legacy bundles: the refit's fold splitter)
+        if isinstance(step, str) and step.startswith("<"):
+            continue  # the same, as legacy refit pipelines store it
         if isinstance(step, str):
             cls, params = step, {}
-        elif isinstance(step, dict) and "class" in step:
+        elif isinstance(step, dict) and isinstance(step.get("class"), str):
             cls, params = step["class"], dict(step.get("params") or {})
+        elif isinstance(step, dict) and len(step) == 1 and "y_processing" in step:
+            what = _short(step["y_processing"])
+            unconverted(
+                raw,
+                f"nirs4all transformed y before fitting (y_processing: {what}); n4afs fits on "
+                "y as given and has no y transform",
+            )
+            continue
         else:
-            raise BundleError(f"nirs4all step {json.dumps(step)[:80]} is not one n4afs reads")
-        if not isinstance(cls, str):
-            raise BundleError(f"nirs4all step class {cls!r} is not a class path")
+            keyword = next(iter(step)) if isinstance(step, dict) and step else type(step).__name__
+            unconverted(raw, f"nirs4all step {keyword!r} has no n4afs equivalent")
+            continue
         if cls.startswith("sklearn.model_selection."):
             continue
         short = cls.rsplit(".", 1)[-1]
         if short in _OPERATORS:
             op, defaults = _OPERATORS[short]
-            out.append((op, {**defaults, **params}))
-        elif cls.startswith("nirs4all."):
-            raise BundleError(f"nirs4all operator {short} has no n4afs equivalent yet")
-        else:
+            params = {**defaults, **params}
+            if op == "savgol" and "delta" in params:
+                delta = params.pop("delta")
+                if _number(delta) != 1.0 and _number(params.get("deriv")) != 0.0:
+                    unconverted(
+                        raw,
+                        f"nirs4all Savitzky-Golay with delta {delta} (derivative divided by "
+                        f"delta**{params.get('deriv')}); n4afs's savgol (chemotools) has no delta",
+                    )
+                    continue  # deriv 0: delta changes nothing, dropped
+            out.append((op, params))
+        elif cls.startswith(("sklearn.", "chemotools.")) and _known_class(cls):
             out.append((cls, params))
+        elif cls.startswith("nirs4all."):
+            unconverted(raw, f"nirs4all operator {short} ({cls}) has no n4afs equivalent")
+        else:
+            unconverted(
+                raw, f"{cls}: n4afs reads scikit-learn and chemotools classes only (not imported)"
+            )
     if not out:
         raise BundleError("a nirs4all pipeline without steps n4afs reads")
-    return out
+    return out, reasons
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        value = value.get("class", json.dumps(value, sort_keys=True)[:60])
+    return str(value).rsplit(".", 1)[-1]
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _known_class(class_path: str) -> bool:
+    """A scikit-learn or chemotools class n4afs can name (its module imports)."""
+    from n4afs_core.errors import UnknownOperator
+    from n4afs_core.pipelines.operators import get_operator
+
+    try:
+        get_operator(class_path)
+    except UnknownOperator:
+        return False
+    return True
+
+
+def config_of(translated: list[tuple[str, dict]]) -> tuple[PipelineConfig, str]:
+    """The n4afs config of translated steps and its readable name: each step's n4afs label,
+    an unconverted step by its nirs4all class (`gaussian-pls3`, `snv-y_minmaxscaler-pls3`)."""
+    config = PipelineConfig(tuple(Step(op, params) for op, params in translated))
+    labels = []
+    for step in config.steps:
+        if step.op == UNCONVERTED:
+            raw = step.params["nirs4all"]
+            if isinstance(raw, dict) and "y_processing" in raw:
+                labels.append("y" + _short(raw["y_processing"]))
+            elif isinstance(raw, dict) and "model" in raw:
+                labels.append(_short(raw["model"]))
+            else:
+                labels.append(_short(raw) if isinstance(raw, (str, dict)) else "step")
+        else:
+            labels.append(PipelineConfig((step,)).name)
+    return config, result_name("-".join(labels))
 
 
 # -- predictions ----------------------------------------------------------------------------
@@ -855,17 +961,25 @@ def read_n4a(source: Path, name: str | None, limits: Limits = DEFAULT_LIMITS) ->
     label_name = name or Path(source).stem
     steps = _bundle_steps(pipeline, model_class)
     model_files, model_notes, fitted = _bundle_models(members)
+    declared = _declared_unconverted(steps)
+    if fitted is not None and declared:
+        # a step without fitted files (a stateless one) would be missing from the model
+        model_files, fitted = {}, None
+        model_notes = [
+            "model: not converted, the bundle's pipeline.json holds steps n4afs has no "
+            "operator for (above): imported score-only"
+        ]
     if fitted is not None:  # what was fitted, whatever pipeline.json says
-        translated = fitted.config()
+        translated, unconverted = fitted.config(), []
     else:
         try:
-            translated = translate(steps)
+            translated, unconverted = translate(steps)
         except BundleError:
-            translated = translate(
+            translated, unconverted = translate(
                 [model_class if "." in model_class else f"nirs4all.{model_class}"]
             )
-    config = PipelineConfig(tuple(Step(op, params) for op, params in translated))
-    label = f"0001_{config.name}_{config.hash6}"
+    config, config_name = config_of(translated)
+    label = f"0001_{config_name}_{config.hash6}"
     digest = hashlib.sha256(
         b"".join(hashlib.sha256(members[n]).digest() for n in sorted(members))
     ).hexdigest()
@@ -874,10 +988,10 @@ def read_n4a(source: Path, name: str | None, limits: Limits = DEFAULT_LIMITS) ->
         f"imported from the nirs4all bundle {Path(source).name} ({flavour})",
         "a nirs4all bundle holds no predictions: the result is unscored (ranks last)",
     ]
-    notes += model_notes
+    notes += [f"config: {reason}" for reason in unconverted] + model_notes
     files = {
         "pipeline.yaml": _yaml_bytes(
-            {"name": config.name, "steps": config.to_template(), "nirs4all_steps": steps}
+            {"name": config_name, "steps": config.to_template(), "nirs4all_steps": steps}
         ),
         "nirs4all.yaml": _yaml_bytes({"flavour": flavour, "manifest": manifest}),
         "logs/import.txt": ("\n".join(notes) + "\n").encode(),
@@ -906,6 +1020,15 @@ def read_n4a(source: Path, name: str | None, limits: Limits = DEFAULT_LIMITS) ->
         "datasets_attached": [],
     }
     return SourceBundle({f"{entry['path']}/{n}": b for n, b in files.items()}, info, source, limits)
+
+
+def _declared_unconverted(steps: list) -> list[str]:
+    """Why the concrete steps a bundle's pipeline.json lists are not all n4afs's (none when it
+    names its model class only, or does not read)."""
+    try:
+        return translate(steps)[1]
+    except BundleError:
+        return []
 
 
 _BUNDLE_STEP = re.compile(r"artifacts/step_(\d+)_(?:fold(\d+|final)(?:_.*)?|.*)\.joblib")
