@@ -512,3 +512,139 @@ def confusion_chart(y_true, y_pred, title: str) -> bytes:
     ax.set_ylabel("reference")
     ax.set_title(title)
     return png_bytes(fig)
+
+
+def _integer_axis(axis: Any) -> None:
+    """Ticks at whole numbers only (components, folds, counts)."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
+def components_chart(points: Sequence[Any], target: str | None, title: str) -> bytes:
+    """RMSECV against the number of components, one colour per curve (`core.metrics.components`):
+    RMSECV solid, RMSEC dashed, each curve's minimum circled, the chosen one starred."""
+    fig = _figure(8.0, 5.2)
+    ax = fig.add_subplot()
+    names = list(dict.fromkeys(p.curve for p in points))
+    colours = [f"C{i % 10}" for i in range(len(names))]
+    for name, colour in zip(names, colours, strict=True):
+        mine = [p for p in points if p.curve == name]
+        ks = [p.n_components for p in mine]
+        ax.plot(ks, [_nan(p.rmsecv) for p in mine], "o-", color=colour, label=f"{name}: RMSECV")
+        ax.plot(
+            ks,
+            [_nan(p.rmsec) for p in mine],
+            "--",
+            color=colour,
+            alpha=0.7,
+            linewidth=1,
+            label=f"{name}: RMSEC",
+        )
+        for p in mine:
+            if p.curve_minimum:
+                ax.plot(
+                    [p.n_components],
+                    [p.rmsecv],
+                    "o",
+                    markersize=12,
+                    markerfacecolor="none",
+                    markeredgecolor=colour,
+                )
+    for p in points:
+        if p.chosen:
+            ax.plot(
+                [p.n_components],
+                [p.rmsecv],
+                "*",
+                markersize=18,
+                color="black",
+                label=f"chosen: {p.curve}, {p.n_components} LV, RMSECV {p.rmsecv:.4g}",
+            )
+    if not points:
+        ax.text(
+            0.5, 0.5, "no result with a number of components", ha="center", transform=ax.transAxes
+        )
+    _integer_axis(ax.xaxis)
+    ax.set_xlabel("number of components (latent variables)")
+    ax.set_ylabel(f"RMSE ({target})" if target else "RMSE")
+    ax.set_title(title)
+    if points:
+        ax.legend(fontsize="small")
+    return png_bytes(fig)
+
+
+def _nan(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def axis_label(unit: str | None) -> str:
+    """The spectral axis as a chemometrician names it, from the dataset's unit."""
+    if unit == "cm-1":
+        return "wavenumber (cm⁻¹)"
+    if unit == "nm":
+        return "wavelength (nm)"
+    if unit in (None, "", "index", "unknown"):
+        return "variable"
+    return f"wavelength ({unit})"
+
+
+def note_chart(text: str, title: str) -> bytes:
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
+    ax.set_title(title)
+    return png_bytes(fig)
+
+
+def coefficients_chart(
+    x, coefficients, vip, intercept: float, unit: str | None, title: str
+) -> bytes:
+    """Regression coefficients against the spectral axis, VIP below (1: the usual line)."""
+    fig = _figure(8.0, 6.4)
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    top.plot(x, coefficients, linewidth=1)
+    top.axhline(0.0, color="grey", linewidth=0.8)
+    top.set_ylabel("coefficient b")
+    top.set_title(title)
+    top.text(
+        0.01,
+        0.97,
+        f"intercept b0 = {intercept:.6g}",
+        transform=top.transAxes,
+        va="top",
+        family="monospace",
+    )
+    bottom.plot(x, vip, linewidth=1, color="C1")
+    bottom.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
+    bottom.set_ylabel("VIP")
+    bottom.set_xlabel(axis_label(unit))
+    if len(x) > 1 and x[0] > x[-1]:  # wavenumbers are shown decreasing, as recorded
+        bottom.invert_xaxis()
+    return png_bytes(fig)
+
+
+def t2_q_chart(t2, q, t2_limit: float, q_limit: float, sample_ids, partitions, title: str) -> bytes:
+    """Hotelling T² against Q residuals, the 95 % limits dashed, outliers named."""
+    import numpy as np
+
+    t2, q, parts = np.asarray(t2), np.asarray(q), np.asarray(partitions)
+    fig = _figure()
+    ax = fig.add_subplot()
+    for part, marker, label in (("train", "o", "calibration"), ("test", "^", "test")):
+        mask = parts == part
+        if mask.any():
+            ax.scatter(t2[mask], q[mask], marker=marker, alpha=0.75, label=label)
+    ax.axvline(t2_limit, color="red", linestyle="--", linewidth=1, label="95 % limits")
+    ax.axhline(q_limit, color="red", linestyle="--", linewidth=1)
+    for sid, x, y in zip(sample_ids, t2, q, strict=True):
+        if x > t2_limit or y > q_limit:
+            ax.annotate(
+                str(sid), (x, y), fontsize="small", xytext=(3, 3), textcoords="offset points"
+            )
+    ax.set_xlabel("Hotelling T²")
+    ax.set_ylabel("Q residuals")
+    ax.set_title(title)
+    ax.legend(loc="upper right")
+    return png_bytes(fig)

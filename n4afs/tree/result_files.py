@@ -48,6 +48,8 @@ runs/<dataset>/                 one folder per dataset (start here)
     RESULTS.csv                 every result on it, best first (metric and direction inside);
                                 RESULTS.xlsx for spreadsheets, RESULTS.parquet typed
     best_<NNNN>_<name>_<h>.csv  predictions of the best result (exactly one such file)
+    charts/                     RMSECV (and RMSEC) against the number of components, one
+                                curve per preprocessing: .png, and its numbers as .csv
     <NNNN>_<name>_<hash6>/      one result: one pipeline config on this dataset
         pipeline.yaml           the concrete pipeline; `n4afs run pipeline.yaml` re-runs it
         scores.yaml             scores per fold and partition; cv = pooled out-of-fold
@@ -56,11 +58,15 @@ runs/<dataset>/                 one folder per dataset (start here)
                                 cv_by_group.csv: out-of-fold, one row per physical
                                 sample when the run kept replicate scans together;
                                 predictions.parquet: every prediction, typed, as stored
-        charts/                 PNG charts
+        charts/                 PNG charts (PLS: coefficients.png, t2_q.png too)
+        diagnostics/            a PLS model: coefficients.csv (b per wavelength, intercept,
+                                VIP), diagnostics.csv (leverage, Hotelling T², Q residuals
+                                per sample, 95 % limits, outliers by sample id)
         models/<role>_<id>/     <step>.pkl per fitted step, pipeline.pkl (the whole chain:
                                 joblib.load(...).predict(X)), MANIFEST.yaml
         logs/                   timing.yaml, or error.log for a failed result
-by-run/<date>_<name>_<hash6>/   the same results grouped by run: RUN.yaml, templates/
+by-run/<date>_<name>_<hash6>/   the same results grouped by run: RUN.yaml, templates/,
+                                <dataset>/RESULTS.csv (the ranking within the run), charts/
 best/<dataset>.csv              the best predictions of every dataset (.xlsx, .parquet)
 datasets/<dataset>/             DATASET.yaml, spectra.csv, targets.csv, and metadata.csv
                                 (sample_id + metadata columns) when it has metadata
@@ -77,6 +83,7 @@ y_pred - y_true. Pickle files run code when loaded: only load those you trust.
 
 
 PREDICTIONS_PARQUET = "predictions.parquet"  # a result's predictions blob, shown as stored
+DIAGNOSTICS_FILES = ("coefficients.csv", "diagnostics.csv")  # a PLS result's diagnostics/
 
 
 class ResultFiles:
@@ -228,6 +235,69 @@ class ResultFiles:
         ]
         table = lambda: results_table(views, ranked, metric)  # noqa: E731
         return self._tables(key, table, about, parquet=RESULTS_TYPES)
+
+    def group_charts(
+        self, views: Any, results: list[ResultRow], title: str, target: str | None
+    ) -> dict[str, Node]:
+        """`charts/` of a dataset's (or a run's) results on one target: RMSECV against the
+        number of components (`core.metrics.components`), as a chart and as CSV."""
+        from n4afs_core.metrics import components
+
+        shown = tuple(
+            r
+            for r in results
+            if r.status == "completed" and r.run_id not in views.snapshot.untrusted_runs
+        )
+        key = ("components", tuple(r.result_id for r in shown), title, target)
+
+        def points() -> list[Any]:
+            return components.curves(self._component_points(views, shown))
+
+        as_csv = self._render(
+            ("csv", *key),
+            lambda: renderers.csv_bytes(components.COLUMNS, (p.row() for p in points())),
+        )
+        as_png = self._render(
+            ("png", *key),
+            lambda: renderers.components_chart(points(), target, f"{title}: RMSECV vs components"),
+        )
+        mtime = max((r.created_at.timestamp() for r in results), default=0.0)
+        return {
+            name: file_node(name, mtime, content, mutable=True)
+            for name, content in (
+                ("rmsecv_vs_components.csv", as_csv),
+                ("rmsecv_vs_components.png", as_png),
+            )
+        }
+
+    @staticmethod
+    def _component_points(views: Any, results: tuple[ResultRow, ...]) -> list[Any]:
+        from n4afs_core.metrics.components import Point, curve_name
+        from n4afs_core.pipelines.templates import choice_columns, describe_config
+
+        snapshot = views.snapshot
+        found = []
+        for r in results:
+            preprocessing, model, k = describe_config(r.config)
+            if k is None:
+                continue
+            other = choice_columns(r.config, r.choices)
+            train = snapshot.final_scores(r.result_id, ranking.CALIBRATION[1])
+            test = snapshot.final_scores(r.result_id, ranking.TEST[1])
+            found.append(
+                Point(
+                    curve_name(preprocessing, model, other),
+                    preprocessing,
+                    model,
+                    k,
+                    train.get("rmse"),
+                    snapshot.cv_scores(r.result_id).get("rmse"),
+                    test.get("rmse"),
+                    r.label,
+                    r.run_id,
+                )
+            )
+        return found
 
     def best_tables(
         self, best: ResultRow, dataset: DatasetInfo, views: Any
@@ -393,6 +463,8 @@ class ResultFiles:
                 nodes += [
                     directory(n, t, mutable=False) for n in ("predictions", "charts", "models")
                 ]
+                if self.is_pls(views, r):
+                    nodes.append(directory("diagnostics", t, mutable=False))
             return {n.name: n for n in nodes}
         if r.status != "completed" and rest[0] != "logs":
             return None
@@ -401,6 +473,7 @@ class ResultFiles:
             "charts": self.charts_dir,
             "models": self.models_dir,
             "logs": self.logs_dir,
+            "diagnostics": self.diagnostics_dir if self.is_pls(views, r) else None,
         }.get(rest[0])
         return builder(views, r, rest[1:]) if builder else None
 
@@ -576,24 +649,118 @@ class ResultFiles:
 
         return table
 
+    # -- inside a PLS model ---------------------------------------------------------------
+    @staticmethod
+    def is_pls(views: Any, r: ResultRow) -> bool:
+        """A computed regression result of this workspace whose model is PLS (from its
+        config: listing a folder reads no model). Imported models are never loaded here."""
+        from n4afs_core.pipelines.templates import describe_config
+
+        if r.status != "completed" or r.result_id in views.snapshot.imported:
+            return False
+        if r.run_id in views.snapshot.untrusted_runs:
+            return False
+        dataset = views.datasets_by_id[r.dataset_id]
+        if dataset.task != "regression" or dataset.blob_id is None:
+            return False
+        return describe_config(r.config)[1] == "pls"
+
+    def diagnostics_inputs(self, views: Any, r: ResultRow) -> tuple:
+        """What a result's PLS diagnostics are computed from: its final model's step blobs,
+        its dataset blob, its predictions blob (which samples were train and test)."""
+        final = next(
+            (m for m in views.snapshot.models_of(r.result_id).values() if m.role == "final"), None
+        )
+        steps = () if final is None else tuple((a.step_name, a.blob_id) for a in final.artifacts)
+        return steps, views.datasets_by_id[r.dataset_id].blob_id, r.predictions_blob
+
+    @lru_cache(maxsize=16)  # noqa: B019
+    def diagnostics(self, steps: tuple, dataset_blob: str, predictions_blob: str) -> Any:
+        """(PLSDiagnostics, sample ids, partitions, spectra) of a result's final PLS model on
+        its calibration (train) and test samples (`core.metrics.pls_diagnostics`); None when
+        the final model is not a PLS pipeline."""
+        from n4afs_core import pickles
+        from n4afs_core.metrics import pls_diagnostics
+        from sklearn.pipeline import Pipeline
+
+        if not steps:
+            return None
+        pipeline = Pipeline([(name, pickles.loads(self.ws.store.read(b))) for name, b in steps])
+        if not pls_diagnostics.is_pls_pipeline(pipeline):
+            return None
+        s = self.spectra(dataset_blob)
+        table = self.predictions(predictions_blob)
+        final = table.filter(table["model"] == "final")
+        row_of = {sid: i for i, sid in enumerate(s.sample_ids)}
+        ids = {
+            p: final.filter(final["partition"] == p)["sample_id"].to_list()
+            for p in ("train", "test")
+        }
+        calibration = s.X[[row_of[i] for i in ids["train"]]]
+        shown = ids["train"] + ids["test"]
+        found = pls_diagnostics.diagnose(pipeline, calibration, s.X[[row_of[i] for i in shown]])
+        partitions = ["train"] * len(ids["train"]) + ["test"] * len(ids["test"])
+        return found, shown, partitions, s
+
+    def diagnostics_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
+        """diagnostics/: coefficients.csv (b per wavelength, intercept, VIP) and
+        diagnostics.csv (leverage, Hotelling T², Q per sample, limits, outliers)."""
+        from n4afs_core.data.datasets import wavelengths
+        from n4afs_core.metrics import pls_diagnostics as pd_
+
+        if rest:
+            return None
+
+        def coefficients() -> bytes:
+            got = self.diagnostics(*self.diagnostics_inputs(views, r))
+            if got is None:
+                return renderers.csv_bytes(pd_.COEFFICIENT_COLUMNS, [])
+            found, _, _, s = got
+            rows = pd_.coefficient_rows(found, s.feature_names, wavelengths(s.feature_names))
+            return renderers.csv_bytes(pd_.COEFFICIENT_COLUMNS, rows)
+
+        def samples() -> bytes:
+            got = self.diagnostics(*self.diagnostics_inputs(views, r))
+            if got is None:
+                return renderers.csv_bytes(pd_.SAMPLE_COLUMNS, [])
+            found, ids, partitions, _ = got
+            return renderers.csv_bytes(pd_.SAMPLE_COLUMNS, pd_.sample_rows(found, ids, partitions))
+
+        def build() -> dict[str, Node]:
+            t = r.created_at.timestamp()
+            return {
+                "coefficients.csv": file_node(
+                    "coefficients.csv", t, self._render(("coefficients", r.result_id), coefficients)
+                ),
+                "diagnostics.csv": file_node(
+                    "diagnostics.csv", t, self._render(("diagnostics", r.result_id), samples)
+                ),
+            }
+
+        return FilesListing(DIAGNOSTICS_FILES, build)
+
     def charts_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
         from n4afs.tree import charts
 
         if rest:
             return None
         dataset = views.datasets_by_id[r.dataset_id]
+        pls = self.is_pls(views, r)
 
         def build() -> dict[str, Node]:
             t = r.created_at.timestamp()
             nodes = {}
+            diagnostics = (
+                (lambda: self.diagnostics(*self.diagnostics_inputs(views, r))) if pls else None
+            )
             for name, render, inputs in charts.result_charts(
-                self, r, dataset, views.snapshot.cv_scores(r.result_id)
+                self, r, dataset, views.snapshot.cv_scores(r.result_id), diagnostics
             ):
                 content = self._render(("chart", name, *inputs), render)
                 nodes[name] = file_node(name, t, content)
             return nodes
 
-        return FilesListing(charts.chart_names(dataset.task), build)
+        return FilesListing(charts.chart_names(dataset.task, pls), build)
 
     def models_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
         models = views.snapshot.models_of(r.result_id)
