@@ -52,6 +52,7 @@ def result_charts(
             shown["partition"].to_list(),
             title,
             scores,
+            r.target,
         )
 
     def residuals() -> bytes:
@@ -60,12 +61,13 @@ def result_charts(
             oof["y_true"].to_list(),
             (oof["y_pred"] - oof["y_true"]).to_list(),
             f"{title}: out-of-fold residuals",
+            r.target,
         )
 
     def confusion() -> bytes:
         oof, _ = parts()
         return renderers.confusion_chart(
-            oof["y_true"].to_list(), oof["y_pred"].to_list(), f"{title}: out-of-fold"
+            oof["y_true"].to_list(), oof["y_pred"].to_list(), f"{title}: out-of-fold", r.target
         )
 
     def distribution() -> bytes:
@@ -74,7 +76,7 @@ def result_charts(
         if test.height:
             values["test"] = test["y_true"].to_list()
         return renderers.distribution_chart(
-            values, dataset.task, f"{dataset.name}: {r.target} by partition"
+            values, dataset.task, f"{dataset.name}: {r.target} by partition", r.target
         )
 
     def folds() -> bytes:

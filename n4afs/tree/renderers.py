@@ -33,7 +33,8 @@ import yaml
 # 5: .xlsx twins of RESULTS, best and predictions tables; 6: RESULTS' stable columns (metric,
 # direction, score; preprocessing, model, n_components, other choices; RMSEC/RMSECV/RMSEP),
 # Parquet twins of RESULTS and best tables
-RENDER_VERSION = 6
+# 7: the target's name on target axes, "wavenumber (cm⁻¹)" / "wavelength (nm)", integer ticks
+RENDER_VERSION = 7
 PREDICTION_COLUMNS = ("sample_id", "y_true", "y_pred", "residual", "partition", "fold")
 
 
@@ -410,7 +411,9 @@ def png_bytes(fig: Any) -> bytes:
     return sink.getvalue()
 
 
-def scatter_chart(y_true, y_pred, partition, title: str, scores: dict[str, Any]) -> bytes:
+def scatter_chart(
+    y_true, y_pred, partition, title: str, scores: dict[str, Any], target: str | None = None
+) -> bytes:
     import numpy as np
 
     fig = _figure()
@@ -428,8 +431,8 @@ def scatter_chart(y_true, y_pred, partition, title: str, scores: dict[str, Any])
     low = float(min(np.min(y_true), np.min(y_pred)))
     high = float(max(np.max(y_true), np.max(y_pred)))
     ax.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1, label="1:1")
-    ax.set_xlabel("reference (y_true)")
-    ax.set_ylabel("predicted (y_pred)")
+    ax.set_xlabel(f"reference {_named(target)}(y_true)")
+    ax.set_ylabel(f"predicted {_named(target)}(y_pred)")
     ax.set_title(title)
     text = "\n".join(f"{k:<9} = {v:.4g}" for k, v in scores.items() if v is not None)
     ax.text(0.02, 0.98, text, transform=ax.transAxes, va="top", family="monospace")
@@ -437,13 +440,13 @@ def scatter_chart(y_true, y_pred, partition, title: str, scores: dict[str, Any])
     return png_bytes(fig)
 
 
-def residuals_chart(y_true, residual, title: str) -> bytes:
+def residuals_chart(y_true, residual, title: str, target: str | None = None) -> bytes:
     fig = _figure()
     ax = fig.add_subplot()
     ax.scatter(y_true, residual, alpha=0.75)
     ax.axhline(0.0, color="grey", linestyle="--", linewidth=1)
-    ax.set_xlabel("reference (y_true)")
-    ax.set_ylabel("residual (y_pred - y_true)")
+    ax.set_xlabel(f"reference {_named(target)}(y_true)")
+    ax.set_ylabel(f"residual {_named(target)}(y_pred - y_true)")
     ax.set_title(title)
     return png_bytes(fig)
 
@@ -453,20 +456,24 @@ def spectra_chart(wavelengths, X, unit: str | None, title: str) -> bytes:
     ax = fig.add_subplot()
     for row in X:
         ax.plot(wavelengths, row, linewidth=0.6, alpha=0.6)
-    ax.set_xlabel(f"wavelength ({unit})" if unit else "feature")
+    ax.set_xlabel(axis_label(unit))
     ax.set_ylabel("signal")
+    if len(wavelengths) > 1 and wavelengths[0] > wavelengths[-1]:
+        ax.invert_xaxis()  # wavenumbers recorded decreasing are shown so
     ax.set_title(title)
     return png_bytes(fig)
 
 
-def distribution_chart(values_by_partition: dict[str, list], task: str, title: str) -> bytes:
+def distribution_chart(
+    values_by_partition: dict[str, list], task: str, title: str, target: str | None = None
+) -> bytes:
     import numpy as np
 
     fig = _figure()
     ax = fig.add_subplot()
     if task == "regression":
         ax.hist(list(values_by_partition.values()), label=list(values_by_partition), bins=15)
-        ax.set_xlabel("target")
+        ax.set_xlabel(target or "target")
     else:
         labels = sorted({str(v) for vs in values_by_partition.values() for v in vs})
         width = 0.8 / max(len(values_by_partition), 1)
@@ -474,7 +481,9 @@ def distribution_chart(values_by_partition: dict[str, list], task: str, title: s
             counts = [sum(1 for v in values if str(v) == label) for label in labels]
             ax.bar(np.arange(len(labels)) + i * width, counts, width, label=part)
         ax.set_xticks(np.arange(len(labels)), labels)
+        ax.set_xlabel(target or "class")
     ax.set_ylabel("samples")
+    _integer_axis(ax.yaxis)
     ax.set_title(title)
     ax.legend()
     return png_bytes(fig)
@@ -488,11 +497,13 @@ def folds_chart(sample_order: list[str], fold_of: dict[str, int], title: str) ->
     )
     ax.set_xlabel("sample (dataset order)")
     ax.set_ylabel("validation fold (-1: test)")
+    _integer_axis(ax.xaxis)
+    _integer_axis(ax.yaxis)
     ax.set_title(title)
     return png_bytes(fig)
 
 
-def confusion_chart(y_true, y_pred, title: str) -> bytes:
+def confusion_chart(y_true, y_pred, title: str, target: str | None = None) -> bytes:
     import numpy as np
 
     labels = sorted({str(v) for v in [*y_true, *y_pred]})
@@ -508,10 +519,15 @@ def confusion_chart(y_true, y_pred, title: str) -> bytes:
         ax.text(j, i, str(count), ha="center", va="center", color=color)
     ax.set_xticks(range(len(labels)), labels)
     ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("reference")
+    ax.set_xlabel(f"predicted {_named(target)}".rstrip())
+    ax.set_ylabel(f"reference {_named(target)}".rstrip())
     ax.set_title(title)
     return png_bytes(fig)
+
+
+def _named(target: str | None) -> str:
+    """`glucose ` to put before a parenthesis on an axis label; empty without a name."""
+    return f"{target} " if target else ""
 
 
 def _integer_axis(axis: Any) -> None:

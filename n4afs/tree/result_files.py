@@ -53,6 +53,7 @@ runs/<dataset>/                 one folder per dataset (start here)
     <NNNN>_<name>_<hash6>/      one result: one pipeline config on this dataset
         pipeline.yaml           the concrete pipeline; `n4afs run pipeline.yaml` re-runs it
         scores.yaml             scores per fold and partition; cv = pooled out-of-fold
+        per_class.csv           classification: precision, recall, F1 per class (cv, test)
         predictions/            cv.csv (out-of-fold), fold_<k>.csv, train.csv, test.csv,
                                 avg.csv, w_avg.csv (fold ensembles on the test set);
                                 cv_by_group.csv: out-of-fold, one row per physical
@@ -83,6 +84,7 @@ y_pred - y_true. Pickle files run code when loaded: only load those you trust.
 
 
 PREDICTIONS_PARQUET = "predictions.parquet"  # a result's predictions blob, shown as stored
+PER_CLASS = "per_class.csv"  # a classification result's precision and recall per class
 DIAGNOSTICS_FILES = ("coefficients.csv", "diagnostics.csv")  # a PLS result's diagnostics/
 
 
@@ -465,6 +467,8 @@ class ResultFiles:
                 ]
                 if self.is_pls(views, r):
                     nodes.append(directory("diagnostics", t, mutable=False))
+                if views.datasets_by_id[r.dataset_id].task == "classification":
+                    nodes.append(file_node(PER_CLASS, t, self.per_class(r)))
             return {n.name: n for n in nodes}
         if r.status != "completed" and rest[0] != "logs":
             return None
@@ -648,6 +652,24 @@ class ResultFiles:
             return renderers.predictions_table(predictions.filter(mask), task, meta)
 
         return table
+
+    def per_class(self, r: ResultRow) -> LazyContent:
+        """per_class.csv: precision, recall and F1 per class, pooled out-of-fold (`cv`)
+        and on the test set (`test`, when there is one): `core.metrics.scores.per_class_scores`."""
+        from n4afs_core.metrics.scores import PER_CLASS_COLUMNS, per_class_scores
+
+        def render() -> bytes:
+            table = self.predictions(r.predictions_blob)
+            oof = ranking.out_of_fold_predictions(table)
+            test = table.filter((table["model"] == "final") & (table["partition"] == "test"))
+            rows = []
+            for name, part in (("cv", oof), ("test", test)):
+                if part.height:
+                    found = per_class_scores(part["y_true"].to_list(), part["y_pred"].to_list())
+                    rows += [(name, *row) for row in found]
+            return renderers.csv_bytes(("partition", *PER_CLASS_COLUMNS), rows)
+
+        return self._render(("per_class", r.predictions_blob), render)
 
     # -- inside a PLS model ---------------------------------------------------------------
     @staticmethod
