@@ -191,6 +191,7 @@ def test_result_folder_contents(ws):
         "models",
         "logs",
         "diagnostics",  # a PLS model: coefficients, VIP, leverage, T², Q
+        "REPORT.html",
     }
     assert set(tree.list_dir((*base, "predictions"))) == {
         "cv.csv",
@@ -271,8 +272,8 @@ def test_new_results_appear_without_a_new_tree(ws, tmp_path):
     )
     tree = Tree(local)
     fs = N4AFileSystem(workspace=local.path)
-    # DATASET.yaml; RESULTS, best: csv + xlsx + parquet; charts/; the result
-    assert len(fs.ls("/runs/fermentation", detail=False)) == 9
+    # DATASET.yaml; RESULTS, best: csv + xlsx + parquet; REPORT.html, charts/; the result
+    assert len(fs.ls("/runs/fermentation", detail=False)) == 10
     old_best = tree.lookup(("best", "fermentation.csv"))
     old_name = best_csvs(tree.list_dir(("runs", "fermentation")))[0]
     better = [
@@ -281,7 +282,7 @@ def test_new_results_appear_without_a_new_tree(ws, tmp_path):
     ]
     local.run(templates=[better], datasets=["fermentation"], name="better")
     listing = fs.ls("/runs/fermentation", detail=False)
-    assert len(listing) == 10
+    assert len(listing) == 11
     new_name = best_csvs(tree.list_dir(("runs", "fermentation")))[0]
     assert old_name == "best_0001_pls1_" + old_name.split("_")[-1]
     assert new_name.startswith("best_0002_sg1-pls4_")

@@ -47,8 +47,8 @@ CLASSIFICATION = [{"_or_": ["snv", "msc"]}, "lda"]
 AGAIN = ["snv", {"pls": {"n_components": 4}}]
 TOP = {"README.txt", "runs", "by-run", "best", "datasets"}
 TABLE_FORMS = ("csv", "xlsx", "parquet")  # RESULTS and best: one table, three files
-# beside a ranking: charts over its results (regression: RMSECV vs components)
-GROUP_FILES = {"fermentation": {"charts"}, "coffee": set()}
+# beside a ranking: its report, charts over its results (regression: RMSECV vs components)
+GROUP_FILES = {"fermentation": {"charts", "REPORT.html"}, "coffee": {"REPORT.html"}}
 LABEL = re.compile(r"^\d{4}_[a-z0-9-]+_[0-9a-f]{6}$")
 
 

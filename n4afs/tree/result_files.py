@@ -50,10 +50,13 @@ runs/<dataset>/                 one folder per dataset (start here)
     best_<NNNN>_<name>_<h>.csv  predictions of the best result (exactly one such file)
     charts/                     RMSECV (and RMSEC) against the number of components, one
                                 curve per preprocessing: .png, and its numbers as .csv
+    REPORT.html                 the ranking as a page, linked to each result's REPORT.html
     <NNNN>_<name>_<hash6>/      one result: one pipeline config on this dataset
         pipeline.yaml           the concrete pipeline; `n4afs run pipeline.yaml` re-runs it
         scores.yaml             scores per fold and partition; cv = pooled out-of-fold
         per_class.csv           classification: precision, recall, F1 per class (cv, test)
+        REPORT.html             one printable page: dataset, pipeline, scores, charts,
+                                diagnostics, provenance, run notes (images inside)
         predictions/            cv.csv (out-of-fold), fold_<k>.csv, train.csv, test.csv,
                                 avg.csv, w_avg.csv (fold ensembles on the test set);
                                 cv_by_group.csv: out-of-fold, one row per physical
@@ -84,6 +87,7 @@ y_pred - y_true. Pickle files run code when loaded: only load those you trust.
 
 
 PREDICTIONS_PARQUET = "predictions.parquet"  # a result's predictions blob, shown as stored
+REPORT = "REPORT.html"  # a result's page, and a ranking's
 PER_CLASS = "per_class.csv"  # a classification result's precision and recall per class
 DIAGNOSTICS_FILES = ("coefficients.csv", "diagnostics.csv")  # a PLS result's diagnostics/
 
@@ -469,6 +473,9 @@ class ResultFiles:
                     nodes.append(directory("diagnostics", t, mutable=False))
                 if views.datasets_by_id[r.dataset_id].task == "classification":
                     nodes.append(file_node(PER_CLASS, t, self.per_class(r)))
+                # its run's note shows in it, and a note may be set later: a changing file
+                report = self.result_report(views, r)
+                nodes.append(file_node(REPORT, _noted(views, r, t), report, mutable=True))
             return {n.name: n for n in nodes}
         if r.status != "completed" and rest[0] != "logs":
             return None
@@ -670,6 +677,220 @@ class ResultFiles:
             return renderers.csv_bytes(("partition", *PER_CLASS_COLUMNS), rows)
 
         return self._render(("per_class", r.predictions_blob), render)
+
+    # -- REPORT.html ----------------------------------------------------------------------
+    def result_report(self, views: Any, r: ResultRow) -> LazyContent:
+        """A result's REPORT.html (`n4afs.tree.report`): dataset, pipeline, scores, charts,
+        diagnostics, provenance, run notes; the charts are the tree's own renders."""
+        run = views.runs_by_id.get(r.run_id)
+        note = run.note if run is not None else None
+        dataset = views.datasets_by_id[r.dataset_id]
+
+        def render() -> bytes:
+            from n4afs.tree import report
+
+            title = f"{dataset.name} / {r.target} / {r.label}"
+            charts = self.charts_dir(views, r, ()) or {}
+            images = [report.Image(name, bytes(node.content.data)) for name, node in charts.items()]
+            sections = [
+                report.Section(
+                    "Dataset", [report.Table(("", ""), _dataset_rows(dataset, r.target))]
+                ),
+                report.Section("Pipeline", self._pipeline_parts(r)),
+                report.Section("Scores", [self._scores_table(views, r, dataset.task)]),
+                report.Section("Charts", images),
+                report.Section("Diagnostics", self._diagnostics_parts(views, r, dataset)),
+                report.Section("Provenance", [self._provenance_table(views, r, run, dataset)]),
+                report.Section(
+                    "Run notes",
+                    [report.Note(note) if note else f"no note on run {r.run_id}"],
+                ),
+            ]
+            return report.page(title, sections)
+
+        return self._render(("REPORT.html", r.result_id, dataset.name, note), render)
+
+    def _pipeline_parts(self, r: ResultRow) -> list[Any]:
+        from n4afs_core.pipelines.templates import describe_config
+
+        from n4afs.tree import report
+
+        preprocessing, model, k = describe_config(r.config)
+        rows = [("preprocessing", preprocessing), ("model", model), ("components", k)]
+        rows += [(f"choice {name}", value) for name, value in r.choices.items()]
+        text = bytes(self.pipeline_yaml(r).data).decode("utf-8")
+        return [
+            report.Table(("", ""), rows),
+            "pipeline.yaml (re-run it with n4afs run):",
+            report.Pre(text),
+        ]
+
+    @staticmethod
+    def _scores_table(views: Any, r: ResultRow, task: str) -> Any:
+        from n4afs.tree import report
+
+        snapshot = views.snapshot
+        columns = [
+            (
+                "calibration (final model, train)",
+                snapshot.final_scores(r.result_id, ranking.CALIBRATION[1]),
+            ),
+            ("cross-validation (pooled out-of-fold)", snapshot.cv_scores(r.result_id)),
+            ("test (final model)", snapshot.final_scores(r.result_id, ranking.TEST[1])),
+        ]
+        names = {"rmse": "RMSE: RMSEC / RMSECV / RMSEP", "r2": "R²", "sep": "SEP", "rpd": "RPD",
+                 "rpiq": "RPIQ", "bias": "bias", "slope": "slope", "offset": "offset"}  # fmt: skip
+        rows = [("samples (n)", *(scores.get("n") for _, scores in columns), "")]
+        for metric, spec in METRICS.items():
+            if spec.task != task:
+                continue
+            values = [scores.get(metric) for _, scores in columns]
+            rows.append((names.get(metric, metric), *values, spec.description))
+        return report.Table(("score", *(name for name, _ in columns), "meaning"), rows)
+
+    def _diagnostics_parts(self, views: Any, r: ResultRow, dataset: DatasetInfo) -> list[Any]:
+        from n4afs.tree import report
+
+        if dataset.task == "classification":
+            table = renderers.typed_csv_rows(bytes(self.per_class(r).data))
+            return ["Precision and recall per class (per_class.csv):", report.Table(*table)]
+        if not self.is_pls(views, r):
+            return ["Model diagnostics (coefficients, VIP, T², Q) are computed for PLS models."]
+        got = self.diagnostics(*self.diagnostics_inputs(views, r))
+        if got is None:
+            return ["Its final model is not a PLS pipeline: no diagnostics."]
+        found, ids, partitions, _ = got
+        parts: list[Any] = [
+            report.Table(
+                ("", ""),
+                [
+                    ("latent variables", found.n_components),
+                    ("calibration samples", found.n_calibration),
+                    ("intercept b0", found.intercept),
+                    ("Hotelling T² limit (95 %)", found.t2_limit),
+                    ("Q residuals limit (95 %)", found.q_limit),
+                    ("variables with VIP > 1", int((found.vip > 1).sum())),
+                ],
+            )
+        ]
+        flagged = [
+            (sid, part, float(h), float(t2), float(q))
+            for sid, part, h, t2, q, out in zip(
+                ids, partitions, found.leverage, found.t2, found.q, found.outliers, strict=True
+            )
+            if out
+        ]
+        if flagged:
+            parts.append(f"Outliers (beyond the T² or the Q limit): {len(flagged)}")
+            header = ("sample_id", "partition", "leverage", "Hotelling T²", "Q residual")
+            parts.append(report.Table(header, flagged))
+        else:
+            parts.append("No sample beyond the 95 % T² or Q limits.")
+        parts.append(
+            "Every sample: diagnostics/diagnostics.csv; b and VIP: diagnostics/coefficients.csv."
+        )
+        return parts
+
+    @staticmethod
+    def _provenance_table(views: Any, r: ResultRow, run: Any, dataset: DatasetInfo) -> Any:
+        from n4afs.tree import report
+
+        rows: list[tuple[str, Any]] = [
+            ("result", r.label),
+            ("result id", r.result_id),
+            ("config hash", r.config_hash),
+            ("run", r.run_id),
+            ("run started", run.created_at.isoformat(timespec="seconds") if run else None),
+            ("result finished", r.created_at.isoformat(timespec="seconds")),
+            ("origin", views.snapshot.origin(r)),
+            ("dataset id", str(dataset.dataset_id)),
+            ("dataset blob", dataset.blob_id),
+            ("predictions blob", r.predictions_blob),
+        ]
+        for model in views.snapshot.models_of(r.result_id).values():
+            if model.role != "final":
+                continue
+            rows += [
+                (f"final model: {a.step_name}", f"{a.class_path} {a.blob_id}")
+                for a in model.artifacts
+            ]
+        versions = (run.options.get("versions") if run else None) or {}
+        rows += [(f"version: {k}", v) for k, v in sorted(versions.items())]
+        return report.Table(("", ""), rows)
+
+    def group_report(
+        self,
+        views: Any,
+        dataset: DatasetInfo,
+        target: str | None,
+        ranked: list[ResultRow],
+        metric: str,
+    ) -> LazyContent:
+        """A ranking's REPORT.html: the dataset, every result best first with a link to its
+        own report, RMSECV against components (regression), the runs and their notes."""
+        run_ids = sorted({r.run_id for r in ranked})
+        notes = tuple(
+            (run_id, getattr(views.runs_by_id.get(run_id), "note", None)) for run_id in run_ids
+        )
+        key = (
+            "group REPORT.html",
+            metric,
+            tuple((r.result_id, r.status, views.snapshot.origin(r)) for r in ranked),
+            dataset.name,
+            target,
+            notes,
+        )
+
+        def render() -> bytes:
+            from n4afs.tree import report
+
+            header, rows = results_table(views, ranked, metric)
+            shown = ["rank", "result", "preprocessing", "model", "n_components", "metric", "score"]
+            shown += ["rmsec", "rmsecv", "rmsep"] if dataset.task == "regression" else [
+                "accuracy_c", "accuracy_cv", "accuracy_p"]  # fmt: skip
+            shown += ["status", "run"]
+            at = [header.index(c) for c in shown]
+            table_rows = [[row[i] for i in at] for row in rows]
+            links = [
+                f"{r.label}/REPORT.html" if self._has_report(views, r) else None for r in ranked
+            ]
+            title = (
+                dataset.name
+                if target is None or not dataset.several_targets
+                else f"{dataset.name} / {target}"
+            )
+            sections = [
+                report.Section("Dataset", [report.Table(("", ""), _dataset_rows(dataset, target))]),
+                report.Section(
+                    "Ranking",
+                    [
+                        f"Every result, best first, by {metric} "
+                        f"({METRICS[metric].direction} is better).",
+                        report.Table(shown, table_rows, {1: links}),
+                    ],
+                ),
+            ]
+            if dataset.task == "regression":
+                charts = self.group_charts(views, ranked, title, target)
+                png = bytes(charts["rmsecv_vs_components.png"].content.data)
+                sections.append(
+                    report.Section(
+                        "RMSECV vs components", [report.Image("rmsecv_vs_components.png", png)]
+                    )
+                )
+            sections.append(
+                report.Section(
+                    "Runs",
+                    [report.Table(("run", "note"), [(run_id, note) for run_id, note in notes])],
+                )
+            )
+            return report.page(f"{title}: results", sections)
+
+        return self._render(key, render)
+
+    @staticmethod
+    def _has_report(views: Any, r: ResultRow) -> bool:
+        return r.status == "completed" and r.result_id not in views.snapshot.imported
 
     # -- inside a PLS model ---------------------------------------------------------------
     @staticmethod
@@ -951,6 +1172,33 @@ def results_table(views: Any, ranked: list[ResultRow], metric: str) -> tuple[lis
             ]
         )
     return [*RESULTS_COLUMNS, *extra], rows
+
+
+def _dataset_rows(d: DatasetInfo, target: str | None) -> list[tuple[str, Any]]:
+    """What a report says of a dataset."""
+    unit = d.wavelength_unit
+    stats = (d.target_stats or {}).get(target) or {}
+    rows: list[tuple[str, Any]] = [
+        ("name", d.name),
+        ("id", str(d.dataset_id)),
+        ("task", d.task),
+        ("samples", d.n_samples),
+        ("variables", d.n_features),
+        ("spectral range", f"{d.wavelength_min} – {d.wavelength_max} {unit or ''}".strip()),
+        ("target", target),
+    ]
+    rows += [(f"{target}: {k}", v) for k, v in stats.items() if not isinstance(v, (dict, list))]
+    rows.append(("source", d.source_path))
+    if d.note is not None:
+        rows.append(("note", d.note))
+    return rows
+
+
+def _noted(views: Any, r: ResultRow, mtime: float) -> float:
+    """A result report's mtime: the result's, or its run's note when set later."""
+    run = views.runs_by_id.get(r.run_id)
+    noted = run.noted_at.timestamp() if run is not None and run.noted_at is not None else 0.0
+    return max(mtime, noted)
 
 
 def _step_content(step: tuple[str, str, int, bool]) -> BlobContent | SegmentsContent:

@@ -564,6 +564,12 @@ class Tree:
             if best is not None:
                 tables = self.files.best_tables(best, dataset, views)
                 nodes += _table_nodes(f"best_{best.label}", _ts(best.created_at), tables)
+            report = self.files.group_report(views, dataset, group.target, ranked, metric)
+            nodes.append(
+                file_node(
+                    result_files.REPORT, _noted_mtime(views, mtime, results), report, mutable=True
+                )
+            )
             if dataset.task == "regression":
                 nodes.append(directory(GROUP_CHARTS, mtime))
         nodes += [directory(r.label, _ts(r.created_at), mutable=False) for r in results]
@@ -700,6 +706,13 @@ class Tree:
         if dataset is None or len(rest) > 1:
             return None
         return self.files.dataset_files(dataset)
+
+
+def _noted_mtime(views: Views, mtime: float, results: list[ResultRow]) -> float:
+    """A ranking report's mtime: its newest result's, or a note set later on one of its runs."""
+    runs = {r.run_id for r in results}
+    noted = [_ts(views.runs_by_id[run].noted_at) for run in runs if run in views.runs_by_id]
+    return max([mtime, *noted])
 
 
 GROUP_CHARTS = "charts"  # beside a ranking: charts over its results (never a result's label)
