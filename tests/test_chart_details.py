@@ -1,7 +1,7 @@
 """Chart details a chemometrician sees (#20): the spectral axis named from the dataset's unit
 ("wavenumber (cm⁻¹)", "wavelength (nm)"), integer ticks on integer axes (components, folds,
 counts), the target's name on the target axis; classification results get precision and
-recall per class."""
+recall per class, and ROC curves where the model gives probabilities."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ def ws(tmp_path_factory):
     ws.run([["snv", {"pls": {"n_components": 3}}]], ["chemotools:fermentation"], cv=3,
            test_size=0.2, name="ferm")  # fmt: skip
     ws.run([["snv", "lda"]], ["chemotools:coffee"], cv=3, test_size=0.25, name="coffee")
+    ws.run([["snv", {"plsda": {"n_components": 2}}]], ["coffee"], cv=3, test_size=0.25,
+           name="plsda")  # fmt: skip
     return ws
 
 
@@ -99,3 +101,39 @@ def test_classification_results_have_precision_and_recall_per_class(ws):
     assert {r["partition"] for r in table} == {"cv", "test"}
     ferm = ws.best("fermentation").row.label
     assert "per_class.csv" not in listing(ws, f"runs/fermentation/{ferm}")
+
+
+def test_a_classifier_with_probabilities_has_roc_curves_from_its_fold_models(ws):
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    best = next(r for r in ws.results("coffee") if r.row.name == "snv-lda")
+    label = best.row.label
+    assert "roc.csv" in listing(ws, f"runs/coffee/{label}")
+    assert "roc.png" in listing(ws, f"runs/coffee/{label}/charts")
+    table = rows(read(ws, f"runs/coffee/{label}/roc.csv"))
+    auc = {r["class"]: float(r["auc"]) for r in table}
+    # by hand: each fold model's probabilities on the samples it validated
+    cv = rows(read(ws, f"runs/coffee/{label}/predictions/cv.csv"))
+    spectra = ws.load_dataset("coffee")
+    row_of = {sid: i for i, sid in enumerate(spectra.sample_ids)}
+    truth, scores = [], {}
+    for fold in sorted({int(r["fold"]) for r in cv}):
+        model = best.load_model(fold)
+        mine = [r for r in cv if int(r["fold"]) == fold]
+        proba = model.predict_proba(spectra.X[[row_of[r["sample_id"]] for r in mine]])
+        for r, p in zip(mine, proba, strict=True):
+            truth.append(r["y_true"])
+            for c, value in zip(model.classes_, p, strict=True):
+                scores.setdefault(str(c), []).append(value)
+    assert set(auc) == set(scores)
+    for c, values in scores.items():
+        expected = roc_auc_score(np.array(truth) == c, values)
+        assert auc[c] == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_model_without_probabilities_has_no_roc(ws):
+    plsda = next(r for r in ws.results("coffee") if "plsda" in r.row.name)
+    label = plsda.row.label
+    assert "roc.csv" not in listing(ws, f"runs/coffee/{label}")
+    assert "roc.png" not in listing(ws, f"runs/coffee/{label}/charts")

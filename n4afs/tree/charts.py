@@ -28,10 +28,16 @@ def chart_title(r: Any, dataset: Any) -> str:
 
 
 def result_charts(
-    files: Any, r: Any, dataset: Any, cv: dict[str, Any], diagnostics: Any = None
+    files: Any,
+    r: Any,
+    dataset: Any,
+    cv: dict[str, Any],
+    diagnostics: Any = None,
+    curves: Any = None,
 ) -> list[Chart]:
     """`diagnostics`: a loader of the result's PLS diagnostics (`ResultFiles.diagnostics`'s
-    value) when its model is PLS: coefficients.png and t2_q.png join the charts."""
+    value) when its model is PLS: coefficients.png and t2_q.png join the charts. `curves`:
+    a loader of its ROC curves when its model gives probabilities: roc.png joins them."""
     title = chart_title(r, dataset)
     pblob, dblob = r.predictions_blob, dataset.blob_id
 
@@ -126,15 +132,22 @@ def result_charts(
 
         drawn["coefficients.png"] = (coefficients, ("pls", r.result_id, *shown))
         drawn["t2_q.png"] = (t2_q, ("pls", r.result_id, *shown))
-    return [(name, *drawn[name]) for name in chart_names(dataset.task, diagnostics is not None)]
+    if curves is not None:
+        drawn["roc.png"] = (
+            lambda: renderers.roc_chart(curves(), f"{title}: ROC, out-of-fold"),
+            ("roc", r.result_id, *shown),
+        )
+    names = chart_names(dataset.task, diagnostics is not None, curves is not None)
+    return [(name, *drawn[name]) for name in names]
 
 
-def chart_names(task: str, pls: bool = False) -> tuple[str, ...]:
+def chart_names(task: str, pls: bool = False, roc: bool = False) -> tuple[str, ...]:
     """The charts of a result on a dataset of `task`, in listing order: a listing needs
-    the names alone; `pls`: its model is PLS (coefficients and T²/Q charts too)."""
+    the names alone; `pls`: its model is PLS (coefficients and T²/Q charts too); `roc`: its
+    model gives class probabilities (roc.png too)."""
     if task == "regression":
         return (*REGRESSION_CHARTS, *(PLS_CHARTS if pls else ()), *COMMON_CHARTS)
-    return (*CLASSIFICATION_CHARTS, *COMMON_CHARTS)
+    return (*CLASSIFICATION_CHARTS, *(("roc.png",) if roc else ()), *COMMON_CHARTS)
 
 
 def _x_values(s: Any) -> Any:

@@ -664,3 +664,19 @@ def t2_q_chart(t2, q, t2_limit: float, q_limit: float, sample_ids, partitions, t
     ax.set_title(title)
     ax.legend(loc="upper right")
     return png_bytes(fig)
+
+
+def roc_chart(curves: Sequence[Any], title: str) -> bytes:
+    """One-vs-rest ROC curves (`core.metrics.roc.Curve`), AUC per class in the legend."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    for curve in curves:
+        ax.plot(curve.fpr, curve.tpr, linewidth=1.2, label=f"{curve.label} (AUC {curve.auc:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8, label="chance")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("false positive rate (1 - specificity)")
+    ax.set_ylabel("true positive rate (sensitivity)")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize="small")
+    return png_bytes(fig)

@@ -55,6 +55,8 @@ runs/<dataset>/                 one folder per dataset (start here)
         pipeline.yaml           the concrete pipeline; `n4afs run pipeline.yaml` re-runs it
         scores.yaml             scores per fold and partition; cv = pooled out-of-fold
         per_class.csv           classification: precision, recall, F1 per class (cv, test)
+        roc.csv                 a classifier with probabilities: ROC points and AUC per class
+                                (pooled out-of-fold; charts/roc.png draws them)
         REPORT.html             one printable page: dataset, pipeline, scores, charts,
                                 diagnostics, provenance, run notes (images inside)
         predictions/            cv.csv (out-of-fold), fold_<k>.csv, train.csv, test.csv,
@@ -88,6 +90,7 @@ y_pred - y_true. Pickle files run code when loaded: only load those you trust.
 
 PREDICTIONS_PARQUET = "predictions.parquet"  # a result's predictions blob, shown as stored
 REPORT = "REPORT.html"  # a result's page, and a ranking's
+ROC = "roc.csv"  # a classifier with probabilities: its ROC curves' points, AUC per class
 PER_CLASS = "per_class.csv"  # a classification result's precision and recall per class
 DIAGNOSTICS_FILES = ("coefficients.csv", "diagnostics.csv")  # a PLS result's diagnostics/
 
@@ -473,6 +476,8 @@ class ResultFiles:
                     nodes.append(directory("diagnostics", t, mutable=False))
                 if views.datasets_by_id[r.dataset_id].task == "classification":
                     nodes.append(file_node(PER_CLASS, t, self.per_class(r)))
+                if self.has_roc(views, r):
+                    nodes.append(file_node(ROC, t, self.roc_csv(views, r)))
                 # its run's note shows in it, and a note may be set later: a changing file
                 report = self.result_report(views, r)
                 nodes.append(file_node(REPORT, _noted(views, r, t), report, mutable=True))
@@ -892,6 +897,81 @@ class ResultFiles:
     def _has_report(views: Any, r: ResultRow) -> bool:
         return r.status == "completed" and r.result_id not in views.snapshot.imported
 
+    # -- ROC curves of a classifier with probabilities --------------------------------------
+    @lru_cache(maxsize=256)  # noqa: B019
+    def gives_probabilities(self, config_json: str) -> bool:
+        """Whether the config's model gives class probabilities (an unfitted instance is
+        asked: `SVC` only with `probability=True`); listing a folder loads no model."""
+        import json
+
+        from n4afs_core.metrics.roc import has_probabilities
+        from n4afs_core.pipelines.operators import build, get_operator
+
+        config = json.loads(config_json)
+        if not config or not isinstance(config[-1], dict) or len(config[-1]) != 1:
+            return False
+        ((op, params),) = config[-1].items()
+        try:
+            return has_probabilities(build(get_operator(op), dict(params or {})))
+        except Exception:  # an operator that cannot be built here: no ROC, never an error
+            return False
+
+    def has_roc(self, views: Any, r: ResultRow) -> bool:
+        """A computed classification result of this workspace whose model gives
+        probabilities (imported models are never loaded here)."""
+        dataset = views.datasets_by_id[r.dataset_id]
+        return (
+            r.status == "completed"
+            and r.result_id not in views.snapshot.imported
+            and r.run_id not in views.snapshot.untrusted_runs
+            and dataset.task == "classification"
+            and dataset.blob_id is not None
+            and self.gives_probabilities(r.config_json)
+        )
+
+    def roc_inputs(self, views: Any, r: ResultRow) -> tuple:
+        """Its fold models' (fold, step blobs), its dataset blob, its predictions blob."""
+        folds = tuple(
+            (m.fold, tuple((a.step_name, a.blob_id) for a in m.artifacts))
+            for m in views.snapshot.models_of(r.result_id).values()
+            if m.role == "fold"
+        )
+        return folds, views.datasets_by_id[r.dataset_id].blob_id, r.predictions_blob
+
+    @lru_cache(maxsize=16)  # noqa: B019
+    def roc(self, folds: tuple, dataset_blob: str, predictions_blob: str) -> list[Any]:
+        """One-vs-rest ROC curves from pooled out-of-fold probabilities
+        (`core.metrics.roc`): each fold model applied to the samples it validated."""
+        import numpy as np
+        from n4afs_core import pickles
+        from n4afs_core.metrics import roc
+        from sklearn.pipeline import Pipeline
+
+        s = self.spectra(dataset_blob)
+        oof = ranking.out_of_fold_predictions(self.predictions(predictions_blob))
+        ids = oof["sample_id"].to_list()
+        row_of = {sid: i for i, sid in enumerate(s.sample_ids)}
+        position = {sid: i for i, sid in enumerate(ids)}
+        fitted, classes = [], set()
+        for fold, steps in folds:
+            pipeline = Pipeline([(n, pickles.loads(self.ws.store.read(b))) for n, b in steps])
+            mine = oof.filter(oof["fold"] == fold)["sample_id"].to_list()
+            rows = np.array([position[i] for i in mine], dtype=int)
+            fitted.append((pipeline, rows, s.X[[row_of[i] for i in mine]]))
+            classes |= {str(c) for c in pipeline.classes_}
+        labels = sorted(classes)
+        proba = roc.out_of_fold_probabilities(fitted, len(ids), labels)
+        return roc.roc_curves(oof["y_true"].to_list(), proba, labels)
+
+    def roc_csv(self, views: Any, r: ResultRow) -> LazyContent:
+        from n4afs_core.metrics import roc
+
+        def render() -> bytes:
+            curves = self.roc(*self.roc_inputs(views, r))
+            return renderers.csv_bytes(roc.COLUMNS, roc.curve_rows(curves))
+
+        return self._render(("roc.csv", r.result_id), render)
+
     # -- inside a PLS model ---------------------------------------------------------------
     @staticmethod
     def is_pls(views: Any, r: ResultRow) -> bool:
@@ -989,6 +1069,7 @@ class ResultFiles:
             return None
         dataset = views.datasets_by_id[r.dataset_id]
         pls = self.is_pls(views, r)
+        with_roc = self.has_roc(views, r)
 
         def build() -> dict[str, Node]:
             t = r.created_at.timestamp()
@@ -996,14 +1077,15 @@ class ResultFiles:
             diagnostics = (
                 (lambda: self.diagnostics(*self.diagnostics_inputs(views, r))) if pls else None
             )
+            curves = (lambda: self.roc(*self.roc_inputs(views, r))) if with_roc else None
             for name, render, inputs in charts.result_charts(
-                self, r, dataset, views.snapshot.cv_scores(r.result_id), diagnostics
+                self, r, dataset, views.snapshot.cv_scores(r.result_id), diagnostics, curves
             ):
                 content = self._render(("chart", name, *inputs), render)
                 nodes[name] = file_node(name, t, content)
             return nodes
 
-        return FilesListing(charts.chart_names(dataset.task, pls), build)
+        return FilesListing(charts.chart_names(dataset.task, pls, with_roc), build)
 
     def models_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
         models = views.snapshot.models_of(r.result_id)
