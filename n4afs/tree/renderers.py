@@ -404,6 +404,12 @@ def _figure(width: float = 6.4, height: float = 4.8):
     return Figure(figsize=(width, height), dpi=100)
 
 
+def warm_up() -> None:
+    """Import what drawing a chart needs (matplotlib's Agg backend and figure), ahead of
+    the first chart (`Tree.prepare`)."""
+    _figure(1, 1)
+
+
 def png_bytes(fig: Any) -> bytes:
     """PNG without the matplotlib version or a date in its metadata."""
     sink = io.BytesIO()

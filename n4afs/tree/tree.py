@@ -224,9 +224,19 @@ class Tree:
         results), ranking the first listing of a dataset (~15 ms per 1,000 results) and
         the polars import the first predictions CSV (~0.2 s). Done in the watcher after
         mounting, the same work competed with the first callbacks (bench_mount, a cold
-        `ls -la` of 1,003 entries: 0.19 s without it, 0.42 s with it)."""
+        `ls -la` of 1,003 entries: 0.19 s without it, 0.42 s with it). The chart and
+        model libraries too: a result folder's REPORT.html embeds its charts and a PLS
+        model's diagnostics, so its first `stat` (an `ls -l`, a WebDAV PROPFIND) would
+        otherwise import matplotlib and scikit-learn inside the callback (seconds on a
+        loaded machine: past a WebDAV client's timeout)."""
         self._load_ahead(self._current().views)
+        import matplotlib  # noqa: F401
         import polars  # noqa: F401
+        import sklearn.pipeline  # noqa: F401
+
+        from n4afs.tree import renderers
+
+        renderers.warm_up()
 
     def top_up(self) -> None:
         """After a refresh, read the new results' model and score rows and rank the
