@@ -411,6 +411,37 @@ class Workspace:
             ranking = queries.rank_results(conn, group, metric, **options)
         return ranked_handles(self, ranking)
 
+    def compare(self, run_a: str, run_b: str) -> Any:
+        """Two runs side by side (`core.metrics.compare`): per dataset and target either run
+        modelled, the same configs (by config hash) with each run's score by the metric
+        "best" means on both, which run does better on each, and which holds the best.
+        run_a, run_b: run ids, unique prefixes or names. A `core.metrics.compare.Comparison`."""
+        from n4afs_core.metrics import compare, ranking
+
+        a_id, b_id = self._run_id(run_a), self._run_id(run_b)
+        if a_id == b_id:
+            raise RunError(f"{run_a!r} and {run_b!r} are the same run {a_id}: name two runs")
+        found = []
+        with self.index.read() as conn:
+            untrusted = untrusted_runs(conn)
+            rows = queries.run_results(conn, a_id) + queries.run_results(conn, b_id)
+            groups: dict[Any, list[queries.ResultRow]] = {}
+            for row in rows:
+                groups.setdefault(ranking.group_of(row), []).append(row)
+            for group, members in groups.items():
+                metric = ranking.metric_of(members, untrusted)
+                sides = []
+                for run_id in (a_id, b_id):
+                    ranked = queries.rank_results(conn, group, metric, run_id=run_id)
+                    sides.append(
+                        [
+                            compare.Entry(r.config_hash, r.name, r.label, value)
+                            for r, value in zip(ranked.rows, ranked.values, strict=True)
+                        ]
+                    )
+                found.append(compare.side_by_side(members[0].dataset, group.target, metric, *sides))
+        return compare.Comparison(a_id, b_id, found)
+
     # -- sharing ----------------------------------------------------------------------
     def import_bundle(
         self,

@@ -7,7 +7,8 @@
 # --test-tools (the test command passes it; the demo does not) also installs LibreOffice Calc
 # without a GUI: a mount test converts a mounted CSV to xlsx with it, the spreadsheet case of
 # the mount. About 90 MB to download, 265 MB on disk, ~30 s to install (measured on Debian 12).
-# And the WebDAV clients the `n4afs serve` tests use: curl, rclone, davfs2.
+# And the WebDAV clients the `n4afs serve` tests use: curl, rclone, davfs2; and Chromium,
+# which the report tests open REPORT.html in (headless).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +36,8 @@ if $test_tools; then
   command -v curl >/dev/null 2>&1 || need_apt_lean+=(curl)  # refusals, ranges, ETags, auth
   command -v rclone >/dev/null 2>&1 || need_apt_lean+=(rclone)  # rclone copy of a result
   command -v mount.davfs >/dev/null 2>&1 || need_apt_lean+=(davfs2)  # a kernel mount of it
+  # REPORT.html is opened in a real browser: headless screenshot and DOM dump
+  command -v chromium >/dev/null 2>&1 || need_apt_lean+=(chromium)
 fi
 missing=("${need_apt[@]}" "${need_apt_lean[@]}")
 if [ ${#missing[@]} -gt 0 ]; then

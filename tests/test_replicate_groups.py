@@ -238,7 +238,12 @@ def test_cli_group_and_no_group(tmp_path):
         (run,) = [r for r in ws.runs() if r.name == name]
         doc = yaml.safe_load(read(ws, f"by-run/{run.run_id}/RUN.yaml"))
         assert doc["groups"] == {"fermentation_multi": column}
-        (label,) = listing(ws, f"by-run/{run.run_id}/fermentation_multi/glucose")
+        # the run's result, beside its ranking (RESULTS.*) and charts/
+        (label,) = [
+            n
+            for n in listing(ws, f"by-run/{run.run_id}/fermentation_multi/glucose")
+            if n[:4].isdigit()
+        ]
         folder = f"by-run/{run.run_id}/fermentation_multi/glucose/{label}"
         cv = rows(read(ws, f"{folder}/predictions/cv.csv"))
         folds_of: dict[str, set[str]] = {}

@@ -44,6 +44,9 @@ def add_two_target_dataset(ws, name="ferm2"):
     return ws._store_dataset(spectra).info
 
 
+BESIDE = ["REPORT.html", "charts"]  # beside a regression ranking: its report and charts/
+
+
 def forms(*stems: str) -> list[str]:
     """The files of one table (RESULTS, best): CSV, spreadsheet and Parquet."""
     return [f"{stem}.{suffix}" for stem in stems for suffix in ("csv", "xlsx", "parquet")]
@@ -229,7 +232,9 @@ def test_a_one_target_dataset_keeps_todays_paths(ws):
     inside = listing(ws, "runs/fermentation")
     assert set(labels) <= set(inside) and "RESULTS.csv" in inside
     assert listing(ws, "best") == sorted(forms("fermentation"))
-    assert listing(ws, f"by-run/{run.run_id}/fermentation") == labels
+    assert listing(ws, f"by-run/{run.run_id}/fermentation") == sorted(
+        [*labels, *forms("RESULTS"), "charts"]  # the run's own ranking and charts beside
+    )
     assert rows(read(ws, "runs/fermentation/RESULTS.csv"))[0]["target"] == "glucose"
 
 
@@ -278,7 +283,7 @@ def test_export_names_the_target_and_import_keeps_it(both, tmp_path):
     assert imported.row.target == "band_1700"
     assert imported.ranked_value == pytest.approx(best.ranked_value)
     assert listing(other, "runs/ferm2/band_1700") == sorted(
-        [*forms("RESULTS", f"best_{imported.row.label}"), imported.row.label]
+        [*forms("RESULTS", f"best_{imported.row.label}"), *BESIDE, imported.row.label]
     )
     assert other.results("ferm2", target="glucose") == []
 
@@ -340,13 +345,15 @@ def test_a_workspace_from_before_opens_with_the_same_tree(tmp_path):
     assert targets == {"a1": "glucose", "a2": "glucose", "b1": "glucose", "b2": "glucose"}
     labels = ["0001_pls1_000000", "0002_pls2_000000"]
     # the one-target dataset: today's paths exactly
-    assert listing(ws, "runs/ferm") == sorted(["DATASET.yaml", *forms("RESULTS"), *labels])
-    assert listing(ws, "by-run/2026-01-01_old_abcdef/ferm") == labels
+    assert listing(ws, "runs/ferm") == sorted(["DATASET.yaml", *forms("RESULTS"), *BESIDE, *labels])
+    assert listing(ws, "by-run/2026-01-01_old_abcdef/ferm") == sorted(
+        [*labels, *forms("RESULTS"), "charts"]
+    )
     assert listing(ws, "by-run/2026-01-01_old_abcdef/ferm2") == ["glucose"]
     assert listing(ws, "runs/ferm/0001_pls1_000000") == ["logs", "pipeline.yaml"]
     # the two-target dataset: its old results modelled its first target, and say so
     assert listing(ws, "runs/ferm2") == ["DATASET.yaml", "band_1700", "glucose"]
-    assert listing(ws, "runs/ferm2/glucose") == sorted([*forms("RESULTS"), *labels])
+    assert listing(ws, "runs/ferm2/glucose") == sorted([*forms("RESULTS"), *BESIDE, *labels])
     assert listing(ws, "runs/ferm2/band_1700") == []
     assert ws.results("ferm2", target="glucose")[0].row.target == "glucose"
     run_yaml = yaml.safe_load(read(ws, "by-run/2026-01-01_old_abcdef/RUN.yaml"))

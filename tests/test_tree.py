@@ -139,7 +139,8 @@ def test_same_result_under_runs_and_by_run_with_no_extra_blob(ws):
     tree = Tree(ws)
     before = ws.blob_stats()
     (run_dir,) = [n for n in tree.list_dir(("by-run",)) if "glucose" in n]
-    labels = list(tree.list_dir(("by-run", run_dir, "fermentation")))
+    names = list(tree.list_dir(("by-run", run_dir, "fermentation")))
+    labels = [n for n in names if n[:4].isdigit()]  # beside them: the run's RESULTS, charts/
     assert len(labels) == 6
     for label in labels:
         a = {p: tree.read(n) for p, n in walk(tree, ("runs", "fermentation", label))}
@@ -189,6 +190,8 @@ def test_result_folder_contents(ws):
         "charts",
         "models",
         "logs",
+        "diagnostics",  # a PLS model: coefficients, VIP, leverage, T², Q
+        "REPORT.html",
     }
     assert set(tree.list_dir((*base, "predictions"))) == {
         "cv.csv",
@@ -214,6 +217,8 @@ def test_result_folder_contents(ws):
         "spectra.png",
         "y_distribution.png",
         "folds.png",
+        "coefficients.png",
+        "t2_q.png",
     }
     assert all(tree.read(n)[:8] == b"\x89PNG\r\n\x1a\n" for n in charts.values())
     coffee = ws.best("coffee").row.label
@@ -267,8 +272,8 @@ def test_new_results_appear_without_a_new_tree(ws, tmp_path):
     )
     tree = Tree(local)
     fs = N4AFileSystem(workspace=local.path)
-    # RESULTS, best: csv + xlsx + parquet
-    assert len(fs.ls("/runs/fermentation", detail=False)) == 8
+    # DATASET.yaml; RESULTS, best: csv + xlsx + parquet; REPORT.html, charts/; the result
+    assert len(fs.ls("/runs/fermentation", detail=False)) == 10
     old_best = tree.lookup(("best", "fermentation.csv"))
     old_name = best_csvs(tree.list_dir(("runs", "fermentation")))[0]
     better = [
@@ -277,7 +282,7 @@ def test_new_results_appear_without_a_new_tree(ws, tmp_path):
     ]
     local.run(templates=[better], datasets=["fermentation"], name="better")
     listing = fs.ls("/runs/fermentation", detail=False)
-    assert len(listing) == 9
+    assert len(listing) == 11
     new_name = best_csvs(tree.list_dir(("runs", "fermentation")))[0]
     assert old_name == "best_0001_pls1_" + old_name.split("_")[-1]
     assert new_name.startswith("best_0002_sg1-pls4_")

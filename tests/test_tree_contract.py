@@ -47,6 +47,8 @@ CLASSIFICATION = [{"_or_": ["snv", "msc"]}, "lda"]
 AGAIN = ["snv", {"pls": {"n_components": 4}}]
 TOP = {"README.txt", "runs", "by-run", "best", "datasets"}
 TABLE_FORMS = ("csv", "xlsx", "parquet")  # RESULTS and best: one table, three files
+# beside a ranking: its report, charts over its results (regression: RMSECV vs components)
+GROUP_FILES = {"fermentation": {"charts", "REPORT.html"}, "coffee": {"REPORT.html"}}
 LABEL = re.compile(r"^\d{4}_[a-z0-9-]+_[0-9a-f]{6}$")
 
 
@@ -393,7 +395,7 @@ class TreeContract:
             assert labels == set(layout.results[dataset]), dataset
             tables = {f"{stem}.{suffix}" for stem in ("RESULTS", f"best_{layout.best[dataset]}")
                       for suffix in TABLE_FORMS}  # fmt: skip
-            assert names - labels == {"DATASET.yaml", *tables}, dataset
+            assert names - labels == {"DATASET.yaml", *tables, *GROUP_FILES[dataset]}, dataset
             assert all(surface.stat(f"runs/{dataset}/{n}").is_dir for n in labels)
             ranked = results_csv_labels(surface.read(f"runs/{dataset}/RESULTS.csv"))
             assert sorted(ranked) == sorted(labels) and ranked[0] == layout.best[dataset]
@@ -472,9 +474,12 @@ class TreeContract:
             datasets = names - {"RUN.yaml", "templates"}
             assert datasets and datasets <= set(layout.datasets), run
             for dataset in datasets:
-                labels = set(surface.listdir(f"by-run/{run}/{dataset}"))
+                names = set(surface.listdir(f"by-run/{run}/{dataset}"))
+                labels = {n for n in names if LABEL.match(n)}
                 want = {k for k, r in layout.results[dataset].items() if r.run_id == run}
                 assert labels == want, (run, dataset)
+                tables = {f"RESULTS.{suffix}" for suffix in TABLE_FORMS}  # the run's ranking
+                assert names - labels == tables | GROUP_FILES[dataset] - {"REPORT.html"}
                 shown[dataset] |= labels
                 for label in labels:  # the same folder under both views
                     here, there = f"by-run/{run}/{dataset}/{label}", f"runs/{dataset}/{label}"

@@ -346,6 +346,30 @@ def classification_scores(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, flo
     }
 
 
+PER_CLASS_COLUMNS = ("class", "support", "predicted", "correct", "precision", "recall", "f1")
+
+
+def per_class_scores(y_true: ArrayLike, y_pred: ArrayLike) -> list[tuple]:
+    """One row per class (labels sorted as text): support (reference count), how often it
+    was predicted, correct predictions, precision TP/(TP+FP), recall TP/(TP+FN) and F1
+    (NaN where undefined: a class never predicted has no precision, one never present no
+    recall)."""
+    true, pred = _paired(y_true, y_pred)
+    labels = sorted({str(v) for v in [*true.tolist(), *pred.tolist()]})
+    true_s, pred_s = [str(v) for v in true.tolist()], [str(v) for v in pred.tolist()]
+    rows = []
+    for label in labels:
+        support = sum(t == label for t in true_s)
+        predicted = sum(p == label for p in pred_s)
+        correct = sum(t == p == label for t, p in zip(true_s, pred_s, strict=True))
+        precision = correct / predicted if predicted else math.nan
+        recall = correct / support if support else math.nan
+        both = precision + recall
+        f1 = math.nan if not math.isfinite(both) else 2 * precision * recall / both if both else 0.0
+        rows.append((label, support, predicted, correct, precision, recall, f1))
+    return rows
+
+
 _SCORERS: dict[str, Callable[[ArrayLike, ArrayLike], dict[str, float]]] = {
     "regression": regression_scores,
     "classification": classification_scores,

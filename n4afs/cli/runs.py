@@ -1,4 +1,5 @@
-"""Experiments: `init`, `datasets add|list`, `run`, `runs`, `results`, `best`, `sql`."""
+"""Experiments: `init`, `datasets add|list`, `run`, `runs`, `results`, `best`, `compare`,
+`sql`."""
 
 from __future__ import annotations
 
@@ -626,6 +627,53 @@ def best(ctx, dataset, metric, target, fmt) -> None:
 
 
 @click.command()
+@click.argument("run_a", metavar="RUN_A")
+@click.argument("run_b", metavar="RUN_B")
+@format_options
+@click.pass_context
+def compare(ctx, run_a, run_b, fmt) -> None:
+    """RUN_A and RUN_B side by side: per dataset and target, the same configs with each
+    run's score (the metric "best" means there), which run does better on each (a, b, tie,
+    or only one ran it), and which run holds the best.
+
+    RUN_A, RUN_B: run ids, unique prefixes of them, or their names.
+    """
+    from n4afs_core.metrics.compare import COLUMNS
+
+    from n4afs.runs import undated
+
+    ws = workspace(ctx.obj["workspace"])
+    compared = ws.compare(run_a, run_b)
+    groups = compared.groups
+    fmt = output.chosen_format(fmt)
+    if fmt != "table":
+        records = [dict(zip(COLUMNS, row.values(), strict=True)) for g in groups for row in g.rows]
+        output.emit(fmt, records, COLUMNS)
+        return
+    out = console()
+    a, b = undated(compared.run_a), undated(compared.run_b)
+    for g in groups:
+        columns = [("config", NAME), (f"a: {a}", NUMBER), (f"b: {b}", NUMBER), ("better", WORD)]
+        rows = [
+            [r.config, score(r.score_a), score(r.score_b), _side(r.better, a, b)] for r in g.rows
+        ]
+        title = f"{_on(g.dataset, g.target, g.target is not None)}, {_ranked_by(g.metric)}"
+        out.print(output.fitted_table(title, columns, rows, out.width))
+        best = {"a": g.best_a, "b": g.best_b}.get(g.best_in)
+        held = _side(g.best_in, a, b)
+        if best is not None:
+            echo(f"  best: {held} ({best.label}, {g.metric} {score(best.value)})")
+        else:
+            echo(f"  best: {held}")
+
+
+def _side(which: str, a: str, b: str) -> str:
+    """`a` -> the run A's label; "only b" -> "only <B>"; tie and none as they are."""
+    names = {"a": a, "b": b, "only a": f"only {a}", "only b": f"only {b}"}
+    return names.get(which, which)
+
+
+@click.command()
 @click.argument("query")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
 @click.pass_context
@@ -652,4 +700,4 @@ def sql(ctx, query, as_csv) -> None:
     console().print(shown_table)
 
 
-COMMANDS = (init, datasets, run, note, runs, results, best, sql)
+COMMANDS = (init, datasets, run, note, runs, results, best, compare, sql)

@@ -18,6 +18,7 @@ Chart = tuple[str, Callable[[], bytes], tuple]
 REGRESSION_CHARTS = ("predictions_scatter.png", "residuals.png")
 CLASSIFICATION_CHARTS = ("confusion_matrix.png",)
 COMMON_CHARTS = ("spectra.png", "y_distribution.png", "folds.png")
+PLS_CHARTS = ("coefficients.png", "t2_q.png")  # a PLS model's, from its diagnostics
 
 
 def chart_title(r: Any, dataset: Any) -> str:
@@ -26,7 +27,17 @@ def chart_title(r: Any, dataset: Any) -> str:
     return f"{dataset.name} / {r.target} / {r.label}"
 
 
-def result_charts(files: Any, r: Any, dataset: Any, cv: dict[str, Any]) -> list[Chart]:
+def result_charts(
+    files: Any,
+    r: Any,
+    dataset: Any,
+    cv: dict[str, Any],
+    diagnostics: Any = None,
+    curves: Any = None,
+) -> list[Chart]:
+    """`diagnostics`: a loader of the result's PLS diagnostics (`ResultFiles.diagnostics`'s
+    value) when its model is PLS: coefficients.png and t2_q.png join the charts. `curves`:
+    a loader of its ROC curves when its model gives probabilities: roc.png joins them."""
     title = chart_title(r, dataset)
     pblob, dblob = r.predictions_blob, dataset.blob_id
 
@@ -47,6 +58,7 @@ def result_charts(files: Any, r: Any, dataset: Any, cv: dict[str, Any]) -> list[
             shown["partition"].to_list(),
             title,
             scores,
+            r.target,
         )
 
     def residuals() -> bytes:
@@ -55,12 +67,13 @@ def result_charts(files: Any, r: Any, dataset: Any, cv: dict[str, Any]) -> list[
             oof["y_true"].to_list(),
             (oof["y_pred"] - oof["y_true"]).to_list(),
             f"{title}: out-of-fold residuals",
+            r.target,
         )
 
     def confusion() -> bytes:
         oof, _ = parts()
         return renderers.confusion_chart(
-            oof["y_true"].to_list(), oof["y_pred"].to_list(), f"{title}: out-of-fold"
+            oof["y_true"].to_list(), oof["y_pred"].to_list(), f"{title}: out-of-fold", r.target
         )
 
     def distribution() -> bytes:
@@ -69,7 +82,7 @@ def result_charts(files: Any, r: Any, dataset: Any, cv: dict[str, Any]) -> list[
         if test.height:
             values["test"] = test["y_true"].to_list()
         return renderers.distribution_chart(
-            values, dataset.task, f"{dataset.name}: {r.target} by partition"
+            values, dataset.task, f"{dataset.name}: {r.target} by partition", r.target
         )
 
     def folds() -> bytes:
@@ -86,15 +99,63 @@ def result_charts(files: Any, r: Any, dataset: Any, cv: dict[str, Any]) -> list[
         "y_distribution.png": (distribution, (pblob, dataset.name, r.target)),
         "folds.png": (folds, (pblob, dblob, dataset.name)),
     }
-    return [(name, *drawn[name]) for name in chart_names(dataset.task)]
+    if diagnostics is not None:
+
+        def coefficients() -> bytes:
+            got = diagnostics()
+            if got is None:
+                return renderers.note_chart("its final model is not a PLS pipeline", title)
+            found, _, _, s = got
+            return renderers.coefficients_chart(
+                _x_values(s),
+                found.coefficients,
+                found.vip,
+                found.intercept,
+                dataset.wavelength_unit,
+                f"{title}: regression coefficients",
+            )
+
+        def t2_q() -> bytes:
+            got = diagnostics()
+            if got is None:
+                return renderers.note_chart("its final model is not a PLS pipeline", title)
+            found, ids, partitions, _ = got
+            return renderers.t2_q_chart(
+                found.t2,
+                found.q,
+                found.t2_limit,
+                found.q_limit,
+                ids,
+                partitions,
+                f"{title}: Hotelling T² vs Q",
+            )
+
+        drawn["coefficients.png"] = (coefficients, ("pls", r.result_id, *shown))
+        drawn["t2_q.png"] = (t2_q, ("pls", r.result_id, *shown))
+    if curves is not None:
+        drawn["roc.png"] = (
+            lambda: renderers.roc_chart(curves(), f"{title}: ROC, out-of-fold"),
+            ("roc", r.result_id, *shown),
+        )
+    names = chart_names(dataset.task, diagnostics is not None, curves is not None)
+    return [(name, *drawn[name]) for name in names]
 
 
-def chart_names(task: str) -> tuple[str, ...]:
+def chart_names(task: str, pls: bool = False, roc: bool = False) -> tuple[str, ...]:
     """The charts of a result on a dataset of `task`, in listing order: a listing needs
-    the names alone."""
+    the names alone; `pls`: its model is PLS (coefficients and T²/Q charts too); `roc`: its
+    model gives class probabilities (roc.png too)."""
     if task == "regression":
-        return (*REGRESSION_CHARTS, *COMMON_CHARTS)
-    return (*CLASSIFICATION_CHARTS, *COMMON_CHARTS)
+        return (*REGRESSION_CHARTS, *(PLS_CHARTS if pls else ()), *COMMON_CHARTS)
+    return (*CLASSIFICATION_CHARTS, *(("roc.png",) if roc else ()), *COMMON_CHARTS)
+
+
+def _x_values(s: Any) -> Any:
+    """The spectra's wavelengths when the feature names are numbers, else their positions."""
+    from n4afs_core.data.datasets import wavelengths
+
+    waves = wavelengths(s.feature_names)
+    return waves if waves is not None else list(range(s.n_features))
 
 
 def _spectra(files: Any, dataset: Any) -> bytes:

@@ -33,7 +33,8 @@ import yaml
 # 5: .xlsx twins of RESULTS, best and predictions tables; 6: RESULTS' stable columns (metric,
 # direction, score; preprocessing, model, n_components, other choices; RMSEC/RMSECV/RMSEP),
 # Parquet twins of RESULTS and best tables
-RENDER_VERSION = 6
+# 7: the target's name on target axes, "wavenumber (cm⁻¹)" / "wavelength (nm)", integer ticks
+RENDER_VERSION = 7
 PREDICTION_COLUMNS = ("sample_id", "y_true", "y_pred", "residual", "partition", "fold")
 
 
@@ -403,6 +404,12 @@ def _figure(width: float = 6.4, height: float = 4.8):
     return Figure(figsize=(width, height), dpi=100)
 
 
+def warm_up() -> None:
+    """Import what drawing a chart needs (matplotlib's Agg backend and figure), ahead of
+    the first chart (`Tree.prepare`)."""
+    _figure(1, 1)
+
+
 def png_bytes(fig: Any) -> bytes:
     """PNG without the matplotlib version or a date in its metadata."""
     sink = io.BytesIO()
@@ -410,7 +417,9 @@ def png_bytes(fig: Any) -> bytes:
     return sink.getvalue()
 
 
-def scatter_chart(y_true, y_pred, partition, title: str, scores: dict[str, Any]) -> bytes:
+def scatter_chart(
+    y_true, y_pred, partition, title: str, scores: dict[str, Any], target: str | None = None
+) -> bytes:
     import numpy as np
 
     fig = _figure()
@@ -428,8 +437,8 @@ def scatter_chart(y_true, y_pred, partition, title: str, scores: dict[str, Any])
     low = float(min(np.min(y_true), np.min(y_pred)))
     high = float(max(np.max(y_true), np.max(y_pred)))
     ax.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1, label="1:1")
-    ax.set_xlabel("reference (y_true)")
-    ax.set_ylabel("predicted (y_pred)")
+    ax.set_xlabel(f"reference {_named(target)}(y_true)")
+    ax.set_ylabel(f"predicted {_named(target)}(y_pred)")
     ax.set_title(title)
     text = "\n".join(f"{k:<9} = {v:.4g}" for k, v in scores.items() if v is not None)
     ax.text(0.02, 0.98, text, transform=ax.transAxes, va="top", family="monospace")
@@ -437,13 +446,13 @@ def scatter_chart(y_true, y_pred, partition, title: str, scores: dict[str, Any])
     return png_bytes(fig)
 
 
-def residuals_chart(y_true, residual, title: str) -> bytes:
+def residuals_chart(y_true, residual, title: str, target: str | None = None) -> bytes:
     fig = _figure()
     ax = fig.add_subplot()
     ax.scatter(y_true, residual, alpha=0.75)
     ax.axhline(0.0, color="grey", linestyle="--", linewidth=1)
-    ax.set_xlabel("reference (y_true)")
-    ax.set_ylabel("residual (y_pred - y_true)")
+    ax.set_xlabel(f"reference {_named(target)}(y_true)")
+    ax.set_ylabel(f"residual {_named(target)}(y_pred - y_true)")
     ax.set_title(title)
     return png_bytes(fig)
 
@@ -453,20 +462,24 @@ def spectra_chart(wavelengths, X, unit: str | None, title: str) -> bytes:
     ax = fig.add_subplot()
     for row in X:
         ax.plot(wavelengths, row, linewidth=0.6, alpha=0.6)
-    ax.set_xlabel(f"wavelength ({unit})" if unit else "feature")
+    ax.set_xlabel(axis_label(unit))
     ax.set_ylabel("signal")
+    if len(wavelengths) > 1 and wavelengths[0] > wavelengths[-1]:
+        ax.invert_xaxis()  # wavenumbers recorded decreasing are shown so
     ax.set_title(title)
     return png_bytes(fig)
 
 
-def distribution_chart(values_by_partition: dict[str, list], task: str, title: str) -> bytes:
+def distribution_chart(
+    values_by_partition: dict[str, list], task: str, title: str, target: str | None = None
+) -> bytes:
     import numpy as np
 
     fig = _figure()
     ax = fig.add_subplot()
     if task == "regression":
         ax.hist(list(values_by_partition.values()), label=list(values_by_partition), bins=15)
-        ax.set_xlabel("target")
+        ax.set_xlabel(target or "target")
     else:
         labels = sorted({str(v) for vs in values_by_partition.values() for v in vs})
         width = 0.8 / max(len(values_by_partition), 1)
@@ -474,7 +487,9 @@ def distribution_chart(values_by_partition: dict[str, list], task: str, title: s
             counts = [sum(1 for v in values if str(v) == label) for label in labels]
             ax.bar(np.arange(len(labels)) + i * width, counts, width, label=part)
         ax.set_xticks(np.arange(len(labels)), labels)
+        ax.set_xlabel(target or "class")
     ax.set_ylabel("samples")
+    _integer_axis(ax.yaxis)
     ax.set_title(title)
     ax.legend()
     return png_bytes(fig)
@@ -488,11 +503,13 @@ def folds_chart(sample_order: list[str], fold_of: dict[str, int], title: str) ->
     )
     ax.set_xlabel("sample (dataset order)")
     ax.set_ylabel("validation fold (-1: test)")
+    _integer_axis(ax.xaxis)
+    _integer_axis(ax.yaxis)
     ax.set_title(title)
     return png_bytes(fig)
 
 
-def confusion_chart(y_true, y_pred, title: str) -> bytes:
+def confusion_chart(y_true, y_pred, title: str, target: str | None = None) -> bytes:
     import numpy as np
 
     labels = sorted({str(v) for v in [*y_true, *y_pred]})
@@ -508,7 +525,164 @@ def confusion_chart(y_true, y_pred, title: str) -> bytes:
         ax.text(j, i, str(count), ha="center", va="center", color=color)
     ax.set_xticks(range(len(labels)), labels)
     ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("reference")
+    ax.set_xlabel(f"predicted {_named(target)}".rstrip())
+    ax.set_ylabel(f"reference {_named(target)}".rstrip())
     ax.set_title(title)
+    return png_bytes(fig)
+
+
+def _named(target: str | None) -> str:
+    """`glucose ` to put before a parenthesis on an axis label; empty without a name."""
+    return f"{target} " if target else ""
+
+
+def _integer_axis(axis: Any) -> None:
+    """Ticks at whole numbers only (components, folds, counts)."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
+def components_chart(points: Sequence[Any], target: str | None, title: str) -> bytes:
+    """RMSECV against the number of components, one colour per curve (`core.metrics.components`):
+    RMSECV solid, RMSEC dashed, each curve's minimum circled, the chosen one starred."""
+    fig = _figure(8.0, 5.2)
+    ax = fig.add_subplot()
+    names = list(dict.fromkeys(p.curve for p in points))
+    colours = [f"C{i % 10}" for i in range(len(names))]
+    for name, colour in zip(names, colours, strict=True):
+        mine = [p for p in points if p.curve == name]
+        ks = [p.n_components for p in mine]
+        ax.plot(ks, [_nan(p.rmsecv) for p in mine], "o-", color=colour, label=f"{name}: RMSECV")
+        ax.plot(
+            ks,
+            [_nan(p.rmsec) for p in mine],
+            "--",
+            color=colour,
+            alpha=0.7,
+            linewidth=1,
+            label=f"{name}: RMSEC",
+        )
+        for p in mine:
+            if p.curve_minimum:
+                ax.plot(
+                    [p.n_components],
+                    [p.rmsecv],
+                    "o",
+                    markersize=12,
+                    markerfacecolor="none",
+                    markeredgecolor=colour,
+                )
+    for p in points:
+        if p.chosen:
+            ax.plot(
+                [p.n_components],
+                [p.rmsecv],
+                "*",
+                markersize=18,
+                color="black",
+                label=f"chosen: {p.curve}, {p.n_components} LV, RMSECV {p.rmsecv:.4g}",
+            )
+    if not points:
+        ax.text(
+            0.5, 0.5, "no result with a number of components", ha="center", transform=ax.transAxes
+        )
+    _integer_axis(ax.xaxis)
+    ax.set_xlabel("number of components (latent variables)")
+    ax.set_ylabel(f"RMSE ({target})" if target else "RMSE")
+    ax.set_title(title)
+    if points:
+        ax.legend(fontsize="small")
+    return png_bytes(fig)
+
+
+def _nan(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def axis_label(unit: str | None) -> str:
+    """The spectral axis as a chemometrician names it, from the dataset's unit."""
+    if unit == "cm-1":
+        return "wavenumber (cm⁻¹)"
+    if unit == "nm":
+        return "wavelength (nm)"
+    if unit in (None, "", "index", "unknown"):
+        return "variable"
+    return f"wavelength ({unit})"
+
+
+def note_chart(text: str, title: str) -> bytes:
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
+    ax.set_title(title)
+    return png_bytes(fig)
+
+
+def coefficients_chart(
+    x, coefficients, vip, intercept: float, unit: str | None, title: str
+) -> bytes:
+    """Regression coefficients against the spectral axis, VIP below (1: the usual line)."""
+    fig = _figure(8.0, 6.4)
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    top.plot(x, coefficients, linewidth=1)
+    top.axhline(0.0, color="grey", linewidth=0.8)
+    top.set_ylabel("coefficient b")
+    top.set_title(title)
+    top.text(
+        0.01,
+        0.97,
+        f"intercept b0 = {intercept:.6g}",
+        transform=top.transAxes,
+        va="top",
+        family="monospace",
+    )
+    bottom.plot(x, vip, linewidth=1, color="C1")
+    bottom.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
+    bottom.set_ylabel("VIP")
+    bottom.set_xlabel(axis_label(unit))
+    if len(x) > 1 and x[0] > x[-1]:  # wavenumbers are shown decreasing, as recorded
+        bottom.invert_xaxis()
+    return png_bytes(fig)
+
+
+def t2_q_chart(t2, q, t2_limit: float, q_limit: float, sample_ids, partitions, title: str) -> bytes:
+    """Hotelling T² against Q residuals, the 95 % limits dashed, outliers named."""
+    import numpy as np
+
+    t2, q, parts = np.asarray(t2), np.asarray(q), np.asarray(partitions)
+    fig = _figure()
+    ax = fig.add_subplot()
+    for part, marker, label in (("train", "o", "calibration"), ("test", "^", "test")):
+        mask = parts == part
+        if mask.any():
+            ax.scatter(t2[mask], q[mask], marker=marker, alpha=0.75, label=label)
+    ax.axvline(t2_limit, color="red", linestyle="--", linewidth=1, label="95 % limits")
+    ax.axhline(q_limit, color="red", linestyle="--", linewidth=1)
+    for sid, x, y in zip(sample_ids, t2, q, strict=True):
+        if x > t2_limit or y > q_limit:
+            ax.annotate(
+                str(sid), (x, y), fontsize="small", xytext=(3, 3), textcoords="offset points"
+            )
+    ax.set_xlabel("Hotelling T²")
+    ax.set_ylabel("Q residuals")
+    ax.set_title(title)
+    ax.legend(loc="upper right")
+    return png_bytes(fig)
+
+
+def roc_chart(curves: Sequence[Any], title: str) -> bytes:
+    """One-vs-rest ROC curves (`core.metrics.roc.Curve`), AUC per class in the legend."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    for curve in curves:
+        ax.plot(curve.fpr, curve.tpr, linewidth=1.2, label=f"{curve.label} (AUC {curve.auc:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8, label="chance")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("false positive rate (1 - specificity)")
+    ax.set_ylabel("true positive rate (sensitivity)")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize="small")
     return png_bytes(fig)

@@ -48,19 +48,31 @@ runs/<dataset>/                 one folder per dataset (start here)
     RESULTS.csv                 every result on it, best first (metric and direction inside);
                                 RESULTS.xlsx for spreadsheets, RESULTS.parquet typed
     best_<NNNN>_<name>_<h>.csv  predictions of the best result (exactly one such file)
+    charts/                     RMSECV (and RMSEC) against the number of components, one
+                                curve per preprocessing: .png, and its numbers as .csv
+    REPORT.html                 the ranking as a page, linked to each result's REPORT.html
     <NNNN>_<name>_<hash6>/      one result: one pipeline config on this dataset
         pipeline.yaml           the concrete pipeline; `n4afs run pipeline.yaml` re-runs it
         scores.yaml             scores per fold and partition; cv = pooled out-of-fold
+        per_class.csv           classification: precision, recall, F1 per class (cv, test)
+        roc.csv                 a classifier with probabilities: ROC points and AUC per class
+                                (pooled out-of-fold; charts/roc.png draws them)
+        REPORT.html             one printable page: dataset, pipeline, scores, charts,
+                                diagnostics, provenance, run notes (images inside)
         predictions/            cv.csv (out-of-fold), fold_<k>.csv, train.csv, test.csv,
                                 avg.csv, w_avg.csv (fold ensembles on the test set);
                                 cv_by_group.csv: out-of-fold, one row per physical
                                 sample when the run kept replicate scans together;
                                 predictions.parquet: every prediction, typed, as stored
-        charts/                 PNG charts
+        charts/                 PNG charts (PLS: coefficients.png, t2_q.png too)
+        diagnostics/            a PLS model: coefficients.csv (b per wavelength, intercept,
+                                VIP), diagnostics.csv (leverage, Hotelling T², Q residuals
+                                per sample, 95 % limits, outliers by sample id)
         models/<role>_<id>/     <step>.pkl per fitted step, pipeline.pkl (the whole chain:
                                 joblib.load(...).predict(X)), MANIFEST.yaml
         logs/                   timing.yaml, or error.log for a failed result
-by-run/<date>_<name>_<hash6>/   the same results grouped by run: RUN.yaml, templates/
+by-run/<date>_<name>_<hash6>/   the same results grouped by run: RUN.yaml, templates/,
+                                <dataset>/RESULTS.csv (the ranking within the run), charts/
 best/<dataset>.csv              the best predictions of every dataset (.xlsx, .parquet)
 datasets/<dataset>/             DATASET.yaml, spectra.csv, targets.csv, and metadata.csv
                                 (sample_id + metadata columns) when it has metadata
@@ -77,6 +89,10 @@ y_pred - y_true. Pickle files run code when loaded: only load those you trust.
 
 
 PREDICTIONS_PARQUET = "predictions.parquet"  # a result's predictions blob, shown as stored
+REPORT = "REPORT.html"  # a result's page, and a ranking's
+ROC = "roc.csv"  # a classifier with probabilities: its ROC curves' points, AUC per class
+PER_CLASS = "per_class.csv"  # a classification result's precision and recall per class
+DIAGNOSTICS_FILES = ("coefficients.csv", "diagnostics.csv")  # a PLS result's diagnostics/
 
 
 class ResultFiles:
@@ -228,6 +244,69 @@ class ResultFiles:
         ]
         table = lambda: results_table(views, ranked, metric)  # noqa: E731
         return self._tables(key, table, about, parquet=RESULTS_TYPES)
+
+    def group_charts(
+        self, views: Any, results: list[ResultRow], title: str, target: str | None
+    ) -> dict[str, Node]:
+        """`charts/` of a dataset's (or a run's) results on one target: RMSECV against the
+        number of components (`core.metrics.components`), as a chart and as CSV."""
+        from n4afs_core.metrics import components
+
+        shown = tuple(
+            r
+            for r in results
+            if r.status == "completed" and r.run_id not in views.snapshot.untrusted_runs
+        )
+        key = ("components", tuple(r.result_id for r in shown), title, target)
+
+        def points() -> list[Any]:
+            return components.curves(self._component_points(views, shown))
+
+        as_csv = self._render(
+            ("csv", *key),
+            lambda: renderers.csv_bytes(components.COLUMNS, (p.row() for p in points())),
+        )
+        as_png = self._render(
+            ("png", *key),
+            lambda: renderers.components_chart(points(), target, f"{title}: RMSECV vs components"),
+        )
+        mtime = max((r.created_at.timestamp() for r in results), default=0.0)
+        return {
+            name: file_node(name, mtime, content, mutable=True)
+            for name, content in (
+                ("rmsecv_vs_components.csv", as_csv),
+                ("rmsecv_vs_components.png", as_png),
+            )
+        }
+
+    @staticmethod
+    def _component_points(views: Any, results: tuple[ResultRow, ...]) -> list[Any]:
+        from n4afs_core.metrics.components import Point, curve_name
+        from n4afs_core.pipelines.templates import choice_columns, describe_config
+
+        snapshot = views.snapshot
+        found = []
+        for r in results:
+            preprocessing, model, k = describe_config(r.config)
+            if k is None:
+                continue
+            other = choice_columns(r.config, r.choices)
+            train = snapshot.final_scores(r.result_id, ranking.CALIBRATION[1])
+            test = snapshot.final_scores(r.result_id, ranking.TEST[1])
+            found.append(
+                Point(
+                    curve_name(preprocessing, model, other),
+                    preprocessing,
+                    model,
+                    k,
+                    train.get("rmse"),
+                    snapshot.cv_scores(r.result_id).get("rmse"),
+                    test.get("rmse"),
+                    r.label,
+                    r.run_id,
+                )
+            )
+        return found
 
     def best_tables(
         self, best: ResultRow, dataset: DatasetInfo, views: Any
@@ -393,6 +472,15 @@ class ResultFiles:
                 nodes += [
                     directory(n, t, mutable=False) for n in ("predictions", "charts", "models")
                 ]
+                if self.is_pls(views, r):
+                    nodes.append(directory("diagnostics", t, mutable=False))
+                if views.datasets_by_id[r.dataset_id].task == "classification":
+                    nodes.append(file_node(PER_CLASS, t, self.per_class(r)))
+                if self.has_roc(views, r):
+                    nodes.append(file_node(ROC, t, self.roc_csv(views, r)))
+                # its run's note shows in it, and a note may be set later: a changing file
+                report = self.result_report(views, r)
+                nodes.append(file_node(REPORT, _noted(views, r, t), report, mutable=True))
             return {n.name: n for n in nodes}
         if r.status != "completed" and rest[0] != "logs":
             return None
@@ -401,6 +489,7 @@ class ResultFiles:
             "charts": self.charts_dir,
             "models": self.models_dir,
             "logs": self.logs_dir,
+            "diagnostics": self.diagnostics_dir if self.is_pls(views, r) else None,
         }.get(rest[0])
         return builder(views, r, rest[1:]) if builder else None
 
@@ -576,24 +665,427 @@ class ResultFiles:
 
         return table
 
+    def per_class(self, r: ResultRow) -> LazyContent:
+        """per_class.csv: precision, recall and F1 per class, pooled out-of-fold (`cv`)
+        and on the test set (`test`, when there is one): `core.metrics.scores.per_class_scores`."""
+        from n4afs_core.metrics.scores import PER_CLASS_COLUMNS, per_class_scores
+
+        def render() -> bytes:
+            table = self.predictions(r.predictions_blob)
+            oof = ranking.out_of_fold_predictions(table)
+            test = table.filter((table["model"] == "final") & (table["partition"] == "test"))
+            rows = []
+            for name, part in (("cv", oof), ("test", test)):
+                if part.height:
+                    found = per_class_scores(part["y_true"].to_list(), part["y_pred"].to_list())
+                    rows += [(name, *row) for row in found]
+            return renderers.csv_bytes(("partition", *PER_CLASS_COLUMNS), rows)
+
+        return self._render(("per_class", r.predictions_blob), render)
+
+    # -- REPORT.html ----------------------------------------------------------------------
+    def result_report(self, views: Any, r: ResultRow) -> LazyContent:
+        """A result's REPORT.html (`n4afs.tree.report`): dataset, pipeline, scores, charts,
+        diagnostics, provenance, run notes; the charts are the tree's own renders."""
+        run = views.runs_by_id.get(r.run_id)
+        note = run.note if run is not None else None
+        dataset = views.datasets_by_id[r.dataset_id]
+
+        def render() -> bytes:
+            from n4afs.tree import report
+
+            title = f"{dataset.name} / {r.target} / {r.label}"
+            charts = self.charts_dir(views, r, ()) or {}
+            images = [report.Image(name, bytes(node.content.data)) for name, node in charts.items()]
+            sections = [
+                report.Section(
+                    "Dataset", [report.Table(("", ""), _dataset_rows(dataset, r.target))]
+                ),
+                report.Section("Pipeline", self._pipeline_parts(r)),
+                report.Section("Scores", [self._scores_table(views, r, dataset.task)]),
+                report.Section("Charts", images),
+                report.Section("Diagnostics", self._diagnostics_parts(views, r, dataset)),
+                report.Section("Provenance", [self._provenance_table(views, r, run, dataset)]),
+                report.Section(
+                    "Run notes",
+                    [report.Note(note) if note else f"no note on run {r.run_id}"],
+                ),
+            ]
+            return report.page(title, sections)
+
+        return self._render(("REPORT.html", r.result_id, dataset.name, note), render)
+
+    def _pipeline_parts(self, r: ResultRow) -> list[Any]:
+        from n4afs_core.pipelines.templates import describe_config
+
+        from n4afs.tree import report
+
+        preprocessing, model, k = describe_config(r.config)
+        rows = [("preprocessing", preprocessing), ("model", model), ("components", k)]
+        rows += [(f"choice {name}", value) for name, value in r.choices.items()]
+        text = bytes(self.pipeline_yaml(r).data).decode("utf-8")
+        return [
+            report.Table(("", ""), rows),
+            "pipeline.yaml (re-run it with n4afs run):",
+            report.Pre(text),
+        ]
+
+    @staticmethod
+    def _scores_table(views: Any, r: ResultRow, task: str) -> Any:
+        from n4afs.tree import report
+
+        snapshot = views.snapshot
+        columns = [
+            (
+                "calibration (final model, train)",
+                snapshot.final_scores(r.result_id, ranking.CALIBRATION[1]),
+            ),
+            ("cross-validation (pooled out-of-fold)", snapshot.cv_scores(r.result_id)),
+            ("test (final model)", snapshot.final_scores(r.result_id, ranking.TEST[1])),
+        ]
+        names = {"rmse": "RMSE: RMSEC / RMSECV / RMSEP", "r2": "R²", "sep": "SEP", "rpd": "RPD",
+                 "rpiq": "RPIQ", "bias": "bias", "slope": "slope", "offset": "offset"}  # fmt: skip
+        rows = [("samples (n)", *(scores.get("n") for _, scores in columns), "")]
+        for metric, spec in METRICS.items():
+            if spec.task != task:
+                continue
+            values = [scores.get(metric) for _, scores in columns]
+            rows.append((names.get(metric, metric), *values, spec.description))
+        return report.Table(("score", *(name for name, _ in columns), "meaning"), rows)
+
+    def _diagnostics_parts(self, views: Any, r: ResultRow, dataset: DatasetInfo) -> list[Any]:
+        from n4afs.tree import report
+
+        if dataset.task == "classification":
+            table = renderers.typed_csv_rows(bytes(self.per_class(r).data))
+            return ["Precision and recall per class (per_class.csv):", report.Table(*table)]
+        if not self.is_pls(views, r):
+            return ["Model diagnostics (coefficients, VIP, T², Q) are computed for PLS models."]
+        got = self.diagnostics(*self.diagnostics_inputs(views, r))
+        if got is None:
+            return ["Its final model is not a PLS pipeline: no diagnostics."]
+        found, ids, partitions, _ = got
+        parts: list[Any] = [
+            report.Table(
+                ("", ""),
+                [
+                    ("latent variables", found.n_components),
+                    ("calibration samples", found.n_calibration),
+                    ("intercept b0", found.intercept),
+                    ("Hotelling T² limit (95 %)", found.t2_limit),
+                    ("Q residuals limit (95 %)", found.q_limit),
+                    ("variables with VIP > 1", int((found.vip > 1).sum())),
+                ],
+            )
+        ]
+        flagged = [
+            (sid, part, float(h), float(t2), float(q))
+            for sid, part, h, t2, q, out in zip(
+                ids, partitions, found.leverage, found.t2, found.q, found.outliers, strict=True
+            )
+            if out
+        ]
+        if flagged:
+            parts.append(f"Outliers (beyond the T² or the Q limit): {len(flagged)}")
+            header = ("sample_id", "partition", "leverage", "Hotelling T²", "Q residual")
+            parts.append(report.Table(header, flagged))
+        else:
+            parts.append("No sample beyond the 95 % T² or Q limits.")
+        parts.append(
+            "Every sample: diagnostics/diagnostics.csv; b and VIP: diagnostics/coefficients.csv."
+        )
+        return parts
+
+    @staticmethod
+    def _provenance_table(views: Any, r: ResultRow, run: Any, dataset: DatasetInfo) -> Any:
+        from n4afs.tree import report
+
+        rows: list[tuple[str, Any]] = [
+            ("result", r.label),
+            ("result id", r.result_id),
+            ("config hash", r.config_hash),
+            ("run", r.run_id),
+            ("run started", run.created_at.isoformat(timespec="seconds") if run else None),
+            ("result finished", r.created_at.isoformat(timespec="seconds")),
+            ("origin", views.snapshot.origin(r)),
+            ("dataset id", str(dataset.dataset_id)),
+            ("dataset blob", dataset.blob_id),
+            ("predictions blob", r.predictions_blob),
+        ]
+        for model in views.snapshot.models_of(r.result_id).values():
+            if model.role != "final":
+                continue
+            rows += [
+                (f"final model: {a.step_name}", f"{a.class_path} {a.blob_id}")
+                for a in model.artifacts
+            ]
+        versions = (run.options.get("versions") if run else None) or {}
+        rows += [(f"version: {k}", v) for k, v in sorted(versions.items())]
+        return report.Table(("", ""), rows)
+
+    def group_report(
+        self,
+        views: Any,
+        dataset: DatasetInfo,
+        target: str | None,
+        ranked: list[ResultRow],
+        metric: str,
+    ) -> LazyContent:
+        """A ranking's REPORT.html: the dataset, every result best first with a link to its
+        own report, RMSECV against components (regression), the runs and their notes."""
+        run_ids = sorted({r.run_id for r in ranked})
+        notes = tuple(
+            (run_id, getattr(views.runs_by_id.get(run_id), "note", None)) for run_id in run_ids
+        )
+        key = (
+            "group REPORT.html",
+            metric,
+            tuple((r.result_id, r.status, views.snapshot.origin(r)) for r in ranked),
+            dataset.name,
+            target,
+            notes,
+        )
+
+        def render() -> bytes:
+            from n4afs.tree import report
+
+            header, rows = results_table(views, ranked, metric)
+            shown = ["rank", "result", "preprocessing", "model", "n_components", "metric", "score"]
+            shown += ["rmsec", "rmsecv", "rmsep"] if dataset.task == "regression" else [
+                "accuracy_c", "accuracy_cv", "accuracy_p"]  # fmt: skip
+            shown += ["status", "run"]
+            at = [header.index(c) for c in shown]
+            table_rows = [[row[i] for i in at] for row in rows]
+            links = [
+                f"{r.label}/REPORT.html" if self._has_report(views, r) else None for r in ranked
+            ]
+            title = (
+                dataset.name
+                if target is None or not dataset.several_targets
+                else f"{dataset.name} / {target}"
+            )
+            sections = [
+                report.Section("Dataset", [report.Table(("", ""), _dataset_rows(dataset, target))]),
+                report.Section(
+                    "Ranking",
+                    [
+                        f"Every result, best first, by {metric} "
+                        f"({METRICS[metric].direction} is better).",
+                        report.Table(shown, table_rows, {1: links}),
+                    ],
+                ),
+            ]
+            if dataset.task == "regression":
+                charts = self.group_charts(views, ranked, title, target)
+                png = bytes(charts["rmsecv_vs_components.png"].content.data)
+                sections.append(
+                    report.Section(
+                        "RMSECV vs components", [report.Image("rmsecv_vs_components.png", png)]
+                    )
+                )
+            sections.append(
+                report.Section(
+                    "Runs",
+                    [report.Table(("run", "note"), [(run_id, note) for run_id, note in notes])],
+                )
+            )
+            return report.page(f"{title}: results", sections)
+
+        return self._render(key, render)
+
+    @staticmethod
+    def _has_report(views: Any, r: ResultRow) -> bool:
+        return r.status == "completed" and r.result_id not in views.snapshot.imported
+
+    # -- ROC curves of a classifier with probabilities --------------------------------------
+    @lru_cache(maxsize=256)  # noqa: B019
+    def gives_probabilities(self, config_json: str) -> bool:
+        """Whether the config's model gives class probabilities (an unfitted instance is
+        asked: `SVC` only with `probability=True`); listing a folder loads no model."""
+        import json
+
+        from n4afs_core.metrics.roc import has_probabilities
+        from n4afs_core.pipelines.operators import build, get_operator
+
+        config = json.loads(config_json)
+        if not config or not isinstance(config[-1], dict) or len(config[-1]) != 1:
+            return False
+        ((op, params),) = config[-1].items()
+        try:
+            return has_probabilities(build(get_operator(op), dict(params or {})))
+        except Exception:  # an operator that cannot be built here: no ROC, never an error
+            return False
+
+    def has_roc(self, views: Any, r: ResultRow) -> bool:
+        """A computed classification result of this workspace whose model gives
+        probabilities (imported models are never loaded here)."""
+        dataset = views.datasets_by_id[r.dataset_id]
+        return (
+            r.status == "completed"
+            and r.result_id not in views.snapshot.imported
+            and r.run_id not in views.snapshot.untrusted_runs
+            and dataset.task == "classification"
+            and dataset.blob_id is not None
+            and self.gives_probabilities(r.config_json)
+        )
+
+    def roc_inputs(self, views: Any, r: ResultRow) -> tuple:
+        """Its fold models' (fold, step blobs), its dataset blob, its predictions blob."""
+        folds = tuple(
+            (m.fold, tuple((a.step_name, a.blob_id) for a in m.artifacts))
+            for m in views.snapshot.models_of(r.result_id).values()
+            if m.role == "fold"
+        )
+        return folds, views.datasets_by_id[r.dataset_id].blob_id, r.predictions_blob
+
+    @lru_cache(maxsize=16)  # noqa: B019
+    def roc(self, folds: tuple, dataset_blob: str, predictions_blob: str) -> list[Any]:
+        """One-vs-rest ROC curves from pooled out-of-fold probabilities
+        (`core.metrics.roc`): each fold model applied to the samples it validated."""
+        import numpy as np
+        from n4afs_core import pickles
+        from n4afs_core.metrics import roc
+        from sklearn.pipeline import Pipeline
+
+        s = self.spectra(dataset_blob)
+        oof = ranking.out_of_fold_predictions(self.predictions(predictions_blob))
+        ids = oof["sample_id"].to_list()
+        row_of = {sid: i for i, sid in enumerate(s.sample_ids)}
+        position = {sid: i for i, sid in enumerate(ids)}
+        fitted, classes = [], set()
+        for fold, steps in folds:
+            pipeline = Pipeline([(n, pickles.loads(self.ws.store.read(b))) for n, b in steps])
+            mine = oof.filter(oof["fold"] == fold)["sample_id"].to_list()
+            rows = np.array([position[i] for i in mine], dtype=int)
+            fitted.append((pipeline, rows, s.X[[row_of[i] for i in mine]]))
+            classes |= {str(c) for c in pipeline.classes_}
+        labels = sorted(classes)
+        proba = roc.out_of_fold_probabilities(fitted, len(ids), labels)
+        return roc.roc_curves(oof["y_true"].to_list(), proba, labels)
+
+    def roc_csv(self, views: Any, r: ResultRow) -> LazyContent:
+        from n4afs_core.metrics import roc
+
+        def render() -> bytes:
+            curves = self.roc(*self.roc_inputs(views, r))
+            return renderers.csv_bytes(roc.COLUMNS, roc.curve_rows(curves))
+
+        return self._render(("roc.csv", r.result_id), render)
+
+    # -- inside a PLS model ---------------------------------------------------------------
+    @staticmethod
+    def is_pls(views: Any, r: ResultRow) -> bool:
+        """A computed regression result of this workspace whose model is PLS (from its
+        config: listing a folder reads no model). Imported models are never loaded here."""
+        from n4afs_core.pipelines.templates import describe_config
+
+        if r.status != "completed" or r.result_id in views.snapshot.imported:
+            return False
+        if r.run_id in views.snapshot.untrusted_runs:
+            return False
+        dataset = views.datasets_by_id[r.dataset_id]
+        if dataset.task != "regression" or dataset.blob_id is None:
+            return False
+        return describe_config(r.config)[1] == "pls"
+
+    def diagnostics_inputs(self, views: Any, r: ResultRow) -> tuple:
+        """What a result's PLS diagnostics are computed from: its final model's step blobs,
+        its dataset blob, its predictions blob (which samples were train and test)."""
+        final = next(
+            (m for m in views.snapshot.models_of(r.result_id).values() if m.role == "final"), None
+        )
+        steps = () if final is None else tuple((a.step_name, a.blob_id) for a in final.artifacts)
+        return steps, views.datasets_by_id[r.dataset_id].blob_id, r.predictions_blob
+
+    @lru_cache(maxsize=16)  # noqa: B019
+    def diagnostics(self, steps: tuple, dataset_blob: str, predictions_blob: str) -> Any:
+        """(PLSDiagnostics, sample ids, partitions, spectra) of a result's final PLS model on
+        its calibration (train) and test samples (`core.metrics.pls_diagnostics`); None when
+        the final model is not a PLS pipeline."""
+        from n4afs_core import pickles
+        from n4afs_core.metrics import pls_diagnostics
+        from sklearn.pipeline import Pipeline
+
+        if not steps:
+            return None
+        pipeline = Pipeline([(name, pickles.loads(self.ws.store.read(b))) for name, b in steps])
+        if not pls_diagnostics.is_pls_pipeline(pipeline):
+            return None
+        s = self.spectra(dataset_blob)
+        table = self.predictions(predictions_blob)
+        final = table.filter(table["model"] == "final")
+        row_of = {sid: i for i, sid in enumerate(s.sample_ids)}
+        ids = {
+            p: final.filter(final["partition"] == p)["sample_id"].to_list()
+            for p in ("train", "test")
+        }
+        calibration = s.X[[row_of[i] for i in ids["train"]]]
+        shown = ids["train"] + ids["test"]
+        found = pls_diagnostics.diagnose(pipeline, calibration, s.X[[row_of[i] for i in shown]])
+        partitions = ["train"] * len(ids["train"]) + ["test"] * len(ids["test"])
+        return found, shown, partitions, s
+
+    def diagnostics_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
+        """diagnostics/: coefficients.csv (b per wavelength, intercept, VIP) and
+        diagnostics.csv (leverage, Hotelling T², Q per sample, limits, outliers)."""
+        from n4afs_core.data.datasets import wavelengths
+        from n4afs_core.metrics import pls_diagnostics as pd_
+
+        if rest:
+            return None
+
+        def coefficients() -> bytes:
+            got = self.diagnostics(*self.diagnostics_inputs(views, r))
+            if got is None:
+                return renderers.csv_bytes(pd_.COEFFICIENT_COLUMNS, [])
+            found, _, _, s = got
+            rows = pd_.coefficient_rows(found, s.feature_names, wavelengths(s.feature_names))
+            return renderers.csv_bytes(pd_.COEFFICIENT_COLUMNS, rows)
+
+        def samples() -> bytes:
+            got = self.diagnostics(*self.diagnostics_inputs(views, r))
+            if got is None:
+                return renderers.csv_bytes(pd_.SAMPLE_COLUMNS, [])
+            found, ids, partitions, _ = got
+            return renderers.csv_bytes(pd_.SAMPLE_COLUMNS, pd_.sample_rows(found, ids, partitions))
+
+        def build() -> dict[str, Node]:
+            t = r.created_at.timestamp()
+            return {
+                "coefficients.csv": file_node(
+                    "coefficients.csv", t, self._render(("coefficients", r.result_id), coefficients)
+                ),
+                "diagnostics.csv": file_node(
+                    "diagnostics.csv", t, self._render(("diagnostics", r.result_id), samples)
+                ),
+            }
+
+        return FilesListing(DIAGNOSTICS_FILES, build)
+
     def charts_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
         from n4afs.tree import charts
 
         if rest:
             return None
         dataset = views.datasets_by_id[r.dataset_id]
+        pls = self.is_pls(views, r)
+        with_roc = self.has_roc(views, r)
 
         def build() -> dict[str, Node]:
             t = r.created_at.timestamp()
             nodes = {}
+            diagnostics = (
+                (lambda: self.diagnostics(*self.diagnostics_inputs(views, r))) if pls else None
+            )
+            curves = (lambda: self.roc(*self.roc_inputs(views, r))) if with_roc else None
             for name, render, inputs in charts.result_charts(
-                self, r, dataset, views.snapshot.cv_scores(r.result_id)
+                self, r, dataset, views.snapshot.cv_scores(r.result_id), diagnostics, curves
             ):
                 content = self._render(("chart", name, *inputs), render)
                 nodes[name] = file_node(name, t, content)
             return nodes
 
-        return FilesListing(charts.chart_names(dataset.task), build)
+        return FilesListing(charts.chart_names(dataset.task, pls, with_roc), build)
 
     def models_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
         models = views.snapshot.models_of(r.result_id)
@@ -762,6 +1254,33 @@ def results_table(views: Any, ranked: list[ResultRow], metric: str) -> tuple[lis
             ]
         )
     return [*RESULTS_COLUMNS, *extra], rows
+
+
+def _dataset_rows(d: DatasetInfo, target: str | None) -> list[tuple[str, Any]]:
+    """What a report says of a dataset."""
+    unit = d.wavelength_unit
+    stats = (d.target_stats or {}).get(target) or {}
+    rows: list[tuple[str, Any]] = [
+        ("name", d.name),
+        ("id", str(d.dataset_id)),
+        ("task", d.task),
+        ("samples", d.n_samples),
+        ("variables", d.n_features),
+        ("spectral range", f"{d.wavelength_min} – {d.wavelength_max} {unit or ''}".strip()),
+        ("target", target),
+    ]
+    rows += [(f"{target}: {k}", v) for k, v in stats.items() if not isinstance(v, (dict, list))]
+    rows.append(("source", d.source_path))
+    if d.note is not None:
+        rows.append(("note", d.note))
+    return rows
+
+
+def _noted(views: Any, r: ResultRow, mtime: float) -> float:
+    """A result report's mtime: the result's, or its run's note when set later."""
+    run = views.runs_by_id.get(r.run_id)
+    noted = run.noted_at.timestamp() if run is not None and run.noted_at is not None else 0.0
+    return max(mtime, noted)
 
 
 def _step_content(step: tuple[str, str, int, bool]) -> BlobContent | SegmentsContent:

@@ -144,6 +144,11 @@ class Views:
         metric = self.metric_of(results)
         return ranking.rank(results, metric, snapshot.untrusted_runs, snapshot.cv_scores)
 
+    def ranked_subset(self, results: list[ResultRow]) -> list[ResultRow]:
+        """Some of a group's results (one run's), ranked among themselves by the metric
+        they mean (`core.metrics.ranking.metric_of`)."""
+        return self._rank(results)
+
     def best(self, group: GroupKey) -> ResultRow | None:
         """The top of the ranking when it may be best (`core.metrics.ranking.may_be_best`)."""
         ranked = self.ranked(group)
@@ -219,9 +224,19 @@ class Tree:
         results), ranking the first listing of a dataset (~15 ms per 1,000 results) and
         the polars import the first predictions CSV (~0.2 s). Done in the watcher after
         mounting, the same work competed with the first callbacks (bench_mount, a cold
-        `ls -la` of 1,003 entries: 0.19 s without it, 0.42 s with it)."""
+        `ls -la` of 1,003 entries: 0.19 s without it, 0.42 s with it). The chart and
+        model libraries too: a result folder's REPORT.html embeds its charts and a PLS
+        model's diagnostics, so its first `stat` (an `ls -l`, a WebDAV PROPFIND) would
+        otherwise import matplotlib and scikit-learn inside the callback (seconds on a
+        loaded machine: past a WebDAV client's timeout)."""
         self._load_ahead(self._current().views)
+        import matplotlib  # noqa: F401
         import polars  # noqa: F401
+        import sklearn.pipeline  # noqa: F401
+
+        from n4afs.tree import renderers
+
+        renderers.warm_up()
 
     def top_up(self) -> None:
         """After a refresh, read the new results' model and score rows and rank the
@@ -497,6 +512,9 @@ class Tree:
         group, skip = found
         if skip and len(rest) == 2:
             return self._group_dir(views, dataset, group)
+        if rest[1 + skip] == GROUP_CHARTS:
+            results = views.results_by_group.get(group, [])
+            return self._group_charts(views, dataset, group, results, rest[2 + skip :])
         result = views.result(dataset.dataset_id, rest[1 + skip])
         if result is None or ranking.group_of(result) != group:
             return None
@@ -556,8 +574,38 @@ class Tree:
             if best is not None:
                 tables = self.files.best_tables(best, dataset, views)
                 nodes += _table_nodes(f"best_{best.label}", _ts(best.created_at), tables)
+            report = self.files.group_report(views, dataset, group.target, ranked, metric)
+            nodes.append(
+                file_node(
+                    result_files.REPORT, _noted_mtime(views, mtime, results), report, mutable=True
+                )
+            )
+            if dataset.task == "regression":
+                nodes.append(directory(GROUP_CHARTS, mtime))
         nodes += [directory(r.label, _ts(r.created_at), mutable=False) for r in results]
         return {n.name: n for n in nodes}
+
+    def _group_charts(
+        self,
+        views: Views,
+        dataset: DatasetInfo,
+        group: GroupKey,
+        results: list[ResultRow],
+        rest: TreePath,
+        run_id: str | None = None,
+    ) -> dict[str, Node] | None:
+        """`charts/` beside a ranking (a dataset's, or one run's on it): RMSECV against
+        the number of components."""
+        if rest or not results or dataset.task != "regression":
+            return None
+        title = (
+            dataset.name
+            if views.target_folder(group) is None
+            else f"{dataset.name} / {group.target}"
+        )
+        if run_id is not None:
+            title = f"{title} (run {run_id})"
+        return self.files.group_charts(views, results, title, group.target)
 
     def _by_run_view(self, generation: _Generation, rest: TreePath) -> Listing | None:
         views = generation.views
@@ -595,17 +643,35 @@ class Tree:
         if found is None:
             return None
         group, skip = found
+        shown = [r for r in results if ranking.group_of(r) == group]
         if len(rest) == 2 + skip:
-            shown = [r for r in results if ranking.group_of(r) == group]
             if skip and not shown:  # a target the run did not model: not listed above
                 return None
-            return {r.label: directory(r.label, _ts(r.created_at), mutable=False) for r in shown}
+            return self._run_group_dir(views, dataset, group, shown)
+        if rest[2 + skip] == GROUP_CHARTS:
+            return self._group_charts(views, dataset, group, shown, rest[3 + skip :], run.run_id)
         result = views.result(dataset_id, rest[2 + skip])
         if result is not None and (
             result.run_id != run.run_id or ranking.group_of(result) != group
         ):
             result = None
         return None if result is None else self._result_dir(generation, result, rest[3 + skip :])
+
+    def _run_group_dir(
+        self, views: Views, dataset: DatasetInfo, group: GroupKey, shown: list[ResultRow]
+    ) -> dict[str, Node]:
+        """One run's results on a dataset's target: its own ranking (RESULTS.csv, same
+        header as the dataset's), `charts/`, one folder per result (listed first, as
+        before the ranking was shown here)."""
+        nodes = [directory(r.label, _ts(r.created_at), mutable=False) for r in shown]
+        if shown:
+            mtime = max(_ts(r.created_at) for r in shown)
+            ranked = views.ranked_subset(shown)
+            tables = self.files.results_tables(views, ranked, views.metric_of(shown))
+            nodes += _table_nodes("RESULTS", mtime, tables)
+            if dataset.task == "regression":
+                nodes.append(directory(GROUP_CHARTS, mtime))
+        return {n.name: n for n in nodes}
 
     def _best_view(self, views: Views, rest: TreePath) -> dict[str, Node] | None:
         if len(rest) > 1:
@@ -650,6 +716,16 @@ class Tree:
         if dataset is None or len(rest) > 1:
             return None
         return self.files.dataset_files(dataset)
+
+
+def _noted_mtime(views: Views, mtime: float, results: list[ResultRow]) -> float:
+    """A ranking report's mtime: its newest result's, or a note set later on one of its runs."""
+    runs = {r.run_id for r in results}
+    noted = [_ts(views.runs_by_id[run].noted_at) for run in runs if run in views.runs_by_id]
+    return max([mtime, *noted])
+
+
+GROUP_CHARTS = "charts"  # beside a ranking: charts over its results (never a result's label)
 
 
 def _table_nodes(stem: str, mtime: float, tables: tuple) -> list[Node]:
