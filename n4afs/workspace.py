@@ -19,6 +19,7 @@ from n4afs_core.index.catalog import BlobStats, DatasetInfo
 from n4afs_core.index.database import SCHEMA_DIR, Index, migrations_in
 from n4afs_core.index.trust import untrusted_runs
 from n4afs_core.store.ids import sha256_hex
+from n4afs_core.store.storage import Store
 from n4afs_core.store.stores import workspace_store
 
 from n4afs.runs import Result, Run, ranked_handles, undated
@@ -93,9 +94,28 @@ class Workspace:
                 )
             if self.path.exists() and not self.path.is_dir():
                 raise WorkspaceError(f"{self.path} exists and is not a directory")
-        self.store = workspace_store(self.path, store)
-        self.store.create()
+        creating = not self.index.db_path.exists()
+        self._store = None
+        if creating or store is not None:
+            self._store = workspace_store(self.path, store)
+            self._store.create()
         self._ensure_schema()
+
+    @property
+    def store(self) -> Store:
+        """The blob store, opened on first use: commands that read only the index (`runs`,
+        `best`, listings, RESULTS.csv) never reach it, so they work while it is down. Opening
+        contacts nothing; the first call that needs the store does, bounded by its
+        timeouts (`StoreUnreachable`, one line, when it does not answer)."""
+        if self._store is None:
+            self._store = workspace_store(self.path)
+            if not self._store.remote:  # a local folder: its shard folders, no network
+                self._store.create()
+        return self._store
+
+    @store.setter
+    def store(self, store: Store) -> None:
+        self._store = store
 
     def _ensure_schema(self) -> None:
         latest = migrations_in(SCHEMA_DIR)[-1].version

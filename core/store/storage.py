@@ -74,6 +74,7 @@ class Store(ABC):
 
     url: str  # where the objects live, as the user named it (messages show it)
     tmp_dir: Path  # local writes in progress: `temporaries` lists what crashes left there
+    remote = False  # reached over a network: opened lazily, may be unreachable
 
     # -- identity -------------------------------------------------------------------------
     @abstractmethod
