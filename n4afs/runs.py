@@ -159,6 +159,7 @@ class Run:
         from n4afs_core.pipelines.runner import execute_run
 
         execute_run(self.ws.index, self.ws.store, self.run_id, on_result)
+        self.ws._published()
         return self
 
     @property

@@ -19,6 +19,7 @@ from n4afs_core.index.catalog import BlobStats, DatasetInfo
 from n4afs_core.index.database import SCHEMA_DIR, Index, migrations_in
 from n4afs_core.index.trust import untrusted_runs
 from n4afs_core.store.ids import sha256_hex
+from n4afs_core.store.shared import publishes
 from n4afs_core.store.storage import Store
 from n4afs_core.store.stores import workspace_store
 
@@ -81,10 +82,16 @@ class Workspace:
     """One experiment workspace: index + blob store."""
 
     def __init__(
-        self, path: str | os.PathLike | None = None, create: bool = True, store: str | None = None
+        self,
+        path: str | os.PathLike | None = None,
+        create: bool = True,
+        store: str | None = None,
+        shared_store: bool = False,
     ) -> None:
         """`store`: where blobs live, e.g. `s3://bucket/prefix` (default: inside the
-        workspace directory); remembered in `n4a.yaml`, the index stays local."""
+        workspace directory); remembered in `n4a.yaml`, the index stays local. A store that
+        already holds another workspace's objects is refused unless `shared_store`
+        (`core.store.shared`: each workspace's gc then spares what the others reference)."""
         self.path = Path(path).expanduser() if path is not None else default_workspace_path()
         self.index = Index(self.path)
         if not self.index.db_path.exists():
@@ -97,9 +104,23 @@ class Workspace:
         creating = not self.index.db_path.exists()
         self._store = None
         if creating or store is not None:
-            self._store = workspace_store(self.path, store)
+            self._store = workspace_store(self.path, store, shared=shared_store)
             self._store.create()
         self._ensure_schema()
+        if creating and publishes(self._store, self.path):
+            self.publish_refs()  # from now on the other workspaces of the store know it
+
+    def publish_refs(self) -> None:
+        """Publish what this workspace references in its store, for the other workspaces
+        sharing it (`core.store.shared`); runs, imports and gc do it."""
+        from n4afs_core.maintenance import publish_refs
+
+        publish_refs(self.index, self.store)
+
+    def _published(self) -> None:
+        """After a run or an import: publish when the store is (or may be) shared."""
+        if publishes(self.store, self.path):
+            self.publish_refs()
 
     @property
     def store(self) -> Store:
@@ -444,9 +465,12 @@ class Workspace:
         from n4afs.share.bundle import Limits
         from n4afs.share.importer import import_bundle
 
-        return import_bundle(
+        summary = import_bundle(
             self, Path(source).expanduser(), name, trust, Limits(**limits), data, dry_run
         )
+        if not dry_run:
+            self._published()
+        return summary
 
     def untrusted_runs(self) -> set[str]:
         """Imported runs whose results may not be best (`core.index.trust.UNTRUSTED_RUNS`)."""
@@ -596,14 +620,20 @@ class Workspace:
         with self.index.read() as conn:
             return catalog.blob_stats(conn)
 
-    def gc(self, dry_run: bool = False, grace_s: float | None = None) -> Any:
+    def gc(
+        self, dry_run: bool = False, grace_s: float | None = None, forget: Sequence[str] = ()
+    ) -> Any:
         """Delete stored objects the index no longer references, sparing those younger than
-        `grace_s` (default an hour) and those of runs in flight; see `core.maintenance.gc`.
+        `grace_s` (default an hour), those of runs in flight and, on a shared store, those
+        other workspaces hold; see `core.maintenance.gc`. `forget`: ids of workspaces of
+        the store that are gone (their published references are dropped first).
         Returns its `GcReport`."""
         from n4afs_core import maintenance
 
         grace = maintenance.DEFAULT_GRACE_S if grace_s is None else grace_s
-        return maintenance.gc(self.index, self.store, dry_run=dry_run, grace_s=grace)
+        return maintenance.gc(
+            self.index, self.store, dry_run=dry_run, grace_s=grace, forget=list(forget)
+        )
 
     def verify(self, repair: bool = False) -> Any:
         """Hash every referenced blob and check that index rows hang together; `repair`

@@ -38,7 +38,16 @@ from typing import Any, BinaryIO
 
 from n4afs_core.errors import BlobCorrupt, BlobNotFound, StoreUnreachable
 from n4afs_core.store.ids import BlobId, Sha256, chunks_of, hash_stream
-from n4afs_core.store.storage import OBJECTS, Source, Store, blob_id_at, not_found, object_path
+from n4afs_core.store.storage import (
+    OBJECTS,
+    REFS,
+    Source,
+    Store,
+    blob_id_at,
+    not_found,
+    object_path,
+    ref_name,
+)
 
 DEFAULT_CACHE_BYTES = 2 << 30
 # How stale a cached copy's mtime (its LRU rank) may get before a read refreshes it. Every
@@ -231,6 +240,34 @@ class RemoteBlobStore(Store):
         with suppress(FileNotFoundError):
             self.fs.rm_file(self.key(blob_id))
         self._cache_path(blob_id).unlink(missing_ok=True)
+
+    @_reached
+    # -- refs (`core.store.shared`) ------------------------------------------------------
+    @_reached
+    def put_ref(self, name: str, data: bytes) -> None:
+        key = f"{self.base}/{REFS}/{ref_name(name)}"
+        try:
+            self.fs.pipe_file(key, data)  # a PUT is atomic
+        except FileNotFoundError:  # a file system with folders (fsspec's local one)
+            self.fs.makedirs(f"{self.base}/{REFS}", exist_ok=True)
+            self.fs.pipe_file(key, data)
+
+    @_reached
+    def read_refs(self) -> dict[str, bytes]:
+        prefix = f"{self.base}/{REFS}"
+        self.fs.invalidate_cache(prefix)
+        if not self.fs.exists(prefix):
+            return {}
+        found = {}
+        for key in sorted(self.fs.find(prefix)):
+            with suppress(FileNotFoundError):
+                found[key.rpartition("/")[2]] = self.fs.cat_file(key)
+        return found
+
+    @_reached
+    def remove_ref(self, name: str) -> None:
+        with suppress(FileNotFoundError):
+            self.fs.rm_file(f"{self.base}/{REFS}/{ref_name(name)}")
 
     @_reached
     def quarantine(self, blob_id: str, folder: Path) -> None:
