@@ -464,7 +464,17 @@ class Workspace:
         `n4afs.share.bundle.Limits` (max_total_bytes, max_ratio ...) to override."""
         from n4afs.share.bundle import Limits
         from n4afs.share.importer import import_bundle
+        from n4afs.share.references import import_references, is_references
 
+        found = Path(source).expanduser()
+        if is_references(found):  # by reference: rows and blob ids, the bytes in the store
+            if data or limits:
+                raise N4AError("--data and bundle limits apply to bundles, not to references")
+            if dry_run:
+                raise N4AError("--dry-run applies to bundles: a references file stores nothing")
+            summary = import_references(self, found, name, trust)
+            self._published()
+            return summary
         summary = import_bundle(
             self, Path(source).expanduser(), name, trust, Limits(**limits), data, dry_run
         )
@@ -505,11 +515,20 @@ class Workspace:
         level: str = "default",
         link: bool = False,
         command: str | None = None,
+        by_reference: bool = False,
     ) -> Any:
         """Write a folder of the tree (e.g. `runs/wheat/0042_snv-pls15_x9y8z7`, or its parts)
         to a zip or a folder of real files, with EXPORT.yaml and MANIFEST.yaml; see
-        `n4afs.share.export`. `command`: what EXPORT.yaml records as having made the export."""
+        `n4afs.share.export`. `command`: what EXPORT.yaml records as having made the export.
+        `by_reference`: write only the index rows and blob ids (a small YAML file at `out`),
+        which a workspace on the same store imports without storing any byte
+        (`n4afs.share.references`)."""
         from n4afs.share.export import export
+
+        if by_reference:
+            from n4afs.share.references import export_references
+
+            return export_references(self, _tree_path(path), Path(out))
 
         if command is None:
             command = f"Workspace.export({path!r}, {str(out)!r}, level={level!r})"
