@@ -144,3 +144,31 @@ def test_a_mount_reads_eio_when_the_store_is_down(s3_down, tmp_path):
     finally:
         mount.stop()
     mount.assert_clean_log()
+
+
+def test_a_server_that_never_answers_is_cut_off_at_the_deadline(monkeypatch, tmp_path):
+    """A server that accepts connections and never answers (took 45 s per call before the
+    deadline): one call waits `CALL_TIMEOUT_S`, the next ones fail at once."""
+    from n4afs_core.store import remote_store
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)  # connections complete in the kernel; nobody reads them
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
+    for key, value in (("AWS_ACCESS_KEY_ID", "t"), ("AWS_SECRET_ACCESS_KEY", "s")):
+        monkeypatch.setenv(key, value)
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    store = remote_store.RemoteBlobStore("s3://silent/prefix", tmp_path / "cache")
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnreachable, match="cannot be reached"):
+            store.size("a" * 64)
+        assert time.monotonic() - started < remote_store.CALL_TIMEOUT_S + 5
+        again = time.monotonic()
+        with pytest.raises(StoreUnreachable):
+            store.exists("b" * 64)
+        assert time.monotonic() - again < 0.5
+    finally:
+        silent.close()

@@ -17,7 +17,9 @@ config records only the URL.
 
 Reaching the store is bounded: on S3, connect and read timeouts and one retry layer
 (botocore's, `S3_OPTIONS`; s3fs's own retry loop is turned off, it multiplied botocore's:
-an endpoint that refused connections took ~22 s to fail, now ~2 s). A store that cannot be
+an endpoint that refused connections took ~22 s to fail, now 2-5 s; each metadata call
+has a total deadline, `CALL_TIMEOUT_S`, against a server that accepts and never answers,
+which took 45 s per call). A store that cannot be
 reached raises `StoreUnreachable` (one line naming the URL), and for `DOWN_S` after that
 every call of this store fails at once rather than waiting again (a mount reading many
 files, an export).
@@ -56,13 +58,19 @@ DEFAULT_CACHE_BYTES = 2 << 30
 RECENCY_S = 3600.0
 # Bounds on reaching S3 (botocore's client config), unless the workspace's storage options
 # say otherwise. Measured against moto on loopback with the server stopped (connection
-# refused): s3fs's defaults failed `n4afs runs` after 22-24 s; these fail a call in ~2 s.
-# A server that accepts and never answers costs about read_timeout x attempts per call.
+# refused): s3fs's defaults failed `n4afs runs` after 22-24 s; these fail a call in 2-5 s
+# on this loaded 2-core machine (one retry: 2.4 s; two, kept for long sweeps on real S3
+# against throttling and 5xx answers: up to ~5 s, the backoff's jitter).
 S3_OPTIONS = {
     "connect_timeout": 3,
     "read_timeout": 10,
     "retries": {"max_attempts": 3, "mode": "standard"},
 }
+# A total deadline on each metadata call (HEAD, existence, delete) of an asynchronous
+# fsspec store, retries included: a server that accepts and never answers took 45 s per
+# call with the bounds above alone. Transfers (GET, PUT) have none: a large object may take
+# long; their read timeout bounds a silent server.
+CALL_TIMEOUT_S = 12.0
 # After a call found the store unreachable, further calls fail at once for this long.
 DOWN_S = 30.0
 
@@ -117,6 +125,10 @@ class RemoteBlobStore(Store):
         self.storage_options = storage_options
         self.tmp_dir = self.cache_dir / "tmp"
         self._down_until = 0.0  # see DOWN_S
+        from fsspec.asyn import AsyncFileSystem
+
+        # fsspec's synchronous wrappers of an async file system take `timeout` (seconds)
+        self._deadline = {"timeout": CALL_TIMEOUT_S} if isinstance(self.fs, AsyncFileSystem) else {}
 
     @contextmanager
     def reaching(self) -> Iterator[None]:
@@ -205,7 +217,7 @@ class RemoteBlobStore(Store):
         replaces: an object of another size (a truncated upload, an overwrite) is
         uploaded again over it."""
         try:
-            found = int(self.fs.size(self._fresh(blob_id)))
+            found = int(self.fs.size(self._fresh(blob_id), **self._deadline))
         except FileNotFoundError:
             return False
         return found == size and self.touch(blob_id)
@@ -238,7 +250,7 @@ class RemoteBlobStore(Store):
     @_reached
     def remove(self, blob_id: str) -> None:
         with suppress(FileNotFoundError):
-            self.fs.rm_file(self.key(blob_id))
+            self.fs.rm_file(self.key(blob_id), **self._deadline)
         self._cache_path(blob_id).unlink(missing_ok=True)
 
     @_reached
@@ -276,7 +288,7 @@ class RemoteBlobStore(Store):
         folder.mkdir(parents=True, exist_ok=True)
         with suppress(FileNotFoundError):
             self.fs.get_file(self.key(blob_id), str(folder / BlobId(blob_id)))
-            self.fs.rm_file(self.key(blob_id))
+            self.fs.rm_file(self.key(blob_id), **self._deadline)
         self.evict(blob_id)
 
     def corrupt_cache_copies(self) -> list[BlobId]:
@@ -300,7 +312,7 @@ class RemoteBlobStore(Store):
     # -- reading ---------------------------------------------------------------------
     @_reached
     def exists(self, blob_id: str) -> bool:
-        return self.fs.exists(self._fresh(blob_id))
+        return self.fs.exists(self._fresh(blob_id), **self._deadline)
 
     def _fresh(self, blob_id: str) -> str:
         """The object's key, with fsspec's listing cache dropped: other processes write
@@ -312,14 +324,14 @@ class RemoteBlobStore(Store):
     @_reached
     def size(self, blob_id: str) -> int:
         try:
-            return int(self.fs.size(self._fresh(blob_id)))
+            return int(self.fs.size(self._fresh(blob_id), **self._deadline))
         except FileNotFoundError as exc:
             raise not_found(blob_id) from exc
 
     @_reached
     def mtime(self, blob_id: str) -> float:
         try:
-            return self.fs.modified(self._fresh(blob_id)).timestamp()
+            return self.fs.modified(self._fresh(blob_id), **self._deadline).timestamp()
         except FileNotFoundError as exc:
             raise not_found(blob_id) from exc
 
