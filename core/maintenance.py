@@ -245,7 +245,7 @@ def verify(
     for blob_id in store.iter_ids():
         if blob_id in marked:
             continue
-        if holds.holds(blob_id, _mtime(store, blob_id)):
+        if holds.holds(blob_id, lambda b=blob_id: _mtime(store, b)):
             report.held_by_others += 1
         else:
             report.orphans.append(blob_id)
@@ -521,7 +521,7 @@ def usage(index: Index, store: Store, top: int = 10, scope: UsageScope = EVERYTH
         object_bytes += size
         if blob_id in marked:
             continue
-        if holds.holds(blob_id, _mtime(store, blob_id)):
+        if holds.holds(blob_id, lambda b=blob_id: _mtime(store, b)):
             held += size
         else:
             unreferenced += size

@@ -331,9 +331,18 @@ class RemoteBlobStore(Store):
     @_reached
     def mtime(self, blob_id: str) -> float:
         try:
-            return self.fs.modified(self._fresh(blob_id), **self._deadline).timestamp()
+            return self._modified(self._fresh(blob_id))
         except FileNotFoundError as exc:
             raise not_found(blob_id) from exc
+
+    def _modified(self, key: str) -> float:
+        """The object's LastModified; under the call deadline where the file system's
+        `info` takes one (s3fs's `modified` is a plain method around it)."""
+        if self._deadline:
+            stamp = self.fs.info(key, **self._deadline).get("LastModified")
+            if stamp is not None:
+                return stamp.timestamp()
+        return self.fs.modified(key).timestamp()
 
     @_reached
     def path_of(self, blob_id: str) -> Path:

@@ -35,6 +35,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,15 @@ class Holds:
     others: list[Published] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # documents that did not parse
 
-    def holds(self, blob_id: str, mtime: float) -> bool:
-        return bool(self.unreadable) or any(p.holds(blob_id, mtime) for p in self.others)
+    def holds(self, blob_id: str, mtime: float | Callable[[], float]) -> bool:
+        """`mtime`: the object's, or what gives it (asked only when no document lists the
+        object: a HEAD per object on S3)."""
+        if self.unreadable or any(blob_id in p.blobs for p in self.others):
+            return True
+        if not self.others:
+            return False
+        when = mtime() if callable(mtime) else mtime
+        return any(when > p.spare_after for p in self.others)
 
     def describe(self) -> list[str]:
         """One line per other workspace: id, where, age of its document."""

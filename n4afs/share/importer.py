@@ -99,7 +99,7 @@ def _import_all(ws, planned, source, name, trust, dry_run) -> ImportSummary:
     run_ids = [_run_id(b, run, source, name) for b, run, _ in parts]
     # every row written once, rolled back, before anything is stored: a bundle the index
     # cannot hold is refused with nothing uploaded and nothing written
-    _write_rows(ws, _items(parts, run_ids, _manifest_ids), source, trust, trial=True)
+    _try_rows(ws, _items(parts, run_ids, _manifest_ids), source, trust)
     try:
         stored: dict[str, dict[str, tuple[str, int]]] = {}
         for (bundle, run, part), run_id in zip(parts, run_ids, strict=True):
@@ -303,11 +303,20 @@ class _Trial(Exception):
     """Raised inside a trial write to roll it back."""
 
 
-def _write_rows(ws, items, source, trust, trial: bool = False) -> None:
+def _write_rows(ws, items, source, trust) -> None:
     """Every row of the import in one transaction: datasets, results, scores, models, and
     the runs marked completed. `items`: (bundle, plan, stored files, run id, whether it
-    writes the datasets). A `trial` writes the run rows too, then rolls everything back:
-    it proves the rows fit before any blob is stored."""
+    writes the datasets)."""
+    _rows(ws, items, source, trust, trial=False)
+
+
+def _try_rows(ws, items, source, trust) -> None:
+    """`_write_rows` with the run rows too, rolled back: proves the rows fit before any
+    blob is stored (a refusal then leaves nothing behind)."""
+    _rows(ws, items, source, trust, trial=True)
+
+
+def _rows(ws, items, source, trust, trial: bool) -> None:
     try:
         with ws.index.write() as conn:
             for bundle, plan, stored, run_id, datasets in items:
