@@ -31,6 +31,17 @@ class BlobUnreadable(N4AError):
     """An object exists but cannot be read (permissions, an I/O error of the disk)."""
 
 
+class StoreUnreachable(BlobUnreadable):
+    """The blob store (a bucket, a server) did not answer within its timeouts: the
+    network, the endpoint or the credentials' server is down. Commands that read only the
+    index never meet it."""
+
+
+class SharedStoreError(N4AError):
+    """A store holding other workspaces' objects used as if it were private, or a
+    workspace's published references that cannot be read (gc then removes nothing)."""
+
+
 class InvalidBlobId(N4AError, ValueError):
     """A string that is not 64 lowercase hex characters was used as a blob id."""
 

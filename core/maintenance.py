@@ -9,6 +9,11 @@ refreshes its mtime (`Store.touch`), so anything an in-flight run may still refe
 younger than the run's start: `gc --grace 0` next to a running sweep removes none of its
 blobs. The mtime is checked again right before each unlink.
 
+A store may be shared by several workspaces (`core.store.shared`): gc first publishes this
+workspace's references in the store, then spares every object another workspace holds
+(listed in its document, or newer than its `spare_after`); verify and du count those as
+"held by other workspaces", not as garbage.
+
 verify hashes every referenced blob (and a remote store's cached copies) and checks that
 index rows hang together; `repair` removes stale temporaries, evicts corrupt cached copies,
 moves corrupt objects to `<workspace>/quarantine/`, marks results whose blobs are missing or
@@ -25,10 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from n4afs_core.errors import N4AError, SharedStoreError, StoreUnreachable
 from n4afs_core.index import writes
 from n4afs_core.index.database import Index
 from n4afs_core.index.liveness import live_runs
 from n4afs_core.index.names import result_label
+from n4afs_core.store import shared
 from n4afs_core.store.storage import Store
 
 DEFAULT_GRACE_S = 3600.0
@@ -45,14 +52,39 @@ class GcReport:
     spared_young: int = 0
     temporaries_removed: int = 0
     live_runs: list[str] = field(default_factory=list)  # runs in flight: their blobs spared
+    held_by_others: int = 0  # unreferenced here, held by another workspace of the store
+    other_workspaces: list[str] = field(default_factory=list)  # `shared.Holds.describe`
+    forgotten: list[str] = field(default_factory=list)  # documents removed (`forget`)
 
 
 def referenced_blobs(index: Index) -> set[str]:
     return {b for (b,) in index.fetchall("SELECT DISTINCT blob_id FROM referenced_blobs")}
 
 
+def workspace_of(index: Index) -> Path:
+    return index.db_path.parent
+
+
+def publish_refs(index: Index, store: Store) -> shared.Published:
+    """Publish this workspace's references in the store (`core.store.shared.publish`)."""
+    with index.read() as conn:
+        in_flight = live_runs(conn)
+    read_at = time.time()
+    marked = referenced_blobs(index)  # after the live runs, as gc marks
+    starts = [start - CLOCK_SLACK_S for start in in_flight.values()]
+    return shared.publish(store, workspace_of(index), marked, read_at, starts)
+
+
+def held_by_others(index: Index, store: Store) -> shared.Holds:
+    return shared.others(store, workspace_of(index))
+
+
 def gc(
-    index: Index, store: Store, dry_run: bool = False, grace_s: float = DEFAULT_GRACE_S
+    index: Index,
+    store: Store,
+    dry_run: bool = False,
+    grace_s: float = DEFAULT_GRACE_S,
+    forget: tuple[str, ...] | list[str] = (),
 ) -> GcReport:
     """Delete unreferenced objects (and temporaries) last written or re-used before the
     cutoff: `grace_s` ago, or earlier when a run is in flight.
@@ -64,11 +96,31 @@ def gc(
     (less `CLOCK_SLACK_S`), whatever the grace. A run whose owner died is interrupted, not
     in flight: its unreferenced blobs are collected as any others (a resume writes again
     what it needs). `grace_s=0` with no live run collects every unreferenced object.
+
+    On a store other workspaces share (`core.store.shared`), this workspace's references
+    are published first and what the others hold is spared; `forget` first removes the
+    documents of workspaces their users say are gone (ids or prefixes).
     """
     report = GcReport()
+    workspace = workspace_of(index)
+    for gone in forget:
+        found = shared.forget(store, workspace, gone)
+        if found is None:
+            raise SharedStoreError(f"the store {store.url} has no workspace {gone!r}")
+        report.forgotten.append(found.workspace_id)
     with index.read() as conn:
         in_flight = live_runs(conn)
+    read_at = time.time()
     marked = referenced_blobs(index)  # after the live runs: a run settled meanwhile is marked
+    starts = [start - CLOCK_SLACK_S for start in in_flight.values()]
+    shared.publish(store, workspace, marked, read_at, starts)  # before reading the others'
+    holds = shared.others(store, workspace)
+    report.other_workspaces = holds.describe()
+    if holds.unreadable:
+        raise SharedStoreError(
+            f"gc removed nothing: the references of {', '.join(holds.unreadable)} in "
+            f"{store.url} cannot be read; if that workspace is gone, `n4afs gc --forget ID`"
+        )
     report.referenced = len(marked)
     report.live_runs = sorted(in_flight)
     cutoff = time.time() - grace_s
@@ -77,7 +129,11 @@ def gc(
     for blob_id in store.iter_ids():
         if blob_id in marked:
             continue
-        if store.mtime(blob_id) > cutoff:
+        mtime = store.mtime(blob_id)
+        if holds.holds(blob_id, mtime):
+            report.held_by_others += 1
+            continue
+        if mtime > cutoff:
             report.spared_young += 1
             continue
         size = store.size(blob_id)
@@ -110,6 +166,7 @@ class VerifyReport:
     corrupt: list[str] = field(default_factory=list)
     corrupt_copies: list[str] = field(default_factory=list)  # a remote store's cache
     orphans: list[str] = field(default_factory=list)
+    held_by_others: int = 0  # not referenced here, held by another workspace of the store
     temporaries: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # index rows that do not hang together
     broken_results: list[str] = field(default_factory=list)
@@ -184,7 +241,14 @@ def verify(
         elif not store.verify(blob_id):
             report.corrupt.append(blob_id)
     report.corrupt_copies = [b for b in store.corrupt_cache_copies() if b not in report.corrupt]
-    report.orphans = [b for b in store.iter_ids() if b not in marked]
+    holds = held_by_others(index, store)
+    for blob_id in store.iter_ids():
+        if blob_id in marked:
+            continue
+        if holds.holds(blob_id, lambda b=blob_id: _mtime(store, b)):
+            report.held_by_others += 1
+        else:
+            report.orphans.append(blob_id)
     report.temporaries = [str(t) for t in store.temporaries()]
     with index.read() as conn:
         for problem, sql in _ROW_CHECKS:
@@ -196,6 +260,16 @@ def verify(
     if repair:
         _repair(index, store, report, grace_s)
     return report
+
+
+def _mtime(store: Store, blob_id: str) -> float:
+    """An object's mtime; one removed since it was listed counts as old."""
+    try:
+        return store.mtime(blob_id)
+    except (FileNotFoundError, N4AError) as exc:
+        if isinstance(exc, StoreUnreachable):
+            raise
+        return 0.0
 
 
 def _results_using(index: Index, blob_ids: list[str]) -> list[str]:
@@ -439,7 +513,18 @@ def usage(index: Index, store: Store, top: int = 10, scope: UsageScope = EVERYTH
         referenced = workspace_referenced
     else:
         referenced = sum(_unique_bytes(index, scope, "'scope'").values())
-    object_bytes = sum(store.size(b) for b in store.iter_ids())
+    marked = referenced_blobs(index)
+    holds = held_by_others(index, store)
+    object_bytes = unreferenced = held = 0
+    for blob_id in store.iter_ids():
+        size = store.size(blob_id)
+        object_bytes += size
+        if blob_id in marked:
+            continue
+        if holds.holds(blob_id, lambda b=blob_id: _mtime(store, b)):
+            held += size
+        else:
+            unreferenced += size
     logical = sum(row["logical"] for _, row in per_result)
     return {
         "scope": scope.path,
@@ -448,7 +533,8 @@ def usage(index: Index, store: Store, top: int = 10, scope: UsageScope = EVERYTH
         "stored_bytes": object_bytes,
         "index_bytes": index.db_path.stat().st_size,
         "dedup_ratio": logical / referenced if referenced else 1.0,
-        "unreferenced_bytes": max(object_bytes - workspace_referenced, 0),
+        "unreferenced_bytes": unreferenced,
+        "held_by_others_bytes": held,
         "datasets": datasets,
         "runs": runs,
         "largest": sorted((row for _, row in per_result), key=lambda r: -r["logical"])[:top],

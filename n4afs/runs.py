@@ -161,6 +161,7 @@ class Run:
         from n4afs_core.pipelines.runner import execute_run
 
         execute_run(self.ws.index, self.ws.store, self.run_id, on_result, execution)
+        self.ws._published()
         return self
 
     @property

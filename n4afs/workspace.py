@@ -19,6 +19,8 @@ from n4afs_core.index.catalog import BlobStats, DatasetInfo
 from n4afs_core.index.database import SCHEMA_DIR, Index, migrations_in
 from n4afs_core.index.trust import untrusted_runs
 from n4afs_core.store.ids import sha256_hex
+from n4afs_core.store.shared import publishes
+from n4afs_core.store.storage import Store
 from n4afs_core.store.stores import workspace_store
 
 from n4afs.runs import Result, Run, ranked_handles, undated
@@ -80,10 +82,16 @@ class Workspace:
     """One experiment workspace: index + blob store."""
 
     def __init__(
-        self, path: str | os.PathLike | None = None, create: bool = True, store: str | None = None
+        self,
+        path: str | os.PathLike | None = None,
+        create: bool = True,
+        store: str | None = None,
+        shared_store: bool = False,
     ) -> None:
         """`store`: where blobs live, e.g. `s3://bucket/prefix` (default: inside the
-        workspace directory); remembered in `n4a.yaml`, the index stays local."""
+        workspace directory); remembered in `n4a.yaml`, the index stays local. A store that
+        already holds another workspace's objects is refused unless `shared_store`
+        (`core.store.shared`: each workspace's gc then spares what the others reference)."""
         self.path = Path(path).expanduser() if path is not None else default_workspace_path()
         self.index = Index(self.path)
         if not self.index.db_path.exists():
@@ -93,9 +101,42 @@ class Workspace:
                 )
             if self.path.exists() and not self.path.is_dir():
                 raise WorkspaceError(f"{self.path} exists and is not a directory")
-        self.store = workspace_store(self.path, store)
-        self.store.create()
+        creating = not self.index.db_path.exists()
+        self._store = None
+        if creating or store is not None:
+            self._store = workspace_store(self.path, store, shared=shared_store)
+            self._store.create()
         self._ensure_schema()
+        if creating and publishes(self._store, self.path):
+            self.publish_refs()  # from now on the other workspaces of the store know it
+
+    def publish_refs(self) -> None:
+        """Publish what this workspace references in its store, for the other workspaces
+        sharing it (`core.store.shared`); runs, imports and gc do it."""
+        from n4afs_core.maintenance import publish_refs
+
+        publish_refs(self.index, self.store)
+
+    def _published(self) -> None:
+        """After a run or an import: publish when the store is (or may be) shared."""
+        if publishes(self.store, self.path):
+            self.publish_refs()
+
+    @property
+    def store(self) -> Store:
+        """The blob store, opened on first use: commands that read only the index (`runs`,
+        `best`, listings, RESULTS.csv) never reach it, so they work while it is down. Opening
+        contacts nothing; the first call that needs the store does, bounded by its
+        timeouts (`StoreUnreachable`, one line, when it does not answer)."""
+        if self._store is None:
+            self._store = workspace_store(self.path)
+            if not self._store.remote:  # a local folder: its shard folders, no network
+                self._store.create()
+        return self._store
+
+    @store.setter
+    def store(self, store: Store) -> None:
+        self._store = store
 
     def _ensure_schema(self) -> None:
         latest = migrations_in(SCHEMA_DIR)[-1].version
@@ -459,10 +500,23 @@ class Workspace:
         `n4afs.share.bundle.Limits` (max_total_bytes, max_ratio ...) to override."""
         from n4afs.share.bundle import Limits
         from n4afs.share.importer import import_bundle
+        from n4afs.share.references import import_references, is_references
 
-        return import_bundle(
+        found = Path(source).expanduser()
+        if is_references(found):  # by reference: rows and blob ids, the bytes in the store
+            if data or limits:
+                raise N4AError("--data and bundle limits apply to bundles, not to references")
+            if dry_run:
+                raise N4AError("--dry-run applies to bundles: a references file stores nothing")
+            summary = import_references(self, found, name, trust)
+            self._published()
+            return summary
+        summary = import_bundle(
             self, Path(source).expanduser(), name, trust, Limits(**limits), data, dry_run
         )
+        if not dry_run:
+            self._published()
+        return summary
 
     def untrusted_runs(self) -> set[str]:
         """Imported runs whose results may not be best (`core.index.trust.UNTRUSTED_RUNS`)."""
@@ -497,11 +551,20 @@ class Workspace:
         level: str = "default",
         link: bool = False,
         command: str | None = None,
+        by_reference: bool = False,
     ) -> Any:
         """Write a folder of the tree (e.g. `runs/wheat/0042_snv-pls15_x9y8z7`, or its parts)
         to a zip or a folder of real files, with EXPORT.yaml and MANIFEST.yaml; see
-        `n4afs.share.export`. `command`: what EXPORT.yaml records as having made the export."""
+        `n4afs.share.export`. `command`: what EXPORT.yaml records as having made the export.
+        `by_reference`: write only the index rows and blob ids (a small YAML file at `out`),
+        which a workspace on the same store imports without storing any byte
+        (`n4afs.share.references`)."""
         from n4afs.share.export import export
+
+        if by_reference:
+            from n4afs.share.references import export_references
+
+            return export_references(self, _tree_path(path), Path(out))
 
         if command is None:
             command = f"Workspace.export({path!r}, {str(out)!r}, level={level!r})"
@@ -612,14 +675,20 @@ class Workspace:
         with self.index.read() as conn:
             return catalog.blob_stats(conn)
 
-    def gc(self, dry_run: bool = False, grace_s: float | None = None) -> Any:
+    def gc(
+        self, dry_run: bool = False, grace_s: float | None = None, forget: Sequence[str] = ()
+    ) -> Any:
         """Delete stored objects the index no longer references, sparing those younger than
-        `grace_s` (default an hour) and those of runs in flight; see `core.maintenance.gc`.
+        `grace_s` (default an hour), those of runs in flight and, on a shared store, those
+        other workspaces hold; see `core.maintenance.gc`. `forget`: ids of workspaces of
+        the store that are gone (their published references are dropped first).
         Returns its `GcReport`."""
         from n4afs_core import maintenance
 
         grace = maintenance.DEFAULT_GRACE_S if grace_s is None else grace_s
-        return maintenance.gc(self.index, self.store, dry_run=dry_run, grace_s=grace)
+        return maintenance.gc(
+            self.index, self.store, dry_run=dry_run, grace_s=grace, forget=list(forget)
+        )
 
     def verify(self, repair: bool = False) -> Any:
         """Hash every referenced blob and check that index rows hang together; `repair`

@@ -244,6 +244,22 @@ class StoreContract:
         store.remove(gone)  # twice: no error
         assert store.read(kept) == b"kept"
 
+    # -- refs: the shared-store documents (`core.store.shared`) ----------------------------
+    def test_refs_are_replaced_whole_listed_by_name_and_never_objects(self, store, make):
+        assert store.read_refs() == {}
+        store.put_ref("ws-1", b"first")
+        store.put_ref("ws-1", b"second")
+        store.put_ref("ws_2", b"other")
+        other = make("b")  # another process on the same store sees them
+        assert other.read_refs() == {"ws-1": b"second", "ws_2": b"other"}
+        assert list(store.iter_ids()) == []  # documents are not objects
+        for bad in ("../x", "a/b", "", ".hidden"):
+            with pytest.raises(ValueError):
+                store.put_ref(bad, b"x")
+        store.remove_ref("ws-1")
+        store.remove_ref("ws-1")  # twice: no error
+        assert store.read_refs() == {"ws_2": b"other"}
+
     # -- atomicity ------------------------------------------------------------------------
     def test_a_failed_put_leaves_no_object_and_no_temporary(self, store, tmp_path):
         with pytest.raises(OSError, match="went away"):

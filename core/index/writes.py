@@ -199,7 +199,11 @@ def trust_import(conn: duckdb.DuckDBPyConnection, run_id: str) -> bool:
     found = conn.execute("SELECT trusted FROM imports WHERE run_id = ?", [run_id]).fetchone()
     if found is None:
         return False
-    conn.execute("UPDATE imports SET trusted = true WHERE run_id = ?", [run_id])
+    conn.execute(  # every run of the bundle (one bundle may import as several runs)
+        "UPDATE imports SET trusted = true WHERE bundle_sha256 = "
+        "(SELECT bundle_sha256 FROM imports WHERE run_id = ?)",
+        [run_id],
+    )
     return True
 
 
@@ -497,10 +501,12 @@ def insert_imported_result(
     metric: str,
     score: float | None,
     target: str | None = None,
+    predictions_blob: str | None = None,
 ) -> None:
     """A completed result from a bundle, numbered next on its dataset. Its name obeys the
     result-name rule here too: a bundle is input from elsewhere. `target`: the one it
-    modelled (checked against the dataset's), by default the dataset's first."""
+    modelled (checked against the dataset's), by default the dataset's first.
+    `predictions_blob`: imported by reference, its predictions Parquet, as a run's."""
     seq = next_seq(conn, dataset_id)
     found = conn.execute(
         "SELECT name, target_names FROM datasets WHERE dataset_id = ?", [dataset_id]
@@ -513,8 +519,9 @@ def insert_imported_result(
         raise DatasetError(f"dataset {name!r} has no target {target!r}")
     conn.execute(
         "INSERT INTO results (result_id, run_id, dataset_id, seq, name, config_hash, config, "
-        "choices, template_position, status, metric, score, created_at, target) VALUES "
-        "(?, ?, ?, ?, ?, ?, ?, '{}', ?, 'completed', ?, ?, current_timestamp, ?)",
+        "choices, template_position, status, metric, score, created_at, target, "
+        "predictions_blob) VALUES "
+        "(?, ?, ?, ?, ?, ?, ?, '{}', ?, 'completed', ?, ?, current_timestamp, ?, ?)",
         [
             result_id,
             run_id,
@@ -527,6 +534,7 @@ def insert_imported_result(
             metric,
             score,
             target,
+            None if predictions_blob is None else BlobId(predictions_blob),
         ],
     )
 

@@ -29,11 +29,13 @@ from n4afs_core.errors import BlobCorrupt, BlobNotFound
 from n4afs_core.store.ids import BlobId, Sha256, chunks_of, hash_stream
 from n4afs_core.store.storage import (
     OBJECTS,
+    REFS,
     Source,
     Store,
     blob_id_at,
     not_found,
     object_path,
+    ref_name,
     shard_folders,
 )
 
@@ -323,6 +325,33 @@ class BlobStore(Store):
 
     def remove(self, blob_id: str) -> None:
         self.path_of(blob_id).unlink(missing_ok=True)
+
+    # -- refs (`core.store.shared`) ------------------------------------------------------
+    def put_ref(self, name: str, data: bytes) -> None:
+        folder = self.root / REFS
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".put-")
+        try:
+            _write_all(fd, memoryview(data))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp_name, folder / ref_name(name))
+        _fsync_dir(folder)
+
+    def read_refs(self) -> dict[str, bytes]:
+        folder = self.root / REFS
+        if not folder.is_dir():
+            return {}
+        found = {}
+        for path in sorted(folder.iterdir()):
+            if not path.name.startswith("."):
+                with suppress(FileNotFoundError):  # removed since listed
+                    found[path.name] = path.read_bytes()
+        return found
+
+    def remove_ref(self, name: str) -> None:
+        (self.root / REFS / ref_name(name)).unlink(missing_ok=True)
 
     def quarantine(self, blob_id: str, folder: Path) -> None:
         """Move a corrupt object into `folder` (kept for inspection): nothing serves it

@@ -26,6 +26,7 @@ from n4afs_core.errors import BlobNotFound, InvalidBlobId
 from n4afs_core.store.ids import BlobId
 
 OBJECTS = "objects"
+REFS = "refs"  # the workspaces sharing a store publish what they reference here (`shared.py`)
 # what `put` takes: bytes, a binary stream, or the path of a file
 Source = bytes | bytearray | memoryview | BinaryIO | str | os.PathLike
 
@@ -54,6 +55,13 @@ def blob_id_at(relative: str) -> BlobId | None:
     return blob_id if object_path(blob_id) == relative else None
 
 
+def ref_name(name: str) -> str:
+    """A refs document's name (a workspace id): letters, digits, `-` and `_`, never a path."""
+    if not name or not all(c.isascii() and (c.isalnum() or c in "-_") for c in name):
+        raise ValueError(f"invalid refs name {name!r}")
+    return name
+
+
 def not_found(blob_id: str) -> BlobNotFound:
     """The error of a referenced object that no store holds."""
     return BlobNotFound(
@@ -74,6 +82,7 @@ class Store(ABC):
 
     url: str  # where the objects live, as the user named it (messages show it)
     tmp_dir: Path  # local writes in progress: `temporaries` lists what crashes left there
+    remote = False  # reached over a network: opened lazily, may be unreachable
 
     # -- identity -------------------------------------------------------------------------
     @abstractmethod
@@ -143,6 +152,19 @@ class Store(ABC):
     @abstractmethod
     def verify_copy(self, blob_id: str) -> bool:
         """True when the bytes readers get (`path_of`) hash to the name."""
+
+    # -- documents beside the objects (the shared-store protocol, `core.store.shared`) ------
+    @abstractmethod
+    def put_ref(self, name: str, data: bytes) -> None:
+        """Write `refs/<name>` whole (atomically: a reader sees the old or the new)."""
+
+    @abstractmethod
+    def read_refs(self) -> dict[str, bytes]:
+        """Every `refs/<name>` document, by name."""
+
+    @abstractmethod
+    def remove_ref(self, name: str) -> None:
+        """Delete `refs/<name>`; nothing happens when it is missing."""
 
     def temporaries(self) -> list[Path]:
         """Leftovers of interrupted writes: never objects, safe to delete when no put runs."""

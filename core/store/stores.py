@@ -63,25 +63,34 @@ def local_store_path(url: str) -> Path | None:
 
 
 def workspace_store(
-    workspace: Path, url: str | None = None, cache_bytes: int | None = None
+    workspace: Path, url: str | None = None, cache_bytes: int | None = None, shared: bool = False
 ) -> Store:
-    """The store of a workspace; `url` is recorded on first use and must match after."""
+    """The store of a workspace; `url` is recorded on first use and must match after.
+
+    Recording it checks the store first: one that already holds objects or other
+    workspaces' references is refused unless `shared` (`core.store.shared.check_joining`);
+    nothing is written before that check. Opening contacts nothing."""
+    from n4afs_core.store import shared as sharing
+
     config_path = workspace / CONFIG_NAME
-    config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
+    config = (yaml.safe_load(config_path.read_text()) if config_path.exists() else {}) or {}
     recorded = config.get("store")
     if url is not None and recorded is not None and url.rstrip("/") != recorded:
         raise WorkspaceError(f"workspace {workspace} keeps its blobs in {recorded}, not {url}")
     url = (url or recorded or "").rstrip("/") or None
     local = local_store_path(url) if url is not None else None  # refused before recorded
+    if url is None or local is not None:
+        store: Store = BlobStore(local or workspace)
+    else:
+        from n4afs_core.store.remote_store import DEFAULT_CACHE_BYTES, RemoteBlobStore
+
+        budget = cache_bytes or config.get("cache_bytes") or DEFAULT_CACHE_BYTES
+        store = RemoteBlobStore(url, workspace / "cache", budget)
     if url is not None and recorded is None:
+        sharing.check_joining(store, shared)
         config["store"] = url
         if cache_bytes:
             config["cache_bytes"] = cache_bytes
-        workspace.mkdir(parents=True, exist_ok=True)
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    if url is None or local is not None:
-        return BlobStore(local or workspace)
-    from n4afs_core.store.remote_store import DEFAULT_CACHE_BYTES, RemoteBlobStore
-
-    budget = cache_bytes or config.get("cache_bytes") or DEFAULT_CACHE_BYTES
-    return RemoteBlobStore(url, workspace / "cache", budget)
+        config.setdefault("workspace_id", sharing.new_workspace_id())
+        sharing.write_config(workspace, config)
+    return store

@@ -50,8 +50,13 @@ def _show_usage(report) -> None:
     )
     whole = (
         f"objects on disk {h(report['stored_bytes'])}"
-        f" ({h(report['unreferenced_bytes'])} unreferenced: `n4afs gc`); "
-        f"index {h(report['index_bytes'])}"
+        f" ({h(report['unreferenced_bytes'])} unreferenced: `n4afs gc`"
+        + (
+            f"; {h(report['held_by_others_bytes'])} held by other workspaces"
+            if report["held_by_others_bytes"]
+            else ""
+        )
+        + f"); index {h(report['index_bytes'])}"
     )
     if report["scope"] == "/":
         echo(f"{counted}; {whole}")
@@ -149,25 +154,39 @@ def _show_removal(removal) -> None:
     show_default=True,
     help="Spare unreferenced objects younger than this (in-flight runs).",
 )
+@click.option(
+    "--forget",
+    multiple=True,
+    metavar="WORKSPACE_ID",
+    help="A workspace sharing the store that is gone (deleted, crashed for good): drop "
+    "its published references first, so its objects can be collected (repeatable).",
+)
 @click.pass_context
-def gc(ctx, dry_run, grace) -> None:
+def gc(ctx, dry_run, grace, forget) -> None:
     """Delete stored objects no longer referenced by the index (mark and sweep).
 
     Safe while a run writes and while mounted: objects younger than --grace are spared,
     a run re-using an old object refreshes it, and every object written since a run in
-    flight started (its process alive) is spared whatever the grace.
+    flight started (its process alive) is spared whatever the grace. On a store shared
+    with other workspaces, this workspace's references are published first and every
+    object another workspace holds is spared.
     """
     ws = workspace(ctx.obj["workspace"])
-    report = ws.gc(dry_run=dry_run, grace_s=parse_age(grace))
+    report = ws.gc(dry_run=dry_run, grace_s=parse_age(grace), forget=forget)
     verb = "would remove" if dry_run else "removed"
+    for gone in report.forgotten:
+        echo(f"forgot workspace {gone}: its objects are no longer held")
     echo(
         f"{verb} {len(report.removed)} objects ({human_bytes(report.removed_bytes)}) "
         f"and {report.temporaries_removed} temporaries; kept {report.referenced} "
         f"referenced, spared {report.spared_young} younger than {grace}"
         + (" or than the start of a run in flight" if report.live_runs else "")
+        + (f", {report.held_by_others} held by other workspaces" if report.other_workspaces else "")
     )
     for run_id in report.live_runs:  # a run whose process cannot be proven gone
         echo(f"  in flight: {run_id} (`n4afs runs`; interrupted runs pin nothing)")
+    for other in report.other_workspaces:
+        echo(f"  shares the store: {other}")
 
 
 @click.command()
@@ -198,8 +217,9 @@ def _show_verify(report: Any, repair: bool) -> None:
     echo(
         f"checked {report.checked} blobs: {len(report.missing)} missing, "
         f"{len(report.corrupt)} corrupt; {len(report.corrupt_copies)} corrupt cached "
-        f"copies; {len(report.orphans)} unreferenced (gc), {len(report.temporaries)} "
-        f"temporaries; {len(report.problems)} index problems"
+        f"copies; {len(report.orphans)} unreferenced (gc), "
+        + (f"{report.held_by_others} held by other workspaces, " if report.held_by_others else "")
+        + f"{len(report.temporaries)} temporaries; {len(report.problems)} index problems"
     )
     for line in report.problems[:20]:
         echo(f"  {line}")

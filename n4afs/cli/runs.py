@@ -25,12 +25,20 @@ FAILED_CONFIGS_EXIT = 3  # `run` finished, but some configs failed (status parti
     help="Keep blobs at this fsspec URL (e.g. s3://bucket/prefix) instead of inside "
     "the workspace; credentials come from the usual AWS_* variables.",
 )
+@click.option(
+    "--shared-store",
+    is_flag=True,
+    help="The --store already holds other workspaces' objects, and is shared with them "
+    "(each workspace's gc spares what the others reference).",
+)
 @click.pass_context
-def init(ctx: click.Context, path: str | None, store: str | None) -> None:
+def init(ctx: click.Context, path: str | None, store: str | None, shared_store: bool) -> None:
     """Create a workspace at PATH (or the default workspace) if it does not exist."""
     from n4afs.workspace import Workspace
 
-    ws = Workspace(path or ctx.obj["workspace"], create=True, store=store)
+    ws = Workspace(
+        path or ctx.obj["workspace"], create=True, store=store, shared_store=shared_store
+    )
     echo(f"workspace ready: {ws.path}")
 
 

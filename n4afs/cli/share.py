@@ -34,8 +34,14 @@ from n4afs.cli.common import echo, human_bytes, score, workspace, workspace_and_
     "file system has them, else a hard link, which IS the stored object (read-only: never "
     "chmod or edit it).",
 )
+@click.option(
+    "--by-reference",
+    is_flag=True,
+    help="No bytes: write the results' index rows and blob ids to -o OUT.yaml, which a "
+    "workspace on the same store imports without uploading anything.",
+)
 @click.pass_context
-def export(ctx, path, out, level, link) -> None:
+def export(ctx, path, out, level, link, by_reference) -> None:
     """Export a folder of the tree (or of a mount) as real files: a zip or a folder.
 
     PATH is a tree path (runs/wheat/0042_snv-pls15_x9y8z7) or the same folder inside a
@@ -44,6 +50,20 @@ def export(ctx, path, out, level, link) -> None:
     """
     ws, parts = workspace_and_tree_path(ctx, path)
     target = Path(out).expanduser()
+    if by_reference:
+        if link or level or target.suffix not in (".yaml", ".yml"):
+            raise click.UsageError("--by-reference writes one file: give -o OUT.yaml alone")
+        done = ws.export(parts, target, by_reference=True)
+        skipped = (
+            f"; {done.skipped_imported} imported results left out (they travel with files)"
+            if done.skipped_imported
+            else ""
+        )
+        echo(
+            f"exported {len(done.results)} results by reference ({done.blobs} blobs in "
+            f"{ws.store.url}, no bytes) to {done.out}{skipped}"
+        )
+        return
     if link and target.suffix == ".zip":
         raise click.UsageError("--link makes a folder: give -o DIR/")
     summary = ws.export(

@@ -99,6 +99,24 @@ def plan_import(bundle: Bundle, name: str | None) -> ImportPlan:
     return ImportPlan(entries[0]["metric"], results, planned)
 
 
+def runs_of(plan: ImportPlan) -> list[tuple[str | None, ImportPlan]]:
+    """The plan as the index can hold it: one import run, or, when the bundle holds several
+    runs of the same config on a dataset's target (a whole dataset's export after two
+    sweeps), one import run per original run (`None` when the plan is one run). Every part
+    shares the plan's datasets."""
+    keys = [
+        (r.entry["dataset_id"], r.entry.get("target"), r.entry["config_hash"]) for r in plan.results
+    ]
+    if len(set(keys)) == len(keys):
+        return [(None, plan)]
+    parts: dict[str, list[PlannedResult]] = {}
+    for result in plan.results:
+        parts.setdefault(str(result.entry.get("run")), []).append(result)
+    return [
+        (run, ImportPlan(plan.metric, results, plan.datasets)) for run, results in parts.items()
+    ]
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}"[:200]
@@ -119,9 +137,11 @@ def _result_entries(bundle: Bundle) -> list[dict[str, Any]]:
     for key in ("path", "result_id"):
         if len({e[key] for e in entries}) != len(entries):
             raise BundleError(f"EXPORT.yaml lists one result {key} twice: refusing the bundle")
-    if len({(e["dataset_id"], e.get("target"), e["config_hash"]) for e in entries}) != len(entries):
+    keys = {(e.get("run"), e["dataset_id"], e.get("target"), e["config_hash"]) for e in entries}
+    if len(keys) != len(entries):
         raise BundleError(
-            "EXPORT.yaml lists one config twice on a dataset's target: refusing the bundle"
+            "EXPORT.yaml lists one config twice on a dataset's target in one run: refusing "
+            "the bundle"
         )
     return entries
 

@@ -26,14 +26,20 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from n4afs_core.errors import BundleError
+from n4afs_core.errors import BundleError, N4AError
 from n4afs_core.index import writes
 from n4afs_core.pipelines.persist import short_id
 from n4afs_core.pipelines.runner import slug
 
 from n4afs.share import nirs4all_source
 from n4afs.share.bundle import DEFAULT_LIMITS, Bundle, Limits
-from n4afs.share.import_plan import ImportPlan, PlannedDataset, PlannedResult, plan_import
+from n4afs.share.import_plan import (
+    ImportPlan,
+    PlannedDataset,
+    PlannedResult,
+    plan_import,
+    runs_of,
+)
 
 
 @dataclass
@@ -128,26 +134,27 @@ def _import_all(ws, planned, source, name, trust, dry_run) -> ImportSummary:
     before = ws.blob_stats().n_blobs
     for _, plan in todo:
         _fit_to_index(ws, plan)
-    run_ids: list[str] = []
+    parts = [(b, run, part) for b, plan in todo for run, part in runs_of(plan)]
+    run_ids = [_run_id(b, run, source, name) for b, run, _ in parts]
+    # every row written once, rolled back, before anything is stored: a bundle the index
+    # cannot hold is refused with nothing uploaded and nothing written
+    _try_rows(ws, _items(parts, run_ids, _manifest_ids), source, trust, attach)
     try:
-        stored = []
-        for bundle, plan in todo:
-            run_ids.append(_begin(ws, bundle, plan, source, name))
+        stored: dict[str, dict[str, tuple[str, int]]] = {}
+        for (bundle, run, part), run_id in zip(parts, run_ids, strict=True):
+            _begin(ws, run_id, run, bundle, part, source, name)
+            if bundle.manifest_sha256 in stored:
+                continue
             with ws.store.batch():
-                stored.append(_store_files(ws, bundle))
-                for dataset in plan.datasets.values():
+                stored[bundle.manifest_sha256] = _store_files(ws, bundle)
+                for dataset in part.datasets.values():
                     if dataset.parquet is not None:
                         ws.store.put(dataset.parquet)
         with ws.store.batch():
             for attachment in attach:
                 ws.store.put(attachment.parquet)
-        _write_rows(
-            ws,
-            [(b, p, s, r) for (b, p), s, r in zip(todo, stored, run_ids, strict=True)],
-            source,
-            trust,
-            attach,
-        )
+        files = _items(parts, run_ids, lambda b: stored[b.manifest_sha256])
+        _write_rows(ws, files, source, trust, attach)
     except BaseException:
         for run_id in run_ids:
             _abandon(ws, run_id)
@@ -158,6 +165,26 @@ def _import_all(ws, planned, source, name, trust, dry_run) -> ImportSummary:
         runs = sorted({a.run_id for a in attach})
         return ImportSummary(runs[0], [], new_blobs, True, runs=runs, attached=lines)
     return ImportSummary(run_ids[0], labels, new_blobs, runs=run_ids, attached=lines)
+
+
+def _items(parts, run_ids, files_of) -> list[tuple]:
+    """(bundle, plan, stored files, run id, whether it writes the datasets) per run."""
+    items, seen = [], set()
+    for (bundle, _, plan), run_id in zip(parts, run_ids, strict=True):
+        first = id(plan.datasets) not in seen
+        seen.add(id(plan.datasets))
+        items.append((bundle, plan, files_of(bundle), run_id, first))
+    return items
+
+
+def _manifest_ids(bundle: Bundle) -> dict[str, tuple[str, int]]:
+    """What `_store_files` will return, known before storing: the manifest's hashes,
+    which every file was checked against."""
+    return {
+        name: (digest, size)
+        for name, (size, digest) in bundle.manifest.items()
+        if name != "EXPORT.yaml"
+    }
 
 
 def _dry_run_lines(planned, todo, ws, attachments) -> list[str]:
@@ -318,20 +345,36 @@ def _use_known_content(ws: Any, dataset: PlannedDataset) -> None:
         dataset.alias = name
 
 
-def _begin(ws, bundle, plan: ImportPlan, source, name) -> str:
-    """The import's run row, `running` and owned by this process while its blobs are
-    stored, so `gc` spares them whatever its grace (as for a run: core.index.liveness)."""
-    now = datetime.now()
+def _label(bundle, source, name) -> str:
     origin = bundle.export_info.get("nirs4all") or {}
-    label = slug(name or origin.get("call") or Path(source).stem)
-    attempt = short_id(bundle.manifest_sha256, now.isoformat(), os.getpid(), length=6)
-    run_id = f"{now:%Y-%m-%d}_import-{label}_{attempt}"  # a killed attempt's row stays apart
+    return slug(name or origin.get("call") or Path(source).stem)
+
+
+def _run_id(bundle, run: str | None, source, name) -> str:
+    """The import run's id: a killed attempt's row stays apart (date, pid); one per
+    original run when the bundle imports as several (`import_plan.runs_of`)."""
+    now = datetime.now()
+    attempt = short_id(bundle.manifest_sha256, now.isoformat(), os.getpid(), run, length=6)
+    return f"{now:%Y-%m-%d}_import-{_label(bundle, source, name)}_{attempt}"
+
+
+def _run_row(conn, run_id: str, run: str | None, bundle, plan: ImportPlan, source, name):
+    origin = bundle.export_info.get("nirs4all") or {}
+    label = _label(bundle, source, name)
     options = {"imported_from": str(source), "versions": bundle.export_info.get("versions")}
     if origin:
         options["nirs4all"] = origin
+    if run is not None:
+        options["original_run"] = run
+    shown = f"import {label}" + (f" ({run})" if run is not None else "")
+    writes.insert_run(conn, run_id, shown, plan.metric, options, datetime.now())
+
+
+def _begin(ws, run_id: str, run: str | None, bundle, plan: ImportPlan, source, name) -> None:
+    """The import's run row, `running` and owned by this process while its blobs are
+    stored, so `gc` spares them whatever its grace (as for a run: core.index.liveness)."""
     with ws.index.write() as conn:
-        writes.insert_run(conn, run_id, f"import {label}", plan.metric, options, now)
-    return run_id
+        _run_row(conn, run_id, run, bundle, plan, source, name)
 
 
 def _abandon(ws, run_id: str) -> None:
@@ -340,30 +383,54 @@ def _abandon(ws, run_id: str) -> None:
         writes.delete_running_run(conn, run_id)
 
 
+class _Trial(Exception):
+    """Raised inside a trial write to roll it back."""
+
+
 def _write_rows(ws, items, source, trust, attach=()) -> None:
     """Every row of the import in one transaction: datasets, results, scores, models, and
     the runs marked completed; spectra attached to datasets imported before without them.
-    `items`: (bundle, plan, stored files, run id)."""
+    `items`: (bundle, plan, stored files, run id, whether it writes the datasets)."""
+    _rows(ws, items, source, trust, attach, trial=False)
+
+
+def _try_rows(ws, items, source, trust, attach=()) -> None:
+    """`_write_rows` with the run rows too, rolled back: proves the rows fit before any
+    blob is stored (a refusal then leaves nothing behind)."""
+    _rows(ws, items, source, trust, attach, trial=True)
+
+
+def _rows(ws, items, source, trust, attach, trial: bool) -> None:
     try:
         with ws.index.write() as conn:
-            for bundle, plan, stored, run_id in items:
-                _write_all_rows(conn, bundle, plan, stored, run_id, source, trust)
+            for bundle, plan, stored, run_id, datasets in items:
+                if trial:
+                    _run_row(conn, run_id, None, bundle, plan, source, None)
+                _write_all_rows(conn, bundle, plan, stored, run_id, source, trust, datasets)
             for attachment in attach:
                 blob_id = sha256(attachment.parquet).hexdigest()
                 writes.register_blob(conn, blob_id, len(attachment.parquet), "parquet")
                 writes.attach_imported_data(
                     conn, attachment.dataset_id, blob_id, attachment.meta, attachment.old_target
                 )
-    except duckdb.Error as exc:  # a constraint the plan missed: refused, nothing committed
+            if trial:
+                raise _Trial
+    except _Trial:
+        return
+    except (duckdb.Error, N4AError) as exc:  # a constraint the plan missed: nothing committed
+        if isinstance(exc, BundleError):
+            raise
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BundleError(f"the bundle does not fit this workspace's index ({first})") from exc
 
 
-def _write_all_rows(conn, bundle, plan: ImportPlan, stored, run_id, source, trust) -> None:
+def _write_all_rows(
+    conn, bundle, plan: ImportPlan, stored, run_id, source, trust, datasets=True
+) -> None:
     """The rows of `_write_rows`, inside its transaction."""
     for blob_id, size in set(stored.values()):
         writes.register_blob(conn, blob_id, size, "imported")
-    for dataset in plan.datasets.values():
+    for dataset in plan.datasets.values() if datasets else ():
         blob_id = dataset.blob_id
         if blob_id is not None:
             writes.register_blob(conn, blob_id, len(dataset.parquet), "parquet")
