@@ -629,7 +629,11 @@ ops.LEVERS = set(filter(None, sys.argv[3].split(',')))
 from n4afs.cli import main
 main(['mount', sys.argv[1], sys.argv[2], '--foreground'])
 """
-LEVER_SIDES = {"mount": "readdirplus", "mount_plain": ""}  # side -> LEVERS
+LEVER_SIDES = {  # side -> LEVERS (the full set measured on 2026-12-06: BENCHMARKS.md)
+    "mount": "readdirplus,readdirplus_once",  # the default
+    "mount_plain": "",
+    "mount_plus_always": "readdirplus",
+}
 
 
 def measure_levers(args: argparse.Namespace, scratch: Path) -> str:
@@ -664,14 +668,22 @@ def measure_levers(args: argparse.Namespace, scratch: Path) -> str:
             dirs[:] = sorted(x for x in dirs if x != "charts")
             rel = os.path.relpath(root, disk_root)
             small_files += [f"{rel}/{f}" for f in sorted(files)]
-    mounts = {
-        side: Mount(
-            [sys.executable, "-c", LEVERS_DAEMON, str(ws_dir), str(scratch / side), levers],
-            scratch / side,
-            scratch / f"{side}.log",
-        )
-        for side, levers in LEVER_SIDES.items()
-    }
+    if args.pyfuse3:  # the low-level prototype instead of the n4afs daemons
+        proto = [args.pyfuse3, str(REPO / "scripts" / "_pyfuse3_proto.py"), str(disk_root)]
+        mounts = {
+            "pyfuse3": Mount(
+                [*proto, str(scratch / "pyfuse3")], scratch / "pyfuse3", scratch / "pyfuse3.log"
+            )
+        }
+    else:
+        mounts = {
+            side: Mount(
+                [sys.executable, "-c", LEVERS_DAEMON, str(ws_dir), str(scratch / side), levers],
+                scratch / side,
+                scratch / f"{side}.log",
+            )
+            for side, levers in LEVER_SIDES.items()
+        }
     mounts["floor"] = Mount(
         [
             sys.executable,
@@ -690,6 +702,8 @@ def measure_levers(args: argparse.Namespace, scratch: Path) -> str:
         "du": lambda r: op_du(r, du_entries),
         "small": lambda r: op_read(r, small_files),
     }
+    if args.pyfuse3:  # listings only: what the prototype is for
+        ops = {name: ops[name] for name in ("find", "ls")}
     samples = Samples()
     loads = [loadavg()]
     try:
@@ -729,6 +743,8 @@ def measure_levers(args: argparse.Namespace, scratch: Path) -> str:
     )
     rows = [head, "|---|---|" + "---:|" * (2 * len(sides) - 1)]
     for name, label in labels.items():
+        if name not in ops:
+            continue
         for kind in ("warm", "cold"):
             med = {s: samples.median(kind, s, name) for s in sides}
             rows.append(
@@ -739,6 +755,8 @@ def measure_levers(args: argparse.Namespace, scratch: Path) -> str:
                 + " |"
             )
     levers = ", ".join(f"`{s}`: LEVERS={{{v}}}" for s, v in LEVER_SIDES.items())
+    if args.pyfuse3:
+        levers = "`pyfuse3`: scripts/_pyfuse3_proto.py (low-level API) on the disk copy"
     rows.append("")
     rows.append(
         f"- {args.results:,} results; {levers}; medians of {args.repeats}, sides in turns; "
@@ -869,6 +887,12 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear script, read top
         "--levers",
         action="store_true",
         help="only the kernel-side levers (fuse_ops.LEVERS), each alone, against the floor",
+    )
+    parser.add_argument(
+        "--pyfuse3",
+        metavar="PYTHON",
+        help="with --levers: the low-level prototype (scripts/_pyfuse3_proto.py, run by "
+        "PYTHON, an interpreter with pyfuse3) against the floor, `find` and `ls -la` only",
     )
     args = parser.parse_args()
     if args.quick:

@@ -48,6 +48,17 @@ def test_result_folders_are_listed_with_their_attributes(mnt):
         assert entry.is_dir(follow_symlinks=False)
 
 
+def test_an_unchanged_listing_goes_out_with_attributes_once(mnt):
+    """The kernel keeps what it was sent for an hour: listing the same folder again sends
+    names and types only, which costs no more than before READDIRPLUS was answered."""
+    folder = mnt.path / "by-run"
+    first, again = listed(folder), listed(folder)
+    assert first.keys() == again.keys()
+    assert all(e.inode() != UNKNOWN_INO for e in first.values())
+    assert all(e.inode() == UNKNOWN_INO for e in again.values())
+    assert all(os.stat(e.path).st_ino == first[e.name].inode() for e in again.values())
+
+
 def test_rendered_and_changing_files_are_listed_without_attributes(mnt):
     """A chart would render and RESULTS.csv changes: neither is stat'ed by a listing."""
     runs = mnt.path / "runs" / "fermentation"
@@ -75,6 +86,6 @@ def test_a_listing_read_with_attributes_shows_a_result_that_lands_after_it(ws, m
 
     landed = wait_for(lambda: len(new()) == 1 and new(), timeout=5)
     (entry,) = landed.values()
-    assert entry.inode() == os.stat(entry.path).st_ino != UNKNOWN_INO
+    assert entry.is_dir() and os.stat(entry.path).st_ino != UNKNOWN_INO
     assert {"scores.yaml", "models"} <= set(listed(entry.path))
     wait_for(lambda: os.stat(runs).st_mtime != dataset_mtime, timeout=2)

@@ -54,6 +54,7 @@ from n4afs.tree.content import (
     FilesListing,
     Node,
     SegmentsContent,
+    kinds,
 )
 from n4afs.tree.tree import Tree
 
@@ -65,8 +66,12 @@ log = logging.getLogger("n4afs.mount")
 POLL_SECONDS = 0.2
 READDIR_PLUS = 1  # libfuse's FUSE_READDIR_PLUS: the kernel asked for READDIRPLUS
 FILL_DIR_PLUS = 2  # libfuse's FUSE_FILL_DIR_PLUS: this entry carries its attributes
-# The kernel-side levers in use (`_KernelFuse`); scripts/bench_mount.py measures each alone.
-LEVERS = {"readdirplus"}
+# The kernel-side levers in use; scripts/bench_mount.py --levers measures each alone.
+# "readdirplus": READDIRPLUS answered with attributes (`_KernelFuse`); "readdirplus_files":
+# the files of a `FilesListing` too (builds their nodes); "readdir_ino": libfuse's option
+# (an inode number in plain READDIR entries already known to it); "readdirplus_once":
+# attributes only the first time a listing object is sent (the kernel then holds them).
+LEVERS = {"readdirplus", "readdirplus_once"}
 # Contents whose size is known without rendering or reading anything (see `plus_attrs`).
 _CHEAP_SIZE = (BlobContent, BytesContent, SegmentsContent)
 
@@ -85,6 +90,7 @@ class TreeOperations(mfusepy.Operations):
         self._last_fh = 0
         self._pinned_stats: set[tuple[str, ...]] = set()  # see `getattr`
         self._pinned_lock = threading.Lock()
+        self._plussed: dict[tuple[str, ...], Any] = {}  # path -> listing sent with attrs
 
     # -- lifecycle ----------------------------------------------------------------------
     def init_with_config(self, conn: Any, config: Any) -> None:
@@ -106,6 +112,7 @@ class TreeOperations(mfusepy.Operations):
         while True:
             try:
                 if self.tree.refresh():
+                    self._plussed = {}  # the old generation's listings: let them go
                     time.sleep(0.05)  # let a callback still holding the old snapshot finish
                     previous = self.tree.previous
                     self._invalidate(
@@ -179,6 +186,10 @@ class TreeOperations(mfusepy.Operations):
         for name, is_dir in entries:
             yield name, DIR_MODE if is_dir else FILE_MODE, 0
 
+    def plain_listing(self, path: str) -> list[tuple[str, int, None]]:
+        """`readdir`'s entries as a list, without attributes (`_KernelFuse`)."""
+        return [(name, mode, None) for name, mode, _ in self.readdir(path, 0)]
+
     def plus_listing(self, path: str) -> list[tuple[str, int, dict[str, Any] | None]]:
         """(name, mode, attributes or None) per entry, for READDIRPLUS (`_KernelFuse`).
 
@@ -189,8 +200,9 @@ class TreeOperations(mfusepy.Operations):
         a names-only `find` never looks them up, and building their nodes here would
         cost a cold walk what that listing saves. The kernel then knows the entries that
         carry attributes without a LOOKUP each (`find` descends, `ls -la` stats)."""
+        parts = _parts(path)
         try:
-            entries = self.tree.list_dir(_parts(path))
+            entries = self.tree.list_dir(parts)
         except SERVING_ERRORS as exc:
             raise _eio("readdir", path, exc) from exc
         if entries is None:
@@ -199,8 +211,11 @@ class TreeOperations(mfusepy.Operations):
             (".", DIR_MODE, None),
             ("..", DIR_MODE, None),
         ]
-        if isinstance(entries, FilesListing):
-            out += [(name, FILE_MODE, None) for name in entries.names]
+        sent = self._plussed.get(parts) is entries  # this very listing went out with attrs
+        if "readdirplus_once" in LEVERS:
+            self._plussed[parts] = entries
+        if sent or (isinstance(entries, FilesListing) and "readdirplus_files" not in LEVERS):
+            out += [(name, DIR_MODE if d else FILE_MODE, None) for name, d in kinds(entries)]
             return out
         for name, node in entries.items():
             cheap = node.is_dir or (not node.mutable and isinstance(node.content, _CHEAP_SIZE))
@@ -268,8 +283,10 @@ class _KernelFuse(mfusepy.FUSE):
     (FUSE_FILL_DIR_PLUS; libfuse registers the node and the entry/attr timeouts apply):
     libfuse 3.14 keeps those attributes only in its offset mode (a non-zero offset per
     entry; in its buffered mode it drops them), so entries are numbered 1..n and the
-    listing of the directory read last is kept for the next chunk of the same listing.
-    Plain READDIR, and `LEVERS` without "readdirplus", keep mfusepy's answer."""
+    listing of the directory read last is kept for the next chunks of the same listing
+    (offset > 0), asked for with READDIRPLUS or plain READDIR (the kernel's auto mode asks
+    for attributes on the first chunk only). `LEVERS` without "readdirplus": mfusepy's
+    answer (buffered, modes only)."""
 
     def __init__(self, operations: TreeOperations, *args: Any, **kwargs: Any) -> None:
         self._listed: tuple[str, list] | None = None  # (path, plus_listing) read last
@@ -278,25 +295,32 @@ class _KernelFuse(mfusepy.FUSE):
     def readdir_fuse_3(
         self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any, flags: int
     ) -> int:
-        if not (flags & READDIR_PLUS) or "readdirplus" not in LEVERS or path is None:
+        if "readdirplus" not in LEVERS or path is None:
             return super().readdir_fuse_3(path, buf, filler, offset, fip, flags)
         decoded = path.decode(self.encoding, self.errors)
+        plus = flags & READDIR_PLUS
         listed = self._listed
         if offset == 0 or listed is None or listed[0] != decoded:
-            listed = self._listed = (decoded, self.operations.plus_listing(decoded))
+            # a new listing: with attributes when the kernel asks for them (in its auto
+            # mode it asks on the first chunk); later chunks, READDIRPLUS or not, and the
+            # empty one that ends the listing are served from it
+            entries = (self.operations.plus_listing if plus else self.operations.plain_listing)(
+                decoded
+            )
+            listed = self._listed = (decoded, entries)
         entries = listed[1]
         st = mfusepy.c_stat()
         for index in range(offset, len(entries)):
             name, mode, attrs = entries[index]
             ctypes.memset(ctypes.byref(st), 0, ctypes.sizeof(st))
             st.st_mode = mode
-            if attrs is not None:
+            if plus and attrs is not None:
                 mfusepy.set_st_attrs(st, attrs, use_ns=True)
-            encoded = name.encode(self.encoding, self.errors)
-            if filler(buf, encoded, st, index + 1, 0 if attrs is None else FILL_DIR_PLUS):
+                fill = FILL_DIR_PLUS
+            else:
+                fill = 0
+            if filler(buf, name.encode(self.encoding, self.errors), st, index + 1, fill):
                 break  # the kernel's buffer is full: it asks again from this offset
-        else:
-            self._listed = None  # listed to the end
         return 0
 
 
@@ -370,6 +394,8 @@ def serve(tree: Tree, mountpoint: str, allow_other: bool = False) -> None:
         "attr_timeout": 3600,
         "negative_timeout": 0,
     }
+    if "readdir_ino" in LEVERS:  # measured alone by scripts/bench_mount.py --levers
+        options["readdir_ino"] = True
     if allow_other:
         options["allow_other"] = True
     _tune_gc()
