@@ -81,9 +81,16 @@ n4afs mount (OPEN answered: checks the blobs, the kernel keeps the pages) and by
 daemon with the `open` of before (ENOSYS: the kernel's no_open mode, no check on open;
 reads, which warm reads never send, still check). Medians of `--repeats`.
 
+`--levers` measures only the kernel-side levers of the daemon (`fuse_ops.LEVERS`: READDIRPLUS
+with attributes, once per listing or always, ...), each set on its own n4afs daemon
+(`LEVER_SIDES`), beside the floor, all in turns: `find`, `ls -la`, `du` and the small files
+of 20 result folders, warm and cold. With `--pyfuse3 PYTHON`, the low-level prototype
+(scripts/_pyfuse3_proto.py, run by an interpreter that has pyfuse3) instead of the daemons,
+`find` and `ls -la` only.
+
 Run: .venv/bin/python scripts/bench_mount.py [--results 10000] [--big-mb 200] [--repeats 5]
      [--cold-find-repeats 1] [--out FILE] [--quick] [--spin] [--no-drop-caches]
-     [--no-floor-levers] [--keep] [--recheck]
+     [--no-floor-levers] [--keep] [--recheck] [--levers [--pyfuse3 PYTHON]]
 `--quick`: 1,000 results, 20 MiB, 2 repeats (smoke test). `--keep`: keep the scratch directory.
 """
 
