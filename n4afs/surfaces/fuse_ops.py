@@ -72,7 +72,7 @@ FILL_DIR_PLUS = 2  # libfuse's FUSE_FILL_DIR_PLUS: this entry carries its attrib
 # (an inode number in plain READDIR entries already known to it); "readdirplus_once":
 # attributes only the first time a listing object is sent (the kernel then holds them).
 LEVERS = {"readdirplus", "readdirplus_once"}
-# Contents whose size is known without rendering or reading anything (see `plus_attrs`).
+# Contents whose size is known without rendering or reading anything (`plus_listing`).
 _CHEAP_SIZE = (BlobContent, BytesContent, SegmentsContent)
 
 
