@@ -81,9 +81,16 @@ n4afs mount (OPEN answered: checks the blobs, the kernel keeps the pages) and by
 daemon with the `open` of before (ENOSYS: the kernel's no_open mode, no check on open;
 reads, which warm reads never send, still check). Medians of `--repeats`.
 
+`--levers` measures only the kernel-side levers of the daemon (`fuse_ops.LEVERS`: READDIRPLUS
+with attributes, once per listing or always, ...), each set on its own n4afs daemon
+(`LEVER_SIDES`), beside the floor, all in turns: `find`, `ls -la`, `du` and the small files
+of 20 result folders, warm and cold. With `--pyfuse3 PYTHON`, the low-level prototype
+(scripts/_pyfuse3_proto.py, run by an interpreter that has pyfuse3) instead of the daemons,
+`find` and `ls -la` only.
+
 Run: .venv/bin/python scripts/bench_mount.py [--results 10000] [--big-mb 200] [--repeats 5]
      [--cold-find-repeats 1] [--out FILE] [--quick] [--spin] [--no-drop-caches]
-     [--no-floor-levers] [--keep] [--recheck]
+     [--no-floor-levers] [--keep] [--recheck] [--levers [--pyfuse3 PYTHON]]
 `--quick`: 1,000 results, 20 MiB, 2 repeats (smoke test). `--keep`: keep the scratch directory.
 """
 
@@ -620,6 +627,153 @@ main(['mount', sys.argv[1], sys.argv[2], '--foreground'])
 """
 
 
+# -- --levers: the kernel-side levers, each alone, against the floor --------------------------
+# The n4afs daemon with a given set of `fuse_ops.LEVERS` (argv[3], comma-separated).
+LEVERS_DAEMON = """
+import sys
+import n4afs.surfaces.fuse_ops as ops
+ops.LEVERS = set(filter(None, sys.argv[3].split(',')))
+from n4afs.cli import main
+main(['mount', sys.argv[1], sys.argv[2], '--foreground'])
+"""
+LEVER_SIDES = {  # side -> LEVERS (the full set measured on 2026-12-06: BENCHMARKS.md)
+    "mount": "readdirplus,readdirplus_once",  # the default
+    "mount_plain": "",
+    "mount_plus_always": "readdirplus",
+}
+
+
+def measure_levers(args: argparse.Namespace, scratch: Path) -> str:
+    """`--levers`: `find`, `ls -la`, `du` and the small files, warm and cold, on the n4afs
+    daemon with each lever set of `LEVER_SIDES` and on the floor, all sides in turns."""
+    ws_dir, disk_root, spare = scratch / "ws", scratch / "tree", scratch / "spare"
+    disk_root.mkdir()
+    spare.mkdir()
+    info = build_workspace(ws_dir, args.results, 1, scratch, dataset_tag="bench-mount", log=log)
+    from n4afs.tree.tree import Tree
+
+    tree = Tree(info.ws)
+    Materializer(tree, disk_root, spare, link_copies=True, log=log).run()
+    ds_dirs = sorted(tree.views.datasets)
+    tree = None
+    gc.collect()
+    ls_folder = f"runs/{ds_dirs[0]}"
+    chosen = random.Random(SEED).sample(
+        sorted(
+            f"{ls_folder}/{d}"
+            for d in os.listdir(disk_root / ls_folder)
+            if (disk_root / ls_folder / d).is_dir()
+        ),
+        min(SUBSET_RESULTS // 10, 100),
+    )
+    du_entries = [
+        f"{d}/{e}" for d in chosen for e in sorted(os.listdir(disk_root / d)) if e != "charts"
+    ]
+    small_files = []
+    for d in chosen:
+        for root, dirs, files in os.walk(disk_root / d):
+            dirs[:] = sorted(x for x in dirs if x != "charts")
+            rel = os.path.relpath(root, disk_root)
+            small_files += [f"{rel}/{f}" for f in sorted(files)]
+    if args.pyfuse3:  # the low-level prototype instead of the n4afs daemons
+        proto = [args.pyfuse3, str(REPO / "scripts" / "_pyfuse3_proto.py"), str(disk_root)]
+        mounts = {
+            "pyfuse3": Mount(
+                [*proto, str(scratch / "pyfuse3")], scratch / "pyfuse3", scratch / "pyfuse3.log"
+            )
+        }
+    else:
+        mounts = {
+            side: Mount(
+                [sys.executable, "-c", LEVERS_DAEMON, str(ws_dir), str(scratch / side), levers],
+                scratch / side,
+                scratch / f"{side}.log",
+            )
+            for side, levers in LEVER_SIDES.items()
+        }
+    mounts["floor"] = Mount(
+        [
+            sys.executable,
+            str(FLOOR_FS),
+            str(disk_root),
+            str(scratch / "floor"),
+            "--index",
+            str(scratch / "floor.index"),
+        ],
+        scratch / "floor",
+        scratch / "floor.log",
+    )
+    ops: dict[str, Callable[[str], Any]] = {
+        "find": op_find,
+        "ls": lambda r: op_ls(r, ls_folder),
+        "du": lambda r: op_du(r, du_entries),
+        "small": lambda r: op_read(r, small_files),
+    }
+    if args.pyfuse3:  # listings only: what the prototype is for
+        ops = {name: ops[name] for name in ("find", "ls")}
+    samples = Samples()
+    loads = [loadavg()]
+    try:
+        for mt in mounts.values():
+            mt.start()
+        roots = {side: str(mt.path) for side, mt in mounts.items()}
+        log(f"warm, sides in turns: {', '.join(roots)} ...")
+        measure_warm(roots, ops, args.repeats, samples)
+        for mt in mounts.values():
+            mt.stop()
+        loads.append(loadavg())
+        log("cold (unmount + mount before each pass), sides in turns ...")
+        for rep in range(args.repeats):
+            for name, op in ops.items():
+                for side in in_turn(list(mounts), rep):
+                    samples.add("cold", side, name, cold_pass(mounts[side], op, []))
+            log(f"  repeat {rep + 1}/{args.repeats} done")
+        loads.append(loadavg())
+    finally:
+        for mt in mounts.values():
+            mt.stop()
+    for (side, name), value in samples.values.items():
+        assert value == samples.values["floor", name] or name == "du", (side, name, value)
+    labels = {
+        "find": f"`find ROOT \\| wc -l` ({samples.values['floor', 'find']:,} lines)",
+        "ls": f"`ls -la {ls_folder}` ({len(os.listdir(disk_root / ls_folder)):,} entries)",
+        "du": f"`du -sblc` of {len(chosen)} result folders ({len(du_entries):,} args)",
+        "small": f"read {len(small_files):,} small files of those folders",
+    }
+    sides = list(mounts)
+    head = (
+        "| operation | kind | "
+        + " | ".join(sides)
+        + " | "
+        + " | ".join(f"{s} / floor" for s in sides if s != "floor")
+        + " |"
+    )
+    rows = [head, "|---|---|" + "---:|" * (2 * len(sides) - 1)]
+    for name, label in labels.items():
+        if name not in ops:
+            continue
+        for kind in ("warm", "cold"):
+            med = {s: samples.median(kind, s, name) for s in sides}
+            rows.append(
+                f"| {label} | {kind} | "
+                + " | ".join(fmt_time(med[s]) for s in sides)
+                + " | "
+                + " | ".join(f"**{med[s] / med['floor']:.2f}×**" for s in sides if s != "floor")
+                + " |"
+            )
+    levers = ", ".join(f"`{s}`: LEVERS={{{v}}}" for s, v in LEVER_SIDES.items())
+    if args.pyfuse3:
+        levers = "`pyfuse3`: scripts/_pyfuse3_proto.py (low-level API) on the disk copy"
+    rows.append("")
+    rows.append(
+        f"- {args.results:,} results; {levers}; medians of {args.repeats}, sides in turns; "
+        f"cold = a fresh mount before each pass. Load (1/5/15 min, {os.cpu_count()} CPUs): "
+        + " → ".join(loads)
+        + "."
+    )
+    return "\n".join(rows)
+
+
 def stat_micros(path: str, blob_id: str, checker: Any, rounds: int = 20_000) -> dict[str, float]:
     """Median µs of one `os.stat` of a blob file and of one check of the unchanged blob."""
     checker.check(blob_id)  # hashed once
@@ -736,14 +890,25 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear script, read top
     parser.add_argument(
         "--recheck", action="store_true", help="only the cost of re-verifying blobs on open"
     )
+    parser.add_argument(
+        "--levers",
+        action="store_true",
+        help="only the kernel-side levers (fuse_ops.LEVERS), each alone, against the floor",
+    )
+    parser.add_argument(
+        "--pyfuse3",
+        metavar="PYTHON",
+        help="with --levers: the low-level prototype (scripts/_pyfuse3_proto.py, run by "
+        "PYTHON, an interpreter with pyfuse3) against the floor, `find` and `ls -la` only",
+    )
     args = parser.parse_args()
     if args.quick:
         args.results, args.big_mb, args.repeats, args.cold_find_repeats = 1_000, 20, 2, 2
     repeats = args.repeats
-    if args.recheck:
+    if args.recheck or args.levers:
         scratch = Path(tempfile.mkdtemp(prefix=".bench_mount-", dir=REPO))
         try:
-            table = measure_recheck(args, scratch)
+            table = (measure_levers if args.levers else measure_recheck)(args, scratch)
         finally:
             if not args.keep:
                 shutil.rmtree(scratch, ignore_errors=True)

@@ -5,7 +5,9 @@ only checks the file's blobs (a `stat` each) and the kernel keeps pages across o
 xattr or `statfs` callbacks (mfusepy registers only what is implemented, the kernel stops
 asking for what is missing, and libfuse answers the `statfs` that `du` sends per directory
 without Python); `release` only drops the handle of a changing file; `readdir` yields
-`(name, mode, 0)`; reads are `pread` on the blob file, and the tree answers from memory.
+`(name, mode, 0)`, and READDIRPLUS adds the attributes of directories and
+content-addressed files (`_KernelFuse`), so `find` and `ls -la` need no LOOKUP for them;
+reads are `pread` on the blob file, and the tree answers from memory.
 The mount runs single-threaded (`nothreads`), so nothing in a callback may be slow: every
 result's model and score rows are read before mounting, and the index is polled and
 reloaded by a watcher thread, which also reads the new results' rows after a refresh.
@@ -17,7 +19,10 @@ watcher asks libfuse to invalidate every mutable path it had served (listings,
 RESULTS.csv, best_*.csv, best/<dataset>.csv, RUN.yaml) and every path gone from the tree (a
 removed result's folder and all below it, whose entries the kernel would otherwise keep for
 an hour), so nothing stale survives more than one poll interval. Negative lookups are not
-cached, so a result folder created after someone looked for it appears at once. A reader
+cached, so a result folder created after someone looked for it appears at once. Listings
+themselves are not cached by the kernel: libfuse 3.14's high-level API (Debian 12) drops the
+`cache_readdir` an `opendir` sets (fixed in libfuse 3.16.1, libfuse PR #822; measured: a
+`readdir` per `ls`), so each listing is asked for again and is always current. A reader
 that opened a changing file reads the version it opened to its end (`open`).
 
 Integrity: a blob is hash-checked on its first open or read in a mount session, then
@@ -41,7 +46,16 @@ from typing import Any
 
 from n4afs_core.errors import MountError, N4AError
 
-from n4afs.tree.content import DIR_MODE, FILE_MODE, Node
+from n4afs.tree.content import (
+    DIR_MODE,
+    FILE_MODE,
+    BlobContent,
+    BytesContent,
+    FilesListing,
+    Node,
+    SegmentsContent,
+    kinds,
+)
 from n4afs.tree.tree import Tree
 
 os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # prefer libfuse 3: larger reads
@@ -50,6 +64,16 @@ import mfusepy  # noqa: E402  (after choosing the library)
 
 log = logging.getLogger("n4afs.mount")
 POLL_SECONDS = 0.2
+READDIR_PLUS = 1  # libfuse's FUSE_READDIR_PLUS: the kernel asked for READDIRPLUS
+FILL_DIR_PLUS = 2  # libfuse's FUSE_FILL_DIR_PLUS: this entry carries its attributes
+# The kernel-side levers in use; scripts/bench_mount.py --levers measures each alone.
+# "readdirplus": READDIRPLUS answered with attributes (`_KernelFuse`); "readdirplus_files":
+# the files of a `FilesListing` too (builds their nodes); "readdir_ino": libfuse's option
+# (an inode number in plain READDIR entries already known to it); "readdirplus_once":
+# attributes only the first time a listing object is sent (the kernel then holds them).
+LEVERS = {"readdirplus", "readdirplus_once"}
+# Contents whose size is known without rendering or reading anything (`plus_listing`).
+_CHEAP_SIZE = (BlobContent, BytesContent, SegmentsContent)
 
 
 class TreeOperations(mfusepy.Operations):
@@ -66,6 +90,7 @@ class TreeOperations(mfusepy.Operations):
         self._last_fh = 0
         self._pinned_stats: set[tuple[str, ...]] = set()  # see `getattr`
         self._pinned_lock = threading.Lock()
+        self._plussed: dict[tuple[str, ...], Any] = {}  # path -> listing sent with attrs
 
     # -- lifecycle ----------------------------------------------------------------------
     def init_with_config(self, conn: Any, config: Any) -> None:
@@ -87,6 +112,7 @@ class TreeOperations(mfusepy.Operations):
         while True:
             try:
                 if self.tree.refresh():
+                    self._plussed = {}  # the old generation's listings: let them go
                     time.sleep(0.05)  # let a callback still holding the old snapshot finish
                     previous = self.tree.previous
                     self._invalidate(
@@ -134,23 +160,11 @@ class TreeOperations(mfusepy.Operations):
             with self._pinned_lock:
                 self._pinned_stats.add(_parts(path))
         node = pinned or self._node(path)
-        mtime_ns = int(node.mtime * 1e9)
         try:
             size = node.size  # renders a CSV or chart: reads its blobs
         except SERVING_ERRORS as exc:
             raise _eio("getattr", path, exc) from exc
-        return {
-            "st_mode": node.mode,
-            "st_nlink": 2 if node.is_dir else 1,
-            "st_size": size,
-            "st_uid": self.uid,
-            "st_gid": self.gid,
-            "st_mtime": mtime_ns,
-            "st_ctime": mtime_ns,
-            "st_atime": mtime_ns,
-            "st_blksize": 256 * 1024,  # invite large reads
-            "st_blocks": (size + 511) // 512,
-        }
+        return self._attrs(node, size)
 
     def _outdated(self, pinned: Node, path: str) -> bool:
         """True when the tree now serves another version of this open file."""
@@ -171,6 +185,57 @@ class TreeOperations(mfusepy.Operations):
         yield "..", DIR_MODE, 0
         for name, is_dir in entries:
             yield name, DIR_MODE if is_dir else FILE_MODE, 0
+
+    def plain_listing(self, path: str) -> list[tuple[str, int, None]]:
+        """`readdir`'s entries as a list, without attributes (`_KernelFuse`)."""
+        return [(name, mode, None) for name, mode, _ in self.readdir(path, 0)]
+
+    def plus_listing(self, path: str) -> list[tuple[str, int, dict[str, Any] | None]]:
+        """(name, mode, attributes or None) per entry, for READDIRPLUS (`_KernelFuse`).
+
+        Attributes come only where they cost nothing and never change under the name:
+        directories and content-addressed files of known size. A changing file
+        (RESULTS.csv, ...) or a rendered one (a chart: ~50 ms) is left to a later
+        `getattr`, and so are the files of a `FilesListing` (models/<id>/, predictions/):
+        a names-only `find` never looks them up, and building their nodes here would
+        cost a cold walk what that listing saves. The kernel then knows the entries that
+        carry attributes without a LOOKUP each (`find` descends, `ls -la` stats)."""
+        parts = _parts(path)
+        try:
+            entries = self.tree.list_dir(parts)
+        except SERVING_ERRORS as exc:
+            raise _eio("readdir", path, exc) from exc
+        if entries is None:
+            raise mfusepy.FuseOSError(errno.ENOENT)
+        out: list[tuple[str, int, dict[str, Any] | None]] = [
+            (".", DIR_MODE, None),
+            ("..", DIR_MODE, None),
+        ]
+        sent = self._plussed.get(parts) is entries  # this very listing went out with attrs
+        if "readdirplus_once" in LEVERS:
+            self._plussed[parts] = entries
+        if sent or (isinstance(entries, FilesListing) and "readdirplus_files" not in LEVERS):
+            out += [(name, DIR_MODE if d else FILE_MODE, None) for name, d in kinds(entries)]
+            return out
+        for name, node in entries.items():
+            cheap = node.is_dir or (not node.mutable and isinstance(node.content, _CHEAP_SIZE))
+            out.append((name, node.mode, self._attrs(node, node.size) if cheap else None))
+        return out
+
+    def _attrs(self, node: Node, size: int) -> dict[str, Any]:
+        mtime_ns = int(node.mtime * 1e9)
+        return {
+            "st_mode": node.mode,
+            "st_nlink": 2 if node.is_dir else 1,
+            "st_size": size,
+            "st_uid": self.uid,
+            "st_gid": self.gid,
+            "st_mtime": mtime_ns,
+            "st_ctime": mtime_ns,
+            "st_atime": mtime_ns,
+            "st_blksize": 256 * 1024,  # invite large reads
+            "st_blocks": (size + 511) // 512,
+        }
 
     # -- data ---------------------------------------------------------------------------
     def open(self, path: str, fi: Any) -> int:
@@ -207,6 +272,56 @@ class TreeOperations(mfusepy.Operations):
             return self.tree.read(node, offset, size)  # blobs checked again: a `stat` each
         except SERVING_ERRORS as exc:
             raise _eio("read", path, exc) from exc
+
+
+class _KernelFuse(mfusepy.FUSE):
+    """mfusepy's FUSE with READDIRPLUS answered: entries carry their attributes.
+
+    mfusepy 3.1 fills every entry with its mode only, so after a listing the kernel sends
+    a LOOKUP per entry it then touches. Here, when the kernel asks for READDIRPLUS, each
+    entry `TreeOperations.plus_listing` gives attributes for goes out with them
+    (FUSE_FILL_DIR_PLUS; libfuse registers the node and the entry/attr timeouts apply):
+    libfuse 3.14 keeps those attributes only in its offset mode (a non-zero offset per
+    entry; in its buffered mode it drops them), so entries are numbered 1..n and the
+    listing of the directory read last is kept for the next chunks of the same listing
+    (offset > 0), asked for with READDIRPLUS or plain READDIR (the kernel's auto mode asks
+    for attributes on the first chunk only). `LEVERS` without "readdirplus": mfusepy's
+    answer (buffered, modes only)."""
+
+    def __init__(self, operations: TreeOperations, *args: Any, **kwargs: Any) -> None:
+        self._listed: tuple[str, list] | None = None  # (path, plus_listing) read last
+        super().__init__(operations, *args, **kwargs)
+
+    def readdir_fuse_3(
+        self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any, flags: int
+    ) -> int:
+        if "readdirplus" not in LEVERS or path is None:
+            return super().readdir_fuse_3(path, buf, filler, offset, fip, flags)
+        decoded = path.decode(self.encoding, self.errors)
+        plus = flags & READDIR_PLUS
+        listed = self._listed
+        if offset == 0 or listed is None or listed[0] != decoded:
+            # a new listing: with attributes when the kernel asks for them (in its auto
+            # mode it asks on the first chunk); later chunks, READDIRPLUS or not, and the
+            # empty one that ends the listing are served from it
+            entries = (self.operations.plus_listing if plus else self.operations.plain_listing)(
+                decoded
+            )
+            listed = self._listed = (decoded, entries)
+        entries = listed[1]
+        st = mfusepy.c_stat()
+        for index in range(offset, len(entries)):
+            name, mode, attrs = entries[index]
+            ctypes.memset(ctypes.byref(st), 0, ctypes.sizeof(st))
+            st.st_mode = mode
+            if plus and attrs is not None:
+                mfusepy.set_st_attrs(st, attrs, use_ns=True)
+                fill = FILL_DIR_PLUS
+            else:
+                fill = 0
+            if filler(buf, name.encode(self.encoding, self.errors), st, index + 1, fill):
+                break  # the kernel's buffer is full: it asks again from this offset
+        return 0
 
 
 # What serving a path may raise when its blobs are missing (BlobNotFound), do not match
@@ -279,13 +394,15 @@ def serve(tree: Tree, mountpoint: str, allow_other: bool = False) -> None:
         "attr_timeout": 3600,
         "negative_timeout": 0,
     }
+    if "readdir_ino" in LEVERS:  # measured alone by scripts/bench_mount.py --levers
+        options["readdir_ino"] = True
     if allow_other:
         options["allow_other"] = True
     _tune_gc()
     started = time.monotonic()
     log.info("serving %s on %s", tree.ws.path, mountpoint)
     try:
-        mfusepy.FUSE(TreeOperations(tree), mountpoint, raw_fi=True, **options)
+        _KernelFuse(TreeOperations(tree), mountpoint, raw_fi=True, **options)
     except RuntimeError as exc:
         # libfuse 3 reports a loop ended by SIGINT/SIGTERM as error 8 after it has already
         # unmounted cleanly; anything else (or a mount still present) is a real failure
