@@ -91,3 +91,24 @@ def test_verify_and_gc_see_every_object_and_nothing_to_delete(big):
     ((referenced,),) = _index(big.ws, "SELECT count(DISTINCT blob_id) FROM referenced_blobs")
     assert gc.referenced == referenced
     assert gc.removed == []
+
+
+def test_results_rows_are_built_once_for_csv_xlsx_and_parquet(big, monkeypatch):
+    """`ls -la` sizes RESULTS.csv, .xlsx and .parquet: one build of the rows for the three."""
+    from n4afs.tree import result_files
+    from n4afs.workspace import Workspace
+
+    built = []
+    real = result_files.results_table
+
+    def counting(*args, **kwargs):
+        built.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(result_files, "results_table", counting)
+    ws = Workspace(big.ws.path)  # a fresh tree: nothing rendered yet
+    name = max(_datasets(ws))
+    listing = ws.tree.list_dir(("runs", name))
+    sizes = [listing[f"RESULTS.{ext}"].content.size for ext in ("csv", "xlsx", "parquet")]
+    assert all(size > 0 for size in sizes)
+    assert len(built) == 1
