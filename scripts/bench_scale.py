@@ -259,6 +259,7 @@ def measure_mount(ws_dir: Path, dataset: str, scratch: Path, args, size: int) ->
             out["ls_floor"] = statistics.median(samples["floor"])
         finally:
             floor.stop()
+        out["mount_rss_listed"] = rss_kib(mount.proc.pid)[0]  # before find
         if size <= args.find_max:
             try:
                 out["find"], text = timed(
@@ -365,7 +366,8 @@ METRICS = (
     ("verify", "`ws.verify()` in a process, imports done", "s", False),
     ("sha256sum", "`sha256sum` of the same objects", "s", False),
     ("gc", "`n4afs gc --dry-run`", "s", False),
-    ("mount_hwm", "mount daemon peak RSS", "MiB", False),
+    ("mount_rss_listed", "mount daemon RSS before `find`", "MiB", False),
+    ("mount_hwm", "mount daemon peak RSS (after `find` when run)", "MiB", False),
     ("ws_hwm", "a Workspace's peak RSS", "MiB", False),
 )
 
@@ -378,7 +380,7 @@ def value(m: dict[str, Any], key: str) -> float | None:
     v = m.get(key)
     if v is None:
         return None
-    return v / 1024 if key.endswith(("hwm", "rss")) else v
+    return v / 1024 if key.endswith(("hwm", "rss", "rss_listed")) else v
 
 
 def show(v: float | None, unit: str) -> str:
