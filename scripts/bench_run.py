@@ -4,7 +4,8 @@ The sweep is the reference one (`docs/PERF-NOTES.md`, "The reference sweep"): SN
 or Savitzky-Golay 1st derivative (window 15, order 2, mode "interp": stated since #23; the
 runs before used chemotools' default "nearest", which differs at the edges only), then PLS
 with 1..15 components: 45 configs, 5-fold CV (KFold, shuffle, random_state 42, the folds
-n4afs draws with its default seed), pooled out-of-fold RMSE (RMSECV) to rank, plus a final refit on all samples.
+n4afs draws with its default seed), pooled out-of-fold RMSE (RMSECV) to rank, plus a final
+refit on all samples.
 
 Two data sets, side by side in one run:
 
