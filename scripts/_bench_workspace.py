@@ -84,9 +84,17 @@ class SyntheticWorkspace:
 
 # -- building the workspace -----------------------------------------------------------------
 def build_workspace(
-    ws_dir: Path, n_results: int, big_mb: int, scratch: Path, *, dataset_tag: str, log: Log
+    ws_dir: Path,
+    n_results: int,
+    big_mb: int,
+    scratch: Path,
+    *,
+    dataset_tag: str,
+    log: Log,
+    n_datasets: int = N_DATASETS,
 ) -> SyntheticWorkspace:
-    """One real sweep, then SQL clones up to `n_results`, then one big blob.
+    """One real sweep, then SQL clones up to `n_results` over `n_datasets` datasets, then one
+    big blob (on the second dataset, else the first).
 
     `dataset_tag` seeds the cloned datasets' ids (each script keeps its own ids); `scratch`
     holds the big blob's bytes until the store has them.
@@ -102,16 +110,17 @@ def build_workspace(
             [run.run_id],
         ).fetchall()
     n_real = len(real)
-    if n_results < N_DATASETS * (n_real + 1):
-        raise SystemExit(f"--results must be at least {N_DATASETS * (n_real + 1)}")
-    log(f"{n_real} real results; cloning rows to {n_results} results over {N_DATASETS} datasets")
+    if n_results < n_datasets * (n_real + 1):
+        raise SystemExit(f"--results must be at least {n_datasets * (n_real + 1)}")
+    log(f"{n_real} real results; cloning rows to {n_results} results over {n_datasets} datasets")
     dataset_ids = [real[0][1]] + [
         hashlib.sha256(f"{dataset_tag}-dataset-{i}".encode()).hexdigest()
-        for i in range(1, N_DATASETS)
+        for i in range(1, n_datasets)
     ]
     clone_rows(ws, run.run_id, dataset_ids, clone_plan(real, dataset_ids, n_results))
-    # the final model of the first cloned result on the second dataset
-    big_result_id, big_model_id = add_big_blob(ws, big_mb, scratch, dataset_ids[1], log)
+    # the final model of the first cloned result on the second dataset (else the first)
+    big_dataset = dataset_ids[min(1, n_datasets - 1)]
+    big_result_id, big_model_id = add_big_blob(ws, big_mb, scratch, big_dataset, log)
     with ws.index.read() as conn:
         counts = {
             t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in COUNTED_TABLES
@@ -134,10 +143,10 @@ def clone_plan(real: list[tuple[str, str]], dataset_ids: list[str], n_results: i
     clone copying the real results in turn."""
     import pyarrow as pa
 
-    n_real = len(real)
+    n_real, n_datasets = len(real), len(dataset_ids)
     per_dataset = [
-        n_results // N_DATASETS + (1 if i < n_results % N_DATASETS else 0)
-        for i in range(N_DATASETS)
+        n_results // n_datasets + (1 if i < n_results % n_datasets else 0)
+        for i in range(n_datasets)
     ]
     plan: dict[str, list] = {"new_id": [], "src_id": [], "dataset_id": [], "seq": []}
     k = 0
@@ -158,7 +167,10 @@ def clone_rows(ws: Any, real_run: str, dataset_ids: list[str], clone_map: Any) -
     and score rows."""
     import pyarrow as pa
 
-    clone_datasets = pa.table({"dataset_id": dataset_ids[1:], "i": list(range(1, N_DATASETS))})
+    clone_datasets = pa.table(
+        {"dataset_id": dataset_ids[1:], "i": list(range(1, len(dataset_ids)))},
+        schema=pa.schema([("dataset_id", pa.string()), ("i", pa.int64())]),
+    )
     with ws.index.write() as conn:
         conn.register("clone_map", clone_map)
         conn.register("clone_datasets", clone_datasets)

@@ -1,9 +1,11 @@
 """Benchmark a whole sweep: n4afs `ws.run` against the plain scikit-learn loop it replaces.
 
 The sweep is the reference one (`docs/PERF-NOTES.md`, "The reference sweep"): SNV, MSC
-or Savitzky-Golay 1st derivative (window 15, order 2), then PLS with 1..15 components: 45
-configs, 5-fold CV (KFold, shuffle, random_state 42, the folds n4afs draws with its default
-seed), pooled out-of-fold RMSE (RMSECV) to rank, plus a final refit on all samples.
+or Savitzky-Golay 1st derivative (window 15, order 2, mode "interp": stated since #23; the
+runs before used chemotools' default "nearest", which differs at the edges only), then PLS
+with 1..15 components: 45 configs, 5-fold CV (KFold, shuffle, random_state 42, the folds
+n4afs draws with its default seed), pooled out-of-fold RMSE (RMSECV) to rank, plus a final
+refit on all samples.
 
 Two data sets, side by side in one run:
 
@@ -70,6 +72,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import statistics
@@ -77,7 +80,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,131 +89,26 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _bench_measure import Measure, max_rel_diff, settle  # noqa: E402
-from make_synthetic_nirs import make as make_synthetic  # noqa: E402
+from _bench_sweep import (  # noqa: E402
+    REFERENCE,
+    Data,
+    check_same_operators,
+    fermentation,
+    folds,
+    n4afs_scores,
+    n4afs_workspace,
+    plain_classes,
+    plain_memory,
+    plain_pipeline,
+    rmse,
+    synthetic,
+)
 
-SAVGOL = {"deriv": 1, "window_length": 15, "polyorder": 2}
-TEMPLATE = [
-    {"_or_": ["snv", "msc", {"savgol": SAVGOL}]},
-    {"pls": {"n_components": {"_range_": [1, 15]}}},
-]
-# (label prefix as n4afs names results, n4afs operator, params)
-PREPROCESSING = (("snv", "snv", {}), ("msc", "msc", {}), ("sg1", "savgol", SAVGOL))
-COMPONENTS = range(1, 16)
-CV_FOLDS, SEED = 5, 42
 REL_TOL = 1e-6
 
 
-# -- data -----------------------------------------------------------------------------------
-@dataclass
-class Data:
-    name: str
-    X: np.ndarray
-    y: np.ndarray
-    sample_ids: list[str]
-    add: Callable[[Any], Any]  # adds the data set to a workspace (not timed)
-    description: str
-
-
-def default_ids(n: int) -> list[str]:
-    """S0001, S0002, ...: the ids n4afs gives samples that come without any."""
-    width = max(4, len(str(n)))
-    return [f"S{i + 1:0{width}d}" for i in range(n)]
-
-
 def load_data(synthetic_size: tuple[int, int]) -> list[Data]:
-    from chemotools.datasets import load_fermentation_train
-
-    X_f, y_f = load_fermentation_train()
-    fermentation = Data(
-        "fermentation",
-        X_f.to_numpy(dtype=np.float64),
-        y_f.to_numpy(dtype=np.float64).ravel(),
-        default_ids(len(X_f)),
-        lambda ws: ws.add_dataset("chemotools:fermentation"),
-        "chemotools fermentation training set (real)",
-    )
-    n, p = synthetic_size
-    X_s, y_s, wavelengths = make_synthetic(n, p, seed=0)
-    synthetic = Data(
-        "synthetic",
-        X_s,
-        y_s,
-        default_ids(len(X_s)),
-        lambda ws: ws.add_arrays(
-            X_s, y_s, name="synthetic", feature_names=wavelengths, wavelength_unit="nm"
-        ),
-        "ours, make_synthetic_nirs.make(seed=0)",
-    )
-    return [fermentation, synthetic]
-
-
-# -- the plain scikit-learn loop ------------------------------------------------------------
-def plain_steps() -> list[tuple[str, Callable[[], Any]]]:
-    """(label, pipeline factory) per config, with the classes and params n4afs builds.
-
-    The classes are imported directly (a plain script would); `check_same_operators` proves
-    they are what n4afs's operator registry builds for the same template steps.
-    """
-    from chemotools.derivative import SavitzkyGolay
-    from chemotools.scatter import MultiplicativeScatterCorrection, StandardNormalVariate
-    from sklearn.cross_decomposition import PLSRegression
-    from sklearn.pipeline import Pipeline
-
-    classes = {
-        "snv": StandardNormalVariate,
-        "msc": MultiplicativeScatterCorrection,
-        "savgol": SavitzkyGolay,
-    }
-    configs = []
-    for label, op, params in PREPROCESSING:
-        for k in COMPONENTS:
-
-            def factory(op=op, params=params, k=k) -> Any:
-                return Pipeline(
-                    [(op, classes[op](**params)), ("pls", PLSRegression(n_components=k))]
-                )
-
-            configs.append((f"{label}-pls{k}", factory))
-    return configs
-
-
-def check_same_operators(configs: list[tuple[str, Callable[[], Any]]]) -> None:
-    from n4afs_core.pipelines.operators import build, get_operator
-
-    for (_, op, params), (_, factory) in zip(
-        PREPROCESSING, configs[:: len(COMPONENTS)], strict=True
-    ):
-        ours = factory().steps
-        pairs = ((ours[0][1], build(get_operator(op), dict(params))),)
-        pairs += ((ours[1][1], build(get_operator("pls"), {"n_components": 1})),)
-        for plain, n4a in pairs:
-            if type(plain) is not type(n4a) or plain.get_params() != n4a.get_params():
-                raise SystemExit(f"plain step {plain!r} differs from n4afs' {n4a!r}")
-
-
-def folds() -> Any:
-    from sklearn.model_selection import KFold
-
-    return KFold(n_splits=CV_FOLDS, shuffle=True, random_state=SEED)
-
-
-def rmse(y: np.ndarray, y_pred: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((y - y_pred) ** 2)))
-
-
-def plain_memory(data: Data, configs) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    from sklearn.base import clone
-    from sklearn.model_selection import cross_val_predict
-
-    cv = folds()
-    scores, oofs = {}, {}
-    for label, factory in configs:
-        pipe = factory()
-        oof = np.asarray(cross_val_predict(pipe, data.X, data.y, cv=cv)).ravel()
-        clone(pipe).fit(data.X, data.y)  # the final refit a plain loop keeps
-        scores[label] = rmse(data.y, oof)
-        oofs[label] = oof
-    return scores, oofs
+    return [fermentation(), synthetic(*synthetic_size)]
 
 
 def plain_files(
@@ -225,10 +122,11 @@ def plain_files(
     splits = list(folds().split(data.X, data.y))
     ids = data.sample_ids
     scores, oofs, csv_bytes = {}, {}, 0
-    for label, factory in configs:
-        folder = out_dir / label
+    classes = plain_classes()
+    for config in configs:
+        folder = out_dir / config.label
         folder.mkdir(parents=True)
-        pipe = factory()
+        pipe = plain_pipeline(config, classes)
         oof = np.empty_like(data.y)
         fold_of = np.empty(len(data.y), dtype=int)
         for k, (train, val) in enumerate(splits):
@@ -252,29 +150,16 @@ def plain_files(
         frame.insert(3, "residual", frame["y_true"] - frame["y_pred"])
         frame.to_csv(folder / "predictions.csv", index=False)
         csv_bytes += (folder / "predictions.csv").stat().st_size
-        scores[label] = rmse(data.y, oof)
-        oofs[label] = oof
+        scores[config.key] = rmse(data.y, oof)
+        oofs[config.key] = oof
     return scores, oofs, csv_bytes
 
 
 # -- n4afs ------------------------------------------------------------------------------------
-def n4afs_workspace(path: Path, data: Data) -> tuple[Any, int]:
-    """A fresh workspace holding the data set; returns it and the data set's blob bytes."""
-    from n4afs.workspace import Workspace
-
-    ws = Workspace(path)
-    data.add(ws)
-    return ws, ws.blob_stats().stored_bytes
-
-
 def n4afs_run(ws: Any, data: Data, n_jobs: int) -> Any:
-    return ws.run(
-        templates=[TEMPLATE], datasets=[data.name], cv=CV_FOLDS, name="bench", n_jobs=n_jobs
-    )
+    from _bench_sweep import n4afs_run as run
 
-
-def n4afs_scores(run: Any) -> dict[str, float]:
-    return {r.row.name: r.row.score for r in run.results}
+    return run(ws, data, REFERENCE, n_jobs)
 
 
 def artifact_bytes(ws: Any, run_id: str) -> tuple[int, int]:
@@ -397,7 +282,7 @@ def measure_dataset(data: Data, configs, scratch: Path, repeats: int, log) -> di
                 if n_jobs == 1:
                     checks["n4afs_scores"] = n4afs_scores(run)
                     best = run.best(data.name).row
-                    checks["n4afs_best"] = (best.name, best.score)
+                    checks["n4afs_best"] = (json.dumps(best.config, sort_keys=True), best.score)
                     size, models = artifact_bytes(ws, run.run_id)
                     m.note("artifact_bytes", size)
                     m.note("models", models)
@@ -434,8 +319,11 @@ def correctness(name: str, r: dict[str, Any]) -> tuple[list[str], bool]:
         and r.get("same_data", False)
         and rerun_same
     )
+    labels = {c.key: c.label for c in REFERENCE.configs()}
+    plain_score = plain[plain_best]
+    plain_best, best_name = labels.get(plain_best, plain_best), labels.get(best_name, best_name)
     lines = [
-        f"- {name}: plain best **{plain_best}** RMSECV {plain[plain_best]:.9g}; n4afs best "
+        f"- {name}: plain best **{plain_best}** RMSECV {plain_score:.9g}; n4afs best "
         f"**{best_name}** RMSECV {best_score:.9g}; relative difference {diff_best:.1e} (best), "
         f"{diff_all:.1e} (max over all {len(plain)} configs); plain in-memory vs plain-files "
         f"out-of-fold predictions max |diff| {oof_same:.1e}; n4afs stored data set equals the "
@@ -553,8 +441,8 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
-    configs = plain_steps()
-    check_same_operators(configs)
+    configs = REFERENCE.configs()
+    check_same_operators(REFERENCE)
     data = load_data((n, p))
     scratch = Path(tempfile.mkdtemp(prefix=".bench_run-", dir=args.scratch_dir))
     limits = contextlib.nullcontext()

@@ -86,6 +86,7 @@ class Snapshot:
     _rows_complete: bool = field(default=False, repr=False)
     _models: dict[str, dict[str, ModelInfo]] = field(default_factory=dict, repr=False)
     _final_json: dict[tuple[str, str], str] | None = field(default=None, repr=False)
+    _final: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict, repr=False)
     _predictions_sizes: dict[str, int] | None = field(default=None, repr=False)
 
     def origin(self, result: ResultRow) -> str:
@@ -107,8 +108,11 @@ class Snapshot:
         if self._final_json is None:
             with self.index.read() as conn:
                 self._final_json = _final_json(conn)
-        text = self._final_json.get((result_id, partition))
-        return json.loads(text) if text else {}
+        scores = self._final.get((result_id, partition))
+        if scores is None:
+            text = self._final_json.get((result_id, partition))
+            scores = self._final[result_id, partition] = json.loads(text) if text else {}
+        return scores
 
     def predictions_size(self, blob_id: str) -> int | None:
         """The size of a result's predictions blob (`predictions/predictions.parquet`, the
