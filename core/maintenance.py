@@ -29,6 +29,7 @@ from n4afs_core.index import writes
 from n4afs_core.index.database import Index
 from n4afs_core.index.liveness import live_runs
 from n4afs_core.index.names import result_label
+from n4afs_core.store.renders import RenderCatalogue
 from n4afs_core.store.storage import Store
 
 DEFAULT_GRACE_S = 3600.0
@@ -45,6 +46,8 @@ class GcReport:
     spared_young: int = 0
     temporaries_removed: int = 0
     live_runs: list[str] = field(default_factory=list)  # runs in flight: their blobs spared
+    renders_kept: int = 0  # blobs of the current renderer's stored renders (marked)
+    renders_dropped: list[str] = field(default_factory=list)  # old renderers' stamps
 
 
 def referenced_blobs(index: Index) -> set[str]:
@@ -52,7 +55,11 @@ def referenced_blobs(index: Index) -> set[str]:
 
 
 def gc(
-    index: Index, store: Store, dry_run: bool = False, grace_s: float = DEFAULT_GRACE_S
+    index: Index,
+    store: Store,
+    dry_run: bool = False,
+    grace_s: float = DEFAULT_GRACE_S,
+    current_renders: str | None = None,
 ) -> GcReport:
     """Delete unreferenced objects (and temporaries) last written or re-used before the
     cutoff: `grace_s` ago, or earlier when a run is in flight.
@@ -64,12 +71,27 @@ def gc(
     (less `CLOCK_SLACK_S`), whatever the grace. A run whose owner died is interrupted, not
     in flight: its unreferenced blobs are collected as any others (a resume writes again
     what it needs). `grace_s=0` with no live run collects every unreferenced object.
+
+    Stored renders (`core.store.renders`) are re-creatable: the records of
+    `current_renders` (the renderer stamp of the code calling, `n4afs.tree.renderers.
+    render_stamp`) mark their blobs; other stamps' records are dropped first, so their blobs
+    are swept as unreferenced. Without `current_renders` every stamp's blobs are kept.
     """
     report = GcReport()
     with index.read() as conn:
         in_flight = live_runs(conn)
     marked = referenced_blobs(index)  # after the live runs: a run settled meanwhile is marked
     report.referenced = len(marked)
+    catalogue = RenderCatalogue(index.db_path.parent, store)
+    stamps = catalogue.stamps()
+    kept = stamps if current_renders is None else [s for s in stamps if s == current_renders]
+    report.renders_dropped = [s for s in stamps if s not in kept]
+    if not dry_run:
+        for stamp in report.renders_dropped:  # records first: a record never outlives its blob
+            catalogue.drop(stamp)
+    rendered = catalogue.blobs(kept)  # after the drop: a render stored meanwhile is young
+    report.renders_kept = len(rendered)
+    marked |= rendered
     report.live_runs = sorted(in_flight)
     cutoff = time.time() - grace_s
     if in_flight:
@@ -88,7 +110,7 @@ def gc(
             store.remove(blob_id)
         report.removed.append(blob_id)
         report.removed_bytes += size
-    for tmp in store.temporaries():
+    for tmp in store.temporaries() + [t for s in kept for t in catalogue.temporaries(s)]:
         try:
             written = tmp.stat().st_mtime
         except FileNotFoundError:  # published or dropped by its writer since listed
@@ -110,6 +132,7 @@ class VerifyReport:
     corrupt: list[str] = field(default_factory=list)
     corrupt_copies: list[str] = field(default_factory=list)  # a remote store's cache
     orphans: list[str] = field(default_factory=list)
+    renders: int = 0  # blobs of stored renders (re-creatable: not orphans)
     temporaries: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # index rows that do not hang together
     broken_results: list[str] = field(default_factory=list)
@@ -184,7 +207,11 @@ def verify(
         elif not store.verify(blob_id):
             report.corrupt.append(blob_id)
     report.corrupt_copies = [b for b in store.corrupt_cache_copies() if b not in report.corrupt]
-    report.orphans = [b for b in store.iter_ids() if b not in marked]
+    rendered = RenderCatalogue(index.db_path.parent, store).blobs(
+        RenderCatalogue(index.db_path.parent, store).stamps()
+    )
+    report.renders = len(rendered - marked)
+    report.orphans = [b for b in store.iter_ids() if b not in marked and b not in rendered]
     report.temporaries = [str(t) for t in store.temporaries()]
     with index.read() as conn:
         for problem, sql in _ROW_CHECKS:

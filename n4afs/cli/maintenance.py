@@ -1,4 +1,4 @@
-"""Keeping a workspace: `du`, `rm`, `gc`, `verify` (each one `Workspace` call)."""
+"""Keeping a workspace: `du`, `rm`, `gc`, `verify`, `render` (each one `Workspace` call)."""
 
 from __future__ import annotations
 
@@ -168,6 +168,28 @@ def gc(ctx, dry_run, grace) -> None:
     )
     for run_id in report.live_runs:  # a run whose process cannot be proven gone
         echo(f"  in flight: {run_id} (`n4afs runs`; interrupted runs pin nothing)")
+    if report.renders_kept or report.renders_dropped:
+        dropped = len(report.renders_dropped)
+        echo(
+            f"  stored renders: kept {report.renders_kept} of this version"
+            + (f", dropped {dropped} older versions" if dropped else "")
+        )
+
+
+@click.command()
+@click.pass_context
+def render(ctx) -> None:
+    """Draw and store every chart and table not stored yet (after a sweep, before sharing).
+
+    Any process reading the tree (the mount, n4a://, serve, export) then reads their sizes
+    and bytes without drawing them; without this, the first reader draws and stores each.
+    """
+    ws = workspace(ctx.obj["workspace"])
+    done = ws.render()
+    echo(
+        f"{done['files']} rendered files: drew {done['drawn']}, "
+        f"{done['stored_before']} were stored already"
+    )
 
 
 @click.command()
@@ -222,4 +244,4 @@ def _show_verify(report: Any, repair: bool) -> None:
         echo(f"{len(report.restorable)} broken results are whole: {action}")
 
 
-COMMANDS = (du, rm, gc, verify)
+COMMANDS = (du, rm, gc, verify, render)

@@ -36,6 +36,13 @@ from n4afs.tree.tree import Tree, parse_path
 WORKSPACE_MARKER = "n4a.duckdb"
 
 
+_KINDS_ONLY = "_n4a_kinds_only"  # find(detail=True) without sizes: what glob needs
+
+
+def _kind(path: str, is_dir: bool) -> dict[str, str]:
+    return {"name": path, "type": "directory" if is_dir else "file"}
+
+
 def _read_only(path: str) -> PermissionError:
     return PermissionError(
         errno.EROFS, "n4a:// is read-only (the tree is a view of the index)", path
@@ -173,16 +180,19 @@ class N4AFileSystem(AbstractFileSystem):
         **kwargs: Any,
     ) -> Any:
         """Without `detail`, walk names and node types only: nothing is rendered."""
-        if detail:
+        kinds_only = kwargs.pop(_KINDS_ONLY, False)
+        if detail and not kinds_only:
             return super().find(path, maxdepth=maxdepth, withdirs=withdirs, detail=True)
         path = self._strip_protocol(path)
         tree, tree_path = self._resolve(path)
         top = tree.lookup(tree_path)
         if top is None:
+            if kinds_only:  # as fsspec's find: a glob under a missing folder finds nothing
+                return {}
             raise FileNotFoundError(errno.ENOENT, "not in the workspace tree", path)
         if not top.is_dir:
-            return [path]
-        found: list[str] = []
+            return {path: _kind(path, False)} if kinds_only else [path]
+        found: list[tuple[str, bool]] = []
         stack = [(path.rstrip("/"), tree_path, 0)]
         while stack:
             base, parts, depth = stack.pop()
@@ -190,12 +200,27 @@ class N4AFileSystem(AbstractFileSystem):
                 child = f"{base}/{name}"
                 if is_dir:
                     if withdirs:
-                        found.append(child)
+                        found.append((child, True))
                     if maxdepth is None or depth + 1 < maxdepth:
                         stack.append((child, (*parts, name), depth + 1))
                 else:
-                    found.append(child)
-        return sorted(found)
+                    found.append((child, False))
+        found.sort()
+        if kinds_only:
+            return {p: _kind(p, is_dir) for p, is_dir in found}
+        return [p for p, _ in found]
+
+    def glob(self, path: str, maxdepth: int | None = None, **kwargs: Any) -> Any:
+        """fsspec's glob, matched on names and types alone unless `detail` is asked: its
+        own `find(detail=True)` would size every file under the pattern's root, and a
+        rendered file's size is a render (or a stored render's record) for nothing."""
+        if kwargs.get("detail"):
+            return super().glob(path, maxdepth=maxdepth, **kwargs)
+        return super().glob(path, maxdepth=maxdepth, **{**kwargs, _KINDS_ONLY: True})
+
+    def exists(self, path: str, **kwargs: Any) -> bool:
+        kwargs.pop(_KINDS_ONLY, None)
+        return super().exists(path, **kwargs)
 
     @_served
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:

@@ -34,7 +34,39 @@ import yaml
 # direction, score; preprocessing, model, n_components, other choices; RMSEC/RMSECV/RMSEP),
 # Parquet twins of RESULTS and best tables
 RENDER_VERSION = 6
+
+# Stored renders (`core.store.renders`) are kept per stamp: RENDER_VERSION and the versions
+# of every library that shapes rendered bytes (matplotlib draws the PNGs, XlsxWriter writes
+# the workbooks, pyarrow names itself in a Parquet footer, numpy/polars/PyYAML format
+# numbers and text). Any of them changing starts a new stamp: old renders are never served
+# for new code, and gc drops them. A new renderer needs nothing here unless it draws with
+# another library (add it).
+RENDER_LIBRARIES = ("matplotlib", "XlsxWriter", "pyarrow", "polars", "numpy", "PyYAML")
+# Kinds (a render key's first item) kept in memory only: tiny YAML, rendered from rows the
+# snapshot holds in ~0.1 ms (scripts/bench_tree.py measures it), cheaper to render again
+# than to store as a blob and a record each. Every other kind is stored.
+IN_MEMORY_KINDS = frozenset(
+    {"dataset.yaml", "pipeline.yaml", "scores.yaml", "manifest", "timing.yaml"}
+)
 PREDICTION_COLUMNS = ("sample_id", "y_true", "y_pred", "residual", "partition", "fold")
+
+
+@lru_cache(maxsize=1)
+def render_stamp() -> str:
+    """`v<RENDER_VERSION>-<12 hex of the library versions>`: the folder stored renders of
+    this code live in (`core.store.renders`)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from n4afs_core.store.ids import sha256_hex
+
+    def version_of(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "-"
+
+    libraries = ",".join(f"{name}={version_of(name)}" for name in RENDER_LIBRARIES)
+    return f"v{RENDER_VERSION}-{sha256_hex(libraries.encode())[:12]}"
 
 
 # -- text formats ---------------------------------------------------------------------
