@@ -77,11 +77,12 @@ def fresh_renders(ws_path: Path) -> dict[str, tuple[int, str]]:
 
 
 def test_a_fresh_process_globs_every_chart_and_csv_without_rendering(workspace):
-    Workspace(workspace).render()  # what `n4afs render` does: every render, stored once
+    first = in_fresh_process(GLOB.format(ws=workspace))  # draws each once, and stores it
     seen = in_fresh_process(GLOB.format(ws=workspace))
+    assert seen["renders_to_size"] == 0 and seen["renders"] == 0, seen
+    assert first["sha"] == seen["sha"]
     expected = fresh_renders(workspace)
     assert len(seen["sizes"]) == 2 * 5 + 2 and set(seen["sizes"]) == set(expected)
-    assert seen["renders_to_size"] == 0 and seen["renders"] == 0, seen
     for path, (size, sha) in expected.items():
         assert (seen["sizes"][path], seen["sha"][path]) == (size, sha), path
 
@@ -106,15 +107,17 @@ def test_charts_of_a_dataset_are_drawn_once_for_all_its_results(tmp_path):
     labels = [n for n in tree.list_dir(("runs", "fermentation")) if n[:4].isdigit()]
     assert len(labels) == 2
     drawn = {}
-    for chart in SHARED_CHARTS:
-        before = tree.memo.renders
-        blobs = set()
+    for chart in SHARED_CHARTS:  # (times drawn, objects stored) for both results' charts
+        before, objects = tree.memo.renders, len(list(ws.store.iter_ids()))
         for label in labels:
-            node = tree.lookup(("runs", "fermentation", label, "charts", chart))
-            assert node.size > 0
-            blobs.add(tree.memo._found[node.content.key][0])
-        drawn[chart] = (tree.memo.renders - before, len(blobs))
+            assert tree.lookup(("runs", "fermentation", label, "charts", chart)).size > 0
+        drawn[chart] = (tree.memo.renders - before, len(list(ws.store.iter_ids())) - objects)
     assert drawn == dict.fromkeys(SHARED_CHARTS, (1, 1)), drawn
+    other = Workspace(ws.path).tree  # and the other result's chart is found stored
+    for label in labels:
+        for chart in SHARED_CHARTS:
+            _ = other.lookup(("runs", "fermentation", label, "charts", chart)).size
+    assert other.memo.renders == 0
 
 
 def test_gc_keeps_current_renders_and_drops_an_old_renderer_s(tmp_path):
