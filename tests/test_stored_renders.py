@@ -197,3 +197,16 @@ def read_in_a_new_tree(ws_path: Path, path: tuple) -> tuple[int, str, int]:
     data = bytes(tree.read(node, 0, size))
     assert len(data) == size
     return size, hashlib.sha256(data).hexdigest(), tree.memo.renders
+
+
+def test_the_mount_serves_the_stored_renders_bytes(workspace):
+    from tests.mount_fixture import Mount
+
+    seen = in_fresh_process(GLOB.format(ws=workspace))  # stored by now (the first test, or here)
+    import hashlib
+
+    with Mount(workspace, workspace.parent / "mnt").serving() as mount:
+        for path, sha in seen["sha"].items():
+            inside = mount.path / Path(path).relative_to(workspace)
+            assert inside.stat().st_size == seen["sizes"][path], path
+            assert hashlib.sha256(inside.read_bytes()).hexdigest() == sha, path
