@@ -170,8 +170,9 @@ def clone_rows(ws: Any, real_run: str, dataset_ids: list[str], clone_map: Any) -
             [dataset_ids[0]],
         )
         conn.execute(
-            "INSERT INTO runs SELECT ?, 'bench-clones', 'completed', metric, options, "
-            "now(), now() FROM runs WHERE run_id = ?",
+            "INSERT INTO runs SELECT * REPLACE (? AS run_id, 'bench-clones' AS name, "
+            "'completed' AS status, now() AS created_at, now() AS finished_at) "
+            "FROM runs WHERE run_id = ?",
             [CLONE_RUN, real_run],
         )
         conn.execute(
