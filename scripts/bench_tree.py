@@ -254,7 +254,7 @@ con = duckdb.connect()
 if side == "n4a":
     fs = fsspec.filesystem("n4a", skip_instance_cache=True)
     con.register_filesystem(fs)
-got = con.sql(
+got = con.execute(
     f"SELECT count(*), round(sum(y_pred), 6) FROM read_csv('{{root}}/runs/*/*/predictions/cv.csv')"
 ).fetchone()
 elapsed = time.perf_counter() - started
