@@ -44,6 +44,8 @@ Temporary = tuple[str, int]  # a written temporary's name and size
 class BlobStore(Store):
     """A directory of immutable, content-addressed objects."""
 
+    local = True  # `path_of` is the object file
+
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
         self.objects_dir = self.root / OBJECTS

@@ -38,7 +38,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from n4afs_core.store.blobstore import BlobStore
 from n4afs_core.store.ids import BlobId, sha256_hex
 from n4afs_core.store.storage import Store
 
@@ -54,7 +53,7 @@ class RenderCatalogue:
         self.root = Path(workspace) / RENDERS
         self.store = store
         self.stamp = stamp
-        self._local = isinstance(store, BlobStore)
+        self._local = store.local
         self.writable = True  # turned off at the first failed write (a read-only workspace)
 
     @staticmethod

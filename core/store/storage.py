@@ -74,6 +74,9 @@ class Store(ABC):
 
     url: str  # where the objects live, as the user named it (messages show it)
     tmp_dir: Path  # local writes in progress: `temporaries` lists what crashes left there
+    # `path_of` is the object file itself, one `stat` away (no fetch): what a caller may
+    # check often (`core.store.renders` checks a stored render's size this way)
+    local: bool = False
 
     # -- identity -------------------------------------------------------------------------
     @abstractmethod
