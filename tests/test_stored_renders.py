@@ -210,3 +210,28 @@ def test_the_mount_serves_the_stored_renders_bytes(workspace):
             inside = mount.path / Path(path).relative_to(workspace)
             assert inside.stat().st_size == seen["sizes"][path], path
             assert hashlib.sha256(inside.read_bytes()).hexdigest() == sha, path
+
+
+def test_a_store_that_refuses_writes_still_serves_every_render(workspace, tmp_path, monkeypatch):
+    """A reader whose writes fail (a full disk; tests run as root, so a read-only folder
+    cannot be made): renders are drawn and served from memory, nothing fails."""
+    import errno
+    import hashlib
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(workspace, copy, ignore=shutil.ignore_patterns("renders"))
+    expected = {
+        p.replace(str(workspace), str(copy)): v for p, v in fresh_renders(workspace).items()
+    }
+    tree = Workspace(copy).tree
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(type(tree.ws.store), "put", full)
+    for path, (size, sha) in expected.items():
+        node = tree.lookup(tuple(Path(path).relative_to(copy).parts))
+        assert node.size == size
+        assert hashlib.sha256(bytes(tree.read(node, 0, size))).hexdigest() == sha
+    assert tree.memo.renders > 0 and not (copy / "renders").exists()

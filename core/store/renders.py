@@ -38,6 +38,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from n4afs_core.errors import N4AError
 from n4afs_core.store.ids import BlobId, sha256_hex
 from n4afs_core.store.storage import Store
 
@@ -94,7 +95,7 @@ class RenderCatalogue:
         try:
             blob_id = str(self.store.put(data))
             self.record(digest, blob_id, len(data))
-        except OSError:
+        except (OSError, N4AError):  # read-only, full, or a store that refuses: in memory
             self.writable = False
             return None
         return blob_id, len(data)
