@@ -50,7 +50,9 @@ clock starts; a new `N4AFileSystem`, so its first snapshot load is inside), side
    the n4a side also reports how many renders its process drew (must be 0).
 7. DuckDB `read_csv` over the glob `<root>/runs/*/*/predictions/cv.csv` (every result's
    pooled out-of-fold predictions, one table: count and sum checked equal), through `n4a://`
-   (`register_filesystem`) vs DuckDB's own reader on the plain folder (goal: within 2x).
+   (`register_filesystem`) vs DuckDB's own reader on the plain folder (goal: within 2x), and
+   vs DuckDB reading the plain folder through fsspec's local filesystem (the same Python
+   file-object bridge n4a:// goes through: what part of the gap is that bridge).
 8. The FUSE mount's COLD `find <mnt>/runs -name '*.png'` + `os.stat` of every chart (a
    fresh mount per pass: new daemon, empty kernel caches) vs the floor
    (scripts/_floor_fs.py, as in scripts/bench_mount.py) serving the plain folder, also
@@ -254,6 +256,9 @@ con = duckdb.connect()
 if side == "n4a":
     fs = fsspec.filesystem("n4a", skip_instance_cache=True)
     con.register_filesystem(fs)
+elif side == "plain-fsspec":  # DuckDB reading through fsspec's local filesystem
+    con.register_filesystem(fsspec.filesystem("file", skip_instance_cache=True))
+    root = "file://" + root
 got = con.execute(
     f"SELECT count(*), round(sum(y_pred), 6) FROM read_csv('{{root}}/runs/*/*/predictions/cv.csv')"
 ).fetchone()
@@ -324,6 +329,11 @@ def stored_renders(args: Any) -> int:  # noqa: PLR0915 - one linear measurement
                 got = fresh_process(FRESH_DUCKDB.format(root=roots[side], side=side))
                 samples.setdefault(("duckdb", side), []).append(got["read"])
                 answers.setdefault(("duckdb", side), set()).add((got["rows"], got["sum"]))
+                if side == "plain":
+                    code = FRESH_DUCKDB.format(root=roots[side], side="plain-fsspec")
+                    got = fresh_process(code)
+                    samples.setdefault(("duckdb", "plain-fsspec"), []).append(got["read"])
+                    answers[("duckdb", "plain")].add((got["rows"], got["sum"]))
                 if got["renders"]:
                     raise SystemExit(f"the fresh DuckDB process drew {got['renders']} renders")
             log(f"  round {rep + 1}/{args.repeats}: {answers}")
@@ -416,6 +426,13 @@ def stored_renders(args: Any) -> int:  # noqa: PLR0915 - one linear measurement
                 "duckdb",
                 "n4a",
                 "plain",
+                2.0,
+            ),
+            (
+                "… against DuckDB on the plain folder through fsspec's local filesystem",
+                "duckdb",
+                "n4a",
+                "plain-fsspec",
                 2.0,
             ),
             (

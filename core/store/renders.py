@@ -72,7 +72,7 @@ class RenderCatalogue:
         except OSError:
             return None
         parts = text.split()
-        if len(parts) != 2 or not parts[1].isdigit():
+        if not text.endswith(b"\n") or len(parts) != 2 or not parts[1].isdigit():
             return None  # torn or foreign: a miss, overwritten by the next render
         try:
             blob_id = BlobId(parts[0].decode("ascii"))

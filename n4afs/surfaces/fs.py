@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fsspec import AbstractFileSystem
-from fsspec.spec import AbstractBufferedFile
+from fsspec.spec import AbstractBufferedFile, has_magic
 from n4afs_core.errors import N4AError
 
 from n4afs.tree.content import BlobContent, BytesContent, LazyContent, Node
@@ -213,10 +213,53 @@ class N4AFileSystem(AbstractFileSystem):
     def glob(self, path: str, maxdepth: int | None = None, **kwargs: Any) -> Any:
         """fsspec's glob, matched on names and types alone unless `detail` is asked: its
         own `find(detail=True)` would size every file under the pattern's root, and a
-        rendered file's size is a render (or a stored render's record) for nothing."""
+        rendered file's size is a render (or a stored render's record) for nothing. A
+        pattern without `**` is expanded one component at a time (as DuckDB and Python's
+        `glob` do): `runs/*/*/predictions/cv.csv` lists the folders its components name,
+        never the models/ and charts/ folders fsspec's walk to that depth would list."""
         if kwargs.get("detail"):
             return super().glob(path, maxdepth=maxdepth, **kwargs)
+        found = self._glob_components(path)
+        if found is not None:
+            return found
         return super().glob(path, maxdepth=maxdepth, **{**kwargs, _KINDS_ONLY: True})
+
+    @_served
+    def _glob_components(self, pattern: str) -> list[str] | None:
+        """Matches of a pattern of `*`, `?` and `[...]` components below a workspace, or
+        None for one this does not expand (`**`, magic in the workspace's own path, a
+        trailing `/`): fsspec's walk answers those."""
+        from fnmatch import fnmatchcase
+
+        if "**" in pattern or str(pattern).endswith("/") or not has_magic(pattern):
+            return None
+        path = self._strip_protocol(pattern)
+        parts = parse_path(path)
+        first_magic = next(i for i, p in enumerate(parts) if has_magic(p))
+        try:
+            tree, tree_path = self._resolve("/" + "/".join(parts[:first_magic]))
+        except FileNotFoundError:
+            return None
+        cut = first_magic - len(tree_path)  # components naming the workspace itself
+        if cut < 0 or any(has_magic(p) for p in parts[:cut]):
+            return None
+        head = "/" + "/".join(parts[:cut]) if cut else ""
+        matches: list[tuple[str, ...]] = [()]
+        rest = parts[cut:]
+        for depth, component in enumerate(rest):
+            last = depth == len(rest) - 1
+            grown = []
+            for parent in matches:
+                entries = tree.list_kinds(parent)
+                if entries is None:
+                    continue
+                for name, is_dir in entries:
+                    if (is_dir or last) and (
+                        fnmatchcase(name, component) if has_magic(component) else name == component
+                    ):
+                        grown.append((*parent, name))
+            matches = grown
+        return sorted(head + "/" + "/".join(m) for m in matches)
 
     def exists(self, path: str, **kwargs: Any) -> bool:
         kwargs.pop(_KINDS_ONLY, None)
