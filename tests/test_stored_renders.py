@@ -235,3 +235,26 @@ def test_a_store_that_refuses_writes_still_serves_every_render(workspace, tmp_pa
         assert node.size == size
         assert hashlib.sha256(bytes(tree.read(node, 0, size))).hexdigest() == sha
     assert tree.memo.renders > 0 and not (copy / "renders").exists()
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "/runs/*/*/predictions/cv.csv",
+        "/runs/fermentation/0*/charts/*.png",
+        "/runs/*/*/charts/[sy]*.png",
+        "/runs/*/RESULTS.*",
+        "/runs/*/*/nothing/*",
+        "/by-run/*/*/*/predictions/c?.csv",
+    ],
+)
+def test_glob_by_components_finds_what_fsspec_s_walk_finds(workspace, pattern):
+    import fsspec
+    from fsspec import AbstractFileSystem
+
+    fs = fsspec.filesystem("n4a", skip_instance_cache=True)
+    walked = AbstractFileSystem.glob(
+        fsspec.filesystem("n4a", skip_instance_cache=True), f"{workspace}{pattern}"
+    )
+    assert fs.glob(f"n4a://{workspace}{pattern}") == walked
+    assert walked or "nothing" in pattern
