@@ -429,8 +429,9 @@ def usage(index: Index, store: Store, top: int = 10, scope: UsageScope = EVERYTH
     Logical counts each result twice (runs/ and by-run/) and its model bytes twice (the
     step files and pipeline.pkl); rendered files (CSV, YAML, PNG) are not counted.
     `logical_bytes`, `referenced_bytes`, `dedup_ratio` and the tables count the results in
-    `scope`; `stored_bytes` (objects on disk), `unreferenced_bytes` and `index_bytes` are
-    the workspace's, which no scope divides.
+    `scope`; `stored_bytes` (objects on disk), `rendered_bytes` (stored renders: charts and
+    tables drawn once, re-creatable), `unreferenced_bytes` (what gc may reclaim) and
+    `index_bytes` are the workspace's, which no scope divides.
     """
     where, params = scope.where()
     rows = index.fetchall(_RESULT_BYTES.format(where=where), params)
@@ -467,6 +468,15 @@ def usage(index: Index, store: Store, top: int = 10, scope: UsageScope = EVERYTH
     else:
         referenced = sum(_unique_bytes(index, scope, "'scope'").values())
     object_bytes = sum(store.size(b) for b in store.iter_ids())
+    catalogue = RenderCatalogue(index.db_path.parent, store)
+    indexed = referenced_blobs(index)
+    rendered_blobs = {
+        blob_id: size
+        for stamp in catalogue.stamps()
+        for _, blob_id, size in catalogue.records(stamp)
+        if blob_id not in indexed
+    }
+    rendered = sum(rendered_blobs.values())  # re-creatable, kept by gc: not "unreferenced"
     logical = sum(row["logical"] for _, row in per_result)
     return {
         "scope": scope.path,
@@ -475,7 +485,8 @@ def usage(index: Index, store: Store, top: int = 10, scope: UsageScope = EVERYTH
         "stored_bytes": object_bytes,
         "index_bytes": index.db_path.stat().st_size,
         "dedup_ratio": logical / referenced if referenced else 1.0,
-        "unreferenced_bytes": max(object_bytes - workspace_referenced, 0),
+        "rendered_bytes": rendered,
+        "unreferenced_bytes": max(object_bytes - workspace_referenced - rendered, 0),
         "datasets": datasets,
         "runs": runs,
         "largest": sorted((row for _, row in per_result), key=lambda r: -r["logical"])[:top],

@@ -258,3 +258,14 @@ def test_glob_by_components_finds_what_fsspec_s_walk_finds(workspace, pattern):
     )
     assert fs.glob(f"n4a://{workspace}{pattern}") == walked
     assert walked or "nothing" in pattern
+
+
+def test_du_counts_stored_renders_apart_from_what_gc_may_reclaim(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    ws.run(templates=[TEMPLATE], datasets=["chemotools:fermentation"], cv=3, name="two")
+    before = ws.usage()
+    ws.render()
+    after = ws.usage()
+    assert before["rendered_bytes"] == 0 and after["rendered_bytes"] > 0
+    assert after["unreferenced_bytes"] == before["unreferenced_bytes"]
+    assert after["stored_bytes"] == before["stored_bytes"] + after["rendered_bytes"]

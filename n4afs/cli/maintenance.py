@@ -50,7 +50,8 @@ def _show_usage(report) -> None:
     )
     whole = (
         f"objects on disk {h(report['stored_bytes'])}"
-        f" ({h(report['unreferenced_bytes'])} unreferenced: `n4afs gc`); "
+        f" ({h(report['rendered_bytes'])} stored renders, "
+        f"{h(report['unreferenced_bytes'])} unreferenced: `n4afs gc`); "
         f"index {h(report['index_bytes'])}"
     )
     if report["scope"] == "/":
