@@ -87,6 +87,8 @@ class BlobStore(Store):
         costs ~10 µs a join."""
         return os.path.join(self.root, object_path(blob_id))
 
+    file_name = _name
+
     # -- writing ----------------------------------------------------------------------
     def put(self, source: Source) -> BlobId:
         """Store bytes, a binary stream or a file path; return the content id."""

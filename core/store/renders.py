@@ -55,14 +55,16 @@ class RenderCatalogue:
         self.store = store
         self.stamp = stamp
         self._local = store.local
+        self._folder = os.path.join(self.root, stamp) if stamp is not None else ""
         self.writable = True  # turned off at the first failed write (a read-only workspace)
 
     @staticmethod
     def digest(key: str) -> str:
         return sha256_hex(key.encode("utf-8"))
 
-    def _record_path(self, digest: str) -> Path:
-        return self.root / self.stamp / digest[:2] / digest
+    def _record_path(self, digest: str) -> str:
+        """A string, not a Path: sizing 5,000 charts joined 20,000 Paths (~10 µs each)."""
+        return f"{self._folder}/{digest[:2]}/{digest}"
 
     def lookup(self, digest: str) -> tuple[str, int] | None:
         """(blob id, size) recorded for `digest`, when its blob is there with that size."""
@@ -81,7 +83,7 @@ class RenderCatalogue:
         size = int(parts[1])
         if self._local:
             try:
-                if os.stat(self.store.path_of(blob_id)).st_size != size:
+                if os.stat(self.store.file_name(blob_id)).st_size != size:
                     return None
             except OSError:
                 return None
@@ -105,15 +107,16 @@ class RenderCatalogue:
         fsynced: a record torn by a power cut reads as a miss (`lookup` checks it), and the
         blob it names was made durable by `put` before."""
         path = self._record_path(digest)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.parent / f"{_TEMP_PREFIX}{digest}.{os.getpid()}.{time.monotonic_ns()}"
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        temp = os.path.join(folder, f"{_TEMP_PREFIX}{digest}.{os.getpid()}.{time.monotonic_ns()}")
         try:
             with open(temp, "wb") as out:
                 out.write(f"{BlobId(blob_id)} {int(size)}\n".encode("ascii"))
             os.replace(temp, path)
         finally:
-            if temp.exists():
-                temp.unlink(missing_ok=True)
+            if os.path.exists(temp):
+                os.unlink(temp)
 
     # -- gc and verify ------------------------------------------------------------------
     def stamps(self) -> list[str]:
