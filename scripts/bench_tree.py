@@ -217,7 +217,7 @@ def measure_renders(
     renders: dict[str, list[float]] = {"chart": [], "csv": []}
     memo_reads: dict[str, list[float]] = {"chart": [], "csv": []}
     for _ in range(repeats):
-        tree = Tree(ws)  # a fresh render memo
+        tree = Tree(ws, stored_renders=False)  # a fresh render memo, nothing stored: draws
         tree.refresh()
         for d in result_dirs:
             parts = ("runs", dataset, d.rsplit("/", 1)[-1])
@@ -643,7 +643,7 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script, read top to botto
         # -- charts and predictions CSVs: first render vs memo ------------------------------
         log("renders: charts and predictions CSVs of the real results, fresh Tree per repeat ...")
         real_dirs = labels[top[0]][: info.n_real]
-        warm_tree = Tree(ws)  # import matplotlib outside the clock
+        warm_tree = Tree(ws, stored_renders=False)  # import matplotlib outside the clock
         chart_dir = ("runs", top[0], real_dirs[0].rsplit("/", 1)[-1], "charts")
         warm_tree.read(next(iter(warm_tree.list_dir(chart_dir).values())))
         warm_tree = None
