@@ -392,14 +392,19 @@ def _start_writeback(fd: int) -> None:
 
 
 def _load_libc():
+    """glibc by its soname first: `ctypes.util.find_library` runs `ldconfig -p` in a
+    subprocess on Linux (~0.1-0.3 s), which every fresh process importing the store paid (a
+    notebook's first `n4a://` glob among them)."""
     import ctypes
     import ctypes.util
 
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    for name in ("libc.so.6", None):
+        try:
+            libc = ctypes.CDLL(name or ctypes.util.find_library("c"), use_errno=True)
+        except (OSError, TypeError):
+            continue
         return libc if hasattr(libc, "syncfs") else None
-    except OSError:
-        return None
+    return None
 
 
 def _load_sync_file_range():
