@@ -247,15 +247,12 @@ class N4AFileSystem(AbstractFileSystem):
         matches: list[tuple[str, ...]] = [()]
         rest = parts[cut:]
         for depth, component in enumerate(rest):
-            last = depth == len(rest) - 1
+            last, magic = depth == len(rest) - 1, has_magic(component)
             grown = []
-            for parent in matches:
-                entries = tree.list_kinds(parent)
-                if entries is None:
-                    continue
-                for name, is_dir in entries:
+            for parent, entries in tree.list_kinds_of(matches):
+                for name, is_dir in entries or ():
                     if (is_dir or last) and (
-                        fnmatchcase(name, component) if has_magic(component) else name == component
+                        fnmatchcase(name, component) if magic else name == component
                     ):
                         grown.append((*parent, name))
             matches = grown

@@ -322,6 +322,16 @@ class Tree:
         entries = self.list_dir(path)
         return None if entries is None else kinds(entries)
 
+    def list_kinds_of(
+        self, paths: list[TreePath]
+    ) -> Iterator[tuple[TreePath, Iterator[tuple[str, bool]] | None]]:
+        """`list_kinds` of several folders, from one snapshot: one freshness check for a
+        whole level of a walk (fsspec's glob lists a thousand result folders at once)."""
+        generation = self._current()
+        for path in paths:
+            entries = self._listing(generation, tuple(path))
+            yield path, None if entries is None else kinds(entries)
+
     def lookup(self, path: TreePath) -> Node | None:
         if not path:
             return directory("", self._root_mtime(self._current().views))
