@@ -89,7 +89,8 @@ def gc(
     if not dry_run:
         for stamp in report.renders_dropped:  # records first: a record never outlives its blob
             catalogue.drop(stamp)
-    rendered = catalogue.blobs(kept)  # after the drop: a render stored meanwhile is young
+    # after the drop: a render stored meanwhile is young; renders of removed data go
+    rendered = catalogue.live_blobs(kept, marked, drop=not dry_run)
     report.renders_kept = len(rendered)
     marked |= rendered
     report.live_runs = sorted(in_flight)

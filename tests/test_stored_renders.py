@@ -269,3 +269,25 @@ def test_du_counts_stored_renders_apart_from_what_gc_may_reclaim(tmp_path):
     assert before["rendered_bytes"] == 0 and after["rendered_bytes"] > 0
     assert after["unreferenced_bytes"] == before["unreferenced_bytes"]
     assert after["stored_bytes"] == before["stored_bytes"] + after["rendered_bytes"]
+
+
+def test_gc_drops_the_renders_of_removed_results(tmp_path):
+    from n4afs_core import maintenance
+    from n4afs_core.store.renders import RenderCatalogue
+
+    ws = Workspace(tmp_path / "ws")
+    ws.run(templates=[TEMPLATE], datasets=["chemotools:fermentation"], cv=3, name="two")
+    ws.render()
+    catalogue = RenderCatalogue(ws.path, ws.store)
+    stamp = catalogue.stamps()[0]
+    before = {b for _, b, _ in catalogue.records(stamp)}
+    label = next(n for n in ws.tree.list_dir(("runs", "fermentation")) if n[:4].isdigit())
+    spectra = ws.tree.lookup(("runs", "fermentation", label, "charts", "spectra.png"))
+    spectra_blob = ws.tree.memo._found[spectra.content.key][0]
+    maintenance.remove_results(ws.index, [r.result_id for r in ws.results("fermentation")])
+    report = ws.gc(grace_s=0)
+    after = {b for _, b, _ in catalogue.records(stamp)}
+    assert spectra_blob in after and after < before  # the dataset's renders stay
+    assert set(report.removed) >= before - after
+    assert all(ws.store.exists(b) for b in after)
+    assert not any(ws.store.exists(b) for b in before - after - {spectra_blob})

@@ -70,11 +70,11 @@ class RenderCatalogue:
         """(blob id, size) recorded for `digest`, when its blob is there with that size."""
         try:
             with open(self._record_path(digest), "rb") as record:
-                text = record.read(100)
+                text = record.read(1000)
         except OSError:
             return None
         parts = text.split()
-        if not text.endswith(b"\n") or len(parts) != 2 or not parts[1].isdigit():
+        if not text.endswith(b"\n") or len(parts) < 2 or not parts[1].isdigit():
             return None  # torn or foreign: a miss, overwritten by the next render
         try:
             blob_id = BlobId(parts[0].decode("ascii"))
@@ -89,20 +89,20 @@ class RenderCatalogue:
                 return None
         return str(blob_id), size
 
-    def put(self, digest: str, data: bytes) -> tuple[str, int] | None:
+    def put(self, digest: str, data: bytes, inputs: tuple[str, ...] = ()) -> tuple[str, int] | None:
         """Store `data` and record it under `digest`; None when the workspace cannot be
         written (the render is still served, from memory)."""
         if not self.writable:
             return None
         try:
             blob_id = str(self.store.put(data))
-            self.record(digest, blob_id, len(data))
+            self.record(digest, blob_id, len(data), inputs)
         except (OSError, N4AError):  # read-only, full, or a store that refuses: in memory
             self.writable = False
             return None
         return blob_id, len(data)
 
-    def record(self, digest: str, blob_id: str, size: int) -> None:
+    def record(self, digest: str, blob_id: str, size: int, inputs: tuple[str, ...] = ()) -> None:
         """Write the record whole or not at all: a temporary renamed over its name. Not
         fsynced: a record torn by a power cut reads as a miss (`lookup` checks it), and the
         blob it names was made durable by `put` before."""
@@ -112,7 +112,8 @@ class RenderCatalogue:
         temp = os.path.join(folder, f"{_TEMP_PREFIX}{digest}.{os.getpid()}.{time.monotonic_ns()}")
         try:
             with open(temp, "wb") as out:
-                out.write(f"{BlobId(blob_id)} {int(size)}\n".encode("ascii"))
+                ids = "".join(f" {BlobId(i)}" for i in inputs)
+                out.write(f"{BlobId(blob_id)} {int(size)}{ids}\n".encode("ascii"))
             os.replace(temp, path)
         finally:
             if os.path.exists(temp):
@@ -127,18 +128,44 @@ class RenderCatalogue:
 
     def records(self, stamp: str) -> Iterator[tuple[Path, str, int]]:
         """(record path, blob id, size) of every whole record of `stamp`."""
+        for path, blob_id, size, _ in self.records_with_inputs(stamp):
+            yield path, blob_id, size
+
+    def records_with_inputs(self, stamp: str) -> Iterator[tuple[Path, str, int, tuple[str, ...]]]:
+        """(record path, blob id, size, the blob ids its render was drawn from)."""
         for shard in sorted((self.root / stamp).glob("??")):
             for path in sorted(shard.iterdir()):
                 if path.name.startswith(_TEMP_PREFIX):
                     continue
                 try:
-                    parts = path.read_bytes().split()
-                    yield path, str(BlobId(parts[0].decode("ascii"))), int(parts[1])
+                    parts = [p.decode("ascii") for p in path.read_bytes().split()]
+                    inputs = tuple(str(BlobId(p)) for p in parts[2:])
+                    yield path, str(BlobId(parts[0])), int(parts[1]), inputs
                 except (OSError, ValueError, IndexError, UnicodeDecodeError):
                     continue
 
     def blobs(self, stamps: list[str]) -> set[str]:
         return {blob_id for stamp in stamps for _, blob_id, _ in self.records(stamp)}
+
+    def live_blobs(self, stamps: list[str], referenced: set[str], drop: bool) -> set[str]:
+        """The blobs of `stamps`' records whose inputs the index still references (gc marks
+        them). A record drawn from a blob the index no longer holds (its result was removed)
+        is garbage, and so is a record without inputs (a render keyed by what several files
+        share) whose blob no live record names; with `drop`, such records are removed."""
+        live: set[str] = set()
+        orphans: list[tuple[Path, str]] = []
+        for stamp in stamps:
+            for path, blob_id, _, inputs in self.records_with_inputs(stamp):
+                if not inputs:
+                    orphans.append((path, blob_id))
+                elif all(i in referenced for i in inputs):
+                    live.add(blob_id)
+                elif drop:
+                    os.unlink(path)
+        for path, blob_id in orphans:
+            if blob_id not in live and drop:
+                os.unlink(path)
+        return live
 
     def temporaries(self, stamp: str) -> list[Path]:
         return sorted((self.root / stamp).glob(f"??/{_TEMP_PREFIX}*"))

@@ -10,6 +10,7 @@ Design: docs/DESIGN.md, "The tree".
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections import OrderedDict
 from collections.abc import Callable, ItemsView, Iterator, Mapping
@@ -106,7 +107,7 @@ class RenderMemo:
                     f"({len(data)}); run `n4afs gc` and read it again"
                 )
             if persist and self.stored is not None and _plain(key):  # (again, if it was gone)
-                put = self.stored.put(self.stored.digest(repr(key)), data)
+                put = self.stored.put(self.stored.digest(repr(key)), data, _blob_ids(key))
                 if put is not None:
                     self._remember(key, put)
                     if inner is not None:
@@ -144,7 +145,7 @@ class RenderMemo:
         self._remember(key, found)
         if self.stored.writable:
             try:
-                self.stored.record(self.stored.digest(repr(key)), *found)
+                self.stored.record(self.stored.digest(repr(key)), *found, _blob_ids(key))
             except OSError:
                 self.stored.writable = False
 
@@ -179,6 +180,22 @@ class RenderMemo:
 
 _MAX_FOUND = 500_000  # stored records remembered per process (~100 bytes each)
 _PLAIN = (str, int, float, bool, type(None))
+
+
+def _blob_ids(key: Any) -> tuple[str, ...]:
+    """The blob ids (64 lower-case hex) among a key's values: what its render was drawn
+    from, recorded so gc drops the render once the index no longer holds them. A shared
+    key's hex is a digest of its inputs, not a blob: `_inner` keys are recorded without."""
+    if isinstance(key, tuple):
+        if len(key) == 3 and key[1] == "shared":
+            return ()
+        return tuple(dict.fromkeys(i for k in key for i in _blob_ids(k)))
+    if isinstance(key, str) and len(key) == 64 and _HEX.fullmatch(key):
+        return (key,)
+    return ()
+
+
+_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def _plain(key: Any) -> bool:
