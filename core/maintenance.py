@@ -36,6 +36,7 @@ from n4afs_core.index.database import Index
 from n4afs_core.index.liveness import live_runs
 from n4afs_core.index.names import result_label
 from n4afs_core.store import shared
+from n4afs_core.store.renders import RenderCatalogue
 from n4afs_core.store.storage import Store
 
 DEFAULT_GRACE_S = 3600.0
@@ -55,6 +56,8 @@ class GcReport:
     held_by_others: int = 0  # unreferenced here, held by another workspace of the store
     other_workspaces: list[str] = field(default_factory=list)  # `shared.Holds.describe`
     forgotten: list[str] = field(default_factory=list)  # documents removed (`forget`)
+    renders_kept: int = 0  # blobs of the current renderer's stored renders (marked)
+    renders_dropped: list[str] = field(default_factory=list)  # old renderers' stamps
 
 
 def referenced_blobs(index: Index) -> set[str]:
@@ -85,6 +88,7 @@ def gc(
     dry_run: bool = False,
     grace_s: float = DEFAULT_GRACE_S,
     forget: tuple[str, ...] | list[str] = (),
+    current_renders: str | None = None,
 ) -> GcReport:
     """Delete unreferenced objects (and temporaries) last written or re-used before the
     cutoff: `grace_s` ago, or earlier when a run is in flight.
@@ -100,6 +104,11 @@ def gc(
     On a store other workspaces share (`core.store.shared`), this workspace's references
     are published first and what the others hold is spared; `forget` first removes the
     documents of workspaces their users say are gone (ids or prefixes).
+
+    Stored renders (`core.store.renders`) are re-creatable: the records of
+    `current_renders` (the renderer stamp of the code calling, `n4afs.tree.renderers.
+    render_stamp`) mark their blobs; other stamps' records are dropped first, so their blobs
+    are swept as unreferenced. Without `current_renders` every stamp's blobs are kept.
     """
     report = GcReport()
     workspace = workspace_of(index)
@@ -112,6 +121,18 @@ def gc(
         in_flight = live_runs(conn)
     read_at = time.time()
     marked = referenced_blobs(index)  # after the live runs: a run settled meanwhile is marked
+    report.referenced = len(marked)
+    catalogue = RenderCatalogue(index.db_path.parent, store)
+    stamps = catalogue.stamps()
+    kept = stamps if current_renders is None else [s for s in stamps if s == current_renders]
+    report.renders_dropped = [s for s in stamps if s not in kept]
+    if not dry_run:
+        for stamp in report.renders_dropped:  # records first: a record never outlives its blob
+            catalogue.drop(stamp)
+    # after the drop: a render stored meanwhile is young; renders of removed data go
+    rendered = catalogue.live_blobs(kept, marked, drop=not dry_run)
+    report.renders_kept = len(rendered)
+    marked |= rendered  # published too: the other workspaces of a shared store spare them
     starts = [start - CLOCK_SLACK_S for start in in_flight.values()]
     shared.publish(store, workspace, marked, read_at, starts)  # before reading the others'
     holds = shared.others(store, workspace)
@@ -121,7 +142,6 @@ def gc(
             f"gc removed nothing: the references of {', '.join(holds.unreadable)} in "
             f"{store.url} cannot be read; if that workspace is gone, `n4afs gc --forget ID`"
         )
-    report.referenced = len(marked)
     report.live_runs = sorted(in_flight)
     cutoff = time.time() - grace_s
     if in_flight:
@@ -144,7 +164,7 @@ def gc(
             store.remove(blob_id)
         report.removed.append(blob_id)
         report.removed_bytes += size
-    for tmp in store.temporaries():
+    for tmp in store.temporaries() + [t for s in kept for t in catalogue.temporaries(s)]:
         try:
             written = tmp.stat().st_mtime
         except FileNotFoundError:  # published or dropped by its writer since listed
@@ -167,6 +187,7 @@ class VerifyReport:
     corrupt_copies: list[str] = field(default_factory=list)  # a remote store's cache
     orphans: list[str] = field(default_factory=list)
     held_by_others: int = 0  # not referenced here, held by another workspace of the store
+    renders: int = 0  # blobs of stored renders (re-creatable: not orphans)
     temporaries: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # index rows that do not hang together
     broken_results: list[str] = field(default_factory=list)
@@ -242,8 +263,11 @@ def verify(
             report.corrupt.append(blob_id)
     report.corrupt_copies = [b for b in store.corrupt_cache_copies() if b not in report.corrupt]
     holds = held_by_others(index, store)
+    catalogue = RenderCatalogue(index.db_path.parent, store)
+    rendered = catalogue.blobs(catalogue.stamps())
+    report.renders = len(rendered - marked)
     for blob_id in store.iter_ids():
-        if blob_id in marked:
+        if blob_id in marked or blob_id in rendered:
             continue
         if holds.holds(blob_id, lambda b=blob_id: _mtime(store, b)):
             report.held_by_others += 1
@@ -476,8 +500,9 @@ def usage(index: Index, store: Store, top: int = 10, scope: UsageScope = EVERYTH
     Logical counts each result twice (runs/ and by-run/) and its model bytes twice (the
     step files and pipeline.pkl); rendered files (CSV, YAML, PNG) are not counted.
     `logical_bytes`, `referenced_bytes`, `dedup_ratio` and the tables count the results in
-    `scope`; `stored_bytes` (objects on disk), `unreferenced_bytes` and `index_bytes` are
-    the workspace's, which no scope divides.
+    `scope`; `stored_bytes` (objects on disk), `rendered_bytes` (stored renders: charts and
+    tables drawn once, re-creatable), `unreferenced_bytes` (what gc may reclaim) and
+    `index_bytes` are the workspace's, which no scope divides.
     """
     where, params = scope.where()
     rows = index.fetchall(_RESULT_BYTES.format(where=where), params)
@@ -515,11 +540,19 @@ def usage(index: Index, store: Store, top: int = 10, scope: UsageScope = EVERYTH
         referenced = sum(_unique_bytes(index, scope, "'scope'").values())
     marked = referenced_blobs(index)
     holds = held_by_others(index, store)
+    catalogue = RenderCatalogue(index.db_path.parent, store)
+    rendered_blobs = {
+        blob_id: size
+        for stamp in catalogue.stamps()
+        for _, blob_id, size in catalogue.records(stamp)
+        if blob_id not in marked
+    }
+    rendered = sum(rendered_blobs.values())  # re-creatable, kept by gc: not "unreferenced"
     object_bytes = unreferenced = held = 0
     for blob_id in store.iter_ids():
         size = store.size(blob_id)
         object_bytes += size
-        if blob_id in marked:
+        if blob_id in marked or blob_id in rendered_blobs:
             continue
         if holds.holds(blob_id, lambda b=blob_id: _mtime(store, b)):
             held += size
@@ -533,6 +566,7 @@ def usage(index: Index, store: Store, top: int = 10, scope: UsageScope = EVERYTH
         "stored_bytes": object_bytes,
         "index_bytes": index.db_path.stat().st_size,
         "dedup_ratio": logical / referenced if referenced else 1.0,
+        "rendered_bytes": rendered,
         "unreferenced_bytes": unreferenced,
         "held_by_others_bytes": held,
         "datasets": datasets,

@@ -685,10 +685,24 @@ class Workspace:
         Returns its `GcReport`."""
         from n4afs_core import maintenance
 
+        from n4afs.tree.renderers import render_stamp
+
         grace = maintenance.DEFAULT_GRACE_S if grace_s is None else grace_s
         return maintenance.gc(
-            self.index, self.store, dry_run=dry_run, grace_s=grace, forget=list(forget)
+            self.index,
+            self.store,
+            dry_run=dry_run,
+            grace_s=grace,
+            forget=list(forget),
+            current_renders=render_stamp(),
         )
+
+    def render(self) -> dict[str, int]:
+        """Draw and store now every rendered file not stored yet (charts, prediction
+        tables and their workbooks, dataset tables), so that no process (a notebook's
+        `n4a://` glob, the mount, `serve`, export) draws them on first read: see
+        `Tree.store_renders`. Returns {"files", "drawn", "stored_before"}."""
+        return self.tree.store_renders()
 
     def verify(self, repair: bool = False) -> Any:
         """Hash every referenced blob and check that index rows hang together; `repair`

@@ -174,6 +174,15 @@ def artifact_bytes(ws: Any, run_id: str) -> tuple[int, int]:
     return int(size), int(models)
 
 
+def render_bytes(ws: Any) -> int:
+    """Bytes of the distinct blobs the workspace's stored renders hold."""
+    from n4afs_core.store.renders import RenderCatalogue
+
+    catalogue = RenderCatalogue(ws.path, ws.store)
+    blobs = {b: size for stamp in catalogue.stamps() for _, b, size in catalogue.records(stamp)}
+    return sum(blobs.values())
+
+
 def object_files(ws: Any) -> int:
     return sum(1 for _ in ws.store.iter_ids())  # the store interface: local or remote
 
@@ -294,6 +303,12 @@ def measure_dataset(data: Data, configs, scratch: Path, repeats: int, log) -> di
                     m.note("rerun_files_added", object_files(ws) - files_before)
                     m.note("rerun_index_added", index_bytes(ws) - index_before)
                     checks["rerun_scores"] = n4afs_scores(rerun)
+                    # what storing every render would add (`n4afs render`: not part of a
+                    # run; docs/DESIGN.md, "Rendered once, for every process")
+                    done, seconds = timed(lambda ws=ws: ws.render())
+                    m.time("render", seconds)
+                    m.note("render_stored", render_bytes(ws))
+                    m.note("render_files", done["files"])
                 del ws  # its files stay until the script ends (see the docstring)
                 drop_cached_pages(where)
             log(f"  {data.name} repeat {rep + 1}/{repeats}: {step} {m.times[step][-1]:.2f} s")
@@ -375,6 +390,12 @@ def report(results: dict[str, dict[str, Any]], sizes: dict[str, str]) -> tuple[s
                 f"{med('n4afs_2_files'):.0f}",
             ),
             (
+                "`n4afs render` after the run (every chart and table drawn and stored)",
+                "render",
+                fmt_bytes(med("render_stored")),
+                f"{med('render_files'):.0f}",
+            ),
+            (
                 "n4afs identical re-run (same workspace)",
                 "rerun",
                 f"+{fmt_bytes(max(m.values['rerun_added']))}",
@@ -405,6 +426,14 @@ def report(results: dict[str, dict[str, Any]], sizes: dict[str, str]) -> tuple[s
             f"object files (max over repeats); the index file grew by "
             f"{fmt_bytes(med('rerun_index_added'))} on the re-run (index after the first run: "
             f"{fmt_bytes(med('index_bytes'))}, not counted in stored bytes)."
+        )
+        run_s, render_s = m.median("n4afs_1"), m.median("render")
+        notes.append(
+            f"- {name}: storing every render (`n4afs render`, not part of a run) took "
+            f"{render_s:.2f} s for {med('render_files'):.0f} files "
+            f"(stored once: {fmt_bytes(med('render_stored'))} of blobs, "
+            f"{med('render_stored') / max(med('n4afs_1_stored'), 1):.2f}× the run's own); "
+            f"run + render would be {(run_s + render_s) / base:.2f}× the plain loop."
         )
         lines, ok = correctness(name, r)
         notes.extend(lines)

@@ -37,8 +37,29 @@ one unmeasured pass):
 Targets (BENCHMARKS.md, "Targets"): find and ls no slower than the local disk, big reads
 >= 90 % of open(), first listing < 0.3 s.
 
+STORED RENDERS (`--renders`, instead of the above; docs/DESIGN.md, "Rendered once, for every
+process"): on a workspace of `--results` results (the same synthetic shape; `--big-mb` as
+given), `n4afs render` draws and stores every chart and table once (timed: the one-time
+cost); the tree's `runs/` is then exported as a plain folder (`export --link`: blob files
+hard-linked, rendered files written). Then, each in a FRESH PROCESS (imports done before the
+clock starts; a new `N4AFileSystem`, so its first snapshot load is inside), sides in turn,
+`--repeats` rounds:
+
+6. `fs.glob("<root>/runs/**/*.png")` and the size (`fs.info`) of every match, through `n4a://`
+   vs the same calls of fsspec's local filesystem on the plain folder (goal: within 2x);
+   the n4a side also reports how many renders its process drew (must be 0).
+7. DuckDB `read_csv` over the glob `<root>/runs/*/*/predictions/cv.csv` (every result's
+   pooled out-of-fold predictions, one table: count and sum checked equal), through `n4a://`
+   (`register_filesystem`) vs DuckDB's own reader on the plain folder (goal: within 2x), and
+   vs DuckDB reading the plain folder through fsspec's local filesystem (the same Python
+   file-object bridge n4a:// goes through: what part of the gap is that bridge).
+8. The FUSE mount's COLD `find <mnt>/runs -name '*.png'` + `os.stat` of every chart (a
+   fresh mount per pass: new daemon, empty kernel caches) vs the floor
+   (scripts/_floor_fs.py, as in scripts/bench_mount.py) serving the plain folder, also
+   fresh per pass (goal: within 1.2x).
+
 Run: .venv/bin/python scripts/bench_tree.py [--results 10000] [--big-mb 200] [--repeats 5]
-     [--out FILE] [--quick] [--profile] [--keep]
+     [--out FILE] [--quick] [--profile] [--keep] [--renders]
 `--quick`: 1,000 results, 20 MiB, 2 repeats (smoke test). `--profile`: cProfile of the cold
 operations (first listing, first find). `--keep`: leave the scratch directory.
 """
@@ -196,7 +217,7 @@ def measure_renders(
     renders: dict[str, list[float]] = {"chart": [], "csv": []}
     memo_reads: dict[str, list[float]] = {"chart": [], "csv": []}
     for _ in range(repeats):
-        tree = Tree(ws)  # a fresh render memo
+        tree = Tree(ws, stored_renders=False)  # a fresh render memo, nothing stored: draws
         tree.refresh()
         for d in result_dirs:
             parts = ("runs", dataset, d.rsplit("/", 1)[-1])
@@ -210,16 +231,250 @@ def measure_renders(
     return renders, memo_reads
 
 
+# -- stored renders (6-8) ---------------------------------------------------------------------
+FRESH_GLOB = """
+import fsspec, time, json, duckdb
+from n4afs.surfaces.fs import N4AFileSystem  # imported outside the clock, as fsspec is
+root, side = {root!r}, {side!r}
+started = time.perf_counter()
+fs = fsspec.filesystem("n4a" if side == "n4a" else "file", skip_instance_cache=True)
+charts = fs.glob(root + "/runs/**/*.png")
+globbed = time.perf_counter()
+total = sum(fs.info(p)["size"] for p in charts)
+sized = time.perf_counter()
+renders = sum(t.memo.renders for t in getattr(fs, "_trees", {{}}).values())
+print(json.dumps({{"glob": globbed - started, "sizes": sized - globbed, "charts": len(charts),
+    "bytes": total, "renders": renders}}))
+"""
+
+FRESH_DUCKDB = """
+import fsspec, time, json, duckdb
+from n4afs.surfaces.fs import N4AFileSystem
+root, side = {root!r}, {side!r}
+started = time.perf_counter()
+con = duckdb.connect()
+if side == "n4a":
+    fs = fsspec.filesystem("n4a", skip_instance_cache=True)
+    con.register_filesystem(fs)
+elif side == "plain-fsspec":  # DuckDB reading through fsspec's local filesystem
+    con.register_filesystem(fsspec.filesystem("file", skip_instance_cache=True))
+    root = "file://" + root
+got = con.execute(
+    f"SELECT count(*), round(sum(y_pred), 6) FROM read_csv('{{root}}/runs/*/*/predictions/cv.csv')"
+).fetchone()
+elapsed = time.perf_counter() - started
+renders = sum(t.memo.renders for t in getattr(fs, "_trees", {{}}).values()) if side == "n4a" else 0
+print(json.dumps({{"read": elapsed, "rows": got[0], "sum": got[1], "renders": renders}}))
+"""
+
+
+def fresh_process(code: str) -> dict[str, Any]:
+    import json
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"fresh process failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def stored_renders(args: Any) -> int:  # noqa: PLR0915 - one linear measurement
+    """Measurements 6-8 (the module docstring): a fresh process's glob, DuckDB glob and the
+    mount's cold find + stat of every chart, with every render stored, against a plain copy."""
+    import subprocess
+
+    from bench_mount import FLOOR_FS, Mount
+
+    scratch = Path(tempfile.mkdtemp(prefix=".bench_tree-renders-", dir=REPO))
+    try:
+        ws_dir, plain = scratch / "ws", scratch / "plain"
+        info = build_workspace(
+            ws_dir, args.results, args.big_mb, scratch, dataset_tag="bench-tree", log=log
+        )
+        ws = info.ws
+        log(f"workspace: {info.summary()}; n4afs render (draws and stores every render) ...")
+        render_s, done = timed(ws.render)
+        log(f"  render: {render_s:.1f} s, {done}")
+        from n4afs_core.store.renders import RenderCatalogue
+
+        catalogue = RenderCatalogue(ws.path, ws.store)
+        records = [r for stamp in catalogue.stamps() for r in catalogue.records(stamp)]
+        render_blobs = {b: size for _, b, size in records}
+        log(
+            f"  {len(records):,} records, {len(render_blobs):,} distinct blobs, "
+            f"{sum(render_blobs.values()) / 1e6:.1f} MB"
+        )
+        log("plain copy: export runs/ --link ...")
+        export_s, _ = timed(lambda: ws.export(("runs",), plain, link=True))
+        log(f"  export: {export_s:.1f} s")
+        # the plain folder's tree root: where its runs/ folder is
+        plain_root = next(p.parent for p in plain.rglob("runs") if p.is_dir())
+        if plain_root.name != "runs" and not (plain_root / "runs").is_dir():
+            raise SystemExit(f"no runs/ in the export: {plain}")
+        roots = {"n4a": f"n4a://{ws_dir}", "plain": str(plain_root)}
+
+        samples: dict[tuple[str, str], list[float]] = {}
+        answers: dict[tuple[str, str], set] = {}
+        for rep in range(args.repeats):
+            for side in ("n4a", "plain") if rep % 2 == 0 else ("plain", "n4a"):
+                got = fresh_process(FRESH_GLOB.format(root=roots[side], side=side))
+                samples.setdefault(("glob", side), []).append(got["glob"])
+                samples.setdefault(("glob+sizes", side), []).append(got["glob"] + got["sizes"])
+                answers.setdefault(("glob", side), set()).add((got["charts"], got["bytes"]))
+                if got["renders"]:
+                    raise SystemExit(f"the fresh n4a process drew {got['renders']} renders")
+                got = fresh_process(FRESH_DUCKDB.format(root=roots[side], side=side))
+                samples.setdefault(("duckdb", side), []).append(got["read"])
+                answers.setdefault(("duckdb", side), set()).add((got["rows"], got["sum"]))
+                if side == "plain":
+                    code = FRESH_DUCKDB.format(root=roots[side], side="plain-fsspec")
+                    got = fresh_process(code)
+                    samples.setdefault(("duckdb", "plain-fsspec"), []).append(got["read"])
+                    answers[("duckdb", "plain")].add((got["rows"], got["sum"]))
+                if got["renders"]:
+                    raise SystemExit(f"the fresh DuckDB process drew {got['renders']} renders")
+            log(f"  round {rep + 1}/{args.repeats}: {answers}")
+        for what in ("glob", "duckdb"):
+            if (
+                answers[(what, "n4a")] != answers[(what, "plain")]
+                or len(answers[(what, "n4a")]) != 1
+            ):
+                raise SystemExit(f"{what}: different answers {answers}")
+
+        # -- 8. the mount: cold find + stat of every chart, against the floor ------------------
+        mounts = {
+            "mount": Mount(
+                [
+                    sys.executable,
+                    "-m",
+                    "n4afs.cli",
+                    "mount",
+                    str(ws_dir),
+                    str(scratch / "mnt"),
+                    "--foreground",
+                ],
+                scratch / "mnt",
+                scratch / "mount.log",
+            ),
+            "floor": Mount(
+                [
+                    sys.executable,
+                    str(FLOOR_FS),
+                    str(plain_root),
+                    str(scratch / "mnt-floor"),
+                    "--index",
+                    str(scratch / "floor.index"),
+                ],
+                scratch / "mnt-floor",
+                scratch / "floor.log",
+            ),
+        }
+        mounts["floor"].start().stop()  # its first start walks the copy and writes its index
+
+        def find_stat(where: Path) -> tuple[int, int]:
+            listed = subprocess.run(
+                ["find", str(where / "runs"), "-name", "*.png"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()
+            return len(listed), sum(os.stat(p).st_size for p in listed)
+
+        found: dict[str, set] = {}
+        for rep in range(args.repeats):
+            for side in ("mount", "floor") if rep % 2 == 0 else ("floor", "mount"):
+                mount = mounts[side].start()
+                try:
+                    seconds, got = timed(lambda m=mount: find_stat(m.path))
+                finally:
+                    mount.stop()
+                samples.setdefault(("mount find+stat", side), []).append(seconds)
+                found.setdefault(side, set()).add(got)
+            log(f"  mount round {rep + 1}/{args.repeats}: {found}")
+        if found["mount"] != found["floor"] or len(found["mount"]) != 1:
+            raise SystemExit(f"mount and floor differ: {found}")
+
+        def med(what: str, side: str) -> float:
+            return statistics.median(samples[(what, side)])
+
+        ((n_charts, chart_bytes),) = answers[("glob", "n4a")]
+        ((n_rows, _),) = answers[("duckdb", "n4a")]
+        lines = [
+            f"Stored renders, {args.results:,} results ({info.summary()}): `n4afs render` drew "
+            f"and stored {done['drawn']:,} of {done['files']:,} files in {render_s:.0f} s "
+            f"({len(render_blobs):,} distinct blobs, {sum(render_blobs.values()) / 1e6:.1f} MB); "
+            f"plain copy by `export --link` in {export_s:.0f} s. Fresh processes, medians of "
+            f"{args.repeats}; every n4a process drew 0 renders.",
+            "",
+            "| measurement | n4a:// or mount | plain folder or floor | ratio | goal |",
+            "|---|---:|---:|---:|---|",
+        ]
+        table = [
+            (f"`fs.glob` of every chart ({n_charts:,})", "glob", "n4a", "plain", 2.0),
+            (
+                f"… and `fs.info` size of each ({chart_bytes / 1e6:.0f} MB)",
+                "glob+sizes",
+                "n4a",
+                "plain",
+                2.0,
+            ),
+            (
+                f"DuckDB `read_csv` glob of every `cv.csv` ({n_rows:,} rows)",
+                "duckdb",
+                "n4a",
+                "plain",
+                2.0,
+            ),
+            (
+                "… against DuckDB on the plain folder through fsspec's local filesystem",
+                "duckdb",
+                "n4a",
+                "plain-fsspec",
+                2.0,
+            ),
+            (
+                "mount cold `find` + `stat` of every chart / floor",
+                "mount find+stat",
+                "mount",
+                "floor",
+                1.2,
+            ),
+        ]
+        for label, what, a, b, goal in table:
+            ra, rb = med(what, a), med(what, b)
+            verdict = "met" if ra / rb <= goal else "NOT met"
+            lines.append(
+                f"| {label} | {fmt_time(ra)} | {fmt_time(rb)} | **{ra / rb:.2f}×** | "
+                f"≤ {goal}×: {verdict} |"
+            )
+        text = "\n".join(lines) + "\n"
+        print("\n" + text)
+        if args.out:
+            args.out.write_text(text)
+    finally:
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
 # -- the benchmark ----------------------------------------------------------------------------
 def main() -> int:  # noqa: C901, PLR0915 - one linear script, read top to bottom
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_workspace_arguments(parser)
     parser.add_argument("--profile", action="store_true", help="cProfile the cold operations")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument(
+        "--renders", action="store_true", help="only the stored-renders measurements (6-8)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.results, args.big_mb, args.repeats = 1_000, 20, 2
     repeats = args.repeats
+    if args.renders:
+        return stored_renders(args)
 
     from n4afs.surfaces.fs import N4AFileSystem
     from n4afs.tree.snapshot import load_snapshot
@@ -388,7 +643,7 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script, read top to botto
         # -- charts and predictions CSVs: first render vs memo ------------------------------
         log("renders: charts and predictions CSVs of the real results, fresh Tree per repeat ...")
         real_dirs = labels[top[0]][: info.n_real]
-        warm_tree = Tree(ws)  # import matplotlib outside the clock
+        warm_tree = Tree(ws, stored_renders=False)  # import matplotlib outside the clock
         chart_dir = ("runs", top[0], real_dirs[0].rsplit("/", 1)[-1], "charts")
         warm_tree.read(next(iter(warm_tree.list_dir(chart_dir).values())))
         warm_tree = None

@@ -125,7 +125,7 @@ def test_chart_titles_name_the_target(both):
     result = run.results[0]
     views = ws.tree.views
     dataset = views.datasets_by_id[result.row.dataset_id]
-    names = [name for name, _, _ in charts.result_charts(ws.tree.files, result.row, dataset, {})]
+    names = [name for name, *_ in charts.result_charts(ws.tree.files, result.row, dataset, {})]
     assert "predictions_scatter.png" in names
     assert result.row.target in charts.chart_title(result.row, dataset)
 

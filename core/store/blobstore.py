@@ -46,6 +46,8 @@ Temporary = tuple[str, int]  # a written temporary's name and size
 class BlobStore(Store):
     """A directory of immutable, content-addressed objects."""
 
+    local = True  # `path_of` is the object file
+
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
         self.objects_dir = self.root / OBJECTS
@@ -86,6 +88,8 @@ class BlobStore(Store):
         """`path_of` as a string: the write path builds a few names per blob, and pathlib
         costs ~10 µs a join."""
         return os.path.join(self.root, object_path(blob_id))
+
+    file_name = _name
 
     # -- writing ----------------------------------------------------------------------
     def put(self, source: Source) -> BlobId:
@@ -417,14 +421,19 @@ def _start_writeback(fd: int) -> None:
 
 
 def _load_libc():
+    """glibc by its soname first: `ctypes.util.find_library` runs `ldconfig -p` in a
+    subprocess on Linux (~0.1-0.3 s), which every fresh process importing the store paid (a
+    notebook's first `n4a://` glob among them)."""
     import ctypes
     import ctypes.util
 
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    for name in ("libc.so.6", None):
+        try:
+            libc = ctypes.CDLL(name or ctypes.util.find_library("c"), use_errno=True)
+        except (OSError, TypeError):
+            continue
         return libc if hasattr(libc, "syncfs") else None
-    except OSError:
-        return None
+    return None
 
 
 def _load_sync_file_range():

@@ -1,4 +1,4 @@
-"""Keeping a workspace: `du`, `rm`, `gc`, `verify` (each one `Workspace` call)."""
+"""Keeping a workspace: `du`, `rm`, `gc`, `verify`, `render` (each one `Workspace` call)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def _show_usage(report) -> None:
     )
     whole = (
         f"objects on disk {h(report['stored_bytes'])}"
-        f" ({h(report['unreferenced_bytes'])} unreferenced: `n4afs gc`"
+        f" ({h(report['rendered_bytes'])} stored renders, "
+        f"{h(report['unreferenced_bytes'])} unreferenced: `n4afs gc`"
         + (
             f"; {h(report['held_by_others_bytes'])} held by other workspaces"
             if report["held_by_others_bytes"]
@@ -187,6 +188,28 @@ def gc(ctx, dry_run, grace, forget) -> None:
         echo(f"  in flight: {run_id} (`n4afs runs`; interrupted runs pin nothing)")
     for other in report.other_workspaces:
         echo(f"  shares the store: {other}")
+    if report.renders_kept or report.renders_dropped:
+        dropped = len(report.renders_dropped)
+        echo(
+            f"  stored renders: kept {report.renders_kept} of this version"
+            + (f", dropped {dropped} older versions" if dropped else "")
+        )
+
+
+@click.command()
+@click.pass_context
+def render(ctx) -> None:
+    """Draw and store every chart and table not stored yet (after a sweep, before sharing).
+
+    Any process reading the tree (the mount, n4a://, serve, export) then reads their sizes
+    and bytes without drawing them; without this, the first reader draws and stores each.
+    """
+    ws = workspace(ctx.obj["workspace"])
+    done = ws.render()
+    echo(
+        f"{done['files']} rendered files: drew {done['drawn']}, "
+        f"{done['stored_before']} were stored already"
+    )
 
 
 @click.command()
@@ -242,4 +265,4 @@ def _show_verify(report: Any, repair: bool) -> None:
         echo(f"{len(report.restorable)} broken results are whole: {action}")
 
 
-COMMANDS = (du, rm, gc, verify)
+COMMANDS = (du, rm, gc, verify, render)

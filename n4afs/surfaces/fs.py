@@ -27,13 +27,20 @@ from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from fsspec import AbstractFileSystem
-from fsspec.spec import AbstractBufferedFile
+from fsspec.spec import AbstractBufferedFile, has_magic
 from n4afs_core.errors import N4AError
 
 from n4afs.tree.content import BlobContent, BytesContent, LazyContent, Node
 from n4afs.tree.tree import Tree, parse_path
 
 WORKSPACE_MARKER = "n4a.duckdb"
+
+
+_KINDS_ONLY = "_n4a_kinds_only"  # find(detail=True) without sizes: what glob needs
+
+
+def _kind(path: str, is_dir: bool) -> dict[str, str]:
+    return {"name": path, "type": "directory" if is_dir else "file"}
 
 
 def _read_only(path: str) -> PermissionError:
@@ -187,16 +194,19 @@ class N4AFileSystem(AbstractFileSystem):
         **kwargs: Any,
     ) -> Any:
         """Without `detail`, walk names and node types only: nothing is rendered."""
-        if detail:
+        kinds_only = kwargs.pop(_KINDS_ONLY, False)
+        if detail and not kinds_only:
             return super().find(path, maxdepth=maxdepth, withdirs=withdirs, detail=True)
         path = self._strip_protocol(path)
         tree, tree_path = self._resolve(path)
         top = tree.lookup(tree_path)
         if top is None:
+            if kinds_only:  # as fsspec's find: a glob under a missing folder finds nothing
+                return {}
             raise FileNotFoundError(errno.ENOENT, "not in the workspace tree", path)
         if not top.is_dir:
-            return [path]
-        found: list[str] = []
+            return {path: _kind(path, False)} if kinds_only else [path]
+        found: list[tuple[str, bool]] = []
         stack = [(path.rstrip("/"), tree_path, 0)]
         while stack:
             base, parts, depth = stack.pop()
@@ -204,12 +214,67 @@ class N4AFileSystem(AbstractFileSystem):
                 child = f"{base}/{name}"
                 if is_dir:
                     if withdirs:
-                        found.append(child)
+                        found.append((child, True))
                     if maxdepth is None or depth + 1 < maxdepth:
                         stack.append((child, (*parts, name), depth + 1))
                 else:
-                    found.append(child)
-        return sorted(found)
+                    found.append((child, False))
+        found.sort()
+        if kinds_only:
+            return {p: _kind(p, is_dir) for p, is_dir in found}
+        return [p for p, _ in found]
+
+    def glob(self, path: str, maxdepth: int | None = None, **kwargs: Any) -> Any:
+        """fsspec's glob, matched on names and types alone unless `detail` is asked: its
+        own `find(detail=True)` would size every file under the pattern's root, and a
+        rendered file's size is a render (or a stored render's record) for nothing. A
+        pattern without `**` is expanded one component at a time (as DuckDB and Python's
+        `glob` do): `runs/*/*/predictions/cv.csv` lists the folders its components name,
+        never the models/ and charts/ folders fsspec's walk to that depth would list."""
+        if kwargs.get("detail"):
+            return super().glob(path, maxdepth=maxdepth, **kwargs)
+        found = self._glob_components(path)
+        if found is not None:
+            return found
+        return super().glob(path, maxdepth=maxdepth, **{**kwargs, _KINDS_ONLY: True})
+
+    @_served
+    def _glob_components(self, pattern: str) -> list[str] | None:
+        """Matches of a pattern of `*`, `?` and `[...]` components below a workspace, or
+        None for one this does not expand (`**`, magic in the workspace's own path, a
+        trailing `/`): fsspec's walk answers those."""
+        from fnmatch import fnmatchcase
+
+        if "**" in pattern or str(pattern).endswith("/") or not has_magic(pattern):
+            return None
+        path = self._strip_protocol(pattern)
+        parts = parse_path(path)
+        first_magic = next(i for i, p in enumerate(parts) if has_magic(p))
+        try:
+            tree, tree_path = self._resolve("/" + "/".join(parts[:first_magic]))
+        except FileNotFoundError:
+            return None
+        cut = first_magic - len(tree_path)  # components naming the workspace itself
+        if cut < 0 or any(has_magic(p) for p in parts[:cut]):
+            return None
+        head = "/" + "/".join(parts[:cut]) if cut else ""
+        matches: list[tuple[str, ...]] = [()]
+        rest = parts[cut:]
+        for depth, component in enumerate(rest):
+            last, magic = depth == len(rest) - 1, has_magic(component)
+            grown = []
+            for parent, entries in tree.list_kinds_of(matches):
+                for name, is_dir in entries or ():
+                    if (is_dir or last) and (
+                        fnmatchcase(name, component) if magic else name == component
+                    ):
+                        grown.append((*parent, name))
+            matches = grown
+        return sorted(head + "/" + "/".join(m) for m in matches)
+
+    def exists(self, path: str, **kwargs: Any) -> bool:
+        kwargs.pop(_KINDS_ONLY, None)
+        return super().exists(path, **kwargs)
 
     @_served
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:

@@ -1,8 +1,13 @@
 """Which charts a result folder holds, and the inputs each is drawn from.
 
-Each entry is (file name, render function, input ids); the ids (predictions blob, dataset
-blob) key the render memo, so `spectra.png` is drawn once per dataset however many results
-show it. Nothing is read until a chart is rendered: listing `charts/` costs nothing.
+Each entry is (file name, render function, input ids, shared inputs or None); the ids
+(predictions blob, dataset blob) key the render memo, so `spectra.png` is drawn once per
+dataset however many results show it. The target distribution and the fold assignment are
+keyed by a result's predictions blob (what they are drawn from) but show only what every
+result of one split of the dataset shares (its samples' targets and folds): their shared
+inputs (`RenderMemo.get`) are those values, so they are drawn once per dataset and split,
+not once per result. Nothing is read until a chart is rendered: listing `charts/` costs
+nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from n4afs_core.metrics.ranking import out_of_fold_predictions
 
 from n4afs.tree import renderers
 
-Chart = tuple[str, Callable[[], bytes], tuple]
+Chart = tuple[str, Callable[[], bytes], tuple, Callable[[], tuple] | None]
 REGRESSION_CHARTS = ("predictions_scatter.png", "residuals.png")
 CLASSIFICATION_CHARTS = ("confusion_matrix.png",)
 COMMON_CHARTS = ("spectra.png", "y_distribution.png", "folds.png")
@@ -89,15 +94,29 @@ def result_charts(
         oof, test = parts()
         return _folds(files, dataset, oof, test)
 
+    def distribution_inputs() -> tuple:  # every value `distribution` draws
+        oof, test = parts()
+        values = (oof["y_true"].to_list(), test["y_true"].to_list())
+        return ("y_distribution.png", dataset.task, dataset.name, r.target, values)
+
+    def folds_inputs() -> tuple:  # every value `folds` draws
+        oof, test = parts()
+        split = (oof["sample_id"].to_list(), oof["fold"].to_list(), test["sample_id"].to_list())
+        return ("folds.png", dblob, dataset.name, split)
+
     # every input a chart shows (its title names the result and the dataset) keys its memo
     shown = (pblob, r.label, dataset.name, r.target)
     drawn = {
-        "predictions_scatter.png": (scatter, shown),
-        "residuals.png": (residuals, shown),
-        "confusion_matrix.png": (confusion, shown),
-        "spectra.png": (lambda: _spectra(files, dataset), (dblob, dataset.name)),
-        "y_distribution.png": (distribution, (pblob, dataset.name, r.target)),
-        "folds.png": (folds, (pblob, dblob, dataset.name)),
+        "predictions_scatter.png": (scatter, shown, None),
+        "residuals.png": (residuals, shown, None),
+        "confusion_matrix.png": (confusion, shown, None),
+        "spectra.png": (lambda: _spectra(files, dataset), (dblob, dataset.name), None),
+        "y_distribution.png": (
+            distribution,
+            (pblob, dataset.name, r.target),
+            distribution_inputs,
+        ),
+        "folds.png": (folds, (pblob, dblob, dataset.name), folds_inputs),
     }
     if diagnostics is not None:
 
@@ -130,12 +149,13 @@ def result_charts(
                 f"{title}: Hotelling T² vs Q",
             )
 
-        drawn["coefficients.png"] = (coefficients, ("pls", r.result_id, *shown))
-        drawn["t2_q.png"] = (t2_q, ("pls", r.result_id, *shown))
+        drawn["coefficients.png"] = (coefficients, ("pls", r.result_id, *shown), None)
+        drawn["t2_q.png"] = (t2_q, ("pls", r.result_id, *shown), None)
     if curves is not None:
         drawn["roc.png"] = (
             lambda: renderers.roc_chart(curves(), f"{title}: ROC, out-of-fold"),
             ("roc", r.result_id, *shown),
+            None,
         )
     names = chart_names(dataset.task, diagnostics is not None, curves is not None)
     return [(name, *drawn[name]) for name in names]

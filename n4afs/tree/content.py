@@ -10,6 +10,7 @@ Design: docs/DESIGN.md, "The tree".
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections import OrderedDict
 from collections.abc import Callable, ItemsView, Iterator, Mapping
@@ -39,26 +40,169 @@ FILE_MODE = stat.S_IFREG | 0o644
 
 
 class RenderMemo:
-    """Rendered bytes by (render version, renderer, input ids), least recently used out."""
+    """Rendered bytes by (render version, renderer, input ids), least recently used out.
 
-    def __init__(self, max_bytes: int = 256 << 20) -> None:
+    With `stored` (a `core.store.renders.RenderCatalogue`), a render is also a stored thing:
+    its bytes are put in the blob store and recorded under its key the first time any
+    process renders it, and every process after learns its size from the record and reads
+    its bytes from the blob, without rendering (docs/DESIGN.md, "Rendered once, for every
+    process"). Only keys made of plain values (text, numbers, None, tuples of them) are
+    stored: their `repr` is the same in every process.
+    """
+
+    def __init__(self, max_bytes: int = 256 << 20, stored: Any = None) -> None:
         self.max_bytes = max_bytes
+        self.stored = stored
         self._items: OrderedDict[tuple, bytes] = OrderedDict()
         self._bytes = 0
+        self._found: dict[tuple, tuple[str, int]] = {}  # key -> (blob id, size), stored
         self.renders = 0  # how many times a renderer really ran (tests count it)
+        self.stored_reads = 0  # renders served from the store instead
 
-    def get(self, key: tuple, render: Callable[[], bytes]) -> bytes:
+    def size(
+        self,
+        key: tuple,
+        render: Callable[[], bytes],
+        persist: bool = True,
+        shared: Callable[[], tuple] | None = None,
+    ) -> int:
+        """The rendered file's size: from memory, else from its stored record (no render,
+        no read), else rendered (and stored)."""
+        data = self._items.get(key)
+        if data is not None:
+            return len(data)
+        found = self._stored(key, shared) if persist else None
+        if found is not None:
+            return found[1]
+        return len(self.get(key, render, persist, shared))
+
+    def get(
+        self,
+        key: tuple,
+        render: Callable[[], bytes],
+        persist: bool = True,
+        shared: Callable[[], tuple] | None = None,
+    ) -> bytes:
+        """`shared`, when given, returns what the bytes really depend on (cheaper to learn
+        than drawing them): keys of different files with the same such inputs (a dataset's
+        charts, shown in every result of the dataset) are drawn once and stored once."""
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key]
-        data = render()
-        self.renders += 1
+        found = self._stored(key, shared) if persist else None
+        data = self._read_stored(found) if found is not None else None
+        if data is None:
+            inner = self._inner(key, shared) if shared is not None else None
+            data = self._items.get(inner) if inner is not None else None
+            if data is None:
+                data = render()
+                self.renders += 1
+                if inner is not None:
+                    self._keep(inner, data)
+            if found is not None and len(data) != found[1]:  # never serve a size it did not say
+                from n4afs_core.errors import BlobCorrupt
+
+                raise BlobCorrupt(
+                    f"a rendered file's stored size ({found[1]}) differs from a new render "
+                    f"({len(data)}); run `n4afs gc` and read it again"
+                )
+            if persist and self.stored is not None and _plain(key):  # (again, if it was gone)
+                put = self.stored.put(self.stored.digest(repr(key)), data, _blob_ids(key))
+                if put is not None:
+                    self._remember(key, put)
+                    if inner is not None:
+                        self._record(inner, put)
+        self._keep(key, data)
+        return data
+
+    def _keep(self, key: tuple, data: bytes) -> None:
         self._items[key] = data
         self._bytes += len(data)
         while self._bytes > self.max_bytes and len(self._items) > 1:
             _, old = self._items.popitem(last=False)
             self._bytes -= len(old)
+
+    @staticmethod
+    def _inner(key: tuple, shared: Callable[[], tuple]) -> tuple:
+        """The key of what a file's bytes depend on: (render version, "shared", inputs)."""
+        from n4afs_core.store.ids import sha256_hex
+
+        return (key[0], "shared", sha256_hex(repr(shared()).encode("utf-8")))
+
+    def _stored(self, key: tuple, shared: Callable[[], tuple] | None) -> tuple[str, int] | None:
+        """The stored render of `key`; else, for a key with `shared` inputs, the render
+        stored for those inputs (then recorded under `key` too, so the next process finds
+        it without computing them)."""
+        found = self._stored_record(key)
+        if found is not None or shared is None or self.stored is None or not _plain(key):
+            return found
+        found = self._stored_record(self._inner(key, shared))
+        if found is not None:
+            self._record(key, found)
+        return found
+
+    def _record(self, key: tuple, found: tuple[str, int]) -> None:
+        self._remember(key, found)
+        if self.stored.writable:
+            try:
+                self.stored.record(self.stored.digest(repr(key)), *found, _blob_ids(key))
+            except OSError:
+                self.stored.writable = False
+
+    def _stored_record(self, key: tuple) -> tuple[str, int] | None:
+        found = self._found.get(key)
+        if found is not None or self.stored is None or not _plain(key):
+            return found
+        found = self.stored.lookup(self.stored.digest(repr(key)))
+        if found is not None:
+            self._remember(key, found)
+        return found
+
+    def _remember(self, key: tuple, found: tuple[str, int]) -> None:
+        if len(self._found) >= _MAX_FOUND:
+            self._found.clear()
+        self._found[key] = found
+
+    def _read_stored(self, found: tuple[str, int]) -> bytes | None:
+        """The stored render's bytes, hash-checked; None when gone or corrupt (the caller
+        renders again: a render is re-creatable)."""
+        from n4afs_core.errors import N4AError
+
+        try:
+            data = self.stored.store.read(found[0], verify=True)
+        except (N4AError, OSError):
+            return None
+        if len(data) != found[1]:
+            return None
+        self.stored_reads += 1
         return data
+
+
+_MAX_FOUND = 500_000  # stored records remembered per process (~100 bytes each)
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _blob_ids(key: Any) -> tuple[str, ...]:
+    """The blob ids (64 lower-case hex) among a key's values: what its render was drawn
+    from, recorded so gc drops the render once the index no longer holds them. A shared
+    key's hex is a digest of its inputs, not a blob: `_inner` keys are recorded without."""
+    if isinstance(key, tuple):
+        if len(key) == 3 and key[1] == "shared":
+            return ()
+        return tuple(dict.fromkeys(i for k in key for i in _blob_ids(k)))
+    if isinstance(key, str) and len(key) == 64 and _HEX.fullmatch(key):
+        return (key,)
+    return ()
+
+
+_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def _plain(key: Any) -> bool:
+    """A key whose `repr` is the same in every process: plain values and tuples of them."""
+    if isinstance(key, tuple):
+        return all(_plain(k) for k in key)
+    return isinstance(key, _PLAIN)
 
 
 class BlobContent(NamedTuple):
@@ -100,24 +244,36 @@ class SegmentsContent:
 
 
 class LazyContent:
-    """Rendered on first need (a size or a read), then memoized by content key.
+    """Rendered on first need (a size or a read), then memoized by content key, and stored
+    (`persist`, the default) so that no other process renders it again.
 
     Listing a folder never renders: only `stat` (size) and reads do, so a `find` over ten
-    thousand results draws no chart.
+    thousand results draws no chart; a stored render's `stat` reads one small record.
+    A changing file's render is not stored (`file_node(..., mutable=True)` turns `persist`
+    off): its key changes with every result, each version would be a blob read once.
     """
 
-    __slots__ = ("memo", "key", "render")
+    __slots__ = ("memo", "key", "render", "persist", "shared")
 
-    def __init__(self, memo: RenderMemo, key: tuple, render: Callable[[], bytes]) -> None:
+    def __init__(
+        self,
+        memo: RenderMemo,
+        key: tuple,
+        render: Callable[[], bytes],
+        persist: bool = True,
+        shared: Callable[[], tuple] | None = None,
+    ) -> None:
+        """`shared`: see `RenderMemo.get`."""
         self.memo, self.key, self.render = memo, key, render
+        self.persist, self.shared = persist, shared
 
     @property
     def data(self) -> bytes:
-        return self.memo.get(self.key, self.render)
+        return self.memo.get(self.key, self.render, self.persist, self.shared)
 
     @property
     def size(self) -> int:
-        return len(self.data)
+        return self.memo.size(self.key, self.render, self.persist, self.shared)
 
 
 Content = BlobContent | BytesContent | SegmentsContent | LazyContent
@@ -231,6 +387,8 @@ def directory(name: str, mtime: float, mutable: bool = True) -> Node:
 
 
 def file_node(name: str, mtime: float, content: Content, mutable: bool = False) -> Node:
+    if mutable and isinstance(content, LazyContent):
+        content.persist = False  # a changing file: rendered per process, never stored
     return Node(name, False, mtime, content, mutable)
 
 

@@ -35,7 +35,70 @@ import yaml
 # Parquet twins of RESULTS and best tables
 # 7: the target's name on target axes, "wavenumber (cm⁻¹)" / "wavelength (nm)", integer ticks
 RENDER_VERSION = 7
+
+# Stored renders (`core.store.renders`) are kept per stamp: RENDER_VERSION and the versions
+# of every library that shapes rendered bytes (matplotlib draws the PNGs, XlsxWriter writes
+# the workbooks, pyarrow names itself in a Parquet footer, numpy/polars/PyYAML format
+# numbers and text). Any of them changing starts a new stamp: old renders are never served
+# for new code, and gc drops them. A new renderer needs nothing here unless it draws with
+# another library (add it).
+# scikit-learn: the PLS diagnostics and ROC curves are computed from the fitted models
+RENDER_LIBRARIES = (
+    "matplotlib",
+    "XlsxWriter",
+    "pyarrow",
+    "polars",
+    "numpy",
+    "PyYAML",
+    "scikit-learn",
+)
+# Kinds (a render key's first item) kept in memory only: tiny YAML rendered from rows the
+# snapshot holds, measured (fresh process, fermentation, 5 results) at medians of 0.03 ms
+# (MANIFEST, timing), 0.07 ms (pipeline) and 0.6 ms (scores, which loads the score rows),
+# against 0.04 ms to size a stored render from its record: storing them would save nothing
+# and cost a blob and a record each. Every other kind is stored.
+IN_MEMORY_KINDS = frozenset(
+    {"dataset.yaml", "pipeline.yaml", "scores.yaml", "manifest", "timing.yaml"}
+)
 PREDICTION_COLUMNS = ("sample_id", "y_true", "y_pred", "residual", "partition", "fold")
+
+
+@lru_cache(maxsize=1)
+def render_stamp() -> str:
+    """`v<RENDER_VERSION>-<12 hex of the library versions>`: the folder stored renders of
+    this code live in (`core.store.renders`). Computed in a fresh process before its first
+    stored render: versions are read from the installed `.dist-info` folder names next to
+    each module found (no import; `importlib.metadata` cost ~40 ms, more under load)."""
+    from n4afs_core.store.ids import sha256_hex
+
+    libraries = ",".join(f"{name}={_installed_version(name)}" for name in RENDER_LIBRARIES)
+    return f"v{RENDER_VERSION}-{sha256_hex(libraries.encode())[:12]}"
+
+
+# the module each library in RENDER_LIBRARIES is imported as
+_MODULE_OF = {"XlsxWriter": "xlsxwriter", "PyYAML": "yaml", "scikit-learn": "sklearn"}
+
+
+def _installed_version(distribution: str) -> str:
+    """The version in `<name>-<version>.dist-info` beside the library's package, else `-`."""
+    import importlib.util
+    import os
+
+    wanted = re.sub(r"[-_.]+", "_", distribution).lower()
+    spec = importlib.util.find_spec(_MODULE_OF.get(distribution, distribution.lower()))
+    if spec is None or not spec.origin:
+        return "-"
+    folder = os.path.dirname(os.path.dirname(spec.origin))
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return "-"
+    for name in sorted(names):
+        if name.endswith(".dist-info") and "-" in name:
+            found, _, version = name.removesuffix(".dist-info").partition("-")
+            if re.sub(r"[-_.]+", "_", found).lower() == wanted:
+                return version
+    return "-"
 
 
 # -- text formats ---------------------------------------------------------------------

@@ -163,8 +163,13 @@ class ResultFiles:
             oof["fold"].to_list(),
         )
 
-    def _render(self, key: tuple, render) -> LazyContent:
-        return LazyContent(self.memo, (RENDER_VERSION, *key), render)
+    def _render(self, key: tuple, render, shared=None) -> LazyContent:
+        """A rendered file: `key` = (kind, input ids...) names it in every process, so it is
+        rendered once and stored (`LazyContent`), unless its kind is tiny YAML
+        (`renderers.IN_MEMORY_KINDS`) or its node is a changing file (`file_node`).
+        `shared`: what its bytes depend on, when other keys share it (`RenderMemo.get`)."""
+        persist = key[0] not in renderers.IN_MEMORY_KINDS
+        return LazyContent(self.memo, (RENDER_VERSION, *key), render, persist, shared)
 
     def _tables(
         self, key: tuple, table, about=(), parquet: dict[str, str] | None = None
@@ -1079,10 +1084,10 @@ class ResultFiles:
                 (lambda: self.diagnostics(*self.diagnostics_inputs(views, r))) if pls else None
             )
             curves = (lambda: self.roc(*self.roc_inputs(views, r))) if with_roc else None
-            for name, render, inputs in charts.result_charts(
+            for name, render, inputs, shared in charts.result_charts(
                 self, r, dataset, views.snapshot.cv_scores(r.result_id), diagnostics, curves
             ):
-                content = self._render(("chart", name, *inputs), render)
+                content = self._render(("chart", name, *inputs), render, shared)
                 nodes[name] = file_node(name, t, content)
             return nodes
 

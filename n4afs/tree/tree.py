@@ -178,6 +178,15 @@ class _Generation:
         self.result_dirs: dict[tuple[str, TreePath], Listing] = {}
 
 
+def render_catalogue(workspace: Any) -> Any:
+    """The workspace's stored renders of this code's stamp (`renderers.render_stamp`)."""
+    from n4afs_core.store.renders import RenderCatalogue
+
+    from n4afs.tree.renderers import render_stamp
+
+    return RenderCatalogue(workspace.path, workspace.store, render_stamp())
+
+
 def _ts(value: Any) -> float:
     return value.timestamp() if value is not None else 0.0
 
@@ -185,13 +194,17 @@ def _ts(value: Any) -> float:
 class Tree:
     """The read interface shared by the fsspec filesystem, the FUSE mount and export."""
 
-    def __init__(self, workspace: Any, auto_refresh: bool = True) -> None:
+    def __init__(
+        self, workspace: Any, auto_refresh: bool = True, stored_renders: bool = True
+    ) -> None:
         """`auto_refresh`: check the change token on every call (fsspec, CLI). The mount
         turns it off and calls `refresh()` from a watcher thread instead, so no callback
-        ever waits for a snapshot load."""
+        ever waits for a snapshot load. `stored_renders`: read and store renders in the
+        workspace's render catalogue (`core.store.renders`); off, every render is drawn in
+        this process (benchmarks measure drawing with it)."""
         self.ws = workspace
         self.auto_refresh = auto_refresh
-        self.memo = RenderMemo()
+        self.memo = RenderMemo(stored=render_catalogue(workspace) if stored_renders else None)
         self.files = result_files.ResultFiles(workspace, self.memo)
         self.verified = VerifiedBlobs(workspace.store.path_of)  # re-hashed when changed
         self._generation: _Generation | None = None
@@ -324,6 +337,16 @@ class Tree:
         entries = self.list_dir(path)
         return None if entries is None else kinds(entries)
 
+    def list_kinds_of(
+        self, paths: list[TreePath]
+    ) -> Iterator[tuple[TreePath, Iterator[tuple[str, bool]] | None]]:
+        """`list_kinds` of several folders, from one snapshot: one freshness check for a
+        whole level of a walk (fsspec's glob lists a thousand result folders at once)."""
+        generation = self._current()
+        for path in paths:
+            entries = self._listing(generation, tuple(path))
+            yield path, None if entries is None else kinds(entries)
+
     def lookup(self, path: TreePath) -> Node | None:
         if not path:
             return directory("", self._root_mtime(self._current().views))
@@ -402,6 +425,21 @@ class Tree:
 
     def dataset_folder(self, dataset_id: str) -> str:
         return self._current().views.dataset_dirs[dataset_id]
+
+    def store_renders(self) -> dict[str, int]:
+        """Render and store every rendered file that is stored (`LazyContent.persist`) and
+        not stored yet: every result folder (under runs/: by-run/ shows the same ones) and
+        every dataset folder. What `n4afs render` runs after a sweep."""
+        files = drawn = 0
+        before = self.memo.renders
+        for top in (("runs",), ("datasets",)):
+            for _, node in self.walk_files(top):
+                content = node.content
+                if isinstance(content, LazyContent) and content.persist:
+                    files += 1
+                    _ = content.size
+        drawn = self.memo.renders - before
+        return {"files": files, "drawn": drawn, "stored_before": files - drawn}
 
     def walk_files(self, path: TreePath) -> list[tuple[TreePath, Node]]:
         """Every file at or below `path` (paths relative to it), in listing order."""
