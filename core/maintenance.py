@@ -175,7 +175,7 @@ def verify(
     need a missing or corrupt blob are marked broken, and broken results whose blobs are
     all whole again are completed again. `recreate` says what puts the bytes back.
     """
-    report = VerifyReport(quarantine=str(index.db_path.parent / QUARANTINE))
+    report = VerifyReport(quarantine=str(index.dir / QUARANTINE))
     marked = referenced_blobs(index)
     for blob_id in sorted(marked):
         report.checked += 1
@@ -386,7 +386,7 @@ _UNIQUE_BYTES = """
             UNION ALL SELECT {key}, f.blob_id FROM results r
                 JOIN imported_files f USING (result_id) {where}
         ) x JOIN blobs b ON b.blob_id = x.blob_id
-    ) GROUP BY 1
+    ) AS unique_blobs GROUP BY 1
 """
 
 
@@ -446,7 +446,7 @@ def usage(index: Index, store: Store, top: int = 10, scope: UsageScope = EVERYTH
         "logical_bytes": logical,
         "referenced_bytes": referenced,
         "stored_bytes": object_bytes,
-        "index_bytes": index.db_path.stat().st_size,
+        "index_bytes": index.size_bytes(),
         "dedup_ratio": logical / referenced if referenced else 1.0,
         "unreferenced_bytes": max(object_bytes - workspace_referenced, 0),
         "datasets": datasets,

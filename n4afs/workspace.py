@@ -16,7 +16,8 @@ from typing import Any
 from n4afs_core.errors import DatasetError, N4AError, RunError, WorkspaceError
 from n4afs_core.index import catalog, queries, writes
 from n4afs_core.index.catalog import BlobStats, DatasetInfo
-from n4afs_core.index.database import SCHEMA_DIR, Index, migrations_in
+from n4afs_core.index.database import SCHEMA_DIR, migrations_in
+from n4afs_core.index.engines import INDEX_ENV, workspace_exists, workspace_index
 from n4afs_core.index.trust import untrusted_runs
 from n4afs_core.store.ids import sha256_hex
 from n4afs_core.store.stores import workspace_store
@@ -80,26 +81,33 @@ class Workspace:
     """One experiment workspace: index + blob store."""
 
     def __init__(
-        self, path: str | os.PathLike | None = None, create: bool = True, store: str | None = None
+        self,
+        path: str | os.PathLike | None = None,
+        create: bool = True,
+        store: str | None = None,
+        index: str | None = None,
     ) -> None:
         """`store`: where blobs live, e.g. `s3://bucket/prefix` (default: inside the
-        workspace directory); remembered in `n4a.yaml`, the index stays local."""
+        workspace directory); `index`: a shared index, `postgresql://user@host/db` (default:
+        `$N4AFS_INDEX` for a new workspace, else its own DuckDB file). Both are remembered
+        in `n4a.yaml`."""
         self.path = Path(path).expanduser() if path is not None else default_workspace_path()
-        self.index = Index(self.path)
-        if not self.index.db_path.exists():
+        if not workspace_exists(self.path):
             if not create:
                 raise WorkspaceError(
                     f"no workspace at {self.path}: create it with `n4afs init {self.path}`"
                 )
             if self.path.exists() and not self.path.is_dir():
                 raise WorkspaceError(f"{self.path} exists and is not a directory")
+            index = index or os.environ.get(INDEX_ENV) or None
+        self.index = workspace_index(self.path, index)
         self.store = workspace_store(self.path, store)
         self.store.create()
         self._ensure_schema()
 
     def _ensure_schema(self) -> None:
         latest = migrations_in(SCHEMA_DIR)[-1].version
-        if not self.index.db_path.exists() or self.index.schema_version() != latest:
+        if not self.index.exists() or self.index.schema_version() != latest:
             self.index.migrate()
 
     @property

@@ -325,14 +325,21 @@ def plan_results(
         )
     finally:
         conn.unregister("planned")
-    conn.execute("INSERT OR REPLACE INTO dataset_seq VALUES (?, ?)", [dataset.dataset_id, seq])
+    conn.execute(_SET_SEQ, [dataset.dataset_id, seq])
+
+
+# portable upsert (DuckDB's `INSERT OR REPLACE` is not PostgreSQL's)
+_SET_SEQ = (
+    "INSERT INTO dataset_seq VALUES (?, ?) ON CONFLICT (dataset_id) "
+    "DO UPDATE SET last_seq = excluded.last_seq"
+)
 
 
 def next_seq(conn: Any, dataset_id: str) -> int:
     """The dataset's next sequence number, taken (numbers are never handed out twice)."""
     row = conn.execute("SELECT last_seq FROM dataset_seq WHERE dataset_id = ?", [dataset_id])
     seq = (row.fetchone() or (0,))[0] + 1
-    conn.execute("INSERT OR REPLACE INTO dataset_seq VALUES (?, ?)", [dataset_id, seq])
+    conn.execute(_SET_SEQ, [dataset_id, seq])
     return seq
 
 

@@ -24,12 +24,19 @@ FAILED_CONFIGS_EXIT = 3  # `run` finished, but some configs failed (status parti
     help="Keep blobs at this fsspec URL (e.g. s3://bucket/prefix) instead of inside "
     "the workspace; credentials come from the usual AWS_* variables.",
 )
+@click.option(
+    "--index",
+    default=None,
+    help="Share an index on PostgreSQL (postgresql://user@host:port/database; default: "
+    "$N4AFS_INDEX, else the workspace's own file); the password goes in PGPASSWORD or "
+    "~/.pgpass.",
+)
 @click.pass_context
-def init(ctx: click.Context, path: str | None, store: str | None) -> None:
+def init(ctx: click.Context, path: str | None, store: str | None, index: str | None) -> None:
     """Create a workspace at PATH (or the default workspace) if it does not exist."""
     from n4afs.workspace import Workspace
 
-    ws = Workspace(path or ctx.obj["workspace"], create=True, store=store)
+    ws = Workspace(path or ctx.obj["workspace"], create=True, store=store, index=index)
     echo(f"workspace ready: {ws.path}")
 
 

@@ -1,0 +1,253 @@
+"""A shared index on PostgreSQL (#22, item 1): `n4afs init WS --index postgresql://...`.
+
+A real server (tests/postgres_fixture.py: Debian's binaries, initdb + pg_ctl in a
+temporary folder, loopback and a Unix socket). What a team needs from it: the same answers
+as the DuckDB index for the same sweep; several coordinators, in several processes and
+workspace folders, writing into one index at once, every result landing exactly once;
+everyone's listings and trees seeing everyone's results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from n4afs.workspace import Workspace
+from tests.cli_process import ENV, cli
+
+SWEEP = {
+    "name": "sweep",
+    "steps": [{"_or_": ["snv", "msc", None]}, {"pls": {"n_components": {"_range_": [2, 6]}}}],
+}  # 3 x 5 = 15 configurations
+
+
+def _without_run_ids(text: str, run_ids: list[str]) -> str:
+    for i, run_id in enumerate(run_ids):
+        text = text.replace(run_id, f"RUN{i}")
+    return text
+
+
+def _tree_text(ws: Workspace, path: tuple[str, ...]) -> str:
+    tree = ws.tree
+    return tree.read(tree.lookup(path)).decode()
+
+
+def test_init_records_the_shared_index_and_reopening_uses_it(tmp_path, pg_index_url):
+    ws = Workspace(tmp_path / "ws", index=pg_index_url)
+    assert ws.index.engine == "postgresql"
+    assert not (tmp_path / "ws" / "n4a.duckdb").exists()
+    assert yaml.safe_load((tmp_path / "ws" / "n4a.yaml").read_text())["index"] == pg_index_url
+    again = Workspace(tmp_path / "ws", create=False)
+    assert again.index.engine == "postgresql"
+    assert again.index.schema_version() == ws.index.schema_version() >= 8
+
+
+def test_the_environment_variable_chooses_the_index_of_a_new_workspace(
+    tmp_path, pg_index_url, monkeypatch
+):
+    monkeypatch.setenv("N4AFS_INDEX", pg_index_url)
+    assert Workspace(tmp_path / "new").index.engine == "postgresql"
+    monkeypatch.setenv("N4AFS_INDEX", "")
+    assert Workspace(tmp_path / "new").index.engine == "postgresql"  # recorded
+    assert Workspace(tmp_path / "other").index.engine == "duckdb"
+
+
+def test_bad_index_urls_are_one_line_refusals(tmp_path, postgres_server):
+    for url, words in [
+        ("mysql://x/y", "PostgreSQL URL"),
+        (f"postgresql://n4a:secret@127.0.0.1:{postgres_server.port}/x", "PGPASSWORD"),
+    ]:
+        done = cli("init", str(tmp_path / "w"), "--index", url)
+        assert done.returncode == 2, done.stderr
+        assert words in done.stderr and "Traceback" not in done.stderr
+        assert not (tmp_path / "w" / "n4a.yaml").exists()
+    Workspace(tmp_path / "local")  # a DuckDB workspace cannot move to a shared index
+    done = cli("init", str(tmp_path / "local"), "--index", postgres_server.url())
+    assert done.returncode == 2 and "has its own index" in done.stderr
+
+
+def test_an_unreachable_server_is_one_line_not_a_traceback(tmp_path, postgres_server):
+    url = postgres_server.url("n4a_nowhere").replace(str(postgres_server.port), "1")
+    done = cli("init", str(tmp_path / "w"), "--index", url)
+    assert done.returncode == 2
+    assert "cannot reach the index" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_sweep_gives_the_same_answers_as_on_duckdb(tmp_path, pg_index_url):
+    shared = Workspace(tmp_path / "pg", index=pg_index_url)
+    local = Workspace(tmp_path / "duck")
+    runs = {}
+    for label, ws in (("pg", shared), ("duck", local)):
+        runs[label] = ws.run([SWEEP], ["chemotools:fermentation"], cv=3, name="same").run_id
+    assert shared.index.engine == "postgresql" and local.index.engine == "duckdb"
+
+    def summary(ws: Workspace, run_id: str) -> dict:
+        [run] = ws.runs()
+        best = ws.best("fermentation")
+        ranked = ws.results("fermentation")
+        return {
+            "run": (run.name, run.status, run.n_results, run.n_pending, run.n_failed),
+            "best": (best.label, best.score),
+            "ranked": [(r.label, r.score) for r in ranked],
+            "listing": sorted(ws.tree.list_dir(("runs", "fermentation"))),
+            "by_run": sorted(ws.tree.list_dir(("by-run",))),
+            "results_csv": _tree_text(ws, ("runs", "fermentation", "RESULTS.csv")),
+            "scores": _tree_text(ws, ("runs", "fermentation", best.label, "scores.yaml")),
+            "cv": _tree_text(ws, ("runs", "fermentation", best.label, "predictions", "cv.csv")),
+        }
+
+    pg = json.loads(_without_run_ids(json.dumps(summary(shared, runs["pg"])), [runs["pg"]]))
+    duck = json.loads(_without_run_ids(json.dumps(summary(local, runs["duck"])), [runs["duck"]]))
+    assert pg["run"] == duck["run"] == ["same", "completed", 15, 0, 0]
+    for key in duck:
+        assert pg[key] == duck[key], key
+    assert shared.query("SELECT count(*) FROM results")[1] == [(15,)]
+
+
+def test_user_sql_on_a_shared_index_is_one_read_only_statement(tmp_path, pg_index_url):
+    from n4afs_core.errors import QueryError
+
+    ws = Workspace(tmp_path / "ws", index=pg_index_url)
+    ws.run([SWEEP], ["chemotools:fermentation"], cv=3, name="q")
+    header, rows = ws.query("SELECT count(*) AS n FROM results WHERE status = 'completed'")
+    assert header == ["n"] and rows == [(15,)]
+    for sql in ("DELETE FROM results", "SELECT 1; DELETE FROM results", "DROP TABLE runs"):
+        with pytest.raises(QueryError):
+            ws.query(sql)
+    assert ws.query("SELECT count(*) FROM results")[1] == [(15,)]
+
+
+def _coordinator(workspace, name: str, template) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "n4afs.cli", "-w", str(workspace), "run", str(template)]
+        + ["-d", "fermentation", "--cv", "3", "--name", name],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_coordinators_write_into_one_index_at_once_and_every_result_lands_once(
+    tmp_path, pg_index_url
+):
+    """Two workspace folders (two people, or two machines) on one store and one index run
+    sweeps at the same time, while a third process queries; each sees the other's."""
+    store = f"file://{tmp_path / 'shared-store'}"
+    alice = Workspace(tmp_path / "alice", store=store, index=pg_index_url)
+    bob = Workspace(tmp_path / "bob", store=store, index=pg_index_url)
+    alice.add_dataset("chemotools:fermentation", name="fermentation")
+    assert [d.name for d in bob.datasets()] == ["fermentation"]  # one index: bob sees it
+    template = tmp_path / "sweep.yaml"
+    template.write_text(yaml.safe_dump(SWEEP))
+    # a tree opened before the runs, to see it follow them
+    before = sorted(bob.tree.list_dir(("by-run",)))
+
+    procs = [_coordinator(alice.path, "alice", template), _coordinator(bob.path, "bob", template)]
+    queries = 0
+    while any(p.poll() is None for p in procs):
+        done = cli("-w", str(alice.path), "runs")
+        assert done.returncode == 0, done.stderr
+        queries += 1
+        time.sleep(0.2)
+    for proc in procs:
+        out, err = proc.communicate()
+        assert proc.returncode == 0, err
+    assert queries >= 1
+
+    for ws in (alice, bob):
+        runs = {r.name: r for r in ws.runs()}
+        assert sorted(runs) == ["alice", "bob"]
+        assert all(r.status == "completed" and r.n_results == 15 for r in runs.values())
+    rows = alice.query(
+        "SELECT count(*), count(DISTINCT seq), count(DISTINCT result_id), "
+        "count(*) FILTER (WHERE status = 'completed') FROM results"
+    )[1]
+    assert rows == [(30, 30, 30, 30)]  # every result once, numbered once
+    seqs = [r[0] for r in alice.query("SELECT seq FROM results ORDER BY seq")[1]]
+    assert seqs == list(range(1, 31))
+
+    after = sorted(bob.tree.list_dir(("by-run",)))
+    assert after != before and len([n for n in after if re.search(r"_(alice|bob)_", n)]) == 2
+    listing = bob.tree.list_dir(("runs", "fermentation"))
+    assert len([n for n in listing if re.fullmatch(r"\d{4}_.*", n)]) == 30
+    best = cli("-w", str(bob.path), "best", "fermentation")
+    assert (
+        best.returncode == 0
+        and best.stdout == cli("-w", str(alice.path), "best", "fermentation").stdout
+    )
+    # the other's result is readable from here: its bytes are in the shared store
+    result = [n for n in listing if re.fullmatch(r"\d{4}_.*", n)][0]
+    assert _tree_text(bob, ("runs", "fermentation", result, "predictions", "cv.csv"))
+
+
+def test_a_tree_open_in_one_workspace_sees_the_others_commits(tmp_path, pg_index_url):
+    store = f"file://{tmp_path / 'shared-store'}"
+    alice = Workspace(tmp_path / "alice", store=store, index=pg_index_url)
+    bob = Workspace(tmp_path / "bob", store=store, index=pg_index_url)
+    token = bob.index.change_token()
+    assert bob.tree.list_dir(("by-run",)) is not None
+    alice.run([[{"pls": {"n_components": 3}}]], ["chemotools:fermentation"], cv=3, name="first")
+    assert bob.index.change_token() != token
+    assert any("_first_" in n for n in bob.tree.list_dir(("by-run",)))
+
+
+def test_writers_wait_their_turn_and_a_stuck_one_is_named(tmp_path, pg_index_url):
+    from n4afs_core.errors import WorkspaceLocked
+    from n4afs_core.index.postgres import PostgresIndex
+
+    Workspace(tmp_path / "ws", index=pg_index_url)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_WRITE, pg_index_url, str(tmp_path / "ws")],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        impatient = PostgresIndex(pg_index_url, tmp_path / "ws", timeout_s=0.5)
+        started = time.monotonic()
+        with pytest.raises(WorkspaceLocked, match="n4afs"), impatient.write():
+            pass
+        assert time.monotonic() - started < 5
+        with impatient.read() as conn:  # readers are not blocked by the writer
+            assert conn.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+    finally:
+        holder.kill()
+        holder.wait()
+    with PostgresIndex(pg_index_url, tmp_path / "ws", timeout_s=5).write():
+        pass  # the server released the dead client's lock
+
+
+HOLD_WRITE = """
+import sys, time
+from n4afs_core.index.postgres import PostgresIndex
+with PostgresIndex(sys.argv[1], sys.argv[2]).write():
+    print("holding", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_mount_of_a_shared_index_serves_everyones_results(tmp_path, pg_index_url):
+    from tests.mount_fixture import Mount, wait_for
+
+    store = f"file://{tmp_path / 'shared-store'}"
+    alice = Workspace(tmp_path / "alice", store=store, index=pg_index_url)
+    bob = Workspace(tmp_path / "bob", store=store, index=pg_index_url)
+    alice.run([SWEEP], ["chemotools:fermentation"], cv=3, name="alice")
+    with Mount(alice.path, tmp_path / "mnt").serving() as mount:
+        results = mount.path / "runs" / "fermentation" / "RESULTS.csv"
+        assert results.read_bytes() == alice.tree.read(
+            alice.tree.lookup(("runs", "fermentation", "RESULTS.csv"))
+        )
+        bob.run([[{"pls": {"n_components": 3}}]], ["fermentation"], cv=3, name="bob")
+        by_run = mount.path / "by-run"
+        wait_for(lambda: any("_bob_" in n for n in os.listdir(by_run)), timeout=10)
+        assert len(results.read_text().splitlines()) == 1 + 16
