@@ -278,3 +278,27 @@ def test_a_mount_of_a_shared_index_serves_everyones_results(tmp_path, pg_index_u
         by_run = mount.path / "by-run"
         wait_for(lambda: any("_bob_" in n for n in os.listdir(by_run)), timeout=10)
         assert len(results.read_text().splitlines()) == 1 + 16
+
+
+def test_gc_on_a_shared_index_spares_every_workspaces_results_and_export_works(
+    tmp_path, pg_index_url
+):
+    """The index knows every workspace's references: gc in one folder, with no grace,
+    removes nothing another folder's results need; that folder exports them whole."""
+    import zipfile
+
+    store = f"file://{tmp_path / 'shared-store'}"
+    alice = Workspace(tmp_path / "alice", store=store, index=pg_index_url)
+    bob = Workspace(tmp_path / "bob", store=store, index=pg_index_url)
+    alice.run([SWEEP], ["chemotools:fermentation"], cv=3, name="alice")
+    swept = cli("-w", str(bob.path), "gc", "--grace", "0m")
+    assert swept.returncode == 0, swept.stderr
+    assert bob.gc(grace_s=0).removed == []
+    assert alice.verify().ok
+    best = alice.best("fermentation")
+    out = tmp_path / "best.zip"
+    done = cli("-w", str(bob.path), "export", f"runs/fermentation/{best.label}", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    names = zipfile.ZipFile(out).namelist()
+    assert any(n.endswith("scores.yaml") for n in names)
+    assert any("models/final_" in n for n in names)
