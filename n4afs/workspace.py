@@ -17,10 +17,15 @@ from n4afs_core.errors import DatasetError, N4AError, RunError, WorkspaceError
 from n4afs_core.index import catalog, queries, writes
 from n4afs_core.index.catalog import BlobStats, DatasetInfo
 from n4afs_core.index.database import SCHEMA_DIR, migrations_in
-from n4afs_core.index.engines import INDEX_ENV, workspace_exists, workspace_index
+from n4afs_core.index.engines import (
+    INDEX_ENV,
+    record_index,
+    workspace_exists,
+    workspace_index,
+)
 from n4afs_core.index.trust import untrusted_runs
 from n4afs_core.store.ids import sha256_hex
-from n4afs_core.store.stores import workspace_store
+from n4afs_core.store.stores import recorded_store, workspace_store
 
 from n4afs.runs import Result, Run, ranked_handles, undated
 
@@ -101,9 +106,14 @@ class Workspace:
                 raise WorkspaceError(f"{self.path} exists and is not a directory")
             index = index or os.environ.get(INDEX_ENV) or None
         self.index = workspace_index(self.path, index)
+        if self.index.engine != "duckdb":  # a shared index says which store everyone uses
+            self._ensure_schema()
+            store = self.index.shared_store(store or recorded_store(self.path))
         self.store = workspace_store(self.path, store)
+        record_index(self.path, self.index)
         self.store.create()
-        self._ensure_schema()
+        if self.index.engine == "duckdb":
+            self._ensure_schema()
 
     def _ensure_schema(self) -> None:
         latest = migrations_in(SCHEMA_DIR)[-1].version

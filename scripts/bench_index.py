@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
             commits = {}
             for engine in ("duckdb", "postgresql"):
                 url = fresh_database("n4a_bench_commit") if engine == "postgresql" else None
-                ws = Workspace(scratch / f"commit-{engine}", index=url)
+                store = f"file://{scratch / 'commit-store'}" if url else None
+                ws = Workspace(scratch / f"commit-{engine}", store=store, index=url)
                 ws.add_dataset("chemotools:fermentation", name="fermentation")
                 log(f"{engine}: commit cost ...")
                 commits[engine] = commit_cost(ws, payloads, hashes, args.rounds)

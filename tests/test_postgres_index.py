@@ -34,13 +34,18 @@ def _without_run_ids(text: str, run_ids: list[str]) -> str:
     return text
 
 
+def _store(tmp_path) -> str:
+    """The one store every workspace on a test's shared index uses."""
+    return f"file://{tmp_path / 'shared-store'}"
+
+
 def _tree_text(ws: Workspace, path: tuple[str, ...]) -> str:
     tree = ws.tree
     return tree.read(tree.lookup(path)).decode()
 
 
 def test_init_records_the_shared_index_and_reopening_uses_it(tmp_path, pg_index_url):
-    ws = Workspace(tmp_path / "ws", index=pg_index_url)
+    ws = Workspace(tmp_path / "ws", store=_store(tmp_path), index=pg_index_url)
     assert ws.index.engine == "postgresql"
     assert not (tmp_path / "ws" / "n4a.duckdb").exists()
     assert yaml.safe_load((tmp_path / "ws" / "n4a.yaml").read_text())["index"] == pg_index_url
@@ -53,7 +58,7 @@ def test_the_environment_variable_chooses_the_index_of_a_new_workspace(
     tmp_path, pg_index_url, monkeypatch
 ):
     monkeypatch.setenv("N4AFS_INDEX", pg_index_url)
-    assert Workspace(tmp_path / "new").index.engine == "postgresql"
+    assert Workspace(tmp_path / "new", store=_store(tmp_path)).index.engine == "postgresql"
     monkeypatch.setenv("N4AFS_INDEX", "")
     assert Workspace(tmp_path / "new").index.engine == "postgresql"  # recorded
     assert Workspace(tmp_path / "other").index.engine == "duckdb"
@@ -73,11 +78,31 @@ def test_bad_index_urls_are_one_line_refusals(tmp_path, postgres_server):
     assert done.returncode == 2 and "has its own index" in done.stderr
 
 
+def test_everyone_on_a_shared_index_uses_its_store(tmp_path, pg_index_url):
+    """A shared index lists results whose bytes must be reachable from every workspace:
+    the first names the store, later ones adopt it, another store or none is refused
+    before anything is written."""
+    done = cli("init", str(tmp_path / "nostore"), "--index", pg_index_url)
+    assert done.returncode == 2 and "needs a store" in done.stderr, done.stderr
+    assert not (tmp_path / "nostore").exists() or not any((tmp_path / "nostore").iterdir())
+    first = Workspace(tmp_path / "first", store=_store(tmp_path), index=pg_index_url)
+    joiner = Workspace(tmp_path / "joiner", index=pg_index_url)  # no --store: the team's
+    assert joiner.store.root == first.store.root == tmp_path / "shared-store"
+    assert yaml.safe_load((tmp_path / "joiner" / "n4a.yaml").read_text())["store"] == (
+        _store(tmp_path)
+    )
+    other = f"file://{tmp_path / 'elsewhere'}"
+    done = cli("init", str(tmp_path / "stray"), "--store", other, "--index", pg_index_url)
+    assert done.returncode == 2 and f"--store {_store(tmp_path)}" in done.stderr, done.stderr
+    assert not (tmp_path / "stray").exists() or not any((tmp_path / "stray").iterdir())
+
+
 def test_an_unreachable_server_is_one_line_not_a_traceback(tmp_path, postgres_server):
     url = postgres_server.url("n4a_nowhere").replace(str(postgres_server.port), "1")
     done = cli("init", str(tmp_path / "w"), "--index", url)
     assert done.returncode == 2
     assert "cannot reach the index" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "w").exists() or list((tmp_path / "w").iterdir()) == []
 
 
 def _answers(ws: Workspace, dataset: str) -> dict:
@@ -102,7 +127,7 @@ def _answers(ws: Workspace, dataset: str) -> dict:
 
 
 def _both_engines(tmp_path, url: str, templates, dataset: str, **options) -> tuple[dict, dict]:
-    shared = Workspace(tmp_path / "pg", index=url)
+    shared = Workspace(tmp_path / "pg", store=_store(tmp_path), index=url)
     local = Workspace(tmp_path / "duck")
     assert shared.index.engine == "postgresql" and local.index.engine == "duckdb"
     for ws in (shared, local):
@@ -141,7 +166,7 @@ def test_a_run_whose_every_config_fails_is_recorded(tmp_path, pg_index_url):
 def test_user_sql_on_a_shared_index_is_one_read_only_statement(tmp_path, pg_index_url):
     from n4afs_core.errors import QueryError
 
-    ws = Workspace(tmp_path / "ws", index=pg_index_url)
+    ws = Workspace(tmp_path / "ws", store=_store(tmp_path), index=pg_index_url)
     ws.run([SWEEP], ["chemotools:fermentation"], cv=3, name="q")
     header, rows = ws.query("SELECT count(*) AS n FROM results WHERE status = 'completed'")
     assert header == ["n"] and rows == [(15,)]
@@ -167,7 +192,7 @@ def test_two_coordinators_write_into_one_index_at_once_and_every_result_lands_on
 ):
     """Two workspace folders (two people, or two machines) on one store and one index run
     sweeps at the same time, while a third process queries; each sees the other's."""
-    store = f"file://{tmp_path / 'shared-store'}"
+    store = _store(tmp_path)
     alice = Workspace(tmp_path / "alice", store=store, index=pg_index_url)
     bob = Workspace(tmp_path / "bob", store=store, index=pg_index_url)
     alice.add_dataset("chemotools:fermentation", name="fermentation")
@@ -216,7 +241,7 @@ def test_two_coordinators_write_into_one_index_at_once_and_every_result_lands_on
 
 
 def test_a_tree_open_in_one_workspace_sees_the_others_commits(tmp_path, pg_index_url):
-    store = f"file://{tmp_path / 'shared-store'}"
+    store = _store(tmp_path)
     alice = Workspace(tmp_path / "alice", store=store, index=pg_index_url)
     bob = Workspace(tmp_path / "bob", store=store, index=pg_index_url)
     token = bob.index.change_token()
@@ -230,7 +255,7 @@ def test_writers_wait_their_turn_and_a_stuck_one_is_named(tmp_path, pg_index_url
     from n4afs_core.errors import WorkspaceLocked
     from n4afs_core.index.postgres import PostgresIndex
 
-    Workspace(tmp_path / "ws", index=pg_index_url)
+    Workspace(tmp_path / "ws", store=_store(tmp_path), index=pg_index_url)
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_WRITE, pg_index_url, str(tmp_path / "ws")],
         env=ENV,
@@ -265,7 +290,7 @@ with PostgresIndex(sys.argv[1], sys.argv[2]).write():
 def test_a_mount_of_a_shared_index_serves_everyones_results(tmp_path, pg_index_url):
     from tests.mount_fixture import Mount, wait_for
 
-    store = f"file://{tmp_path / 'shared-store'}"
+    store = _store(tmp_path)
     alice = Workspace(tmp_path / "alice", store=store, index=pg_index_url)
     bob = Workspace(tmp_path / "bob", store=store, index=pg_index_url)
     alice.run([SWEEP], ["chemotools:fermentation"], cv=3, name="alice")
@@ -277,7 +302,8 @@ def test_a_mount_of_a_shared_index_serves_everyones_results(tmp_path, pg_index_u
         bob.run([[{"pls": {"n_components": 3}}]], ["fermentation"], cv=3, name="bob")
         by_run = mount.path / "by-run"
         wait_for(lambda: any("_bob_" in n for n in os.listdir(by_run)), timeout=10)
-        assert len(results.read_text().splitlines()) == 1 + 16
+        # RESULTS.csv is a mutable file: the watcher invalidates it after its refresh
+        wait_for(lambda: len(results.read_text().splitlines()) == 1 + 16, timeout=10)
 
 
 def test_gc_on_a_shared_index_spares_every_workspaces_results_and_export_works(
@@ -287,7 +313,7 @@ def test_gc_on_a_shared_index_spares_every_workspaces_results_and_export_works(
     removes nothing another folder's results need; that folder exports them whole."""
     import zipfile
 
-    store = f"file://{tmp_path / 'shared-store'}"
+    store = _store(tmp_path)
     alice = Workspace(tmp_path / "alice", store=store, index=pg_index_url)
     bob = Workspace(tmp_path / "bob", store=store, index=pg_index_url)
     alice.run([SWEEP], ["chemotools:fermentation"], cv=3, name="alice")

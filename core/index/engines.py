@@ -36,7 +36,8 @@ def workspace_exists(workspace: Path) -> bool:
 
 
 def workspace_index(workspace: Path, url: str | None = None) -> Any:
-    """The index of `workspace`: `url` is recorded on first use and must match after."""
+    """The index of `workspace`: the recorded one, else `url` (checked here, recorded by
+    `record_index` once the workspace is agreed on: nothing is written before)."""
     recorded = recorded_index(workspace)
     if url is not None:
         url = url.strip()
@@ -51,18 +52,21 @@ def workspace_index(workspace: Path, url: str | None = None) -> Any:
             )
         if recorded is not None and recorded != url:
             raise WorkspaceError(f"workspace {workspace} uses the index {recorded}, not {url}")
-        if recorded is None:
-            if (workspace / DB_NAME).exists():
-                raise WorkspaceError(
-                    f"workspace {workspace} has its own index ({DB_NAME}): a shared index is "
-                    "chosen when a workspace is created (`n4afs init NEW --index URL`)"
-                )
-            config_path = workspace / CONFIG_NAME
-            config = yaml.safe_load(config_path.read_text()) or {} if config_path.exists() else {}
-            config["index"] = url
-            workspace.mkdir(parents=True, exist_ok=True)
-            config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-            recorded = url
-    if recorded is not None:
-        return PostgresIndex(recorded, workspace)
-    return Index(workspace)
+        if recorded is None and (workspace / DB_NAME).exists():
+            raise WorkspaceError(
+                f"workspace {workspace} has its own index ({DB_NAME}): a shared index is "
+                "chosen when a workspace is created (`n4afs init NEW --index URL`)"
+            )
+    chosen = recorded or url
+    return PostgresIndex(chosen, workspace) if chosen else Index(workspace)
+
+
+def record_index(workspace: Path, index: Any) -> None:
+    """Remember a shared index in `n4a.yaml` (the DuckDB default needs no record)."""
+    if index.engine == "duckdb" or recorded_index(workspace) == index.url:
+        return
+    config_path = workspace / CONFIG_NAME
+    config = (yaml.safe_load(config_path.read_text()) or {}) if config_path.exists() else {}
+    config["index"] = index.url
+    workspace.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))

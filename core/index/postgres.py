@@ -40,12 +40,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from n4afs_core.errors import IndexUnavailable, QueryError, SchemaError, WorkspaceLocked
+from n4afs_core.errors import (
+    IndexUnavailable,
+    QueryError,
+    SchemaError,
+    WorkspaceError,
+    WorkspaceLocked,
+)
 from n4afs_core.index.lock import DEFAULT_TIMEOUT_S
 
 COMPAT_SQL = Path(__file__).with_name("postgres_compat.sql")
 URL_SCHEMES = ("postgresql://", "postgres://")
 _LOCAL = threading.local()
+_INHERITED: list[dict] = []  # connections a forked child inherited: kept, never closed
 _PLACEHOLDER = re.compile(r"""('(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*)|(\?)|(%)""")
 _TRANSLATED: dict[str, str] = {}
 
@@ -161,8 +168,11 @@ class PostgresIndex:
         """This thread's open connection to this index (a forked child makes its own)."""
         conns = getattr(_LOCAL, "conns", None)
         if conns is None or getattr(_LOCAL, "pid", None) != os.getpid():
+            if conns:  # a forked child: its parent's sessions must not be closed from here
+                _INHERITED.append(conns)  # (closing sends the server a Terminate)
             conns = _LOCAL.conns = {}
             _LOCAL.pid = os.getpid()
+            _LOCAL.depth = {}
         raw = conns.get(self.url)
         if raw is None or raw.closed or raw.broken:
             raw = conns[self.url] = self._connect()
@@ -171,9 +181,10 @@ class PostgresIndex:
     @contextmanager
     def _transaction(self, begin: str) -> Iterator[PgConnection]:
         """One transaction on this thread's connection; nested calls share the outer one."""
-        depth = getattr(_LOCAL, "depth", {})
-        _LOCAL.depth = depth
         raw = self._connection()
+        depth = getattr(_LOCAL, "depth", None)
+        if depth is None:
+            depth = _LOCAL.depth = {}
         if depth.get(self.url):  # a read inside a read (or a write) of this thread
             depth[self.url] += 1
             try:
@@ -294,6 +305,32 @@ class PostgresIndex:
             raise QueryError(f"query failed: {first}") from exc
         finally:
             raw.close()
+
+    def shared_store(self, url: str | None) -> str:
+        """The blob store of every workspace on this index: the first to name one records
+        it; a workspace naming none adopts it; one naming another is refused. A shared
+        index without a shared store would list results whose bytes are elsewhere."""
+        url = url.rstrip("/") if url else None
+        rows = self.fetchall("SELECT value FROM n4a_settings WHERE key = 'store'")
+        if not rows and url is not None:
+            with self.write() as conn:
+                conn.execute(
+                    "INSERT INTO n4a_settings VALUES ('store', ?) ON CONFLICT DO NOTHING", [url]
+                )
+                rows = conn.execute("SELECT value FROM n4a_settings WHERE key = 'store'")
+                rows = rows.fetchall()
+        if not rows:
+            raise WorkspaceError(
+                f"the shared index {_shown(self.url)} needs a store every workspace on it "
+                "reaches: give --store s3://bucket/prefix (or file:///a/folder/they/all/mount)"
+            )
+        (recorded,) = rows[0]
+        if url is not None and url != recorded:
+            raise WorkspaceError(
+                f"the shared index {_shown(self.url)} keeps its blobs in {recorded}, not {url}: "
+                f"give --store {recorded} (or leave --store out)"
+            )
+        return recorded
 
     # -- schema -----------------------------------------------------------------------
     def schema_version(self) -> int:

@@ -10,6 +10,12 @@ CREATE TABLE IF NOT EXISTS n4a_changes (
 );
 INSERT INTO n4a_changes VALUES (1, 0) ON CONFLICT DO NOTHING;
 
+-- what every workspace on this index must agree on: `store`, the blobs' URL
+CREATE TABLE IF NOT EXISTS n4a_settings (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+
 -- DuckDB's DOUBLE (schema columns, CAST(... AS DOUBLE))
 DO $$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 'double'
