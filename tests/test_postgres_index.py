@@ -328,3 +328,29 @@ def test_gc_on_a_shared_index_spares_every_workspaces_results_and_export_works(
     names = zipfile.ZipFile(out).namelist()
     assert any(n.endswith("scores.yaml") for n in names)
     assert any("models/final_" in n for n in names)
+
+
+def test_serve_of_a_shared_index_serves_everyones_results(tmp_path, pg_index_url):
+    """`n4afs serve` (threads: one connection each) on one workspace folder; a result
+    another folder commits meanwhile is listed and read over WebDAV."""
+    import urllib.request
+
+    from tests.webdav_fixture import Server
+
+    alice = Workspace(tmp_path / "alice", store=_store(tmp_path), index=pg_index_url)
+    bob = Workspace(tmp_path / "bob", index=pg_index_url)
+    alice.run([SWEEP], ["chemotools:fermentation"], cv=3, name="alice")
+    with Server(alice.path, tmp_path / "state").serving() as server:
+        url = server.url + "runs/fermentation/RESULTS.csv"
+        first = urllib.request.urlopen(url, timeout=30).read()
+        assert first == alice.tree.read(alice.tree.lookup(("runs", "fermentation", "RESULTS.csv")))
+        bob.run([[{"pls": {"n_components": 3}}]], ["fermentation"], cv=3, name="bob")
+        after = urllib.request.urlopen(url, timeout=30).read()
+        assert len(after.decode().splitlines()) == len(first.decode().splitlines()) + 1
+        [label] = [r.label for r in bob.results("fermentation") if "bob" in r.run_id]
+        scores = urllib.request.urlopen(
+            f"{server.url}runs/fermentation/{label}/scores.yaml", timeout=30
+        ).read()
+        assert scores == bob.tree.read(
+            bob.tree.lookup(("runs", "fermentation", label, "scores.yaml"))
+        )
