@@ -321,6 +321,11 @@ def test_gc_on_a_shared_index_spares_every_workspaces_results_and_export_works(
     assert swept.returncode == 0, swept.stderr
     assert bob.gc(grace_s=0).removed == []
     assert alice.verify().ok
+    usage = cli("-w", str(bob.path), "du", "--json")  # sums: int, as from DuckDB
+    assert usage.returncode == 0, usage.stderr
+    shown = json.loads(usage.stdout)
+    assert shown["referenced_bytes"] == alice.usage()["referenced_bytes"] > 0
+    assert all(isinstance(row["logical"], int) for row in shown["largest"])
     best = alice.best("fermentation")
     out = tmp_path / "best.zip"
     done = cli("-w", str(bob.path), "export", f"runs/fermentation/{best.label}", "-o", str(out))

@@ -122,6 +122,17 @@ class PgConnection:
         self.raw.execute(f'DROP TABLE IF EXISTS "{name}"')
 
 
+def _numeric_loader_class() -> Any:
+    from psycopg.adapt import Loader
+
+    class NumericLoader(Loader):
+        def load(self, data: Any) -> int | float:
+            text = bytes(data).decode()
+            return int(text) if text.lstrip("-").isdigit() else float(text)
+
+    return NumericLoader
+
+
 class PostgresIndex:
     """A workspace's index in a PostgreSQL database (see the module's docstring)."""
 
@@ -162,6 +173,8 @@ class PostgresIndex:
             raise IndexUnavailable(f"cannot reach the index {_shown(self.url)}: {first}") from exc
         # a Python str is text (not "unknown"): lists of them become text[] for unnest(?)
         raw.adapters.register_dumper(str, StrDumper)
+        # sum() of BIGINT is NUMERIC here (Decimal), HUGEINT in DuckDB (int): read it as int
+        raw.adapters.register_loader("numeric", _numeric_loader_class())
         return raw
 
     def _connection(self) -> Any:
