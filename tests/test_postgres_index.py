@@ -294,7 +294,8 @@ def test_a_mount_of_a_shared_index_serves_everyones_results(tmp_path, pg_index_u
     alice = Workspace(tmp_path / "alice", store=store, index=pg_index_url)
     bob = Workspace(tmp_path / "bob", store=store, index=pg_index_url)
     alice.run([SWEEP], ["chemotools:fermentation"], cv=3, name="alice")
-    with Mount(alice.path, tmp_path / "mnt").serving() as mount:
+    mount = Mount(alice.path, tmp_path / "mnt").start()
+    try:  # stopped even when an assertion fails: no mount outlives its test
         results = mount.path / "runs" / "fermentation" / "RESULTS.csv"
         assert results.read_bytes() == alice.tree.read(
             alice.tree.lookup(("runs", "fermentation", "RESULTS.csv"))
@@ -304,6 +305,10 @@ def test_a_mount_of_a_shared_index_serves_everyones_results(tmp_path, pg_index_u
         wait_for(lambda: any("_bob_" in n for n in os.listdir(by_run)), timeout=10)
         # RESULTS.csv is a mutable file: the watcher invalidates it after its refresh
         wait_for(lambda: len(results.read_text().splitlines()) == 1 + 16, timeout=10)
+    finally:
+        mount.stop()
+    assert not os.path.ismount(mount.path)
+    mount.assert_clean_log()
 
 
 def test_gc_on_a_shared_index_spares_every_workspaces_results_and_export_works(
@@ -359,3 +364,27 @@ def test_serve_of_a_shared_index_serves_everyones_results(tmp_path, pg_index_url
         assert scores == bob.tree.read(
             bob.tree.lookup(("runs", "fermentation", label, "scores.yaml"))
         )
+
+
+def test_a_bundle_imports_into_a_shared_index(tmp_path, pg_index_url):
+    """A colleague's export (from a DuckDB workspace) imported into the team's index is seen
+    by every workspace on it, ranked as an untrusted import until trusted."""
+    local = Workspace(tmp_path / "duck")
+    local.run([SWEEP], ["chemotools:fermentation"], cv=3, name="elsewhere")
+    best = local.best("fermentation")
+    bundle = tmp_path / "best.zip"
+    done = cli(
+        "-w", str(local.path), "export", f"runs/fermentation/{best.label}", "-o", str(bundle)
+    )
+    assert done.returncode == 0, done.stderr
+    alice = Workspace(tmp_path / "alice", store=_store(tmp_path), index=pg_index_url)
+    bob = Workspace(tmp_path / "bob", index=pg_index_url)
+    done = cli("-w", str(alice.path), "import", str(bundle), "--trust")
+    assert done.returncode == 0, done.stderr
+    [run] = bob.runs()
+    assert run.n_results == 1 and run.status == "completed"
+    [imported] = bob.results("fermentation")
+    assert imported.score == pytest.approx(best.score)
+    again = cli("-w", str(bob.path), "import", str(bundle))  # the same bundle: once
+    assert again.returncode in (0, 2) and "Traceback" not in again.stderr
+    assert len(bob.runs()) == 1

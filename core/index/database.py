@@ -85,6 +85,7 @@ class Index:
         self.lock = WorkspaceLock(self.dir / "n4a.lock", timeout_s=timeout_s)
 
     engine = "duckdb"
+    errors = (duckdb.Error,)  # what a statement that fails raises (a refused constraint)
 
     def exists(self) -> bool:
         """Whether the index was created (its file is there)."""

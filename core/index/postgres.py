@@ -148,6 +148,13 @@ class PostgresIndex:
     def __repr__(self) -> str:
         return f"PostgresIndex({self.url!r})"
 
+    @property
+    def errors(self) -> tuple[type[Exception], ...]:
+        """What a statement that fails raises (a refused constraint), as `Index.errors`."""
+        import psycopg
+
+        return (psycopg.Error,)
+
     # -- connections ------------------------------------------------------------------
     def _connect(self) -> Any:
         try:

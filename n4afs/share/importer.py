@@ -24,7 +24,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 from n4afs_core.errors import BundleError
 from n4afs_core.index import writes
 from n4afs_core.pipelines.persist import short_id
@@ -263,7 +262,7 @@ def _write_rows(ws, items, source, trust) -> None:
         with ws.index.write() as conn:
             for bundle, plan, stored, run_id in items:
                 _write_all_rows(conn, bundle, plan, stored, run_id, source, trust)
-    except duckdb.Error as exc:  # a constraint the plan missed: refused, nothing committed
+    except ws.index.errors as exc:  # a constraint the plan missed: refused, nothing committed
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BundleError(f"the bundle does not fit this workspace's index ({first})") from exc
 
