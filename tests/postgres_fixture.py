@@ -66,6 +66,15 @@ class PostgresServer:
         self.admin(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def restart(self) -> None:
+        """Stop and start again (same port, same data): every client's session is cut."""
+        subprocess.run(
+            [*self.as_user, str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data")]
+            + ["-l", str(self.root / "server.log"), "-m", "fast", "-w", "-t", "60", "restart"],
+            capture_output=True,
+            check=True,
+        )
+
     def stop(self) -> None:
         subprocess.run(
             [*self.as_user, str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data")]

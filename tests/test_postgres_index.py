@@ -388,3 +388,20 @@ def test_a_bundle_imports_into_a_shared_index(tmp_path, pg_index_url):
     again = cli("-w", str(bob.path), "import", str(bundle))  # the same bundle: once
     assert again.returncode in (0, 2) and "Traceback" not in again.stderr
     assert len(bob.runs()) == 1
+
+
+def test_a_restarted_server_is_reconnected_without_an_error(
+    tmp_path, pg_index_url, postgres_server
+):
+    """Long-lived readers (a mount, `serve`, a notebook) keep their connections: when the
+    server restarts, the next transaction opens a new session instead of failing."""
+    ws = Workspace(tmp_path / "ws", store=_store(tmp_path), index=pg_index_url)
+    ws.run([[{"pls": {"n_components": 3}}]], ["chemotools:fermentation"], cv=3, name="before")
+    token = ws.index.change_token()
+    postgres_server.restart()
+    assert ws.index.change_token() == token
+    postgres_server.restart()
+    assert [r.name for r in ws.runs()] == ["before"]
+    postgres_server.restart()
+    ws.run([[{"pls": {"n_components": 4}}]], ["fermentation"], cv=3, name="after")
+    assert ws.index.change_token() != token

@@ -198,10 +198,36 @@ class PostgresIndex:
             raw = conns[self.url] = self._connect()
         return raw
 
+    def _first(self, sql: str) -> Any:
+        """Run the first statement of a transaction (or a lone query) on this thread's
+        connection, once more on a new one if the kept one was cut (a server restarted, a
+        network blip): nothing was done on it yet, so retrying is safe. Returns
+        (connection, cursor)."""
+        import psycopg
+
+        raw = self._connection()
+        try:
+            return raw, raw.execute(sql)
+        except psycopg.OperationalError:
+            if not (raw.closed or raw.broken):
+                raise
+        raw = self._connection()  # a new session
+        return raw, raw.execute(sql)
+
     @contextmanager
     def _transaction(self, begin: str) -> Iterator[PgConnection]:
         """One transaction on this thread's connection; nested calls share the outer one."""
-        raw = self._connection()
+        import psycopg
+
+        depth = getattr(_LOCAL, "depth", None)
+        if depth and depth.get(self.url) and getattr(_LOCAL, "pid", None) == os.getpid():
+            raw = self._connection()  # inside an outer transaction: its connection
+        else:
+            try:
+                raw, _ = self._first(begin)
+            except psycopg.OperationalError as exc:
+                first = (str(exc).strip().splitlines() or ["connection lost"])[0]
+                raise IndexUnavailable(f"the index {_shown(self.url)}: {first}") from exc
         depth = getattr(_LOCAL, "depth", None)
         if depth is None:
             depth = _LOCAL.depth = {}
@@ -212,12 +238,9 @@ class PostgresIndex:
             finally:
                 depth[self.url] -= 1
             return
-        import psycopg
-
         depth[self.url] = 1
         try:
-            try:
-                raw.execute(begin)
+            try:  # `begin` ran (`_first`)
                 yield PgConnection(raw)
             except BaseException:
                 if not raw.closed and not raw.broken:
@@ -291,7 +314,7 @@ class PostgresIndex:
         import psycopg
 
         try:
-            row = self._connection().execute("SELECT counter FROM n4a_changes").fetchone()
+            row = self._first("SELECT counter FROM n4a_changes")[1].fetchone()
         except psycopg.errors.UndefinedTable:  # not created yet: before `init`
             return (0, 0)
         except psycopg.OperationalError as exc:
