@@ -30,6 +30,7 @@ Design: docs/DESIGN.md, "Index engines".
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import socket
@@ -72,6 +73,8 @@ def translate(sql: str) -> str:
                 return m.group(1).replace("%", "%%")
             return "%s" if m.group(2) else "%%"
 
+        if len(_TRANSLATED) > 4096:  # a caller formatting values into SQL: stay bounded
+            _TRANSLATED.clear()
         done = _TRANSLATED[sql] = _PLACEHOLDER.sub(repl, sql)
     return done
 
@@ -122,6 +125,7 @@ class PgConnection:
         self.raw.execute(f'DROP TABLE IF EXISTS "{name}"')
 
 
+@functools.cache
 def _numeric_loader_class() -> Any:
     from psycopg.adapt import Loader
 
