@@ -405,3 +405,31 @@ def test_a_restarted_server_is_reconnected_without_an_error(
     postgres_server.restart()
     ws.run([[{"pls": {"n_components": 4}}]], ["fermentation"], cv=3, name="after")
     assert ws.index.change_token() != token
+
+
+def test_a_run_owned_on_another_machine_is_running_while_its_process_is_connected(
+    tmp_path, pg_index_url
+):
+    """On a shared index an owner on another host is alive while its process's session
+    (named `n4afs PID@HOST`) is connected: a crashed colleague's run reads `interrupted`
+    and stops holding gc back; a live one reads `running` and keeps its blobs spared."""
+    import psycopg
+    from n4afs_core.index import writes
+    from n4afs_core.index.liveness import Owner
+
+    ws = Workspace(tmp_path / "ws", store=_store(tmp_path), index=pg_index_url)
+    run = ws.run([[{"pls": {"n_components": 3}}]], ["chemotools:fermentation"], compute=False)
+    remote = Owner("elsewhere.example", None, 4242, None, time.time())
+    with ws.index.write() as conn:
+        writes.release_owner(conn, run.run_id)  # this process: not its owner any more
+        writes.record_owner(conn, run.run_id, remote)
+
+    def shown() -> str:
+        return {r.run_id: r.status for r in ws.runs()}[run.run_id]
+
+    assert shown() == "interrupted"
+    assert ws.gc(dry_run=True).live_runs == []
+    with psycopg.connect(pg_index_url, application_name="n4afs 4242@elsewhere.example run"):
+        assert shown() == "running"
+        assert ws.gc(dry_run=True).live_runs == [run.run_id]
+    assert shown() == "interrupted"

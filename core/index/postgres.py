@@ -124,6 +124,21 @@ class PgConnection:
     def unregister(self, name: str) -> None:
         self.raw.execute(f'DROP TABLE IF EXISTS "{name}"')
 
+    def client_sessions(self) -> list[str]:
+        """The `application_name` of every session on this database (visible to any role):
+        which n4afs processes, on which hosts, are connected now (`session_name`)."""
+        rows = self.raw.execute(
+            "SELECT application_name FROM pg_stat_activity WHERE datname = current_database()"
+        ).fetchall()
+        return [name for (name,) in rows if name]
+
+
+def session_name(host: str, pid: int) -> str:
+    """How an n4afs process names its sessions (`application_name`, which PostgreSQL cuts
+    at 63 bytes): a run's owner on another host is alive while a session of that name is
+    connected (`core.index.liveness.owner_alive`). The command follows it."""
+    return f"n4afs {pid}@{host}"
+
 
 @functools.cache
 def _numeric_loader_class() -> Any:
@@ -169,7 +184,7 @@ class PostgresIndex:
                 "this workspace's index is on PostgreSQL: install its client with "
                 "`pip install 'n4afs[postgres]'` (psycopg)"
             ) from exc
-        app = f"n4afs {socket.gethostname()} pid {os.getpid()} {' '.join(sys.argv[:3])}"
+        app = f"{session_name(socket.gethostname(), os.getpid())} {' '.join(sys.argv[:3])}"
         options = "-c TimeZone=" + _local_timezone() if _local_timezone() else ""
         try:
             raw = psycopg.connect(
