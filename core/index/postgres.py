@@ -185,14 +185,16 @@ class PostgresIndex:
                 "`pip install 'n4afs[postgres]'` (psycopg)"
             ) from exc
         app = f"{session_name(socket.gethostname(), os.getpid())} {' '.join(sys.argv[:3])}"
-        options = "-c TimeZone=" + _local_timezone() if _local_timezone() else ""
+        # the server probes an idle client every 30 s, 4 times 10 s apart: a machine that
+        # died (no FIN) loses its sessions, its advisory lock, its runs' liveness in ~70 s
+        options = _KEEPALIVES + (f" -c TimeZone={_local_timezone()}" if _local_timezone() else "")
         try:
             raw = psycopg.connect(
                 self.url,
                 autocommit=True,
                 connect_timeout=10,
                 application_name=app[:63],
-                **({"options": options} if options else {}),
+                options=options,
             )
         except psycopg.OperationalError as exc:
             first = (str(exc).strip().splitlines() or ["cannot connect"])[0]
@@ -427,6 +429,7 @@ class PostgresIndex:
         return max(current, latest)
 
 
+_KEEPALIVES = "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=4"
 # writers of one index (database and schema) take turns on this advisory lock key
 _LOCK_KEY = "hashtext('n4afs index ' || current_schema())::bigint"
 
