@@ -429,7 +429,11 @@ def test_a_run_owned_on_another_machine_is_running_while_its_process_is_connecte
 
     assert shown() == "interrupted"
     assert ws.gc(dry_run=True).live_runs == []
-    with psycopg.connect(pg_index_url, application_name="n4afs 4242@elsewhere.example run"):
+    session = psycopg.connect(pg_index_url, application_name="n4afs 4242@elsewhere.example run")
+    with session:
         assert shown() == "running"
         assert ws.gc(dry_run=True).live_runs == [run.run_id]
+        run_yaml = ("by-run", run.run_id, "RUN.yaml")
+        assert "running" in _tree_text(ws, run_yaml)  # a tree open now
     assert shown() == "interrupted"
+    assert "interrupted" in _tree_text(ws, run_yaml)  # the same tree, nothing committed
