@@ -289,22 +289,26 @@ class PostgresIndex:
         its commit), the change token bumped in it."""
         import psycopg
 
-        waited_too_long = None
+        waited_for_writer = None
         try:
             with self._transaction("BEGIN ISOLATION LEVEL READ COMMITTED") as conn:
+                # every lock wait of the transaction is bounded: the writers' turn, and a
+                # migration's table lock, which a stopped reader's snapshot could hold
                 conn.execute(f"SET LOCAL lock_timeout = '{int(self.timeout_s * 1000)}ms'")
                 try:
                     conn.execute(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
                 except psycopg.errors.LockNotAvailable as exc:
-                    waited_too_long = exc
+                    waited_for_writer = exc
                     raise
-                conn.execute("SET LOCAL lock_timeout = 0")
                 yield conn
                 conn.execute("UPDATE n4a_changes SET counter = counter + 1")  # made by migrate
         except psycopg.errors.LockNotAvailable as exc:
-            if exc is not waited_too_long:
-                raise
-            raise WorkspaceLocked(self._locked_message()) from exc  # rolled back: ask now
+            if exc is waited_for_writer:
+                raise WorkspaceLocked(self._locked_message()) from exc  # rolled back: ask now
+            raise WorkspaceLocked(
+                f"index {_shown(self.url)}: a table stayed locked for {self.timeout_s:g} s "
+                "(a stopped or slow reader, e.g. `n4afs sql`); stop it and retry"
+            ) from exc
 
     def _locked_message(self) -> str:
         try:
