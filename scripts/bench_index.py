@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import shutil
 import statistics
 import sys
 import tempfile
@@ -237,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.stop()
+            shutil.rmtree(server.root, ignore_errors=True)
 
     print(f"\nIndex engines ({built.summary()}; PostgreSQL {args.index.split('@')[-1]})\n")
     print("| measure | DuckDB | PostgreSQL |")
