@@ -435,5 +435,9 @@ def test_a_run_owned_on_another_machine_is_running_while_its_process_is_connecte
         assert ws.gc(dry_run=True).live_runs == [run.run_id]
         run_yaml = ("by-run", run.run_id, "RUN.yaml")
         assert "running" in _tree_text(ws, run_yaml)  # a tree open now
+    # the server ends a closed session's backend a moment after the client leaves
+    deadline = time.monotonic() + 10
+    while shown() != "interrupted" and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert shown() == "interrupted"
     assert "interrupted" in _tree_text(ws, run_yaml)  # the same tree, nothing committed
