@@ -54,6 +54,10 @@ class WorkspaceLocked(WorkspaceError):
     """The workspace lock could not be taken within the bounded wait."""
 
 
+class IndexUnavailable(WorkspaceError):
+    """A shared index (PostgreSQL) cannot be reached, or its client is not installed."""
+
+
 class SchemaError(WorkspaceError):
     """The index was written by a newer n4afs, or a migration failed."""
 

@@ -65,7 +65,7 @@ def referenced_blobs(index: Index) -> set[str]:
 
 
 def workspace_of(index: Index) -> Path:
-    return index.db_path.parent
+    return index.dir
 
 
 def publish_refs(index: Index, store: Store) -> shared.Published:
@@ -122,7 +122,7 @@ def gc(
     read_at = time.time()
     marked = referenced_blobs(index)  # after the live runs: a run settled meanwhile is marked
     report.referenced = len(marked)
-    catalogue = RenderCatalogue(index.db_path.parent, store)
+    catalogue = RenderCatalogue(index.dir, store)
     stamps = catalogue.stamps()
     kept = stamps if current_renders is None else [s for s in stamps if s == current_renders]
     report.renders_dropped = [s for s in stamps if s not in kept]
@@ -253,7 +253,7 @@ def verify(
     need a missing or corrupt blob are marked broken, and broken results whose blobs are
     all whole again are completed again. `recreate` says what puts the bytes back.
     """
-    report = VerifyReport(quarantine=str(index.db_path.parent / QUARANTINE))
+    report = VerifyReport(quarantine=str(index.dir / QUARANTINE))
     marked = referenced_blobs(index)
     for blob_id in sorted(marked):
         report.checked += 1
@@ -263,7 +263,7 @@ def verify(
             report.corrupt.append(blob_id)
     report.corrupt_copies = [b for b in store.corrupt_cache_copies() if b not in report.corrupt]
     holds = held_by_others(index, store)
-    catalogue = RenderCatalogue(index.db_path.parent, store)
+    catalogue = RenderCatalogue(index.dir, store)
     rendered = catalogue.blobs(catalogue.stamps())
     report.renders = len(rendered - marked)
     for blob_id in store.iter_ids():
@@ -484,7 +484,7 @@ _UNIQUE_BYTES = """
             UNION ALL SELECT {key}, f.blob_id FROM results r
                 JOIN imported_files f USING (result_id) {where}
         ) x JOIN blobs b ON b.blob_id = x.blob_id
-    ) GROUP BY 1
+    ) AS unique_blobs GROUP BY 1
 """
 
 
@@ -540,7 +540,7 @@ def usage(index: Index, store: Store, top: int = 10, scope: UsageScope = EVERYTH
         referenced = sum(_unique_bytes(index, scope, "'scope'").values())
     marked = referenced_blobs(index)
     holds = held_by_others(index, store)
-    catalogue = RenderCatalogue(index.db_path.parent, store)
+    catalogue = RenderCatalogue(index.dir, store)
     rendered_blobs = {
         blob_id: size
         for stamp in catalogue.stamps()
@@ -564,7 +564,7 @@ def usage(index: Index, store: Store, top: int = 10, scope: UsageScope = EVERYTH
         "logical_bytes": logical,
         "referenced_bytes": referenced,
         "stored_bytes": object_bytes,
-        "index_bytes": index.db_path.stat().st_size,
+        "index_bytes": index.size_bytes(),
         "dedup_ratio": logical / referenced if referenced else 1.0,
         "rendered_bytes": rendered,
         "unreferenced_bytes": unreferenced,

@@ -16,12 +16,18 @@ from typing import Any
 from n4afs_core.errors import DatasetError, N4AError, RunError, WorkspaceError
 from n4afs_core.index import catalog, queries, writes
 from n4afs_core.index.catalog import BlobStats, DatasetInfo
-from n4afs_core.index.database import SCHEMA_DIR, Index, migrations_in
+from n4afs_core.index.database import SCHEMA_DIR, migrations_in
+from n4afs_core.index.engines import (
+    INDEX_ENV,
+    record_index,
+    workspace_exists,
+    workspace_index,
+)
 from n4afs_core.index.trust import untrusted_runs
 from n4afs_core.store.ids import sha256_hex
 from n4afs_core.store.shared import publishes
 from n4afs_core.store.storage import Store
-from n4afs_core.store.stores import workspace_store
+from n4afs_core.store.stores import recorded_store, workspace_store
 
 from n4afs.runs import Result, Run, ranked_handles, undated
 
@@ -87,26 +93,37 @@ class Workspace:
         create: bool = True,
         store: str | None = None,
         shared_store: bool = False,
+        index: str | None = None,
     ) -> None:
         """`store`: where blobs live, e.g. `s3://bucket/prefix` (default: inside the
-        workspace directory); remembered in `n4a.yaml`, the index stays local. A store that
-        already holds another workspace's objects is refused unless `shared_store`
-        (`core.store.shared`: each workspace's gc then spares what the others reference)."""
+        workspace directory); `index`: a shared index, `postgresql://user@host/db` (default:
+        `$N4AFS_INDEX` for a new workspace, else its own DuckDB file). Both are remembered
+        in `n4a.yaml`. A store that already holds another workspace's objects is refused
+        unless `shared_store` (`core.store.shared`: each workspace's gc then spares what the
+        others reference); the workspaces of one shared index share its store."""
         self.path = Path(path).expanduser() if path is not None else default_workspace_path()
-        self.index = Index(self.path)
-        if not self.index.db_path.exists():
+        creating = not workspace_exists(self.path)
+        if creating:
             if not create:
                 raise WorkspaceError(
                     f"no workspace at {self.path}: create it with `n4afs init {self.path}`"
                 )
             if self.path.exists() and not self.path.is_dir():
                 raise WorkspaceError(f"{self.path} exists and is not a directory")
-        creating = not self.index.db_path.exists()
+            index = index or os.environ.get(INDEX_ENV) or None
+        self.index = workspace_index(self.path, index)
         self._store = None
+        if self.index.engine != "duckdb":
+            self._ensure_schema()
+            if creating or store is not None:  # a shared index says which store everyone uses
+                store = self.index.shared_store(store or recorded_store(self.path))
+                shared_store = True  # its workspaces share it by construction
         if creating or store is not None:
             self._store = workspace_store(self.path, store, shared=shared_store)
             self._store.create()
-        self._ensure_schema()
+        record_index(self.path, self.index)
+        if self.index.engine == "duckdb":
+            self._ensure_schema()
         if creating and publishes(self._store, self.path):
             self.publish_refs()  # from now on the other workspaces of the store know it
 
@@ -140,7 +157,7 @@ class Workspace:
 
     def _ensure_schema(self) -> None:
         latest = migrations_in(SCHEMA_DIR)[-1].version
-        if not self.index.db_path.exists() or self.index.schema_version() != latest:
+        if not self.index.exists() or self.index.schema_version() != latest:
             self.index.migrate()
 
     @property

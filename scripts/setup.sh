@@ -7,8 +7,9 @@
 # --test-tools (the test command passes it; the demo does not) also installs LibreOffice Calc
 # without a GUI: a mount test converts a mounted CSV to xlsx with it, the spreadsheet case of
 # the mount. About 90 MB to download, 265 MB on disk, ~30 s to install (measured on Debian 12).
-# And the WebDAV clients the `n4afs serve` tests use: curl, rclone, davfs2; and Chromium,
-# which the report tests open REPORT.html in (headless).
+# And the WebDAV clients the `n4afs serve` tests use: curl, rclone, davfs2; Chromium, which
+# the report tests open REPORT.html in (headless); and PostgreSQL, whose server the
+# shared-index tests start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +39,9 @@ if $test_tools; then
   command -v mount.davfs >/dev/null 2>&1 || need_apt_lean+=(davfs2)  # a kernel mount of it
   # REPORT.html is opened in a real browser: headless screenshot and DOM dump
   command -v chromium >/dev/null 2>&1 || need_apt_lean+=(chromium)
+  # the shared-index tests start a real PostgreSQL server (initdb + pg_ctl in a temp folder,
+  # run as the package's `postgres` user: the server refuses root)
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt_lean+=(postgresql)
 fi
 missing=("${need_apt[@]}" "${need_apt_lean[@]}")
 if [ ${#missing[@]} -gt 0 ]; then
@@ -72,7 +76,7 @@ want=$(sha256sum pyproject.toml | cut -c1-64)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python packages into .venv"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-  if ! .venv/bin/python -m pip install -q -e ".[dev,s3,dask]" >.venv/pip.log 2>&1; then
+  if ! .venv/bin/python -m pip install -q -e ".[dev,s3,dask,postgres]" >.venv/pip.log 2>&1; then
     cat .venv/pip.log
     exit 1
   fi

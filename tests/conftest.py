@@ -11,6 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.postgres_fixture import pg_index_url, postgres_server  # noqa: E402, F401 - fixtures
+
 
 @pytest.fixture
 def ws(tmp_path):

@@ -38,7 +38,8 @@ def _sql_strings(path: Path) -> list[tuple[int, str]]:
 
 def test_only_the_writer_module_changes_index_rows():
     index = ROOT / "core" / "index"
-    allowed = {index / "writes.py", index / "database.py"}  # database: migrations
+    # the engines: migrations' schema_version rows; PostgreSQL's change token counter
+    allowed = {index / "writes.py", index / "database.py", index / "postgres.py"}
     writers = {
         f"{path.relative_to(ROOT)}:{line}"
         for folder in ("core", "n4afs")

@@ -84,6 +84,16 @@ class Index:
         self.changes_path = self.dir / "n4a.changes"
         self.lock = WorkspaceLock(self.dir / "n4a.lock", timeout_s=timeout_s)
 
+    engine = "duckdb"
+    errors = (duckdb.Error,)  # what a statement that fails raises (a refused constraint)
+
+    def exists(self) -> bool:
+        """Whether the index was created (its file is there)."""
+        return self.db_path.exists()
+
+    def size_bytes(self) -> int:
+        return self.db_path.stat().st_size
+
     # -- transactions -----------------------------------------------------------------
     @contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -8,8 +8,10 @@ there is no `/proc`, a PID that exists is taken as the owner.
 
 `owner_alive` answers "may this run still write blobs?", so it errs towards alive: an owner
 on another host cannot be proven gone (gc then spares that run's blobs; a stale row costs
-disk, never results). `gc` (core/maintenance.py) reads it, and so does every listing of
-runs (`core.index.queries.list_runs`): a `running` run with no owner alive is shown `interrupted`.
+disk, never results), except on a shared index (PostgreSQL), where every n4afs process keeps
+a session named after its host and PID: no such session connected, the owner is gone.
+`gc` (core/maintenance.py) reads it, and so does every listing of runs
+(`core.index.queries.list_runs`): a `running` run with no owner alive is shown `interrupted`.
 An owner that stops executing a run but lives on (an exception or Ctrl-C in a notebook)
 releases it (`core.index.writes.release_owner`; owners are recorded by `record_owner` there),
 so its run reads `interrupted` at once, not when it exits.
@@ -65,11 +67,19 @@ def process_start(pid: int) -> int | None:
     return int(fields[19])  # field 22 of stat(5); fields[0] is field 3
 
 
-def owner_alive(owner: Owner) -> bool:
+def owner_alive(owner: Owner, sessions: list[str] | None = None) -> bool:
     """False only when the owner is provably gone: same host, and a reboot since, or no
-    process with its PID, or one with another start time (a reused PID)."""
+    process with its PID, or one with another start time (a reused PID). On another host:
+    alive, unless `sessions` (a shared index's connected clients, by `application_name`:
+    `core.index.postgres.session_name`) are known and none is the owner's: its process
+    keeps its session while it lives, and the server drops it when the process dies."""
     if owner.host != socket.gethostname():
-        return True
+        if sessions is None:
+            return True
+        from n4afs_core.index.postgres import session_name
+
+        name = (session_name(owner.host, owner.pid) + " ")[:63]
+        return any((s + " ")[: len(name)] == name for s in sessions)
     current_boot = boot_id()
     if owner.boot_id and current_boot and owner.boot_id != current_boot:
         return False
@@ -115,7 +125,11 @@ def live_owners(conn: Any) -> list[tuple[str, Owner]]:
         "WHERE r.status = 'running'"
     ).fetchall()
     owners = [(run_id, Owner(*fields)) for run_id, *fields in rows]
-    return [(run_id, owner) for run_id, owner in owners if owner_alive(owner)]
+    here = socket.gethostname()
+    sessions = None
+    if any(owner.host != here for _, owner in owners) and hasattr(conn, "client_sessions"):
+        sessions = conn.client_sessions()  # a shared index: who is connected now
+    return [(run_id, owner) for run_id, owner in owners if owner_alive(owner, sessions)]
 
 
 def live_runs(conn: Any) -> dict[str, float]:

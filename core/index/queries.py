@@ -100,7 +100,9 @@ def list_runs(conn: duckdb.DuckDBPyConnection) -> list[RunRow]:
         "count(r.result_id) FILTER (WHERE r.status IN " + VISIBLE + "), "
         "count(r.result_id) FILTER (WHERE r.status = 'pending'), "
         "count(r.result_id) FILTER (WHERE r.status = 'failed'), u.note, u.noted_at "
-        "FROM runs u LEFT JOIN results r USING (run_id) GROUP BY ALL ORDER BY u.created_at"
+        "FROM runs u LEFT JOIN results r USING (run_id) GROUP BY u.run_id, u.name, u.status, "
+        "u.metric, u.options, u.created_at, u.finished_at, u.note, u.noted_at "
+        "ORDER BY u.created_at"
     ).fetchall()
     return [
         RunRow(r[0], r[1], shown_status(r[0], r[2], live), r[3], json.loads(r[4]), *r[5:])

@@ -39,7 +39,11 @@ def run_query(index: Index, sql: str) -> tuple[list[str], list[tuple]]:
     """(column names, rows) of `sql` run on a locked-down snapshot of the index.
 
     Raises `QueryError` with DuckDB's first message line when the query fails or is refused.
+    A shared index (PostgreSQL) runs it itself (`PostgresIndex.run_query`: one statement in
+    a READ ONLY transaction).
     """
+    if index.engine != "duckdb":
+        return index.run_query(sql)
     with tempfile.TemporaryDirectory(prefix="n4afs-sql-") as scratch:
         snapshot = index.snapshot(scratch)
         try:

@@ -25,7 +25,9 @@ UNTRUSTED_PICKLES = "(SELECT run_id FROM imports WHERE NOT trusted)"
 
 def untrusted_runs(conn: Any) -> set[str]:
     """The run ids of `UNTRUSTED_RUNS`: imports whose results may not be best."""
-    return {run_id for (run_id,) in conn.execute(f"SELECT run_id FROM {UNTRUSTED_RUNS}").fetchall()}
+    return {
+        run_id for (run_id,) in conn.execute(f"SELECT run_id FROM {UNTRUSTED_RUNS} AS u").fetchall()
+    }
 
 
 def pickles_untrusted(conn: Any, run_id: str) -> bool:

@@ -29,10 +29,14 @@ if TYPE_CHECKING:
 
 
 def rows_table(names: tuple[str, ...], rows: list[tuple], types: dict[str, Any]) -> Any:
-    """An Arrow table from row tuples, to insert many index rows in one statement."""
+    """An Arrow table from row tuples, to insert many index rows in one statement. Columns
+    not in `types` are inferred, as text when there are no rows (a typed empty relation:
+    PostgreSQL's engine makes a table of it, `core.index.postgres.PgConnection.register`)."""
     import pyarrow as pa
 
     columns = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
+    if not rows:
+        types = {name: types.get(name, pa.string()) for name in names}
     return pa.table(
         {
             name: pa.array(list(col), type=types.get(name))
@@ -375,14 +379,21 @@ def plan_results(
         )
     finally:
         conn.unregister("planned")
-    conn.execute("INSERT OR REPLACE INTO dataset_seq VALUES (?, ?)", [dataset.dataset_id, seq])
+    conn.execute(_SET_SEQ, [dataset.dataset_id, seq])
+
+
+# portable upsert (DuckDB's `INSERT OR REPLACE` is not PostgreSQL's)
+_SET_SEQ = (
+    "INSERT INTO dataset_seq VALUES (?, ?) ON CONFLICT (dataset_id) "
+    "DO UPDATE SET last_seq = excluded.last_seq"
+)
 
 
 def next_seq(conn: Any, dataset_id: str) -> int:
     """The dataset's next sequence number, taken (numbers are never handed out twice)."""
     row = conn.execute("SELECT last_seq FROM dataset_seq WHERE dataset_id = ?", [dataset_id])
     seq = (row.fetchone() or (0,))[0] + 1
-    conn.execute("INSERT OR REPLACE INTO dataset_seq VALUES (?, ?)", [dataset_id, seq])
+    conn.execute(_SET_SEQ, [dataset_id, seq])
     return seq
 
 
@@ -400,7 +411,9 @@ def commit_payloads(conn: Any, payloads: list[ResultPayload]) -> None:
         return
     blobs = {b[0]: b for p in payloads for b in p.blobs}
     tables = {
-        "new_blobs": rows_table(("blob_id", "size", "media_type"), list(blobs.values()), {}),
+        "new_blobs": rows_table(
+            ("blob_id", "size", "media_type"), list(blobs.values()), {"size": pa.int64()}
+        ),
         "new_models": rows_table(
             ("model_id", "result_id", "role", "fold"),
             [(m.model_id, p.result_id, m.role, m.fold) for p in payloads for m in p.models],
@@ -414,7 +427,7 @@ def commit_payloads(conn: Any, payloads: list[ResultPayload]) -> None:
                 for m in p.models
                 for a in m.artifacts
             ],
-            {},
+            {"step_index": pa.int32()},
         ),
         "new_predictions": rows_table(
             ("result_id", "model", "model_id", "partition", "fold", "n_samples", "scores"),
@@ -431,7 +444,7 @@ def commit_payloads(conn: Any, payloads: list[ResultPayload]) -> None:
                 for p in payloads
                 for r in p.score_rows
             ],
-            {"model_id": pa.string()},
+            {"model_id": pa.string(), "fold": pa.int32(), "n_samples": pa.int32()},
         ),
     }
     for name, table in tables.items():

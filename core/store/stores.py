@@ -62,6 +62,13 @@ def local_store_path(url: str) -> Path | None:
     return Path(unquote(parts.path))
 
 
+def recorded_store(workspace: Path) -> str | None:
+    """The store URL `n4a.yaml` records, or None (the workspace's own `objects/`)."""
+    config_path = workspace / CONFIG_NAME
+    config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
+    return (config or {}).get("store")
+
+
 def workspace_store(
     workspace: Path, url: str | None = None, cache_bytes: int | None = None, shared: bool = False
 ) -> Store:

@@ -31,13 +31,26 @@ FAILED_CONFIGS_EXIT = 3  # `run` finished, but some configs failed (status parti
     help="The --store already holds other workspaces' objects, and is shared with them "
     "(each workspace's gc spares what the others reference).",
 )
+@click.option(
+    "--index",
+    default=None,
+    help="Share an index on PostgreSQL (postgresql://user@host:port/database; default: "
+    "$N4AFS_INDEX, else the workspace's own file); the password goes in PGPASSWORD or "
+    "~/.pgpass.",
+)
 @click.pass_context
-def init(ctx: click.Context, path: str | None, store: str | None, shared_store: bool) -> None:
+def init(
+    ctx: click.Context, path: str | None, store: str | None, shared_store: bool, index: str | None
+) -> None:
     """Create a workspace at PATH (or the default workspace) if it does not exist."""
     from n4afs.workspace import Workspace
 
     ws = Workspace(
-        path or ctx.obj["workspace"], create=True, store=store, shared_store=shared_store
+        path or ctx.obj["workspace"],
+        create=True,
+        store=store,
+        shared_store=shared_store,
+        index=index,
     )
     echo(f"workspace ready: {ws.path}")
 

@@ -25,7 +25,6 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-import duckdb
 from n4afs_core.errors import BundleError, N4AError
 from n4afs_core.index import writes
 from n4afs_core.pipelines.persist import short_id
@@ -417,7 +416,7 @@ def _rows(ws, items, source, trust, attach, trial: bool) -> None:
                 raise _Trial
     except _Trial:
         return
-    except (duckdb.Error, N4AError) as exc:  # a constraint the plan missed: nothing committed
+    except (*ws.index.errors, N4AError) as exc:  # a constraint the plan missed: nothing committed
         if isinstance(exc, BundleError):
             raise
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -10,6 +10,7 @@ Design: docs/DESIGN.md, "The tree".
 from __future__ import annotations
 
 import json
+import socket
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -186,8 +187,17 @@ class Snapshot:
 def an_owner_died(snapshot: Snapshot) -> bool:
     """Whether a run this snapshot shows `running` lost its process since: a killed run
     writes nothing, so the change token alone would keep it `running` (a `/proc` read per
-    owner, cheap enough for every poll)."""
-    return any(not owner_alive(owner) for owner in snapshot.live_owners)
+    owner, cheap enough for every poll; on a shared index, one query for the connected
+    sessions when an owner runs on another host: `core.index.liveness.owner_alive`)."""
+    owners = snapshot.live_owners
+    if not owners:
+        return False
+    sessions = None
+    here = socket.gethostname()
+    if any(o.host != here for o in owners) and getattr(snapshot.index, "engine", "") != "duckdb":
+        with snapshot.index.read() as conn:
+            sessions = conn.client_sessions()
+    return any(not owner_alive(owner, sessions) for owner in owners)
 
 
 def load_snapshot(index: Any, previous: Snapshot | None = None) -> Snapshot:
