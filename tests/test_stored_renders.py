@@ -82,7 +82,9 @@ def test_a_fresh_process_globs_every_chart_and_csv_without_rendering(workspace):
     assert seen["renders_to_size"] == 0 and seen["renders"] == 0, seen
     assert first["sha"] == seen["sha"]
     expected = fresh_renders(workspace)
-    assert len(seen["sizes"]) == 2 * 5 + 2 and set(seen["sizes"]) == set(expected)
+    # 2 PLS results x 7 charts (5 + coefficients, T2/Q), the dataset's RMSECV-vs-components
+    # chart, 2 cv.csv
+    assert len(seen["sizes"]) == 2 * 7 + 1 + 2 and set(seen["sizes"]) == set(expected)
     for path, (size, sha) in expected.items():
         assert (seen["sizes"][path], seen["sha"][path]) == (size, sha), path
 

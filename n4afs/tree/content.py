@@ -386,9 +386,14 @@ def directory(name: str, mtime: float, mutable: bool = True) -> Node:
     return Node(name, True, mtime, None, mutable)
 
 
-def file_node(name: str, mtime: float, content: Content, mutable: bool = False) -> Node:
-    if mutable and isinstance(content, LazyContent):
-        content.persist = False  # a changing file: rendered per process, never stored
+def file_node(
+    name: str, mtime: float, content: Content, mutable: bool = False, keyed: bool = False
+) -> Node:
+    """`keyed`: a changing file whose render key names every input it shows (a new result
+    is a new key), so its renders are stored like any other's; other changing files are
+    rendered per process, never stored."""
+    if mutable and not keyed and isinstance(content, LazyContent):
+        content.persist = False
     return Node(name, False, mtime, content, mutable)
 
 

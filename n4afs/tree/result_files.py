@@ -263,7 +263,15 @@ class ResultFiles:
             for r in results
             if r.status == "completed" and r.run_id not in views.snapshot.untrusted_runs
         )
-        key = ("components", tuple(r.result_id for r in shown), title, target)
+        # the results' ids name what is shown; their predictions blobs keep a stored render
+        # alive in gc exactly while every result it shows is (`RenderCatalogue.live_blobs`)
+        key = (
+            "components",
+            tuple(r.result_id for r in shown),
+            tuple(r.predictions_blob for r in shown),
+            title,
+            target,
+        )
 
         def points() -> list[Any]:
             return components.curves(self._component_points(views, shown))
@@ -277,8 +285,8 @@ class ResultFiles:
             lambda: renderers.components_chart(points(), target, f"{title}: RMSECV vs components"),
         )
         mtime = max((r.created_at.timestamp() for r in results), default=0.0)
-        return {
-            name: file_node(name, mtime, content, mutable=True)
+        return {  # keyed by the result ids shown: a stored render is never stale
+            name: file_node(name, mtime, content, mutable=True, keyed=True)
             for name, content in (
                 ("rmsecv_vs_components.csv", as_csv),
                 ("rmsecv_vs_components.png", as_png),
@@ -976,7 +984,7 @@ class ResultFiles:
             curves = self.roc(*self.roc_inputs(views, r))
             return renderers.csv_bytes(roc.COLUMNS, roc.curve_rows(curves))
 
-        return self._render(("roc.csv", r.result_id), render)
+        return self._render(("roc.csv", r.result_id, r.predictions_blob), render)
 
     # -- inside a PLS model ---------------------------------------------------------------
     @staticmethod
@@ -1056,13 +1064,13 @@ class ResultFiles:
             return renderers.csv_bytes(pd_.SAMPLE_COLUMNS, pd_.sample_rows(found, ids, partitions))
 
         def build() -> dict[str, Node]:
-            t = r.created_at.timestamp()
+            t, ids = r.created_at.timestamp(), (r.result_id, r.predictions_blob)
             return {
                 "coefficients.csv": file_node(
-                    "coefficients.csv", t, self._render(("coefficients", r.result_id), coefficients)
+                    "coefficients.csv", t, self._render(("coefficients", *ids), coefficients)
                 ),
                 "diagnostics.csv": file_node(
-                    "diagnostics.csv", t, self._render(("diagnostics", r.result_id), samples)
+                    "diagnostics.csv", t, self._render(("diagnostics", *ids), samples)
                 ),
             }
 
