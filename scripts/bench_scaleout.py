@@ -361,7 +361,7 @@ def measure_dataset(
                 m.note(f"{key}_objects", s3.objects(prefix))
                 m.note(f"{key}_index_blobs", after.n_blobs)
             log(f"  {data.name} repeat {rep + 1}/{repeats}: {key} {m.times[key][-1]:.2f} s")
-            if key in ("joblib", "s3"):
+            if key in ("joblib", "s3") and "s3" in variants:  # `--wide` times runs only
                 del ws, run
                 read_back(where, remote, data.name, m, f"read_{key}", s3)
                 log(
@@ -477,7 +477,7 @@ def report(
         "S3 × local | S3 requests (median) |",
         "|---|---|---|---:|---:|---:|---|",
     ]
-    for d in data:
+    for d in data if "s3" in variants else ():
         m = results[d.name]["m"]
         files = statistics.median(m.values["read_joblib_files"])
         size = statistics.median(m.values["read_joblib_bytes"])
@@ -489,6 +489,8 @@ def report(
                 f"({m.span(f'read_s3_{pass_}')}) | {remote / local:.2f}× | "
                 f"{requests_text(m.values[f'read_s3_{pass_}_requests'])} |"
             )
+    if "s3" not in variants:  # `--wide`: no read-back measured
+        read_lines = []
     return table + "\n\n" + "\n".join(read_lines) + "\n\n" + "\n".join(notes) + "\n", ok
 
 
