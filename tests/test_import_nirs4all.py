@@ -9,7 +9,6 @@ workspace, its best pipeline per dataset, its dataset hashes).
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 import zipfile
 from pathlib import Path
@@ -22,17 +21,13 @@ from n4afs_core.errors import BundleError
 from n4afs_core.metrics.scores import scores_for
 
 from n4afs.tree.tree import parse_path
+from tests import nirs4all_fixture
 
-FIXTURES = Path(__file__).parent / "fixtures" / "nirs4all-1.4.10"
+FIXTURES = nirs4all_fixture.FIXTURES
+source = nirs4all_fixture.source  # the fixture: a private copy of them
+_count = nirs4all_fixture.count
+
 FACTS = json.loads((FIXTURES / "FIXTURES.json").read_text())
-
-
-@pytest.fixture
-def source(tmp_path):
-    """A copy of the fixtures: a test may not alter the committed files."""
-    copy = tmp_path / "src"
-    shutil.copytree(FIXTURES, copy)
-    return copy
 
 
 def _provenance(ws, result) -> dict:
@@ -45,10 +40,6 @@ def _provenance(ws, result) -> dict:
 
 def _path(dataset: str, result) -> str:
     return f"runs/{dataset}/{result.row.label}"
-
-
-def _count(ws, table: str) -> int:
-    return ws.index.fetchall(f"SELECT count(*) FROM {table}")[0][0]
 
 
 @pytest.mark.parametrize("engine", ["dagml", "legacy"])

@@ -8,26 +8,19 @@ On the real nirs4all 1.4.10 workspaces of tests/fixtures/nirs4all-1.4.10/.
 from __future__ import annotations
 
 import csv
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from n4afs_core.errors import BundleError, N4AError
 
-FIXTURES = Path(__file__).parent / "fixtures" / "nirs4all-1.4.10"
+from tests import nirs4all_fixture
+
+FIXTURES = nirs4all_fixture.FIXTURES
+source = nirs4all_fixture.source  # the fixture: a private copy of them
+_count = nirs4all_fixture.count
+
 FERMENTATION = FIXTURES / "data" / "fermentation.csv"
-
-
-@pytest.fixture
-def source(tmp_path):
-    copy = tmp_path / "src"
-    shutil.copytree(FIXTURES, copy)
-    return copy
-
-
-def _count(ws, table: str) -> int:
-    return ws.index.fetchall(f"SELECT count(*) FROM {table}")[0][0]
 
 
 def _state(ws) -> tuple:

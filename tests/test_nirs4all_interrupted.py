@@ -7,21 +7,15 @@ On the real nirs4all 1.4.10 workspaces of tests/fixtures/nirs4all-1.4.10/.
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
 from n4afs_core.index import writes
 
-FIXTURES = Path(__file__).parent / "fixtures" / "nirs4all-1.4.10"
+from tests import nirs4all_fixture
+
+FIXTURES = nirs4all_fixture.FIXTURES
+source = nirs4all_fixture.source  # the fixture: a private copy of them
+
 FACTS_PIPELINES = {"dagml": 13, "legacy": 8}
-
-
-@pytest.fixture
-def source(tmp_path):
-    copy = tmp_path / "src"
-    shutil.copytree(FIXTURES, copy)
-    return copy
 
 
 def _rows(ws) -> tuple:

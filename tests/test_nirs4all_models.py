@@ -13,7 +13,6 @@ import io
 import json
 import os
 import pickle
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -26,7 +25,12 @@ import pyarrow.parquet as pq
 import pytest
 from n4afs_core.errors import BundleError
 
-FIXTURES = Path(__file__).parent / "fixtures" / "nirs4all-1.4.10"
+from tests import nirs4all_fixture
+
+FIXTURES = nirs4all_fixture.FIXTURES
+source = nirs4all_fixture.source  # the fixture: a private copy of them
+_count = nirs4all_fixture.count
+
 FACTS = json.loads((FIXTURES / "FIXTURES.json").read_text())
 DATA = {
     "fermentation": str(FIXTURES / "data" / "fermentation.csv"),
@@ -34,13 +38,6 @@ DATA = {
     "coffee": str(FIXTURES / "data" / "coffee.csv") + "#target=y",
 }
 FLOAT32_TOLERANCE = 1e-4  # nirs4all fitted on float32 spectra and stores float32-rounded values
-
-
-@pytest.fixture
-def source(tmp_path):
-    copy = tmp_path / "src"
-    shutil.copytree(FIXTURES, copy)
-    return copy
 
 
 def _spectra(dataset: str) -> tuple[np.ndarray, list[str]]:
@@ -190,10 +187,6 @@ class _Touch:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.path}",))
-
-
-def _count(ws, table: str) -> int:
-    return ws.index.fetchall(f"SELECT count(*) FROM {table}")[0][0]
 
 
 @pytest.mark.parametrize("compressed", [False, True])

@@ -14,7 +14,6 @@ import csv
 import hashlib
 import json
 import pickle
-import shutil
 import sqlite3
 import time
 import zlib
@@ -26,23 +25,17 @@ import pytest
 import yaml
 from n4afs_core.errors import BundleError
 
-FIXTURES = Path(__file__).parent / "fixtures" / "nirs4all-1.4.10"
+from tests import nirs4all_fixture
+
+FIXTURES = nirs4all_fixture.FIXTURES
+source = nirs4all_fixture.source  # the fixture: a private copy of them
+_count = nirs4all_fixture.count
+
 DATA_FERMENTATION = str(FIXTURES / "data" / "fermentation.csv")
 DATA = {
     "fermentation_thin": str(FIXTURES / "data" / "fermentation_thin.csv"),
     "coffee_binary": str(FIXTURES / "data" / "coffee_binary.csv") + "#target=y",
 }
-
-
-@pytest.fixture
-def source(tmp_path):
-    copy = tmp_path / "src"
-    shutil.copytree(FIXTURES, copy)
-    return copy
-
-
-def _count(ws, table: str) -> int:
-    return ws.index.fetchall(f"SELECT count(*) FROM {table}")[0][0]
 
 
 def _nothing_written(ws) -> None:
