@@ -113,3 +113,68 @@ def test_results_rows_are_built_once_for_csv_xlsx_and_parquet(big, monkeypatch):
     sizes = [listing[f"RESULTS.{ext}"].content.size for ext in ("csv", "xlsx", "parquet")]
     assert all(size > 0 for size in sizes)
     assert len(built) == 1
+
+
+def test_the_mount_loads_a_dataset_results_only_when_its_folder_is_browsed(big, monkeypatch):
+    """A mount's first `ls` must not wait for every result (at 100,000 results loading them
+    all took 1.6 s and their model rows 9.5 s and 2.3 GiB): the root, runs/ and by-run/
+    list from per-dataset counts; a dataset's rows load on the first look inside it, and a
+    page of model rows (not the dataset's) on the first `models/`."""
+    from n4afs.tree import snapshot as snapshot_module
+    from n4afs.tree.tree import Tree
+    from n4afs.workspace import Workspace
+
+    built: list[str] = []
+    real = snapshot_module.queries.result_from_row
+    monkeypatch.setattr(
+        snapshot_module.queries,
+        "result_from_row",
+        lambda row: built.append(row[0]) or real(row),
+    )
+    ws = Workspace(big.ws.path)
+    tree = Tree(ws, auto_refresh=False)
+    tree.refresh()
+    names = sorted(_datasets(ws))
+    assert set(dict(tree.list_kinds(("runs",)))) == set(names)
+    assert {name for name, _ in tree.list_kinds(())} >= {"runs", "by-run", "best"}
+    assert tree.list_dir(("by-run",))
+    assert built == []  # no result row read for the top of the tree
+    listing = tree.list_dir(("runs", names[0]))
+    assert len(built) == len(set(built)) == N_RESULTS // N_DATASETS
+    labels = [n for n, node in listing.items() if node.is_dir and n != "charts"]
+    assert tree.list_dir(("runs", names[0], labels[-1], "models"))
+    snapshot = tree.views.snapshot
+    assert 0 < len(snapshot._model_rows) <= snapshot_module.CHUNK  # one page, not 1,000
+    assert len(built) == N_RESULTS // N_DATASETS  # the other dataset still unread
+    assert snapshot.loaded_datasets == [listing_id(tree, names[0])]
+    assert tree.list_dir(("runs", names[0], labels[0], "models"))  # a second page: a walker
+    assert len(snapshot._model_rows) == N_RESULTS // N_DATASETS  # the rest of the dataset
+
+
+def test_a_walk_over_every_result_holds_a_bounded_part_of_their_rows(big, monkeypatch):
+    """Past `ROWS_HELD` results, the model rows of the dataset loaded longest ago are
+    forgotten (and load again, the same, when asked)."""
+    from n4afs.tree import snapshot as snapshot_module
+    from n4afs.tree.tree import Tree
+    from n4afs.workspace import Workspace
+
+    monkeypatch.setattr(snapshot_module, "ROWS_HELD", N_RESULTS // N_DATASETS)
+    tree = Tree(Workspace(big.ws.path), auto_refresh=False)
+    tree.refresh()
+    views = tree.views
+    first, second = (listing_id(tree, name) for name in sorted(_datasets(big.ws)))
+    models = {}
+    for dataset_id in (first, second, first):
+        results = views.results_by_dataset[dataset_id]
+        seen = {}
+        for result in (results[0], results[-1]):  # two pages: the whole dataset loads
+            found = views.snapshot.models_of(result.result_id)
+            seen[result.result_id] = {label: m.artifacts for label, m in found.items()}
+        held = views.snapshot._model_rows
+        assert len(held) == N_RESULTS // N_DATASETS  # one dataset's, not both
+        assert {r.result_id for r in results} == set(held)
+        assert models.setdefault(dataset_id, seen) == seen
+
+
+def listing_id(tree, name: str) -> str:
+    return tree.dataset_named(name).dataset_id

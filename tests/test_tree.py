@@ -404,7 +404,7 @@ def test_hostile_dataset_names_stay_single_components(tmp_path):
 
 def test_a_refresh_adopts_loaded_rows_and_reads_only_new_results(tmp_path, monkeypatch):
     """Model and score rows of a visible result never change: a new snapshot keeps the
-    ones already loaded and reads the rest for the new results only."""
+    ones already loaded and reads the rest for the new results only (one page)."""
     from n4afs.tree import snapshot as snapshot_module
 
     ws = Workspace(tmp_path / "ws")
@@ -417,7 +417,7 @@ def test_a_refresh_adopts_loaded_rows_and_reads_only_new_results(tmp_path, monke
     monkeypatch.setattr(
         snapshot_module,
         "_model_rows",
-        lambda conn, results=None: asked.append(results) or real(conn, results),
+        lambda conn, page: asked.append(page) or real(conn, page),
     )
     second = ws.run(
         templates=[["detrend", {"pls": {"n_components": 3}}]],
@@ -426,30 +426,8 @@ def test_a_refresh_adopts_loaded_rows_and_reads_only_new_results(tmp_path, monke
         name="second",
     )
     again = {p: n for p, n in walk(tree) if "models" in p}
-    assert len(asked) == 1 and set(asked[0]) == {r.row.result_id for r in second.results}
+    seqs = sorted(r.row.seq for r in second.results)
+    assert asked == [(second.results[0].row.dataset_id, seqs[0], seqs[-1])]
     assert set(first) < set(again)
     fresh = {p: n for p, n in walk(Tree(ws)) if "models" in p}
     assert {p: n.size for p, n in again.items()} == {p: n.size for p, n in fresh.items()}
-
-
-def test_prepare_leaves_no_index_read_for_the_first_callbacks(ws, monkeypatch):
-    """The mount prepares its tree before mounting: listing models/, reading scores.yaml
-    and ranking a dataset must then need no database read inside a callback."""
-    import sys
-
-    tree = Tree(ws, auto_refresh=False)
-    tree.refresh()
-    tree.prepare()
-
-    def no_read():
-        raise AssertionError("an index read after prepare()")
-
-    monkeypatch.setattr(ws.index, "read", no_read)
-    assert "RESULTS.csv" in tree.list_dir(("runs", "fermentation"))
-    for label, node in tree.list_dir(("runs", "fermentation")).items():
-        folder = tree.list_dir(("runs", "fermentation", label)) if node.is_dir else {}
-        if "scores.yaml" in folder:  # completed results
-            tree.read(folder["scores.yaml"])
-            for model in tree.list_dir(("runs", "fermentation", label, "models")) or {}:
-                assert tree.list_dir(("runs", "fermentation", label, "models", model))
-    assert "polars" in sys.modules

@@ -8,10 +8,13 @@ without Python); `release` only drops the handle of a changing file; `readdir` y
 `(name, mode, 0)`, and READDIRPLUS adds the attributes of directories and
 content-addressed files (`_KernelFuse`), so `find` and `ls -la` need no LOOKUP for them;
 reads are `pread` on the blob file, and the tree answers from memory.
-The mount runs single-threaded (`nothreads`), so nothing in a callback may be slow: every
-result's model and score rows are read before mounting, and the index is polled and
-reloaded by a watcher thread, which also reads the new results' rows after a refresh.
-Charts are the exception: one renders inside the first `stat` of its file (~50 ms).
+The mount runs single-threaded (`nothreads`), so what a callback reads is bounded: the
+snapshot loaded before mounting holds the datasets, runs and per-dataset counts only; a
+dataset's results load on the first look inside its folder (~0.26 s at 10,000 results), a
+page of 256 results' model and score rows on the first `models/` among them (~0.14 s). The
+index is polled and reloaded by a watcher thread, which also imports the chart libraries
+once mounted and, after a refresh, loads again the datasets browsed before. Charts render
+inside the first `stat` of their file (~50 ms).
 
 Kernel caching and freshness: attributes and entries are cached for long (content never
 changes under a name, except for the few mutable nodes) and when the index changes the
@@ -108,7 +111,12 @@ class TreeOperations(mfusepy.Operations):
     def _watch(self) -> None:
         """Reload the tree when the index moves, invalidate what may have changed, read
         the new results' rows for `models/` and `predictions/`, so no callback waits, and
-        collect cyclic garbage when the daemon is idle."""
+        collect cyclic garbage when the daemon is idle. First, once mounted, it imports
+        what the first chart and report need (`Tree.prepare`)."""
+        try:
+            self.tree.prepare()
+        except Exception:  # a missing chart library fails the chart, not the mount
+            log.exception("preparing the chart libraries failed")
         while True:
             try:
                 if self.tree.refresh():
@@ -119,7 +127,7 @@ class TreeOperations(mfusepy.Operations):
                         self.tree.mutable_paths(previous) + self.tree.removed_paths(previous)
                     )
                 self._invalidate(self._take_pinned_stats())
-                self.tree.top_up()  # new results' rows only; a flag check otherwise
+                self.tree.top_up()  # datasets browsed before, ranked again; a flag check otherwise
                 self._gc.tick()
             except Exception:  # a failed reload keeps serving the last snapshot
                 log.exception("reloading the index failed; serving the previous snapshot")

@@ -112,8 +112,9 @@ def serve(ws: Any, mountpoint: Path, allow_other: bool) -> None:
 
     The mount keeps a tree of its own rather than `ws.tree`: one that does not check the
     change token on every call (`auto_refresh=False`: the FUSE layer refreshes it in the
-    background), and that is refreshed and prepared before mounting, so no callback waits
-    for rows, rankings or imports.
+    background), and whose snapshot is loaded before mounting. Libraries are imported by
+    the watcher once mounted (`Tree.prepare`); a dataset's results load on the first look
+    inside its folder.
     """
     import logging
 
@@ -122,8 +123,7 @@ def serve(ws: Any, mountpoint: Path, allow_other: bool) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     tree = Tree(ws, auto_refresh=False)
-    tree.refresh()
-    tree.prepare()
+    tree.refresh()  # the datasets and counts only: results load per dataset, when browsed
     record = register(mountpoint, ws.path.absolute())
     try:
         serve_fuse(tree, str(mountpoint), allow_other=allow_other)

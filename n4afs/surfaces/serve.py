@@ -137,7 +137,8 @@ def serve_foreground(
 
     The server keeps a tree of its own that checks the change token on every call (as
     fsspec does), so a result that lands while serving is in the next listing; it is
-    prepared before listening, so no first request waits for every result's rows."""
+    prepared before listening (`Tree.prepare`: the chart libraries), so no first request
+    waits for an import past a client's timeout."""
     from cheroot import wsgi
 
     from n4afs.surfaces.webdav import make_app

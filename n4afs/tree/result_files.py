@@ -334,7 +334,7 @@ class ResultFiles:
             ("metric", best.metric),
             ("direction", f"{METRICS[best.metric].direction} is better"),
         ]
-        imported = views.snapshot.imported.get(best.result_id)
+        imported = views.snapshot.imported_files(best.result_id)
         if imported is not None:
 
             def imported_table() -> tuple[list[str], list[list[Any]]]:
@@ -471,8 +471,9 @@ class ResultFiles:
     # -- one result ---------------------------------------------------------------------
     def result_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
         t = r.created_at.timestamp()
-        if r.result_id in views.snapshot.imported:
-            nodes = self.imported_dir(views.snapshot.imported[r.result_id], rest, t)
+        imported = views.snapshot.imported_files(r.result_id)
+        if imported is not None:
+            nodes = self.imported_dir(imported, rest, t)
             if not rest and nodes is not None:  # its scores as recomputed, not as claimed
                 nodes["scores.yaml"] = file_node("scores.yaml", t, self.scores_yaml(views, r))
             return nodes
@@ -620,7 +621,7 @@ class ResultFiles:
         if by_group:
             names = (names[0], "cv_by_group.csv", *names[1:]) if names else names
         names = tuple(n for name in names for n in (name, *_spreadsheet_twin(name)))
-        size = views.snapshot.predictions_size(r.predictions_blob) if r.predictions_blob else None
+        size = views.snapshot.predictions_size(r)
         if size is not None:  # every prediction above, typed: the stored blob as it is
             names += (PREDICTIONS_PARQUET,)
 
@@ -909,7 +910,7 @@ class ResultFiles:
 
     @staticmethod
     def _has_report(views: Any, r: ResultRow) -> bool:
-        return r.status == "completed" and r.result_id not in views.snapshot.imported
+        return r.status == "completed" and views.snapshot.imported_files(r.result_id) is None
 
     # -- ROC curves of a classifier with probabilities --------------------------------------
     @lru_cache(maxsize=256)  # noqa: B019
@@ -936,7 +937,7 @@ class ResultFiles:
         dataset = views.datasets_by_id[r.dataset_id]
         return (
             r.status == "completed"
-            and r.result_id not in views.snapshot.imported
+            and views.snapshot.imported_files(r.result_id) is None
             and r.run_id not in views.snapshot.untrusted_runs
             and dataset.task == "classification"
             and dataset.blob_id is not None
@@ -993,7 +994,7 @@ class ResultFiles:
         config: listing a folder reads no model). Imported models are never loaded here."""
         from n4afs_core.pipelines.templates import describe_config
 
-        if r.status != "completed" or r.result_id in views.snapshot.imported:
+        if r.status != "completed" or views.snapshot.imported_files(r.result_id) is not None:
             return False
         if r.run_id in views.snapshot.untrusted_runs:
             return False

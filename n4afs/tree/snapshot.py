@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import socket
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import groupby
@@ -51,45 +52,133 @@ class ModelInfo:
         )
 
 
+CHUNK = 256  # results whose model and score rows load together (a page of a dataset)
+ROWS_HELD = 20_000  # results whose model and score rows a snapshot keeps (~0.4 GiB)
+
+
+@dataclass
+class DatasetRows:
+    """One dataset's visible results and their per-result rows, loaded on first use.
+
+    `results` and `cv_json` load together (what listing and ranking a dataset need); the
+    final-model scores, imported files and predictions sizes each on their first use; model
+    and score rows a page (`CHUNK` results, by position) at a time, so opening one result's
+    `models/` reads 256 results' rows, not the workspace's (then the rest of the dataset:
+    `Snapshot._rows`).
+    """
+
+    results: list[ResultRow]
+    cv_json: dict[str, str]
+    position: dict[str, int]  # result id -> index in `results`
+    final_json: dict[tuple[str, str], str] | None = None
+    imported: dict[str, dict[str, tuple[str, int]]] | None = None
+    predictions_sizes: dict[str, int] | None = None
+    pages_loaded: int = 0  # model/score row loads for this dataset (`Snapshot._rows`)
+
+
 @dataclass
 class Snapshot:
-    """What the tree needs at once, eagerly; per-model and per-score rows on first use.
+    """What the tree needs at once, eagerly; every dataset's results on first use.
 
-    A freshly opened workspace must list a folder quickly (bench_tree: under 0.3 s at 10,000
-    results), and listing needs the results and one ranking value each, not the 60,000
-    model and 120,000 score rows behind them. Those load in bulk the first time any result
-    folder's `models/` or `predictions/` is built (the mount loads them before mounting,
-    `Tree.prepare`), from a later read transaction than the rest. That is safe because a visible
-    result's rows never change (a result commits whole); if a result was removed in
-    between, the change token has moved too and the next refresh replaces this snapshot.
-    For the same reason a new snapshot adopts the rows its predecessor had loaded and
-    reads only those of results that are new.
+    Eager: the datasets, runs, templates and, per (dataset, target), how many results it
+    shows and the newest one's time: all a mount's first `ls` needs, whatever the size (at
+    100,000 results, loading every result row took 1.6 s and its model rows 9.5 s and
+    2.3 GiB). A dataset's results load the first time anything inside its folder is asked
+    (`rows_of`), a page of their model and score rows the first time one of those results'
+    `models/`, `predictions/` or scores are built.
+
+    Lazily loaded rows come from later read transactions than the eager ones. That is safe:
+    a visible result's rows never change (a result commits whole), and anything committed
+    since moved the change token, so the next refresh replaces this snapshot. A new snapshot
+    adopts the model and score rows its predecessor had loaded (`adopt_rows`).
     """
 
     token: tuple[int, int]
     datasets: list[DatasetInfo]
     runs: list[RunRow]
-    results: list[ResultRow]  # visible (completed/failed), ordered by dataset then seq
     run_datasets: dict[str, list[str]]  # run id -> dataset ids in order
     templates: dict[str, list[tuple[int, str, Any]]]  # run id -> (position, name, body)
     # (run id, dataset id) -> the targets the run models there (pending results included)
     run_targets: dict[tuple[str, str], set[str]] = field(default_factory=dict)
-    cv_json: dict[str, str] = field(default_factory=dict)  # result id -> pooled cv scores
-    imported: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
+    # (dataset id, target) -> (visible results, the newest one's created_at)
+    shown: dict[tuple[str, str | None], tuple[int, datetime]] = field(default_factory=dict)
     untrusted_runs: set[str] = field(default_factory=set)  # core.index.trust.UNTRUSTED_RUNS
     import_origins: dict[str, str] = field(default_factory=dict)  # run id -> origin label
     created: datetime | None = None  # when the workspace was made (its first migration)
     live_owners: list[Owner] = field(default_factory=list)  # of the runs shown `running`
     index: Any = None  # where the deferred rows come from
+    _datasets: dict[str, DatasetRows] = field(default_factory=dict, repr=False)
+    _dataset_of: dict[str, str] = field(default_factory=dict, repr=False)  # result -> dataset
     _cv: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
-    _model_rows: dict[str, list[tuple]] | None = field(default=None, repr=False)
-    _score_rows: dict[str, list[tuple]] | None = field(default=None, repr=False)
-    _rows_complete: bool = field(default=False, repr=False)
+    _model_rows: dict[str, list[tuple]] = field(default_factory=dict, repr=False)
+    _score_rows: dict[str, list[tuple]] = field(default_factory=dict, repr=False)
     _models: dict[str, dict[str, ModelInfo]] = field(default_factory=dict, repr=False)
-    _final_json: dict[tuple[str, str], str] | None = field(default=None, repr=False)
     _final: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict, repr=False)
-    _predictions_sizes: dict[str, int] | None = field(default=None, repr=False)
+    _lock: Any = field(default_factory=threading.RLock, repr=False)
+    # dataset id -> results whose model/score rows are held, oldest load first (`_hold`)
+    _held: OrderedDict[str, list[str]] = field(default_factory=OrderedDict, repr=False)
+    # dataset id -> the results the previous snapshot showed there (`adopt_rows`)
+    _previous_ids: dict[str, set[str]] = field(default_factory=dict, repr=False)
 
+    # -- a dataset's results ---------------------------------------------------------------
+    def rows_of(self, dataset_id: str) -> DatasetRows:
+        """The dataset's visible results (ordered by seq) and pooled scores, loaded once."""
+        rows = self._datasets.get(dataset_id)
+        if rows is None:
+            with self._lock:
+                rows = self._datasets.get(dataset_id)
+                if rows is None:
+                    rows = self._load_dataset(dataset_id)
+        return rows
+
+    def _load_dataset(self, dataset_id: str) -> DatasetRows:
+        with self.index.read() as conn:
+            results = [
+                queries.result_from_row(r)
+                for r in conn.execute(
+                    f"{queries.RESULT_SELECT} WHERE r.dataset_id = ? "
+                    f"AND r.status IN {queries.VISIBLE} ORDER BY r.seq",
+                    [dataset_id],
+                ).fetchall()
+            ]
+            cv_sql = (
+                "SELECT p.result_id, p.scores FROM predictions p JOIN results r USING "
+                f"(result_id) WHERE r.dataset_id = ? AND {ranking.out_of_fold_sql('p')}"
+            )
+            cv_json = dict(conn.execute(cv_sql, [dataset_id]).fetchall())
+        position = {r.result_id: i for i, r in enumerate(results)}
+        rows = DatasetRows(results, cv_json, position)
+        for result in results:
+            self._dataset_of[result.result_id] = dataset_id
+        for gone in self._previous_ids.pop(dataset_id, set()) - position.keys():
+            for adopted in (self._model_rows, self._score_rows, self._models):
+                adopted.pop(gone, None)
+        self._datasets[dataset_id] = rows
+        return rows
+
+    @property
+    def results(self) -> list[ResultRow]:
+        """Every visible result, ordered by dataset then seq: loads every dataset (what a
+        whole-workspace reader such as a benchmark asks; the tree asks per dataset)."""
+        ids = sorted({d.dataset_id for d in self.datasets} | {d for d, _ in self.shown})
+        return [r for dataset_id in ids for r in self.rows_of(dataset_id).results]
+
+    def _rows_of_result(self, result_id: str) -> DatasetRows | None:
+        """The loaded rows of the result's dataset (loading it if a caller holds a result
+        whose dataset was not asked yet); None for a result this index does not show."""
+        dataset_id = self._dataset_of.get(result_id)
+        if dataset_id is None:
+            with self.index.read() as conn:
+                found = conn.execute(
+                    "SELECT dataset_id FROM results WHERE result_id = ?", [result_id]
+                ).fetchone()
+            if found is None:
+                return None
+            rows = self.rows_of(found[0])
+            return rows if result_id in rows.position else None
+        return self.rows_of(dataset_id)
+
+    # -- per-result reads -------------------------------------------------------------------
     def origin(self, result: ResultRow) -> str:
         """`core.index.trust.origin_label` of the result: this workspace, or which bundle."""
         return self.import_origins.get(result.run_id, "workspace")
@@ -98,90 +187,143 @@ class Snapshot:
         """The pooled out-of-fold scores (the ranking ones), parsed on first use."""
         scores = self._cv.get(result_id)
         if scores is None:
-            text = self.cv_json.get(result_id)
+            rows = self._rows_of_result(result_id)
+            text = rows.cv_json.get(result_id) if rows is not None else None
             scores = self._cv[result_id] = json.loads(text) if text else {}
         return scores
 
     def final_scores(self, result_id: str, partition: str) -> dict[str, Any]:
         """The final model's scores on `partition` (`ranking.CALIBRATION`, `ranking.TEST`),
-        {} when it has none. Every result's rows load in one query on first use (what
-        RESULTS.csv shows), without the bulk of `preload`."""
-        if self._final_json is None:
-            with self.index.read() as conn:
-                self._final_json = _final_json(conn)
+        {} when it has none. A dataset's rows load in one query on first use (what
+        RESULTS.csv shows), without the bulk of the model rows."""
         scores = self._final.get((result_id, partition))
         if scores is None:
-            text = self._final_json.get((result_id, partition))
+            rows = self._rows_of_result(result_id)
+            if rows is None:
+                return {}
+            if rows.final_json is None:
+                with self._lock, self.index.read() as conn:
+                    rows.final_json = _final_json(conn, self._dataset_of[result_id])
+            text = rows.final_json.get((result_id, partition))
             scores = self._final[result_id, partition] = json.loads(text) if text else {}
         return scores
 
-    def predictions_size(self, blob_id: str) -> int | None:
+    def imported_files(self, result_id: str) -> dict[str, tuple[str, int]] | None:
+        """{path inside its folder: (blob id, size)} for an imported result, else None."""
+        rows = self._rows_of_result(result_id)
+        if rows is None:
+            return None
+        if rows.imported is None:
+            with self._lock, self.index.read() as conn:
+                rows.imported = _imported(conn, self._dataset_of[result_id])
+        return rows.imported.get(result_id)
+
+    def predictions_size(self, result: ResultRow) -> int | None:
         """The size of a result's predictions blob (`predictions/predictions.parquet`, the
-        blob as stored); the sizes of all load in one query on first use."""
-        if self._predictions_sizes is None:
-            with self.index.read() as conn:
-                self._predictions_sizes = dict(
+        blob as stored); the sizes of the dataset's results load in one query on first use."""
+        rows = self._rows_of_result(result.result_id)
+        if rows is None or result.predictions_blob is None:
+            return None
+        if rows.predictions_sizes is None:
+            with self._lock, self.index.read() as conn:
+                rows.predictions_sizes = dict(
                     conn.execute(
                         "SELECT b.blob_id, b.size FROM blobs b "
-                        "JOIN results r ON r.predictions_blob = b.blob_id"
+                        "JOIN results r ON r.predictions_blob = b.blob_id WHERE r.dataset_id = ?",
+                        [result.dataset_id],
                     ).fetchall()
                 )
-        return self._predictions_sizes.get(blob_id)
+        return rows.predictions_sizes.get(result.predictions_blob)
 
     def models_of(self, result_id: str) -> dict[str, ModelInfo]:
         """A result's models by folder label (final first, then folds in order); the
-        rows of every result load at once, objects are built per result on first use."""
+        rows of its page of results load at once, objects are built per result."""
         models = self._models.get(result_id)
         if models is None:
-            rows = self.preload()[0].get(result_id, [])
-            models = self._models[result_id] = _models(result_id, rows)
+            models = self._models[result_id] = _models(result_id, self._rows(result_id)[0])
         return models
 
     def scores_of(self, result_id: str) -> list[dict[str, Any]]:
         """Every score row of a result (model, partition, fold, n, metrics…)."""
         return [
             {"model": model, "partition": partition, "fold": fold, "n": n, **json.loads(text)}
-            for _, model, partition, fold, n, text in self._rows_of(result_id)
+            for _, model, partition, fold, n, text in self._rows(result_id)[1]
         ]
 
     def prediction_sets(self, result_id: str) -> set[tuple[str, str]]:
         """(model, partition) pairs a result has predictions for; no JSON parsed."""
-        return {(row[1], row[2]) for row in self._rows_of(result_id)}
+        return {(row[1], row[2]) for row in self._rows(result_id)[1]}
 
-    def _rows_of(self, result_id: str) -> list[tuple]:
-        return self.preload()[1].get(result_id, [])
+    def _rows(self, result_id: str) -> tuple[list[tuple], list[tuple]]:
+        """The result's model and score rows, loading them if missing: its page of results
+        the first time, every missing result of its dataset from the second page on (a
+        walker is at work: a page query scans the whole models table, so a walk of 100,000
+        results page by page took 97 s against ~10 s a dataset at a time)."""
+        if result_id not in self._model_rows:
+            rows = self._rows_of_result(result_id)
+            if rows is None:
+                return [], []
+            with self._lock:
+                if result_id not in self._model_rows:
+                    self._load_rows(rows, rows.position[result_id] // CHUNK)
+        return self._model_rows.get(result_id, []), self._score_rows.get(result_id, [])
 
-    def preload(self) -> tuple[dict[str, list[tuple]], dict[str, list[tuple]]]:
-        """The model and score rows of every visible result, loading what is missing:
-        everything the first time, afterwards only results adopted snapshots lacked."""
-        if not self._rows_complete:
-            visible = [r.result_id for r in self.results]
-            with self.index.read() as conn:
-                if self._model_rows is None or self._score_rows is None:
-                    models, scores = _model_rows(conn), _score_rows(conn)
-                else:
-                    missing = [i for i in visible if i not in self._model_rows]
-                    models = {**self._model_rows, **_model_rows(conn, missing)}
-                    scores = {**self._score_rows, **_score_rows(conn, missing)}
-            for result_id in visible:  # failed results have none: not missing next time
-                models.setdefault(result_id, [])
-                scores.setdefault(result_id, [])
-            self._model_rows, self._score_rows, self._rows_complete = models, scores, True
-        return self._model_rows, self._score_rows
+    def _load_rows(self, rows: DatasetRows, chunk: int) -> None:
+        whole = rows.pages_loaded > 0
+        page = rows.results if whole else rows.results[chunk * CHUNK : (chunk + 1) * CHUNK]
+        missing = [r for r in page if r.result_id not in self._model_rows]
+        if not missing:
+            return
+        first, last = missing[0], missing[-1]
+        where = (first.dataset_id, first.seq, last.seq)
+        with self.index.read() as conn:
+            models, scores = _model_rows(conn, where), _score_rows(conn, where)
+        for result in missing:  # failed results have none: not missing next time
+            self._model_rows[result.result_id] = models.get(result.result_id, [])
+            self._score_rows[result.result_id] = scores.get(result.result_id, [])
+        rows.pages_loaded += 1
+        self._hold(first.dataset_id, [r.result_id for r in missing])
+
+    def _hold(self, dataset_id: str, result_ids: list[str]) -> None:
+        """Note rows just loaded; past `ROWS_HELD` results, forget the rows of the datasets
+        loaded longest ago (they load again when asked), so a walk over every result of a
+        large workspace keeps a bounded part of them in memory."""
+        held = self._held.setdefault(dataset_id, [])
+        held += result_ids
+        self._held.move_to_end(dataset_id)
+        while sum(map(len, self._held.values())) > ROWS_HELD and len(self._held) > 1:
+            oldest, ids = self._held.popitem(last=False)
+            for result_id in ids:
+                for loaded in (self._model_rows, self._score_rows, self._models):
+                    loaded.pop(result_id, None)
+            if oldest in self._datasets:
+                self._datasets[oldest].pages_loaded = 0
+
+    def preload(self) -> None:
+        """Every visible result's model and score rows (a benchmark's or a whole-tree
+        walker's choice: a mount never does this, it would hold them all)."""
+        for result in self.results:
+            self._rows(result.result_id)
 
     @property
-    def rows_loaded(self) -> bool:
-        """Whether rows were loaded (or adopted from the previous snapshot) already."""
-        return self._model_rows is not None
+    def loaded_datasets(self) -> list[str]:
+        """The datasets whose results were asked for (or adopted) so far."""
+        return list(self._datasets)
 
     def adopt_rows(self, previous: Snapshot) -> None:
-        """Keep the rows `previous` loaded for results still visible (they never change)."""
-        if previous._model_rows is None or previous._score_rows is None:
-            return
-        visible = {r.result_id for r in self.results}
-        self._model_rows = {k: v for k, v in previous._model_rows.items() if k in visible}
-        self._score_rows = {k: v for k, v in previous._score_rows.items() if k in visible}
-        self._rows_complete = len(self._model_rows) == len(visible)
+        """Keep the model and score rows `previous` loaded (a result's never change). Those
+        of results removed since are dropped when their dataset loads here; a dataset not
+        loaded again keeps them until a later snapshot loads it (rows, not files: a removed
+        result is never shown)."""
+        self._model_rows = dict(previous._model_rows)
+        self._score_rows = dict(previous._score_rows)
+        self._models = dict(previous._models)
+        self._held = OrderedDict((d, list(ids)) for d, ids in previous._held.items())
+        self._previous_ids = {
+            dataset_id: set(rows.position) for dataset_id, rows in previous._datasets.items()
+        }
+        for dataset_id, ids in previous._previous_ids.items():  # not loaded there either
+            self._previous_ids.setdefault(dataset_id, ids)
 
 
 def an_owner_died(snapshot: Snapshot) -> bool:
@@ -208,12 +350,10 @@ def load_snapshot(index: Any, previous: Snapshot | None = None) -> Snapshot:
             token=token,
             datasets=list_datasets(conn),
             runs=queries.list_runs(conn),
-            results=_all_results(conn),
             run_datasets=_run_datasets(conn),
             templates=_templates(conn),
             run_targets=_run_targets(conn),
-            cv_json=_cv_json(conn),
-            imported=_imported(conn),
+            shown=_shown(conn),
             created=conn.execute("SELECT min(applied_at) FROM schema_version").fetchone()[0],
             live_owners=[owner for _, owner in live_owners(conn)],
             untrusted_runs=trust.untrusted_runs(conn),
@@ -225,36 +365,38 @@ def load_snapshot(index: Any, previous: Snapshot | None = None) -> Snapshot:
     return snapshot
 
 
-def _cv_json(conn: Any) -> dict[str, str]:
-    """result id -> the JSON of its pooled out-of-fold scores (`ranking.OUT_OF_FOLD`: one
-    row per result at most, the key of `predictions` says)."""
-    sql = f"SELECT result_id, scores FROM predictions p WHERE {ranking.out_of_fold_sql('p')}"
-    return dict(conn.execute(sql).fetchall())
+def _shown(conn: Any) -> dict[tuple[str, str | None], tuple[int, datetime]]:
+    """(dataset id, target) -> how many visible results, the newest one's created_at."""
+    rows = conn.execute(
+        "SELECT dataset_id, target, count(*), max(created_at) FROM results "
+        f"WHERE status IN {queries.VISIBLE} GROUP BY dataset_id, target"
+    ).fetchall()
+    return {(dataset_id, target): (n, latest) for dataset_id, target, n, latest in rows}
 
 
-def _final_json(conn: Any) -> dict[tuple[str, str], str]:
-    """(result id, partition) -> the JSON of the final model's scores there."""
+def _final_json(conn: Any, dataset_id: str) -> dict[tuple[str, str], str]:
+    """(result id, partition) -> the JSON of the final model's scores there, for the
+    dataset's results."""
     model = ranking.CALIBRATION[0]
     assert ranking.TEST[0] == model
-    sql = "SELECT result_id, partition, scores FROM predictions WHERE model = ?"
-    return {(r, p): text for r, p, text in conn.execute(sql, [model]).fetchall()}
+    sql = (
+        "SELECT p.result_id, p.partition, p.scores FROM predictions p JOIN results r "
+        "USING (result_id) WHERE r.dataset_id = ? AND p.model = ?"
+    )
+    return {(r, p): text for r, p, text in conn.execute(sql, [dataset_id, model]).fetchall()}
 
 
-def _imported(conn: Any) -> dict[str, dict[str, tuple[str, int]]]:
-    """result id -> {path inside its folder: (blob id, size)} for imported results."""
+def _imported(conn: Any, dataset_id: str) -> dict[str, dict[str, tuple[str, int]]]:
+    """result id -> {path inside its folder: (blob id, size)} for the dataset's imported
+    results."""
     grouped: dict[str, dict[str, tuple[str, int]]] = defaultdict(dict)
     for result_id, path, blob_id, size in conn.execute(
-        "SELECT result_id, path, blob_id, size FROM imported_files ORDER BY result_id, path"
+        "SELECT i.result_id, i.path, i.blob_id, i.size FROM imported_files i "
+        "JOIN results r USING (result_id) WHERE r.dataset_id = ? ORDER BY i.result_id, i.path",
+        [dataset_id],
     ).fetchall():
         grouped[result_id][path] = (blob_id, size)
     return dict(grouped)
-
-
-def _all_results(conn: Any) -> list[ResultRow]:
-    rows = conn.execute(
-        f"{queries.RESULT_SELECT} WHERE r.status IN {queries.VISIBLE} ORDER BY r.dataset_id, r.seq"
-    ).fetchall()
-    return [queries.result_from_row(r) for r in rows]
 
 
 def _run_datasets(conn: Any) -> dict[str, list[str]]:
@@ -284,29 +426,28 @@ def _templates(conn: Any) -> dict[str, list[tuple[int, str, Any]]]:
     return dict(grouped)
 
 
-def _only(results: list[str] | None, column: str) -> tuple[str, list]:
-    """A WHERE clause (and its parameters) limiting rows to `results`; all when None."""
-    return ("", []) if results is None else (f"WHERE list_contains(?, {column})", [results])
+Page = tuple[str, int, int]  # (dataset id, first seq, last seq): a page of results
 
 
-def _model_rows(conn: Any, results: list[str] | None = None) -> dict[str, list[tuple]]:
-    """result id -> (model id, role, fold, created, artifact rows) per model, in folder order.
+def _model_rows(conn: Any, page: Page) -> dict[str, list[tuple]]:
+    """result id -> (model id, role, fold, created, artifact rows) per model, in folder order,
+    for the results of `page`.
 
     Two queries, heads and artifacts, grouped with `groupby` on their sort order: one joined
     row per artifact repeated each model's columns and cost ~25 % more (10,000 results).
     """
-    where, params = _only(results, "m.result_id")
+    where = "JOIN results r USING (result_id) WHERE r.dataset_id = ? AND r.seq BETWEEN ? AND ?"
     artifacts = conn.execute(
         "SELECT a.model_id, a.step_index, a.step_name, a.class_path, a.blob_id, b.size "
         "FROM models m JOIN artifacts a USING (model_id) JOIN blobs b ON b.blob_id = a.blob_id "
         f"{where} ORDER BY a.model_id, a.step_index",
-        params,
+        list(page),
     ).fetchall()
     by_model = {model_id: tuple(rows) for model_id, rows in groupby(artifacts, key=_first)}
     heads = conn.execute(
         f"SELECT m.result_id, m.model_id, m.role, m.fold, m.created_at FROM models m {where} "
         "ORDER BY m.result_id, m.role DESC, m.fold",
-        params,
+        list(page),
     ).fetchall()
     return {
         result_id: [(*head[1:], by_model.get(head[1], ())) for head in group]
@@ -324,14 +465,15 @@ def _models(result_id: str, rows: list[tuple]) -> dict[str, ModelInfo]:
     return models
 
 
-def _score_rows(conn: Any, results: list[str] | None = None) -> dict[str, list[tuple]]:
-    """result id -> (result id, model, partition, fold, n, scores JSON): JSON parsed per
-    result on use."""
-    where, params = _only(results, "result_id")
+def _score_rows(conn: Any, page: Page) -> dict[str, list[tuple]]:
+    """result id -> (result id, model, partition, fold, n, scores JSON) for the results of
+    `page`: JSON parsed per result on use."""
     rows = conn.execute(
-        "SELECT result_id, model, partition, fold, n_samples, scores FROM predictions "
-        f"{where} ORDER BY result_id, fold, model, partition",
-        params,
+        "SELECT p.result_id, p.model, p.partition, p.fold, p.n_samples, p.scores "
+        "FROM predictions p JOIN results r USING (result_id) "
+        "WHERE r.dataset_id = ? AND r.seq BETWEEN ? AND ? "
+        "ORDER BY p.result_id, p.fold, p.model, p.partition",
+        list(page),
     ).fetchall()
     return {result_id: list(group) for result_id, group in groupby(rows, key=_first)}
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import errno
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from n4afs_core.errors import BlobNotFound, BlobUnreadable
@@ -72,14 +72,9 @@ class Views:
         self.runs = {self.run_dirs[r.run_id]: r for r in snapshot.runs}
         self.datasets_by_id = {d.dataset_id: d for d in snapshot.datasets}
         self.runs_by_id = {r.run_id: r for r in snapshot.runs}
-        self.by_label = {(r.dataset_id, r.label): r for r in snapshot.results}
-        self.results_by_dataset: dict[str, list[ResultRow]] = defaultdict(list)
-        self.results_by_group: dict[GroupKey, list[ResultRow]] = defaultdict(list)
-        self.results_by_run: dict[tuple[str, str], list[ResultRow]] = defaultdict(list)
-        for result in snapshot.results:
-            self.results_by_dataset[result.dataset_id].append(result)
-            self.results_by_group[ranking.group_of(result)].append(result)
-            self.results_by_run[(result.run_id, result.dataset_id)].append(result)
+        # a dataset's results, grouped, on first use (`_DatasetView`): listing the root or
+        # one dataset never loads the others
+        self._dataset_views: dict[str, _DatasetView] = {}
         # dataset id -> {folder: target}, for the datasets shown one folder per target
         self.target_dirs = {
             d.dataset_id: {
@@ -97,9 +92,50 @@ class Views:
         # the workspace's creation: the time of what never changes in it (README.txt) and
         # the least of any folder's, so nothing shows 1970, an empty workspace included
         self.created = _ts(snapshot.created)
-        times = [_ts(r.created_at) for r in snapshot.results]
+        times = [_ts(latest) for _, latest in snapshot.shown.values()]
         times += [_ts(d.created_at) for d in snapshot.datasets]
         self.latest = max(times, default=self.created)
+
+    # the mappings are made per use: held here they would make a reference cycle
+    # (`_Generation` says why there must be none)
+    @property
+    def results_by_dataset(self) -> Mapping[str, list[ResultRow]]:
+        """dataset id -> its results (in seq order)."""
+        return _PerDataset(self, _itself, "results")
+
+    @property
+    def results_by_group(self) -> Mapping[GroupKey, list[ResultRow]]:
+        """`GroupKey` -> the group's results (in seq order)."""
+        return _PerDataset(self, _dataset_of_group, "by_group")
+
+    @property
+    def results_by_run(self) -> Mapping[tuple[str, str], list[ResultRow]]:
+        """(run id, dataset id) -> the run's results on the dataset (in seq order)."""
+        return _PerDataset(self, _dataset_of_run_key, "by_run")
+
+    def dataset_view(self, dataset_id: str) -> _DatasetView:
+        """The dataset's results by label, group and run, loaded on first use."""
+        view = self._dataset_views.get(dataset_id)
+        if view is None:
+            rows = self.snapshot.rows_of(dataset_id)
+            view = self._dataset_views.setdefault(dataset_id, _DatasetView(rows.results))
+        return view
+
+    def dataset_ids(self) -> list[str]:
+        """Every dataset with results shown (what iterating a `_PerDataset` loads)."""
+        return sorted({dataset_id for dataset_id, _ in self.snapshot.shown})
+
+    def latest_of(
+        self, dataset_id: str, target: str | None = None, *, group: bool = False
+    ) -> float:
+        """The newest shown result's time in a dataset (or in one of its groups), 0 if none:
+        from the eager counts, so a folder's mtime never loads its results."""
+        times = [
+            _ts(latest)
+            for (d, t), (_, latest) in self.snapshot.shown.items()
+            if d == dataset_id and (not group or t == target)
+        ]
+        return max(times, default=0.0)
 
     def metric_of(self, results: list[ResultRow]) -> str:
         """What 'best' means on the dataset now (`core.metrics.ranking.metric_of`)."""
@@ -159,7 +195,65 @@ class Views:
         return top if ranking.may_be_best(top.status, untrusted) else None
 
     def result(self, dataset_id: str, label: str) -> ResultRow | None:
-        return self.by_label.get((dataset_id, label))
+        if dataset_id not in self.datasets_by_id:
+            return None
+        return self.dataset_view(dataset_id).by_label.get(label)
+
+
+class _DatasetView:
+    """One dataset's results: by folder label, by ranking group, by run."""
+
+    def __init__(self, results: list[ResultRow]) -> None:
+        self.results = results
+        self.by_label = {r.label: r for r in results}
+        self.by_group: dict[GroupKey, list[ResultRow]] = defaultdict(list)
+        self.by_run: dict[tuple[str, str], list[ResultRow]] = defaultdict(list)
+        for result in results:
+            self.by_group[ranking.group_of(result)].append(result)
+            self.by_run[(result.run_id, result.dataset_id)].append(result)
+
+
+def _itself(dataset_id: str) -> str:
+    return dataset_id
+
+
+def _dataset_of_group(group: GroupKey) -> str:
+    return group.dataset_id
+
+
+def _dataset_of_run_key(key: tuple[str, str]) -> str:
+    return key[1]
+
+
+class _PerDataset(Mapping):
+    """A read-only mapping whose values live in `_DatasetView`s: `dataset_of(key)` names the
+    dataset a key belongs to, loaded on first use. Iterating it loads every dataset."""
+
+    def __init__(self, views: Views, dataset_of: Callable[[Any], str], part: str) -> None:
+        self._views, self._dataset_of, self._part = views, dataset_of, part
+
+    def _table(self, dataset_id: str) -> Any:
+        view = self._views.dataset_view(dataset_id)
+        return view.results if self._part == "results" else getattr(view, self._part)
+
+    def __getitem__(self, key: Any) -> list[ResultRow]:
+        dataset_id = self._dataset_of(key)
+        if dataset_id not in self._views.datasets_by_id:
+            raise KeyError(key)
+        if self._part == "results":
+            return self._table(dataset_id)
+        found = self._table(dataset_id).get(key)
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def __iter__(self) -> Iterator[Any]:
+        for dataset_id in self._views.dataset_ids():
+            table = self._table(dataset_id)
+            yield from [dataset_id] if self._part == "results" else list(table)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 class _Generation:
@@ -176,6 +270,7 @@ class _Generation:
         # (result id, path inside its folder) -> listing: a result's folder shows under
         # runs/ and by-run/ alike, built once for both (a cold walk built each twice)
         self.result_dirs: dict[tuple[str, TreePath], Listing] = {}
+        self.topped_up = False  # `Tree.top_up` ran for this generation
 
 
 def render_catalogue(workspace: Any) -> Any:
@@ -230,19 +325,15 @@ class Tree:
         return True
 
     def prepare(self) -> None:
-        """Do now what the first reads would otherwise wait for: read every result's model
-        and score rows, rank every dataset, import the library predictions render with.
-        The mount calls this before the kernel sees it. Inside a callback, the row load
-        stalled the first `models/` or `scores.yaml` of a session (~0.5 s at 10,000
-        results), ranking the first listing of a dataset (~15 ms per 1,000 results) and
-        the polars import the first predictions CSV (~0.2 s). Done in the watcher after
-        mounting, the same work competed with the first callbacks (bench_mount, a cold
-        `ls -la` of 1,003 entries: 0.19 s without it, 0.42 s with it). The chart and
-        model libraries too: a result folder's REPORT.html embeds its charts and a PLS
-        model's diagnostics, so its first `stat` (an `ls -l`, a WebDAV PROPFIND) would
-        otherwise import matplotlib and scikit-learn inside the callback (seconds on a
-        loaded machine: past a WebDAV client's timeout)."""
-        self._load_ahead(self._current().views)
+        """Import the libraries the first reads would otherwise wait for: a result folder's
+        REPORT.html embeds its charts and a PLS model's diagnostics, so its first `stat` (an
+        `ls -l`, a WebDAV PROPFIND) would import matplotlib and scikit-learn inside the
+        callback (seconds on a loaded machine: past a WebDAV client's timeout), and the
+        first predictions CSV polars (~0.2 s). `serve` calls it before listening; the
+        mount from its watcher once mounted (~3 s: before mounting, it kept the first `ls`
+        waiting). No rows are read ahead: a dataset's results load on the first look
+        inside its folder (`Snapshot.rows_of`), a page of their model rows on the first
+        `models/` among them."""
         import matplotlib  # noqa: F401
         import polars  # noqa: F401
         import sklearn.pipeline  # noqa: F401
@@ -252,19 +343,21 @@ class Tree:
         renderers.warm_up()
 
     def top_up(self) -> None:
-        """After a refresh, read the new results' model and score rows and rank the
-        datasets again now, if `prepare` ran before, so no reader waits for them: the
-        mount's watcher calls this."""
-        views = self._current().views
-        if views.snapshot.rows_loaded:
-            self._load_ahead(views)
-
-    @staticmethod
-    def _load_ahead(views: Views) -> None:
-        """Every result's rows (only those missing) and every dataset's ranking."""
-        views.snapshot.preload()
-        for group in views.results_by_group:
-            views.ranked(group)
+        """After a refresh, load again the datasets the replaced snapshot had loaded and
+        rank them, so no reader of a folder already browsed waits for its new results: the
+        mount's watcher calls this after each poll (a flag check when nothing changed)."""
+        generation = self._current()
+        if generation.topped_up:
+            return
+        generation.topped_up = True
+        previous = self.previous
+        if previous is None:
+            return
+        views = generation.views
+        for dataset_id in previous.views.snapshot.loaded_datasets:
+            if dataset_id in views.datasets_by_id:
+                for group in views.dataset_view(dataset_id).by_group:
+                    views.ranked(group)
 
     def _current(self) -> _Generation:
         if self.auto_refresh or self._generation is None:
@@ -570,12 +663,11 @@ class Tree:
         return entries
 
     def _dataset_mtime(self, views: Views, dataset: DatasetInfo) -> float:
-        results = views.results_by_dataset.get(dataset.dataset_id, [])
-        return max([_ts(dataset.created_at)] + [_ts(r.created_at) for r in results])
+        return max(_ts(dataset.created_at), views.latest_of(dataset.dataset_id))
 
     def _group_mtime(self, views: Views, dataset: DatasetInfo, group: GroupKey) -> float:
-        results = views.results_by_group.get(group, [])
-        return max([_ts(dataset.created_at)] + [_ts(r.created_at) for r in results])
+        latest = views.latest_of(dataset.dataset_id, group.target, group=True)
+        return max(_ts(dataset.created_at), latest)
 
     def _dataset_dir(self, views: Views, dataset: DatasetInfo) -> dict[str, Node]:
         """DATASET.yaml, then its results (one target), or one folder per target."""
