@@ -201,16 +201,20 @@ class Views:
 
 
 class _DatasetView:
-    """One dataset's results: by folder label, by ranking group, by run."""
+    """One dataset's results: by folder label, by ranking group, by run (and group)."""
 
     def __init__(self, results: list[ResultRow]) -> None:
         self.results = results
         self.by_label = {r.label: r for r in results}
         self.by_group: dict[GroupKey, list[ResultRow]] = defaultdict(list)
         self.by_run: dict[tuple[str, str], list[ResultRow]] = defaultdict(list)
+        # (run id, group) -> the run's results in the group: by-run/<run>/<dataset>/[<target>/]
+        self.by_run_group: dict[tuple[str, GroupKey], list[ResultRow]] = defaultdict(list)
         for result in results:
-            self.by_group[ranking.group_of(result)].append(result)
+            group = ranking.group_of(result)
+            self.by_group[group].append(result)
             self.by_run[(result.run_id, result.dataset_id)].append(result)
+            self.by_run_group[(result.run_id, group)].append(result)
 
 
 def _itself(dataset_id: str) -> str:
@@ -760,11 +764,11 @@ class Tree:
         if dataset_id is None:
             return None
         dataset = views.datasets_by_id[dataset_id]
-        results = views.results_by_run.get((run.run_id, dataset_id), [])
+        by_run_group = views.dataset_view(dataset_id).by_run_group
         found = views.scope(dataset, rest[2:])
         if len(rest) == 2 and (found is None or found[1]):  # a folder per target it modelled
             mtime = max([_ts(run.created_at), _ts(run.finished_at)])
-            modelled = {ranking.group_of(r) for r in results}
+            modelled = {group for run_id, group in by_run_group if run_id == run.run_id}
             return {
                 folder: directory(folder, mtime)
                 for folder, group in views.groups(dataset).items()
@@ -773,7 +777,7 @@ class Tree:
         if found is None:
             return None
         group, skip = found
-        shown = [r for r in results if ranking.group_of(r) == group]
+        shown = by_run_group.get((run.run_id, group), [])  # a dict: per result folder built
         if len(rest) == 2 + skip:
             if skip and not shown:  # a target the run did not model: not listed above
                 return None
