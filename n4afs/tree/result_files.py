@@ -9,6 +9,7 @@ produced once per process however many views show them.
 from __future__ import annotations
 
 import io
+import json
 from functools import lru_cache
 from typing import Any
 
@@ -992,8 +993,6 @@ class ResultFiles:
     def is_pls(views: Any, r: ResultRow) -> bool:
         """A computed regression result of this workspace whose model is PLS (from its
         config: listing a folder reads no model). Imported models are never loaded here."""
-        from n4afs_core.pipelines.templates import describe_config
-
         if r.status != "completed" or views.snapshot.imported_files(r.result_id) is not None:
             return False
         if r.run_id in views.snapshot.untrusted_runs:
@@ -1001,7 +1000,7 @@ class ResultFiles:
         dataset = views.datasets_by_id[r.dataset_id]
         if dataset.task != "regression" or dataset.blob_id is None:
             return False
-        return describe_config(r.config)[1] == "pls"
+        return _model_name(r.config_hash, r.config_json) == "pls"
 
     def diagnostics_inputs(self, views: Any, r: ResultRow) -> tuple:
         """What a result's PLS diagnostics are computed from: its final model's step blobs,
@@ -1333,3 +1332,13 @@ def _spreadsheet_twin(name: str) -> tuple[str, ...]:
 def _fold_number(model: str) -> int:
     """`fold_12` -> 12: fold files sort by number, not as text."""
     return int(model[len(ranking.FOLD_PREFIX) :])
+
+
+@lru_cache(maxsize=65_536)
+def _model_name(config_hash: str, config_json: str) -> str:
+    """The model step's name of a config (`templates.describe_config`), once per config:
+    a result folder's listing asks it for several of its entries (at 10,000 results a walk
+    spent a quarter of its time describing configs)."""
+    from n4afs_core.pipelines.templates import describe_config
+
+    return describe_config(json.loads(config_json))[1]
