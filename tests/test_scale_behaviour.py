@@ -202,3 +202,31 @@ def test_result_folders_under_by_run_are_built_without_rescanning_the_run(big, m
     for label in labels[:200]:
         assert "models" in tree.list_dir((*folder, label))
     assert len(calls) <= 2 * 200  # per folder, not per result of the run
+
+
+def test_a_walk_keeps_a_bounded_number_of_listings_and_every_changing_one(big, monkeypatch):
+    """Listings of content-addressed folders are rebuilt the same when dropped, so a walk
+    keeps only the most recent `KEPT`; those holding a changing file are all kept, since a
+    refresh must invalidate every changing path the mount served."""
+    from n4afs.tree import tree as tree_module
+    from n4afs.tree.tree import Tree
+    from n4afs.workspace import Workspace
+
+    monkeypatch.setattr(tree_module._Listings, "KEPT", 50)
+    tree = Tree(Workspace(big.ws.path), auto_refresh=False)
+    tree.refresh()
+    name = min(_datasets(big.ws))
+    assert name in tree.list_dir(("runs",))
+    labels = [n for n, is_dir in tree.list_kinds(("runs", name)) if is_dir and n != "charts"]
+    first = {}
+    for label in labels[:60]:  # sizes of model files only: a result folder's renders cost
+        for sub in ((), ("models",)):
+            listing = tree.list_dir(("runs", name, label, *sub))
+            first[(label, *sub)] = {n: sub and node.size for n, node in listing.items()}
+    generation = tree._generation
+    assert len(generation.dirs.fixed) <= 50 and len(generation.result_dirs.fixed) <= 50
+    for key, sizes in list(first.items())[:5]:  # dropped long ago: built again, the same
+        again = tree.list_dir(("runs", name, *key))
+        assert {n: key[1:] and node.size for n, node in again.items()} == sizes
+    changing = tree.mutable_paths(generation)
+    assert ("runs", name, "RESULTS.csv") in changing and ("runs", name) in changing

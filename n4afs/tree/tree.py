@@ -25,7 +25,7 @@ by-run/<run>/<dataset>/<target>/<label>/, best/<dataset>/<target>.csv.
 from __future__ import annotations
 
 import errno
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -270,11 +270,54 @@ class _Generation:
 
     def __init__(self, views: Views) -> None:
         self.views = views
-        self.dirs: dict[TreePath, Listing] = {}
+        self.dirs = _Listings()
         # (result id, path inside its folder) -> listing: a result's folder shows under
         # runs/ and by-run/ alike, built once for both (a cold walk built each twice)
-        self.result_dirs: dict[tuple[str, TreePath], Listing] = {}
+        self.result_dirs = _Listings()
         self.topped_up = False  # `Tree.top_up` ran for this generation
+
+
+class _Listings:
+    """A generation's built listings. Those holding a changing node (`Node.mutable`) are
+    kept while the generation lives: after a refresh the mount invalidates every changing
+    path they name (`Tree.mutable_paths`). The others hold content-addressed entries only,
+    built the same when asked again, so only the `KEPT` most recently used stay: a walk
+    over every folder of 10,000 results held ~150,000 listings (~0.9 GiB in the mount)."""
+
+    KEPT = 20_000
+
+    def __init__(self) -> None:
+        self.changing: dict[Any, Listing] = {}
+        self.fixed: OrderedDict[Any, Listing] = OrderedDict()
+
+    def get(self, key: Any) -> Listing | None:
+        found = self.changing.get(key)
+        if found is None:
+            found = self.fixed.get(key)
+            if found is not None:
+                self.fixed.move_to_end(key)
+        return found
+
+    def __getitem__(self, key: Any) -> Listing:
+        found = self.get(key)
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def __len__(self) -> int:
+        return len(self.changing) + len(self.fixed)
+
+    def __setitem__(self, key: Any, listing: Listing) -> None:
+        if not isinstance(listing, FilesListing) and any(n.mutable for n in listing.values()):
+            self.changing[key] = listing
+            return
+        self.fixed[key] = listing
+        while len(self.fixed) > self.KEPT:
+            self.fixed.popitem(last=False)
+
+    def with_changes(self) -> list[tuple[Any, Listing]]:
+        """The listings that hold a changing node."""
+        return list(self.changing.items())
 
 
 def render_catalogue(workspace: Any) -> Any:
@@ -379,9 +422,7 @@ class Tree:
         if generation is None:
             return []
         paths: list[TreePath] = [()]
-        for dir_path, entries in list(generation.dirs.items()):
-            if isinstance(entries, FilesListing):  # immutable files only, maybe never built
-                continue
+        for dir_path, entries in generation.dirs.with_changes():
             paths += [(*dir_path, name) for name, node in entries.items() if node.mutable]
         return paths
 
