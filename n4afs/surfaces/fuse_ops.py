@@ -93,7 +93,9 @@ class TreeOperations(mfusepy.Operations):
         self._last_fh = 0
         self._pinned_stats: set[tuple[str, ...]] = set()  # see `getattr`
         self._pinned_lock = threading.Lock()
-        self._plussed: dict[tuple[str, ...], Any] = {}  # path -> listing sent with attrs
+        # paths whose listing went out with attributes in this generation: paths, not the
+        # listings (holding those would keep every listing a walk built, past `_Listings`)
+        self._plussed: set[tuple[str, ...]] = set()
 
     # -- lifecycle ----------------------------------------------------------------------
     def init_with_config(self, conn: Any, config: Any) -> None:
@@ -120,7 +122,7 @@ class TreeOperations(mfusepy.Operations):
         while True:
             try:
                 if self.tree.refresh():
-                    self._plussed = {}  # the old generation's listings: let them go
+                    self._plussed = set()  # a changed listing goes out with attributes again
                     time.sleep(0.05)  # let a callback still holding the old snapshot finish
                     previous = self.tree.previous
                     self._invalidate(
@@ -219,9 +221,9 @@ class TreeOperations(mfusepy.Operations):
             (".", DIR_MODE, None),
             ("..", DIR_MODE, None),
         ]
-        sent = self._plussed.get(parts) is entries  # this very listing went out with attrs
+        sent = parts in self._plussed  # a generation's listing at a path never changes
         if "readdirplus_once" in LEVERS:
-            self._plussed[parts] = entries
+            self._plussed.add(parts)
         if sent or (isinstance(entries, FilesListing) and "readdirplus_files" not in LEVERS):
             out += [(name, DIR_MODE if d else FILE_MODE, None) for name, d in kinds(entries)]
             return out
