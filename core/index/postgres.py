@@ -458,8 +458,9 @@ def has_password(url: str) -> bool:
 
 
 def _local_timezone() -> str | None:
-    """This machine's time zone name, so `current_timestamp` stored in a TIMESTAMP column is
-    local time, as DuckDB stores it (the runner's own timestamps are local too)."""
+    """This machine's time zone name ($TZ first), the session's TimeZone: the zone the
+    index's instants (TIMESTAMPTZ) are handed back in, as DuckDB hands them back, and the
+    one schema 009 reads an older index's wall-clock times in."""
     cached = getattr(_local_timezone, "cached", False)
     if cached is not False:
         return cached
