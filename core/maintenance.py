@@ -404,7 +404,7 @@ def results_older_than(index: Index, seconds: float) -> list[str]:
         r
         for (r,) in index.fetchall(
             "SELECT r.result_id FROM results r JOIN runs u USING (run_id) "
-            "WHERE u.created_at < now()::TIMESTAMP - to_seconds(?)",
+            "WHERE u.created_at < now() - to_seconds(?)",
             [seconds],
         )
     ]

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -164,6 +165,77 @@ def read_latencies(path: Path, dataset: str, repeats: int) -> dict[str, float]:
     }
 
 
+def start_postgres(index: str | None) -> tuple[Any, str]:
+    """(the server started here or None, its URL): the server `index` names, else one
+    started like the tests start theirs (stop it with `stop_postgres`)."""
+    if index is not None:
+        return None, index
+    from tests.postgres_fixture import start_server
+
+    log("starting a PostgreSQL server (initdb + pg_ctl) ...")
+    server = start_server()
+    return server, server.url()
+
+
+def stop_postgres(server: Any) -> None:
+    if server is not None:
+        server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
+
+
+def fresh_database(index: str, name: str) -> str:
+    """A new, empty database `name` on the server of `index`, as an index URL."""
+    import psycopg
+
+    with psycopg.connect(index, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{index.rsplit('/', 1)[0]}/{name}"
+
+
+def best_latencies(
+    scratch: Path, n_results: int, repeats: int, index: str
+) -> tuple[str, dict[str, dict[str, float]]]:
+    """The synthetic workspace of `n_results` results on DuckDB, its rows copied into a
+    fresh PostgreSQL database of `index`'s server; per engine, `read_latencies` (seconds).
+    Returns (the workspace's summary, engine -> latencies); both engines' best must agree."""
+    from _bench_workspace import build_workspace
+
+    from n4afs.workspace import Workspace
+
+    log(f"building a workspace of {n_results:,} results (DuckDB) ...")
+    built = build_workspace(
+        scratch / "big-duckdb", n_results, 1, scratch, dataset_tag="bench-index", log=log
+    )
+    url = fresh_database(index, "n4a_bench_best")
+    # a store of its own: `best` and the snapshot read only the index (the DuckDB workspace's
+    # folder, which keeps its blobs itself, is no store another workspace may join)
+    store = f"file://{scratch / 'big-postgresql-store'}"
+    pg = Workspace(scratch / "big-postgresql", store=store, index=url)
+    log("copying its rows into PostgreSQL ...")
+    copy_index(built.ws, pg)
+    dataset = built.ws.datasets()[0].name
+    reads = {}
+    for engine, path in (
+        ("duckdb", scratch / "big-duckdb"),
+        ("postgresql", scratch / "big-postgresql"),
+    ):
+        log(f"{engine}: best and snapshot latencies ...")
+        reads[engine] = read_latencies(path, dataset, repeats)
+    duck_best = built.ws.best(dataset)
+    pg_best = pg.best(dataset)
+    assert (duck_best.label, duck_best.score) == (pg_best.label, pg_best.score)
+    return built.summary(), reads
+
+
+READ_LABELS = {
+    "best_warm": "`best`, workspace open (ms)",
+    "open_best": "open workspace + `best` (ms)",
+    "snapshot": "tree's first snapshot, every row (ms)",
+    "token": "change token (ms)",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", help="a PostgreSQL server's URL (default: start one)")
@@ -175,26 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.results, args.rounds, args.repeats = 1_000, 1, 3
 
-    import psycopg
-    from _bench_workspace import build_workspace
-
     from n4afs.workspace import Workspace
 
-    server = None
-    if args.index is None:
-        from tests.postgres_fixture import start_server
-
-        log("starting a PostgreSQL server (initdb + pg_ctl) ...")
-        server = start_server()
-        args.index = server.url()
-    base = args.index.rsplit("/", 1)[0]
-
-    def fresh_database(name: str) -> str:
-        with psycopg.connect(args.index, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return f"{base}/{name}"
-
+    server, args.index = start_postgres(args.index)
     try:
         with tempfile.TemporaryDirectory(prefix="n4afs-bench-index-") as scratch_dir:
             scratch = Path(scratch_dir)
@@ -202,57 +257,27 @@ def main(argv: list[str] | None = None) -> int:
             payloads, hashes = captured_payloads(scratch)
             commits = {}
             for engine in ("duckdb", "postgresql"):
-                url = fresh_database("n4a_bench_commit") if engine == "postgresql" else None
+                url = (
+                    fresh_database(args.index, "n4a_bench_commit")
+                    if engine == "postgresql"
+                    else None
+                )
                 store = f"file://{scratch / 'commit-store'}" if url else None
                 ws = Workspace(scratch / f"commit-{engine}", store=store, index=url)
                 ws.add_dataset("chemotools:fermentation", name="fermentation")
                 log(f"{engine}: commit cost ...")
                 commits[engine] = commit_cost(ws, payloads, hashes, args.rounds)
-
-            log(f"building a workspace of {args.results:,} results (DuckDB) ...")
-            built = build_workspace(
-                scratch / "big-duckdb",
-                args.results,
-                1,
-                scratch,
-                dataset_tag="bench-index",
-                log=log,
-            )
-            url = fresh_database("n4a_bench_best")
-            pg = Workspace(
-                scratch / "big-postgresql", store=f"file://{scratch / 'big-duckdb'}", index=url
-            )
-            log("copying its rows into PostgreSQL ...")
-            copy_index(built.ws, pg)
-            dataset = built.ws.datasets()[0].name
-            reads = {}
-            for engine, path in (
-                ("duckdb", scratch / "big-duckdb"),
-                ("postgresql", scratch / "big-postgresql"),
-            ):
-                log(f"{engine}: best and snapshot latencies ...")
-                reads[engine] = read_latencies(path, dataset, args.repeats)
-            duck_best = built.ws.best(dataset)
-            pg_best = pg.best(dataset)
-            assert (duck_best.label, duck_best.score) == (pg_best.label, pg_best.score)
+            summary, reads = best_latencies(scratch, args.results, args.repeats, args.index)
     finally:
-        if server is not None:
-            server.stop()
-            shutil.rmtree(server.root, ignore_errors=True)
+        stop_postgres(server)
 
-    print(f"\nIndex engines ({built.summary()}; PostgreSQL {args.index.split('@')[-1]})\n")
+    print(f"\nIndex engines ({summary}; PostgreSQL {args.index.split('@')[-1]})\n")
     print("| measure | DuckDB | PostgreSQL |")
     print("|---|---|---|")
     for mode, what in (("single", "one result per commit"), ("batch", "50 results per commit")):
         duck, pgc = commits["duckdb"][mode], commits["postgresql"][mode]
         print(f"| commit, {what} (ms per result) | {duck:.2f} | {pgc:.2f} |")
-    labels = {
-        "best_warm": "`best`, workspace open (ms)",
-        "open_best": "open workspace + `best` (ms)",
-        "snapshot": "tree's first snapshot, every row (ms)",
-        "token": "change token (ms)",
-    }
-    for key, label in labels.items():
+    for key, label in READ_LABELS.items():
         duck, pgr = reads["duckdb"][key] * 1000, reads["postgresql"][key] * 1000
         print(f"| {label} | {duck:.2f} | {pgr:.2f} |")
     return 0

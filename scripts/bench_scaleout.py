@@ -50,9 +50,18 @@ All variants must give the same scores (checked; exit status 1 otherwise).
 On a 2-core machine 2 dask workers cannot do much better than 1: the coordinator (this
 process) also needs CPU, and the sweep has only 6 groups (configs sharing their first step).
 
+Index engines (a section of its own; `--no-engines` skips it): the same sweep on the first
+data set, local store, joblib n_jobs=1, into a fresh DuckDB index and a fresh PostgreSQL
+database (the server `--index URL` names, else one started like the tests start theirs:
+loopback, fsync off), every index transaction the runner makes during the sweep timed: the
+commit cost per result. Then `best` latency on both engines at `--engine-results` results
+(default 10,000: scripts/_bench_workspace.py's synthetic workspace, its rows copied into
+PostgreSQL), by scripts/bench_index.py's `best_latencies`. Goal: `best` < 0.5 s on both.
+
 Run from a checkout: `.venv/bin/python scripts/bench_scaleout.py [--repeats 3]
 [--synthetic] [--synthetic-size 500,1000] [--s3-dask] [--wide] [--blas-threads 1] [--out FILE]
-[--quick]`. `--quick`: a smoke run (6 configs, 1 repeat, a 100 x 300 synthetic set included).
+[--quick] [--index URL] [--no-engines] [--engine-results N]`.
+`--quick`: a smoke run (6 configs, 1 repeat, a 100 x 300 synthetic set included).
 """
 
 from __future__ import annotations
@@ -494,6 +503,163 @@ def report(
     return table + "\n\n" + "\n".join(read_lines) + "\n\n" + "\n".join(notes) + "\n", ok
 
 
+# -- index engines: DuckDB vs PostgreSQL (scripts/bench_index.py's machinery) ---------------
+ENGINES = ("duckdb", "postgresql")
+BEST_GOAL_S = 0.5  # #22: `best` at 10,000 results under 0.5 s on both engines
+
+
+def sweep_commits(data: Data, template: list[Any], engine: str, where: Path, url: str | None):
+    """The sweep (local store, joblib n_jobs=1) into a fresh index of `engine` (`url`: a
+    PostgreSQL database, else DuckDB), every index transaction the runner makes timed
+    (`runner._commit`: the writers' turn, the rows, the commit). Returns (Measure values)."""
+    from n4afs_core.pipelines import runner
+
+    from n4afs.workspace import Workspace
+
+    store = f"file://{where}-store" if url else None
+    ws = Workspace(where, store=store, index=url)
+    data.add(ws)
+    spent: list[tuple[float, int]] = []
+    original = runner._commit
+
+    def timed_commit(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            spent.append((time.perf_counter() - started, len(args[1])))
+
+    settle()
+    runner._commit = timed_commit
+    started = time.perf_counter()
+    try:
+        run = ws.run(
+            templates=[template], datasets=[data.name], cv=CV_FOLDS, name=f"bench-{engine}"
+        )
+    finally:
+        runner._commit = original
+    wall = time.perf_counter() - started
+    if run.status != "completed":
+        raise SystemExit(f"{data.name} {engine}: run {run.run_id} is {run.status}")
+    top = run.best(data.name).row
+    return {
+        "wall": wall,
+        "commit_s": sum(t for t, _ in spent),
+        "commits": len(spent),
+        "results": len(run.results),
+        "scores": {r.row.name: r.row.score for r in run.results},
+        "best": (top.name, top.score),
+    }
+
+
+def measure_engines(
+    data: Data,
+    template: list[Any],
+    repeats: int,
+    scratch: Path,
+    index: str | None,
+    n_results: int,
+    best_repeats: int,
+) -> dict[str, Any]:
+    """Both engines: the sweep's commit cost (`repeats` times each, order alternated), then
+    `best` at `n_results` results (`bench_index.best_latencies`). PostgreSQL: the server
+    `index` names, else one started here (`bench_index.start_postgres`)."""
+    import bench_index
+
+    m = Measure()
+    sweeps: dict[str, list[dict[str, Any]]] = {e: [] for e in ENGINES}
+    server, url = bench_index.start_postgres(index)
+    try:
+        for rep in range(repeats):
+            for engine in ENGINES if rep % 2 == 0 else ENGINES[::-1]:
+                db = (
+                    bench_index.fresh_database(url, f"n4a_bench_sweep_{rep}")
+                    if engine == "postgresql"
+                    else None
+                )
+                where = scratch / f"engines-{engine}-{rep}"
+                done = sweep_commits(data, template, engine, where, db)
+                sweeps[engine].append(done)
+                m.time(f"sweep_{engine}", done["wall"])
+                m.time(f"commit_{engine}", done["commit_s"])
+                log(
+                    f"  index {engine} repeat {rep + 1}/{repeats}: sweep {done['wall']:.2f} s, "
+                    f"{done['commits']} commits {done['commit_s'] * 1000:.0f} ms"
+                )
+                shutil.rmtree(where, ignore_errors=True)
+                shutil.rmtree(f"{where}-store", ignore_errors=True)
+        (scratch / "engines-best").mkdir()
+        summary, reads = bench_index.best_latencies(
+            scratch / "engines-best", n_results, best_repeats, url
+        )
+    finally:
+        bench_index.stop_postgres(server)
+        shutil.rmtree(scratch / "engines-best", ignore_errors=True)
+    shown_url = url.split("@")[-1] if server is None else "started by the script, fsync off"
+    return {"m": m, "sweeps": sweeps, "summary": summary, "reads": reads, "server": shown_url}
+
+
+def report_engines(r: dict[str, Any], data: Data, repeats: int) -> tuple[str, bool]:
+    """The engines' section: commit cost during the sweep, then the read latencies."""
+    import bench_index
+
+    m, sweeps, reads = r["m"], r["sweeps"], r["reads"]
+    ok = True
+    per_result = {
+        e: statistics.median(s["commit_s"] * 1000 / s["results"] for s in sweeps[e])
+        for e in ENGINES
+    }
+    share = {e: statistics.median(s["commit_s"] / s["wall"] for s in sweeps[e]) for e in ENGINES}
+    commits = {e: statistics.median(s["commits"] for s in sweeps[e]) for e in ENGINES}
+    results = {e: statistics.median(s["results"] for s in sweeps[e]) for e in ENGINES}
+    lines = [
+        f"Index engines: the sweep above on {data.name} ({data.shape[0]} × {data.shape[1]}), "
+        f"local store, joblib n_jobs=1, into a fresh DuckDB index and a fresh PostgreSQL "
+        f"database (server: {r['server']}), medians of {repeats}; then `best` on "
+        f"{r['summary']}.",
+        "",
+        "| measure | DuckDB | PostgreSQL |",
+        "|---|---:|---:|",
+        "| sweep wall time (s) | "
+        + " | ".join(f"{m.median(f'sweep_{e}'):.2f} ({m.span(f'sweep_{e}')})" for e in ENGINES)
+        + " |",
+        "| index transactions during the sweep (results) | "
+        + " | ".join(f"{commits[e]:.0f} ({results[e]:.0f})" for e in ENGINES)
+        + " |",
+        "| commit time during the sweep, per result (ms) | "
+        + " | ".join(f"{per_result[e]:.2f}" for e in ENGINES)
+        + " |",
+        "| share of the sweep's wall time spent committing | "
+        + " | ".join(f"{share[e]:.1%}" for e in ENGINES)
+        + " |",
+    ]
+    for key, label in bench_index.READ_LABELS.items():
+        lines.append(
+            f"| {label} | " + " | ".join(f"{reads[e][key] * 1000:.2f}" for e in ENGINES) + " |"
+        )
+    worst = max(max(reads[e]["best_warm"], reads[e]["open_best"]) for e in ENGINES)
+    met = worst < BEST_GOAL_S
+    lines += [
+        "",
+        f"- `best` goal (< {BEST_GOAL_S} s on both engines, workspace open or newly opened): "
+        + ("met" if met else "**NOT met**")
+        + f" (slowest {worst * 1000:.0f} ms).",
+    ]
+    reference = sweeps["duckdb"][0]
+    for engine in ENGINES:
+        for s in sweeps[engine]:
+            diff = max_rel_diff(reference["scores"], s["scores"])
+            if diff > REL_TOL or s["best"][0] != reference["best"][0]:
+                ok = False
+                lines.append(
+                    f"- **MISMATCH** index {engine}: max relative score difference {diff:.1e}, "
+                    f"best {s['best']} vs {reference['best']}"
+                )
+    if ok:
+        lines.append("- Both engines' sweeps scored the same and chose the same best.")
+    return "\n".join(lines) + "\n", ok
+
+
 # -- main -----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -513,6 +679,18 @@ def main(argv: list[str] | None = None) -> int:
         "synthetic set only, local store, joblib vs dask 1 vs 2 workers",
     )
     parser.add_argument("--out", help="also write the Markdown tables to this file")
+    parser.add_argument(
+        "--index", help="index engines: a PostgreSQL server's URL (default: start one)"
+    )
+    parser.add_argument(
+        "--no-engines", action="store_true", help="skip the DuckDB vs PostgreSQL section"
+    )
+    parser.add_argument(
+        "--engine-results",
+        type=int,
+        default=None,
+        help="results of the workspace `best` is timed on (default 10,000; 1,000 with --quick)",
+    )
     parser.add_argument(
         "--blas-threads",
         type=int,
@@ -544,6 +722,7 @@ def main(argv: list[str] | None = None) -> int:
     s3 = S3Server()
     clusters: dict[int, Any] = {}
     results: dict[str, dict[str, Any]] = {}
+    engines: dict[str, Any] = {}
     try:
         with limits:
             log(f"starting moto S3 on loopback and 2 LocalClusters; scratch {scratch}")
@@ -576,6 +755,17 @@ def main(argv: list[str] | None = None) -> int:
                 results[d.name] = measure_dataset(
                     d, template, variants, repeats, scratch, clusters, s3
                 )
+            if not args.no_engines:
+                log("index engines: DuckDB vs PostgreSQL ...")
+                engines = measure_engines(
+                    data[0],
+                    template,
+                    repeats,
+                    scratch,
+                    args.index,
+                    args.engine_results or (1_000 if args.quick else 10_000),
+                    3 if args.quick else 7,
+                )
     finally:
         logging.getLogger("distributed").setLevel(logging.ERROR)  # quiet teardown
         for cluster in clusters.values():
@@ -585,6 +775,9 @@ def main(argv: list[str] | None = None) -> int:
             s3.stop()
         shutil.rmtree(scratch, ignore_errors=True)
     text, ok = report(results, data, variants, n_configs)
+    if not args.no_engines:
+        engine_text, engines_ok = report_engines(engines, data[0], repeats)
+        text, ok = text + "\n" + engine_text, ok and engines_ok
     import subprocess
 
     import distributed

@@ -441,3 +441,14 @@ def test_a_run_owned_on_another_machine_is_running_while_its_process_is_connecte
         time.sleep(0.05)
     assert shown() == "interrupted"
     assert "interrupted" in _tree_text(ws, run_yaml)  # the same tree, nothing committed
+
+
+def test_a_sweep_whose_last_commit_holds_no_result_settles(tmp_path, pg_index_url, monkeypatch):
+    """A slow sweep commits each task's results as they come: the run's last transaction
+    then only settles its status, with an empty list of results (`unnest` of no ids)."""
+    from n4afs_core.pipelines import runner
+
+    monkeypatch.setattr(runner, "COMMIT_EVERY_S", 0.0)
+    ws = Workspace(tmp_path / "ws", store=_store(tmp_path), index=pg_index_url)
+    run = ws.run([SWEEP], ["chemotools:fermentation"], cv=3, name="slow")
+    assert run.status == "completed" and len(run.results) == 15

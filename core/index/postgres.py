@@ -79,6 +79,32 @@ def translate(sql: str) -> str:
     return done
 
 
+class _NoIds(list):
+    """An empty list of ids: `unnest(?)` of `[]` is ambiguous to PostgreSQL (no element
+    says its type); this one is dumped as an empty text[] (`PgConnection.execute`)."""
+
+
+_NO_IDS = _NoIds()
+
+
+def _no_ids_dumper(raw: Any) -> type:
+    from psycopg.types.array import ListDumper
+
+    class NoIdsDumper(ListDumper):
+        oid = raw.adapters.types["text"].array_oid
+
+        def get_key(self, obj: Any, format: Any) -> Any:
+            return (_NoIds,)
+
+        def upgrade(self, obj: Any, format: Any) -> Any:
+            return self
+
+        def dump(self, obj: Any) -> bytes:
+            return b"{}"
+
+    return NoIdsDumper
+
+
 def ddl(sql: str) -> str:
     """A migration as PostgreSQL runs it: JSON columns as TEXT, text sorted bytewise."""
     sql = re.sub(r"\bJSON\b", "TEXT", sql)
@@ -96,7 +122,9 @@ class PgConnection:
     def execute(self, sql: str, params: Any = None) -> Any:
         if params is None or len(params) == 0:  # psycopg reads no placeholder then
             return self.raw.execute(sql)
-        return self.raw.execute(translate(sql), list(params))
+        # an empty list has no element to type it: n4afs's lists are of ids, text[]
+        values = [_NO_IDS if isinstance(v, list) and not v else v for v in params]
+        return self.raw.execute(translate(sql), values)
 
     def register(self, name: str, table: Any) -> None:
         """A temporary table `name` holding the Arrow `table`'s rows, dropped at commit."""
@@ -201,6 +229,7 @@ class PostgresIndex:
             raise IndexUnavailable(f"cannot reach the index {_shown(self.url)}: {first}") from exc
         # a Python str is text (not "unknown"): lists of them become text[] for unnest(?)
         raw.adapters.register_dumper(str, StrDumper)
+        raw.adapters.register_dumper(_NoIds, _no_ids_dumper(raw))
         # sum() of BIGINT is NUMERIC here (Decimal), HUGEINT in DuckDB (int): read it as int
         raw.adapters.register_loader("numeric", _numeric_loader_class())
         return raw
@@ -458,8 +487,9 @@ def has_password(url: str) -> bool:
 
 
 def _local_timezone() -> str | None:
-    """This machine's time zone name, so `current_timestamp` stored in a TIMESTAMP column is
-    local time, as DuckDB stores it (the runner's own timestamps are local too)."""
+    """This machine's time zone name ($TZ first), the session's TimeZone: the zone the
+    index's instants (TIMESTAMPTZ) are handed back in, as DuckDB hands them back, and the
+    one schema 009 reads an older index's wall-clock times in."""
     cached = getattr(_local_timezone, "cached", False)
     if cached is not False:
         return cached

@@ -65,6 +65,6 @@ DO $$ BEGIN
     END IF;
 END $$;
 
--- time: `now()::TIMESTAMP - to_seconds(?)`
+-- time: `now() - to_seconds(?)`
 CREATE OR REPLACE FUNCTION to_seconds(seconds double precision) RETURNS interval
     LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$ SELECT make_interval(secs => seconds) $f$;

@@ -216,7 +216,7 @@ def plan_run(
     ]
     metrics = [metric_for(options, dataset) for dataset in datasets]
     run_metric = ",".join(dict.fromkeys(metrics))  # two only when tasks mix with no --metric
-    now = datetime.now()
+    now = datetime.now().astimezone()  # an instant (aware); the run id's date is local
     identity = json.dumps(
         [
             name,

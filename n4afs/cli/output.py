@@ -67,11 +67,12 @@ def emit_one(fmt: str, record: Record) -> None:
 
 
 def _plain(value: Any) -> Any:
-    """JSON has no NaN and no dates: NaN is null, a datetime its ISO text."""
+    """JSON has no NaN and no dates: NaN is null, a datetime its ISO text in local time,
+    with its offset (the index hands back instants)."""
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, datetime):
-        return value.isoformat(timespec="seconds")
+        return value.astimezone().isoformat(timespec="seconds")
     return value
 
 

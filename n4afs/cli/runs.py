@@ -558,7 +558,7 @@ def runs(ctx, fmt) -> None:
                 r.status,
                 r.metric,
                 ", ".join([str(r.n_results), *(c for c in counts if not c.startswith("0 "))]),
-                f"{r.created_at:%Y-%m-%d %H:%M}",
+                f"{r.created_at.astimezone():%Y-%m-%d %H:%M}",  # local time
             ]
         )
     columns = [("run", NAME), ("status", WORD), ("metric", WORD), ("results", NAME)]

@@ -352,7 +352,7 @@ def _label(bundle, source, name) -> str:
 def _run_id(bundle, run: str | None, source, name) -> str:
     """The import run's id: a killed attempt's row stays apart (date, pid); one per
     original run when the bundle imports as several (`import_plan.runs_of`)."""
-    now = datetime.now()
+    now = datetime.now().astimezone()  # aware: the index stores instants
     attempt = short_id(bundle.manifest_sha256, now.isoformat(), os.getpid(), run, length=6)
     return f"{now:%Y-%m-%d}_import-{_label(bundle, source, name)}_{attempt}"
 
@@ -366,7 +366,7 @@ def _run_row(conn, run_id: str, run: str | None, bundle, plan: ImportPlan, sourc
     if run is not None:
         options["original_run"] = run
     shown = f"import {label}" + (f" ({run})" if run is not None else "")
-    writes.insert_run(conn, run_id, shown, plan.metric, options, datetime.now())
+    writes.insert_run(conn, run_id, shown, plan.metric, options, datetime.now().astimezone())
 
 
 def _begin(ws, run_id: str, run: str | None, bundle, plan: ImportPlan, source, name) -> None:
@@ -436,7 +436,7 @@ def _write_all_rows(
         writes.add_dataset(conn, dataset.meta, dataset.dataset_id, blob_id)
         if dataset.alias is not None:
             writes.add_alias(conn, dataset.dataset_id, dataset.alias)
-    writes.set_run_status(conn, run_id, "completed", datetime.now())
+    writes.set_run_status(conn, run_id, "completed", datetime.now().astimezone())
     dataset_ids = [plan.datasets[r.entry["dataset_id"]].dataset_id for r in plan.results]
     for position, dataset_id in enumerate(dict.fromkeys(dataset_ids)):
         writes.insert_run_dataset(conn, run_id, dataset_id, position)

@@ -197,7 +197,7 @@ def import_references(ws: Any, path: Path, name: str | None, trust: bool) -> Any
     for item in planned:
         parts.setdefault(item.entry["run"] if several else None, []).append(item)
     label = slug(name or path.stem.removesuffix(".refs"))
-    now = datetime.now()
+    now = datetime.now().astimezone()  # aware: the index stores instants
     run_ids = {
         run: f"{now:%Y-%m-%d}_import-{label}_{short_id(digest, now.isoformat(), run, length=6)}"
         for run in parts
@@ -385,7 +385,7 @@ def _write(conn, document, parts, run_ids, path, digest, trust, label, now) -> N
             options["original_run"] = run
         shown = f"import {label}" + (f" ({run})" if run is not None else "")
         writes.insert_run(conn, run_id, shown, items[0].entry["metric"], options, now)
-        writes.set_run_status(conn, run_id, "completed", datetime.now())
+        writes.set_run_status(conn, run_id, "completed", datetime.now().astimezone())
         for position, dataset_id in enumerate(dict.fromkeys(p.entry["dataset_id"] for p in items)):
             writes.insert_run_dataset(conn, run_id, dataset_id, position)
         for position, item in enumerate(items):

@@ -34,7 +34,8 @@ import yaml
 # direction, score; preprocessing, model, n_components, other choices; RMSEC/RMSECV/RMSEP),
 # Parquet twins of RESULTS and best tables
 # 7: the target's name on target axes, "wavenumber (cm⁻¹)" / "wavelength (nm)", integer ticks
-RENDER_VERSION = 7
+# 8: times (RUN.yaml, DATASET.yaml, timing.yaml, REPORT.html) in local time with their offset
+RENDER_VERSION = 8
 
 # Stored renders (`core.store.renders`) are kept per stamp: RENDER_VERSION and the versions
 # of every library that shapes rendered bytes (matplotlib draws the PNGs, XlsxWriter writes
@@ -262,6 +263,12 @@ def _typed(cell: str) -> Any:
 # libyaml's emitter when PyYAML has it (its wheels do): the same text, ~4x faster, and
 # YAML is most of the cost of a cold read of a result folder
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def shown_time(value: datetime.datetime | None) -> str | None:
+    """An instant from the index as a reader reads it: ISO text on this process's local
+    clock, with its offset (`2026-12-06T10:45:19+01:00`): one instant, whoever wrote it."""
+    return None if value is None else value.astimezone().isoformat(timespec="seconds")
 
 
 def yaml_bytes(data: Any) -> bytes:

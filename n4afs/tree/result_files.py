@@ -34,7 +34,7 @@ from n4afs.tree.content import (
     file_node,
 )
 from n4afs.tree.names import safe_name
-from n4afs.tree.renderers import RENDER_VERSION
+from n4afs.tree.renderers import RENDER_VERSION, shown_time
 
 README = """\
 n4afs workspace — how to read this tree
@@ -226,7 +226,7 @@ class ResultFiles:
                 doc["note"] = d.note
             if d.keys:
                 doc["keys"] = d.keys
-            doc["added"] = d.created_at.isoformat(timespec="seconds")
+            doc["added"] = shown_time(d.created_at)
             return renderers.yaml_bytes(doc)
 
         return self._render(("dataset.yaml", d.dataset_id, d.name), render)
@@ -445,8 +445,8 @@ class ResultFiles:
             "results": run.n_results,
             "failed": run.n_failed,
             "pending": run.n_pending,
-            "started": run.created_at.isoformat(timespec="seconds"),
-            "finished": run.finished_at.isoformat(timespec="seconds") if run.finished_at else None,
+            "started": shown_time(run.created_at),
+            "finished": shown_time(run.finished_at),
             "datasets": datasets,
             "targets": targets,
             "targets_chosen": "as in the bundle"
@@ -729,7 +729,9 @@ class ResultFiles:
             ]
             return report.page(title, sections)
 
-        return self._render(("REPORT.html", r.result_id, dataset.name, note), render)
+        # its provenance shows times in this process's zone: a reader elsewhere renders its own
+        shown = (shown_time(run.created_at) if run else None, shown_time(r.created_at))
+        return self._render(("REPORT.html", r.result_id, dataset.name, note, *shown), render)
 
     def _pipeline_parts(self, r: ResultRow) -> list[Any]:
         from n4afs_core.pipelines.templates import describe_config
@@ -821,8 +823,8 @@ class ResultFiles:
             ("result id", r.result_id),
             ("config hash", r.config_hash),
             ("run", r.run_id),
-            ("run started", run.created_at.isoformat(timespec="seconds") if run else None),
-            ("result finished", r.created_at.isoformat(timespec="seconds")),
+            ("run started", shown_time(run.created_at) if run else None),
+            ("result finished", shown_time(r.created_at)),
             ("origin", views.snapshot.origin(r)),
             ("dataset id", str(dataset.dataset_id)),
             ("dataset blob", dataset.blob_id),
@@ -1164,7 +1166,7 @@ class ResultFiles:
             return FilesListing(("error.log",), lambda: self._error_log(r))
 
         run = views.runs_by_id.get(r.run_id)
-        started = run.created_at.isoformat(timespec="seconds") if run is not None else None
+        started = shown_time(run.created_at) if run is not None else None
 
         def build() -> dict[str, Node]:
             def render() -> bytes:
@@ -1196,7 +1198,7 @@ def timing_yaml(r: ResultRow, run_started: str | None) -> dict[str, Any]:
         "seconds_measure": TIMING_NOTE,
         "run": r.run_id,
         "run_started": run_started,
-        "finished": r.created_at.isoformat(timespec="seconds"),
+        "finished": shown_time(r.created_at),
     }
 
 
