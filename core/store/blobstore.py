@@ -15,7 +15,6 @@ Design: docs/DESIGN.md, "Storage".
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import shutil
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from n4afs_core.errors import BlobCorrupt, BlobNotFound
-from n4afs_core.store.ids import BlobId, Sha256, chunks_of, hash_stream
+from n4afs_core.store.ids import BlobId, Sha256, chunks_of, hash_chunks, hash_stream
 from n4afs_core.store.storage import (
     OBJECTS,
     REFS,
@@ -126,17 +125,15 @@ class BlobStore(Store):
         """Store the concatenation of `parts` without joining them: hashed part by part,
         and written by one `writev` per temporary (a batch's writer thread does it, as for
         bytes). The caller keeps the parts unchanged until the batch ends (see `Store`)."""
-        hashing, size = hashlib.sha256(), 0
-        for part in parts:
-            hashing.update(part)
-            size += memoryview(part).nbytes
-        known = BlobId(hashing.hexdigest())
+        parts = [memoryview(part).cast("B") for part in parts]
+        digest, size = hash_chunks(parts)
+        known = BlobId(digest)
         if self._pending is not None and known in self._pending:
             return known
         if self._reusable(known, size):
             return known
         if self._writer is not None:
-            self._pending[known] = self._writer.submit(self._write_parts, list(parts))
+            self._pending[known] = self._writer.submit(self._write_parts, parts)
             return known
         tmp_name, written = self._write_parts(parts)
         return self._keep(tmp_name, known, written)
@@ -420,7 +417,7 @@ def _write_all(fd: int, view: memoryview) -> int:
 def _writev_all(fd: int, parts: Sequence[bytes | memoryview]) -> int:
     """`os.writev` of every part, in groups the kernel accepts, until every byte is
     written (a call may write fewer); returns the count."""
-    views = [memoryview(part).cast("B") for part in parts if len(part)]
+    views = [view for view in (memoryview(part).cast("B") for part in parts) if view.nbytes]
     total = sum(view.nbytes for view in views)
     if not hasattr(os, "writev"):  # Windows
         for view in views:
