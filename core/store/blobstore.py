@@ -435,7 +435,16 @@ def _writev_all(fd: int, parts: Sequence[bytes | memoryview]) -> int:
     return total
 
 
-_IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16
+def _iov_max() -> int:
+    """How many parts one `writev` may take (POSIX guarantees 16; Linux and macOS 1024)."""
+    try:
+        found = os.sysconf("SC_IOV_MAX")
+    except (AttributeError, ValueError, OSError):
+        return 16
+    return min(found, 1024) if found > 0 else 16
+
+
+_IOV_MAX = _iov_max()
 
 
 def _sync_files(paths: list[str], directories: list[str | Path]) -> None:
