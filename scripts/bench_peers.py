@@ -113,11 +113,25 @@ def child(job: dict[str, Any]) -> dict[str, Any]:
         return {"modules": import_modules(tool)}
     rng = np.random.default_rng(1)
     tiny_X, tiny_y = rng.normal(size=(30, 40)) + 1.0, rng.normal(size=30)
-    tiny = {"positions": [[["snv", "snv", {}]]], "components": [1, 2]}
+    tiny = {"positions": warm_positions(spec), "components": [1, 2]}
     scratch = Path(job["scratch"])
     runner = {"n4afs": run_n4afs, "plain": run_plain, "nirs4all": run_nirs4all}[tool]
     runner(tiny_X, tiny_y, tiny, scratch / "warm", job)
     return runner(X, y, spec, scratch / "timed", job)
+
+
+def warm_positions(spec: dict[str, Any]) -> list[list[list]]:
+    """The tiny untimed sweep's steps: one alternative per operator of each position of the
+    timed sweep, so every class it uses is imported before the clock starts (n4afs imports an
+    operator's module on first use: chemotools' Savitzky-Golay brings scipy.signal, ~0.2 s,
+    which the plain loop imports up front)."""
+    positions = []
+    for alts in spec["positions"]:
+        firsts = {}
+        for alt in alts:
+            firsts.setdefault(alt[1], alt)
+        positions.append(list(firsts.values()))
+    return positions
 
 
 def _settle() -> None:
@@ -260,7 +274,9 @@ class Tools:
     def import_seconds(
         self, tool: str, data: str, scratch: Path, rounds: int = 3
     ) -> tuple[float, int]:
-        tiny = {"positions": [[["snv", "snv", {}]]], "components": [1, 2]}
+        # every operator of the sweeps, as the untimed warm-up of a timed sweep imports them
+        alts = [a for sweep in sweeps().values() for p in describe(sweep)["positions"] for a in p]
+        tiny = {"positions": warm_positions({"positions": [alts]}), "components": [1, 2]}
         listed = self.child(tool, {"data": data, "sweep": tiny, "list_modules": True}, scratch)
         modules = listed["modules"]
         code = (

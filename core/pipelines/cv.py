@@ -139,11 +139,14 @@ def fit_group(
     build: Any,
     stats: FitStats | None = None,
     y_free: Callable[[str], bool] | None = None,
+    on_fitted: Callable[[list[FittedModel]], None] | None = None,
 ) -> list[ConfigOutcome]:
     """Fit every config in every context; a config that raises is recorded, not fatal.
 
     `ys`: target column -> y (all rows); each config is (key, steps, the column it models).
-    `y_free(op)`: whether that step's fit never reads y (default: every step may)."""
+    `y_free(op)`: whether that step's fit never reads y (default: every step may).
+    `on_fitted(models)`: called after each context with the models it fitted for configs
+    that have not failed so far (the runner stores them while the next context fits)."""
     stats = stats or FitStats()
     y_free = y_free or (lambda op: not _may_read_y(op))
     outcomes = {key: ConfigOutcome(key) for key, _, _ in configs}
@@ -151,13 +154,17 @@ def fit_group(
         memo = _PrefixMemo(X, ys, context.train_idx, stats, y_free)
         pending = [c for c in configs if outcomes[c[0]].error is None]
         of = {key: (steps, column) for key, steps, column in pending}
+        fitted: list[tuple[str, FittedModel]] = []
         for key, model in _fit_models(pending, memo, build, stats, outcomes):
             try:
                 steps, column = of[key]
                 prefix, X_pre = memo.peek(steps[:-1], column)
-                outcomes[key].models.append(_predict([*prefix, model], X_pre, context))
+                fitted.append((key, _predict([*prefix, model], X_pre, context)))
+                outcomes[key].models.append(fitted[-1][1])
             except Exception:
                 outcomes[key].error = traceback.format_exc()
+        if on_fitted is not None:
+            on_fitted([model for key, model in fitted if outcomes[key].error is None])
     return [outcomes[key] for key, _, _ in configs]
 
 

@@ -50,6 +50,7 @@ from n4afs_core.pipelines.persist import (
     Partitions,
     ResultPayload,
     short_id,
+    store_fitted,
     store_outcome,
 )
 from n4afs_core.pipelines.templates import Template
@@ -594,10 +595,16 @@ def run_group(
     contexts = fit_contexts(next(iter(parts.values())))
     ys = {column: p.y for column, p in parts.items()}
     keyed = [(key, steps[key], column_of[key]) for key in steps]
-    outcomes = fit_group(X, ys, contexts, keyed, build_step, stats, fits_without_y)
     store = open_store(store_spec)
     payloads, stored = [], {}  # stored: shared fitted prefixes are pickled once
     with store.batch():  # durable together, before the coordinator commits their rows
+        # each fold's models are stored as soon as it is fitted: the disk writes them while
+        # the next fold fits (a config failing in a later fold leaves blobs no row names:
+        # gc reclaims them)
+        outcomes = fit_group(
+            X, ys, contexts, keyed, build_step, stats, fits_without_y,
+            lambda models: store_fitted(store, models, stored),
+        )  # fmt: skip
         for outcome in outcomes:
             names = step_names(steps[outcome.key])
             part = parts[column_of[outcome.key]]

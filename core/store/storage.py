@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -102,6 +102,13 @@ class Store(ABC):
         """Store bytes, a binary stream or a file path; return the content id. Bytes that
         are already stored are not written again (the object is touched instead), unless
         the stored object is visibly damaged (another size): then it is replaced."""
+
+    def put_parts(self, parts: Sequence[bytes | memoryview]) -> BlobId:
+        """Store the concatenation of `parts` (a pickle's frames and its arrays' memory,
+        `core.pipelines.persist.PickleParts`); return its content id. A store that can
+        hashes and writes them without joining them first; the parts must not change until
+        the enclosing `batch` ends (or, outside one, until the call returns)."""
+        return self.put(b"".join(parts))
 
     def batch(self) -> AbstractContextManager[None]:
         """Many puts made durable together; on exit every put of the block is stored.
