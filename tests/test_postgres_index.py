@@ -163,17 +163,6 @@ def test_a_run_whose_every_config_fails_is_recorded(tmp_path, pg_index_url):
     assert pg == duck and pg["run"] == ["same", "failed", 1, 0, 1]
 
 
-def test_a_commit_with_no_results_left_to_record_works(tmp_path, pg_index_url):
-    """A run's last commit may hold no result (every one committed by the loop before it, as
-    happens when commits fall due just as the last group lands): it settles the run, and on
-    PostgreSQL an empty id list once reached `unnest('{}')`, which it cannot type."""
-    from n4afs_core.index.writes import commit_payloads
-
-    ws = Workspace(tmp_path / "ws", store=_store(tmp_path), index=pg_index_url)
-    with ws.index.write() as conn:
-        commit_payloads(conn, [])
-
-
 def test_user_sql_on_a_shared_index_is_one_read_only_statement(tmp_path, pg_index_url):
     from n4afs_core.errors import QueryError
 

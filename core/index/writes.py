@@ -468,8 +468,6 @@ def _mark_done(conn: Any, payloads: list[ResultPayload]) -> list[ResultPayload]:
     """
     import pyarrow as pa
 
-    if not payloads:  # PostgreSQL cannot type `unnest` of an empty list
-        return []
     still_pending = {
         result_id
         for (result_id,) in conn.execute(
