@@ -3,15 +3,25 @@
 One run measures, per data set, the same sweep with
 
 (a) the local store and the local joblib backend, `n_jobs=1` (the reference: "× local joblib");
-(b) the local store and a dask.distributed `LocalCluster` with 1 worker process;
-(c) the local store and a `LocalCluster` with 2 worker processes (`threads_per_worker=1`);
+(b) the local store and a dask cluster of 1 worker process;
+(c) the local store and a dask cluster of 2 worker processes (one thread each);
 (d) an S3 store (moto's server on loopback) and the local joblib backend, `n_jobs=1`: the S3
     overhead against (a), same backend;
 (e) only with `--s3-dask`: the S3 store and the 2-worker cluster.
 
-Both clusters (`processes=True, dashboard_address=None`) and the S3 server are created once,
-before anything is timed, and torn down at the end. A timed run includes what `ws.run` does
-on a cluster: connecting a `Client`, scattering the data, collecting the payloads.
+Both clusters are real processes, as a user starts them: `dask scheduler` and `dask worker
+--nthreads 1` (each with its nanny, dask's default worker environment) on 127.0.0.1; they and
+the S3 server are created once, before anything is timed, and torn down at the end. A timed
+run includes what `ws.run` does on a cluster: connecting a `Client`, scattering the data,
+collecting the payloads.
+
+On a cluster run the CPU seconds of every process are read from /proc (user + system, before
+and after the run): the coordinator (this process: planning, receiving payloads, committing
+rows), the scheduler, each nanny, each worker; and the scheduler's task stream gives each
+worker's busy time, its tasks, the tail (how long the first worker to run out of tasks waited
+for the last) and the bytes of the task results sent back. CPU seconds hold under load where
+wall times do not: from them the report predicts the 2-worker speed-up on a quiet machine
+with `os.cpu_count()` cores (`predicted_wall`).
 
 Then reading back, on the workspaces of (a) and (d): a `Tree(ws)` walk of the data set's
 folder (`runs/<dataset>/`: every result folder, RESULTS.csv, best_*.csv) reading every file
@@ -47,8 +57,8 @@ The clusters run with dask's default worker environment (`distributed.nanny.pre-
 which also sets MALLOC_TRIM_THRESHOLD_=65536; logged at start-up), as a user would get them.
 All variants must give the same scores (checked; exit status 1 otherwise).
 
-On a 2-core machine 2 dask workers cannot do much better than 1: the coordinator (this
-process) also needs CPU, and the sweep has only 6 groups (configs sharing their first step).
+On a 2-core machine 2 dask workers share the cores with the coordinator, the scheduler and
+the nannies, and the default sweep has only 6 groups (configs sharing their first step).
 
 Index engines (a section of its own; `--no-engines` skips it): the same sweep on the first
 data set, local store, joblib n_jobs=1, into a fresh DuckDB index and a fresh PostgreSQL
@@ -260,6 +270,138 @@ class S3Server:
         logging.getLogger("werkzeug").removeHandler(self.counter)
 
 
+# -- the dask clusters -----------------------------------------------------------------------
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a live process (/proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ProcessCluster:
+    """`dask scheduler` + `dask worker --nthreads 1` processes on loopback (each worker with
+    its nanny, as the command starts it), and a client to read the scheduler's task stream."""
+
+    def __init__(self, n_workers: int, scratch: Path) -> None:
+        import subprocess
+
+        from distributed import Client
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.scheduler_address = f"tcp://127.0.0.1:{port}"
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        self.scheduler = subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1"]
+            + ["--port", str(port), "--dashboard-address", ":0"],
+            **quiet,
+        )
+        self.nannies = [
+            subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", self.scheduler_address]
+                + ["--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"]
+                + ["--local-directory", str(scratch / f"dask-{n_workers}-{i}")],
+                **quiet,
+            )
+            for i in range(n_workers)
+        ]
+        self.client = Client(self.scheduler_address, timeout="30s")
+        self.client.wait_for_workers(n_workers, timeout=120)
+        self.client.get_task_stream(start=time.time())  # installs the scheduler's recorder
+
+    def workers(self) -> list[int]:
+        return sorted(self.client.run(os.getpid).values())
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far: the coordinator (this process), scheduler, nannies, workers."""
+        cpu = {"coordinator": process_cpu(os.getpid())}
+        cpu["scheduler"] = process_cpu(self.scheduler.pid)
+        cpu["nannies"] = sum(process_cpu(n.pid) for n in self.nannies)
+        for i, pid in enumerate(self.workers()):
+            cpu[f"worker{i}"] = process_cpu(pid)
+        return cpu
+
+    def idle_rates(self, seconds: float = 5.0) -> dict[str, float]:
+        """CPU seconds per second of each process while no run goes on (heartbeats, the
+        nannies' memory monitor): what a run pays per second it lasts, so a loaded machine
+        that makes runs longer also makes them cost more (`predicted_wall` takes it out)."""
+        before = self.cpu()
+        time.sleep(seconds)
+        after = self.cpu()
+        return {k: (after[k] - before[k]) / seconds for k in before if k != "coordinator"}
+
+    def timeline(self, started: float, ended: float) -> dict[str, Any]:
+        """From the task stream of a run (epoch seconds): tasks, busy seconds and last stop
+        per worker, the tail, the idle seconds (run time minus busy, summed over workers)."""
+        tasks = self.client.get_task_stream(start=started)
+        busy: dict[str, float] = {}
+        last: dict[str, float] = {}
+        for task in tasks:
+            for span in task["startstops"]:
+                if span["action"] == "compute":
+                    worker = task["worker"]
+                    busy[worker] = busy.get(worker, 0.0) + span["stop"] - span["start"]
+                    last[worker] = max(last.get(worker, 0.0), span["stop"])
+        stops = sorted(last.values())
+        return {
+            "tasks": len(tasks),
+            "busy": sorted(busy.values()),
+            "tail": stops[-1] - stops[0] if stops else 0.0,
+            "idle": sum(ended - started - b for b in busy.values()),
+        }
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()
+        for process in [*self.nannies, self.scheduler]:
+            process.terminate()
+        for process in [*self.nannies, self.scheduler]:
+            try:
+                process.wait(timeout=30)
+            except Exception:  # noqa: BLE001 - a stuck process is killed
+                process.kill()
+
+
+_RECEIVED: list[int] = []  # pickled bytes of each task result the coordinator received
+
+
+def count_received() -> None:
+    """Wrap the dask backend's result stream to count the bytes each task sent back (pickled
+    again here: ~1 ms per task, on the coordinator's clock)."""
+    import pickle
+
+    from n4afs_core.pipelines import runner
+
+    on_dask = runner._on_dask
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        for item in on_dask(*args, **kwargs):
+            _RECEIVED.append(len(pickle.dumps(item, protocol=5)))
+            yield item
+
+    runner._on_dask = counted
+
+
+def predicted_wall(
+    cpu: dict[str, float], cores: int, wall: float, idle_rates: dict[str, float]
+) -> float:
+    """The run's wall time on a quiet machine with `cores` cores, from its CPU seconds: the
+    busiest worker, or all the CPU the run used (workers, coordinator, scheduler, nannies)
+    spread over the cores, whichever is longer. What each process spends per second whatever
+    it does (`idle_rates`) is counted for the predicted time, not for the measured one
+    (solved by iteration; it converges at once, the rates are ~0.02 s/s). The seconds before
+    the first task and after the last count only as CPU, not as time of their own."""
+    predicted = wall
+    for _ in range(20):
+        quiet = {
+            k: max(v - idle_rates.get(k, 0.0) * (wall - predicted), 0.0) for k, v in cpu.items()
+        }
+        workers = [v for k, v in quiet.items() if k.startswith("worker")]
+        predicted = max(max(workers), sum(quiet.values()) / cores)
+    return predicted
+
+
 # -- measuring ------------------------------------------------------------------------------
 def drop_page_cache(directory: Path) -> None:
     """Best effort: ask the kernel to forget the cached pages of every file below."""
@@ -346,6 +488,11 @@ def measure_dataset(
             scheduler = clusters[workers].scheduler_address if workers else None
             settle()
             s3.counter.take()
+            if workers:
+                m.note(f"{key}_idle_rates", clusters[workers].idle_rates())
+                _RECEIVED.clear()
+            cpu_before = clusters[workers].cpu() if workers else {}
+            epoch = time.time()
             started = time.perf_counter()
             run = ws.run(
                 templates=[template],
@@ -357,6 +504,12 @@ def measure_dataset(
             )
             m.time(key, time.perf_counter() - started)
             m.note(f"{key}_requests", s3.counter.take())
+            if workers:
+                cpu_after = clusters[workers].cpu()
+                m.note(f"{key}_cpu", {k: cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after})
+                m.note(f"{key}_timeline", clusters[workers].timeline(epoch, time.time()))
+                m.note(f"{key}_load", os.getloadavg()[0])
+                m.note(f"{key}_received", sum(_RECEIVED))
             if run.status != "completed":
                 raise SystemExit(f"{data.name} {key}: run {run.run_id} is {run.status}")
             after = ws.blob_stats()
@@ -500,7 +653,79 @@ def report(
             )
     if "s3" not in variants:  # `--wide`: no read-back measured
         read_lines = []
-    return table + "\n\n" + "\n".join(read_lines) + "\n\n" + "\n".join(notes) + "\n", ok
+    cpu_lines = cpu_report(results, data, variants)
+    return (
+        table
+        + "\n\n"
+        + "\n".join(read_lines)
+        + "\n\n"
+        + "\n".join(notes)
+        + "\n"
+        + ("\n" + "\n".join(cpu_lines) + "\n" if cpu_lines else ""),
+        ok,
+    )
+
+
+def cpu_report(
+    results: dict[str, dict[str, Any]], data: list[Data], variants: list[str]
+) -> list[str]:
+    """Where the CPU of each cluster run went (medians of the repeats), what the task stream
+    saw, and the 2-worker speed-up a quiet machine would give (`predicted_wall`)."""
+    cores = os.cpu_count() or 1
+    dask = [k for k in variants if VARIANTS[k][3]]
+    if not dask:
+        return []
+    lines = [
+        "| dataset | variant | wall s (1-min load) | CPU s: coordinator | scheduler | nannies | "
+        "workers (each) | tasks | busy s (each) | tail s | idle s | results sent | "
+        f"predicted quiet wall s ({cores} cores) |",
+        "|---|---|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---:|",
+    ]
+    notes = []
+    med = statistics.median
+    for d in data:
+        m = results[d.name]["m"]
+        predicted = {}
+        for key in dask:
+            cpus, runs = m.values[f"{key}_cpu"], m.values[f"{key}_timeline"]
+            workers = sorted(k for k in cpus[0] if k.startswith("worker"))
+            each = " + ".join(f"{med([c[w] for c in cpus]):.2f}" for w in workers)
+            busy = " + ".join(
+                f"{med([t['busy'][i] for t in runs]):.2f}" for i in range(len(runs[0]["busy"]))
+            )
+            predicted[key] = med(
+                [
+                    predicted_wall(c, cores, wall, rates)
+                    for c, wall, rates in zip(
+                        cpus, m.times[key], m.values[f"{key}_idle_rates"], strict=True
+                    )
+                ]
+            )
+            cells = [
+                d.name,
+                VARIANTS[key][0],
+                f"{m.median(key):.2f} ({med(m.values[f'{key}_load']):.1f})",
+                *(
+                    f"{med([c[k] for c in cpus]):.2f}"
+                    for k in ("coordinator", "scheduler", "nannies")
+                ),
+                each,
+                f"{med([t['tasks'] for t in runs]):.0f}",
+                busy,
+                f"{med([t['tail'] for t in runs]):.2f}",
+                f"{med([t['idle'] for t in runs]):.2f}",
+                mb(med(m.values[f"{key}_received"])),
+                f"{predicted[key]:.2f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        if "dask1" in predicted and "dask2" in predicted:
+            wall = m.median("dask1") / m.median("dask2")
+            notes.append(
+                f"- {d.name}: 2 workers / 1 worker, wall: {wall:.2f}x; predicted on a quiet "
+                f"{cores}-core machine from the CPU seconds: "
+                f"{predicted['dask1'] / predicted['dask2']:.2f}x"
+            )
+    return lines + [""] + notes
 
 
 # -- index engines: DuckDB vs PostgreSQL (scripts/bench_index.py's machinery) ---------------
@@ -720,34 +945,27 @@ def main(argv: list[str] | None = None) -> int:
 
         limits = threadpool_limits(limits=args.blas_threads, user_api="blas")
     s3 = S3Server()
-    clusters: dict[int, Any] = {}
+    clusters: dict[int, ProcessCluster] = {}
     results: dict[str, dict[str, Any]] = {}
     engines: dict[str, Any] = {}
     try:
         with limits:
-            log(f"starting moto S3 on loopback and 2 LocalClusters; scratch {scratch}")
+            log(f"starting moto S3 on loopback and 2 dask clusters; scratch {scratch}")
             s3.start()  # first: the cluster workers inherit the AWS_* variables
-            from distributed import Client, LocalCluster
-
             for n_workers in (1, 2):
-                clusters[n_workers] = LocalCluster(
-                    n_workers=n_workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                )
-                with Client(clusters[n_workers].scheduler_address) as client:
-                    env = client.run(
-                        lambda: tuple(
-                            os.environ.get(k)
-                            for k in ("OPENBLAS_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")
-                        )
+                clusters[n_workers] = ProcessCluster(n_workers, scratch)
+                env = clusters[n_workers].client.run(
+                    lambda: tuple(
+                        os.environ.get(k)
+                        for k in ("OPENBLAS_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")
                     )
+                )
                 blas, trim = zip(*env.values(), strict=True)
                 log(
                     f"  {n_workers}-worker cluster up; workers' OPENBLAS_NUM_THREADS="
                     f"{set(blas)}, MALLOC_TRIM_THRESHOLD_={set(trim)}"
                 )
+            count_received()
             log("warming up (tiny sweep through every variant) ...")
             warm_up(scratch, variants, clusters, s3)
             for d in data:
@@ -769,8 +987,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         logging.getLogger("distributed").setLevel(logging.ERROR)  # quiet teardown
         for cluster in clusters.values():
-            with contextlib.suppress(Exception):
-                cluster.close()
+            cluster.close()
         with contextlib.suppress(Exception):
             s3.stop()
         shutil.rmtree(scratch, ignore_errors=True)

@@ -23,7 +23,8 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -585,9 +586,20 @@ def run_group(
     `coordinator`: the PID of the process that will commit them; a worker it started ends
     when it dies.
     """
+    _exit_with_coordinator(coordinator)
+    with roomy_heap():
+        return _run_group(store_spec, X, parts, configs, metric)
+
+
+def _run_group(
+    store_spec: dict[str, Any],
+    X: np.ndarray,
+    parts: dict[int, Partitions],
+    configs: list[tuple[str, str, int]],
+    metric: str,
+) -> tuple[list[ResultPayload], FitStats]:
     from n4afs_core.pipelines.operators import fits_without_y
 
-    _exit_with_coordinator(coordinator)
     started = time.perf_counter()
     steps = {result_id: _steps_of(config) for result_id, config, _ in configs}
     column_of = {result_id: column for result_id, _, column in configs}
@@ -642,6 +654,76 @@ def _exit_with_coordinator(coordinator: int | None) -> None:
         os._exit(1)  # at once: a half-written blob stays a temporary, which gc removes
 
     threading.Thread(target=watch, name="n4afs-coordinator-watch", daemon=True).start()
+
+
+# glibc's malloc tunables (mallopt(3)); `roomy_heap` sets them for the length of a task.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+ROOMY_MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's largest on 64 bits: arrays stay on the heap
+ROOMY_TRIM_THRESHOLD = 256 * 1024 * 1024  # a task keeps what it freed, for its next arrays
+_GLIBC_MMAP_THRESHOLD = 128 * 1024  # the default, where it stays once a tunable is set
+_HEAP_LOCK = threading.Lock()
+_HEAP_TASKS = 0  # tasks of this process inside `roomy_heap`
+
+
+@contextmanager
+def roomy_heap() -> Iterator[None]:
+    """For the length of a task, a heap that keeps its memory, in a process started with a
+    fixed malloc trim threshold (dask's nanny sets `MALLOC_TRIM_THRESHOLD_=65536` for every
+    worker, `distributed.nanny.pre-spawn-environ`).
+
+    A fixed threshold also stops glibc from raising its mmap threshold, so every array over
+    128 KiB was mapped, zeroed page by page and unmapped again: on the 200-config sweep a
+    dask worker spent 1.7x the CPU seconds of a plain process on the same fits (10x the page
+    faults; `tests/test_worker_heap.py`). Inside a task, arrays up to 32 MiB come from the
+    heap and freed memory is kept for the next; when the worker's last running task ends,
+    the operator's settings are put back and the heap is trimmed, so between tasks the
+    worker holds no more than it asked for. A process without such a setting (glibc adapts
+    its thresholds itself) or without glibc is left alone.
+    """
+    global _HEAP_TASKS
+    trim = os.environ.get("MALLOC_TRIM_THRESHOLD_")
+    if trim is None or not trim.isdigit() or _libc() is None:
+        yield
+        return
+    with _HEAP_LOCK:
+        _HEAP_TASKS += 1
+        if _HEAP_TASKS == 1:
+            _mallopt(M_MMAP_THRESHOLD, ROOMY_MMAP_THRESHOLD)
+            _mallopt(M_TRIM_THRESHOLD, ROOMY_TRIM_THRESHOLD)
+    try:
+        yield
+    finally:
+        with _HEAP_LOCK:
+            _HEAP_TASKS -= 1
+            if _HEAP_TASKS == 0:
+                mmap = os.environ.get("MALLOC_MMAP_THRESHOLD_", "")
+                _mallopt(M_TRIM_THRESHOLD, int(trim))
+                _mallopt(M_MMAP_THRESHOLD, int(mmap) if mmap.isdigit() else _GLIBC_MMAP_THRESHOLD)
+                _malloc_trim()
+
+
+_LIBC: list[Any] = []  # [glibc or None], loaded once
+
+
+def _libc() -> Any:
+    if not _LIBC:
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+        except OSError:
+            libc = None
+        has = libc is not None and hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim")
+        _LIBC.append(libc if has else None)
+    return _LIBC[0]
+
+
+def _mallopt(option: int, value: int) -> None:
+    _libc().mallopt(option, value)
+
+
+def _malloc_trim() -> None:
+    _libc().malloc_trim(0)
 
 
 def _group_configs(pending: list[tuple[str, str, int]]) -> list[list[tuple[str, str, int]]]:
