@@ -155,8 +155,24 @@ def _quoted(cells: list[str]) -> list[str]:
     ]
 
 
+_NUMBERS = {float, int, bool, type(None)}  # whose `number` is their `repr` in a list
+
+
 def _text_column(values: Sequence[Any]) -> list[str]:
-    """`number` of each value: floats and texts (most cells) without a call each."""
+    """`number` of each value. A column of floats, ints, bools (and None) is formatted by
+    the list's own `repr`, in C, then split: no such `repr` holds `, `, and only those of
+    None, NaN and infinities (written empty) hold `None`, `nan` or `inf`. Others a value at
+    a time, floats and texts (most cells) without a call each."""
+    if values and set(map(type, values)) <= _NUMBERS:
+        text = repr(list(values))[1:-1]
+        if "n" in text:  # None, nan, inf, -inf
+            text = text.replace("None", "").replace("-inf", "").replace("nan", "")
+            text = text.replace("inf", "")
+        return text.split(", ")
+    return _text_cells(values)
+
+
+def _text_cells(values: Sequence[Any]) -> list[str]:
     isfinite, text = math.isfinite, number
     return [
         (repr(v) if isfinite(v) else "")

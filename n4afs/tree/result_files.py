@@ -100,6 +100,7 @@ class ResultFiles:
         self.ws = workspace
         self.memo = memo
         self._last_results: tuple[tuple, tuple] | None = None  # `results_columns`
+        self._last_shown: tuple[list, Any, tuple] | None = None  # `_shown`
 
     # -- loading inputs (cached: each blob parsed once) ---------------------------------
     @lru_cache(maxsize=64)  # noqa: B019 - one ResultFiles per Tree, lives as long
@@ -235,11 +236,7 @@ class ResultFiles:
         self, views: Any, ranked: list[ResultRow], metric: str
     ) -> tuple[LazyContent, ...]:
         """RESULTS.csv, RESULTS.xlsx and RESULTS.parquet: `results_columns`' table."""
-        key = (
-            "results",
-            metric,
-            tuple((r.result_id, r.status, views.snapshot.origin(r)) for r in ranked),
-        )
+        key = ("results", metric, self._shown(views, ranked))
         about = [
             ("table", "every result, best first"),
             ("metric", metric),
@@ -266,13 +263,23 @@ class ResultFiles:
         """`results_columns` of a ranking, the last one built kept: `ls -la` sizes RESULTS'
         three files and the ranking's REPORT.html, one build for the four (one ranking's
         table held, not every table a listing could render)."""
-        key = (metric, tuple((r.result_id, r.status, views.snapshot.origin(r)) for r in ranked))
+        key = (metric, self._shown(views, ranked))
         last = self._last_results
         if last is not None and last[0] == key:
             return last[1]
         table = results_columns(views, ranked, metric)
         self._last_results = (key, table)
         return table
+
+    def _shown(self, views: Any, ranked: list[ResultRow]) -> tuple:
+        """(result id, status, origin) of each result of a ranking: what its files show
+        (their render keys); the last ranking's kept (its four files ask in turn)."""
+        last = self._last_shown
+        if last is not None and last[0] is ranked and last[1] is views.snapshot:
+            return last[2]
+        shown = tuple((r.result_id, r.status, views.snapshot.origin(r)) for r in ranked)
+        self._last_shown = (ranked, views.snapshot, shown)
+        return shown
 
     def group_charts(
         self, views: Any, results: list[ResultRow], title: str, target: str | None
@@ -880,7 +887,7 @@ class ResultFiles:
         key = (
             "group REPORT.html",
             metric,
-            tuple((r.result_id, r.status, views.snapshot.origin(r)) for r in ranked),
+            self._shown(views, ranked),
             dataset.name,
             target,
             notes,
