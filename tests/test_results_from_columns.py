@@ -299,7 +299,7 @@ def test_components_points_are_those_of_the_loop_per_result(ws):
     checked = 0
     for ranked, _ in rankings:
         shown = tuple(r for r in ranked if r.status == "completed")
-        points = result_files.ResultFiles._component_points(views, shown)
+        points = result_files.ResultFiles(ws, tree.memo)._component_points(views, shown)
         assert points == _points_reference(views, shown)
         checked += len(points)
     assert checked > 20

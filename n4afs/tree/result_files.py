@@ -101,6 +101,7 @@ class ResultFiles:
         self.memo = memo
         self._last_results: tuple[tuple, tuple] | None = None  # `results_columns`
         self._last_shown: tuple[list, Any, tuple] | None = None  # `_shown`
+        self.parts = ResultParts()
 
     # -- loading inputs (cached: each blob parsed once) ---------------------------------
     @lru_cache(maxsize=64)  # noqa: B019 - one ResultFiles per Tree, lives as long
@@ -267,7 +268,7 @@ class ResultFiles:
         last = self._last_results
         if last is not None and last[0] == key:
             return last[1]
-        table = results_columns(views, ranked, metric)
+        table = results_columns(views, ranked, metric, self.parts)
         self._last_results = (key, table)
         return table
 
@@ -323,20 +324,14 @@ class ResultFiles:
             )
         }
 
-    @staticmethod
-    def _component_points(views: Any, results: tuple[ResultRow, ...]) -> list[Any]:
+    def _component_points(self, views: Any, results: tuple[ResultRow, ...]) -> list[Any]:
         """A point per result with a number of components: its configuration's curve, its
-        RMSEC, RMSECV and RMSEP (the final models' values in one query for the ranking)."""
+        RMSEC, RMSECV and RMSEP (`ResultParts`: built with RESULTS', or for them)."""
         from n4afs_core.metrics.components import Point, curve_name
-        from n4afs_core.pipelines.templates import config_columns
 
-        if not results:
-            return []
         snapshot = views.snapshot
-        configs = _json_list([r.config_json for r in results])
-        described, other = config_columns(configs, _json_list([r.choices_json for r in results]))
-        finals = _final_values(snapshot, list(results), ("rmse",))
-        train, test = finals["rmse", ranking.CALIBRATION[1]], finals["rmse", ranking.TEST[1]]
+        described, choices, finals = self.parts.of(snapshot, results)
+        train, test = finals["rmse", CALIBRATION], finals["rmse", TEST]
         return [
             Point(
                 curve_name(preprocessing, model, chosen),
@@ -350,7 +345,7 @@ class ResultFiles:
                 r.run_id,
             )
             for i, (r, (preprocessing, model, k), chosen) in enumerate(
-                zip(results, described, other, strict=True)
+                zip(results, described, choices, strict=True)
             )
             if k is not None
         ]
@@ -1257,27 +1252,22 @@ RESULTS_TYPES = {  # typed columns (Parquet); the rest of the fixed ones are tex
 }
 
 
-def results_columns(views: Any, ranked: list[ResultRow], metric: str) -> tuple[list, list]:
+def results_columns(
+    views: Any, ranked: list[ResultRow], metric: str, parts: ResultParts | None = None
+) -> tuple[list, list]:
     """Every result of one dataset's target, best first (`ranked`): who it is, what it is
     (preprocessing, model, components, other choices), the ranking metric, its direction and
     its ranked value (`core.metrics.ranking.ranked_value`), RMSEC/RMSECV/RMSEP (accuracy for
     classes; the other task's columns empty) and every pooled out-of-fold score.
 
-    (header, one list per column): the scores come from one index query for the ranking's
-    group (`core.index.queries.ranking_scores`), their JSON and the configs' are parsed in
-    one call each, and columns are filled a column at a time, not a row at a time (10,000
-    results: 300,000 cells)."""
-    from n4afs_core.pipelines.templates import config_columns
-
+    (header, one list per column), filled a column at a time (10,000 results: 300,000
+    cells); what the index rows of each result give is `ResultParts`' (`parts`: kept ones)."""
     n = len(ranked)
     if n == 0:
         return list(RESULTS_COLUMNS), [[] for _ in RESULTS_COLUMNS]
     snapshot = views.snapshot
-    mains = tuple(main for main, _ in RESULTS_TRIOS.values())
-    finals = _final_values(snapshot, ranked, mains)
+    described, choices, finals = (parts or ResultParts()).of(snapshot, ranked)
     cv = [snapshot.cv_scores(r.result_id) for r in ranked]  # parsed when they were ranked
-    configs = _json_list([r.config_json for r in ranked])
-    described, choices = config_columns(configs, _json_list([r.choices_json for r in ranked]))
     extra = sorted({c for chosen in choices for c in chosen} - set(RESULTS_COLUMNS))
     task = {r.dataset_id: views.datasets_by_id[r.dataset_id].task for r in ranked}
     tasks = [task[r.dataset_id] for r in ranked]
@@ -1302,7 +1292,7 @@ def results_columns(views: Any, ranked: list[ResultRow], metric: str) -> tuple[l
     ]
     for trio_task, (main, _) in RESULTS_TRIOS.items():
         mine = [t == trio_task for t in tasks]
-        trio = (finals[main, "train"], [v.get(main) for v in cv], finals[main, "test"])
+        trio = (finals[main, CALIBRATION], [v.get(main) for v in cv], finals[main, TEST])
         for values in trio:
             columns.append([v if m else None for v, m in zip(values, mine, strict=True)])
     for c in RESULTS_CV:
@@ -1311,6 +1301,53 @@ def results_columns(views: Any, ranked: list[ResultRow], metric: str) -> tuple[l
     for c in extra:
         columns.append([chosen.get(c) for chosen in choices])
     return [*RESULTS_COLUMNS, *extra], columns
+
+
+CALIBRATION, TEST = ranking.CALIBRATION[1], ranking.TEST[1]  # the final model's partitions
+FINAL_METRICS = tuple(main for main, _ in RESULTS_TRIOS.values())  # shown of final models
+
+
+class ResultParts:
+    """What a ranked table (RESULTS, its REPORT.html) and the components chart show of each
+    result, from its index rows, which never change (a result commits whole): its config
+    described (preprocessing, model, components: `describe_config`), its other generator
+    choices (`choice_columns`), and its final models' `FINAL_METRICS` on the calibration and
+    test rows. Built in batches (configs parsed and described in one call; the final scores
+    in one index query per ranking: `core.index.queries.final_scores`), kept by result id,
+    so RESULTS and the chart beside it (or a run's ranking after the dataset's) build them
+    once."""
+
+    MAX_KEPT = 200_000  # results kept (a few hundred bytes each); then started afresh
+
+    def __init__(self) -> None:
+        self._of: dict[str, tuple] = {}
+
+    def of(self, snapshot: Any, results: list[ResultRow] | tuple[ResultRow, ...]) -> tuple:
+        """(described, choices, finals) in the order of `results`: lists, and finals as
+        {(metric, partition): values}."""
+        from n4afs_core.pipelines.templates import config_columns
+
+        kept = self._of
+        missing = [r for r in results if r.result_id not in kept]
+        if missing:
+            if len(kept) + len(missing) > self.MAX_KEPT:
+                kept = self._of = {}
+                missing = list(results)
+            configs = _json_list([r.config_json for r in missing])
+            chosen = _json_list([r.choices_json for r in missing])
+            described, choices = config_columns(configs, chosen)
+            finals = _final_values(snapshot, missing, FINAL_METRICS)
+            values = list(zip(*finals.values(), strict=True))
+            for r, d, c, f in zip(missing, described, choices, values, strict=True):
+                kept[r.result_id] = (d, c, f)
+        found = [kept[r.result_id] for r in results]
+        keys = [(m, p) for m in FINAL_METRICS for p in (CALIBRATION, TEST)]
+        columns = list(zip(*(f for _, _, f in found), strict=True)) or [() for _ in keys]
+        return (
+            [d for d, _, _ in found],
+            [c for _, c, _ in found],
+            dict(zip(keys, columns, strict=True)),
+        )
 
 
 def _final_values(
@@ -1330,7 +1367,7 @@ def _final_values(
     return {
         (metric, partition): _json_values([row[2 * i + j] for row in rows])
         for i, metric in enumerate(metrics)
-        for j, partition in enumerate((ranking.CALIBRATION[1], ranking.TEST[1]))
+        for j, partition in enumerate((CALIBRATION, TEST))
     }
 
 
@@ -1342,7 +1379,7 @@ def _json_list(texts: list[str]) -> list[Any]:
 
 
 def _json_values(texts: list[str | None]) -> list[Any]:
-    """The values of JSON numbers given as text (`core.index.queries.ranking_scores`), None
+    """The values of JSON numbers given as text (`core.index.queries.final_scores`), None
     for none; parsed as `json.loads` parses them in their document (an int stays an int)."""
     import json
 
