@@ -1317,7 +1317,7 @@ class ResultParts:
     so RESULTS and the chart beside it (or a run's ranking after the dataset's) build them
     once."""
 
-    MAX_KEPT = 200_000  # results kept (a few hundred bytes each); then started afresh
+    MAX_KEPT = 50_000  # results kept (~300 bytes each: 15 MB); then started afresh
 
     def __init__(self) -> None:
         self._of: dict[str, tuple] = {}
