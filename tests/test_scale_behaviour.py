@@ -95,22 +95,24 @@ def test_verify_and_gc_see_every_object_and_nothing_to_delete(big):
 
 
 def test_results_rows_are_built_once_for_csv_xlsx_and_parquet(big, monkeypatch):
-    """`ls -la` sizes RESULTS.csv, .xlsx and .parquet: one build of the rows for the three."""
+    """`ls -la` sizes RESULTS.csv, .xlsx and .parquet and the ranking's REPORT.html: one
+    build of the table for the four."""
     from n4afs.tree import result_files
     from n4afs.workspace import Workspace
 
     built = []
-    real = result_files.results_table
+    real = result_files.results_columns
 
     def counting(*args, **kwargs):
         built.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(result_files, "results_table", counting)
+    monkeypatch.setattr(result_files, "results_columns", counting)
     ws = Workspace(big.ws.path)  # a fresh tree: nothing rendered yet
     name = max(_datasets(ws))
     listing = ws.tree.list_dir(("runs", name))
-    sizes = [listing[f"RESULTS.{ext}"].content.size for ext in ("csv", "xlsx", "parquet")]
+    names = [f"RESULTS.{ext}" for ext in ("csv", "xlsx", "parquet")] + ["REPORT.html"]
+    sizes = [listing[name].content.size for name in names]
     assert all(size > 0 for size in sizes)
     assert len(built) == 1
 

@@ -233,6 +233,28 @@ def _ranking_metric_name(
     return None if newest is None else newest[0]
 
 
+def final_scores(
+    conn: Any, group: ranking.GroupKey, metrics: tuple[str, ...]
+) -> list[tuple[Any, ...]]:
+    """What a ranked table (RESULTS.csv) or a chart of a ranking shows of the final models of
+    every result of one `GroupKey`, in one query: (result id, then for each of `metrics` its
+    final model's value on the calibration rows (`ranking.CALIBRATION`) and on the test rows
+    (`ranking.TEST`), each as the text of its JSON number (NaN, Infinity as Python writes
+    them), None where the result has none). Only these values are read out of the score
+    documents: parsing two whole documents per result was most of a table's cost."""
+    names = [get_metric(m).name for m in metrics]  # checked: they go into the SQL text
+    values = ", ".join(f"{alias}.scores ->> '$.{name}'" for name in names for alias in "ct")
+    joins = " ".join(
+        f"LEFT JOIN predictions {alias} ON {alias}.result_id = r.result_id "
+        f"AND {alias}.model = ? AND {alias}.partition = ?"
+        for alias in "ct"
+    )
+    return conn.execute(
+        f"SELECT r.result_id, {values} FROM results r {joins} WHERE {ranking.GROUP_SQL}",
+        [*ranking.CALIBRATION, *ranking.TEST, *group],
+    ).fetchall()
+
+
 def result_paths(conn: duckdb.DuckDBPyConnection, result_ids: list[str]) -> dict[str, str]:
     """result id -> `<dataset>/<label>` (`wheat/0042_snv-pls15_x9y8z7`, as under runs/), or
     `<dataset>/<target>/<label>` on a dataset with several targets, of those of

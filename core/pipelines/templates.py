@@ -198,10 +198,14 @@ def _canonical_json(value: Any) -> str:
 
 def _step_label(step: Step) -> str:
     """Operator label plus its key parameter: pls + n_components=10 -> pls10, savgol -> sg1."""
-    operator = get_operator(step.op)
+    return _operator_label(get_operator(step.op), step.params)
+
+
+def _operator_label(operator: Any, params: dict[str, Any]) -> str:
+    """`_step_label` of a step of `operator` with `params`."""
     label = operator.label
     if operator.key_param:
-        value = step.params.get(operator.key_param, operator.key_default)
+        value = params.get(operator.key_param, operator.key_default)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             label += _format_number(value)
     return label
@@ -570,22 +574,23 @@ NO_PREPROCESSING = "none"
 _PARAMETER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 
 
-def _steps_of(config: Sequence[dict[str, Any]]) -> list[Step]:
-    return [Step(op, dict(params or {})) for step in config for op, params in step.items()]
-
-
 def describe_config(config: Sequence[dict[str, Any]]) -> tuple[str, str | None, int | None]:
     """(preprocessing, model, n_components) of a config (`PipelineConfig.to_template()`,
     a result's `config`): the preprocessing steps' labels joined as in the result's name
     (`snv-sg1`, `none` without any), the model's operator label (`pls`), and its number of
     latent variables when it has one (set or default), else None."""
-    steps = _steps_of(config)
+    return _describe(config, get_operator)
+
+
+def _describe(config: Sequence[dict[str, Any]], operator_of: Any) -> tuple:
+    steps = [(op, params or {}) for step in config for op, params in step.items()]
     if not steps:
         return NO_PREPROCESSING, None, None
-    *before, last = steps
-    preprocessing = "-".join(_step_label(s) for s in before) or NO_PREPROCESSING
-    operator = get_operator(last.op)
-    components = last.params.get("n_components")
+    *before, (last_op, last_params) = steps
+    labels = (_operator_label(operator_of(op), params) for op, params in before)
+    preprocessing = "-".join(labels) or NO_PREPROCESSING
+    operator = operator_of(last_op)
+    components = last_params.get("n_components")
     if components is None and operator.key_param == "n_components":
         components = operator.key_default
     if isinstance(components, bool) or not isinstance(components, int):
@@ -599,17 +604,53 @@ def choice_columns(config: Sequence[dict[str, Any]], choices: dict[str, Any]) ->
     of whole steps (`steps[0]`, `_or_[1]`) are the preprocessing and model columns, and the
     model's `n_components` is its own column. Values: numbers and text as they are, anything
     else as compact JSON."""
-    steps = _steps_of(config)
-    model = steps[-1].op if steps else None
+    return _choices(config, choices, {})
+
+
+def _choices(
+    config: Sequence[dict[str, Any]],
+    choices: dict[str, Any],
+    paths: dict[str, tuple[str, str] | None],
+) -> dict[str, Any]:
+    """`choice_columns`, with `paths`: each choice path's (operator, parameter), or None for
+    a path that names no parameter, as found so far (filled here)."""
+    model = None
+    for step in config:  # the last step's operator
+        for op in step:
+            model = op
     columns: dict[str, Any] = {}
     for path, value in choices.items():
-        parts = path.split(".")
-        if len(parts) < 2 or not all(_PARAMETER.match(p) for p in parts[-2:]):
+        named = paths.get(path, False)
+        if named is False:
+            parts = path.split(".")
+            ok = len(parts) >= 2 and all(_PARAMETER.match(p) for p in parts[-2:])
+            named = paths[path] = (parts[-2], parts[-1]) if ok else None
+        if named is None:
             continue
-        operator, parameter = parts[-2:]
+        operator, parameter = named
         if operator == model and parameter == "n_components":
             continue
         if not isinstance(value, _SCALARS):
             value = json.dumps(value, sort_keys=True, separators=(",", ":"))
         columns[f"{operator}.{parameter}"] = value
     return columns
+
+
+def config_columns(
+    configs: Sequence[Sequence[dict[str, Any]]], choices: Sequence[dict[str, Any]]
+) -> tuple[list[tuple[str, str | None, int | None]], list[dict[str, Any]]]:
+    """`describe_config` and `choice_columns` of many configs (a ranked table's): the same
+    answers, each distinct operator looked up and each choice path parsed once (a sweep of
+    10,000 configs has a few dozen of either)."""
+    operators: dict[str, Any] = {}
+
+    def operator_of(op: str) -> Any:
+        found = operators.get(op)
+        if found is None:
+            found = operators[op] = get_operator(op)
+        return found
+
+    paths: dict[str, tuple[str, str] | None] = {}
+    described = [_describe(config, operator_of) for config in configs]
+    chosen = [_choices(c, picked, paths) for c, picked in zip(configs, choices, strict=True)]
+    return described, chosen

@@ -22,7 +22,7 @@ import io
 import math
 import numbers
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -126,6 +126,65 @@ def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     return sink.getvalue().encode("utf-8")
 
 
+def csv_columns_bytes(header: Sequence[str], columns: Sequence[Sequence[Any]]) -> bytes:
+    """`csv_bytes(header, zip(*columns))`, the same bytes, formatted a column at a time (a
+    RESULTS.csv of 10,000 results has 300,000 cells)."""
+    if len(header) < 2:  # a row of one empty field is written `""`: the writer knows
+        return csv_bytes(header, zip(*columns, strict=True))
+    cells = [_quoted(_text_column(c)) for c in columns]
+    lines = [_csv_line(header), *map(",".join, zip(*cells, strict=True)), ""]
+    return "\r\n".join(lines).encode("utf-8")
+
+
+_CSV_SPECIAL = ('"', ",", "\r", "\n")  # what `csv.writer` (QUOTE_MINIMAL) quotes a field for
+
+
+def _csv_line(fields: Sequence[Any]) -> str:
+    sink = io.StringIO()
+    csv.writer(sink, lineterminator="\r\n").writerow(fields)
+    return sink.getvalue().removesuffix("\r\n")
+
+
+def _quoted(cells: list[str]) -> list[str]:
+    """A column's cells as `csv.writer` writes them: those holding a quote, a comma or a line
+    break quoted, quotes doubled (one scan of the column when none does, the usual case)."""
+    joined = "".join(cells)
+    if not any(c in joined for c in _CSV_SPECIAL):
+        return cells
+    return [
+        '"' + c.replace('"', '""') + '"' if any(s in c for s in _CSV_SPECIAL) else c for c in cells
+    ]
+
+
+_NUMBERS = {float, int, bool, type(None)}  # whose `number` is their `repr` in a list
+
+
+def _text_column(values: Sequence[Any]) -> list[str]:
+    """`number` of each value. A column of floats, ints, bools (and None) is formatted by
+    the list's own `repr`, in C, then split: no such `repr` holds `, `, and only those of
+    None, NaN and infinities (written empty) hold `None`, `nan` or `inf`. Others a value at
+    a time, floats and texts (most cells) without a call each."""
+    if values and set(map(type, values)) <= _NUMBERS:
+        text = repr(list(values))[1:-1]
+        if "n" in text:  # None, nan, inf, -inf
+            text = text.replace("None", "").replace("-inf", "").replace("nan", "")
+            text = text.replace("inf", "")
+        return text.split(", ")
+    return _text_cells(values)
+
+
+def _text_cells(values: Sequence[Any]) -> list[str]:
+    isfinite, text = math.isfinite, number
+    return [
+        (repr(v) if isfinite(v) else "")
+        if v.__class__ is float
+        else v
+        if v.__class__ is str
+        else text(v)
+        for v in values
+    ]
+
+
 XLSX_CREATED = datetime.datetime(2000, 1, 1)  # a fixed document date: same table, same bytes
 XLSX_MAX_WIDTH = 40
 TEXT_HEADERS = ("sample_id", "partition")  # text in a table whatever they look like
@@ -149,10 +208,9 @@ def xlsx_bytes(
     sheet = book.add_worksheet("data")
     widths = [len(str(h)) for h in header]
     sheet.write_row(0, 0, list(header), bold)
-    for r, row in enumerate(rows, start=1):
-        for c, value in enumerate(row):
-            _write_cell(sheet, r, c, value)
-            if r <= 200:
+    for r, row in _write_rows(sheet, rows):
+        if r <= 200:
+            for c, value in enumerate(row):
                 widths[c] = max(widths[c], len(number(value)))
     for c, width in enumerate(widths):
         sheet.set_column(c, c, min(width, XLSX_MAX_WIDTH) + 2)
@@ -195,12 +253,22 @@ def parquet_bytes(
     text, bool); the others are inferred from their values (all ints: int, all numbers:
     float, all bools: bool, else text; `TEXT_HEADERS` stay text). Empty cells ("" or None)
     are nulls. `about` goes into the footer as `n4a_about` (JSON)."""
+    columns = [list(c) for c in zip(*rows, strict=True)] or [[] for _ in header]
+    return parquet_columns_bytes(header, columns, about, types)
+
+
+def parquet_columns_bytes(
+    header: Sequence[str],
+    columns: Sequence[Sequence[Any]],
+    about: Sequence[tuple[str, Any]] = (),
+    types: dict[str, str] | None = None,
+) -> bytes:
+    """`parquet_bytes` of a table given as its columns (one list per header name)."""
     import json
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    columns = [list(c) for c in zip(*rows, strict=True)] or [[] for _ in header]
     fields, arrays = [], []
     for name, values in zip(header, columns, strict=True):
         values = [None if v == "" else v for v in values]
@@ -230,6 +298,38 @@ def _column_type(name: str, values: list) -> str:
     if any(isinstance(v, bool) or not isinstance(v, numbers.Real) for v in present):
         return "text"
     return "int" if all(isinstance(v, numbers.Integral) for v in present) else "float"
+
+
+def _write_rows(sheet: Any, rows: Iterable[Sequence[Any]]) -> Iterator[tuple[int, Sequence]]:
+    """`_write_cell` of every cell, row after row from row 1, yielding each (row number,
+    row) once written. The common exact types (float, str, None, int) go first and through
+    XlsxWriter's undecorated methods (its public ones only add the A1-notation check): the
+    same cells, the same bytes (shared strings are numbered in the order written), ~2x
+    faster on a RESULTS.xlsx of 300,000 cells. An XlsxWriter without them: the public path."""
+    number_, string_ = getattr(sheet, "_write_number", None), getattr(sheet, "_write_string", None)
+    if number_ is None or string_ is None:
+        for r, row in enumerate(rows, start=1):
+            for c, value in enumerate(row):
+                _write_cell(sheet, r, c, value)
+            yield r, row
+        return
+    isfinite = math.isfinite
+    for r, row in enumerate(rows, start=1):
+        for c, value in enumerate(row):
+            kind = value.__class__
+            if kind is float:
+                if isfinite(value):
+                    number_(r, c, value, None)
+            elif kind is str:
+                if value:
+                    string_(r, c, value, None)
+            elif value is None:
+                pass
+            elif kind is int:
+                number_(r, c, float(value), None)
+            else:
+                _write_cell(sheet, r, c, value)
+        yield r, row
 
 
 def _write_cell(sheet: Any, row: int, column: int, value: Any) -> None:

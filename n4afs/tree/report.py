@@ -112,18 +112,46 @@ def _table(table: Table) -> str:
     out = ["<table>"]
     if any(table.header):  # key/value tables have none
         out.append("<tr>" + "".join(f"<th>{_e(h)}</th>" for h in table.header) + "</tr>")
-    for i, row in enumerate(table.rows):
-        cells = []
-        for c, value in enumerate(row):
-            text = _e(cell_text(value))
-            href = table.links.get(c, [None] * len(table.rows))[i]
-            if href:
-                text = f'<a href="{_e(href)}">{text}</a>'
-            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-            cells.append(f'<td class="n">{text}</td>' if numeric else f"<td>{text}</td>")
-        out.append("<tr>" + "".join(cells) + "</tr>")
+    rows = table.rows
+    width = len(rows[0]) if rows else 0
+    if width and all(len(row) == width for row in rows):  # a column at a time (120,000 cells)
+        columns = [
+            _cells(values, table.links.get(c)) for c, values in enumerate(zip(*rows, strict=True))
+        ]
+        out += ["<tr>" + "".join(cells) + "</tr>" for cells in zip(*columns, strict=True)]
+    else:
+        for i, row in enumerate(rows):
+            cells = [_cells([v], _link(table.links, c, i))[0] for c, v in enumerate(row)]
+            out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</table>")
     return "\n".join(out)
+
+
+def _link(links: dict[int, Sequence[str | None]], column: int, row: int) -> list | None:
+    return [links[column][row]] if column in links else None
+
+
+_HTML_SPECIAL = ("&", "<", ">", '"', "'")  # what `html.escape(..., quote=True)` replaces
+
+
+def _cells(values: Sequence[Any], links: Sequence[str | None] | None) -> list[str]:
+    """One column's `<td>` cells: `cell_text`, escaped, numbers right-aligned (class n),
+    wrapped in a link where `links` has one."""
+    texts = [cell_text(v) for v in values]
+    joined = "".join(texts)
+    if any(c in joined for c in _HTML_SPECIAL):  # else escaping changes nothing: skip it
+        texts = [_e(t) for t in texts]
+    if links is not None:
+        hrefs = [links[i] for i in range(len(texts))]
+        linked = zip(texts, hrefs, strict=True)
+        texts = [f'<a href="{_e(h)}">{t}</a>' if h else t for t, h in linked]
+    return [
+        f'<td class="n">{t}</td>'
+        if (v.__class__ is float or v.__class__ is int)
+        or (isinstance(v, (int, float)) and not isinstance(v, bool))
+        else f"<td>{t}</td>"
+        for t, v in zip(texts, values, strict=True)
+    ]
 
 
 def cell_text(value: Any) -> str:

@@ -100,6 +100,9 @@ class ResultFiles:
     def __init__(self, workspace: Any, memo: RenderMemo) -> None:
         self.ws = workspace
         self.memo = memo
+        self._last_results: tuple[tuple, tuple] | None = None  # `results_columns`
+        self._last_shown: tuple[list, Any, tuple] | None = None  # `_shown`
+        self.parts = ResultParts()
 
     # -- loading inputs (cached: each blob parsed once) ---------------------------------
     @lru_cache(maxsize=64)  # noqa: B019 - one ResultFiles per Tree, lives as long
@@ -234,12 +237,8 @@ class ResultFiles:
     def results_tables(
         self, views: Any, ranked: list[ResultRow], metric: str
     ) -> tuple[LazyContent, ...]:
-        """RESULTS.csv, RESULTS.xlsx and RESULTS.parquet: `results_table`'s rows."""
-        key = (
-            "results",
-            metric,
-            tuple((r.result_id, r.status, views.snapshot.origin(r)) for r in ranked),
-        )
+        """RESULTS.csv, RESULTS.xlsx and RESULTS.parquet: `results_columns`' table."""
+        key = ("results", metric, self._shown(views, ranked))
         about = [
             ("table", "every result, best first"),
             ("metric", metric),
@@ -249,8 +248,40 @@ class ResultFiles:
             ("accuracy_c, _cv, _p", "the same for classification: accuracy"),
             ("cv_<metric>", "every other pooled out-of-fold score"),
         ]
-        table = lambda: results_table(views, ranked, metric)  # noqa: E731
-        return self._tables(key, table, about, parquet=RESULTS_TYPES)
+        table = lambda: self.results_columns(views, ranked, metric)  # noqa: E731
+        as_csv = self._render(("csv", *key), lambda: renderers.csv_columns_bytes(*table()))
+        about_key = tuple(tuple(pair) for pair in about)
+        as_xlsx = self._render(
+            ("xlsx", *key, about_key),
+            lambda: renderers.xlsx_bytes(table()[0], zip(*table()[1], strict=True), about),
+        )
+        as_parquet = self._render(
+            ("parquet", *key, about_key),
+            lambda: renderers.parquet_columns_bytes(*table(), about, RESULTS_TYPES),
+        )
+        return as_csv, as_xlsx, as_parquet
+
+    def results_columns(self, views: Any, ranked: list[ResultRow], metric: str) -> tuple:
+        """`results_columns` of a ranking, the last one built kept: `ls -la` sizes RESULTS'
+        three files and the ranking's REPORT.html, one build for the four (one ranking's
+        table held, not every table a listing could render)."""
+        key = (metric, self._shown(views, ranked))
+        last = self._last_results
+        if last is not None and last[0] == key:
+            return last[1]
+        table = results_columns(views, ranked, metric, self.parts)
+        self._last_results = (key, table)
+        return table
+
+    def _shown(self, views: Any, ranked: list[ResultRow]) -> tuple:
+        """(result id, status, origin) of each result of a ranking: what its files show
+        (their render keys); the last ranking's kept (its four files ask in turn)."""
+        last = self._last_shown
+        if last is not None and last[0] is ranked and last[1] is views.snapshot:
+            return last[2]
+        shown = tuple((r.result_id, r.status, views.snapshot.origin(r)) for r in ranked)
+        self._last_shown = (ranked, views.snapshot, shown)
+        return shown
 
     def group_charts(
         self, views: Any, results: list[ResultRow], title: str, target: str | None
@@ -294,34 +325,31 @@ class ResultFiles:
             )
         }
 
-    @staticmethod
-    def _component_points(views: Any, results: tuple[ResultRow, ...]) -> list[Any]:
+    def _component_points(self, views: Any, results: tuple[ResultRow, ...]) -> list[Any]:
+        """A point per result with a number of components: its configuration's curve, its
+        RMSEC, RMSECV and RMSEP (`ResultParts`: built with RESULTS', or for them)."""
         from n4afs_core.metrics.components import Point, curve_name
-        from n4afs_core.pipelines.templates import choice_columns, describe_config
 
         snapshot = views.snapshot
-        found = []
-        for r in results:
-            preprocessing, model, k = describe_config(r.config)
-            if k is None:
-                continue
-            other = choice_columns(r.config, r.choices)
-            train = snapshot.final_scores(r.result_id, ranking.CALIBRATION[1])
-            test = snapshot.final_scores(r.result_id, ranking.TEST[1])
-            found.append(
-                Point(
-                    curve_name(preprocessing, model, other),
-                    preprocessing,
-                    model,
-                    k,
-                    train.get("rmse"),
-                    snapshot.cv_scores(r.result_id).get("rmse"),
-                    test.get("rmse"),
-                    r.label,
-                    r.run_id,
-                )
+        described, choices, finals = self.parts.of(snapshot, results)
+        train, test = finals["rmse", CALIBRATION], finals["rmse", TEST]
+        return [
+            Point(
+                curve_name(preprocessing, model, chosen),
+                preprocessing,
+                model,
+                k,
+                train[i],
+                snapshot.cv_scores(r.result_id).get("rmse"),
+                test[i],
+                r.label,
+                r.run_id,
             )
-        return found
+            for i, (r, (preprocessing, model, k), chosen) in enumerate(
+                zip(results, described, choices, strict=True)
+            )
+            if k is not None
+        ]
 
     def best_tables(
         self, best: ResultRow, dataset: DatasetInfo, views: Any
@@ -858,7 +886,7 @@ class ResultFiles:
         key = (
             "group REPORT.html",
             metric,
-            tuple((r.result_id, r.status, views.snapshot.origin(r)) for r in ranked),
+            self._shown(views, ranked),
             dataset.name,
             target,
             notes,
@@ -867,13 +895,12 @@ class ResultFiles:
         def render() -> bytes:
             from n4afs.tree import report
 
-            header, rows = results_table(views, ranked, metric)
+            header, columns = self.results_columns(views, ranked, metric)
             shown = ["rank", "result", "preprocessing", "model", "n_components", "metric", "score"]
             shown += ["rmsec", "rmsecv", "rmsep"] if dataset.task == "regression" else [
                 "accuracy_c", "accuracy_cv", "accuracy_p"]  # fmt: skip
             shown += ["status", "run"]
-            at = [header.index(c) for c in shown]
-            table_rows = [[row[i] for i in at] for row in rows]
+            table_rows = list(zip(*(columns[header.index(c)] for c in shown), strict=True))
             links = [
                 f"{r.label}/REPORT.html" if self._has_report(views, r) else None for r in ranked
             ]
@@ -1227,49 +1254,151 @@ RESULTS_TYPES = {  # typed columns (Parquet); the rest of the fixed ones are tex
 }
 
 
-def results_table(views: Any, ranked: list[ResultRow], metric: str) -> tuple[list, list]:
+def results_columns(
+    views: Any, ranked: list[ResultRow], metric: str, parts: ResultParts | None = None
+) -> tuple[list, list]:
     """Every result of one dataset's target, best first (`ranked`): who it is, what it is
     (preprocessing, model, components, other choices), the ranking metric, its direction and
     its ranked value (`core.metrics.ranking.ranked_value`), RMSEC/RMSECV/RMSEP (accuracy for
-    classes; the other task's columns empty) and every pooled out-of-fold score."""
-    from n4afs_core.pipelines.templates import choice_columns, describe_config
+    classes; the other task's columns empty) and every pooled out-of-fold score.
 
+    (header, one list per column), filled a column at a time (10,000 results: 300,000
+    cells); what the index rows of each result give is `ResultParts`' (`parts`: kept ones)."""
+    n = len(ranked)
+    if n == 0:
+        return list(RESULTS_COLUMNS), [[] for _ in RESULTS_COLUMNS]
     snapshot = views.snapshot
-    direction = METRICS[metric].direction
-    choices = [choice_columns(r.config, r.choices) for r in ranked]
-    extra = sorted({c for found in choices for c in found} - set(RESULTS_COLUMNS))
-    rows = []
-    for rank, (r, chosen) in enumerate(zip(ranked, choices, strict=True), start=1):
-        cv = snapshot.cv_scores(r.result_id)
-        task = views.datasets_by_id[r.dataset_id].task
-        trios: list[Any] = []
-        for trio_task, (main, _) in RESULTS_TRIOS.items():
-            if trio_task != task:
-                trios += [None, None, None]
-                continue
-            train = snapshot.final_scores(r.result_id, ranking.CALIBRATION[1])
-            test = snapshot.final_scores(r.result_id, ranking.TEST[1])
-            trios += [train.get(main), cv.get(main), test.get(main)]
-        rows.append(
-            [
-                rank,
-                r.label,
-                r.seq,
-                r.name,
-                r.target,
-                r.run_id,
-                r.status,
-                snapshot.origin(r),
-                *describe_config(r.config),
-                metric,
-                direction,
-                ranking.ranked_value(metric, cv, r.metric, r.score),
-                *trios,
-                *[cv.get(c.removeprefix("cv_")) for c in RESULTS_CV],
-                *[chosen.get(c) for c in extra],
-            ]
+    described, choices, finals = (parts or ResultParts()).of(snapshot, ranked)
+    cv = [snapshot.cv_scores(r.result_id) for r in ranked]  # parsed when they were ranked
+    extra = sorted({c for chosen in choices for c in chosen} - set(RESULTS_COLUMNS))
+    task = {r.dataset_id: views.datasets_by_id[r.dataset_id].task for r in ranked}
+    tasks = [task[r.dataset_id] for r in ranked]
+
+    score = [v.get(metric) for v in cv]
+    for i, r in enumerate(ranked):  # `ranking.ranked_value`: else the stored score
+        if score[i] is None and r.metric == metric:
+            score[i] = r.score
+    columns: list[list] = [
+        list(range(1, n + 1)),
+        [r.label for r in ranked],
+        [r.seq for r in ranked],
+        [r.name for r in ranked],
+        [r.target for r in ranked],
+        [r.run_id for r in ranked],
+        [r.status for r in ranked],
+        [snapshot.origin(r) for r in ranked],
+        *(list(c) for c in zip(*described, strict=True)),
+        [metric] * n,
+        [METRICS[metric].direction] * n,
+        score,
+    ]
+    for trio_task, (main, _) in RESULTS_TRIOS.items():
+        mine = [t == trio_task for t in tasks]
+        trio = (finals[main, CALIBRATION], [v.get(main) for v in cv], finals[main, TEST])
+        for values in trio:
+            columns.append([v if m else None for v, m in zip(values, mine, strict=True)])
+    for c in RESULTS_CV:
+        name = c.removeprefix("cv_")
+        columns.append([v.get(name) for v in cv])
+    for c in extra:
+        columns.append([chosen.get(c) for chosen in choices])
+    return [*RESULTS_COLUMNS, *extra], columns
+
+
+CALIBRATION, TEST = ranking.CALIBRATION[1], ranking.TEST[1]  # the final model's partitions
+FINAL_METRICS = tuple(main for main, _ in RESULTS_TRIOS.values())  # shown of final models
+
+
+class ResultParts:
+    """What a ranked table (RESULTS, its REPORT.html) and the components chart show of each
+    result, from its index rows, which never change (a result commits whole): its config
+    described (preprocessing, model, components: `describe_config`), its other generator
+    choices (`choice_columns`), and its final models' `FINAL_METRICS` on the calibration and
+    test rows. Built in batches (configs parsed and described in one call; the final scores
+    in one index query per ranking: `core.index.queries.final_scores`), kept by result id,
+    so RESULTS and the chart beside it (or a run's ranking after the dataset's) build them
+    once."""
+
+    MAX_KEPT = 50_000  # results kept (~300 bytes each: 15 MB); then started afresh
+
+    def __init__(self) -> None:
+        self._of: dict[str, tuple] = {}
+
+    def of(self, snapshot: Any, results: list[ResultRow] | tuple[ResultRow, ...]) -> tuple:
+        """(described, choices, finals) in the order of `results`: lists, and finals as
+        {(metric, partition): values}."""
+        from n4afs_core.pipelines.templates import config_columns
+
+        kept = self._of
+        missing = [r for r in results if r.result_id not in kept]
+        if missing:
+            if len(kept) + len(missing) > self.MAX_KEPT:
+                kept = self._of = {}
+                missing = list(results)
+            configs = _json_list([r.config_json for r in missing])
+            chosen = _json_list([r.choices_json for r in missing])
+            described, choices = config_columns(configs, chosen)
+            finals = _final_values(snapshot, missing, FINAL_METRICS)
+            values = list(zip(*finals.values(), strict=True))
+            for r, d, c, f in zip(missing, described, choices, values, strict=True):
+                kept[r.result_id] = (d, c, f)
+        found = [kept[r.result_id] for r in results]
+        keys = [(m, p) for m in FINAL_METRICS for p in (CALIBRATION, TEST)]
+        columns = list(zip(*(f for _, _, f in found), strict=True)) or [() for _ in keys]
+        return (
+            [d for d, _, _ in found],
+            [c for _, c, _ in found],
+            dict(zip(keys, columns, strict=True)),
         )
-    return [*RESULTS_COLUMNS, *extra], rows
+
+
+def _final_values(
+    snapshot: Any, results: list[ResultRow], metrics: tuple[str, ...]
+) -> dict[tuple[str, str], list[Any]]:
+    """(metric, partition: train or test) -> each result's final model's value of the
+    metric there (None where it has none), in the order of `results`: one index query per
+    ranking (`core.index.queries.final_scores`), the values parsed in one call per column."""
+    from n4afs_core.index.queries import final_scores
+
+    found: dict[str, tuple] = {}
+    with snapshot.index.read() as conn:
+        for group in {ranking.group_of(r) for r in results}:  # one: a ranking's
+            found |= {row[0]: row[1:] for row in final_scores(conn, group, metrics)}
+    missing = (None,) * (2 * len(metrics))
+    rows = [found.get(r.result_id, missing) for r in results]
+    return {
+        (metric, partition): _json_values([row[2 * i + j] for row in rows])
+        for i, metric in enumerate(metrics)
+        for j, partition in enumerate((CALIBRATION, TEST))
+    }
+
+
+def _json_list(texts: list[str]) -> list[Any]:
+    """`json.loads` of each text, in one call (10,000 small documents)."""
+    import json
+
+    return json.loads("[" + ",".join(texts) + "]")
+
+
+def _json_values(texts: list[str | None]) -> list[Any]:
+    """The values of JSON numbers given as text (`core.index.queries.final_scores`), None
+    for none; parsed as `json.loads` parses them in their document (an int stays an int)."""
+    import json
+
+    try:
+        return json.loads("[" + ",".join("null" if t is None else t for t in texts) + "]")
+    except ValueError:  # not numbers only (never written by n4afs): one at a time
+        return [None if t is None else _json_value(t) for t in texts]
+
+
+def _json_value(text: str) -> Any:
+    """A value extracted from a JSON document as text: a number, else the text (a string)."""
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _dataset_rows(d: DatasetInfo, target: str | None) -> list[tuple[str, Any]]:
