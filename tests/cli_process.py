@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,3 +22,16 @@ def cli(*args: str, timeout: float = 120, env: dict | None = None) -> subprocess
         env={**ENV, **(env or {})},
         timeout=timeout,
     )
+
+
+def kill_when_marked(script: str, args: list[str], marker: Path, timeout: float = 120) -> None:
+    """`python -c SCRIPT ARGS...`, killed (SIGKILL: no cleanup, no `finally`) as soon as it
+    creates `marker`: a crash at the point the script chooses."""
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], env=ENV)
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)

@@ -7,10 +7,6 @@ import hashlib
 import io
 import os
 import pickle
-import signal
-import subprocess
-import sys
-import time
 
 import joblib
 import n4afs_core.store.blobstore as blobstore
@@ -18,6 +14,8 @@ import numpy as np
 import pytest
 from n4afs_core.pipelines.persist import _joblib_bytes
 from n4afs_core.store.blobstore import BlobStore
+
+from tests.cli_process import kill_when_marked
 
 
 @pytest.fixture(scope="module")
@@ -128,15 +126,7 @@ def test_a_run_killed_while_a_group_stores_its_folds_leaves_nothing_indexed_or_p
     before = {p.name for p in ws.store.objects_dir.rglob("*/*")}
     marker = tmp_path / "marker"
     script = f"SWEEP = {SWEEP!r}\n" + KILLED_MID_GROUP
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    proc = subprocess.Popen([sys.executable, "-c", script, str(ws.path), str(marker)], env=env)
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        assert proc.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
+    kill_when_marked(script, [str(ws.path), str(marker)], marker)
 
     # the folds' pickles were written, as temporaries only: no object appeared, no row
     assert len(ws.store.temporaries()) > 0

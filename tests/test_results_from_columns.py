@@ -138,15 +138,7 @@ def test_a_ranking_report_links_only_its_result_column(ws):
 
 
 def _about(metric: str) -> list[tuple[str, str]]:
-    return [
-        ("table", "every result, best first"),
-        ("metric", metric),
-        ("direction", f"{METRICS[metric].direction} is better"),
-        ("score", "the metric's pooled out-of-fold (cv) score, else final/test"),
-        ("rmsec, rmsecv, rmsep", "RMSE of the final model on train, pooled out-of-fold, test"),
-        ("accuracy_c, _cv, _p", "the same for classification: accuracy"),
-        ("cv_<metric>", "every other pooled out-of-fold score"),
-    ]
+    return result_files.results_about(metric)
 
 
 def test_the_reference_sees_scores_the_index_holds(ws):

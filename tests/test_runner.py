@@ -1,15 +1,11 @@
 """Runs on real chemotools data: scores, persistence, failures, memoization, crash + resume."""
 
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import numpy as np
 import pytest
 from n4afs_core.pipelines.operators import register_operator
 from sklearn.base import BaseEstimator, TransformerMixin
+
+from tests.cli_process import kill_when_marked
 
 SWEEP = [
     {"_or_": ["snv", "msc", {"savgol": {"deriv": 1, "window_length": 15, "polyorder": 2}}]},
@@ -183,15 +179,7 @@ def test_kill_during_a_run_then_resume_gives_the_same_ranking(tmp_path):
     ws.add_dataset("chemotools:fermentation")
     marker = tmp_path / "marker"
     script = f"SWEEP = {SWEEP!r}\n" + CRASHING_RUN
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    proc = subprocess.Popen([sys.executable, "-c", script, str(ws.path), str(marker)], env=env)
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        assert proc.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
+    kill_when_marked(script, [str(ws.path), str(marker)], marker)
 
     (run_row,) = ws.runs()
     assert run_row.status == "interrupted" and run_row.n_pending == 10 and run_row.n_results == 20

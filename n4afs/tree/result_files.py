@@ -239,15 +239,7 @@ class ResultFiles:
     ) -> tuple[LazyContent, ...]:
         """RESULTS.csv, RESULTS.xlsx and RESULTS.parquet: `results_columns`' table."""
         key = ("results", metric, self._shown(views, ranked))
-        about = [
-            ("table", "every result, best first"),
-            ("metric", metric),
-            ("direction", f"{METRICS[metric].direction} is better"),
-            ("score", "the metric's pooled out-of-fold (cv) score, else final/test"),
-            ("rmsec, rmsecv, rmsep", "RMSE of the final model on train, pooled out-of-fold, test"),
-            ("accuracy_c, _cv, _p", "the same for classification: accuracy"),
-            ("cv_<metric>", "every other pooled out-of-fold score"),
-        ]
+        about = results_about(metric)
         table = lambda: self.results_columns(views, ranked, metric)  # noqa: E731
         as_csv = self._render(("csv", *key), lambda: renderers.csv_columns_bytes(*table()))
         about_key = tuple(tuple(pair) for pair in about)
@@ -1473,3 +1465,16 @@ def _model_name(config_hash: str, config_json: str) -> str:
     from n4afs_core.pipelines.templates import describe_config
 
     return describe_config(json.loads(config_json))[1]
+
+
+def results_about(metric: str) -> list[tuple[str, str]]:
+    """The `about` sheet of RESULTS.xlsx and the key-value metadata of RESULTS.parquet."""
+    return [
+        ("table", "every result, best first"),
+        ("metric", metric),
+        ("direction", f"{METRICS[metric].direction} is better"),
+        ("score", "the metric's pooled out-of-fold (cv) score, else final/test"),
+        ("rmsec, rmsecv, rmsep", "RMSE of the final model on train, pooled out-of-fold, test"),
+        ("accuracy_c, _cv, _p", "the same for classification: accuracy"),
+        ("cv_<metric>", "every other pooled out-of-fold score"),
+    ]
