@@ -211,8 +211,10 @@ def clone_rows(ws: Any, real_run: str, dataset_ids: list[str], clone_map: Any) -
 
 def add_big_blob(ws: Any, big_mb: int, scratch: Path, dataset_id: str, log: Log) -> tuple[str, str]:
     """Stores `big_mb` MiB of seeded random bytes and appends them as one more step
-    (`BIG_STEP`) to the final model of the first result on `dataset_id`: one blob big
-    enough to measure sequential reads. Returns (result id, model id)."""
+    (`BIG_STEP`) to the first fold model of the first result on `dataset_id`: one blob big
+    enough to measure sequential reads. A fold model, not the final one: the result's
+    REPORT.html unpickles its final model for the PLS diagnostics. Returns (result id,
+    model id)."""
     log(f"big blob: {big_mb} MiB of random bytes -> ws.store.put(path) ...")
     big_file = scratch / "big.bin"
     rng = random.Random(BLOB_SEED)
@@ -225,7 +227,7 @@ def add_big_blob(ws: Any, big_mb: int, scratch: Path, dataset_id: str, log: Log)
         model_id, result_id, n_steps = conn.execute(
             "SELECT m.model_id, r.result_id, (SELECT count(*) FROM artifacts a "
             "WHERE a.model_id = m.model_id) FROM models m JOIN results r USING (result_id) "
-            "WHERE r.dataset_id = ? AND m.role = 'final' ORDER BY r.seq LIMIT 1",
+            "WHERE r.dataset_id = ? AND m.role = 'fold' ORDER BY r.seq, m.fold LIMIT 1",
             [dataset_id],
         ).fetchone()
         conn.execute(
@@ -324,14 +326,15 @@ class Materializer:
         elsewhere through `list_dir`. None: a by-run/ result folder copied later."""
         if result is not None:
             return (path, dest, result, rest)
+        entered = None  # the result whose folder this is (not `charts/` beside a ranking)
         if len(path) == 3 and path[0] == "runs":
-            return (path, dest, by_label[path[1], path[2]], ())
-        if len(path) == 4 and path[0] == "by-run" and self.link_copies:
+            entered = by_label.get((path[1], path[2]))
+        elif len(path) == 4 and path[0] == "by-run":
+            entered = by_label.get((path[2], path[3]))
+        if entered is not None and path[0] == "by-run" and self.link_copies:
             self.by_run_copies.append((dest, str(self.root / "runs" / path[2] / path[3])))
             return None
-        if len(path) == 4 and path[0] == "by-run":
-            return (path, dest, by_label[path[2], path[3]], ())
-        return (path, dest, None, ())
+        return (path, dest, entered, ())
 
     def _place_file(self, node: Any, dest: str) -> None:
         from n4afs.tree.content import BlobContent, BytesContent, LazyContent, SegmentsContent
