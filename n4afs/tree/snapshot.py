@@ -160,7 +160,7 @@ class Snapshot:
     def results(self) -> list[ResultRow]:
         """Every visible result, ordered by dataset then seq: loads every dataset (what a
         whole-workspace reader such as a benchmark asks; the tree asks per dataset)."""
-        ids = sorted({d.dataset_id for d in self.datasets} | {d for d, _ in self.shown})
+        ids = sorted(d.dataset_id for d in self.datasets)
         return [r for dataset_id in ids for r in self.rows_of(dataset_id).results]
 
     def _rows_of_result(self, result_id: str) -> DatasetRows | None:

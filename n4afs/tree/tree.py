@@ -304,9 +304,6 @@ class _Listings:
             raise KeyError(key)
         return found
 
-    def __len__(self) -> int:
-        return len(self.changing) + len(self.fixed)
-
     def __setitem__(self, key: Any, listing: Listing) -> None:
         if not isinstance(listing, FilesListing) and any(n.mutable for n in listing.values()):
             self.changing[key] = listing
