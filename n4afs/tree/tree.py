@@ -53,6 +53,7 @@ from n4afs.tree.content import (
     kinds,
     read_range,
 )
+from n4afs.tree.library_imports import importing_aside
 from n4afs.tree.names import unique_names
 from n4afs.tree.pipeline_pickle import BlobSegment
 from n4afs.tree.snapshot import Snapshot, an_owner_died, load_snapshot
@@ -377,14 +378,17 @@ class Tree:
         mount from its watcher once mounted (~3 s: before mounting, it kept the first `ls`
         waiting). No rows are read ahead: a dataset's results load on the first look
         inside its folder (`Snapshot.rows_of`), a page of their model rows on the first
-        `models/` among them."""
-        import matplotlib  # noqa: F401
-        import polars  # noqa: F401
-        import sklearn.pipeline  # noqa: F401
-
+        `models/` among them. Callbacks importing meanwhile wait for these imports
+        (`importing_aside`): scikit-learn imported from two threads at once hands one of
+        them a half-imported package."""
         from n4afs.tree import renderers
 
-        renderers.warm_up()
+        with importing_aside():
+            import matplotlib  # noqa: F401
+            import polars  # noqa: F401
+            import sklearn.pipeline  # noqa: F401
+
+            renderers.warm_up()
 
     def top_up(self) -> None:
         """After a refresh, load again the datasets the replaced snapshot had loaded and
