@@ -202,7 +202,7 @@ def one_run(sweep, data, scratch: Path, profile: bool, mode: str) -> dict:
     }
     if profiler:
         stats = pstats.Stats(profiler)
-        stats.sort_stats("cumulative").print_stats(45)
+        stats.sort_stats(os.environ.get("PROFILE_SORT", "cumulative")).print_stats(45)
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from n4afs_core.pipelines.nested_pls import fit_nested, is_plain_pls, predict_plain_pls
+from n4afs_core.pipelines.nested_pls import CenteredRows, fit_nested, is_plain_pls
 from n4afs_core.pipelines.step_fits import fit_step
 
 Step = tuple[str, dict[str, Any]]
@@ -73,6 +73,7 @@ class FitStats:
     prefix_hits: int = 0
     model_fits: int = 0
     nested_pls_fits: int = 0
+    pls_row_centerings: int = 0  # rows copied and centered for PLS predictions
 
 
 class _PrefixMemo:
@@ -155,14 +156,16 @@ def fit_group(
         pending = [c for c in configs if outcomes[c[0]].error is None]
         of = {key: (steps, column) for key, steps, column in pending}
         fitted: list[tuple[str, FittedModel]] = []
+        centered = CenteredRows()  # PLS models of one nested fit share their centered rows
         for key, model in _fit_models(pending, memo, build, stats, outcomes):
             try:
                 steps, column = of[key]
                 prefix, X_pre = memo.peek(steps[:-1], column)
-                fitted.append((key, _predict([*prefix, model], X_pre, context)))
+                fitted.append((key, _predict([*prefix, model], X_pre, context, centered)))
                 outcomes[key].models.append(fitted[-1][1])
             except Exception:
                 outcomes[key].error = traceback.format_exc()
+        stats.pls_row_centerings += centered.centerings
         if on_fitted is not None:
             on_fitted([model for key, model in fitted if outcomes[key].error is None])
     return [outcomes[key] for key, _, _ in configs]
@@ -208,7 +211,9 @@ def _fit_pls_batch(members, memo, build, stats, outcomes):
         yield key, fitted[ks[key]]
 
 
-def _predict(chain: list[Any], X_pre: np.ndarray, context: FitContext) -> FittedModel:
+def _predict(
+    chain: list[Any], X_pre: np.ndarray, context: FitContext, centered: CenteredRows
+) -> FittedModel:
     """Predictions of the fitted chain for every partition of the context."""
     from sklearn.base import is_classifier
 
@@ -218,8 +223,8 @@ def _predict(chain: list[Any], X_pre: np.ndarray, context: FitContext) -> Fitted
     for partition, rows in context.predict_idx.items():
         if len(rows) == 0:
             continue
-        if plain_pls:  # X_pre[rows] is a fresh copy: the fast path may center it in place
-            y_pred = np.asarray(predict_plain_pls(model, X_pre[rows]))
+        if plain_pls:
+            y_pred = np.asarray(centered.predict(model, X_pre, rows, partition))
         else:
             y_pred = np.asarray(model.predict(X_pre[rows]))
         if is_classifier(model):
