@@ -202,7 +202,11 @@ def one_run(sweep, data, scratch: Path, profile: bool, mode: str) -> dict:
     }
     if profiler:
         stats = pstats.Stats(profiler)
-        stats.sort_stats("cumulative").print_stats(45)
+        stats.sort_stats(os.environ.get("PROFILE_SORT", "cumulative")).print_stats(45)
+        if os.environ.get("PROFILE_CALLERS"):  # who calls these (a pstats pattern)
+            stats.print_callers(os.environ["PROFILE_CALLERS"])
+        if os.environ.get("PROFILE_CALLEES"):  # what these call
+            stats.print_callees(os.environ["PROFILE_CALLEES"])
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
 
 

@@ -64,3 +64,19 @@ def test_small_pinv_gives_scipys_bits(fermentation):
     # other dtypes go to scipy itself
     a32 = rng.normal(size=(3, 3)).astype(np.float32)
     assert np.array_equal(small_pinv(a32), pinv(a32, check_finite=False))
+
+
+def test_a_derived_model_shares_its_scores_as_a_direct_fit_does(fermentation):
+    """sklearn's fit sets x_scores_ to the very array _x_scores is (y too): a derived model
+    holds them once as well, so it pickles to a direct fit's size, not ~30 % more."""
+    X, y = fermentation
+    models = fit_nested(PLSRegression(), X, y, [4, 12])
+    direct = PLSRegression(n_components=4).fit(X, y)
+    assert direct.x_scores_ is direct._x_scores and direct.y_scores_ is direct._y_scores
+    derived = models[4]
+    assert derived.x_scores_ is derived._x_scores and derived.y_scores_ is derived._y_scores
+    assert len(pickle.dumps(derived, protocol=5)) == len(pickle.dumps(direct, protocol=5))
+    back = pickle.loads(pickle.dumps(derived, protocol=5))
+    assert back.x_scores_ is back._x_scores
+    np.testing.assert_array_equal(back.x_scores_, models[12].x_scores_[:, :4])
+    np.testing.assert_array_equal(back.predict(X), derived.predict(X))

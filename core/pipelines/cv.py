@@ -7,6 +7,11 @@ kinds of work are shared:
   such as `[snv]` or `[snv, savgol]` is fitted once on the training rows and its output kept
   (memoized by the canonical JSON of the steps: params + position). Every config starting
   with that prefix reuses the same fitted objects and the same transformed matrix.
+* A prefix's output across contexts. A step whose fit learns nothing from its rows (SNV,
+  Savitzky-Golay: only the number of features) ends in the same fitted state in every fold;
+  applied to the same input, it gives the same output, so the next context takes that array
+  instead of transforming every row again (`_SharedOutputs`; the step is still fitted per
+  context, and "the same state" is read from its pickle, not from a list of operators).
 * PLS component counts. Configs that differ only in `n_components` of a plain
   PLSRegression after the same prefix are fitted once with the largest count
   (`core.pipelines.nested_pls`).
@@ -25,13 +30,14 @@ Design: docs/DESIGN.md, "Scale-out".
 from __future__ import annotations
 
 import json
+import pickle
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from n4afs_core.pipelines.nested_pls import fit_nested, is_plain_pls, predict_plain_pls
+from n4afs_core.pipelines.nested_pls import CenteredRows, fit_nested, is_plain_pls
 from n4afs_core.pipelines.step_fits import fit_step
 
 Step = tuple[str, dict[str, Any]]
@@ -73,6 +79,8 @@ class FitStats:
     prefix_hits: int = 0
     model_fits: int = 0
     nested_pls_fits: int = 0
+    pls_row_centerings: int = 0  # rows copied and centered for PLS predictions
+    prefix_outputs_shared: int = 0  # prefix outputs taken from another context's
 
 
 class _PrefixMemo:
@@ -88,8 +96,10 @@ class _PrefixMemo:
         train_idx: np.ndarray,
         stats: FitStats,
         y_free: Callable[[str], bool],
+        shared: _SharedOutputs | None = None,
     ):
         self.X, self.ys, self.train_idx, self.stats = X, ys, train_idx, stats
+        self.shared = shared or _SharedOutputs()
         self.y_free = y_free
         self.free: dict[str, bool] = {}  # op -> y_free(op), asked once per context
         self.memo: dict[str, tuple[list[Any], np.ndarray]] = {"[]": ([], X)}
@@ -117,13 +127,40 @@ class _PrefixMemo:
         step = build(*steps[-1])
         fit_step(step, X_prev[self.train_idx], self.y(column))
         self.stats.prefix_fits += 1
-        result = ([*fitted, step], step.transform(X_prev))
+        result = ([*fitted, step], self.shared.transform(key, step, X_prev, self.stats))
         self.memo[key] = result
         return result
 
     def peek(self, steps: list[Step], column: int) -> tuple[list[Any], np.ndarray]:
         """A prefix already fitted for a model of this context (not counted as reuse)."""
         return self.memo[self.key(steps, column)]
+
+
+class _SharedOutputs:
+    """Each prefix's last output over all rows, for the next context to take when its own
+    fitted step is in the same state and sees the same input (see the module).
+
+    The state is the step's pickle (its whole fitted state: what the store keeps); the input
+    the very array the previous context's step transformed (the raw X, or a parent prefix's
+    shared output). One output is held per prefix, the latest: at most one context's worth
+    beyond the memo's, and only until that prefix is reached again.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[np.ndarray, bytes, Any]] = {}
+
+    def transform(self, key: str, step: Any, X_prev: np.ndarray, stats: FitStats) -> Any:
+        try:
+            state = pickle.dumps(step, protocol=5)
+        except Exception:  # noqa: BLE001 - not picklable here: the store will say so
+            return step.transform(X_prev)
+        held = self._last.get(key)
+        if held is not None and held[0] is X_prev and held[1] == state:
+            stats.prefix_outputs_shared += 1
+            return held[2]
+        output = step.transform(X_prev)
+        self._last[key] = (X_prev, state, output)
+        return output
 
 
 def _may_read_y(op: str) -> bool:
@@ -150,19 +187,22 @@ def fit_group(
     stats = stats or FitStats()
     y_free = y_free or (lambda op: not _may_read_y(op))
     outcomes = {key: ConfigOutcome(key) for key, _, _ in configs}
+    shared = _SharedOutputs()
     for context in contexts:
-        memo = _PrefixMemo(X, ys, context.train_idx, stats, y_free)
+        memo = _PrefixMemo(X, ys, context.train_idx, stats, y_free, shared)
         pending = [c for c in configs if outcomes[c[0]].error is None]
         of = {key: (steps, column) for key, steps, column in pending}
         fitted: list[tuple[str, FittedModel]] = []
+        centered = CenteredRows()  # PLS models of one nested fit share their centered rows
         for key, model in _fit_models(pending, memo, build, stats, outcomes):
             try:
                 steps, column = of[key]
                 prefix, X_pre = memo.peek(steps[:-1], column)
-                fitted.append((key, _predict([*prefix, model], X_pre, context)))
+                fitted.append((key, _predict([*prefix, model], X_pre, context, centered)))
                 outcomes[key].models.append(fitted[-1][1])
             except Exception:
                 outcomes[key].error = traceback.format_exc()
+        stats.pls_row_centerings += centered.centerings
         if on_fitted is not None:
             on_fitted([model for key, model in fitted if outcomes[key].error is None])
     return [outcomes[key] for key, _, _ in configs]
@@ -208,7 +248,9 @@ def _fit_pls_batch(members, memo, build, stats, outcomes):
         yield key, fitted[ks[key]]
 
 
-def _predict(chain: list[Any], X_pre: np.ndarray, context: FitContext) -> FittedModel:
+def _predict(
+    chain: list[Any], X_pre: np.ndarray, context: FitContext, centered: CenteredRows
+) -> FittedModel:
     """Predictions of the fitted chain for every partition of the context."""
     from sklearn.base import is_classifier
 
@@ -218,8 +260,8 @@ def _predict(chain: list[Any], X_pre: np.ndarray, context: FitContext) -> Fitted
     for partition, rows in context.predict_idx.items():
         if len(rows) == 0:
             continue
-        if plain_pls:  # X_pre[rows] is a fresh copy: the fast path may center it in place
-            y_pred = np.asarray(predict_plain_pls(model, X_pre[rows]))
+        if plain_pls:
+            y_pred = np.asarray(centered.predict(model, X_pre, rows, partition))
         else:
             y_pred = np.asarray(model.predict(X_pre[rows]))
         if is_classifier(model):
