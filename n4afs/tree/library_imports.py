@@ -8,7 +8,9 @@ initialized module (`cannot import name 'clone' from partially initialized modul
 'sklearn.base'`). The mount imports its chart libraries on its watcher while FUSE callbacks
 run (`Tree.prepare`), so for that window another thread's import of anything not loaded yet
 waits at `__import__` (before it holds any module's lock) until those imports are done;
-an import of a module already loaded does not wait.
+an import of a module already loaded does not wait. `importing_in_turns` imports in several
+such windows and lets the callbacks waiting at the end of one import before the next starts:
+a listing that needs polars waits for polars, not for scikit-learn behind it.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from __future__ import annotations
 import builtins
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 _IMPORTING = threading.RLock()
+_WAITING = [0]  # other threads waiting at `__import__` for the current window
+_COUNT = threading.Lock()
 
 
 @contextmanager
@@ -35,12 +40,37 @@ def importing_aside() -> Iterator[None]:
             builtins.__import__ = original
 
 
+def importing_in_turns(steps: Iterable[Callable[[], Any]]) -> None:
+    """Each step within its own `importing_aside`; between two, the threads that waited for
+    the first import theirs (they hold the lock in turn) before the next step starts."""
+    for i, step in enumerate(steps):
+        if i:
+            while _WAITING[0]:  # a waiting thread takes the lock before this one asks again
+                time.sleep(0.001)
+        with importing_aside():
+            step()
+
+
 def _waiting_import(original: Any) -> Any:
     def waiting_import(name: str, globals=None, locals=None, fromlist=(), level=0):  # noqa: A002
         if level == 0 and _already_loaded(name, fromlist or ()):
             return original(name, globals, locals, fromlist, level)
-        with _IMPORTING:
+        if _IMPORTING.acquire(blocking=False):  # no window open, or this thread's own
+            try:
+                return original(name, globals, locals, fromlist, level)
+            finally:
+                _IMPORTING.release()
+        with _COUNT:
+            _WAITING[0] += 1
+        try:
+            _IMPORTING.acquire()
+        finally:
+            with _COUNT:
+                _WAITING[0] -= 1
+        try:
             return original(name, globals, locals, fromlist, level)
+        finally:
+            _IMPORTING.release()
 
     return waiting_import
 
