@@ -137,7 +137,7 @@ def build_workspace(
         catalogue = ws_dir / "renders"
         if catalogue.is_dir():
             catalogue.rmdir()  # empty: a new workspace
-        catalogue.symlink_to(renders_cache / "renders")
+        catalogue.symlink_to((renders_cache / "renders").resolve())
     log("real sweep: fermentation, SNV|MSC x PLS 1..5, 5-fold CV ...")
     run = ws.run(templates=[TEMPLATE], datasets=["chemotools:fermentation"], cv=5, name="real")
     with ws.index.read() as conn:
