@@ -53,7 +53,9 @@ def importing_in_turns(steps: Iterable[Callable[[], Any]]) -> None:
 
 def _waiting_import(original: Any) -> Any:
     def waiting_import(name: str, globals=None, locals=None, fromlist=(), level=0):  # noqa: A002
-        if level == 0 and _already_loaded(name, fromlist or ()):
+        if _already_loaded(_absolute(name, globals, level), fromlist or ()):
+            return original(name, globals, locals, fromlist, level)
+        if level == 0 and name.startswith("encodings."):  # a codec's first lookup (stdlib)
             return original(name, globals, locals, fromlist, level)
         if _IMPORTING.acquire(blocking=False):  # no window open, or this thread's own
             try:
@@ -73,6 +75,16 @@ def _waiting_import(original: Any) -> Any:
             _IMPORTING.release()
 
     return waiting_import
+
+
+def _absolute(name: str, globals: dict | None, level: int) -> str:  # noqa: A002
+    """The module a (relative) import names: `from .transforms import Bbox` inside
+    matplotlib's functions is `matplotlib.transforms`, loaded: it must not wait."""
+    if level == 0:
+        return name
+    package = (globals or {}).get("__package__") or ""
+    base = package.rsplit(".", level - 1)[0] if level > 1 else package
+    return f"{base}.{name}" if name and base else (name or base)
 
 
 def _already_loaded(name: str, fromlist: Iterable[str]) -> bool:
