@@ -41,14 +41,24 @@ def importing_aside() -> Iterator[None]:
 
 
 def importing_in_turns(steps: Iterable[Callable[[], Any]]) -> None:
-    """Each step within its own `importing_aside`; between two, the threads that waited for
-    the first import theirs (they hold the lock in turn) before the next step starts."""
-    for i, step in enumerate(steps):
-        if i:
-            while _WAITING[0]:  # a waiting thread takes the lock before this one asks again
-                time.sleep(0.001)
-        with importing_aside():
-            step()
+    """Each step holding the lock; between two, the threads that waited for the first
+    import theirs (they hold the lock in turn) before the next step starts. Other threads'
+    imports go through the lock from the first step to the last, gaps included: a thread
+    importing freely in a gap could hold a module's lock that the next step needs while
+    waiting for this one (a deadlock)."""
+    with _IMPORTING:
+        original = builtins.__import__
+        builtins.__import__ = _waiting_import(original)
+    try:
+        for i, step in enumerate(steps):
+            if i:
+                while _WAITING[0]:  # a waiting thread takes the lock before this one again
+                    time.sleep(0.001)
+            with _IMPORTING:
+                step()
+    finally:
+        with _IMPORTING:
+            builtins.__import__ = original
 
 
 def _waiting_import(original: Any) -> Any:
