@@ -36,6 +36,24 @@ EXT4_MAX_LINKS = 65_000
 TEMPLATE = [{"_or_": ["snv", "msc"]}, {"pls": {"n_components": {"_range_": [1, 5]}}}]
 CLONE_RUN = "2026-11-25_bench-clones_000000"
 BIG_STEP = "big_random"
+# Cloned rows carry fixed times and durations, and ids naming what they copy (`clone_tag`),
+# so two builds from the same real sweep show the same bytes: stored renders can be reused.
+CLONED_AT = "2026-11-25 12:00:00+00"
+CLONE_DURATION_S = 1.0
+# What a cloned result shows that its id must pin (everything but ids, times, durations)
+CLONE_TAG_SQL = (
+    "SELECT * EXCLUDE (result_id, run_id, seq, created_at, duration_s, config_hash) "
+    "FROM results WHERE run_id = $run ORDER BY seq",
+    "SELECT * EXCLUDE (run_id, name, status, created_at, finished_at) FROM runs "
+    "WHERE run_id = $run",
+    "SELECT r.seq, m.role, m.fold, a.* EXCLUDE (model_id) FROM results r "
+    "JOIN models m USING (result_id) JOIN artifacts a USING (model_id) WHERE r.run_id = $run "
+    "ORDER BY r.seq, m.role, m.fold, a.step_index",
+    "SELECT r.seq, p.* EXCLUDE (result_id, model_id) FROM results r JOIN predictions p "
+    "USING (result_id) WHERE r.run_id = $run ORDER BY ALL",
+    "SELECT * EXCLUDE (created_at) FROM datasets WHERE dataset_id IN "
+    "(SELECT dataset_id FROM results WHERE run_id = $run)",
+)
 COUNTED_TABLES = ("datasets", "results", "models", "artifacts", "predictions", "blobs")
 
 Log = Callable[[str], None]
@@ -44,9 +62,10 @@ Log = Callable[[str], None]
 # ids of a clone are numbered in (result, source model) order so reruns give the same ids.
 CLONE_MODELS_SQL = (
     "CREATE TEMP TABLE model_map AS SELECT mo.model_id AS src_model, m.new_id, "
-    "'bm' || lpad(CAST(row_number() OVER (ORDER BY m.new_id, mo.model_id) AS VARCHAR),"
-    " 10, '0') AS new_model FROM clone_map m JOIN models mo ON mo.result_id = m.src_id",
-    "INSERT INTO models SELECT mm.new_model, mm.new_id, mo.role, mo.fold, now() "
+    "'bm' || lpad(CAST(row_number() OVER (ORDER BY m.new_id, mo.role, "
+    "mo.fold NULLS FIRST, mo.model_id) AS VARCHAR), 10, '0') AS new_model "
+    "FROM clone_map m JOIN models mo ON mo.result_id = m.src_id",
+    "INSERT INTO models SELECT mm.new_model, mm.new_id, mo.role, mo.fold, ?::TIMESTAMPTZ "
     "FROM model_map mm JOIN models mo ON mo.model_id = mm.src_model",
     "INSERT INTO artifacts SELECT mm.new_model, a.step_index, a.step_name, "
     "a.class_path, a.blob_id FROM model_map mm JOIN artifacts a "
@@ -92,16 +111,33 @@ def build_workspace(
     dataset_tag: str,
     log: Log,
     n_datasets: int = N_DATASETS,
+    renders_cache: Path | None = None,
 ) -> SyntheticWorkspace:
     """One real sweep, then SQL clones up to `n_results` over `n_datasets` datasets, then one
     big blob (on the second dataset, else the first).
 
     `dataset_tag` seeds the cloned datasets' ids (each script keeps its own ids); `scratch`
     holds the big blob's bytes until the store has them.
+
+    `renders_cache`: a folder kept between runs holding the blob store (shared) and the render
+    catalogue of the workspaces built with it, so a rebuilt workspace finds what an earlier
+    build rendered (REPORT.html, charts). Reuse is right by construction: a stored render is
+    keyed by what it shows (a cloned result's id names the content it copies, `clone_tag`),
+    its bytes are a blob checked against their sha256, and a new renderer (`render_stamp`)
+    starts a new catalogue folder.
     """
     from n4afs.workspace import Workspace
 
-    ws = Workspace(ws_dir)
+    if renders_cache is None:
+        ws = Workspace(ws_dir)
+    else:
+        (renders_cache / "renders").mkdir(parents=True, exist_ok=True)
+        store = (renders_cache / "store").resolve().as_uri()  # a plain path is a remote URL
+        ws = Workspace(ws_dir, store=store, shared_store=True)
+        catalogue = ws_dir / "renders"
+        if catalogue.is_dir():
+            catalogue.rmdir()  # empty: a new workspace
+        catalogue.symlink_to((renders_cache / "renders").resolve())
     log("real sweep: fermentation, SNV|MSC x PLS 1..5, 5-fold CV ...")
     run = ws.run(templates=[TEMPLATE], datasets=["chemotools:fermentation"], cv=5, name="real")
     with ws.index.read() as conn:
@@ -117,7 +153,8 @@ def build_workspace(
         hashlib.sha256(f"{dataset_tag}-dataset-{i}".encode()).hexdigest()
         for i in range(1, n_datasets)
     ]
-    clone_rows(ws, run.run_id, dataset_ids, clone_plan(real, dataset_ids, n_results))
+    tag = clone_tag(ws, run.run_id)
+    clone_rows(ws, run.run_id, dataset_ids, clone_plan(real, dataset_ids, n_results, tag))
     # the final model of the first cloned result on the second dataset (else the first)
     big_dataset = dataset_ids[min(1, n_datasets - 1)]
     big_result_id, big_model_id = add_big_blob(ws, big_mb, scratch, big_dataset, log)
@@ -137,10 +174,24 @@ def build_workspace(
     )
 
 
-def clone_plan(real: list[tuple[str, str]], dataset_ids: list[str], n_results: int) -> Any:
+def clone_tag(ws: Any, real_run: str) -> str:
+    """6 hex digits of the sha256 of everything a clone of `real_run`'s results shows but its
+    ids, times and durations: the real sweep's results, run, models' artifacts, scores and
+    dataset (`CLONE_TAG_SQL`). Cloned result ids carry it: the same id, the same content."""
+    digest = hashlib.sha256()
+    with ws.index.read() as conn:
+        for sql in CLONE_TAG_SQL:
+            rows = conn.execute(sql, {"run": real_run}).fetchall()
+            digest.update(repr(rows).encode())
+    return digest.hexdigest()[:6]
+
+
+def clone_plan(
+    real: list[tuple[str, str]], dataset_ids: list[str], n_results: int, tag: str = "000000"
+) -> Any:
     """The cloned results as a pyarrow table (new_id, src_id, dataset_id, seq): `n_results`
     spread evenly over the datasets, the real results counting towards the first, each
-    clone copying the real results in turn."""
+    clone copying the real results in turn; ids `bc<tag><number>` (`clone_tag`)."""
     import pyarrow as pa
 
     n_real, n_datasets = len(real), len(dataset_ids)
@@ -153,7 +204,7 @@ def clone_plan(real: list[tuple[str, str]], dataset_ids: list[str], n_results: i
     for i, (dataset_id, count) in enumerate(zip(dataset_ids, per_dataset, strict=True)):
         first_seq = n_real + 1 if i == 0 else 1
         for seq in range(first_seq, count + 1):
-            plan["new_id"].append(f"bc{k:010d}")
+            plan["new_id"].append(f"bc{tag}{k:07d}")
             plan["src_id"].append(real[k % n_real][0])
             plan["dataset_id"].append(dataset_id)
             plan["seq"].append(seq)
@@ -183,9 +234,9 @@ def clone_rows(ws: Any, real_run: str, dataset_ids: list[str], clone_map: Any) -
         )
         conn.execute(
             "INSERT INTO runs SELECT * REPLACE (? AS run_id, 'bench-clones' AS name, "
-            "'completed' AS status, now() AS created_at, now() AS finished_at) "
-            "FROM runs WHERE run_id = ?",
-            [CLONE_RUN, real_run],
+            "'completed' AS status, ?::TIMESTAMPTZ AS created_at, "
+            "?::TIMESTAMPTZ AS finished_at) FROM runs WHERE run_id = ?",
+            [CLONE_RUN, CLONED_AT, CLONED_AT, real_run],
         )
         conn.execute(
             "INSERT INTO templates SELECT ?, position, name, body, n_configs FROM templates "
@@ -199,12 +250,12 @@ def clone_rows(ws: Any, real_run: str, dataset_ids: list[str], clone_map: Any) -
         conn.execute(
             "INSERT INTO results SELECT m.new_id, ?, m.dataset_id, m.seq, r.name, "
             "sha256(m.new_id), r.config, r.choices, r.template_position, r.status, r.metric, "
-            "r.score, r.predictions_blob, r.error, r.duration_s, now(), r.target "
+            "r.score, r.predictions_blob, r.error, ?, ?::TIMESTAMPTZ, r.target "
             "FROM clone_map m JOIN results r ON r.result_id = m.src_id",
-            [CLONE_RUN],
+            [CLONE_RUN, CLONE_DURATION_S, CLONED_AT],
         )
         for sql in CLONE_MODELS_SQL:
-            conn.execute(sql)
+            conn.execute(sql, [CLONED_AT] if "?" in sql else None)
         conn.unregister("clone_map")
         conn.unregister("clone_datasets")
 

@@ -8,7 +8,9 @@ initialized module (`cannot import name 'clone' from partially initialized modul
 'sklearn.base'`). The mount imports its chart libraries on its watcher while FUSE callbacks
 run (`Tree.prepare`), so for that window another thread's import of anything not loaded yet
 waits at `__import__` (before it holds any module's lock) until those imports are done;
-an import of a module already loaded does not wait.
+an import of a module already loaded does not wait. `importing_in_turns` imports in several
+such windows and lets the callbacks waiting at the end of one import before the next starts:
+a listing that needs polars waits for polars, not for scikit-learn behind it.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from __future__ import annotations
 import builtins
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 _IMPORTING = threading.RLock()
+_WAITING = [0]  # other threads waiting at `__import__` for the current window
+_COUNT = threading.Lock()
 
 
 @contextmanager
@@ -35,14 +40,61 @@ def importing_aside() -> Iterator[None]:
             builtins.__import__ = original
 
 
+def importing_in_turns(steps: Iterable[Callable[[], Any]]) -> None:
+    """Each step holding the lock; between two, the threads that waited for the first
+    import theirs (they hold the lock in turn) before the next step starts. Other threads'
+    imports go through the lock from the first step to the last, gaps included: a thread
+    importing freely in a gap could hold a module's lock that the next step needs while
+    waiting for this one (a deadlock)."""
+    with _IMPORTING:
+        original = builtins.__import__
+        builtins.__import__ = _waiting_import(original)
+    try:
+        for i, step in enumerate(steps):
+            if i:
+                while _WAITING[0]:  # a waiting thread takes the lock before this one again
+                    time.sleep(0.001)
+            with _IMPORTING:
+                step()
+    finally:
+        with _IMPORTING:
+            builtins.__import__ = original
+
+
 def _waiting_import(original: Any) -> Any:
     def waiting_import(name: str, globals=None, locals=None, fromlist=(), level=0):  # noqa: A002
-        if level == 0 and _already_loaded(name, fromlist or ()):
+        if _already_loaded(_absolute(name, globals, level), fromlist or ()):
             return original(name, globals, locals, fromlist, level)
-        with _IMPORTING:
+        if level == 0 and name.startswith("encodings."):  # a codec's first lookup (stdlib)
             return original(name, globals, locals, fromlist, level)
+        if _IMPORTING.acquire(blocking=False):  # no window open, or this thread's own
+            try:
+                return original(name, globals, locals, fromlist, level)
+            finally:
+                _IMPORTING.release()
+        with _COUNT:
+            _WAITING[0] += 1
+        try:
+            _IMPORTING.acquire()
+        finally:
+            with _COUNT:
+                _WAITING[0] -= 1
+        try:
+            return original(name, globals, locals, fromlist, level)
+        finally:
+            _IMPORTING.release()
 
     return waiting_import
+
+
+def _absolute(name: str, globals: dict | None, level: int) -> str:  # noqa: A002
+    """The module a (relative) import names: `from .transforms import Bbox` inside
+    matplotlib's functions is `matplotlib.transforms`, loaded: it must not wait."""
+    if level == 0:
+        return name
+    package = (globals or {}).get("__package__") or ""
+    base = package.rsplit(".", level - 1)[0] if level > 1 else package
+    return f"{base}.{name}" if name and base else (name or base)
 
 
 def _already_loaded(name: str, fromlist: Iterable[str]) -> bool:

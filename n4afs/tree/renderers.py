@@ -580,9 +580,10 @@ def _figure(width: float = 6.4, height: float = 4.8):
 
 
 def warm_up() -> None:
-    """Import what drawing a chart needs (matplotlib's Agg backend and figure), ahead of
-    the first chart (`Tree.prepare`)."""
-    _figure(1, 1)
+    """Import what drawing a chart and saving it as PNG need (matplotlib's Agg backend and
+    figure, Pillow's plugins, imported on the first save), ahead of the first chart
+    (`Tree.prepare`)."""
+    png_bytes(_figure(0.1, 0.1))
 
 
 def png_bytes(fig: Any) -> bytes:

@@ -514,9 +514,12 @@ class ResultFiles:
                     nodes.append(file_node(PER_CLASS, t, self.per_class(r)))
                 if self.has_roc(views, r):
                     nodes.append(file_node(ROC, t, self.roc_csv(views, r)))
-                # its run's note shows in it, and a note may be set later: a changing file
+                # its run's note shows in it, and a note may be set later: a changing file,
+                # keyed by everything it shows (`result_report`), so stored like the charts
                 report = self.result_report(views, r)
-                nodes.append(file_node(REPORT, _noted(views, r, t), report, mutable=True))
+                nodes.append(
+                    file_node(REPORT, _noted(views, r, t), report, mutable=True, keyed=True)
+                )
             return {n.name: n for n in nodes}
         if r.status != "completed" and rest[0] != "logs":
             return None
@@ -749,9 +752,20 @@ class ResultFiles:
             ]
             return report.page(title, sections)
 
-        # its provenance shows times in this process's zone: a reader elsewhere renders its own
+        # Keyed by every input it shows that may change under the result's id: the run's note
+        # (set later), the dataset's name, and its data and description with their target
+        # name (attached later to a dataset imported without them: `blob_id`, `r.target`);
+        # the rest (config, scores, models, charts' inputs, origin, versions) never changes
+        # under a result id. So it is stored and a fresh process sizes and reads it without
+        # drawing (a stat would import the chart libraries and unpickle the final model); its
+        # predictions blob in the key lets gc drop it with its result (`_blob_ids`).
+        # Its provenance shows times in this process's zone: a reader elsewhere renders its own.
         shown = (shown_time(run.created_at) if run else None, shown_time(r.created_at))
-        return self._render(("REPORT.html", r.result_id, dataset.name, note, *shown), render)
+        key = ("REPORT.html", r.result_id, r.predictions_blob, r.target, note, *shown) + (
+            dataset.name,
+            dataset.blob_id,
+        )
+        return self._render(key, render)
 
     def _pipeline_parts(self, r: ResultRow) -> list[Any]:
         from n4afs_core.pipelines.templates import describe_config

@@ -53,7 +53,7 @@ from n4afs.tree.content import (
     kinds,
     read_range,
 )
-from n4afs.tree.library_imports import importing_aside
+from n4afs.tree.library_imports import importing_in_turns
 from n4afs.tree.names import unique_names
 from n4afs.tree.pipeline_pickle import BlobSegment
 from n4afs.tree.snapshot import Snapshot, an_owner_died, load_snapshot
@@ -380,15 +380,36 @@ class Tree:
         inside its folder (`Snapshot.rows_of`), a page of their model rows on the first
         `models/` among them. Callbacks importing meanwhile wait for these imports
         (`importing_aside`): scikit-learn imported from two threads at once hands one of
-        them a half-imported package."""
+        them a half-imported package. In two turns (`importing_in_turns`): what tables and
+        charts need first, then scikit-learn (~2 s of the ~2.5 s), so a first `ls -la` or
+        `find` waits for the first turn only: a callback's later import would wait for the
+        second, so the first holds every module a dataset folder's listing, its tables'
+        sizes and a result folder's files need (the heavy ones and the tree's own)."""
+        importing_in_turns(self.prepare_turns())
+
+    @staticmethod
+    def prepare_turns() -> list[Callable[[], None]]:
+        """`prepare`'s turns, in order (a test runs the first alone)."""
         from n4afs.tree import renderers
 
-        with importing_aside():
+        def tables_and_charts() -> None:  # what first listings, sizes and reads need
             import matplotlib  # noqa: F401
+            import pandas  # noqa: F401  (pyarrow writes Parquet with pandas metadata)
             import polars  # noqa: F401
-            import sklearn.pipeline  # noqa: F401
+            import pyarrow.parquet  # noqa: F401  (RESULTS.parquet, best_*.parquet)
+            import xlsxwriter  # noqa: F401  (RESULTS.xlsx, best_*.xlsx)
+            from n4afs_core.data import datasets  # noqa: F401  (a result folder's listing)
+            from n4afs_core.metrics import components, pls_diagnostics, replicates  # noqa: F401
+            from n4afs_core.pipelines import templates  # noqa: F401  (RESULTS' columns)
+
+            from n4afs.tree import charts, report  # noqa: F401
 
             renderers.warm_up()
+
+        def models() -> None:  # a report's PLS diagnostics (~2 s): after the listings' turn
+            import sklearn.pipeline  # noqa: F401
+
+        return [tables_and_charts, models]
 
     def top_up(self) -> None:
         """After a refresh, load again the datasets the replaced snapshot had loaded and
