@@ -5,21 +5,11 @@ page."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from n4afs import Workspace
+from tests import test_stored_renders
 
-TEMPLATE = [["snv", {"pls": {"_or_": [{"n_components": 2}, {"n_components": 3}]}}]]
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("reports") / "ws"
-    ws = Workspace(path)
-    ws.run(templates=[TEMPLATE], datasets=["chemotools:fermentation"], cv=3, name="two")
-    return path
+# a two-result fermentation run (module scope: this module's own)
+workspace = test_stored_renders.workspace
 
 
 def report_path(tree) -> tuple[str, ...]:
