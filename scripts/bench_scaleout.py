@@ -824,6 +824,11 @@ def measure_engines(
     return {"m": m, "sweeps": sweeps, "summary": summary, "reads": reads, "server": shown_url}
 
 
+def _engine_row(label: str, cell: Callable[[str], str]) -> str:
+    """A table row: `label`, then one cell per index engine."""
+    return f"| {label} | " + " | ".join(cell(e) for e in ENGINES) + " |"
+
+
 def report_engines(r: dict[str, Any], data: Data, repeats: int) -> tuple[str, bool]:
     """The engines' section: commit cost during the sweep, then the read latencies."""
     import bench_index
@@ -845,18 +850,18 @@ def report_engines(r: dict[str, Any], data: Data, repeats: int) -> tuple[str, bo
         "",
         "| measure | DuckDB | PostgreSQL |",
         "|---|---:|---:|",
-        "| sweep wall time (s) | "
-        + " | ".join(f"{m.median(f'sweep_{e}'):.2f} ({m.span(f'sweep_{e}')})" for e in ENGINES)
-        + " |",
-        "| index transactions during the sweep (results) | "
-        + " | ".join(f"{commits[e]:.0f} ({results[e]:.0f})" for e in ENGINES)
-        + " |",
-        "| commit time during the sweep, per result (ms) | "
-        + " | ".join(f"{per_result[e]:.2f}" for e in ENGINES)
-        + " |",
-        "| share of the sweep's wall time spent committing | "
-        + " | ".join(f"{share[e]:.1%}" for e in ENGINES)
-        + " |",
+        _engine_row(
+            "sweep wall time (s)",
+            lambda e: f"{m.median(f'sweep_{e}'):.2f} ({m.span(f'sweep_{e}')})",
+        ),
+        _engine_row(
+            "index transactions during the sweep (results)",
+            lambda e: f"{commits[e]:.0f} ({results[e]:.0f})",
+        ),
+        _engine_row(
+            "commit time during the sweep, per result (ms)", lambda e: f"{per_result[e]:.2f}"
+        ),
+        _engine_row("share of the sweep's wall time spent committing", lambda e: f"{share[e]:.1%}"),
     ]
     for key, label in bench_index.READ_LABELS.items():
         lines.append(

@@ -13,8 +13,8 @@ import n4afs_core.store.blobstore as blobstore
 import numpy as np
 import pytest
 from n4afs_core.pipelines.persist import _joblib_bytes
-from n4afs_core.store.blobstore import BlobStore
 
+from tests import test_blobstore
 from tests.cli_process import kill_when_marked
 
 
@@ -32,11 +32,8 @@ def fitted():
     return [msc, PLSRegression(n_components=10).fit(msc.transform(X), y)]
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = BlobStore(tmp_path / "store")
-    s.create()
-    return s
+# a fresh local blob store per test
+store = test_blobstore.store
 
 
 def test_pickle_parts_are_the_bytes_pickle_dumps_gives(fitted):
