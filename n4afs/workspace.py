@@ -27,7 +27,7 @@ from n4afs_core.index.trust import untrusted_runs
 from n4afs_core.store.ids import sha256_hex
 from n4afs_core.store.shared import publishes
 from n4afs_core.store.storage import Store
-from n4afs_core.store.stores import recorded_store, workspace_store
+from n4afs_core.store.stores import recorded_store, store_url, workspace_store
 
 from n4afs.runs import Result, Run, ranked_handles, undated
 
@@ -101,7 +101,9 @@ class Workspace:
         in `n4a.yaml`. A store that already holds another workspace's objects is refused
         unless `shared_store` (`core.store.shared`: each workspace's gc then spares what the
         others reference); the workspaces of one shared index share its store."""
-        self.path = Path(path).expanduser() if path is not None else default_workspace_path()
+        # absolute: a daemon serves from "/" (libfuse moves there), and must still find it
+        self.path = Path(path if path is not None else default_workspace_path())
+        self.path = self.path.expanduser().absolute()
         creating = not workspace_exists(self.path)
         if creating:
             if not create:
@@ -113,6 +115,7 @@ class Workspace:
             index = index or os.environ.get(INDEX_ENV) or None
         self.index = workspace_index(self.path, index)
         self._store = None
+        store = store_url(store) if store else None  # a folder path: its file:// URL
         if self.index.engine != "duckdb":
             self._ensure_schema()
             if creating or store is not None:  # a shared index says which store everyone uses

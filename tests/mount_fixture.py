@@ -22,14 +22,21 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class Mount:
-    def __init__(self, workspace: Path, mountpoint: Path, *options: str) -> None:
-        """`options`: more `n4afs mount` options (`--allow-other`)."""
+    def __init__(
+        self, workspace: Path, mountpoint: Path, *options: str, cwd: Path | None = None
+    ) -> None:
+        """`options`: more `n4afs mount` options (`--allow-other`); `cwd`: where the command
+        is typed (relative `workspace` and `mountpoint` are relative to it)."""
         self.workspace, self.path, self.options = workspace, mountpoint, options
+        self.cwd = cwd
         self.log = mountpoint.parent / f"{mountpoint.name}.log"
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30.0) -> Mount:
+        if self.cwd is not None:
+            self.path = self.cwd / self.path  # the test's own view; the command gets it as given
         self.path.mkdir(exist_ok=True)
+        given = self.path.relative_to(self.cwd) if self.cwd is not None else self.path
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
@@ -39,13 +46,14 @@ class Mount:
                     "n4afs.cli",
                     "mount",
                     str(self.workspace),
-                    str(self.path),
+                    str(given),
                     "--foreground",
                     *self.options,
                 ],
                 stdout=log,
                 stderr=log,
                 env=env,
+                cwd=self.cwd,
             )
         deadline = time.monotonic() + timeout
         while not os.path.ismount(self.path):

@@ -37,6 +37,31 @@ def test_a_run_into_a_file_url_store_creates_its_folders(tmp_path):
     assert verify(reopened.index, reopened.store).ok
 
 
+@pytest.mark.parametrize("spelling", ["absolute", "relative"])
+def test_a_plain_folder_path_is_a_local_store_remembered_as_a_file_url(
+    tmp_path, monkeypatch, spelling
+):
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "plain" / "store"
+    given = str(store) if spelling == "absolute" else "plain/store"
+    ws = Workspace(tmp_path / "ws", store=given)
+    ws.run(templates=PLS, datasets=["chemotools:fermentation"], cv=3)
+    blob_id = ws.dataset("fermentation").blob_id
+    assert (store / "objects" / blob_id[:2] / blob_id).is_file()
+    assert "store: " + store.as_uri() in (tmp_path / "ws" / "n4a.yaml").read_text()
+    monkeypatch.chdir("/")  # a relative spelling names the folder it named when given
+    assert Workspace(tmp_path / "ws", store=store.as_uri()).best("fermentation") is not None
+
+
+def test_the_cli_takes_a_plain_folder_as_store(tmp_path):
+    store = tmp_path / "blobs"
+    made = run_cli("init", str(tmp_path / "ws"), "--store", str(store))
+    assert made.returncode == 0, made.stderr
+    added = run_cli("datasets", "add", "chemotools:fermentation", env_ws=tmp_path / "ws")
+    assert added.returncode == 0, added.stderr
+    assert any(path.is_file() for path in (store / "objects").rglob("*"))
+
+
 # -- wavelengths matched as numbers --------------------------------------------------------
 @pytest.fixture(scope="module")
 def fermentation(tmp_path_factory):

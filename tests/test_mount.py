@@ -320,6 +320,18 @@ def test_sigterm_unmounts_cleanly(ws, tmp_path):
     mount.assert_clean_log()
 
 
+def test_a_mount_typed_with_relative_paths_follows_the_workspace(tmp_path):
+    """The daemon serves from "/" (libfuse moves there): a workspace given as a relative path
+    is still the one the user named, and what is added later still shows."""
+    Workspace(tmp_path / "ws")
+    mount = Mount(Path("ws"), Path("mnt"), cwd=tmp_path)
+    with mount.serving():
+        assert (mount.path / "README.txt").is_file()
+        added = run_cli("-w", str(tmp_path / "ws"), "datasets", "add", "chemotools:coffee")
+        assert added.returncode == 0, added.stderr
+        wait_for(lambda: (mount.path / "datasets" / "coffee").exists(), timeout=10)
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(

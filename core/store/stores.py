@@ -62,6 +62,16 @@ def local_store_path(url: str) -> Path | None:
     return Path(unquote(parts.path))
 
 
+def store_url(given: str) -> str:
+    """The URL a `--store` names: a folder path (`/data/blobs`, `blobs`, `C:\\blobs`: no
+    `scheme://`) becomes its absolute `file://` URL, so it is a local store and the
+    workspace remembers the folder itself, not a spelling relative to where it was typed."""
+    given = given.strip()
+    if "://" in given:
+        return given.rstrip("/")
+    return Path(given).expanduser().resolve().as_uri()
+
+
 def recorded_store(workspace: Path) -> str | None:
     """The store URL `n4a.yaml` records, or None (the workspace's own `objects/`)."""
     config_path = workspace / CONFIG_NAME
@@ -82,6 +92,7 @@ def workspace_store(
     config_path = workspace / CONFIG_NAME
     config = (yaml.safe_load(config_path.read_text()) if config_path.exists() else {}) or {}
     recorded = config.get("store")
+    url = store_url(url) if url else None
     if url is not None and recorded is not None and url.rstrip("/") != recorded:
         raise WorkspaceError(f"workspace {workspace} keeps its blobs in {recorded}, not {url}")
     url = (url or recorded or "").rstrip("/") or None
