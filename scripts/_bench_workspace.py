@@ -132,7 +132,7 @@ def build_workspace(
         ws = Workspace(ws_dir)
     else:
         (renders_cache / "renders").mkdir(parents=True, exist_ok=True)
-        store = (renders_cache / "store").resolve().as_uri()  # a plain path is a remote URL
+        store = (renders_cache / "store").resolve().as_uri()
         ws = Workspace(ws_dir, store=store, shared_store=True)
         catalogue = ws_dir / "renders"
         if catalogue.is_dir():

@@ -118,3 +118,81 @@ def test_a_callback_waits_for_the_turn_in_progress_not_for_the_next(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(["first turn", "callback", "callback done", "second turn"])
+
+
+WHILE_IMPORTING = textwrap.dedent(
+    """
+    import sys
+    from n4afs.tree.library_imports import importing_in_turns
+    seen = []
+    before = sys.getswitchinterval()
+    importing_in_turns([lambda: seen.append(sys.getswitchinterval())])
+    print(before, seen[0], sys.getswitchinterval())
+    """
+)
+
+
+def test_callbacks_get_the_interpreter_promptly_while_the_turns_import_and_after():
+    """A callback thread waits at most a short switch interval behind the importing thread
+    (a cold `ls -la` asks ~100 of them in turn); Python's own interval is back afterwards."""
+    done = subprocess.run(
+        [sys.executable, "-c", WHILE_IMPORTING],
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    before, during, after = (float(v) for v in done.stdout.split())
+    assert during <= 0.001 < before == after
+
+
+# matplotlib loads its backend with `importlib.import_module`, inside `savefig`: a callback
+# inside that call holds the backend's module lock while its body imports more.
+BACKEND = {
+    "__init__.py": "",
+    "backend.py": "import os, time\n"
+    "while not os.path.exists(os.environ['GO']):\n    time.sleep(0.01)\n"
+    "import loader.helper  # noqa\n",
+    "helper.py": "VALUE = 1\n",
+}
+
+MODULE_IMPORT = textwrap.dedent(
+    """
+    import importlib, os, pathlib, sys, threading, time
+    from n4afs.tree import library_imports
+    started = threading.Event()
+    def first():  # the window is set up: a callback begins loading the backend
+        started.set()
+        while "loader.backend" not in sys.modules:
+            time.sleep(0.01)
+    def step():  # the window's turn loads the same backend
+        importlib.import_module("loader.backend")
+    window = threading.Thread(target=library_imports.importing_in_turns, args=([step], first))
+    window.start()
+    started.wait()
+    def callback():
+        importlib.import_module("loader.backend")
+    thread = threading.Thread(target=callback)
+    thread.start()
+    time.sleep(0.3)  # the turn is waiting by now
+    pathlib.Path(os.environ["GO"]).touch()
+    thread.join(20)
+    window.join(20)
+    print("deadlocked" if thread.is_alive() or window.is_alive() else "done", flush=True)
+    os._exit(0)  # a deadlocked thread would keep the interpreter from exiting
+    """
+)
+
+
+def test_a_callback_loading_a_module_by_name_never_deadlocks_with_the_window(tmp_path):
+    package = tmp_path / "loader"
+    package.mkdir()
+    for name, text in BACKEND.items():
+        (package / name).write_text(text)
+    env = {"PYTHONPATH": f"{tmp_path}:{REPO}", "GO": str(tmp_path / "go"), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-c", MODULE_IMPORT], env=env, capture_output=True, text=True, timeout=90
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "done"

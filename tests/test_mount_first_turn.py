@@ -79,3 +79,41 @@ def test_first_listings_sizes_and_reads_never_wait_for_the_second_turn(workspace
     out = json.loads(done.stdout.split("OUT=")[-1])
     assert out["files"] > 10
     assert not out["waited"]
+
+
+def test_the_watcher_imports_once_the_first_callbacks_pause(monkeypatch, tmp_path):
+    """`TreeOperations.until_idle`: a fresh mount's first listings are answered before the
+    chart libraries are imported beside them; a mount kept busy imports them at the latest
+    after `PREPARE_LATEST_SECONDS`."""
+    import threading
+    import time
+
+    from n4afs.surfaces import fuse_ops
+    from n4afs.tree.tree import Tree
+
+    ops = fuse_ops.TreeOperations(Tree(Workspace(tmp_path / "ws")))
+    busy = threading.Event()
+
+    def callbacks(until: float) -> None:
+        while time.monotonic() < until:
+            ops.calls += 1
+            time.sleep(fuse_ops.IDLE_SECONDS / 5)
+        busy.set()
+
+    start = time.monotonic()
+    threading.Thread(target=callbacks, args=(start + 0.5,)).start()
+    ops.until_idle()
+    assert busy.is_set() and time.monotonic() - start >= 0.5  # waited for the burst to end
+    monkeypatch.setattr(fuse_ops, "PREPARE_LATEST_SECONDS", 0.3)
+    start = time.monotonic()
+    busy.clear()
+    threading.Thread(target=callbacks, args=(start + 2.0,)).start()
+    ops.until_idle()
+    assert not busy.is_set() and time.monotonic() - start < 1.0  # no longer than the latest
+    busy.wait(5)
+    ops.in_flight = 1  # a callback in progress (importing, maybe): never beside it
+    ended = threading.Timer(0.5, lambda: setattr(ops, "in_flight", 0))
+    start = time.monotonic()
+    ended.start()
+    ops.until_idle()
+    assert time.monotonic() - start >= 0.5

@@ -106,7 +106,8 @@ def test_results_files_are_byte_identical_to_the_row_by_row_build(ws):
     files = result_files.ResultFiles(ws, tree.memo)
     for ranked, metric in rankings:
         header, rows = _rows_reference(views, ranked, metric)
-        csv_, xlsx, parquet = files.results_tables(views, ranked, metric)
+        where = (ranked[0].dataset_id, ranked[0].target, None)
+        csv_, xlsx, parquet = files.results_tables(views, ranked, metric, where)
         assert csv_.data == renderers.csv_bytes(header, rows)
         about = _about(metric)
         assert xlsx.data == renderers.xlsx_bytes(header, rows, about)

@@ -23,6 +23,11 @@ and a crash at any point:
 - the bytes are read hash-checked (the blob id is their sha256), so a record can at worst
   name bytes that are gone or corrupt, never other bytes: the caller renders again.
 
+A render of a changing file (a dataset's RESULTS.csv, its ranking's REPORT.html) is keyed by
+the state it shows, and each new state is a new key: its record names a *slot* (`slot:<hex>`,
+the file it renders, e.g. RESULTS.xlsx of one dataset and target) among its inputs, and gc
+keeps only the newest record of each slot, so they do not pile up between states.
+
 Two processes rendering one key write the same blob and the same record: last rename wins,
 both right. A blob put whose record never landed (a crash between the two) is unreferenced:
 gc sweeps it after its grace period like any other.
@@ -44,6 +49,19 @@ from n4afs_core.store.storage import Store
 
 RENDERS = "renders"  # the catalogue's folder in the workspace
 _TEMP_PREFIX = ".tmp-"
+SLOT = "slot:"  # an input naming the file a changing render is a version of (see above)
+
+
+def slot_input(name: str) -> str:
+    """The slot input of a changing file named `name` (any text that names it for good)."""
+    return SLOT + sha256_hex(name.encode("utf-8"))
+
+
+def _input(token: str) -> str:
+    """A record's input: a blob id, or a slot (`slot_input`); anything else is refused."""
+    if token.startswith(SLOT):
+        return SLOT + str(BlobId(token[len(SLOT) :]))
+    return str(BlobId(token))
 
 
 class RenderCatalogue:
@@ -112,7 +130,7 @@ class RenderCatalogue:
         temp = os.path.join(folder, f"{_TEMP_PREFIX}{digest}.{os.getpid()}.{time.monotonic_ns()}")
         try:
             with open(temp, "wb") as out:
-                ids = "".join(f" {BlobId(i)}" for i in inputs)
+                ids = "".join(f" {_input(i)}" for i in inputs)
                 out.write(f"{BlobId(blob_id)} {int(size)}{ids}\n".encode("ascii"))
             os.replace(temp, path)
         finally:
@@ -132,14 +150,15 @@ class RenderCatalogue:
             yield path, blob_id, size
 
     def records_with_inputs(self, stamp: str) -> Iterator[tuple[Path, str, int, tuple[str, ...]]]:
-        """(record path, blob id, size, the blob ids its render was drawn from)."""
+        """(record path, blob id, size, its inputs: the blob ids its render was drawn from,
+        and its slot if it renders a changing file)."""
         for shard in sorted((self.root / stamp).glob("??")):
             for path in sorted(shard.iterdir()):
                 if path.name.startswith(_TEMP_PREFIX):
                     continue
                 try:
                     parts = [p.decode("ascii") for p in path.read_bytes().split()]
-                    inputs = tuple(str(BlobId(p)) for p in parts[2:])
+                    inputs = tuple(_input(p) for p in parts[2:])
                     yield path, str(BlobId(parts[0])), int(parts[1]), inputs
                 except (OSError, ValueError, IndexError, UnicodeDecodeError):
                     continue
@@ -151,21 +170,47 @@ class RenderCatalogue:
         """The blobs of `stamps`' records whose inputs the index still references (gc marks
         them). A record drawn from a blob the index no longer holds (its result was removed)
         is garbage, and so is a record without inputs (a render keyed by what several files
-        share) whose blob no live record names; with `drop`, such records are removed."""
+        share) whose blob no live record names, and a record of a slot that a newer record
+        of the same slot replaced (an earlier state of a changing file); with `drop`, such
+        records are removed."""
         live: set[str] = set()
         orphans: list[tuple[Path, str]] = []
+        newest: dict[str, tuple[float, Path, str]] = {}  # slot -> its newest record
         for stamp in stamps:
             for path, blob_id, _, inputs in self.records_with_inputs(stamp):
+                slots = [i for i in inputs if i.startswith(SLOT)]
+                blobs = [i for i in inputs if not i.startswith(SLOT)]
                 if not inputs:
                     orphans.append((path, blob_id))
-                elif all(i in referenced for i in inputs):
+                elif not all(i in referenced for i in blobs):
+                    if drop:
+                        os.unlink(path)
+                elif slots:
+                    replaced = self._newest(newest, slots[0], path, blob_id)
+                    if replaced is not None and drop:
+                        os.unlink(replaced)
+                else:
                     live.add(blob_id)
-                elif drop:
-                    os.unlink(path)
+        live |= {blob_id for _, _, blob_id in newest.values()}
         for path, blob_id in orphans:
             if blob_id not in live and drop:
                 os.unlink(path)
         return live
+
+    @staticmethod
+    def _newest(
+        newest: dict[str, tuple[float, Path, str]], slot: str, path: Path, blob_id: str
+    ) -> Path | None:
+        """Keep the newer of `path` and the slot's newest so far; the record it replaces."""
+        try:
+            written = path.stat().st_mtime
+        except OSError:
+            return None
+        held = newest.get(slot)
+        if held is not None and held[0] >= written:
+            return path
+        newest[slot] = (written, path, blob_id)
+        return held[1] if held is not None else None
 
     def temporaries(self, stamp: str) -> list[Path]:
         return sorted((self.root / stamp).glob(f"??/{_TEMP_PREFIX}*"))

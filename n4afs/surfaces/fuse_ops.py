@@ -67,6 +67,11 @@ import mfusepy  # noqa: E402  (after choosing the library)
 
 log = logging.getLogger("n4afs.mount")
 POLL_SECONDS = 0.2
+# The watcher imports the chart libraries once callbacks pause this long (`until_idle`), and
+# at the latest this long after mounting: a fresh mount's first listings, answered from
+# stored renders, need none of them and ran ~3x slower beside the imports (the GIL).
+IDLE_SECONDS = 0.1
+PREPARE_LATEST_SECONDS = 10.0
 READDIR_PLUS = 1  # libfuse's FUSE_READDIR_PLUS: the kernel asked for READDIRPLUS
 FILL_DIR_PLUS = 2  # libfuse's FUSE_FILL_DIR_PLUS: this entry carries its attributes
 # The kernel-side levers in use; scripts/bench_mount.py --levers measures each alone.
@@ -96,6 +101,8 @@ class TreeOperations(mfusepy.Operations):
         # paths whose listing went out with attributes in this generation: paths, not the
         # listings (holding those would keep every listing a walk built, past `_Listings`)
         self._plussed: set[tuple[str, ...]] = set()
+        self.calls = 0  # callbacks begun (`_KernelFuse._wrapper`, `until_idle`)
+        self.in_flight = 0  # callbacks begun and not ended
 
     # -- lifecycle ----------------------------------------------------------------------
     def init_with_config(self, conn: Any, config: Any) -> None:
@@ -113,28 +120,43 @@ class TreeOperations(mfusepy.Operations):
     def _watch(self) -> None:
         """Reload the tree when the index moves, invalidate what may have changed, read
         the new results' rows for `models/` and `predictions/`, so no callback waits, and
-        collect cyclic garbage when the daemon is idle. First, once mounted, it imports
-        what the first chart and report need (`Tree.prepare`)."""
+        collect cyclic garbage when the daemon is idle. Once the first callbacks pause, it
+        imports what the first chart and report need (`Tree.prepare`)."""
         try:
-            self.tree.prepare()
+            self.tree.prepare(self.until_idle)
         except Exception:  # a missing chart library fails the chart, not the mount
             log.exception("preparing the chart libraries failed")
         while True:
-            try:
-                if self.tree.refresh():
-                    self._plussed = set()  # a changed listing goes out with attributes again
-                    time.sleep(0.05)  # let a callback still holding the old snapshot finish
-                    previous = self.tree.previous
-                    self._invalidate(
-                        self.tree.mutable_paths(previous) + self.tree.removed_paths(previous)
-                    )
-                self._invalidate(self._take_pinned_stats())
-                self.tree.top_up()  # datasets browsed before, ranked again; a flag check otherwise
-                self._gc.tick()
-            except Exception:  # a failed reload keeps serving the last snapshot
-                log.exception("reloading the index failed; serving the previous snapshot")
+            self._poll()
             if self._stop.wait(POLL_SECONDS):
                 return
+
+    def _poll(self) -> None:
+        try:
+            if self.tree.refresh():
+                self._plussed = set()  # a changed listing goes out with attributes again
+                time.sleep(0.05)  # let a callback still holding the old snapshot finish
+                previous = self.tree.previous
+                self._invalidate(
+                    self.tree.mutable_paths(previous) + self.tree.removed_paths(previous)
+                )
+            self._invalidate(self._take_pinned_stats())
+            self.tree.top_up()  # datasets browsed before, ranked again; a flag check otherwise
+            self._gc.tick()
+        except Exception:  # a failed reload keeps serving the last snapshot
+            log.exception("reloading the index failed; serving the previous snapshot")
+
+    def until_idle(self) -> None:
+        """Poll as the watcher does (`_poll`) until no callback came for `IDLE_SECONDS` (a
+        fresh mount's first burst of listings is over), or `PREPARE_LATEST_SECONDS` after
+        mounting, or the unmount."""
+        deadline = time.monotonic() + PREPARE_LATEST_SECONDS
+        seen = -1
+        while (self.calls != seen and time.monotonic() < deadline) or self.in_flight:
+            seen = self.calls
+            if self._stop.wait(IDLE_SECONDS):
+                return
+            self._poll()
 
     def _take_pinned_stats(self) -> list[tuple[str, ...]]:
         with self._pinned_lock:
@@ -301,6 +323,17 @@ class _KernelFuse(mfusepy.FUSE):
     def __init__(self, operations: TreeOperations, *args: Any, **kwargs: Any) -> None:
         self._listed: tuple[str, list] | None = None  # (path, plus_listing) read last
         super().__init__(operations, *args, **kwargs)
+
+    def _wrapper(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        """mfusepy's entry to every callback: counted, for `TreeOperations.until_idle`
+        (one callback thread: `nothreads`)."""
+        operations = self.operations
+        operations.calls += 1
+        operations.in_flight += 1
+        try:
+            return super()._wrapper(func, *args, **kwargs)
+        finally:
+            operations.in_flight -= 1
 
     def readdir_fuse_3(
         self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any, flags: int

@@ -107,7 +107,7 @@ class RenderMemo:
                     f"({len(data)}); run `n4afs gc` and read it again"
                 )
             if persist and self.stored is not None and _plain(key):  # (again, if it was gone)
-                put = self.stored.put(self.stored.digest(repr(key)), data, _blob_ids(key))
+                put = self.stored.put(self.stored.digest(repr(key)), data, _record_inputs(key))
                 if put is not None:
                     self._remember(key, put)
                     if inner is not None:
@@ -145,7 +145,7 @@ class RenderMemo:
         self._remember(key, found)
         if self.stored.writable:
             try:
-                self.stored.record(self.stored.digest(repr(key)), *found, _blob_ids(key))
+                self.stored.record(self.stored.digest(repr(key)), *found, _record_inputs(key))
             except OSError:
                 self.stored.writable = False
 
@@ -182,12 +182,25 @@ _MAX_FOUND = 500_000  # stored records remembered per process (~100 bytes each)
 _PLAIN = (str, int, float, bool, type(None))
 
 
+def _record_inputs(key: tuple) -> tuple[str, ...]:
+    """What a stored render's record names: the blob ids it was drawn from, and for a
+    changing file's render, its slot (a key element `("slot", ...)` naming the file it is a
+    version of; with the render's version and kind, as RESULTS.csv and RESULTS.xlsx of one
+    dataset are two slots): gc keeps the newest record of a slot only."""
+    from n4afs_core.store.renders import slot_input
+
+    slot = next((k for k in key if isinstance(k, tuple) and k[:1] == ("slot",)), None)
+    ids = _blob_ids(key)
+    return ids if slot is None else (*ids, slot_input(repr((key[:2], slot))))
+
+
 def _blob_ids(key: Any) -> tuple[str, ...]:
     """The blob ids (64 lower-case hex) among a key's values: what its render was drawn
     from, recorded so gc drops the render once the index no longer holds them. A shared
-    key's hex is a digest of its inputs, not a blob: `_inner` keys are recorded without."""
+    key's hex is a digest of its inputs, not a blob: `_inner` keys are recorded without;
+    a slot's values name a file, not inputs (`_record_inputs`)."""
     if isinstance(key, tuple):
-        if len(key) == 3 and key[1] == "shared":
+        if len(key) == 3 and key[1] == "shared" or key[:1] == ("slot",):
             return ()
         return tuple(dict.fromkeys(i for k in key for i in _blob_ids(k)))
     if isinstance(key, str) and len(key) == 64 and _HEX.fullmatch(key):

@@ -16,6 +16,7 @@ a listing that needs polars waits for polars, not for scikit-learn behind it.
 from __future__ import annotations
 
 import builtins
+import importlib.util
 import sys
 import threading
 import time
@@ -24,6 +25,10 @@ from contextlib import contextmanager
 from typing import Any
 
 _IMPORTING = threading.RLock()
+# While the turns import (CPU-bound, holding the GIL), a callback thread waiting for the GIL
+# gets it after this long instead of Python's 5 ms: a cold `ls -la` asks ~100 `getattr`s in
+# turn, each waiting a switch interval behind the imports (~70 ms at 5 ms).
+SERVING_SWITCH_INTERVAL = 0.0005
 _WAITING = [0]  # other threads waiting at `__import__` for the current window
 _COUNT = threading.Lock()
 
@@ -32,24 +37,32 @@ _COUNT = threading.Lock()
 def importing_aside() -> Iterator[None]:
     """Within: this thread imports while the other threads' new imports wait for it."""
     with _IMPORTING:
-        original = builtins.__import__
-        builtins.__import__ = _waiting_import(original)
+        restore = _install()
         try:
             yield
         finally:
-            builtins.__import__ = original
+            restore()
 
 
-def importing_in_turns(steps: Iterable[Callable[[], Any]]) -> None:
+def importing_in_turns(
+    steps: Iterable[Callable[[], Any]], first: Callable[[], Any] | None = None
+) -> None:
     """Each step holding the lock; between two, the threads that waited for the first
     import theirs (they hold the lock in turn) before the next step starts. Other threads'
     imports go through the lock from the first step to the last, gaps included: a thread
     importing freely in a gap could hold a module's lock that the next step needs while
-    waiting for this one (a deadlock)."""
+    waiting for this one (a deadlock).
+
+    `first` runs before the first step, the lock not held but every other thread's new
+    imports already going through it one thread at a time (the mount waits there for its
+    first burst of callbacks to end: `TreeOperations.until_idle`)."""
     with _IMPORTING:
-        original = builtins.__import__
-        builtins.__import__ = _waiting_import(original)
+        restore = _install()
+    interval = sys.getswitchinterval()
     try:
+        if first is not None:
+            first()
+        sys.setswitchinterval(SERVING_SWITCH_INTERVAL)
         for i, step in enumerate(steps):
             if i:
                 while _WAITING[0]:  # a waiting thread takes the lock before this one again
@@ -57,8 +70,24 @@ def importing_in_turns(steps: Iterable[Callable[[], Any]]) -> None:
             with _IMPORTING:
                 step()
     finally:
+        sys.setswitchinterval(interval)
         with _IMPORTING:
-            builtins.__import__ = original
+            restore()
+
+
+def _install() -> Callable[[], None]:
+    """Route every new import through the lock: `import` statements (`builtins.__import__`)
+    and `importlib.import_module` (matplotlib loads its backend so: a thread inside that
+    call holds the backend's module lock, and waiting for the window there while the window
+    imports the same backend was a deadlock). Returns what puts the originals back."""
+    original_import, original_module = builtins.__import__, importlib.import_module
+    builtins.__import__ = _waiting_import(original_import)
+    importlib.import_module = _waiting_import_module(original_module)
+
+    def restore() -> None:
+        builtins.__import__, importlib.import_module = original_import, original_module
+
+    return restore
 
 
 def _waiting_import(original: Any) -> Any:
@@ -67,24 +96,41 @@ def _waiting_import(original: Any) -> Any:
             return original(name, globals, locals, fromlist, level)
         if level == 0 and name.startswith("encodings."):  # a codec's first lookup (stdlib)
             return original(name, globals, locals, fromlist, level)
-        if _IMPORTING.acquire(blocking=False):  # no window open, or this thread's own
-            try:
-                return original(name, globals, locals, fromlist, level)
-            finally:
-                _IMPORTING.release()
-        with _COUNT:
-            _WAITING[0] += 1
-        try:
-            _IMPORTING.acquire()
-        finally:
-            with _COUNT:
-                _WAITING[0] -= 1
+        _take_turn()
         try:
             return original(name, globals, locals, fromlist, level)
         finally:
             _IMPORTING.release()
 
     return waiting_import
+
+
+def _waiting_import_module(original: Any) -> Any:
+    def import_module(name: str, package: str | None = None) -> Any:
+        absolute = importlib.util.resolve_name(name, package) if name[:1] == "." else name
+        if _already_loaded(absolute, ()):
+            return original(name, package)
+        _take_turn()
+        try:
+            return original(name, package)
+        finally:
+            _IMPORTING.release()
+
+    return import_module
+
+
+def _take_turn() -> None:
+    """Acquire the lock: at once when no window is open (or it is this thread's), else
+    counted among the threads that wait for the window (`importing_in_turns`)."""
+    if _IMPORTING.acquire(blocking=False):
+        return
+    with _COUNT:
+        _WAITING[0] += 1
+    try:
+        _IMPORTING.acquire()
+    finally:
+        with _COUNT:
+            _WAITING[0] -= 1
 
 
 def _absolute(name: str, globals: dict | None, level: int) -> str:  # noqa: A002

@@ -232,13 +232,15 @@ class ResultFiles:
             doc["added"] = shown_time(d.created_at)
             return renderers.yaml_bytes(doc)
 
-        return self._render(("dataset.yaml", d.dataset_id, d.name), render)
+        return self._render(("dataset.yaml", d.dataset_id, d.name, d.blob_id), render)
 
     def results_tables(
-        self, views: Any, ranked: list[ResultRow], metric: str
+        self, views: Any, ranked: list[ResultRow], metric: str, where: tuple
     ) -> tuple[LazyContent, ...]:
-        """RESULTS.csv, RESULTS.xlsx and RESULTS.parquet: `results_columns`' table."""
-        key = ("results", metric, self._shown(views, ranked))
+        """RESULTS.csv, RESULTS.xlsx and RESULTS.parquet: `results_columns`' table.
+        `where`: which RESULTS they are (dataset id, target, run id or None), their slot
+        (`_record_inputs`): each state of a ranking is a new key, gc keeps the newest."""
+        key = ("results", metric, self._shown(views, ranked), ("slot", "RESULTS", *where))
         about = results_about(metric)
         table = lambda: self.results_columns(views, ranked, metric)  # noqa: E731
         as_csv = self._render(("csv", *key), lambda: renderers.csv_columns_bytes(*table()))
@@ -889,13 +891,14 @@ class ResultFiles:
         notes = tuple(
             (run_id, getattr(views.runs_by_id.get(run_id), "note", None)) for run_id in run_ids
         )
-        key = (
+        key = (  # everything it shows: stored when its results are settled (`Tree`)
             "group REPORT.html",
             metric,
             self._shown(views, ranked),
-            dataset.name,
+            (dataset.name, dataset.blob_id, dataset.note),
             target,
             notes,
+            ("slot", "REPORT", dataset.dataset_id, target),  # see `results_tables`
         )
 
         def render() -> bytes:

@@ -167,6 +167,14 @@ class Views:
                 return folder
         return None
 
+    def settled(self, results: list[ResultRow]) -> bool:
+        """No run that is still running has results among `results`: a table of them is a
+        state that lasts, worth storing for the next process (`_table_nodes`); while a run
+        adds results, each state is seen once or not at all (storing each would fill the
+        store with versions until gc)."""
+        running = {r for r, run in self.runs_by_id.items() if run.status == "running"}
+        return not running or not any(r.run_id in running for r in results)
+
     def ranked(self, group: GroupKey) -> list[ResultRow]:
         """A group's results, best first (`core.metrics.ranking.rank`); ranked on first use (one
         group per listing)."""
@@ -369,7 +377,7 @@ class Tree:
         self.refreshes += 1
         return True
 
-    def prepare(self) -> None:
+    def prepare(self, first: Callable[[], None] | None = None) -> None:
         """Import the libraries the first reads would otherwise wait for: a result folder's
         REPORT.html embeds its charts and a PLS model's diagnostics, so its first `stat` (an
         `ls -l`, a WebDAV PROPFIND) would import matplotlib and scikit-learn inside the
@@ -384,8 +392,10 @@ class Tree:
         charts need first, then scikit-learn (~2 s of the ~2.5 s), so a first `ls -la` or
         `find` waits for the first turn only: a callback's later import would wait for the
         second, so the first holds every module a dataset folder's listing, its tables'
-        sizes and a result folder's files need (the heavy ones and the tree's own)."""
-        importing_in_turns(self.prepare_turns())
+        sizes and a result folder's files need (the heavy ones and the tree's own).
+        `first`: see `importing_in_turns` (the mount's waits for its first callbacks to end,
+        so the imports do not slow them: a stored listing needs none of these libraries)."""
+        importing_in_turns(self.prepare_turns(), first)
 
     @staticmethod
     def prepare_turns() -> list[Callable[[], None]]:
@@ -765,18 +775,17 @@ class Tree:
             mtime = self._group_mtime(views, dataset, group)
             ranked = views.ranked(group)
             metric = views.metric_of(results)
-            listing = self.files.results_tables(views, ranked, metric)
-            nodes += _table_nodes("RESULTS", mtime, listing)
+            listing = self.files.results_tables(views, ranked, metric, (*group, None))
+            settled = views.settled(results)
+            nodes += _table_nodes("RESULTS", mtime, listing, keyed=settled)
             best = views.best(group)
             if best is not None:
                 tables = self.files.best_tables(best, dataset, views)
-                nodes += _table_nodes(f"best_{best.label}", _ts(best.created_at), tables)
+                stem, shown = f"best_{best.label}", _ts(best.created_at)
+                nodes += _table_nodes(stem, shown, tables, keyed=True)
             report = self.files.group_report(views, dataset, group.target, ranked, metric)
-            nodes.append(
-                file_node(
-                    result_files.REPORT, _noted_mtime(views, mtime, results), report, mutable=True
-                )
-            )
+            noted = _noted_mtime(views, mtime, results)
+            nodes.append(file_node(result_files.REPORT, noted, report, mutable=True, keyed=settled))
             if dataset.task == "regression":
                 nodes.append(directory(GROUP_CHARTS, mtime))
         nodes += [directory(r.label, _ts(r.created_at), mutable=False) for r in results]
@@ -864,8 +873,9 @@ class Tree:
         if shown:
             mtime = max(_ts(r.created_at) for r in shown)
             ranked = views.ranked_subset(shown)
-            tables = self.files.results_tables(views, ranked, views.metric_of(shown))
-            nodes += _table_nodes("RESULTS", mtime, tables)
+            metric, where = views.metric_of(shown), (*group, shown[0].run_id)
+            tables = self.files.results_tables(views, ranked, metric, where)
+            nodes += _table_nodes("RESULTS", mtime, tables, keyed=views.settled(shown))
             if dataset.task == "regression":
                 nodes.append(directory(GROUP_CHARTS, mtime))
         return {n.name: n for n in nodes}
@@ -890,7 +900,8 @@ class Tree:
             best = views.best(groups[None])
             if best is not None:
                 tables = self.files.best_tables(best, dataset, views)
-                nodes |= {n.name: n for n in _table_nodes(name, _ts(best.created_at), tables)}
+                table_nodes = _table_nodes(name, _ts(best.created_at), tables, keyed=True)
+                nodes |= {n.name: n for n in table_nodes}
         return nodes
 
     def _best_files(self, views: Views, dataset: DatasetInfo) -> dict[str, Node]:
@@ -900,7 +911,8 @@ class Tree:
             best = views.best(group)
             if best is not None:
                 tables = self.files.best_tables(best, dataset, views)
-                nodes |= {n.name: n for n in _table_nodes(folder, _ts(best.created_at), tables)}
+                table_nodes = _table_nodes(folder, _ts(best.created_at), tables, keyed=True)
+                nodes |= {n.name: n for n in table_nodes}
         return nodes
 
     def _datasets_view(self, views: Views, rest: TreePath) -> dict[str, Node] | None:
@@ -925,11 +937,13 @@ def _noted_mtime(views: Views, mtime: float, results: list[ResultRow]) -> float:
 GROUP_CHARTS = "charts"  # beside a ranking: charts over its results (never a result's label)
 
 
-def _table_nodes(stem: str, mtime: float, tables: tuple) -> list[Node]:
+def _table_nodes(stem: str, mtime: float, tables: tuple, keyed: bool) -> list[Node]:
     """`<stem>.csv`, `<stem>.xlsx` and `<stem>.parquet`: one changing table (RESULTS, best)
-    in each form."""
+    in each form. `keyed`: their render keys name everything they show, and they are worth
+    storing (`file_node`): a best table always (keyed by its predictions blob and label),
+    RESULTS once its results are settled (`Views.settled`)."""
     return [
-        file_node(f"{stem}.{suffix}", mtime, content, mutable=True)
+        file_node(f"{stem}.{suffix}", mtime, content, mutable=True, keyed=keyed)
         for suffix, content in zip(("csv", "xlsx", "parquet"), tables, strict=False)
     ]
 
