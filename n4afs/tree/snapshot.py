@@ -60,8 +60,8 @@ ROWS_HELD = 20_000  # results whose model and score rows a snapshot keeps (~0.4 
 class DatasetRows:
     """One dataset's visible results and their per-result rows, loaded on first use.
 
-    `results` and `cv_json` load together (what listing and ranking a dataset need); the
-    final-model scores, imported files and predictions sizes each on their first use; model
+    `results`, `cv_json` and the imported files load together (what listing and ranking a
+    dataset need); the final-model scores and predictions sizes each on their first use; model
     and score rows a page (`CHUNK` results, by position) at a time, so opening one result's
     `models/` reads 256 results' rows, not the workspace's (then the rest of the dataset:
     `Snapshot._rows`).
@@ -146,8 +146,11 @@ class Snapshot:
                 f"(result_id) WHERE r.dataset_id = ? AND {ranking.out_of_fold_sql('p')}"
             )
             cv_json = dict(conn.execute(cv_sql, [dataset_id]).fetchall())
+            # imported files only come with imported runs: none, no query (the best table's
+            # listing asks; a read of its own was a sixth of a cold `ls -la`)
+            imported = _imported(conn, dataset_id) if self.import_origins else {}
         position = {r.result_id: i for i, r in enumerate(results)}
-        rows = DatasetRows(results, cv_json, position)
+        rows = DatasetRows(results, cv_json, position, imported=imported)
         for result in results:
             self._dataset_of[result.result_id] = dataset_id
         for gone in self._previous_ids.pop(dataset_id, set()) - position.keys():
