@@ -380,7 +380,10 @@ def measure_warm_extras(
 
 
 def cold_pass(mount: Mount, op: Callable[[str], Any], ready: list[float]) -> float:
-    """One pass on a fresh mount: unmount, mount (time to ready appended), measure."""
+    """One pass on a fresh mount: unmount, mount (time to ready appended), measure. The
+    caller stops the mount before the next side's pass: a daemon left mounted carries on
+    with its background work (the n4afs watcher imports its chart libraries, ~3 s of CPU,
+    once its callbacks pause) during the other sides' passes."""
     mount.restart()
     ready.append(mount.started_s)
     return timed(lambda: op(str(mount.path)))[0]
@@ -744,6 +747,7 @@ def measure_levers(args: argparse.Namespace, scratch: Path) -> str:
             for name, op in ops.items():
                 for side in in_turn(list(mounts), rep):
                     samples.add("cold", side, name, cold_pass(mounts[side], op, []))
+                    mounts[side].stop()  # see `cold_pass`
             log(f"  repeat {rep + 1}/{args.repeats} done")
         loads.append(loadavg())
     finally:
@@ -1058,6 +1062,7 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one linear script, read top
                     if name == "big" and side == "mount":  # verified: re-read through it
                         drop_file_pages(f"{m}/{big_rel}")
                         big_second.append(timed(lambda: op_big(f"{m}/{big_rel}"))[0])
+                    mounts[side].stop()  # see `cold_pass`
             log(f"  repeat {rep + 1}/{repeats} done")
             if rep == 0:
                 chart_s = measure_charts(mount, charts, ready["mount"])
