@@ -81,10 +81,10 @@ def test_first_listings_sizes_and_reads_never_wait_for_the_second_turn(workspace
     assert not out["waited"]
 
 
-def test_the_watcher_imports_once_the_first_callbacks_pause(monkeypatch, tmp_path):
+def test_the_watcher_imports_once_the_callbacks_pause(tmp_path):
     """`TreeOperations.until_idle`: a fresh mount's first listings are answered before the
-    chart libraries are imported beside them; a mount kept busy imports them at the latest
-    after `PREPARE_LATEST_SECONDS`."""
+    chart libraries are imported beside them, never while a callback is in progress, and
+    not at all when the mount goes away first."""
     import threading
     import time
 
@@ -102,18 +102,14 @@ def test_the_watcher_imports_once_the_first_callbacks_pause(monkeypatch, tmp_pat
 
     start = time.monotonic()
     threading.Thread(target=callbacks, args=(start + 0.5,)).start()
-    ops.until_idle()
+    assert ops.until_idle() is True
     assert busy.is_set() and time.monotonic() - start >= 0.5  # waited for the burst to end
-    monkeypatch.setattr(fuse_ops, "PREPARE_LATEST_SECONDS", 0.3)
-    start = time.monotonic()
-    busy.clear()
-    threading.Thread(target=callbacks, args=(start + 2.0,)).start()
-    ops.until_idle()
-    assert not busy.is_set() and time.monotonic() - start < 1.0  # no longer than the latest
-    busy.wait(5)
     ops.in_flight = 1  # a callback in progress (importing, maybe): never beside it
     ended = threading.Timer(0.5, lambda: setattr(ops, "in_flight", 0))
     start = time.monotonic()
     ended.start()
-    ops.until_idle()
+    assert ops.until_idle() is True
     assert time.monotonic() - start >= 0.5
+    ops.calls += 1
+    ops._stop.set()  # unmounted while busy
+    assert ops.until_idle() is False

@@ -67,11 +67,10 @@ import mfusepy  # noqa: E402  (after choosing the library)
 
 log = logging.getLogger("n4afs.mount")
 POLL_SECONDS = 0.2
-# The watcher imports the chart libraries once callbacks pause this long (`until_idle`), and
-# at the latest this long after mounting: a fresh mount's first listings, answered from
-# stored renders, need none of them and ran ~3x slower beside the imports (the GIL).
+# The watcher imports the chart libraries once callbacks pause this long (`until_idle`): a
+# fresh mount's first listings, answered from stored renders, need none of them and ran ~3x
+# slower beside the imports (the GIL); a busy mount's callbacks import what they need.
 IDLE_SECONDS = 0.1
-PREPARE_LATEST_SECONDS = 10.0
 READDIR_PLUS = 1  # libfuse's FUSE_READDIR_PLUS: the kernel asked for READDIRPLUS
 FILL_DIR_PLUS = 2  # libfuse's FUSE_FILL_DIR_PLUS: this entry carries its attributes
 # The kernel-side levers in use; scripts/bench_mount.py --levers measures each alone.
@@ -122,8 +121,12 @@ class TreeOperations(mfusepy.Operations):
         the new results' rows for `models/` and `predictions/`, so no callback waits, and
         collect cyclic garbage when the daemon is idle. Once the first callbacks pause, it
         imports what the first chart and report need (`Tree.prepare`)."""
+        started = time.monotonic()
         try:
-            self.tree.prepare(self.until_idle)
+            if self.tree.prepare(self.until_idle):
+                log.info(
+                    "chart libraries imported, %.1f s after mounting", time.monotonic() - started
+                )
         except Exception:  # a missing chart library fails the chart, not the mount
             log.exception("preparing the chart libraries failed")
         while True:
@@ -146,17 +149,17 @@ class TreeOperations(mfusepy.Operations):
         except Exception:  # a failed reload keeps serving the last snapshot
             log.exception("reloading the index failed; serving the previous snapshot")
 
-    def until_idle(self) -> None:
-        """Poll as the watcher does (`_poll`) until no callback came for `IDLE_SECONDS` (a
-        fresh mount's first burst of listings is over), or `PREPARE_LATEST_SECONDS` after
-        mounting, or the unmount."""
-        deadline = time.monotonic() + PREPARE_LATEST_SECONDS
+    def until_idle(self) -> bool:
+        """Poll as the watcher does (`_poll`) until no callback came for `IDLE_SECONDS` and
+        none is in progress (a fresh mount's first burst of listings is over): True; False
+        on unmount (nothing left to prepare for)."""
         seen = -1
-        while (self.calls != seen and time.monotonic() < deadline) or self.in_flight:
+        while self.calls != seen or self.in_flight:
             seen = self.calls
             if self._stop.wait(IDLE_SECONDS):
-                return
+                return False
             self._poll()
+        return True
 
     def _take_pinned_stats(self) -> list[tuple[str, ...]]:
         with self._pinned_lock:

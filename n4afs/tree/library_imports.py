@@ -45,8 +45,8 @@ def importing_aside() -> Iterator[None]:
 
 
 def importing_in_turns(
-    steps: Iterable[Callable[[], Any]], first: Callable[[], Any] | None = None
-) -> None:
+    steps: Iterable[Callable[[], Any]], first: Callable[[], bool] | None = None
+) -> bool:
     """Each step holding the lock; between two, the threads that waited for the first
     import theirs (they hold the lock in turn) before the next step starts. Other threads'
     imports go through the lock from the first step to the last, gaps included: a thread
@@ -55,13 +55,14 @@ def importing_in_turns(
 
     `first` runs before the first step, the lock not held but every other thread's new
     imports already going through it one thread at a time (the mount waits there for its
-    first burst of callbacks to end: `TreeOperations.until_idle`)."""
+    first burst of callbacks to end: `TreeOperations.until_idle`); when it answers False,
+    no step runs. Returns whether the steps ran."""
     with _IMPORTING:
         restore = _install()
     interval = sys.getswitchinterval()
     try:
-        if first is not None:
-            first()
+        if first is not None and not first():
+            return False
         sys.setswitchinterval(SERVING_SWITCH_INTERVAL)
         for i, step in enumerate(steps):
             if i:
@@ -69,6 +70,7 @@ def importing_in_turns(
                     time.sleep(0.001)
             with _IMPORTING:
                 step()
+        return True
     finally:
         sys.setswitchinterval(interval)
         with _IMPORTING:

@@ -377,7 +377,7 @@ class Tree:
         self.refreshes += 1
         return True
 
-    def prepare(self, first: Callable[[], None] | None = None) -> None:
+    def prepare(self, first: Callable[[], bool] | None = None) -> bool:
         """Import the libraries the first reads would otherwise wait for: a result folder's
         REPORT.html embeds its charts and a PLS model's diagnostics, so its first `stat` (an
         `ls -l`, a WebDAV PROPFIND) would import matplotlib and scikit-learn inside the
@@ -394,8 +394,9 @@ class Tree:
         second, so the first holds every module a dataset folder's listing, its tables'
         sizes and a result folder's files need (the heavy ones and the tree's own).
         `first`: see `importing_in_turns` (the mount's waits for its first callbacks to end,
-        so the imports do not slow them: a stored listing needs none of these libraries)."""
-        importing_in_turns(self.prepare_turns(), first)
+        so the imports do not slow them: a stored listing needs none of these libraries).
+        Returns whether it imported (not when `first` said no: an unmount)."""
+        return importing_in_turns(self.prepare_turns(), first)
 
     @staticmethod
     def prepare_turns() -> list[Callable[[], None]]:
