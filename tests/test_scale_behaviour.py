@@ -153,6 +153,29 @@ def test_the_mount_loads_a_dataset_results_only_when_its_folder_is_browsed(big, 
     assert len(snapshot._model_rows) == N_RESULTS // N_DATASETS  # the rest of the dataset
 
 
+def test_best_lists_every_dataset_s_best_without_loading_their_results(big):
+    """`best/` shows one file per dataset: its best result, ranked by the index (at 100,000
+    results, loading every dataset's rows for it took ~5 s in one callback), the same bytes
+    as the best table of the dataset's own folder once its results are loaded."""
+    from n4afs.tree.tree import Tree
+    from n4afs.workspace import Workspace
+
+    tree = Tree(Workspace(big.ws.path), auto_refresh=False)
+    best = {name: node for name, node in tree.list_dir(("best",)).items()}
+    names = sorted(_datasets(big.ws))
+    assert sorted(best) == sorted(f"{n}.{s}" for n in names for s in ("csv", "xlsx", "parquet"))
+    first_csv = bytes(tree.read(best[f"{names[0]}.csv"], 0, best[f"{names[0]}.csv"].size))
+    assert tree.views.snapshot.loaded_datasets == []  # listed, sized and read: no rows
+    for name in names:
+        label = big.ws.best(name).row.label
+        in_folder = tree.lookup(("runs", name, f"best_{label}.csv"))  # loads the dataset
+        assert in_folder.content.key[2:] == best[f"{name}.csv"].content.key[2:]
+    assert bytes(tree.read(in_folder, 0, in_folder.size)) == bytes(
+        tree.read(best[f"{names[-1]}.csv"], 0, best[f"{names[-1]}.csv"].size)
+    )
+    assert first_csv.startswith(b"sample_id")
+
+
 def test_a_walk_over_every_result_holds_a_bounded_part_of_their_rows(big, monkeypatch):
     """Past `ROWS_HELD` results, the model rows of the dataset loaded longest ago are
     forgotten (and load again, the same, when asked)."""

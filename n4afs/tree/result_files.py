@@ -357,7 +357,11 @@ class ResultFiles:
             ("metric", best.metric),
             ("direction", f"{METRICS[best.metric].direction} is better"),
         ]
-        imported = views.snapshot.imported_files(best.result_id)
+        imported = (  # only an import's results have files of their own (and asking loads
+            views.snapshot.imported_files(best.result_id)  # the dataset: `best/` does not)
+            if views.snapshot.origin(best) != "workspace"
+            else None
+        )
         if imported is not None:
 
             def imported_table() -> tuple[list[str], list[list[Any]]]:

@@ -108,6 +108,7 @@ class Snapshot:
     live_owners: list[Owner] = field(default_factory=list)  # of the runs shown `running`
     index: Any = None  # where the deferred rows come from
     _datasets: dict[str, DatasetRows] = field(default_factory=dict, repr=False)
+    _best: dict[Any, ResultRow | None] = field(default_factory=dict, repr=False)  # `best_of`
     _dataset_of: dict[str, str] = field(default_factory=dict, repr=False)  # result -> dataset
     _cv: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     _model_rows: dict[str, list[tuple]] = field(default_factory=dict, repr=False)
@@ -307,6 +308,20 @@ class Snapshot:
         walker's choice: a mount never does this, it would hold them all)."""
         for result in self.results:
             self._rows(result.result_id)
+
+    def best_of(self, group: Any) -> ResultRow | None:
+        """The best result of a group (`core.metrics.ranking.GroupKey`) whose dataset is not
+        loaded: the index ranks it (`queries.rank_results`, the SQL twin of
+        `ranking.rank`), so `best/` lists every dataset's best without loading every
+        dataset's results (~5 s in one callback at 100,000 results). Asked once per group."""
+        if group not in self._best:
+            with self.index.read() as conn:
+                top = queries.rank_results(conn, group, None, limit=1, best_only=True).rows
+            self._best[group] = top[0] if top else None
+        return self._best[group]
+
+    def is_loaded(self, dataset_id: str) -> bool:
+        return dataset_id in self._datasets
 
     @property
     def loaded_datasets(self) -> list[str]:

@@ -195,7 +195,10 @@ class Views:
         return self._rank(results)
 
     def best(self, group: GroupKey) -> ResultRow | None:
-        """The top of the ranking when it may be best (`core.metrics.ranking.may_be_best`)."""
+        """The top of the ranking when it may be best (`core.metrics.ranking.may_be_best`);
+        of a dataset not loaded yet, the index's answer (`Snapshot.best_of`)."""
+        if not self.snapshot.is_loaded(group.dataset_id):
+            return self.snapshot.best_of(group)
         ranked = self.ranked(group)
         if not ranked:
             return None
