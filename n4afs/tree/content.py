@@ -200,7 +200,7 @@ def _blob_ids(key: Any) -> tuple[str, ...]:
     key's hex is a digest of its inputs, not a blob: `_inner` keys are recorded without;
     a slot's values name a file, not inputs (`_record_inputs`)."""
     if isinstance(key, tuple):
-        if len(key) == 3 and key[1] == "shared" or key[:1] == ("slot",):
+        if (len(key) == 3 and key[1] == "shared") or key[:1] == ("slot",):
             return ()
         return tuple(dict.fromkeys(i for k in key for i in _blob_ids(k)))
     if isinstance(key, str) and len(key) == 64 and _HEX.fullmatch(key):
