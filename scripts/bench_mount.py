@@ -834,12 +834,20 @@ def measure_recheck(args: argparse.Namespace, scratch: Path) -> str:
     from n4afs.tree.tree import Tree
 
     info = build_workspace(
-        scratch / "ws", args.results, 1, scratch, dataset_tag="bench-mount", log=log
+        scratch / "ws",
+        args.results,
+        1,
+        scratch,
+        dataset_tag="bench-mount",
+        log=log,
+        renders_cache=args.renders_cache,
     )
     tree = Tree(info.ws)
     views = tree.views
     pool = sorted(
-        (d, r.label) for d, ds in views.datasets.items() for r in views.ranked(ds.dataset_id)
+        (d, r.label)
+        for d, ds in views.datasets.items()
+        for r in views.results_by_dataset.get(ds.dataset_id, [])
     )
     chosen = random.Random(SEED).sample(pool, min(SUBSET_RESULTS, len(pool)))
     files, blob_files = [], 0
