@@ -29,7 +29,8 @@ class Mount:
         is typed (relative `workspace` and `mountpoint` are relative to it)."""
         self.workspace, self.path, self.options = workspace, mountpoint, options
         self.cwd = cwd
-        self.log = mountpoint.parent / f"{mountpoint.name}.log"
+        where = cwd / mountpoint if cwd is not None else mountpoint  # never the test's cwd
+        self.log = where.parent / f"{where.name}.log"
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30.0) -> Mount:
