@@ -721,7 +721,7 @@ class Workspace:
         """Draw and store now every rendered file not stored yet (charts, prediction
         tables and their workbooks, dataset tables), so that no process (a notebook's
         `n4a://` glob, the mount, `serve`, export) draws them on first read: see
-        `Tree.store_renders`. Returns {"files", "drawn", "stored_before"}."""
+        `Tree.store_renders`. Returns {"files", "drawn", "stored_before", "folders"}."""
         return self.tree.store_renders()
 
     def verify(self, repair: bool = False) -> Any:

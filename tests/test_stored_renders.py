@@ -293,3 +293,19 @@ def test_gc_drops_the_renders_of_removed_results(tmp_path):
     assert set(report.removed) >= before - after
     assert all(ws.store.exists(b) for b in after)
     assert not any(ws.store.exists(b) for b in before - after - {spectra_blob})
+
+
+def test_render_keys_differing_past_a_blob_id_s_abbreviation_are_two_renders(tmp_path):
+    """A `BlobId`'s repr shows 8 hex digits: keys were recorded under their repr, so a key
+    differing from a stored one only past them was served the stored one's bytes."""
+    from n4afs_core.store.ids import BlobId
+
+    from n4afs.tree.content import RenderMemo
+    from n4afs.tree.tree import render_catalogue
+
+    ws = Workspace(tmp_path / "ws")
+    a, b = BlobId("ab" * 4 + "0" * 56), BlobId("ab" * 4 + "1" * 56)
+    RenderMemo(stored=render_catalogue(ws)).get(("csv", a), lambda: b"drawn from a")
+    fresh = RenderMemo(stored=render_catalogue(ws))  # another process
+    assert fresh.get(("csv", b), lambda: b"drawn from b") == b"drawn from b"
+    assert fresh.get(("csv", str(a)), lambda: b"?") == b"drawn from a"  # its text, one key

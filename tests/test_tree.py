@@ -153,8 +153,9 @@ def test_same_result_under_runs_and_by_run_with_no_extra_blob(ws):
 
 
 def test_a_result_folder_is_built_once_for_both_views(ws, monkeypatch):
-    """runs/ and by-run/ show the same folder: a cold walk must not build it twice."""
-    tree = Tree(ws)
+    """runs/ and by-run/ show the same folder: a cold walk must not build it twice (built:
+    not read from a stored result folder, which earlier tests stored)."""
+    tree = Tree(ws, stored_renders=False)
     built = []
     original = tree.files.result_dir
     monkeypatch.setattr(
@@ -339,8 +340,9 @@ def test_listing_names_match_the_built_nodes_in_every_folder(ws):
 
 def test_a_listing_walk_builds_no_file_node_inside_result_folders(ws):
     """A cold `find` lists every folder of every result and stats none of their files:
-    the folders of files (models/<id>/, predictions/, charts/, logs/) stay unbuilt."""
-    tree = Tree(ws)
+    the folders of files (models/<id>/, predictions/, charts/, logs/) stay unbuilt (when
+    built from the index: a stored result folder is read whole, `test_stored_result_folders`)."""
+    tree = Tree(ws, stored_renders=False)
     folders = list(walk_kinds(tree))
     generation = tree._current()
     listings = [generation.dirs[path] for path in folders]

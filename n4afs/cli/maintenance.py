@@ -208,7 +208,7 @@ def render(ctx) -> None:
     done = ws.render()
     echo(
         f"{done['files']} rendered files: drew {done['drawn']}, "
-        f"{done['stored_before']} were stored already"
+        f"{done['stored_before']} were stored already; {done['folders']} result folders stored"
     )
 
 

@@ -107,13 +107,39 @@ class RenderMemo:
                     f"({len(data)}); run `n4afs gc` and read it again"
                 )
             if persist and self.stored is not None and _plain(key):  # (again, if it was gone)
-                put = self.stored.put(self.stored.digest(repr(key)), data, _record_inputs(key))
+                put = self.stored.put(self.stored.digest(key_text(key)), data, _record_inputs(key))
                 if put is not None:
                     self._remember(key, put)
                     if inner is not None:
                         self._record(inner, put)
         self._keep(key, data)
         return data
+
+    def known(self, key: tuple) -> tuple[str, int] | None:
+        """(blob id, size) of `key`'s stored render when this process or a record knows it;
+        None otherwise (never renders)."""
+        return self._stored_record(key) if _plain(key) else None
+
+    def remember(self, key: tuple, found: tuple[str, int]) -> None:
+        """Learn where `key`'s render is stored from elsewhere (a stored result folder
+        names it): its size is then known without a record read. A wrong `found` costs a
+        render, never a wrong byte: the blob is read hash-checked and sized."""
+        self._remember(key, found)
+
+    def stored_bytes(self, key: tuple) -> bytes | None:
+        """The bytes stored under `key` (hash-checked), or None: not stored, gone or corrupt."""
+        found = self.known(key) if self.stored is not None else None
+        return self._read_stored(found) if found is not None else None
+
+    def store(self, key: tuple, data: bytes) -> bool:
+        """Store `data` as `key`'s render (a blob and a record naming `key`'s blob ids);
+        False when the workspace cannot be written."""
+        if self.stored is None or not _plain(key):
+            return False
+        put = self.stored.put(self.stored.digest(key_text(key)), data, _record_inputs(key))
+        if put is not None:
+            self._remember(key, put)
+        return put is not None
 
     def _keep(self, key: tuple, data: bytes) -> None:
         self._items[key] = data
@@ -127,7 +153,7 @@ class RenderMemo:
         """The key of what a file's bytes depend on: (render version, "shared", inputs)."""
         from n4afs_core.store.ids import sha256_hex
 
-        return (key[0], "shared", sha256_hex(repr(shared()).encode("utf-8")))
+        return (key[0], "shared", sha256_hex(key_text(shared()).encode("utf-8")))
 
     def _stored(self, key: tuple, shared: Callable[[], tuple] | None) -> tuple[str, int] | None:
         """The stored render of `key`; else, for a key with `shared` inputs, the render
@@ -145,7 +171,7 @@ class RenderMemo:
         self._remember(key, found)
         if self.stored.writable:
             try:
-                self.stored.record(self.stored.digest(repr(key)), *found, _record_inputs(key))
+                self.stored.record(self.stored.digest(key_text(key)), *found, _record_inputs(key))
             except OSError:
                 self.stored.writable = False
 
@@ -153,7 +179,7 @@ class RenderMemo:
         found = self._found.get(key)
         if found is not None or self.stored is None or not _plain(key):
             return found
-        found = self.stored.lookup(self.stored.digest(repr(key)))
+        found = self.stored.lookup(self.stored.digest(key_text(key)))
         if found is not None:
             self._remember(key, found)
         return found
@@ -191,7 +217,7 @@ def _record_inputs(key: tuple) -> tuple[str, ...]:
 
     slot = next((k for k in key if isinstance(k, tuple) and k[:1] == ("slot",)), None)
     ids = _blob_ids(key)
-    return ids if slot is None else (*ids, slot_input(repr((key[:2], slot))))
+    return ids if slot is None else (*ids, slot_input(key_text((key[:2], slot))))
 
 
 def _blob_ids(key: Any) -> tuple[str, ...]:
@@ -209,6 +235,22 @@ def _blob_ids(key: Any) -> tuple[str, ...]:
 
 
 _HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def key_text(key: Any) -> str:
+    """A key's text for its record's digest: its `repr`, with every `str` subclass shown as
+    the text it holds. A `BlobId`'s repr is abbreviated (`BlobId(eba57e3b…)`): keys that
+    differed past those 8 hex digits were one record, and a key read back from a stored
+    result folder (plain text) was another record than the same key drawn here."""
+    return repr(_canonical(key))
+
+
+def _canonical(key: Any) -> Any:
+    if isinstance(key, tuple):
+        return tuple(_canonical(k) for k in key)
+    if isinstance(key, str) and type(key) is not str:
+        return str.__str__(key)
+    return key
 
 
 def _plain(key: Any) -> bool:
@@ -266,7 +308,7 @@ class LazyContent:
     off): its key changes with every result, each version would be a blob read once.
     """
 
-    __slots__ = ("memo", "key", "render", "persist", "shared")
+    __slots__ = ("memo", "key", "render", "persist", "shared", "stored_size")
 
     def __init__(
         self,
@@ -279,6 +321,9 @@ class LazyContent:
         """`shared`: see `RenderMemo.get`."""
         self.memo, self.key, self.render = memo, key, render
         self.persist, self.shared = persist, shared
+        # the size its stored render has, when a stored result folder says it: no memo
+        # lookup to size it (a render of another size is refused: `RenderMemo.get`)
+        self.stored_size: int | None = None
 
     @property
     def data(self) -> bytes:
@@ -286,6 +331,8 @@ class LazyContent:
 
     @property
     def size(self) -> int:
+        if self.stored_size is not None:
+            return self.stored_size
         return self.memo.size(self.key, self.render, self.persist, self.shared)
 
 

@@ -35,7 +35,8 @@ import yaml
 # Parquet twins of RESULTS and best tables
 # 7: the target's name on target axes, "wavenumber (cm⁻¹)" / "wavelength (nm)", integer ticks
 # 8: times (RUN.yaml, DATASET.yaml, timing.yaml, REPORT.html) in local time with their offset
-RENDER_VERSION = 8
+# 9: render keys hashed with their blob ids in full (`content.key_text`)
+RENDER_VERSION = 9
 
 # Stored renders (`core.store.renders`) are kept per stamp: RENDER_VERSION and the versions
 # of every library that shapes rendered bytes (matplotlib draws the PNGs, XlsxWriter writes

@@ -13,13 +13,14 @@ import json
 from functools import lru_cache
 from typing import Any
 
+from n4afs_core.errors import BlobCorrupt
 from n4afs_core.index.catalog import DatasetInfo
 from n4afs_core.index.queries import ResultRow, RunRow
 from n4afs_core.metrics import ranking
 from n4afs_core.metrics.scores import METRICS
 from n4afs_core.pickles import names_legacy_module
 
-from n4afs.tree import renderers
+from n4afs.tree import renderers, stored_folders
 from n4afs.tree.content import (
     BlobContent,
     BytesContent,
@@ -32,6 +33,7 @@ from n4afs.tree.content import (
     TreePath,
     directory,
     file_node,
+    kinds,
 )
 from n4afs.tree.names import safe_name
 from n4afs.tree.renderers import RENDER_VERSION, shown_time
@@ -520,12 +522,7 @@ class ResultFiles:
                     nodes.append(file_node(PER_CLASS, t, self.per_class(r)))
                 if self.has_roc(views, r):
                     nodes.append(file_node(ROC, t, self.roc_csv(views, r)))
-                # its run's note shows in it, and a note may be set later: a changing file,
-                # keyed by everything it shows (`result_report`), so stored like the charts
-                report = self.result_report(views, r)
-                nodes.append(
-                    file_node(REPORT, _noted(views, r, t), report, mutable=True, keyed=True)
-                )
+                nodes.append(self.report_node(views, r))
             return {n.name: n for n in nodes}
         if r.status != "completed" and rest[0] != "logs":
             return None
@@ -537,6 +534,96 @@ class ResultFiles:
             "diagnostics": self.diagnostics_dir if self.is_pls(views, r) else None,
         }.get(rest[0])
         return builder(views, r, rest[1:]) if builder else None
+
+    def report_node(self, views: Any, r: ResultRow) -> Node:
+        """A complete result's REPORT.html. Its run's note shows in it, and a note may be
+        set later: a changing file, keyed by everything it shows (`result_report`), so
+        stored like the charts; never part of a stored result folder."""
+        t = _noted(views, r, r.created_at.timestamp())
+        return file_node(REPORT, t, self.result_report(views, r), mutable=True, keyed=True)
+
+    # -- a result folder, stored whole (`n4afs.tree.stored_folders`) ----------------------
+    def folder_key(self, views: Any, r: ResultRow) -> tuple | None:
+        """The key of a result folder stored whole: every input a file below it shows
+        besides the result's own rows (which never change under its id): its status and
+        target, its origin and group column, its dataset's data (attached later to an
+        imported dataset), and the times it shows in this process's zone (timing.yaml).
+        The predictions blob lets gc drop it with its result (`content._blob_ids`).
+        None for a folder always built: an imported result's, or one not complete."""
+        if r.status != "completed" or r.predictions_blob is None:
+            return None
+        if views.snapshot.imported_files(r.result_id) is not None:
+            return None
+        run = views.runs_by_id.get(r.run_id)
+        shown = (shown_time(run.created_at) if run else None, shown_time(r.created_at))
+        dataset_blob = views.datasets_by_id[r.dataset_id].blob_id
+        origin, column = views.snapshot.origin(r), self.group_column(views, r)
+        inputs = (r.result_id, r.predictions_blob, r.status, r.target, origin, column)
+        return (
+            RENDER_VERSION,
+            "result-folder",
+            stored_folders.FORMAT,
+            *inputs,
+            dataset_blob,
+            *shown,
+        )
+
+    def stored_folder(self, views: Any, r: ResultRow) -> dict[TreePath, dict[str, Node]] | None:
+        """The result's folder as stored by an earlier stat (`store_folder`), or None."""
+        key = self.folder_key(views, r)
+        data = self.memo.stored_bytes(key) if key is not None else None
+        if data is None:
+            return None
+        try:
+            folders = stored_folders.decode(
+                data, self.memo, lambda p, n: self._drawn(views, r, p, n)
+            )
+        except ValueError:
+            return None
+        if () in folders:
+            folders[()][REPORT] = self.report_node(views, r)
+        return folders
+
+    def store_folder(self, views: Any, r: ResultRow) -> bool:
+        """Store the result's folder whole (every listing below it but `charts/`'s files);
+        its YAML files are rendered to be stored, nothing else is drawn. False when it is
+        not stored (see `folder_key`, `stored_folders.encode`) or cannot be written."""
+        key = self.folder_key(views, r)
+        if key is None:
+            return False
+        folders: dict[TreePath, Listing] = {}
+        stack: list[TreePath] = [()]
+        while stack:
+            path = stack.pop()
+            listing = self.result_dir(views, r, path)
+            if listing is None:
+                return False
+            if not path:
+                listing = {name: node for name, node in listing.items() if name != REPORT}
+            folders[path] = listing
+            for name, is_dir in kinds(listing):
+                if is_dir and (path or name != stored_folders.NOT_STORED):
+                    stack.append((*path, name))
+        data = stored_folders.encode(dict(sorted(folders.items())))
+        return data is not None and self.memo.store(key, data)
+
+    def folder_complete(self, views: Any, r: ResultRow) -> bool:
+        """The result's folder is stored, with the place of each of its renders."""
+        key = self.folder_key(views, r)
+        data = self.memo.stored_bytes(key) if key is not None else None
+        return data is not None and stored_folders.complete(data)
+
+    def _drawn(self, views: Any, r: ResultRow, path: TreePath, name: str) -> bytes:
+        """A stored folder's render drawn again (its stored blob was gone): the tree's own
+        render of the same file."""
+        listing = self.result_dir(views, r, path)
+        node = listing.get(name) if listing is not None else None
+        content = node.content if node is not None else None
+        if not isinstance(content, LazyContent):
+            raise BlobCorrupt(
+                f"{name}: the stored result folder differs from the index; run `n4afs gc`"
+            )
+        return content.render()
 
     def imported_dir(
         self, files: dict[str, tuple[str, int]], rest: TreePath, mtime: float

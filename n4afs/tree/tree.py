@@ -37,7 +37,7 @@ from n4afs_core.metrics import ranking
 from n4afs_core.metrics.ranking import GroupKey
 from n4afs_core.store.verified import VerifiedBlobs
 
-from n4afs.tree import result_files
+from n4afs.tree import result_files, stored_folders
 from n4afs.tree.content import (
     BlobContent,
     BytesContent,
@@ -286,7 +286,32 @@ class _Generation:
         # (result id, path inside its folder) -> listing: a result's folder shows under
         # runs/ and by-run/ alike, built once for both (a cold walk built each twice)
         self.result_dirs = _Listings()
+        # result id -> its folder as stored whole, or None when not stored (`_stored_folder`)
+        self.folders = _Recent(_FOLDERS_KEPT)
+        # results whose folder is not stored yet, by id: stored at the first file lookup
+        self.unstored: dict[str, ResultRow] = {}
         self.topped_up = False  # `Tree.top_up` ran for this generation
+
+
+_UNKNOWN = object()
+_FOLDERS_KEPT = 2_000  # stored result folders a generation keeps decoded (~40 nodes each)
+
+
+class _Recent:
+    """The `size` most recently put values by key."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self._items.get(key, default)
+
+    def put(self, key: Any, value: Any) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
 
 
 class _Listings:
@@ -522,10 +547,14 @@ class Tree:
             yield path, None if entries is None else kinds(entries)
 
     def lookup(self, path: TreePath) -> Node | None:
+        generation = self._current()
         if not path:
-            return directory("", self._root_mtime(self._current().views))
-        parent = self.list_dir(path[:-1])
-        return None if parent is None else parent.get(path[-1])
+            return directory("", self._root_mtime(generation.views))
+        parent = self._listing(generation, tuple(path[:-1]))
+        node = None if parent is None else parent.get(path[-1])
+        if generation.unstored and node is not None and not node.is_dir:
+            self._store_folder_of(generation, tuple(path))
+        return node
 
     def result_at(self, path: TreePath) -> tuple[ResultRow, int] | None:
         """The result whose folder is at or above `path`, and that folder's depth."""
@@ -603,7 +632,8 @@ class Tree:
     def store_renders(self) -> dict[str, int]:
         """Render and store every rendered file that is stored (`LazyContent.persist`) and
         not stored yet: every result folder (under runs/: by-run/ shows the same ones) and
-        every dataset folder. What `n4afs render` runs after a sweep."""
+        every dataset folder; then store each result folder whole, its renders' places
+        included (`stored_folders`). What `n4afs render` runs after a sweep."""
         files = drawn = 0
         before = self.memo.renders
         for top in (("runs",), ("datasets",)):
@@ -613,7 +643,13 @@ class Tree:
                     files += 1
                     _ = content.size
         drawn = self.memo.renders - before
-        return {"files": files, "drawn": drawn, "stored_before": files - drawn}
+        views = self._current().views
+        folders = sum(
+            self.files.store_folder(views, r)
+            for r in views.snapshot.results
+            if not self.files.folder_complete(views, r)
+        )
+        return {"files": files, "drawn": drawn, "stored_before": files - drawn, "folders": folders}
 
     def walk_files(self, path: TreePath) -> list[tuple[TreePath, Node]]:
         """Every file at or below `path` (paths relative to it), in listing order."""
@@ -738,10 +774,41 @@ class Tree:
         key = (result.result_id, rest)
         entries = generation.result_dirs.get(key)
         if entries is None:
-            entries = self.files.result_dir(generation.views, result, rest)
+            stored = self._stored_folder(generation, result, rest)
+            if stored is not None:
+                entries = stored.get(rest)
+            else:
+                entries = self.files.result_dir(generation.views, result, rest)
             if entries is not None:  # misses are not kept: a prober could grow them forever
                 generation.result_dirs[key] = entries
         return entries
+
+    def _stored_folder(
+        self, generation: _Generation, result: ResultRow, rest: TreePath
+    ) -> dict[TreePath, dict[str, Node]] | None:
+        """The result's folder as stored whole (`n4afs.tree.stored_folders`), read once per
+        generation; None (built by `ResultFiles.result_dir`) for `charts/`, and for a folder
+        not stored yet: then the first `lookup` of a file in it stores it."""
+        if rest[:1] == (stored_folders.NOT_STORED,) or self.memo.stored is None:
+            return None
+        found = generation.folders.get(result.result_id, _UNKNOWN)
+        if found is _UNKNOWN:
+            found = self.files.stored_folder(generation.views, result)
+            generation.folders.put(result.result_id, found)
+            if found is None:
+                generation.unstored[result.result_id] = result
+        return found
+
+    def _store_folder_of(self, generation: _Generation, path: TreePath) -> None:
+        """A file below a result folder not stored yet was looked up (a `stat`: `du`,
+        `ls -la`, a read): store the folder whole, once, so the next process lists and
+        sizes it without rows or renders."""
+        found = self.result_at(path)
+        if found is None or len(path) <= found[1]:
+            return
+        result = generation.unstored.pop(found[0].result_id, None)
+        if result is not None and self.memo.stored.writable:  # not in a read-only workspace
+            self.files.store_folder(generation.views, result)
 
     def _dataset_mtime(self, views: Views, dataset: DatasetInfo) -> float:
         return max(_ts(dataset.created_at), views.latest_of(dataset.dataset_id))

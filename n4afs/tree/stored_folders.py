@@ -1,0 +1,163 @@
+"""A result folder, stored whole: every name, type, mtime and size below it, in one blob.
+
+A cold `du` or `ls -la` of result folders had the tree build each folder from the index
+(its dataset's model and score rows) and render every YAML file to learn its size: ~0.1 ms
+a file, most of a cold `du` (BENCHMARKS.md, bench_mount). What a complete result's folder
+shows never changes under the inputs its key names (`ResultFiles.folder_key`), so the
+first process that stats a file in it stores the whole folder as one render (a blob and a
+record in the render catalogue, dropped by gc with the result), and every later process
+lists, sizes and reads it from that blob, loading no rows and rendering nothing:
+
+    {"": [entry, ...], "models": [...], "models/final_<id>": [...], ...}
+
+one list per folder, in listing order; an entry is `[name, mtime, kind, ...]`:
+
+    "d"                              a folder
+    "b", blob id, size               a whole blob (a step's `.pkl`, predictions.parquet)
+    "s", steps, single               a composed pickle (`SegmentsContent`)
+    "y", text                        a tiny YAML file rendered in memory (its bytes)
+    "r", key, blob id | null, size | null
+                                     a stored render (CSV, workbook, diagnostics): its
+                                     render key, and where it is stored when it was drawn
+
+Not stored: the files of `charts/` (stored renders, sized by their own records) and the
+folder's REPORT.html (it shows the run's note, which may be set later): both are built by
+the tree as before. The blob is zlib-compressed JSON (YAML text is ~90 % of it).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from n4afs.tree.content import (
+    BlobContent,
+    BytesContent,
+    LazyContent,
+    Listing,
+    Node,
+    RenderMemo,
+    SegmentsContent,
+    TreePath,
+    directory,
+)
+
+FORMAT = 1  # bump when the layout above changes (it is part of the stored folder's key)
+NOT_STORED = "charts"  # the folder of a result folder left to the tree (see above)
+
+# (path inside the folder, file name) -> the file's bytes, rendered by the tree as before
+Resolve = Callable[[TreePath, str], bytes]
+
+
+def encode(folders: dict[TreePath, Listing]) -> bytes | None:
+    """The stored form of a result folder's listings (path inside it -> listing), or None
+    when one of its files cannot be stored (a changing file, a render keyed by shared
+    inputs): that folder is then always built by the tree."""
+    out: dict[str, list[list[Any]]] = {}
+    for path, listing in folders.items():
+        entries = []
+        for name, node in listing.items():
+            entry = _entry(node)
+            if entry is None:
+                return None
+            entries.append([name, node.mtime, *entry])
+        out["/".join(path)] = entries
+    text = json.dumps(out, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return zlib.compress(text.encode("utf-8"), 6)
+    except UnicodeEncodeError:  # a name no UTF-8 can hold: built by the tree
+        return None
+
+
+def _entry(node: Node) -> list[Any] | None:
+    if node.is_dir:
+        return ["d"]
+    content = node.content
+    if node.mutable:
+        return None
+    if isinstance(content, BlobContent):
+        return ["b", content.blob_id, content.size]
+    if isinstance(content, SegmentsContent):
+        return ["s", [list(step) for step in content.steps], content.single]
+    if isinstance(content, BytesContent):
+        return _text(content.data)
+    if isinstance(content, LazyContent) and content.shared is None:
+        if not content.persist:  # tiny YAML: its bytes
+            return _text(content.data)
+        found = content.memo.known(content.key)
+        blob_id, size = found if found is not None else (None, None)
+        return ["r", _listed(content.key), blob_id, size]
+    return None
+
+
+def _text(data: bytes) -> list[Any] | None:
+    try:
+        return ["y", data.decode("utf-8")]
+    except UnicodeDecodeError:
+        return None
+
+
+def decode(data: bytes, memo: RenderMemo, resolve: Resolve) -> dict[TreePath, dict[str, Node]]:
+    """The listings `encode` stored. A stored render's node is a `LazyContent` under its
+    own key (its size and bytes from the store, as the tree's would be), drawn by
+    `resolve` only if its blob is gone. Raises ValueError on a blob not in this format."""
+    try:
+        stored = json.loads(zlib.decompress(data))
+        return {
+            tuple(path.split("/")) if path else (): {
+                entry[0]: _node(entry, path, memo, resolve) for entry in entries
+            }
+            for path, entries in stored.items()
+        }
+    except (zlib.error, UnicodeDecodeError, TypeError, IndexError, KeyError) as exc:
+        raise ValueError(f"not a stored result folder: {exc}") from exc
+
+
+def complete(data: bytes) -> bool:
+    """Whether a stored folder names where each of its renders is stored (one stored
+    before they were drawn sizes them from their own records: `n4afs render` stores it
+    again)."""
+    try:
+        stored = json.loads(zlib.decompress(data))
+    except (zlib.error, ValueError):
+        return False
+    return all(e[2] != "r" or e[4] is not None for entries in stored.values() for e in entries)
+
+
+def _node(entry: list[Any], path: str, memo: RenderMemo, resolve: Resolve) -> Node:
+    """Nodes built as `Node(...)`: a stored folder holds ~40 files, a `du` reads hundreds."""
+    name, mtime, kind = entry[0], entry[1], entry[2]
+    if kind == "d":
+        return directory(name, mtime, mutable=False)
+    if kind == "b":
+        return Node(name, False, mtime, BlobContent(entry[3], entry[4]))
+    if kind == "s":
+        steps = tuple((s[0], s[1], s[2], s[3]) for s in entry[3])
+        return Node(name, False, mtime, SegmentsContent(steps, entry[4]))
+    if kind == "y":
+        return Node(name, False, mtime, BytesContent(entry[3].encode("utf-8")))
+    if kind == "r":
+        key, blob_id, size = _keyed(entry[3]), entry[4], entry[5]
+        inside = tuple(path.split("/")) if path else ()
+        content = LazyContent(memo, key, _render_of(resolve, inside, name))
+        if blob_id is not None:
+            memo.remember(key, (blob_id, size))
+            content.stored_size = size
+        return Node(name, False, mtime, content)
+    raise KeyError(kind)
+
+
+def _render_of(resolve: Resolve, path: TreePath, name: str) -> Callable[[], bytes]:
+    return lambda: resolve(path, name)
+
+
+def _listed(key: Any) -> Any:
+    """A render key as JSON: tuples as lists (a key holds no lists, `content._plain`)."""
+    return [_listed(k) for k in key] if isinstance(key, tuple) else key
+
+
+def _keyed(value: Any) -> Any:
+    """`_listed`'s inverse: the same key, so the same record and the same memo entry."""
+    return tuple(_keyed(v) for v in value) if isinstance(value, list) else value
