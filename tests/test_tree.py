@@ -338,11 +338,17 @@ def test_listing_names_match_the_built_nodes_in_every_folder(ws):
         assert list(names_only.list_dir(path)) == [name for name, _ in built], path
 
 
-def test_a_listing_walk_builds_no_file_node_inside_result_folders(ws):
+@pytest.mark.parametrize("stored", [False, True], ids=["built", "stored-folders"])
+def test_a_listing_walk_builds_no_file_node_inside_result_folders(ws, stored):
     """A cold `find` lists every folder of every result and stats none of their files:
-    the folders of files (models/<id>/, predictions/, charts/, logs/) stay unbuilt (when
-    built from the index: a stored result folder is read whole, `test_stored_result_folders`)."""
-    tree = Tree(ws, stored_renders=False)
+    the folders of files (models/<id>/, predictions/, charts/, logs/) stay unbuilt, built
+    from the index or read from a stored result folder (`test_stored_result_folders`)."""
+    if stored:  # a first look at a file of each result folder stores it
+        storing = Tree(ws)
+        for folder in walk_kinds(storing):
+            if len(folder) == 3 and folder[0] == "runs" and folder[2][:4].isdigit():
+                storing.lookup((*folder, "pipeline.yaml"))
+    tree = Tree(ws, stored_renders=stored)
     folders = list(walk_kinds(tree))
     generation = tree._current()
     listings = [generation.dirs[path] for path in folders]
@@ -350,6 +356,8 @@ def test_a_listing_walk_builds_no_file_node_inside_result_folders(ws):
     inside_results = [p for p in folders[1:] if p[-1] in ("predictions", "charts", "logs")]
     assert len(files_only) >= len(inside_results) > 20
     assert not any(entries.is_built for entries in files_only)
+    read_stored = [f for f in generation.folders._items.values() if f is not None]
+    assert bool(read_stored) == stored
     path = next(p for p in folders[1:] if p[-1] == "predictions")
     assert tree.lookup((*path, "cv.csv")).size > 0  # a lookup builds that folder's nodes
     assert generation.dirs[path].is_built

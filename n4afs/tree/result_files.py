@@ -568,7 +568,7 @@ class ResultFiles:
             *shown,
         )
 
-    def stored_folder(self, views: Any, r: ResultRow) -> dict[TreePath, dict[str, Node]] | None:
+    def stored_folder(self, views: Any, r: ResultRow) -> dict[TreePath, Listing] | None:
         """The result's folder as stored by an earlier stat (`store_folder`), or None."""
         key = self.folder_key(views, r)
         data = self.memo.stored_bytes(key) if key is not None else None
@@ -580,8 +580,9 @@ class ResultFiles:
             )
         except ValueError:
             return None
-        if () in folders:
-            folders[()][REPORT] = self.report_node(views, r)
+        root = folders.get(())
+        if root is not None:
+            folders[()] = {**dict(root.items()), REPORT: self.report_node(views, r)}
         return folders
 
     def store_folder(self, views: Any, r: ResultRow) -> bool:

@@ -35,6 +35,7 @@ from typing import Any
 from n4afs.tree.content import (
     BlobContent,
     BytesContent,
+    FilesListing,
     LazyContent,
     Listing,
     Node,
@@ -99,20 +100,34 @@ def _text(data: bytes) -> list[Any] | None:
         return None
 
 
-def decode(data: bytes, memo: RenderMemo, resolve: Resolve) -> dict[TreePath, dict[str, Node]]:
-    """The listings `encode` stored. A stored render's node is a `LazyContent` under its
-    own key (its size and bytes from the store, as the tree's would be), drawn by
-    `resolve` only if its blob is gone. Raises ValueError on a blob not in this format."""
+def decode(data: bytes, memo: RenderMemo, resolve: Resolve) -> dict[TreePath, Listing]:
+    """The listings `encode` stored. A folder of files only is a `FilesListing`, its nodes
+    built on first need, as the tree builds them (a cold `find` lists every folder and
+    stats none of their files). A stored render's node is a `LazyContent` under its own
+    key (its size and bytes from the store, as the tree's would be), drawn by `resolve`
+    only if its blob is gone. Raises ValueError on a blob not in this format."""
     try:
         stored = json.loads(zlib.decompress(data))
+        if any(e[2] not in KINDS for entries in stored.values() for e in entries):
+            raise KeyError("an entry of an unknown kind")
         return {
-            tuple(path.split("/")) if path else (): {
-                entry[0]: _node(entry, path, memo, resolve) for entry in entries
-            }
+            tuple(path.split("/")) if path else (): _listing(entries, path, memo, resolve)
             for path, entries in stored.items()
         }
     except (zlib.error, UnicodeDecodeError, TypeError, IndexError, KeyError) as exc:
         raise ValueError(f"not a stored result folder: {exc}") from exc
+
+
+KINDS = frozenset("dbsyr")
+
+
+def _listing(entries: list, path: str, memo: RenderMemo, resolve: Resolve) -> Listing:
+    def nodes() -> dict[str, Node]:
+        return {entry[0]: _node(entry, path, memo, resolve) for entry in entries}
+
+    if any(entry[2] == "d" for entry in entries):
+        return nodes()
+    return FilesListing(tuple(entry[0] for entry in entries), nodes)
 
 
 def complete(data: bytes) -> bool:
@@ -134,7 +149,7 @@ def _node(entry: list[Any], path: str, memo: RenderMemo, resolve: Resolve) -> No
     if kind == "b":
         return Node(name, False, mtime, BlobContent(entry[3], entry[4]))
     if kind == "s":
-        steps = tuple((s[0], s[1], s[2], s[3]) for s in entry[3])
+        steps = tuple(map(tuple, entry[3]))
         return Node(name, False, mtime, SegmentsContent(steps, entry[4]))
     if kind == "y":
         return Node(name, False, mtime, BytesContent(entry[3].encode("utf-8")))

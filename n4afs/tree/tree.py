@@ -785,7 +785,7 @@ class Tree:
 
     def _stored_folder(
         self, generation: _Generation, result: ResultRow, rest: TreePath
-    ) -> dict[TreePath, dict[str, Node]] | None:
+    ) -> dict[TreePath, Listing] | None:
         """The result's folder as stored whole (`n4afs.tree.stored_folders`), read once per
         generation; None (built by `ResultFiles.result_dir`) for `charts/`, and for a folder
         not stored yet: then the first `lookup` of a file in it stores it."""
