@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,50 @@ def test_a_reader_in_another_time_zone_gets_its_own_times(workspace, monkeypatch
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_a_stat_never_fails_because_its_folder_could_not_be_stored(tmp_path, monkeypatch):
+    from n4afs_core.errors import BlobCorrupt
+
+    ws = Workspace(tmp_path / "ws")
+    ws.run(templates=[TEMPLATE], datasets=["chemotools:fermentation"], cv=3)
+    tried = []
+
+    def fails(views, result):
+        tried.append(result.label)
+        raise BlobCorrupt("a blob a YAML file needs is damaged")
+
+    tree = Tree(Workspace(ws.path))
+    monkeypatch.setattr(tree.files, "store_folder", fails)
+    folder = result_folders(tree, DATASET)[0]
+    node = tree.lookup((*folder, "pipeline.yaml"))
+    assert tried == [folder[-1]] and node is not None and node.size > 0
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [b"not zlib", zlib.compress(b"[1, 2]"), zlib.compress(b'{"": [["x", 0, "r"]]}')],
+    ids=["not-zlib", "not-a-mapping", "short-entry"],
+)
+def test_a_stored_folder_not_in_this_format_is_built_instead(tmp_path, stored):
+    ws = Workspace(tmp_path / "ws")
+    ws.run(templates=[TEMPLATE], datasets=["chemotools:fermentation"], cv=3)
+    built = Tree(Workspace(ws.path), stored_renders=False)
+    folder = result_folders(built, DATASET)[0]
+    expected = seen(built, folder)
+    tree = Tree(Workspace(ws.path))
+    views = tree._current().views
+    result = views.result(views.datasets["fermentation"].dataset_id, folder[-1])
+    assert tree.memo.store(tree.files.folder_key(views, result), stored)
+    assert tree.files.stored_folder(views, result) is None
+    assert seen(Tree(Workspace(ws.path)), folder) == expected
+
+
+def test_a_render_drawn_again_under_another_key_is_refused(workspace):
+    from n4afs_core.errors import BlobCorrupt
+
+    tree = Tree(Workspace(workspace))
+    views = tree._current().views
+    result = views.results_by_dataset[views.datasets["fermentation"].dataset_id][0]
+    with pytest.raises(BlobCorrupt, match="differs from what the index shows"):
+        tree.files._drawn(views, result, ("predictions",), "cv.csv", ("csv", "another key"))

@@ -106,7 +106,7 @@ class RenderMemo:
                     f"a rendered file's stored size ({found[1]}) differs from a new render "
                     f"({len(data)}); run `n4afs gc` and read it again"
                 )
-            if persist and self.stored is not None and _plain(key):  # (again, if it was gone)
+            if persist and self.stored is not None and plain(key):  # (again, if it was gone)
                 put = self.stored.put(self.stored.digest(key_text(key)), data, _record_inputs(key))
                 if put is not None:
                     self._remember(key, put)
@@ -118,7 +118,7 @@ class RenderMemo:
     def known(self, key: tuple) -> tuple[str, int] | None:
         """(blob id, size) of `key`'s stored render when this process or a record knows it;
         None otherwise (never renders)."""
-        return self._stored_record(key) if _plain(key) else None
+        return self._stored_record(key) if plain(key) else None
 
     def remember(self, key: tuple, found: tuple[str, int]) -> None:
         """Learn where `key`'s render is stored from elsewhere (a stored result folder
@@ -134,7 +134,7 @@ class RenderMemo:
     def store(self, key: tuple, data: bytes) -> bool:
         """Store `data` as `key`'s render (a blob and a record naming `key`'s blob ids);
         False when the workspace cannot be written."""
-        if self.stored is None or not _plain(key):
+        if self.stored is None or not plain(key):
             return False
         put = self.stored.put(self.stored.digest(key_text(key)), data, _record_inputs(key))
         if put is not None:
@@ -160,7 +160,7 @@ class RenderMemo:
         stored for those inputs (then recorded under `key` too, so the next process finds
         it without computing them)."""
         found = self._stored_record(key)
-        if found is not None or shared is None or self.stored is None or not _plain(key):
+        if found is not None or shared is None or self.stored is None or not plain(key):
             return found
         found = self._stored_record(self._inner(key, shared))
         if found is not None:
@@ -177,7 +177,7 @@ class RenderMemo:
 
     def _stored_record(self, key: tuple) -> tuple[str, int] | None:
         found = self._found.get(key)
-        if found is not None or self.stored is None or not _plain(key):
+        if found is not None or self.stored is None or not plain(key):
             return found
         found = self.stored.lookup(self.stored.digest(key_text(key)))
         if found is not None:
@@ -253,10 +253,10 @@ def _canonical(key: Any) -> Any:
     return key
 
 
-def _plain(key: Any) -> bool:
-    """A key whose `repr` is the same in every process: plain values and tuples of them."""
+def plain(key: Any) -> bool:
+    """A key whose text is the same in every process: plain values and tuples of them."""
     if isinstance(key, tuple):
-        return all(_plain(k) for k in key)
+        return all(plain(k) for k in key)
     return isinstance(key, _PLAIN)
 
 
@@ -308,7 +308,7 @@ class LazyContent:
     off): its key changes with every result, each version would be a blob read once.
     """
 
-    __slots__ = ("memo", "key", "render", "persist", "shared", "stored_size")
+    __slots__ = ("memo", "key", "render", "persist", "shared")
 
     def __init__(
         self,
@@ -321,9 +321,6 @@ class LazyContent:
         """`shared`: see `RenderMemo.get`."""
         self.memo, self.key, self.render = memo, key, render
         self.persist, self.shared = persist, shared
-        # the size its stored render has, when a stored result folder says it: no memo
-        # lookup to size it (a render of another size is refused: `RenderMemo.get`)
-        self.stored_size: int | None = None
 
     @property
     def data(self) -> bytes:
@@ -331,8 +328,6 @@ class LazyContent:
 
     @property
     def size(self) -> int:
-        if self.stored_size is not None:
-            return self.stored_size
         return self.memo.size(self.key, self.render, self.persist, self.shared)
 
 

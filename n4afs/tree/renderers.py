@@ -3,7 +3,8 @@
 Every renderer is deterministic — same inputs, same bytes: no timestamps, no library
 versions inside, sorted keys where order is not meaningful — so a rendered file can be
 memoized by (RENDER_VERSION, renderer, input ids) and its size is known once, exactly.
-Bump RENDER_VERSION whenever an output changes, so memos keyed on it never serve old bytes.
+Bump RENDER_VERSION whenever an output changes, so memos keyed on it never serve old bytes,
+and whenever what a result folder lists changes (a folder is stored whole: `stored_folders`).
 
 CSVs are for machines (RFC 4180: a header row, comma separated, `.` as the decimal point,
 UTF-8 without a BOM, one row per sample). Spreadsheets get the same tables as `.xlsx`

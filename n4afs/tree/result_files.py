@@ -499,6 +499,9 @@ class ResultFiles:
 
     # -- one result ---------------------------------------------------------------------
     def result_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
+        """A result's folder, or a folder inside it. What it lists is stored whole after
+        its first stat (`stored_folders`, keyed by `folder_key`): a change to what a
+        result folder lists bumps RENDER_VERSION."""
         t = r.created_at.timestamp()
         imported = views.snapshot.imported_files(r.result_id)
         if imported is not None:
@@ -545,11 +548,12 @@ class ResultFiles:
     # -- a result folder, stored whole (`n4afs.tree.stored_folders`) ----------------------
     def folder_key(self, views: Any, r: ResultRow) -> tuple | None:
         """The key of a result folder stored whole: every input a file below it shows
-        besides the result's own rows (which never change under its id): its status and
-        target, its origin and group column, its dataset's data (attached later to an
-        imported dataset), and the times it shows in this process's zone (timing.yaml).
-        The predictions blob lets gc drop it with its result (`content._blob_ids`).
-        None for a folder always built: an imported result's, or one not complete."""
+        besides the result's own rows (which never change under its id): its target, its
+        origin and group column, its dataset's data (attached later to an imported
+        dataset), and the times it shows in this process's zone (timing.yaml). What the
+        folder lists is code: RENDER_VERSION names it. The predictions blob lets gc drop it
+        with its result (`content._blob_ids`). None for a folder always built: an imported
+        result's, or one not complete."""
         if r.status != "completed" or r.predictions_blob is None:
             return None
         if views.snapshot.imported_files(r.result_id) is not None:
@@ -558,27 +562,19 @@ class ResultFiles:
         shown = (shown_time(run.created_at) if run else None, shown_time(r.created_at))
         dataset_blob = views.datasets_by_id[r.dataset_id].blob_id
         origin, column = views.snapshot.origin(r), self.group_column(views, r)
-        inputs = (r.result_id, r.predictions_blob, r.status, r.target, origin, column)
-        return (
-            RENDER_VERSION,
-            "result-folder",
-            stored_folders.FORMAT,
-            *inputs,
-            dataset_blob,
-            *shown,
-        )
+        inputs = (r.result_id, r.predictions_blob, r.target, origin, column, dataset_blob)
+        return (RENDER_VERSION, "result-folder", stored_folders.FORMAT, *inputs, *shown)
 
     def stored_folder(self, views: Any, r: ResultRow) -> dict[TreePath, Listing] | None:
         """The result's folder as stored by an earlier stat (`store_folder`), or None."""
-        key = self.folder_key(views, r)
-        data = self.memo.stored_bytes(key) if key is not None else None
+        data = self._stored_folder_bytes(views, r)
         if data is None:
             return None
         try:
             folders = stored_folders.decode(
-                data, self.memo, lambda p, n: self._drawn(views, r, p, n)
+                data, self.memo, lambda p, n, key: self._drawn(views, r, p, n, key)
             )
-        except ValueError:
+        except ValueError:  # not in this format: built, and stored again at the next stat
             return None
         root = folders.get(())
         if root is not None:
@@ -610,19 +606,26 @@ class ResultFiles:
 
     def folder_complete(self, views: Any, r: ResultRow) -> bool:
         """The result's folder is stored, with the place of each of its renders."""
-        key = self.folder_key(views, r)
-        data = self.memo.stored_bytes(key) if key is not None else None
+        data = self._stored_folder_bytes(views, r)
         return data is not None and stored_folders.complete(data)
 
-    def _drawn(self, views: Any, r: ResultRow, path: TreePath, name: str) -> bytes:
+    def _stored_folder_bytes(self, views: Any, r: ResultRow) -> bytes | None:
+        key = self.folder_key(views, r)
+        return self.memo.stored_bytes(key) if key is not None else None
+
+    def _drawn(self, views: Any, r: ResultRow, path: TreePath, name: str, key: tuple) -> bytes:
         """A stored folder's render drawn again (its stored blob was gone): the tree's own
-        render of the same file."""
+        render of the same file, under the same key. Another key (a folder stored by other
+        code, or an input `folder_key` misses) is refused: its bytes are not recorded
+        under the stored key."""
         listing = self.result_dir(views, r, path)
         node = listing.get(name) if listing is not None else None
         content = node.content if node is not None else None
-        if not isinstance(content, LazyContent):
+        if not isinstance(content, LazyContent) or content.key != key:
             raise BlobCorrupt(
-                f"{name}: the stored result folder differs from the index; run `n4afs gc`"
+                f"{r.label}/{'/'.join((*path, name))}: the stored result folder differs "
+                "from what the index shows; remove the workspace's renders/ folder "
+                "(re-created as files are read)"
             )
         return content.render()
 
@@ -655,7 +658,7 @@ class ResultFiles:
                 }
             )
 
-        return self._render(("pipeline.yaml", r.result_id), render)
+        return self._render(("pipeline.yaml", r.result_id, r.target), render)
 
     def scores_yaml(self, views: Any, r: ResultRow) -> LazyContent:
         origin = views.snapshot.origin(r)
@@ -1285,7 +1288,7 @@ class ResultFiles:
                 }
             )
 
-        return self._render(("manifest", model.model_id), render)
+        return self._render(("manifest", model.model_id, r.target), render)
 
     def logs_dir(self, views: Any, r: ResultRow, rest: TreePath) -> Listing | None:
         if rest:

@@ -43,13 +43,16 @@ from n4afs.tree.content import (
     SegmentsContent,
     TreePath,
     directory,
+    plain,
 )
 
 FORMAT = 1  # bump when the layout above changes (it is part of the stored folder's key)
 NOT_STORED = "charts"  # the folder of a result folder left to the tree (see above)
+KINDS = {"d": 3, "b": 5, "s": 5, "y": 4, "r": 6}  # an entry's kind -> its length
 
-# (path inside the folder, file name) -> the file's bytes, rendered by the tree as before
-Resolve = Callable[[TreePath, str], bytes]
+# (path inside the folder, file name, its render key) -> the file's bytes, rendered by the
+# tree as before
+Resolve = Callable[[TreePath, str, tuple], bytes]
 
 
 def encode(folders: dict[TreePath, Listing]) -> bytes | None:
@@ -73,18 +76,18 @@ def encode(folders: dict[TreePath, Listing]) -> bytes | None:
 
 
 def _entry(node: Node) -> list[Any] | None:
+    if node.mutable:
+        return None
     if node.is_dir:
         return ["d"]
     content = node.content
-    if node.mutable:
-        return None
     if isinstance(content, BlobContent):
         return ["b", content.blob_id, content.size]
     if isinstance(content, SegmentsContent):
         return ["s", [list(step) for step in content.steps], content.single]
     if isinstance(content, BytesContent):
         return _text(content.data)
-    if isinstance(content, LazyContent) and content.shared is None:
+    if isinstance(content, LazyContent) and content.shared is None and plain(content.key):
         if not content.persist:  # tiny YAML: its bytes
             return _text(content.data)
         found = content.memo.known(content.key)
@@ -106,19 +109,33 @@ def decode(data: bytes, memo: RenderMemo, resolve: Resolve) -> dict[TreePath, Li
     stats none of their files). A stored render's node is a `LazyContent` under its own
     key (its size and bytes from the store, as the tree's would be), drawn by `resolve`
     only if its blob is gone. Raises ValueError on a blob not in this format."""
+    stored = _parsed(data)
+    if stored is None:
+        raise ValueError("not a stored result folder")
+    return {
+        tuple(path.split("/")) if path else (): _listing(entries, path, memo, resolve)
+        for path, entries in stored.items()
+    }
+
+
+def _parsed(data: bytes) -> dict[str, list[list[Any]]] | None:
+    """The stored listings, checked whole (each entry named, of a known kind and length):
+    None for a blob not in this format. Nodes are built later, from checked entries."""
     try:
         stored = json.loads(zlib.decompress(data))
-        if any(e[2] not in KINDS for entries in stored.values() for e in entries):
-            raise KeyError("an entry of an unknown kind")
-        return {
-            tuple(path.split("/")) if path else (): _listing(entries, path, memo, resolve)
-            for path, entries in stored.items()
-        }
-    except (zlib.error, UnicodeDecodeError, TypeError, IndexError, KeyError) as exc:
-        raise ValueError(f"not a stored result folder: {exc}") from exc
-
-
-KINDS = frozenset("dbsyr")
+    except (zlib.error, ValueError):
+        return None
+    if not isinstance(stored, dict):
+        return None
+    for entries in stored.values():
+        if not isinstance(entries, list):
+            return None
+        for e in entries:
+            if not (isinstance(e, list) and len(e) >= 3 and isinstance(e[0], str)):
+                return None
+            if KINDS.get(e[2]) != len(e):
+                return None
+    return stored
 
 
 def _listing(entries: list, path: str, memo: RenderMemo, resolve: Resolve) -> Listing:
@@ -134,9 +151,8 @@ def complete(data: bytes) -> bool:
     """Whether a stored folder names where each of its renders is stored (one stored
     before they were drawn sizes them from their own records: `n4afs render` stores it
     again)."""
-    try:
-        stored = json.loads(zlib.decompress(data))
-    except (zlib.error, ValueError):
+    stored = _parsed(data)
+    if stored is None:
         return False
     return all(e[2] != "r" or e[4] is not None for entries in stored.values() for e in entries)
 
@@ -156,20 +172,20 @@ def _node(entry: list[Any], path: str, memo: RenderMemo, resolve: Resolve) -> No
     if kind == "r":
         key, blob_id, size = _keyed(entry[3]), entry[4], entry[5]
         inside = tuple(path.split("/")) if path else ()
-        content = LazyContent(memo, key, _render_of(resolve, inside, name))
-        if blob_id is not None:
+        if blob_id is not None:  # sized and read from the store, no record read
             memo.remember(key, (blob_id, size))
-            content.stored_size = size
-        return Node(name, False, mtime, content)
+        return Node(
+            name, False, mtime, LazyContent(memo, key, _render_of(resolve, inside, name, key))
+        )
     raise KeyError(kind)
 
 
-def _render_of(resolve: Resolve, path: TreePath, name: str) -> Callable[[], bytes]:
-    return lambda: resolve(path, name)
+def _render_of(resolve: Resolve, path: TreePath, name: str, key: tuple) -> Callable[[], bytes]:
+    return lambda: resolve(path, name, key)
 
 
 def _listed(key: Any) -> Any:
-    """A render key as JSON: tuples as lists (a key holds no lists, `content._plain`)."""
+    """A render key as JSON: tuples as lists (a key holds no lists, `content.plain`)."""
     return [_listed(k) for k in key] if isinstance(key, tuple) else key
 
 

@@ -25,11 +25,12 @@ by-run/<run>/<dataset>/<target>/<label>/, best/<dataset>/<target>.csv.
 from __future__ import annotations
 
 import errno
+import logging
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from n4afs_core.errors import BlobNotFound, BlobUnreadable
+from n4afs_core.errors import BlobNotFound, BlobUnreadable, N4AError
 from n4afs_core.index.catalog import DatasetInfo
 from n4afs_core.index.queries import ResultRow
 from n4afs_core.maintenance import UsageScope
@@ -57,6 +58,8 @@ from n4afs.tree.library_imports import importing_in_turns
 from n4afs.tree.names import unique_names
 from n4afs.tree.pipeline_pickle import BlobSegment
 from n4afs.tree.snapshot import Snapshot, an_owner_died, load_snapshot
+
+log = logging.getLogger(__name__)
 
 
 class Views:
@@ -308,10 +311,14 @@ class _Recent:
         return self._items.get(key, default)
 
     def put(self, key: Any, value: Any) -> None:
+        """Safe from several threads (fsspec's): no step fails on a key another removed."""
+        self._items.pop(key, None)
         self._items[key] = value
-        self._items.move_to_end(key)
         while len(self._items) > self.size:
-            self._items.popitem(last=False)
+            try:
+                self._items.popitem(last=False)
+            except KeyError:  # emptied by another thread meanwhile
+                break
 
 
 class _Listings:
@@ -558,7 +565,9 @@ class Tree:
 
     def result_at(self, path: TreePath) -> tuple[ResultRow, int] | None:
         """The result whose folder is at or above `path`, and that folder's depth."""
-        views = self._current().views
+        return self._result_at(self._current().views, path)
+
+    def _result_at(self, views: Views, path: TreePath) -> tuple[ResultRow, int] | None:
         if len(path) >= 3 and path[0] == "runs" and path[1] in views.datasets:
             result, depth = self._result_below(views, path[1], path[2:])
             return (result, 2 + depth) if result is not None else None
@@ -795,20 +804,24 @@ class Tree:
         if found is _UNKNOWN:
             found = self.files.stored_folder(generation.views, result)
             generation.folders.put(result.result_id, found)
-            if found is None:
+            if found is None and self.memo.stored.writable:
                 generation.unstored[result.result_id] = result
         return found
 
     def _store_folder_of(self, generation: _Generation, path: TreePath) -> None:
         """A file below a result folder not stored yet was looked up (a `stat`: `du`,
         `ls -la`, a read): store the folder whole, once, so the next process lists and
-        sizes it without rows or renders."""
-        found = self.result_at(path)
+        sizes it without rows or renders. Best effort: a blob a YAML file needs that is
+        missing or damaged fails that file's read (EIO, `n4afs verify`), never this lookup."""
+        found = self._result_at(generation.views, path)
         if found is None or len(path) <= found[1]:
             return
         result = generation.unstored.pop(found[0].result_id, None)
         if result is not None and self.memo.stored.writable:  # not in a read-only workspace
-            self.files.store_folder(generation.views, result)
+            try:
+                self.files.store_folder(generation.views, result)
+            except (N4AError, OSError) as exc:
+                log.debug("result folder %s not stored: %s", result.label, exc)
 
     def _dataset_mtime(self, views: Views, dataset: DatasetInfo) -> float:
         return max(_ts(dataset.created_at), views.latest_of(dataset.dataset_id))
