@@ -54,8 +54,9 @@ class BlobId(str):
         """The two-character fan-out directory, so no directory holds millions of files."""
         return self[:2]
 
-    def __repr__(self) -> str:
-        return f"BlobId({self.short}…)"
+    # No `__repr__` of its own: a blob id's repr is its text, whole. Render keys are
+    # recorded under their repr (`n4afs.tree.content.key_text`); an abbreviated repr made
+    # keys that differed past its 8 hex digits one record.
 
 
 def sha256_hex(data: bytes | bytearray | memoryview) -> str:

@@ -238,19 +238,12 @@ _HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def key_text(key: Any) -> str:
-    """A key's text for its record's digest: its `repr`, with every `str` subclass shown as
-    the text it holds. A `BlobId`'s repr is abbreviated (`BlobId(eba57e3b…)`): keys that
-    differed past those 8 hex digits were one record, and a key read back from a stored
-    result folder (plain text) was another record than the same key drawn here."""
-    return repr(_canonical(key))
-
-
-def _canonical(key: Any) -> Any:
-    if isinstance(key, tuple):
-        return tuple(_canonical(k) for k in key)
-    if isinstance(key, str) and type(key) is not str:
-        return str.__str__(key)
-    return key
+    """A key's text for its record's digest: its `repr`, the same in every process for a
+    `plain` key. A blob id's repr is its whole text (`BlobId` has no repr of its own: an
+    abbreviated one made keys that differed past 8 hex digits one record, and the second
+    was served the first's bytes), so a key read back from a stored result folder, where
+    blob ids are plain text, names the same record."""
+    return repr(key)
 
 
 def plain(key: Any) -> bool:
