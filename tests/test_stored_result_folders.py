@@ -243,3 +243,39 @@ def test_a_render_drawn_again_under_another_key_is_refused(workspace):
     result = views.results_by_dataset[views.datasets["fermentation"].dataset_id][0]
     with pytest.raises(BlobCorrupt, match="differs from what the index shows"):
         tree.files._drawn(views, result, ("predictions",), "cv.csv", ("csv", "another key"))
+
+
+def test_a_tree_storing_folders_later_queues_them_and_stores_them_when_asked(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    ws.run(templates=[TEMPLATE], datasets=["chemotools:fermentation"], cv=3)
+    tree = Tree(Workspace(ws.path), auto_refresh=False, store_folders_later=True)
+    one, two = result_folders(tree, DATASET)
+    assert tree.lookup((*one, "pipeline.yaml")) is not None  # a `stat`: queued, not stored
+    fresh = Tree(Workspace(ws.path))
+    views = fresh._current().views
+    by_label = {
+        r.label: r for r in views.results_by_dataset[views.datasets["fermentation"].dataset_id]
+    }
+    assert fresh.files.stored_folder(views, by_label[one[-1]]) is None
+    assert tree.store_looked_at(10.0) == 1 and tree.store_looked_at(10.0) == 0
+    assert fresh.files.stored_folder(views, by_label[one[-1]]) is not None
+    assert fresh.files.stored_folder(views, by_label[two[-1]]) is None
+
+
+def test_the_mount_stores_the_folders_looked_into_once_idle(tmp_path):
+    from tests.mount_fixture import Mount
+
+    ws = Workspace(tmp_path / "ws")
+    ws.run(templates=[TEMPLATE], datasets=["chemotools:fermentation"], cv=3)
+    folder = result_folders(Tree(Workspace(ws.path)), DATASET)[0]
+    mount = Mount(ws.path, tmp_path / "mnt")
+    with mount.serving():
+        for path in (mount.path.joinpath(*folder)).rglob("*"):
+            path.stat()  # a `du`: every file stat'ed, nothing stored inside the callbacks
+        fresh = Tree(Workspace(ws.path))
+        views = fresh._current().views
+        result = views.result(views.datasets["fermentation"].dataset_id, folder[-1])
+        deadline = time.monotonic() + 60  # after the chart imports, once callbacks pause
+        while fresh.files.stored_folder(views, result) is None:
+            assert time.monotonic() < deadline, "the mount never stored the folder"
+            time.sleep(0.2)

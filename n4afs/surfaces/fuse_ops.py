@@ -71,6 +71,8 @@ POLL_SECONDS = 0.2
 # fresh mount's first listings, answered from stored renders, need none of them and ran ~3x
 # slower beside the imports (the GIL); a busy mount's callbacks import what they need.
 IDLE_SECONDS = 0.1
+# While idle, the watcher stores the result folders looked into, this long at a time.
+STORE_SLICE_SECONDS = 0.02
 READDIR_PLUS = 1  # libfuse's FUSE_READDIR_PLUS: the kernel asked for READDIRPLUS
 FILL_DIR_PLUS = 2  # libfuse's FUSE_FILL_DIR_PLUS: this entry carries its attributes
 # The kernel-side levers in use; scripts/bench_mount.py --levers measures each alone.
@@ -120,7 +122,8 @@ class TreeOperations(mfusepy.Operations):
         """Reload the tree when the index moves, invalidate what may have changed, read
         the new results' rows for `models/` and `predictions/`, so no callback waits, and
         collect cyclic garbage when the daemon is idle. Once the first callbacks pause, it
-        imports what the first chart and report need (`Tree.prepare`)."""
+        imports what the first chart and report need (`Tree.prepare`). While no callback
+        comes, it stores the result folders looked into (`_store_folders`)."""
         started = time.monotonic()
         try:
             if self.tree.prepare(self.until_idle):
@@ -129,10 +132,25 @@ class TreeOperations(mfusepy.Operations):
                 )
         except Exception:  # a missing chart library fails the chart, not the mount
             log.exception("preparing the chart libraries failed")
+        seen = self.calls
         while True:
             self._poll()
+            if self.calls == seen and not self.in_flight:  # no callback since the last tick
+                self._store_folders()
+            seen = self.calls
             if self._stop.wait(POLL_SECONDS):
                 return
+
+    def _store_folders(self) -> None:
+        """Store the result folders looked into (`Tree.store_looked_at`), in slices short
+        enough that a callback arriving meanwhile waits little for the GIL."""
+        seen = self.calls
+        try:
+            while self.calls == seen and not self.in_flight and not self._stop.is_set():
+                if not self.tree.store_looked_at(STORE_SLICE_SECONDS):
+                    return
+        except Exception:  # storing is an optimization: never the mount's failure
+            log.exception("storing result folders failed")
 
     def _poll(self) -> None:
         try:

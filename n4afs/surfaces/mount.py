@@ -122,7 +122,7 @@ def serve(ws: Any, mountpoint: Path, allow_other: bool) -> None:
     from n4afs.tree.tree import Tree
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    tree = Tree(ws, auto_refresh=False)
+    tree = Tree(ws, auto_refresh=False, store_folders_later=True)
     tree.refresh()  # the datasets and counts only: results load per dataset, when browsed
     record = register(mountpoint, ws.path.absolute())
     try:

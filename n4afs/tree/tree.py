@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -293,6 +294,8 @@ class _Generation:
         self.folders = _Recent(_FOLDERS_KEPT)
         # results whose folder is not stored yet, by id: stored at the first file lookup
         self.unstored: dict[str, ResultRow] = {}
+        # ... or, with `Tree.store_folders_later`, queued here at that lookup
+        self.looked_at: dict[str, ResultRow] = {}
         self.topped_up = False  # `Tree.top_up` ran for this generation
 
 
@@ -378,7 +381,11 @@ class Tree:
     """The read interface shared by the fsspec filesystem, the FUSE mount and export."""
 
     def __init__(
-        self, workspace: Any, auto_refresh: bool = True, stored_renders: bool = True
+        self,
+        workspace: Any,
+        auto_refresh: bool = True,
+        stored_renders: bool = True,
+        store_folders_later: bool = False,
     ) -> None:
         """`auto_refresh`: check the change token on every call (fsspec, CLI). The mount
         turns it off and calls `refresh()` from a watcher thread instead, so no callback
@@ -393,6 +400,9 @@ class Tree:
         self._generation: _Generation | None = None
         self.previous: _Generation | None = None  # the one replaced by the last refresh
         self.refreshes = 0
+        # a result folder looked into is stored by `store_looked_at` (the mount's watcher,
+        # when idle), not inside the `stat` that found it unstored
+        self.store_folders_later = store_folders_later
 
     # -- freshness --------------------------------------------------------------------
     def refresh(self) -> bool:
@@ -817,11 +827,31 @@ class Tree:
         if found is None or len(path) <= found[1]:
             return
         result = generation.unstored.pop(found[0].result_id, None)
-        if result is not None and self.memo.stored.writable:  # not in a read-only workspace
-            try:
-                self.files.store_folder(generation.views, result)
-            except (N4AError, OSError) as exc:
-                log.debug("result folder %s not stored: %s", result.label, exc)
+        if result is None or not self.memo.stored.writable:  # not in a read-only workspace
+            return
+        if self.store_folders_later:
+            generation.looked_at[result.result_id] = result
+        else:
+            self._store_folder(generation, result)
+
+    def _store_folder(self, generation: _Generation, result: ResultRow) -> None:
+        try:
+            self.files.store_folder(generation.views, result)
+        except (N4AError, OSError) as exc:
+            log.debug("result folder %s not stored: %s", result.label, exc)
+
+    def store_looked_at(self, seconds: float) -> int:
+        """Store the result folders looked into since (`store_folders_later`), for about
+        `seconds` at most: the mount's watcher calls this while no callback comes, so a
+        first `du` costs what it did before folders were stored (~2 ms a folder: its YAML
+        rendered, a blob put and fsynced). Returns how many it stored."""
+        generation, stored = self._current(), 0
+        deadline = time.monotonic() + seconds
+        while generation.looked_at and time.monotonic() < deadline:
+            _, result = generation.looked_at.popitem()
+            self._store_folder(generation, result)
+            stored += 1
+        return stored
 
     def _dataset_mtime(self, views: Views, dataset: DatasetInfo) -> float:
         return max(_ts(dataset.created_at), views.latest_of(dataset.dataset_id))
