@@ -71,8 +71,9 @@ POLL_SECONDS = 0.2
 # fresh mount's first listings, answered from stored renders, need none of them and ran ~3x
 # slower beside the imports (the GIL); a busy mount's callbacks import what they need.
 IDLE_SECONDS = 0.1
-# While idle, the watcher stores the result folders looked into, this long at a time.
-STORE_SLICE_SECONDS = 0.02
+# While idle, the watcher stores the result folders looked into, this long at a time (a
+# folder ~2 ms, most of it its blob's fsync): a callback arriving waits for one slice at most.
+STORE_SLICE_SECONDS = 0.005
 READDIR_PLUS = 1  # libfuse's FUSE_READDIR_PLUS: the kernel asked for READDIRPLUS
 FILL_DIR_PLUS = 2  # libfuse's FUSE_FILL_DIR_PLUS: this entry carries its attributes
 # The kernel-side levers in use; scripts/bench_mount.py --levers measures each alone.
