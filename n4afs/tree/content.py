@@ -107,11 +107,9 @@ class RenderMemo:
                     f"({len(data)}); run `n4afs gc` and read it again"
                 )
             if persist and self.stored is not None and plain(key):  # (again, if it was gone)
-                put = self.stored.put(self.stored.digest(key_text(key)), data, _record_inputs(key))
-                if put is not None:
-                    self._remember(key, put)
-                    if inner is not None:
-                        self._record(inner, put)
+                put = self._put(key, data)
+                if put is not None and inner is not None:
+                    self._record(inner, put)
         self._keep(key, data)
         return data
 
@@ -136,10 +134,14 @@ class RenderMemo:
         False when the workspace cannot be written."""
         if self.stored is None or not plain(key):
             return False
+        return self._put(key, data) is not None
+
+    def _put(self, key: tuple, data: bytes) -> tuple[str, int] | None:
+        """Put `data` and record it under `key` (remembered); None when not writable."""
         put = self.stored.put(self.stored.digest(key_text(key)), data, _record_inputs(key))
         if put is not None:
             self._remember(key, put)
-        return put is not None
+        return put
 
     def _keep(self, key: tuple, data: bytes) -> None:
         self._items[key] = data
